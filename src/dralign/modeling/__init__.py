@@ -1,0 +1,1 @@
+"""Model and reference loading, log-prob computation, reference cache."""
