@@ -1,0 +1,1 @@
+"""Benchmarks: the shift world, the log-linear world, speed."""

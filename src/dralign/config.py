@@ -1,0 +1,185 @@
+"""Typed configuration: dataclasses are the single source of every option.
+
+The command-line flags and the YAML keys are both derived from the dataclass fields: a field
+`max_length` is the YAML key `max_length` and the flag `--max-length`; its help text is the
+field's `help` metadata; its argparse group is the dataclass it belongs to. Precedence:
+dataclass default < YAML file (`--config`) < command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+def option(default=dataclasses.MISSING, help: str = "", **kwargs):
+    """A dataclass field with help text (shown by --help)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+class ConfigError(ValueError):
+    """A bad configuration value, naming where it came from."""
+
+
+def _unwrap_optional(tp):
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0], True
+    return tp, False
+
+
+def _sections(cls) -> list[tuple[str, type]]:
+    """(field name, dataclass type) of a config composed of section dataclasses."""
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(cls)]
+
+
+def _leaf_fields(cls):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        yield f, hints[f.name]
+
+
+def _convert(value: Any, tp, where: str):
+    """Coerce a YAML or command-line value to the field type `tp`, or raise ConfigError."""
+    tp, optional = _unwrap_optional(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+        if optional:
+            return None
+        raise ConfigError(f"{where}: a value is required")
+    origin = get_origin(tp)
+    try:
+        if origin is Literal:
+            choices = get_args(tp)
+            if value not in choices:
+                raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+            return value
+        if origin in (list, tuple):
+            (inner,) = get_args(tp)[:1]
+            items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+            return [_convert(v, inner, where) for v in items]
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"{where}: {value!r} is not a boolean")
+        if tp is float:
+            return float(value)
+        if tp is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if tp is str:
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a valid {getattr(tp, '__name__', tp)}") from None
+    return value
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
+    """Add one argparse group per section dataclass of `cls`, one flag per field."""
+    for section, section_cls in _sections(cls):
+        doc = (section_cls.__doc__ or section).strip().splitlines()[0]
+        group = parser.add_argument_group(section, doc)
+        for f, tp in _leaf_fields(section_cls):
+            inner, _ = _unwrap_optional(tp)
+            kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
+                                      "help": f.metadata.get("help", "")}
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            if default not in (None, "", []):
+                kwargs["help"] += f" (default: {default})"
+            if inner is bool:
+                kwargs["action"] = argparse.BooleanOptionalAction
+            elif get_origin(inner) is Literal:
+                kwargs["choices"] = list(get_args(inner))
+            elif get_origin(inner) in (list, tuple):
+                kwargs["nargs"] = "+"
+            else:
+                kwargs["metavar"] = f.name.upper()
+            group.add_argument(flag(f.name), **kwargs)
+
+
+def build(cls, overrides: dict[str, Any], where: str = "command line"):
+    """Instantiate section dataclasses of `cls` from a flat {field: value} mapping."""
+    known = {}
+    for section, section_cls in _sections(cls):
+        for f, tp in _leaf_fields(section_cls):
+            known[f.name] = (section, tp)
+    unknown = sorted(set(overrides) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}")
+    values: dict[str, dict] = {s: {} for s, _ in _sections(cls)}
+    for name, value in overrides.items():
+        section, tp = known[name]
+        values[section][name] = _convert(value, tp, f"{where}: {name}")
+    return cls(**{s: section_cls(**values[s]) for s, section_cls in _sections(cls)})
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config: a flat mapping of option names (sections may also be nested)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value")
+    flat = {}
+    for key, value in data.items():
+        if isinstance(value, dict):  # a nested section
+            flat.update(value)
+        else:
+            flat[key] = value
+    return {k.replace("-", "_"): v for k, v in flat.items()}
+
+
+def from_args(cls, args: argparse.Namespace):
+    """dataclass default < YAML (args.config) < explicitly given command-line flags."""
+    given = {k: v for k, v in vars(args).items() if k not in ("config", "command", "func")}
+    from_yaml = load_yaml(args.config) if getattr(args, "config", None) else {}
+    build(cls, from_yaml, where=str(args.config))  # a bad value in the file names the file
+    return build(cls, {**from_yaml, **given}, where="command line")
+
+
+def to_flat_dict(config) -> dict[str, Any]:
+    out = {}
+    for section, _ in _sections(type(config)):
+        out[section] = dataclasses.asdict(getattr(config, section))
+    return out
+
+
+def save_yaml(config, path: str | Path) -> None:
+    """Write the resolved config atomically (sections as nested mappings)."""
+    atomic_write_text(path, yaml.safe_dump(to_flat_dict(config), sort_keys=False))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)

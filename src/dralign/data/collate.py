@@ -1,0 +1,105 @@
+"""Batches: padding and masks (the contract the model code reads), and a deterministic sampler.
+
+`collate_pairs` returns, for B pairs:
+
+- ``input_ids`` LongTensor [2B, L]: rows 0..B−1 prompt+chosen, rows B..2B−1 prompt+rejected,
+  right-padded with ``pad_token_id`` to the longest of the 2B sequences;
+- ``attention_mask`` LongTensor [2B, L]: 1 on real tokens, 0 on padding;
+- ``completion_mask`` BoolTensor [2B, L]: True at t iff ``input_ids[:, t]`` is a completion
+  token (its log-prob is read from the logits at t−1; t ≥ 1 always, as prompts are non-empty);
+- ``index`` LongTensor [B], ``weight`` FloatTensor [B] (1.0 when absent), ``group``
+  LongTensor [B] (−1 when absent), ``ratio`` and ``target_prob`` FloatTensor [B] (NaN when
+  absent).
+
+`collate_unpaired` returns the same per sequence for N examples ([N, L] tensors), ``label``
+BoolTensor [N] and the same per-example fields.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .tokenize import PairExample, UnpairedExample
+
+
+def _pad(sequences: Sequence[tuple[Sequence[int], Sequence[int]]], pad_token_id: int
+         ) -> dict[str, torch.Tensor]:
+    """Right-pad (prompt, completion) id pairs into input_ids, attention and completion masks."""
+    length = max(len(p) + len(c) for p, c in sequences)
+    input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    completion_mask = torch.zeros((len(sequences), length), dtype=torch.bool)
+    for i, (prompt, completion) in enumerate(sequences):
+        n_prompt, n = len(prompt), len(prompt) + len(completion)
+        input_ids[i, :n] = torch.tensor([*prompt, *completion], dtype=torch.long)
+        attention_mask[i, :n] = 1
+        completion_mask[i, n_prompt:n] = True
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "completion_mask": completion_mask}
+
+
+def _per_example(examples: Sequence[PairExample | UnpairedExample]) -> dict[str, torch.Tensor]:
+    def optional(values):
+        return torch.tensor([math.nan if v is None else v for v in values], dtype=torch.float)
+
+    return {
+        "index": torch.tensor([e.index for e in examples], dtype=torch.long),
+        "weight": torch.tensor([e.weight for e in examples], dtype=torch.float),
+        "group": torch.tensor([e.group for e in examples], dtype=torch.long),
+        "ratio": optional(e.ratio for e in examples),
+        "target_prob": optional(e.target_prob for e in examples),
+    }
+
+
+def collate_pairs(examples: Sequence[PairExample], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Batch B preference pairs into [2B, L] tensors: chosen rows first, then rejected."""
+    if not examples:
+        raise ValueError("collate_pairs needs at least one example")
+    sequences = ([(e.prompt_ids, e.chosen_ids) for e in examples]
+                 + [(e.prompt_ids, e.rejected_ids) for e in examples])
+    return {**_pad(sequences, pad_token_id), **_per_example(examples)}
+
+
+def collate_unpaired(examples: Sequence[UnpairedExample], pad_token_id: int
+                     ) -> dict[str, torch.Tensor]:
+    """Batch N unpaired examples into [N, L] tensors plus ``label`` [N]."""
+    if not examples:
+        raise ValueError("collate_unpaired needs at least one example")
+    batch = _pad([(e.prompt_ids, e.completion_ids) for e in examples], pad_token_id)
+    batch["label"] = torch.tensor([e.label for e in examples], dtype=torch.bool)
+    return {**batch, **_per_example(examples)}
+
+
+def batch_indices(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
+                  drop_last: bool = False, group_by_length: Sequence[int] | None = None,
+                  mega_batch: int = 50) -> list[list[int]]:
+    """The batches of one epoch as lists of example indices; a function of (seed, epoch) only.
+
+    With `shuffle`, indices are permuted by a generator seeded with (seed, epoch). With
+    `group_by_length` (one length per example, e.g. ``PreferenceData.lengths()``), each run of
+    ``mega_batch × batch_size`` indices is sorted by length (longest first) before being cut
+    into batches, and the batches are then shuffled, so batches hold similar lengths. The last
+    batch is smaller when `n` is not a multiple of `batch_size`, unless `drop_last`.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    if group_by_length is not None and len(group_by_length) != n:
+        raise ValueError(f"group_by_length has {len(group_by_length)} lengths for {n} examples")
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n) if shuffle else np.arange(n)
+    if group_by_length is not None:
+        lengths = np.asarray(group_by_length)
+        chunk = mega_batch * batch_size
+        order = np.concatenate([
+            part[np.argsort(-lengths[part], kind="stable")]
+            for part in np.split(order, range(chunk, n, chunk))]) if n else order
+    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+    if drop_last and batches and len(batches[-1]) < batch_size:
+        batches.pop()
+    if group_by_length is not None and shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches

@@ -1,0 +1,182 @@
+"""Reading raw rows, each with its provenance, from files, saved datasets or the Hub.
+
+Supported sources (`load_rows`):
+
+- ``.jsonl``: one JSON object per line. Blank lines are ignored (they are not rows); the row
+  index counts the non-blank lines from 0 and ``line`` is the 1-based physical line. A line that
+  is not valid JSON, or not a JSON object, becomes a row with ``error`` set (a bad row later),
+  never a crash.
+- ``.json``: a list of objects, or an object whose ``"data"`` or ``"rows"`` key holds that list.
+- ``.parquet`` and ``.csv`` (CSV through pyarrow: empty cells of numeric columns are missing
+  values, empty cells of text columns are empty strings).
+- each of the above compressed as ``.gz`` (e.g. ``train.jsonl.gz``).
+- a folder written by ``datasets.Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``
+  (``split`` picks the split of a DatasetDict).
+- anything else that is not an existing path: a Hub dataset name, loaded with
+  ``datasets.load_dataset(name, subset, split=split)`` (the only case that uses the network).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .report import INVALID_JSON, NOT_AN_OBJECT, DataError
+
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One raw row and where it came from.
+
+    ``index`` is the 0-based row index in ``file``; ``line`` the 1-based line number (JSONL
+    only). When the row could not be parsed, ``data`` is None and ``error`` / ``error_reason``
+    say why (reason ``invalid_json`` or ``not_an_object``).
+    """
+
+    data: Mapping[str, Any] | None
+    file: str
+    index: int
+    line: int | None = None
+    error: str | None = None
+    error_reason: str | None = None
+
+
+def rows_from_records(records: Iterable[Any], file: str = "<memory>") -> list[Row]:
+    """Wrap in-memory dicts as rows of a pseudo-file named `file` (non-dicts: unreadable rows)."""
+    return [_row(record, file, i) for i, record in enumerate(records)]
+
+
+def load_rows(source: str | os.PathLike, *, subset: str | None = None,
+              split: str = "train") -> list[Row]:
+    """Read every row of `source` (a file, a saved dataset folder or a Hub dataset name).
+
+    See the module docstring for the formats. Raises DataError when the source as a whole
+    cannot be read (missing file, unknown suffix, malformed ``.json``, missing split).
+    """
+    path = Path(source)
+    if path.is_dir():
+        return _load_saved_dataset(path, split)
+    if path.is_file():
+        return _load_file(path)
+    if _looks_like_path(str(source)):
+        raise DataError(f"data file not found: {source}")
+    return _load_hub(str(source), subset, split)
+
+
+def _looks_like_path(source: str) -> bool:
+    """A Hub name is ``name`` or ``owner/name``; anything with a data suffix or an explicit
+    relative/absolute start is meant as a local path."""
+    name = source[:-3] if source.endswith(".gz") else source
+    return name.endswith(FILE_SUFFIXES) or source.startswith((".", "/", "~"))
+
+
+def _file_kind(path: Path) -> tuple[str, bool]:
+    """(suffix among FILE_SUFFIXES, gzipped?) or DataError for an unsupported name."""
+    name = path.name.lower()
+    compressed = name.endswith(".gz")
+    if compressed:
+        name = name[:-3]
+    for suffix in FILE_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix, compressed
+    raise DataError(f"{path}: unsupported file type; expected one of "
+                    f"{', '.join(FILE_SUFFIXES)} (optionally .gz), a save_to_disk folder, "
+                    f"or a Hub dataset name")
+
+
+def _load_file(path: Path) -> list[Row]:
+    suffix, compressed = _file_kind(path)
+    raw = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
+    file = str(path)
+    if suffix == ".jsonl":
+        return _parse_jsonl(raw, file)
+    if suffix == ".json":
+        return _parse_json(raw, file)
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+        return rows_from_records(pq.read_table(io.BytesIO(raw)).to_pylist(), file)
+    import pyarrow.csv as pcsv
+    try:
+        table = pcsv.read_csv(io.BytesIO(raw))
+    except Exception as err:  # pyarrow raises ArrowInvalid with the offending line
+        raise DataError(f"{file}: cannot parse CSV: {err}") from err
+    return [_row(_nan_to_none(r), file, i) for i, r in enumerate(table.to_pylist())]
+
+
+def _row(record: Any, file: str, index: int, line: int | None = None) -> Row:
+    if not isinstance(record, Mapping):
+        return Row(None, file, index, line, error=f"row is not an object "
+                   f"(got {type(record).__name__})", error_reason=NOT_AN_OBJECT)
+    return Row(dict(record), file, index, line)
+
+
+def _nan_to_none(record: dict) -> dict:
+    """CSV has no other way to write a missing number than an empty (NaN) cell."""
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
+
+
+def _parse_jsonl(raw: bytes, file: str) -> list[Row]:
+    rows: list[Row] = []
+    for line_no, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        index = len(rows)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            rows.append(Row(None, file, index, line_no, error=f"invalid JSON: {err.msg} "
+                            f"(column {err.colno})", error_reason=INVALID_JSON))
+            continue
+        rows.append(_row(record, file, index, line_no))
+    return rows
+
+
+def _parse_json(raw: bytes, file: str) -> list[Row]:
+    try:
+        content = json.loads(raw.decode("utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{file}: invalid JSON at line {err.lineno}, column {err.colno}: "
+                        f"{err.msg}") from err
+    if isinstance(content, dict):
+        key = next((k for k in ("data", "rows") if isinstance(content.get(k), list)), None)
+        if key is None:
+            raise DataError(f"{file}: a .json file must hold a list of rows or an object with "
+                            f"a 'data' or 'rows' list; found keys {sorted(content)[:10]}")
+        content = content[key]
+    if not isinstance(content, list):
+        raise DataError(f"{file}: a .json file must hold a list of rows, "
+                        f"got {type(content).__name__}")
+    return rows_from_records(content, file)
+
+
+def _load_saved_dataset(path: Path, split: str) -> list[Row]:
+    if not ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
+        raise DataError(f"{path}: a folder must be written by datasets' save_to_disk "
+                        f"(no dataset_dict.json or state.json in it)")
+    import datasets
+    loaded = datasets.load_from_disk(str(path))
+    file = str(path)
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(f"{path}: no split {split!r}; available: {', '.join(loaded)}")
+        loaded, file = loaded[split], f"{path}[{split}]"
+    return rows_from_records(loaded, file)
+
+
+def _load_hub(name: str, subset: str | None, split: str) -> list[Row]:
+    import datasets
+    try:
+        loaded = datasets.load_dataset(name, subset, split=split)
+    except Exception as err:
+        raise DataError(f"{name!r} is neither an existing file or folder nor a loadable Hub "
+                        f"dataset ({type(err).__name__}: {err})") from err
+    file = name + (f"/{subset}" if subset else "") + f"[{split}]"
+    return rows_from_records(loaded, file)

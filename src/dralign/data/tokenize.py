@@ -1,0 +1,365 @@
+"""Tokenization with explicit truncation, and the tokenized dataset `PreferenceData`.
+
+Prompt and completion are tokenized separately: the prompt with the tokenizer's special tokens
+(e.g. a BOS), the completion without, then ``eos`` appended to the completion unless it already
+ends with it. Conversational rows are first rendered with the tokenizer's chat template (then
+neither part gets extra special tokens: the template has them).
+
+Truncation, in this order:
+1. the prompt is cut to ``max_prompt_length`` tokens on ``truncation_side`` (``"left"`` keeps
+   the end of the prompt, next to the completion; ``"right"`` keeps its start). With
+   ``max_prompt_length=None`` the prompt is never cut: it takes whatever room it needs.
+2. each completion is cut on the right so that prompt + completion ≤ ``max_length``.
+A row whose prompt leaves no room for a single completion token is a bad row
+(``prompt_fills_max_length``); so is a pair whose two completions become identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from . import report as R
+from .formats import (HH_ASSISTANT_MARKER, ColumnMap, PairRecord, UnpairedRecord, as_rows,
+                      bad_row, validate_pairs, validate_unpaired)
+from .loading import Row, load_rows
+from .report import BadRow, DataError, DataReport, check_policy
+
+TRUNCATION_SIDES = ("left", "right")
+
+
+@dataclass(frozen=True)
+class PairExample:
+    """One tokenized preference pair.
+
+    ``index`` is its position in the dataset (the key of the reference log-prob cache); ``row``
+    and ``file`` where it came from. ``group`` / ``source`` are ids into
+    ``PreferenceData.group_names`` / ``source_names`` (−1 when absent).
+    """
+
+    index: int
+    prompt_ids: tuple[int, ...]
+    chosen_ids: tuple[int, ...]
+    rejected_ids: tuple[int, ...]
+    weight: float = 1.0
+    group: int = -1
+    source: int = -1
+    target_prob: float | None = None
+    ratio: float | None = None
+    row: int = -1
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class UnpairedExample:
+    """One tokenized unpaired example: a prompt, a completion and whether it is desirable."""
+
+    index: int
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+    label: bool
+    weight: float = 1.0
+    group: int = -1
+    source: int = -1
+    target_prob: float | None = None
+    ratio: float | None = None
+    row: int = -1
+    file: str = ""
+
+
+@dataclass
+class PreferenceData:
+    """A tokenized dataset: examples, group and source names, pad id, settings and report."""
+
+    examples: list[PairExample] | list[UnpairedExample]
+    kind: str  # "pairs" or "unpaired"
+    pad_token_id: int
+    group_names: list[str]
+    source_names: list[str]
+    settings: dict
+    report: DataReport
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> PairExample | UnpairedExample:
+        return self.examples[i]
+
+    def collate(self, indices: Sequence[int]) -> dict:
+        """The batch of the examples at `indices` (see `collate_pairs` / `collate_unpaired`)."""
+        from .collate import collate_pairs, collate_unpaired
+        batch = [self.examples[i] for i in indices]
+        collate = collate_pairs if self.kind == "pairs" else collate_unpaired
+        return collate(batch, self.pad_token_id)
+
+    def lengths(self) -> list[int]:
+        """Longest sequence of each example (prompt + its longest completion), for batching."""
+        if self.kind == "pairs":
+            return [len(e.prompt_ids) + max(len(e.chosen_ids), len(e.rejected_ids))
+                    for e in self.examples]
+        return [len(e.prompt_ids) + len(e.completion_ids) for e in self.examples]
+
+    def fingerprint(self) -> str:
+        """sha256 over the settings and every example's index and token ids (and label).
+
+        Stable across calls and processes; changes with any token or tokenization setting.
+        """
+        digest = hashlib.sha256()
+        header = {"kind": self.kind, "pad_token_id": self.pad_token_id, **self.settings}
+        digest.update(json.dumps(header, sort_keys=True).encode())
+        for e in self.examples:
+            parts = ((e.prompt_ids, e.chosen_ids, e.rejected_ids) if self.kind == "pairs"
+                     else (e.prompt_ids, e.completion_ids, (int(e.label),)))
+            digest.update(np.asarray([e.index, *map(len, parts)], dtype=np.int64).tobytes())
+            for ids in parts:
+                digest.update(np.asarray(ids, dtype=np.int64).tobytes())
+        return digest.hexdigest()
+
+
+def pad_token_id_of(tokenizer) -> int:
+    """The tokenizer's pad id, else its eos id; ValueError when it has neither."""
+    for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if token_id is not None:
+            return int(token_id)
+    raise ValueError("the tokenizer has neither a pad nor an eos token; set tokenizer.pad_token")
+
+
+def truncate(prompt: list[int], completions: Sequence[list[int]], *, max_length: int,
+             max_prompt_length: int | None, truncation_side: str
+             ) -> tuple[list[int], list[list[int]], bool, bool]:
+    """(prompt, completions, prompt_cut, any_completion_cut) after the module's rules.
+
+    The returned completions may be empty: the caller treats that as a bad row.
+    """
+    prompt_cut = max_prompt_length is not None and len(prompt) > max_prompt_length
+    if prompt_cut:
+        prompt = (prompt[len(prompt) - max_prompt_length:] if truncation_side == "left"
+                  else prompt[:max_prompt_length])
+    room = max(max_length - len(prompt), 0)
+    completion_cut = any(len(c) > room for c in completions)
+    return prompt, [c[:room] for c in completions], prompt_cut, completion_cut
+
+
+def render_conversation(tokenizer, prompt: list, completion: list) -> tuple[str, str]:
+    """(prompt text, completion text) rendered with the tokenizer's chat template.
+
+    The prompt is rendered with the generation prompt; the completion is what the full
+    conversation adds after it. Raises ValueError when the template does not render the full
+    conversation as a continuation of the prompt.
+    """
+    full = tokenizer.apply_chat_template(prompt + completion, tokenize=False)
+    for generation_prompt in (True, False):
+        text = tokenizer.apply_chat_template(prompt, tokenize=False,
+                                             add_generation_prompt=generation_prompt)
+        if full.startswith(text):
+            return text, full[len(text):]
+    raise ValueError("the chat template does not render prompt + completion as a continuation "
+                     "of the rendered prompt")
+
+
+def _check_settings(tokenizer, on_bad_row: str, max_length: int, max_prompt_length: int | None,
+                    truncation_side: str, add_eos: bool) -> None:
+    check_policy(on_bad_row)
+    if max_length < 2:
+        raise ValueError(f"max_length must be ≥ 2, got {max_length}")
+    if max_prompt_length is not None and not 1 <= max_prompt_length < max_length:
+        raise ValueError(f"max_prompt_length must be in [1, max_length), got {max_prompt_length}")
+    if truncation_side not in TRUNCATION_SIDES:
+        raise ValueError(f"truncation_side must be one of {TRUNCATION_SIDES}, "
+                         f"got {truncation_side!r}")
+    if add_eos and tokenizer.eos_token_id is None:
+        raise ValueError("add_eos=True but the tokenizer has no eos token")
+
+
+def _require_chat_template(tokenizer, records: Sequence[PairRecord]) -> None:
+    if records and records[0].conversational and not getattr(tokenizer, "chat_template", None):
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        raise DataError(f"{records[0].file}: conversational rows (lists of messages) need a "
+                        f"tokenizer with a chat template, and tokenizer {name!r} has none. Set "
+                        f"tokenizer.chat_template, or give the rows as plain text.")
+
+
+def _tokenize_texts(tokenizer, prompts: list[str], completions: list[list[str]],
+                    special_prompt: bool, add_eos: bool) -> tuple[list, list[list]]:
+    """Batch-tokenize prompts (with special tokens if `special_prompt`) and completions."""
+    prompt_ids = tokenizer(prompts, add_special_tokens=special_prompt)["input_ids"] if prompts else []
+    out = []
+    for texts in completions:
+        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        if add_eos:
+            eos = tokenizer.eos_token_id
+            ids = [x if x and x[-1] == eos else [*x, eos] for x in ids]
+        out.append(ids)
+    return list(prompt_ids), out
+
+
+def _texts(tokenizer, records: Sequence[PairRecord | UnpairedRecord], fields: tuple[str, ...],
+           cols: ColumnMap, bad: list[BadRow]) -> tuple[list, list[str], list[list[str]]]:
+    """Render every record to text; returns (kept records, prompts, completions per field)."""
+    kept, prompts, completions = [], [], [[] for _ in fields]
+    for record in records:
+        if getattr(record, "conversational", False):
+            try:
+                rendered = [render_conversation(tokenizer, record.prompt, getattr(record, f))
+                            for f in fields]
+            except ValueError as err:
+                bad.append(bad_row(record, cols.chosen, R.CHAT_TEMPLATE_MISMATCH, str(err)))
+                continue
+            prompt, texts = rendered[0][0], [c for _, c in rendered]
+        else:
+            prompt, texts = record.prompt, [getattr(record, f) for f in fields]
+        kept.append(record)
+        prompts.append(prompt)
+        for column, text in zip(completions, texts):
+            column.append(text)
+    return kept, prompts, completions
+
+
+def _ids_of(names: list[str], new: Sequence[str | None]) -> tuple[list[str], dict[str, int]]:
+    """Extend `names` with the new names (sorted: integer names numerically, then strings)."""
+    added = sorted({n for n in new if n is not None} - set(names),
+                   key=lambda n: (0, int(n), "") if n.lstrip("-").isdigit() else (1, 0, n))
+    names = [*names, *added]
+    return names, {n: i for i, n in enumerate(names)}
+
+
+def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad: list[BadRow],
+            encoded: list[tuple], cut_counts: tuple[int, int], on_bad_row: str,
+            groups: Sequence[str] | None, sources: Sequence[str] | None,
+            settings: dict) -> PreferenceData:
+    """Apply the bad-row policy and build the examples, names and report."""
+    bad.sort(key=lambda b: (b.file, b.row))
+    if bad and on_bad_row == "error":
+        raise DataError.from_bad_rows(bad, len(rows))
+    group_names, group_ids = _ids_of(list(groups or []), [r.extras.group for r in records])
+    source_names, source_ids = _ids_of(list(sources or []), [r.extras.source for r in records])
+    examples = []
+    for index, (record, ids) in enumerate(zip(records, encoded)):
+        x = record.extras
+        common = dict(weight=x.weight, group=group_ids.get(x.group, -1),
+                      source=source_ids.get(x.source, -1), target_prob=x.target_prob,
+                      ratio=x.ratio, row=record.row, file=record.file)
+        if kind == "pairs":
+            examples.append(PairExample(index, *ids, **common))
+        else:
+            examples.append(UnpairedExample(index, *ids, label=record.label, **common))
+    files = sorted({r.file for r in rows})
+    report = DataReport(source=", ".join(files) or "<no rows>", format=fmt, rows_read=len(rows),
+                        kept=len(examples), bad_rows=bad, truncated_prompt=cut_counts[0],
+                        truncated_completion=cut_counts[1], settings=settings)
+    assert report.kept + report.n_skipped == report.rows_read, "a row was lost"
+    return PreferenceData(examples, kind, pad_token_id_of(tokenizer), group_names, source_names,
+                          settings, report)
+
+
+def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer, *,
+                   format: str | None = None, columns: ColumnMap | Mapping[str, str] | None = None,
+                   on_bad_row: str = "error", max_length: int = 512,
+                   max_prompt_length: int | None = None, truncation_side: str = "left",
+                   add_eos: bool = True, marker: str = HH_ASSISTANT_MARKER,
+                   groups: Sequence[str] | None = None, sources: Sequence[str] | None = None
+                   ) -> PreferenceData:
+    """Validate and tokenize preference pairs into `PreferenceData`.
+
+    `rows` come from `load_rows` (or are plain dicts). `format`/`columns`/`marker`: see
+    `validate_pairs`. `on_bad_row="error"` raises DataError listing the bad rows (validation
+    and tokenization ones together); ``"skip"`` drops them, counted in ``data.report``.
+    `groups`/`sources`: names whose ids are fixed first (e.g. a training set's), new names
+    follow. Truncation: see the module docstring.
+    """
+    _check_settings(tokenizer, on_bad_row, max_length, max_prompt_length, truncation_side,
+                    add_eos)
+    rows, cols = as_rows(rows), ColumnMap.of(columns)
+    fmt, records, bad = validate_pairs(rows, format=format, columns=columns, marker=marker)
+    _require_chat_template(tokenizer, records)
+    records, prompts, (chosen, rejected) = _texts(tokenizer, records, ("chosen", "rejected"),
+                                                  cols, bad)
+    prompt_ids, (chosen_ids, rejected_ids) = _tokenize_texts(
+        tokenizer, prompts, [chosen, rejected], special_prompt=fmt != "conversational",
+        add_eos=add_eos)
+    kept, encoded, cuts = [], [], [0, 0]
+    for record, p, c, r in zip(records, prompt_ids, chosen_ids, rejected_ids):
+        p, (c, r), prompt_cut, completion_cut = truncate(
+            p, [c, r], max_length=max_length, max_prompt_length=max_prompt_length,
+            truncation_side=truncation_side)
+        problem = _encoding_problem(p, {"chosen": c, "rejected": r}, max_length, max_prompt_length)
+        if problem is None and c == r:
+            problem = ("rejected", R.CHOSEN_EQUALS_REJECTED, "chosen and rejected are identical "
+                       f"after tokenization and truncation to max_length={max_length}")
+        if problem:
+            field, reason, detail = problem
+            bad.append(bad_row(record, getattr(cols, field), reason, detail))
+            continue
+        kept.append(record)
+        encoded.append((tuple(p), tuple(c), tuple(r)))
+        cuts[0] += prompt_cut
+        cuts[1] += completion_cut
+    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos)
+    return _finish("pairs", tokenizer, rows, fmt, kept, bad, encoded, tuple(cuts), on_bad_row,
+                   groups, sources, settings)
+
+
+def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer, *,
+                      columns: ColumnMap | Mapping[str, str] | None = None,
+                      on_bad_row: str = "error", max_length: int = 512,
+                      max_prompt_length: int | None = None, truncation_side: str = "left",
+                      add_eos: bool = True, groups: Sequence[str] | None = None,
+                      sources: Sequence[str] | None = None) -> PreferenceData:
+    """Validate and tokenize unpaired rows (prompt, completion, label); as `tokenize_pairs`."""
+    _check_settings(tokenizer, on_bad_row, max_length, max_prompt_length, truncation_side,
+                    add_eos)
+    rows, cols = as_rows(rows), ColumnMap.of(columns)
+    records, bad = validate_unpaired(rows, columns=columns)
+    records, prompts, (completions,) = _texts(tokenizer, records, ("completion",), cols, bad)
+    prompt_ids, (completion_ids,) = _tokenize_texts(tokenizer, prompts, [completions],
+                                                    special_prompt=True, add_eos=add_eos)
+    kept, encoded, cuts = [], [], [0, 0]
+    for record, p, c in zip(records, prompt_ids, completion_ids):
+        p, (c,), prompt_cut, completion_cut = truncate(
+            p, [c], max_length=max_length, max_prompt_length=max_prompt_length,
+            truncation_side=truncation_side)
+        problem = _encoding_problem(p, {"completion": c}, max_length, max_prompt_length)
+        if problem:
+            field, reason, detail = problem
+            bad.append(bad_row(record, getattr(cols, field), reason, detail))
+            continue
+        kept.append(record)
+        encoded.append((tuple(p), tuple(c)))
+        cuts[0] += prompt_cut
+        cuts[1] += completion_cut
+    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos)
+    return _finish("unpaired", tokenizer, rows, "unpaired", kept, bad, encoded, tuple(cuts),
+                   on_bad_row, groups, sources, settings)
+
+
+def _encoding_problem(prompt: list[int], completions: dict[str, list[int]], max_length: int,
+                      max_prompt_length: int | None) -> tuple[str, str, str] | None:
+    """(field, reason, detail) when tokenized ids cannot form an example, else None."""
+    if not prompt:
+        return "prompt", R.EMPTY, "the prompt tokenizes to zero tokens"
+    if len(prompt) >= max_length:
+        hint = "" if max_prompt_length is not None else "; set max_prompt_length to cut prompts"
+        return ("prompt", R.PROMPT_FILLS_MAX_LENGTH, f"prompt fills max_length: {len(prompt)} "
+                f"prompt tokens leave no room for a completion within max_length={max_length}"
+                f"{hint}")
+    for field, ids in completions.items():
+        if not ids:
+            return field, R.EMPTY, "the completion tokenizes to zero tokens"
+    return None
+
+
+def _settings(max_length: int, max_prompt_length: int | None, truncation_side: str,
+              add_eos: bool) -> dict:
+    return {"max_length": max_length, "max_prompt_length": max_prompt_length,
+            "truncation_side": truncation_side, "add_eos": add_eos}
+
+
+def load_preference_data(source, tokenizer, *, subset: str | None = None, split: str = "train",
+                         unpaired: bool = False, **kwargs) -> PreferenceData:
+    """`load_rows` then `tokenize_pairs` (or `tokenize_unpaired`); kwargs go to the latter."""
+    rows = load_rows(source, subset=subset, split=split)
+    return (tokenize_unpaired if unpaired else tokenize_pairs)(rows, tokenizer, **kwargs)

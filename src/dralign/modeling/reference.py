@@ -1,0 +1,99 @@
+"""Reference policies πref: a frozen copy, the PEFT base with its adapter off, or a cache.
+
+Every reference answers `logps(batch) -> PairLogps` (chosen/rejected sums and counts, each
+[B], on the device of `batch["input_ids"]`) without building an autograd graph.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+from dralign.modeling.logps import PairLogps, pair_logps
+
+if TYPE_CHECKING:
+    from dralign.modeling.cache import ReferenceCache
+
+_MODEL_INPUTS = ("input_ids", "attention_mask", "completion_mask")
+
+
+class Reference(ABC):
+    """A reference policy that scores the chosen and rejected completions of a paired batch."""
+
+    @abstractmethod
+    def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
+        """Reference chosen/rejected summed log-probs and counts, each [B], without gradients."""
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Dropout off for the duration; the previous train/eval mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _model_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairLogps:
+    """`pair_logps` in eval mode without gradients, run on the model's device and returned on
+    the batch's."""
+    batch_device = batch["input_ids"].device
+    on_model = {k: batch[k].to(_model_device(model)) for k in _MODEL_INPUTS}
+    with torch.no_grad(), _eval_mode(model):
+        result = pair_logps(model, on_model)
+    return PairLogps(*(t.to(batch_device) for t in result))
+
+
+class FrozenReference(Reference):
+    """A separate model whose weights never change (typically the policy's start weights).
+
+    The given model is put in eval mode and its parameters are frozen in place.
+    """
+
+    def __init__(self, model: torch.nn.Module):
+        self.model = model.eval().requires_grad_(False)
+
+    @classmethod
+    def from_policy(cls, policy: torch.nn.Module) -> "FrozenReference":
+        """A frozen deep copy of `policy` as it is now (call before training starts)."""
+        return cls(copy.deepcopy(policy))
+
+    def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
+        return _model_pair_logps(self.model, batch)
+
+
+class AdapterDisabledReference(Reference):
+    """The base model under a PEFT adapter, scored with the adapter disabled: a reference that
+    costs no extra weights. The policy's train/eval mode is restored after each call."""
+
+    def __init__(self, peft_model: torch.nn.Module):
+        if not hasattr(peft_model, "disable_adapter"):
+            raise TypeError(f"{type(peft_model).__name__} is not a PEFT model "
+                            "(no disable_adapter()); "
+                            "use FrozenReference.from_policy for a full-weight policy")
+        self.peft_model = peft_model
+
+    def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
+        with self.peft_model.disable_adapter():
+            return _model_pair_logps(self.peft_model, batch)
+
+
+class CachedReference(Reference):
+    """Precomputed reference values read by `batch["index"]`; never touches a model."""
+
+    def __init__(self, cache: "ReferenceCache"):
+        self.cache = cache
+
+    def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
+        index = batch["index"]
+        return PairLogps(*(t.to(index.device) for t in self.cache.lookup(index.cpu())))

@@ -1,0 +1,125 @@
+"""The training configuration. Every field is a YAML key and a `dralign train` flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..config import option
+
+
+@dataclass
+class ModelOptions:
+    """Model, reference and adapters."""
+
+    model: str | None = option(None, "causal LM: a local folder or a Hugging Face hub name")
+    ref_model: str | None = option(None, "reference model (default: the start weights of --model)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "weights dtype when loading")
+    attn_implementation: str | None = option(None, "attention kernel: eager, sdpa, flash_attention_2 (default: the model's)")
+    gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
+    lora_r: int = option(0, "LoRA rank; 0 trains all weights")
+    lora_alpha: float = option(16.0, "LoRA scaling alpha")
+    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_target_modules: list[str] | None = option(None, "module names to adapt (default: all linear layers)")
+    ref_cache: bool = option(True, "precompute reference log-probs once into a cache keyed by model+data+tokenisation; the reference model is then never held during training")
+    ref_cache_dir: str | None = option(None, "where reference caches live (default: OUTPUT_DIR/ref_cache)")
+
+
+@dataclass
+class DataOptions:
+    """Preference data."""
+
+    data: str | None = option(None, "JSONL/JSON/Parquet/CSV (.gz ok), a save_to_disk folder, or a hub dataset name")
+    data_subset: str | None = option(None, "hub dataset subset/config name")
+    data_split: str = option("train", "split to train on")
+    eval_data: str | None = option(None, "held-out file or folder (default: --eval-split of --data if it exists)")
+    eval_split: str | None = option(None, "held-out split name of --data")
+    eval_fraction: float = option(0.0, "hold out this fraction of the training rows for evaluation")
+    format: Literal["auto", "explicit", "implicit", "conversational", "unpaired"] = option("auto", "row format")
+    prompt_column: str = option("prompt", "column holding the prompt")
+    chosen_column: str = option("chosen", "column holding the chosen response")
+    rejected_column: str = option("rejected", "column holding the rejected response")
+    completion_column: str = option("completion", "column holding an unpaired completion")
+    label_column: str = option("label", "column holding an unpaired label (true = desirable)")
+    weight_column: str = option("weight", "optional column of per-row weights")
+    group_column: str = option("group", "optional column of group names (group-dro)")
+    source_column: str = option("source", "optional column of row sources (dora)")
+    target_prob_column: str = option("target_prob", "optional column of P(target | x, y) (dora)")
+    ratio_column: str = option("ratio", "optional column of density ratios h (dora)")
+    max_length: int = option(512, "max tokens of prompt + completion")
+    max_prompt_length: int | None = option(None, "max prompt tokens (default: as many as fit)")
+    truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")
+    on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows")
+
+
+@dataclass
+class MethodOptions:
+    """Method: a preset and its parameters (unset = the preset's default)."""
+
+    method: str = option("dpo", "preset name (see `dralign methods`)")
+    divergence: str | None = option(None, "override the preset's score: reverse_kl, forward_kl, js, alpha")
+    coupling: str | None = option(None, "override the coupling: paired, aot, aot_unpaired")
+    link: str | None = option(None, "override the link: sigmoid, robust, hinge, ipo")
+    robust: str | None = option(None, "override the aggregation: mean, kl, kl_official, drdpo, dora, reweight, group, cvar, chi2")
+    penalty: str | None = option(None, "override the penalty: none, wasserstein")
+    beta: float | None = option(None, "beta, KL-regularisation strength (0.1)")
+    label_smoothing: float | None = option(None, "eps of cDPO/rDPO/AOT (0; cdpo, rdpo 0.1)")
+    alpha: float | None = option(None, "alpha of the alpha-divergence, paper convention (0.5)")
+    tau: float | None = option(None, "tau, KLDPO temperature; smaller = more robust (1.0)")
+    drdpo_beta: float | None = option(None, "beta' of Dr. DPO (1.0)")
+    lam: float | None = option(None, "lambda of DoRA (1.0)")
+    eta: float | None = option(None, "step size of group DRO's q (0.01)")
+    cvar_level: float | None = option(None, "fraction of worst losses for CVaR (0.2)")
+    chi2_radius: float | None = option(None, "radius of the chi-square ball (1.0)")
+    rho: float | None = option(None, "rho of WDPO's gradient penalty (0.01)")
+    penalty_form: Literal["squared", "sqrt_mean"] | None = option(None, "WDPO penalty: per-example squared norm (official code) or sqrt of the mean (paper's Algorithm 1)")
+    penalty_mode: Literal["finite_difference", "exact"] | None = option(None, "how to differentiate WDPO's penalty")
+    length_normalize: bool | None = option(None, "use mean instead of summed completion log-probs")
+
+    def objective_kwargs(self) -> dict:
+        names = ("divergence", "coupling", "link", "robust", "penalty", "beta", "label_smoothing",
+                 "alpha", "tau", "drdpo_beta", "lam", "eta", "cvar_level", "chi2_radius", "rho",
+                 "penalty_form", "penalty_mode", "length_normalize")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+@dataclass
+class OptimOptions:
+    """Optimisation and schedule."""
+
+    output_dir: str = option("outputs/dralign", "where checkpoints, metrics and the model go")
+    batch_size: int = option(8, "pairs per micro-batch per process")
+    grad_accum: int = option(1, "micro-batches per optimizer step")
+    max_steps: int = option(0, "optimizer steps; 0 = one pass over --epochs")
+    epochs: float = option(1.0, "passes over the data when --max-steps is 0")
+    lr: float = option(5e-6, "peak learning rate")
+    optimizer: Literal["adamw", "sgd"] = option("adamw", "optimizer")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    warmup_steps: int = option(0, "linear warmup steps")
+    scheduler: Literal["cosine", "linear", "constant"] = option("cosine", "decay after warmup")
+    max_grad_norm: float = option(1.0, "clip the global gradient norm; 0 disables")
+    mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "autocast precision")
+    global_batch: Literal["auto", "exact", "local"] = option("auto", "robust statistics over the effective batch (exact) or per micro-batch (local); auto = exact when the objective couples examples")
+    seed: int = option(0, "seed of data order and initialisation")
+    max_bad_steps: int = option(5, "abort after this many consecutive non-finite steps")
+
+
+@dataclass
+class LoggingOptions:
+    """Logging, evaluation and checkpoints."""
+
+    log_every: int = option(1, "write metrics every N steps")
+    eval_every: int = option(0, "evaluate on the held-out set every N steps (0: only at the end)")
+    save_every: int = option(0, "write a checkpoint every N steps (0: only at the end)")
+    resume: bool = option(False, "continue from the newest checkpoint in --output-dir")
+    report_to: Literal["none", "tensorboard", "wandb"] = option("none", "also log to this tracker")
+    progress: bool = option(True, "show a progress bar")
+
+
+@dataclass
+class TrainConfig:
+    model: ModelOptions
+    data: DataOptions
+    method: MethodOptions
+    optim: OptimOptions
+    logging: LoggingOptions
