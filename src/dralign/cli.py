@@ -77,14 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for dralign's own progress: no per-load bars from transformers."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _quiet_libraries()
     from .data import DataError
     from .train.trainer import TrainingError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, TrainingError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, DataError, TrainingError, ValueError, OSError) as e:
         print(f"dralign {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -60,12 +60,12 @@ def _convert(value: Any, tp, where: str):
             return None
         raise ConfigError(f"{where}: a value is required")
     origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
+        return value
     try:
-        if origin is Literal:
-            choices = get_args(tp)
-            if value not in choices:
-                raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, choices))}")
-            return value
         if origin in (list, tuple):
             (inner,) = get_args(tp)[:1]
             items = value if isinstance(value, (list, tuple)) else str(value).split(",")

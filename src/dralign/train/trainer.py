@@ -203,6 +203,9 @@ class Trainer:
 
         if not cfg.model.model:
             raise TrainingError("no model: pass --model PATH_OR_NAME (or `model:` in --config)")
+        for name in (cfg.model.model, cfg.model.ref_model):
+            if name and name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
+                raise TrainingError(f"model folder {name} does not exist")
         self.objective = Objective.from_preset(cfg.method.method, **cfg.method.objective_kwargs())
         if self.objective.penalty != "none":
             raise TrainingError("the Wasserstein penalty (wdpo) is not implemented in the trainer yet")
