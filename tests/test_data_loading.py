@@ -170,7 +170,6 @@ BAD_PAIRS = [  # (row, field, reason, words in the detail)
     ({**GOOD, "target_prob": 1.5}, "target_prob", "out_of_range", "outside (0, 1]"),
     ({**GOOD, "ratio": -0.1}, "ratio", "out_of_range", "ratio -0.1 is negative"),
     ({**GOOD, "ratio": float("inf")}, "ratio", "non_finite", "non-finite"),
-    ({**GOOD, "ratio": 1.0, "target_prob": 0.5}, "ratio", "conflicting_fields", "give one"),
     ({**GOOD, "group": True}, "group", "wrong_type", "a string or an integer, got bool"),
     ({**GOOD, "source": 3}, "source", "wrong_type", "expected a string, got int"),
     ({**GOOD, "chosen": "same", "rejected": "same"}, "rejected", "chosen_equals_rejected",

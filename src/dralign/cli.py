@@ -48,6 +48,13 @@ def _train(args) -> int:
     return 0 if result.status == "completed" else 130
 
 
+def _ratio_fit(args) -> int:
+    from .ratio.cli import RatioConfig, fit_file
+
+    fit_file(from_args(RatioConfig, args).ratio)
+    return 0
+
+
 def _demo(args) -> int:
     from .demo import run_demo
 
@@ -69,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML file of options (keys are the option names)")
     add_arguments(p, TrainConfig)
     p.set_defaults(func=_train)
+
+    from .ratio.cli import RatioConfig
+    ratio = sub.add_parser("ratio", help="DoRA's density ratios").add_subparsers(dest="ratio_command", required=True)
+    p = ratio.add_parser("fit", help="cross-fit P(target | prompt, response); write target_prob and ratio per row",
+                         description="Fit DoRA's density-ratio classifier (k-fold cross-fitted logistic "
+                                     "regression on frozen features) and write per-row weights.")
+    p.add_argument("--config", help="YAML file of options")
+    add_arguments(p, RatioConfig)
+    p.set_defaults(func=_ratio_fit)
 
     p = sub.add_parser("demo", help="the main job on its built-in default (offline, CPU)")
     p.add_argument("--steps", type=int, default=40, help="training steps per method")

@@ -158,7 +158,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def from_args(cls, args: argparse.Namespace):
     """dataclass default < YAML (args.config) < explicitly given command-line flags."""
-    given = {k: v for k, v in vars(args).items() if k not in ("config", "command", "func")}
+    given = {k: v for k, v in vars(args).items() if k not in ("config", "command", "ratio_command", "bench_command", "func")}
     from_yaml = load_yaml(args.config) if getattr(args, "config", None) else {}
     build(cls, from_yaml, where=str(args.config))  # a bad value in the file names the file
     return build(cls, {**from_yaml, **given}, where="command line")

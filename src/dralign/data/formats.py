@@ -245,9 +245,8 @@ def _extras(data: Mapping[str, Any], cols: ColumnMap) -> Extras:
     ratio = _number(data, cols.ratio)
     if ratio is not None and ratio < 0:
         raise _Bad(cols.ratio, R.OUT_OF_RANGE, f"ratio {ratio} is negative (must be ≥ 0)")
-    if ratio is not None and target_prob is not None:
-        raise _Bad(cols.ratio, R.CONFLICTING_FIELDS,
-                   f"both '{cols.target_prob}' and '{cols.ratio}' given; give one")
+    # Both may be given (`dralign ratio fit` writes both): the ratio is used, target_prob is
+    # kept for reference.
     return Extras(weight=1.0 if weight is None else weight,
                   group=_name(data, cols.group, allow_int=True),
                   source=_name(data, cols.source, allow_int=False),

@@ -24,7 +24,6 @@ CHOSEN_EQUALS_REJECTED = "chosen_equals_rejected"
 NO_SHARED_PROMPT = "no_shared_prompt"
 BAD_MESSAGE = "bad_message"
 BAD_LABEL = "bad_label"
-CONFLICTING_FIELDS = "conflicting_fields"
 PROMPT_FILLS_MAX_LENGTH = "prompt_fills_max_length"
 CHAT_TEMPLATE_MISMATCH = "chat_template_mismatch"
 

@@ -46,6 +46,7 @@ class DataOptions:
     source_column: str = option("source", "optional column of row sources (dora)")
     target_prob_column: str = option("target_prob", "optional column of P(target | x, y) (dora)")
     ratio_column: str = option("ratio", "optional column of density ratios h (dora)")
+    ratio_target: list[str] | None = option(None, "dora without ratio columns: the source value(s) of the target distribution; density ratios are then cross-fitted inline on the start model's features from --source-column")
     max_length: int = option(512, "max tokens of prompt + completion")
     max_prompt_length: int | None = option(None, "max prompt tokens (default: as many as fit)")
     truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")

@@ -112,6 +112,25 @@ def load_data(cfg: TrainConfig, tokenizer, unpaired: bool, log=print
     return train, held_out
 
 
+def fit_ratios_inline(data: PreferenceData, tokenizer, model_name: str, target: list[str],
+                      log=print) -> torch.Tensor:
+    """DoRA's density ratios fitted now: cross-fitted P(target | x, y) on the start model's
+    features, from each example's source (DESIGN §4)."""
+    from ..ratio import fit_density_ratios
+
+    missing = [e for e in data.examples if e.source < 0]
+    if missing:
+        raise TrainingError(f"{missing[0].file} row {missing[0].row}: no source for inline density ratios "
+                            f"({len(missing)} rows lack one; see --source-column)")
+    decode = lambda ids: tokenizer.decode(list(ids), skip_special_tokens=True)
+    rows = [{"prompt": decode(e.prompt_ids), "chosen": decode(e.chosen_ids), "rejected": decode(e.rejected_ids),
+             "source": data.source_names[e.source]} for e in data.examples]
+    fit = fit_density_ratios(rows, target=set(target), model=load_model(model_name, dtype="float32"),
+                             tokenizer=tokenizer)
+    log(f"density ratios: {fit.summary()}")
+    return torch.as_tensor(fit.weight, dtype=torch.float32)
+
+
 def density_ratios(data: PreferenceData) -> torch.Tensor:
     """h per example: the `ratio` column, else target_prob / π_T with π_T estimated as the mean
     target probability (a calibrated classifier's mean equals the target prior)."""
@@ -212,9 +231,16 @@ class Trainer:
         self.unpaired = self.objective.unpaired
         self.tokenizer = load_tokenizer(cfg.model.model)
         self.train_data, self.eval_data = load_data(cfg, self.tokenizer, self.unpaired, self.log)
-        self.ratio = density_ratios(self.train_data) if self.objective.uses_ratio else None
-        self.eval_ratio = (density_ratios(self.eval_data)
-                           if self.objective.uses_ratio and self.eval_data is not None else None)
+        self.ratio = self.eval_ratio = None
+        if self.objective.uses_ratio and cfg.data.ratio_target:
+            self.ratio = fit_ratios_inline(self.train_data, self.tokenizer, cfg.model.model,
+                                           cfg.data.ratio_target, self.log)
+            if self.eval_data is not None:
+                self.eval_ratio = fit_ratios_inline(self.eval_data, self.tokenizer, cfg.model.model,
+                                                    cfg.data.ratio_target, self.log)
+        elif self.objective.uses_ratio:
+            self.ratio = density_ratios(self.train_data)
+            self.eval_ratio = None if self.eval_data is None else density_ratios(self.eval_data)
         self.weighted = any(e.weight != 1.0 for e in self.train_data.examples)
         if self.objective.uses_group:
             if any(e.group < 0 for e in self.train_data.examples):
