@@ -38,6 +38,7 @@ __all__ = [
     "token_entropy",
     "win_rate",
     "worst_case",
+    "roc_auc",
 ]
 
 
@@ -114,7 +115,49 @@ def _check_probs_labels(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray
     _require_nonempty(p, "probs")
     if np.any((p < 0) | (p > 1)) or not np.all(np.isfinite(p)):
         raise ValueError("probs must be finite and lie in [0, 1]")
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("labels must be 0/1 (or booleans)")
     return p, y
+
+
+def _midranks(a: np.ndarray) -> np.ndarray:
+    """1-based ranks of `a`, tied values sharing the mean of their ranks."""
+    order = np.argsort(a, kind="mergesort")
+    sorted_a = a[order]
+    ranks = np.empty(a.size, dtype=np.float64)
+    i = 0
+    n = a.size
+    while i < n:
+        j = i
+        while j + 1 < n and sorted_a[j + 1] == sorted_a[i]:
+            j += 1
+        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
+        i = j + 1
+    return ranks
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve, by the Mann–Whitney statistic.
+
+    AUC = P(s⁺ > s⁻) + ½ P(s⁺ = s⁻) over all (positive, negative) pairs, computed from midranks:
+    AUC = (R⁺ − n⁺(n⁺+1)/2) / (n⁺ n⁻), with R⁺ the sum of the positives' midranks.
+    Raises ValueError when a class is absent (the AUC is undefined).
+    """
+    s, y = _as_array(scores, "scores"), _as_array(labels, "labels")
+    if s.shape != y.shape:
+        raise ValueError(f"scores and labels differ in length: {s.size} vs {y.size}")
+    _require_nonempty(s, "scores")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contains non-finite values")
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("labels must be 0/1 (or booleans)")
+    n_pos = int(y.sum())
+    n_neg = y.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"AUC needs both classes; got {n_pos} positive and {n_neg} negative")
+    ranks = _midranks(s)
+    r_pos = ranks[y == 1].sum()
+    return float((r_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 def expected_calibration_error(probs: Any, labels: Any, bins: int = 10) -> float:

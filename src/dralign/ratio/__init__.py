@@ -13,7 +13,7 @@ from .classifier import CrossFitResult, LogisticHead, crossfit_probabilities, st
 from .features import encoder_features, load_encoder, response_features
 from .fit import (PAIR_RULES, RatioFit, density_ratio, fit_density_ratios, pair_ratio,
                   ratios_from_columns, response_source_from_policy)
-from .metrics import brier_score, expected_calibration_error, roc_auc
+from ..eval.metrics import brier_score, expected_calibration_error, roc_auc
 
 __all__ = [
     "CrossFitResult", "LogisticHead", "crossfit_probabilities", "stratified_folds",

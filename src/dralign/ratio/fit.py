@@ -43,7 +43,7 @@ import torch
 
 from .classifier import crossfit_probabilities
 from .features import encoder_features, load_encoder, response_features
-from .metrics import brier_score, expected_calibration_error, roc_auc
+from ..eval.metrics import brier_score, expected_calibration_error, roc_auc
 
 PAIR_RULES = ("geometric", "product")
 SIDES = ("chosen", "rejected")
