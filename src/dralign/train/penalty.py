@@ -1,0 +1,375 @@
+"""WDPO's gradient penalty (Xu et al. 2025, arXiv 2502.01930): forward(s) and backward(s) of one
+micro-batch of preference pairs.
+
+Per pair i the objective gets ρ·‖g_i‖², g_i = ∇_{z_i} ℓ_i, where z are the input-embedding
+outputs (`model.get_input_embeddings()(input_ids)`, every position, prompt included) of the
+pair's chosen and rejected rows; the squared norm sums positions, width, chosen and rejected
+(the official code). With robust weights p (∇L = Σ p_i ∇ℓ_i, p a function of the detached
+losses) the penalised objective is
+
+    squared    (default):          L + ρ·S,        S = Σ_i p_i ‖g_i‖²   (mean: ρ·mean_i ‖g_i‖²)
+    sqrt_mean  (paper, Alg. 1):    L + ρ·√S
+
+and both have gradient ∇L + k·∇S with k = ρ (squared) or ρ/(2√S) (sqrt_mean, S held fixed).
+
+Per-example gradients from one backward: with a paired coupling ℓ_i depends only on pair i's
+rows, so ∇_z L restricted to pair i's rows is exactly p_i·g_i: g_i = G_i / p_i (pairs with
+p_i = 0 contribute nothing and are not perturbed).
+
+Two ways to get ∇θ S (`Objective.penalty_mode`):
+
+- ``exact``: g = autograd.grad(Σ_i ℓ_i, z, create_graph=True), then one backward of L + k·S
+  (double backward). Needs an attention kernel with a double backward: eager only; SDPA and
+  flash have none (`check_penalty_mode` says so before training).
+- ``finite_difference`` (default), any kernel:
+  ∇θ S ≈ (2/ε)[∇θ L_p(z + ε·g) − ∇θ L_p(z)],  L_p(z) = Σ_i p_i ℓ_i(z), p and g held fixed,
+  so the total gradient is c1·∇θL_p(z) + c2·∇θL_p(z + εg) with c2 = 2k/ε, c1 = 1 − c2.
+  Scheme (two forward/backward passes, no third forward):
+    pass 1: forward at z = embed(ids), ordinary backward; a hook on z captures G = ∇_z L.
+            The trainable parameters' existing `.grad` (earlier micro-batches) is set aside
+            first, so that after the backward `.grad` holds this pass's gradient alone; it is
+            scaled in place by c1 (known only now, from g) and the set-aside gradient added
+            back. No gradient copy is made; while pass 1 runs, the set-aside gradients and the
+            new ones coexist (one extra gradient buffer, only when accumulating).
+    pass 2: forward at z + ε·g (z recomputed from the embedding so the embedding matrix gets
+            its share of the penalty gradient; g detached), backward of c2·L_p.
+  c1 is applied by scaling, never divided by, so c1 ≈ 0 or c1 < 0 is harmless.
+  ε = ε₀·‖z‖/‖g‖ (norms over the micro-batch, z over attended positions): the perturbation has
+  norm ε₀·‖z‖. ε₀ defaults to √(machine epsilon) of the lowest precision in use (the
+  embeddings' dtype or the autocast dtype, float32 at best since models run norms in float32
+  even in float64), capped at 1e-2: 3.5e-4 in float32 and float64, 1e-2 under bfloat16 or
+  float16 (autocast or weights). Measured on tiny llama/gpt2, penalty gradient (total minus
+  ρ = 0) against the exact one: float32/float64 relative error ≈ 2e-3, cosine > 0.99999 (the
+  error is O(ε₀), forward difference, down to ε₀ ≈ 1e-4, rounding below); bfloat16 autocast
+  relative error ≈ 0.1, cosine ≈ 0.994 — a coarse but usable regulariser gradient. Dropout sees the same
+  masks in both passes: the RNG state is restored for pass 2 (and left as after pass 1).
+
+Gradients are multiplied by `scale` (e.g. 1/grad_accum). `backward` (e.g. Accelerate's
+`accelerator.backward`) may multiply the loss by a constant of its own (fp16 loss scaling); the
+constant is read from a hook on the loss, so g is recovered correctly. Under DDP pass `no_sync`
+(e.g. ``lambda: accelerator.no_sync(model)``): pass 1 runs inside it, pass 2 in the caller's
+context, so gradients are all-reduced once. Parameters' `.grad` must be ordinary tensors (DDP
+without `gradient_as_bucket_view`; not DeepSpeed ZeRO / FSDP sharded gradients) for the
+finite-difference mode.
+
+Sorting couplings (`aot`, `aot_unpaired`) are refused: their comparisons are quantiles over
+the batch and need the sort ranks (and, for exact global batches, partner values) to map a
+comparison's weight onto example rows; not implemented.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Callable, ContextManager
+
+import torch
+
+from dralign.modeling.loading import attention_supports_double_backward
+from dralign.modeling.logps import sequence_logps
+from dralign.objectives.couplings import SORTING_COUPLINGS
+from dralign.objectives.objective import Objective, ObjectiveOutput
+
+__all__ = ["PenaltyResult", "check_penalty_mode", "penalized_backward", "penalty_active"]
+
+
+@dataclass
+class PenaltyResult:
+    """What `penalized_backward` did for one micro-batch (all tensors detached, unscaled).
+
+    loss:      objective value + penalty value (what to log as the loss).
+    objective: the objective's value without the penalty (the micro-batch Σ_i p_i ℓ_i when
+               `weights` were given).
+    penalty:   the penalty's value: ρ·S (squared) or ρ·√S (sqrt_mean; with `penalty_total`,
+               this micro-batch's share ρ·S/√S_total, which sums to ρ·√S_total). 0 without a
+               penalty.
+    grad_sq:   S = Σ_i p_i ‖∇_{z_i} ℓ_i‖² of this micro-batch (NaN when not computed).
+    output:    the `ObjectiveOutput` of pass 1 (None when `weights` were given).
+    fd_eps:    the finite-difference step ε (NaN in exact mode or without a penalty).
+    metrics:   the objective's metrics plus `penalty/wasserstein`, `penalty/grad_sq`
+               (and `penalty/fd_eps`).
+    """
+
+    loss: torch.Tensor
+    objective: torch.Tensor
+    penalty: torch.Tensor
+    grad_sq: torch.Tensor
+    output: ObjectiveOutput | None
+    fd_eps: float = math.nan
+    metrics: dict = field(default_factory=dict)
+
+
+def penalty_active(objective: Objective) -> bool:
+    """Whether the objective carries a Wasserstein penalty with ρ > 0."""
+    return objective.penalty == "wasserstein" and objective.rho > 0
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model under a DDP-style wrapper (`.module`); PEFT models are kept (they forward
+    `get_input_embeddings` and `config`)."""
+    while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) \
+            or (not hasattr(model, "get_input_embeddings") and hasattr(model, "module")):
+        model = model.module
+    return model
+
+
+def check_penalty_mode(model: torch.nn.Module, objective: Objective) -> None:
+    """Raise ValueError, before any training, when the objective's penalty cannot run on `model`:
+    exact mode on an attention kernel without a double backward, or a sorting coupling."""
+    if objective.penalty != "wasserstein":
+        return
+    if objective.coupling in SORTING_COUPLINGS:
+        raise ValueError(
+            f"the Wasserstein penalty (WDPO) is not implemented for coupling={objective.coupling!r}: "
+            "a sorting coupling compares batch quantiles, not examples, so the per-example "
+            "gradient penalty ||grad_z l_i||^2 has no per-example loss to differentiate. "
+            "Use coupling='paired', or penalty='none'")
+    if objective.penalty_mode == "exact" and not attention_supports_double_backward(_unwrap(model)):
+        impl = getattr(getattr(_unwrap(model), "config", None), "_attn_implementation", None)
+        raise ValueError(
+            f"penalty_mode='exact' needs a double backward through attention, which the model's "
+            f"attention kernel ({impl!r}) does not have (SDPA and flash attention have none). "
+            "Load the model with attn_implementation='eager', or use "
+            "penalty_mode='finite_difference' (the default; any kernel)")
+
+
+def _default_step(z: torch.Tensor) -> float:
+    """√(machine epsilon) of the lowest precision the forward runs in (at most 1e-2), float32 at
+    best: models
+    run norms in float32 even in a float64 model (llama's RMSNorm), so float64 gains nothing."""
+    dtype = z.dtype if torch.finfo(z.dtype).eps > torch.finfo(torch.float32).eps else torch.float32
+    device_type = z.device.type
+    if torch.is_autocast_enabled(device_type):
+        ac = torch.get_autocast_dtype(device_type)
+        if torch.finfo(ac).eps > torch.finfo(dtype).eps:
+            dtype = ac
+    # capped at 1e-2: in bfloat16 √eps = 0.088 is truncation-dominated (measured best ≈ 1e-2)
+    return min(math.sqrt(torch.finfo(dtype).eps), 1e-2)
+
+
+class _RNGState:
+    """CPU and (model-device) CUDA RNG states, to replay dropout masks."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.device = device
+        self.cpu_state = torch.get_rng_state()
+        self.cuda_state = torch.cuda.get_rng_state(device) if self.cuda else None
+
+    def restore(self):
+        torch.set_rng_state(self.cpu_state)
+        if self.cuda:
+            torch.cuda.set_rng_state(self.cuda_state, self.device)
+
+
+def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor,
+                       ref_rejected: torch.Tensor, objective: Objective, *,
+                       meta: dict | None = None, weights: torch.Tensor | None = None,
+                       scale: float = 1.0, length_normalize: bool | None = None,
+                       penalty_total: float | torch.Tensor | None = None,
+                       fd_step: float | None = None,
+                       backward: Callable[[torch.Tensor], None] | None = None,
+                       no_sync: Callable[[], ContextManager] | None = None,
+                       autocast: Callable[[], ContextManager] | None = None) -> PenaltyResult:
+    """Forward(s) and backward(s) of one micro-batch of B pairs with WDPO's penalty.
+
+    batch: `input_ids`, `attention_mask`, `completion_mask` [2B, L] (chosen rows, then rejected).
+    ref_chosen, ref_rejected: reference log-probs [B] in the objective's units (summed, or
+        mean when length-normalised).
+    objective: the `Objective`; its `penalty`, `rho`, `penalty_form`, `penalty_mode` pick the
+        penalty. Without a penalty (or ρ = 0) this is one ordinary forward/backward.
+    meta: keyword metadata for the objective (`weight`, `group`, `ratio`) when `weights` is None.
+    weights: p [B] fixed from outside (exact global batch: p computed over the effective batch,
+        data weights included). Then the micro-batch loss is Σ_i p_i ℓ_i, ℓ from
+        `objective.losses(objective.margins(...))`, the objective is not called (no state
+        update) and `output` is None.
+    scale: every gradient is multiplied by it (e.g. 1/grad_accum); reported values are not.
+    length_normalize: mean instead of summed completion log-probs (None: the objective's).
+    penalty_total: for sqrt_mean under micro-batching, the effective batch's S, so that the
+        gradient is ρ/(2√S_total)·∇S (default: this micro-batch's S).
+    fd_step: ε₀ of the finite difference (relative step, see the module doc).
+    backward: callable that backpropagates a scalar (default `Tensor.backward`), e.g.
+        `accelerator.backward`.
+    no_sync: context-manager factory for the finite difference's first pass (DDP).
+    autocast: context-manager factory wrapping the forwards (e.g. `accelerator.autocast`).
+    """
+    if "label" in batch:
+        raise ValueError("penalized_backward takes paired batches (chosen rows then rejected); "
+                         "unpaired batches use a sorting coupling, which the penalty does not support")
+    backward = backward or (lambda t: t.backward())
+    autocast = autocast or contextlib.nullcontext
+    meta = meta or {}
+    ln = objective.length_normalize if length_normalize is None else length_normalize
+    active = penalty_active(objective)
+    if objective.penalty == "wasserstein":
+        check_penalty_mode(model, objective)
+    if weights is not None:
+        if objective.coupling in SORTING_COUPLINGS:
+            raise ValueError("fixed per-example weights cannot apply to a sorting coupling")
+        weights = weights.detach()
+    ids, am, cm = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    n_pairs = ids.shape[0] // 2
+    if ids.shape[0] != 2 * n_pairs:
+        raise ValueError(f"a paired batch has an even number of rows; got {ids.shape[0]}")
+
+    def policy_logps(z):
+        seq = sequence_logps(model, ids, am, cm, inputs_embeds=z)
+        values = seq.sum / seq.count.clamp(min=1) if ln else seq.sum
+        return values[:n_pairs], values[n_pairs:]
+
+    def dtype_of(pc):
+        return torch.float64 if pc.dtype == torch.float64 else torch.float32
+
+    def example_losses(pc, pr):
+        """Differentiable ℓ_i [B] (the objective's own computation, no aggregation)."""
+        d = dtype_of(pc)
+        m = objective.margins(pc.to(d), pr.to(d), ref_chosen.to(d).detach(), ref_rejected.to(d).detach())
+        return objective.losses(m)
+
+    def pass_loss(pc, pr, first: bool):
+        """(surrogate with gradient Σ p_i ∇ℓ_i, value, p, differentiable ℓ, output)."""
+        if weights is None and first:
+            out = objective(pc, pr, ref_chosen, ref_rejected, **meta)
+            return out.loss, out.loss.detach(), out.weights.detach(), None, out
+        losses = example_losses(pc, pr)
+        p = (weights if weights is not None else fixed_p).to(losses.dtype)
+        surrogate = (p * losses).sum()
+        return surrogate, surrogate.detach(), p, losses, None
+
+    fixed_p = None
+    embed = _unwrap(model).get_input_embeddings()
+
+    # ---------------------------------------------------------------- no penalty: plain DPO step
+    if objective.penalty != "wasserstein":
+        with autocast():
+            pc, pr = policy_logps(None)
+            surrogate, value, p, _, out = pass_loss(pc, pr, True)
+        backward(surrogate * scale)
+        zero = value.new_zeros(())
+        return _result(value, zero, zero.new_tensor(math.nan), out, math.nan, objective)
+
+    # ---------------------------------------------------------------- exact: double backward
+    if objective.penalty_mode == "exact" and active:
+        with autocast():
+            z = _embeddings(embed, ids)
+            pc, pr = policy_logps(z)
+            surrogate, value, p, losses, out = pass_loss(pc, pr, True)
+            if losses is None:
+                losses = example_losses(pc, pr)
+            (g,) = torch.autograd.grad(losses.sum(), z, create_graph=True)
+            sq = _pair_sq_norms(g, n_pairs)
+            p_ = p.to(sq.dtype)
+            s_local = (p_ * sq).sum()
+        k, pen_value = _coefficient(objective, s_local.detach(), penalty_total)
+        backward((surrogate + k * s_local.to(surrogate.dtype)) * scale)
+        return _result(value, pen_value, s_local.detach(), out, math.nan, objective)
+
+    # ---------------------------------------------------------------- finite difference
+    params = [q for q in model.parameters() if q.requires_grad]
+    captured = {}
+    rng = _RNGState(ids.device)
+    fd = active  # ρ = 0: pass 1 only (S is still measured)
+    saved = [q.grad for q in params] if fd else None
+    if fd:
+        for q in params:
+            q.grad = None
+    with (no_sync() if (fd and no_sync is not None) else contextlib.nullcontext()):
+        with autocast():
+            z = _embeddings(embed, ids)
+            z.register_hook(lambda grad: captured.__setitem__("G", grad.detach()))
+            pc, pr = policy_logps(z)
+            surrogate, value, p, _, out = pass_loss(pc, pr, True)
+            surrogate.register_hook(lambda grad: captured.__setitem__("c", grad.detach()))
+            z_norm = z.detach().float()[am.bool()].norm()
+            step = _default_step(z) if fd_step is None else fd_step  # autocast is on here
+        backward(surrogate * scale)
+    fixed_p = p
+    c_total = captured["c"].double().item()  # = scale × whatever `backward` multiplied by
+    G = captured.get("G")
+    work = torch.float64 if z.dtype == torch.float64 else torch.float32
+    p_rows = torch.cat([p, p]).to(work)
+    if G is None or c_total == 0:
+        g = torch.zeros_like(z, dtype=p_rows.dtype)
+    else:
+        inv = torch.where(p_rows > 0, 1.0 / (c_total * p_rows), torch.zeros_like(p_rows))
+        g = G.to(p_rows.dtype) * inv[:, None, None]
+    sq = _pair_sq_norms(g, n_pairs)
+    s_local = (p.to(sq.dtype) * sq).sum()
+    k, pen_value = _coefficient(objective, s_local, penalty_total)
+    if not fd:
+        return _result(value, pen_value, s_local, out, math.nan, objective)
+
+    g_norm = g.norm()
+    finite = bool(torch.isfinite(s_local)) and bool(torch.isfinite(g_norm))
+    if finite and float(g_norm) > 0 and float(z_norm) > 0:
+        eps = step * float(z_norm) / float(g_norm)
+        c2 = 2.0 * float(k) / eps
+    else:  # no gradient to perturb along (or non-finite: the caller's check skips the step)
+        eps, c2 = 0.0, 0.0
+    c1 = 1.0 - c2
+    with torch.no_grad():
+        for q, old in zip(params, saved):
+            if q.grad is None:
+                q.grad = old
+                continue
+            if c1 != 1.0:
+                q.grad.mul_(c1)
+            if old is not None:
+                q.grad.add_(old)
+    del saved
+
+    after = _RNGState(ids.device)
+    rng.restore()  # same dropout masks as pass 1
+    try:
+        with autocast():
+            z2 = _embeddings(embed, ids)
+            z2 = z2 + (eps * g).to(z2.dtype)
+            pc2, pr2 = policy_logps(z2)
+            surrogate2, *_ = pass_loss(pc2, pr2, False)
+        backward(surrogate2 * (c2 * scale))
+    finally:
+        after.restore()
+    return _result(value, pen_value, s_local, out, eps, objective)
+
+
+def _embeddings(embed: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """z = embed(ids), requiring grad even when the embedding is frozen (LoRA)."""
+    z = embed(ids)
+    if not z.requires_grad:
+        z = z.detach().requires_grad_(True)
+    return z
+
+
+def _pair_sq_norms(g: torch.Tensor, n_pairs: int) -> torch.Tensor:
+    """‖g_i‖² per pair [B]: summed over positions and width of chosen row i and rejected row B+i."""
+    per_row = g.pow(2).flatten(1).sum(1)
+    return per_row[:n_pairs] + per_row[n_pairs:]
+
+
+def _coefficient(objective: Objective, s_local: torch.Tensor, penalty_total):
+    """(k, penalty value): the penalty's gradient is k·∇S."""
+    s_local = s_local.detach()
+    rho = objective.rho
+    if objective.penalty_form == "squared":
+        return rho, rho * s_local
+    s_ref = s_local if penalty_total is None else torch.as_tensor(penalty_total, dtype=s_local.dtype)
+    root = torch.sqrt(s_ref.clamp(min=0))
+    k = rho / (2 * root) if float(root) > 0 else 0.0 * root
+    value = rho * root if penalty_total is None else (
+        rho * s_local / root if float(root) > 0 else s_local.new_zeros(()))
+    return k, value
+
+
+def _result(value, pen_value, s_local, out, eps, objective) -> PenaltyResult:
+    value = value.detach()
+    pen_value = torch.as_tensor(pen_value, dtype=value.dtype, device=value.device).detach()
+    s_local = torch.as_tensor(s_local, device=value.device).detach()
+    metrics = dict(out.metrics) if out is not None else {}
+    if objective.penalty == "wasserstein":
+        metrics["penalty/wasserstein"] = float(pen_value)
+        metrics["penalty/grad_sq"] = float(s_local)
+        if objective.penalty_mode == "finite_difference":
+            metrics["penalty/fd_eps"] = float(eps)
+    return PenaltyResult(loss=value + pen_value, objective=value, penalty=pen_value,
+                         grad_sq=s_local, output=out, fd_eps=float(eps), metrics=metrics)
