@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -37,6 +38,7 @@ from ..modeling import (AdapterDisabledReference, CachedReference, FrozenReferen
                         pair_logps, sequence_logps)
 from ..objectives import Objective
 from .config import TrainConfig
+from .penalty import check_penalty_mode, penalized_backward, penalty_active
 from .schedule import make_scheduler
 
 
@@ -226,8 +228,6 @@ class Trainer:
             if name and name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
                 raise TrainingError(f"model folder {name} does not exist")
         self.objective = Objective.from_preset(cfg.method.method, **cfg.method.objective_kwargs())
-        if self.objective.penalty != "none":
-            raise TrainingError("the Wasserstein penalty (wdpo) is not implemented in the trainer yet")
         self.unpaired = self.objective.unpaired
         self.tokenizer = load_tokenizer(cfg.model.model)
         self.train_data, self.eval_data = load_data(cfg, self.tokenizer, self.unpaired, self.log)
@@ -272,6 +272,9 @@ class Trainer:
                                     dropout=cfg.model.lora_dropout,
                                     target_modules=cfg.model.lora_target_modules)
         self.model.to(self.accelerator.device)
+        self.penalized = penalty_active(self.objective)
+        if self.penalized:
+            check_penalty_mode(self.model, self.objective)
         self.reference, self.eval_reference = self._references()
 
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -300,8 +303,10 @@ class Trainer:
                 if data is None:
                     caches.append(None)
                     continue
+                # the values also depend on the dtype the reference is loaded in (and its kernel)
                 fp = json.dumps({"reference": ref_fp, "data": data.fingerprint(),
-                                 "length_normalize": False})
+                                 "length_normalize": False, "dtype": cfg.model.dtype,
+                                 "attn_implementation": cfg.model.attn_implementation})
                 cache = None
                 if self.accelerator.is_main_process:
                     cache = ReferenceCache.load(cache_dir, fp)
@@ -334,10 +339,37 @@ class Trainer:
         epoch, position = divmod(step, self.steps_per_epoch)
         order = batch_indices(len(self.train_data), self.effective, seed=o.seed, epoch=epoch,
                               shuffle=True, drop_last=True)[position]
+        if self.unpaired:  # AOT-unpaired needs both labels in every batch it sorts
+            order = self._label_balanced(epoch)[position * self.effective:(position + 1) * self.effective]
         share = o.batch_size * o.grad_accum
         mine = order[acc.process_index * share:(acc.process_index + 1) * share]
-        return [{k: v.to(acc.device) for k, v in self.train_data.collate(mine[i:i + o.batch_size]).items()}
-                for i in range(0, share, o.batch_size)]
+        micro = [{k: v.to(acc.device) for k, v in self.train_data.collate(mine[i:i + o.batch_size]).items()}
+                 for i in range(0, share, o.batch_size)]
+        if self.unpaired:
+            labels = [self.train_data[i].label for i in order]
+            sorted_sets = ([labels] if self.exact else
+                           [labels[i:i + o.batch_size] for i in range(0, len(labels), o.batch_size)])
+            if any(all(part) or not any(part) for part in sorted_sets):
+                raise TrainingError(
+                    f"step {step + 1}: a {'batch' if self.exact else 'micro-batch'} holds only "
+                    f"{'desirable' if all(sorted_sets[0]) else 'undesirable'} completions, but "
+                    f"{self.cfg.method.method} compares the two sets: the data needs both labels, "
+                    "and a larger --batch-size (or --global-batch exact) when one label is rare")
+        return micro
+
+    def _label_balanced(self, epoch: int) -> list[int]:
+        """The epoch's shuffled order with each label spread evenly over it (a stable merge by
+        position within its label), so every batch of unpaired data holds both labels."""
+        if getattr(self, "_balanced", (None,))[0] != epoch:
+            perm = np.random.default_rng([self.cfg.optim.seed, epoch]).permutation(len(self.train_data))
+            rank, seen = [], {True: 0, False: 0}
+            n = {lab: sum(e.label == lab for e in self.train_data.examples) for lab in (True, False)}
+            for i in perm.tolist():
+                lab = self.train_data[i].label
+                rank.append(((seen[lab] + 0.5) / n[lab], i))
+                seen[lab] += 1
+            self._balanced = (epoch, [i for _, i in sorted(rank)])
+        return self._balanced[1]
 
     def _metadata(self, batch: dict, ratio: torch.Tensor | None) -> dict:
         meta = {}
@@ -362,13 +394,31 @@ class Trainer:
         metrics, loss = {}, 0.0
         for i, batch in enumerate(micro):
             with self._sync(i == len(micro) - 1):
-                pc, pr, rc, rr = self._logps(batch)
-                out = self.objective(pc, pr, rc, rr, **self._metadata(batch, self.ratio))
-                self.accelerator.backward(out.loss / len(micro))
-            loss += out.loss.detach().float() / len(micro)
-            for k, v in out._metric_tensors.items():
-                metrics[k] = metrics.get(k, 0.0) + v.float() / len(micro)
+                if self.penalized:
+                    rc, rr = reduce_logps(self.reference.logps(batch), self.objective.length_normalize)
+                    result = self._penalized(batch, rc, rr, meta=self._metadata(batch, self.ratio),
+                                             scale=1.0 / len(micro))
+                    out_loss, tensors = result.loss, result.metrics
+                else:
+                    pc, pr, rc, rr = self._logps(batch)
+                    out = self.objective(pc, pr, rc, rr, **self._metadata(batch, self.ratio))
+                    self.accelerator.backward(out.loss / len(micro))
+                    out_loss, tensors = out.loss, out._metric_tensors
+            loss += torch.as_tensor(out_loss).detach().float() / len(micro)
+            for k, v in tensors.items():
+                metrics[k] = metrics.get(k, 0.0) + torch.as_tensor(v).float() / len(micro)
+        if self.accelerator.num_processes > 1:  # log the global batch's values, not process 0's
+            loss = self.accelerator.reduce(torch.as_tensor(loss), reduction="mean")
+            metrics = {k: self.accelerator.reduce(v, reduction="mean") for k, v in metrics.items()}
         return loss, metrics
+
+    def _penalized(self, batch, rc, rr, **kwargs):
+        """One micro-batch's forward/backward with WDPO's gradient penalty (train/penalty.py)."""
+        acc = self.accelerator
+        return penalized_backward(self.model, batch, rc, rr, self.objective,
+                                  length_normalize=self.objective.length_normalize,
+                                  backward=acc.backward, autocast=acc.autocast,
+                                  no_sync=lambda: acc.no_sync(self.model), **kwargs)
 
     def _backward_exact(self, micro: list[dict]):
         """Statistics over the effective batch, then Σ c·log π per micro-batch."""
@@ -396,6 +446,19 @@ class Trainer:
         n_local = next(iter(local.values())).shape[0]
         start = acc.process_index * n_local
         coefs = [c[start:start + n_local] * acc.num_processes for c in coefs]  # DDP averages
+        if self.penalized:  # paired only (check_penalty_mode): weights p from the statistics pass
+            weights = out.weights[start:start + n_local] * acc.num_processes
+            offset, penalty = 0, []
+            for i, batch in enumerate(micro):
+                n = batch["index"].shape[0]
+                with self._sync(i == len(micro) - 1):
+                    rc, rr = reduce_logps(self.reference.logps(batch), ln)
+                    result = self._penalized(batch, rc, rr, weights=weights[offset:offset + n])
+                penalty.append(result.penalty.float())
+                offset += n
+            total = self.accelerator.reduce(sum(penalty), reduction="sum") / acc.num_processes
+            return out.loss.float() + total, {**{k: v.float() for k, v in out._metric_tensors.items()},
+                                              "penalty/wasserstein": total}
         offset = 0
         for i, batch in enumerate(micro):
             with self._sync(i == len(micro) - 1):
@@ -614,6 +677,8 @@ class Trainer:
 
 def model_card(cfg: TrainConfig, objective: Objective, data: PreferenceData, metrics: dict,
                state: TrainerState) -> str:
+    from accelerate import PartialState
+
     from ..objectives.presets import PRESETS
 
     preset = PRESETS[cfg.method.method]
@@ -630,7 +695,8 @@ def model_card(cfg: TrainConfig, objective: Objective, data: PreferenceData, met
         "- parameters: " + ", ".join(f"{k}={v}" for k, v in sorted(params.items())),
         f"- data: {data.report.summary()}",
         f"- steps: {state.step} ({state.skipped_steps} skipped as non-finite); effective batch "
-        f"{cfg.optim.batch_size} x {cfg.optim.grad_accum} accumulation; lr {cfg.optim.lr}",
+        f"{cfg.optim.batch_size} x {cfg.optim.grad_accum} accumulation x {PartialState().num_processes} processes; "
+        f"lr {cfg.optim.lr}",
         "" if cfg.model.lora_r == 0 else f"- LoRA adapter r={cfg.model.lora_r}: load with PEFT on the base model",
         "",
         "## Final metrics",

@@ -1,0 +1,68 @@
+"""WDPO through the trainer: SDPA end to end, exact-mode refusal, composition with KLDPO."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dralign.cli import main
+from dralign.modeling.tiny import save_tiny
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wdpo")
+    model = save_tiny(root / "m", "llama")
+    rows = [{"prompt": f"item {i}:", "chosen": " good nice great", "rejected": " bad awful poor"} for i in range(16)]
+    data = root / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root, model, data
+
+
+def _run(root, model, data, name, *extra):
+    out = root / name
+    code = main(["train", "--model", model, "--data", str(data), "--output-dir", str(out), "--max-steps", "1",
+                 "--batch-size", "8", "--optimizer", "sgd", "--lr", "0.5", "--scheduler", "constant",
+                 "--max-grad-norm", "0", "--no-progress", *extra])
+    return code, out
+
+
+def test_wdpo_trains_on_sdpa_and_logs_the_penalty(setup):
+    root, model, data = setup
+    code, out = _run(root, model, data, "fd", "--method", "wdpo", "--rho", "0.5")
+    assert code == 0
+    record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["penalty/wasserstein"] > 0
+
+
+def test_exact_penalty_on_sdpa_fails_before_training(setup, capsys):
+    root, model, data = setup
+    code, out = _run(root, model, data, "exact-sdpa", "--method", "wdpo", "--penalty-mode", "exact")
+    assert code == 2 and "eager" in capsys.readouterr().err
+    assert not (out / "metrics.jsonl").exists()
+
+
+def test_finite_difference_update_matches_exact_update(setup):
+    root, model, data = setup
+    _, fd = _run(root, model, data, "fd-eager", "--method", "wdpo", "--rho", "2.0", "--attn-implementation", "eager")
+    _, ex = _run(root, model, data, "ex-eager", "--method", "wdpo", "--rho", "2.0", "--attn-implementation", "eager",
+                 "--penalty-mode", "exact")
+    _, dpo = _run(root, model, data, "dpo-eager", "--method", "dpo", "--attn-implementation", "eager")
+    a, b, base = (load_file(str(d / "model.safetensors")) for d in (fd, ex, dpo))
+    da = torch.cat([(a[k] - base[k]).flatten() for k in base])  # the penalty's share of the update
+    db = torch.cat([(b[k] - base[k]).flatten() for k in base])
+    assert db.norm() > 0
+    assert torch.nn.functional.cosine_similarity(da, db, dim=0) > 0.99
+
+
+def test_wdpo_on_kldpo_with_accumulation_equals_one_batch(setup):
+    """Exact penalty: 4 micro-batches of 2 = one batch of 8 (the finite-difference step is chosen
+    per micro-batch, so there the two agree only to the FD error, ~1e-3 relative)."""
+    root, model, data = setup
+    common = ("--method", "kldpo", "--penalty", "wasserstein", "--rho", "1.0", "--tau", "0.5",
+              "--penalty-mode", "exact", "--attn-implementation", "eager")
+    _, one = _run(root, model, data, "kw1", *common)
+    _, four = _run(root, model, data, "kw4", *common, "--batch-size", "2", "--grad-accum", "4")
+    a, b = (load_file(str(d / "model.safetensors")) for d in (one, four))
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
