@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import statistics
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from conftest import preference_rows, write_jsonl
+from conftest import NEGATIVE, POSITIVE, preference_rows, write_jsonl
 from dralign.cli import main
 from dralign.objectives.presets import PRESETS
 
@@ -72,24 +73,40 @@ def test_every_preset_trains_and_saves(preset, arch, data, tiny_model_dir, pref_
     assert resolved["method"]["method"] == preset
 
 
-def test_dpo_learns_the_preference(tiny_model_dir, pref_jsonl, tmp_path, capsys):
-    """~50 AdamW steps on positive-vs-negative-word pairs: the loss falls and the training-pair
-    preference accuracy rises. Also measures throughput (pairs/s, printed)."""
+def conditional_rows(n: int = 64, seed: int = 0) -> list[dict]:
+    """Pairs whose preferred word class (positive or negative words) is named in the prompt, so
+    that the preference must be learnt from the prompt (one gradient step does not solve it)."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        happy = i % 2 == 0
+        pos = " " + " ".join(rng.choices(POSITIVE, k=3)) + "."
+        neg = " " + " ".join(rng.choices(NEGATIVE, k=3)) + "."
+        rows.append({"prompt": f"Human: answer {i} in a {'happy' if happy else 'sad'} way. Assistant:",
+                     "chosen": pos if happy else neg, "rejected": neg if happy else pos})
+    return rows
+
+
+def test_dpo_learns_the_preference(tiny_model_dir, tmp_path, capsys):
+    """48 AdamW steps: the loss falls and the training-pair preference accuracy rises (means of
+    the first 5 vs the last 5 steps). Also measures throughput (pairs/s, printed)."""
+    data = write_jsonl(tmp_path / "conditional.jsonl", conditional_rows())
     out = tmp_path / "out"
-    rc = train("--model", tiny_model_dir("llama"), "--data", pref_jsonl, "--method", "dpo",
-               "--max-steps", 48, "--lr", 2e-3, "--scheduler", "constant", "--output-dir", out)
+    rc = train("--model", tiny_model_dir("llama"), "--data", data, "--method", "dpo",
+               "--max-steps", 48, "--lr", 3e-4, "--scheduler", "constant", "--output-dir", out)
     assert rc == 0, capsys.readouterr().err
     rows = metrics(out)
-    assert len(rows) == 48
+    assert [r["step"] for r in rows] == list(range(1, 49))
 
     def mean(key, part):
         return statistics.fmean(r[key] for r in part)
 
     first, last = rows[:5], rows[-5:]
-    assert mean("loss", last) < mean("loss", first) - 0.2, (mean("loss", first), mean("loss", last))
-    assert mean("rewards/accuracies", last) > mean("rewards/accuracies", first) + 0.3
+    # measured: loss 0.689 -> 0.217, accuracy 0.475 -> 1.0, last margins 1.44
+    assert mean("loss", last) < mean("loss", first) - 0.3, (mean("loss", first), mean("loss", last))
+    assert mean("rewards/accuracies", first) < 0.7
     assert mean("rewards/accuracies", last) >= 0.9
-    assert mean("rewards/margins", last) > 1.0
+    assert mean("rewards/margins", last) > 0.5
     pairs_per_s = statistics.median(r["pairs_per_s"] for r in rows)
     with capsys.disabled():
         print(f"\n[dpo throughput] tiny llama, batch 8, max_length 64: {pairs_per_s:.1f} pairs/s (median)")
@@ -196,8 +213,10 @@ def test_real_model_on_hh_rlhf_implicit_prompts(shared_data, tmp_path, capsys):
     source = shared_data / "hh-rlhf" / "harmless-base_test.jsonl.gz"
     rows = load_rows(source)
     _, _, bad = validate_pairs(rows)
-    no_prefix = [b.row for b in bad if b.reason == "no_shared_prompt"]
-    assert len(no_prefix) == 4, bad
+    # the 4 special rows of this file: the chosen text is only the shared prompt (a prefix of
+    # the rejected text), so no chosen completion is left after removing the prompt
+    no_prefix = [b.row for b in bad]
+    assert len(no_prefix) == 4 and {b.reason for b in bad} == {"empty"}, bad
     keep = sorted(set(range(36)) | set(no_prefix))
     subset = write_jsonl(tmp_path / "hh.jsonl", [rows[i].data for i in keep])
     new_rows = [keep.index(i) for i in no_prefix]
@@ -207,7 +226,7 @@ def test_real_model_on_hh_rlhf_implicit_prompts(shared_data, tmp_path, capsys):
     rc = train(*common, "--output-dir", tmp_path / "err")
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
-    assert "4 bad row(s) out of 40" in err and "no_shared_prompt: 4" in err
+    assert "4 bad row(s) out of 40" in err and "empty: 4" in err
     for row in new_rows:
         assert f"row {row} (line {row + 1})" in err
 
@@ -215,7 +234,7 @@ def test_real_model_on_hh_rlhf_implicit_prompts(shared_data, tmp_path, capsys):
     rc = train(*common, "--on-bad-row", "skip", "--output-dir", out)
     captured = capsys.readouterr()
     assert rc == 0, captured.err
-    assert "format implicit" in captured.out and "kept 36, skipped 4 (no_shared_prompt: 4)" in captured.out
+    assert "format implicit" in captured.out and "kept 36, skipped 4 (empty: 4)" in captured.out
     assert len(metrics(out)) == 2
     assert AutoModelForCausalLM.from_pretrained(out).config.model_type == "llama"
 

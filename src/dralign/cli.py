@@ -44,7 +44,10 @@ def _train(args) -> int:
 
     cfg = from_args(TrainConfig, args)
     result = train(cfg)
-    print(f"{result.status}: {result.steps} steps; model and card in {result.output_dir}")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(f"{result.status}: {result.steps} steps; model and card in {result.output_dir}")
     return 0 if result.status == "completed" else 130
 
 

@@ -92,7 +92,10 @@ def target_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
 
 
 def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
-    """The 🤗 model under a PEFT wrapper (the model itself when not wrapped)."""
+    """The 🤗 model under DDP-style (`.module`) and PEFT wrappers (the model itself when not
+    wrapped). Only its signature and module are inspected; calls still go through the wrapper."""
+    while isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
