@@ -1,0 +1,70 @@
+"""Non-finite losses never reach the weights: the step is skipped and counted; K in a row abort."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from dralign.config import build
+from dralign.modeling.tiny import save_tiny
+from dralign.train import TrainConfig, TrainingError, train
+from dralign.train.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nonfinite")
+    model = save_tiny(root / "m", "llama")
+    rows = [{"prompt": f"item {i}:", "chosen": " good nice", "rejected": " bad awful"} for i in range(16)]
+    data = root / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root, model, data
+
+
+def _cfg(root, model, data, name, **kw):
+    return build(TrainConfig, dict(model=model, data=str(data), output_dir=str(root / name), batch_size=8,
+                                   lr=1e-2, progress=False, **kw))
+
+
+def _poison(monkeypatch, bad_steps):
+    """Make the loss NaN on the given (0-based) steps by poisoning the gradient too."""
+    original = Trainer.step
+
+    def step(self, i):
+        if i in bad_steps:
+            orig_local = self._backward_local
+
+            def nan_backward(micro):
+                loss, metrics = orig_local(micro)
+                for p in self.model.parameters():
+                    if p.grad is not None:
+                        p.grad.fill_(float("nan"))
+                return loss * float("nan"), metrics
+
+            self._backward_local = nan_backward
+            try:
+                return original(self, i)
+            finally:
+                del self._backward_local
+        return original(self, i)
+
+    monkeypatch.setattr(Trainer, "step", step)
+
+
+def test_nonfinite_step_is_skipped_and_counted(setup, monkeypatch):
+    root, model, data = setup
+    _poison(monkeypatch, {1})
+    result = train(_cfg(root, model, data, "skip", max_steps=3))
+    assert result.skipped_steps == 1 and result.status == "completed"
+    records = [json.loads(line) for line in (root / "skip" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["skipped"] for r in records] == [False, True, False]
+    weights = load_file(str(root / "skip" / "model.safetensors"))
+    assert all(torch.isfinite(w).all() for w in weights.values())
+
+
+def test_consecutive_nonfinite_steps_abort_with_a_clear_message(setup, monkeypatch):
+    root, model, data = setup
+    _poison(monkeypatch, {0, 1, 2})
+    with pytest.raises(TrainingError, match="3 consecutive steps had a non-finite"):
+        train(_cfg(root, model, data, "abort", max_steps=5, max_bad_steps=3))
