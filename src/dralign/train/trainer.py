@@ -334,11 +334,19 @@ class Trainer:
         return ref, ref
 
     # ------------------------------------------------------------------ one step
+    def _epoch_order(self, epoch: int) -> list[list[int]]:
+        """The epoch's effective batches (deterministic in seed and epoch), computed once per epoch
+        rather than on every step."""
+        if getattr(self, "_order_cache", (None,))[0] != epoch:
+            self._order_cache = (epoch, batch_indices(len(self.train_data), self.effective,
+                                                      seed=self.cfg.optim.seed, epoch=epoch,
+                                                      shuffle=True, drop_last=True))
+        return self._order_cache[1]
+
     def _micro_batches(self, step: int) -> list[dict]:
         o, acc = self.cfg.optim, self.accelerator
         epoch, position = divmod(step, self.steps_per_epoch)
-        order = batch_indices(len(self.train_data), self.effective, seed=o.seed, epoch=epoch,
-                              shuffle=True, drop_last=True)[position]
+        order = self._epoch_order(epoch)[position]
         if self.unpaired:  # AOT-unpaired needs both labels in every batch it sorts
             order = self._label_balanced(epoch)[position * self.effective:(position + 1) * self.effective]
         share = o.batch_size * o.grad_accum
