@@ -1,4 +1,5 @@
-# `make demo` and `make test` each create .venv and install what they need.
+# `make demo` and `make test` each create .venv and install what they need (the test set-up
+# includes the optional TRL extra: the integration and parity tests run against it).
 # TORCH pins the CPU wheel that lies on the project's machines; elsewhere pass e.g. TORCH=torch.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
@@ -11,7 +12,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,trl]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -1,5 +1,6 @@
 """The command line: methods table, typed config derivation, the demo at reduced size."""
 
+import json
 import argparse
 
 import pytest
@@ -64,9 +65,22 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
 
 
 def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
-    assert main(["demo", "--steps", "3", "--output-dir", str(tmp_path)]) == 0
+    """`dralign demo` at a reduced size: the six methods train from one (briefly pretrained,
+    cached) world LM, the table prints, and the plots, report and results exist."""
+    out_dir = tmp_path / "demo"
+    argv = ["demo", "--steps", "2", "--train-pairs", "32", "--eval-prompts", "4", "--eval-pairs", "8",
+            "--max-new-tokens", "16", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"),
+            "--output-dir", str(out_dir)]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    for method in ("dpo", "kldpo", "fdpo-js"):
-        assert method in out
-        assert (tmp_path / method / "model.safetensors").exists()
-        assert (tmp_path / method / "README.md").read_text().startswith(f"# {method}")
+    results = json.loads((out_dir / "results.json").read_text())
+    for method in ("dpo", "kldpo", "wdpo", "fdpo-js", "aot", "dora"):
+        assert f"sources / {method}" in out
+        run = results["runs"][f"sources/{method}"]
+        assert set(run["reward"]) == {str(a) for a in results["options"]["alphas"]}
+        assert run["worst"]["reward"]["low"] <= run["worst"]["reward"]["mean"] <= run["worst"]["reward"]["high"]
+        assert (out_dir / "runs" / "seed-0" / "sources" / method / "metrics.jsonl").exists()
+    for name in ("shift.png", "tradeoff.png", "report.md"):
+        assert (out_dir / name).stat().st_size > 0
+        assert str(out_dir / name) in out.replace("\n", "")
+    assert "dralign demo" in (out_dir / "report.md").read_text()

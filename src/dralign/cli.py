@@ -58,10 +58,44 @@ def _ratio_fit(args) -> int:
     return 0
 
 
-def _demo(args) -> int:
-    from .demo import run_demo
+def _command_line(args) -> str:
+    return " ".join(["dralign", *args.argv])
 
-    return run_demo(steps=args.steps, output_dir=args.output_dir)
+
+def _eval(args) -> int:
+    from .eval.cli import EvalConfig, run_eval
+
+    run_eval(from_args(EvalConfig, args))
+    return 0
+
+
+def _bench_shift(args) -> int:
+    from .bench.shift import ShiftConfig, run_shift
+
+    run_shift(from_args(ShiftConfig, args), command=_command_line(args))
+    return 0
+
+
+def _bench_loglinear(args) -> int:
+    from .bench.loglinear import LoglinearConfig, run_loglinear
+
+    run_loglinear(from_args(LoglinearConfig, args))
+    return 0
+
+
+def _demo(args) -> int:
+    from .demo import DemoConfig, run_demo
+
+    return run_demo(from_args(DemoConfig, args))
+
+
+def _add(sub, name: str, config_cls, func, help: str, description: str | None = None):
+    """A subcommand whose options are the fields of `config_cls` (and --config FILE.yaml)."""
+    p = sub.add_parser(name, help=help, description=description or help)
+    p.add_argument("--config", help="YAML file of options (keys are the option names)")
+    add_arguments(p, config_cls)
+    p.set_defaults(func=func)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,10 +123,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p, RatioConfig)
     p.set_defaults(func=_ratio_fit)
 
-    p = sub.add_parser("demo", help="the main job on its built-in default (offline, CPU)")
-    p.add_argument("--steps", type=int, default=40, help="training steps per method")
-    p.add_argument("--output-dir", default="outputs/demo", help="where results go")
-    p.set_defaults(func=_demo)
+    from .eval.cli import EvalConfig
+    _add(sub, "eval", EvalConfig, _eval, "evaluate a trained model: held-out pairs, generations, a shift sweep",
+         "Preference accuracy, margins and calibration on held-out pairs; win rate against the start "
+         "model under a reward, KL to it, diversity and length of samples; a shift sweep over mixture "
+         "weights with the worst case. Every mean with a 95% bootstrap interval.")
+
+    from .bench.loglinear import LoglinearConfig
+    from .bench.shift import ShiftConfig
+    bench = sub.add_parser("bench", help="benchmarks: the shift world, the log-linear world").add_subparsers(
+        dest="bench_command", required=True)
+    _add(bench, "shift", ShiftConfig, _bench_shift, "the shift-world benchmark (DESIGN §5)",
+         "Methods trained from the same pretrained world LM on the same data; gold reward under "
+         "preference shift, diversity, calibration; table, results.json, plots and report.md. "
+         "--full runs every scenario with 5 seeds.")
+    _add(bench, "loglinear", LoglinearConfig, _bench_loglinear,
+         "the exact log-linear world: closed-form optimum, robustness under shift, error vs n")
+
+    from .demo import DemoConfig
+    _add(sub, "demo", DemoConfig, _demo, "the main job on its built-in default (offline, CPU, a few minutes)",
+         "A shortened shift-world run: dpo, kldpo, wdpo, fdpo-js, aot and dora from the same "
+         "pretrained world LM; prints the table and the paths of the plots and the report.")
     return parser
 
 
@@ -105,7 +156,9 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv
     _quiet_libraries()
     from .data import DataError
     from .train.trainer import TrainingError

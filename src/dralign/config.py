@@ -117,6 +117,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
                 kwargs["nargs"] = "+"
             else:
                 kwargs["metavar"] = f.name.upper()
+            kwargs["help"] = kwargs["help"].replace("%", "%%")  # argparse %-formats help text
             group.add_argument(flag(f.name), **kwargs)
 
 
@@ -158,7 +159,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 def from_args(cls, args: argparse.Namespace):
     """dataclass default < YAML (args.config) < explicitly given command-line flags."""
-    given = {k: v for k, v in vars(args).items() if k not in ("config", "command", "ratio_command", "bench_command", "func")}
+    given = {k: v for k, v in vars(args).items() if k not in ("config", "command", "ratio_command", "bench_command", "func", "argv")}
     from_yaml = load_yaml(args.config) if getattr(args, "config", None) else {}
     build(cls, from_yaml, where=str(args.config))  # a bad value in the file names the file
     return build(cls, {**from_yaml, **given}, where="command line")

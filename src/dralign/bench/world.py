@@ -50,6 +50,7 @@ __all__ = [
     "SOURCES",
     "SYNTHETIC_MARKERS",
     "TOPICS",
+    "WORLD_VERSION",
     "assign_sources",
     "bt_label",
     "bt_probability",
@@ -132,6 +133,9 @@ _HELDOUT_FRACTION = 0.2
 _SPLIT_SEED = "dralign-shift-world-prompt-split-v1"
 
 #: The default grid of mixture weights α for shift sweeps.
+# Bump when any text generator changes: cached world models are keyed by it.
+WORLD_VERSION = "1"
+
 DEFAULT_ALPHAS = tuple(round(0.1 * i, 1) for i in range(11))
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")

@@ -55,7 +55,7 @@ def pair_rows(data: str, on_bad_row: str = "error"):
     rows = load_rows(data)
     fmt, records, bad = validate_pairs(rows)
     if bad and on_bad_row == "error":
-        raise DataError(bad, len(rows))
+        raise DataError.from_bad_rows(bad, len(rows))
     if bad:
         print(f"skipped {len(bad)} invalid rows of {len(rows)}")
     by_index = {(r.file, r.index): r for r in rows}

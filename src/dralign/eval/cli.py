@@ -1,0 +1,322 @@
+"""`dralign eval`: a trained model on held-out preference pairs and/or sampled completions.
+
+* ``--data`` (with ``--reference``): accuracy, reward margins and calibration (ECE, Brier of
+  σ(β·margin)) on held-out pairs (:func:`dralign.eval.preference_eval`).
+* ``--prompts``: completions sampled from the model (and from ``--reference``, the start model),
+  scored by every ``--reward``: mean rewards, win rate over the start model, KL(π‖π_start),
+  diversity and length (:func:`dralign.eval.generation_eval`).
+* ``--reward-b`` (with ``--prompts``): a shift sweep of the mixture of the first ``--reward``
+  (r_a) and ``--reward-b`` over ``--alphas``, with the worst case over the grid
+  (:func:`dralign.eval.shift_sweep`).
+
+Every mean has a 95 % bootstrap interval. The table is printed; ``--output`` also writes JSON.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..bench.world import DEFAULT_ALPHAS
+from ..config import atomic_write_text, option, to_flat_dict
+
+__all__ = ["EvalConfig", "EvalOptions", "load_prompts", "run_eval"]
+
+
+@dataclass
+class EvalOptions:
+    """Evaluation of a trained model (preference pairs, generations, shift sweeps)."""
+
+    model: str | None = option(None, "the model to evaluate: a local folder or a Hugging Face hub name")
+    reference: str | None = option(None, "the start/reference model: needed by --data metrics, by KL and by win rates")
+    data: str | None = option(None, "held-out preference file or folder (any format `dralign train` reads)")
+    data_split: str = option("test", "split of --data when it is a hub dataset or a saved DatasetDict")
+    beta: float = option(0.1, "beta of the implicit reward beta*(log pi - log pi_ref) on --data")
+    max_length: int = option(512, "max tokens of prompt + completion on --data")
+    on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows of --data")
+    prompts: str | None = option(None, "prompts to sample from: a .txt file (one per line), a JSONL/JSON/Parquet/CSV file with a prompt column, or world:heldout:N / world:train:N")
+    prompt_column: str = option("prompt", "column holding the prompt in a --prompts table")
+    reward: list[str] = option([], "reward(s) of the completions: world:NAME, world:mix:A,B,ALPHA[,linear|geometric], package.module:function, or a sequence-classification model")
+    reward_b: str | None = option(None, "shift sweep: the second reward r_b, mixed with the first --reward r_a")
+    alphas: list[float] = option(list(DEFAULT_ALPHAS), "shift sweep: the mixture weights alpha of r_a")
+    mixture: Literal["linear", "geometric"] = option("linear", "shift sweep: alpha*r_a + (1-alpha)*r_b or r_a^alpha * r_b^(1-alpha)")
+    num_samples: int = option(1, "completions per prompt")
+    max_new_tokens: int = option(48, "max tokens per completion (eos ends one earlier)")
+    temperature: float = option(1.0, "sampling temperature (1 = the model's distribution; KL is only unbiased at 1; 0 = greedy)")
+    top_p: float = option(1.0, "nucleus sampling mass (1 = off)")
+    seed: int = option(0, "seed of sampling, world prompts and bootstrap intervals")
+    batch_size: int = option(32, "sequences per forward pass")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "weights dtype when loading")
+    device: str | None = option(None, "device to run on (default: cuda if available, else cpu)")
+    output: str | None = option(None, "write the results as JSON here (default: print only)")
+
+
+@dataclass
+class EvalConfig:
+    eval: EvalOptions
+
+
+# ---------------------------------------------------------------------------------------------
+# Prompts
+# ---------------------------------------------------------------------------------------------
+
+def _world_prompts(spec: str, seed: int) -> list[str]:
+    from ..bench.world import generate_prompts
+
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[1] not in ("heldout", "train"):
+        raise ValueError(f"prompts {spec!r}: expected world:heldout:N or world:train:N")
+    try:
+        n = int(parts[2])
+    except ValueError:
+        raise ValueError(f"prompts {spec!r}: N={parts[2]!r} is not an integer") from None
+    if n < 1:
+        raise ValueError(f"prompts {spec!r}: N must be >= 1")
+    return generate_prompts(n, seed=seed, split=parts[1])
+
+
+def _render_messages(tokenizer, messages: Any, where: str) -> str:
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"{where}: the prompt is a list of messages but the tokenizer has no "
+                         "chat template")
+    try:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    except Exception as err:  # jinja errors of a malformed message list
+        raise ValueError(f"{where}: cannot render the messages with the chat template: "
+                         f"{err}") from None
+
+
+def load_prompts(spec: str, *, tokenizer=None, seed: int = 0,
+                 column: str = "prompt") -> tuple[list[str], bool]:
+    """(prompts, rendered): prompts from `spec`, and whether they were rendered with the
+    tokenizer's chat template (then they carry their special tokens: tokenize them with
+    ``add_special_tokens=False``).
+
+    `spec` is ``world:heldout:N`` / ``world:train:N`` (shift-world prompts, seeded), a ``.txt``
+    file (one prompt per line; blank lines are skipped) or any local file or saved-dataset
+    folder :func:`dralign.data.load_rows` reads, whose `column` holds a string, or a list of
+    chat messages (rendered with the generation prompt, as training renders conversational
+    prompts). Errors name the file and row.
+    """
+    from ..data import DataError, load_rows
+
+    if spec.startswith("world:"):
+        return _world_prompts(spec, seed), False
+    path = Path(spec)
+    if path.suffix == ".txt":
+        if not path.is_file():
+            raise DataError(f"prompts file not found: {spec}")
+        prompts = [line.rstrip("\r") for line in path.read_text().split("\n")]
+        prompts = [p for p in prompts if p.strip()]
+        if not prompts:
+            raise DataError(f"{spec}: no prompts (every line is blank)")
+        return prompts, False
+    if not path.exists():
+        raise DataError(f"prompts file not found: {spec} (expected a file, or "
+                        "world:heldout:N / world:train:N)")
+    rows = load_rows(spec)
+    prompts, kinds = [], set()
+    for row in rows:
+        where = f"{row.file}: row {row.index}" + (f" (line {row.line})" if row.line else "")
+        if row.data is None:
+            raise DataError(f"{where}: {row.error}")
+        if column not in row.data:
+            raise DataError(f"{where}: no {column!r} field (set --prompt-column)")
+        value = row.data[column]
+        if isinstance(value, str) and value.strip():
+            prompts.append(value)
+            kinds.add("text")
+        elif isinstance(value, list) and value and tokenizer is not None:
+            prompts.append(_render_messages(tokenizer, value, where))
+            kinds.add("messages")
+        else:
+            raise DataError(f"{where}: field {column!r} must be a non-empty string"
+                            + (" or a list of messages" if tokenizer is not None else "")
+                            + f", got {type(value).__name__}")
+    if not prompts:
+        raise DataError(f"{spec}: no prompts")
+    if len(kinds) > 1:
+        raise DataError(f"{spec}: mixes plain-text prompts and lists of messages")
+    return prompts, kinds == {"messages"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+
+def _check(opts: EvalOptions) -> None:
+    """Refuse an incomplete or inconsistent configuration before loading anything."""
+    if not opts.model:
+        raise ValueError("pass --model (the model to evaluate)")
+    if not opts.data and not opts.prompts:
+        raise ValueError("nothing to evaluate: pass --data (held-out preference pairs) and/or "
+                         "--prompts (prompts to sample completions from)")
+    if opts.data and not opts.reference:
+        raise ValueError("--data needs --reference: the preference metrics use the implicit "
+                         "reward beta*(log pi - log pi_ref) of the reference (start) model")
+    if opts.reward_b and not opts.reward:
+        raise ValueError("--reward-b needs --reward: the shift sweep mixes the first --reward "
+                         "(r_a) with --reward-b (r_b)")
+    if (opts.reward or opts.reward_b) and not opts.prompts:
+        raise ValueError("--reward and --reward-b score sampled completions: pass --prompts")
+    if opts.reward_b and not opts.alphas:
+        raise ValueError("--alphas is empty: the shift sweep needs at least one alpha")
+    for name in ("num_samples", "max_new_tokens", "batch_size"):
+        if getattr(opts, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
+    if opts.beta <= 0:
+        raise ValueError(f"--beta must be > 0, got {opts.beta}")
+    if len(set(opts.reward)) != len(opts.reward):
+        raise ValueError(f"--reward lists a reward twice: {opts.reward}")
+
+
+def _load(opts: EvalOptions, name: str, device: str):
+    from ..modeling import load_model
+
+    return load_model(name, dtype=opts.dtype).to(device)
+
+
+def run_eval(cfg: EvalConfig, console=None) -> dict:
+    """Run every evaluation the options ask for; print a table; write JSON to ``output``.
+
+    Returns ``{"model", "reference", "preference"?, "generation"?, "shift_sweep"?, "config"}``
+    with MeanCI values (the JSON file holds :func:`dralign.eval.to_jsonable` of it). Bad options
+    or input raise ValueError / DataError with a one-line message.
+    """
+    import torch
+    from rich.console import Console
+
+    from ..data import load_preference_data
+    from ..modeling import load_tokenizer
+    from .evaluate import generation_eval, preference_eval, shift_sweep, to_jsonable
+    from .rewards import load_reward
+
+    opts = cfg.eval
+    _check(opts)
+    console = console or Console()
+    device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # Everything that can fail cheaply fails before the models load.
+    rewards = {spec: load_reward(spec, device=device) for spec in opts.reward}
+    reward_b = load_reward(opts.reward_b, device=device) if opts.reward_b else None
+    tokenizer = load_tokenizer(opts.model)
+    prompts = rendered = None
+    if opts.prompts:
+        prompts, rendered = load_prompts(opts.prompts, tokenizer=tokenizer, seed=opts.seed,
+                                         column=opts.prompt_column)
+    data = None
+    if opts.data:
+        data = load_preference_data(opts.data, tokenizer, split=opts.data_split,
+                                    max_length=opts.max_length, on_bad_row=opts.on_bad_row)
+        if data.kind != "pairs":
+            raise ValueError(f"{opts.data}: preference metrics need paired rows")
+        if len(data) == 0:
+            raise ValueError(f"{opts.data}: no valid pairs to evaluate")
+
+    model = _load(opts, opts.model, device)
+    reference = _load(opts, opts.reference, device) if opts.reference else None
+    if reference is not None:
+        sizes = (model.get_input_embeddings().num_embeddings,
+                 reference.get_input_embeddings().num_embeddings)
+        if sizes[0] != sizes[1]:
+            raise ValueError(f"--model and --reference have different vocabularies ({sizes[0]} "
+                             f"vs {sizes[1]} tokens); they must share the tokenizer")
+
+    results: dict[str, Any] = {"model": opts.model, "reference": opts.reference}
+    if data is not None:
+        with console.status("preference metrics on held-out pairs"):
+            results["preference"] = preference_eval(model, reference, data, beta=opts.beta,
+                                                    batch_size=opts.batch_size, seed=opts.seed)
+    if prompts is not None:
+        from .generate import sample_completions
+
+        sample_kwargs = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
+                             temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
+                             batch_size=opts.batch_size, add_special_tokens=not rendered)
+        with console.status(f"sampling {len(prompts)} x {opts.num_samples} completions"):
+            policy_c = sample_completions(model, tokenizer, prompts, **sample_kwargs)
+            start_c = (sample_completions(reference, tokenizer, prompts, **sample_kwargs)
+                       if reference is not None else None)
+        with console.status("scoring completions"):
+            results["generation"] = generation_eval(
+                model, reference, tokenizer, prompts, rewards=rewards,
+                policy_completions=policy_c, start_completions=start_c, **sample_kwargs)
+            if reward_b is not None:
+                results["shift_sweep"] = shift_sweep(
+                    policy_c.prompts, policy_c.texts, rewards[opts.reward[0]], reward_b,
+                    opts.alphas, mixture=opts.mixture,
+                    baseline_responses=start_c.texts if start_c is not None else None,
+                    seed=opts.seed, num_samples=opts.num_samples)
+                results["shift_sweep"].update(reward_a=opts.reward[0], reward_b=opts.reward_b)
+    results["config"] = to_flat_dict(cfg)
+
+    print_results(results, console)
+    if opts.output:
+        import json
+
+        atomic_write_text(opts.output, json.dumps(to_jsonable(results), indent=2) + "\n")
+        console.print(f"wrote {opts.output}")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Printing
+# ---------------------------------------------------------------------------------------------
+
+def _rows(results: dict) -> list[tuple[str, str, Any]]:
+    """(section, metric, value) rows of the results table; value a MeanCI, number or note."""
+    rows: list[tuple[str, str, Any]] = []
+    pref = results.get("preference")
+    if pref:
+        for key in ("accuracy", "margin", "reward_chosen", "reward_rejected", "ece", "brier"):
+            rows.append(("preference", key, pref[key]))
+    gen = results.get("generation")
+    if gen:
+        for name, r in gen["rewards"].items():
+            rows.append(("generation", f"{name}: policy", r["policy"]))
+            rows.append(("generation", f"{name}: start", r["start"] or "needs --reference"))
+            rows.append(("generation", f"{name}: win rate vs start",
+                         r["win_rate"] or "needs --reference"))
+        rows.append(("generation", "KL(policy || start)", gen["kl"] or "needs --reference"))
+        for key in ("length", "token_entropy", "distinct_1", "distinct_2", "eos_rate"):
+            rows.append(("generation", key, gen[key]))
+            if gen["start"] is not None:
+                rows.append(("generation", f"{key}: start", gen["start"][key]))
+    sweep = results.get("shift_sweep")
+    if sweep:
+        for a in sweep["alphas"]:
+            rows.append(("shift sweep", f"r(alpha={a:g})", sweep["reward"][a]))
+            if "win_rate" in sweep:
+                rows.append(("shift sweep", f"win rate (alpha={a:g})", sweep["win_rate"][a]))
+        rows.append(("shift sweep", "average over alphas", sweep["average"]))
+        rows.append(("shift sweep", f"worst: r(alpha={sweep['worst']['alpha']:g})",
+                     sweep["worst"]["reward"]))
+        if "worst_win_rate" in sweep:
+            w = sweep["worst_win_rate"]
+            rows.append(("shift sweep", f"worst win rate (alpha={w['alpha']:g})", w["win_rate"]))
+    return rows
+
+
+def print_results(results: dict, console) -> None:
+    """A rich table of every metric with its 95 % interval."""
+    from rich.table import Table
+
+    from .metrics import MeanCI
+
+    table = Table(title=f"dralign eval: {results.get('model')}")
+    for col, justify in (("section", "left"), ("metric", "left"), ("value", "right"),
+                         ("95% interval", "right"), ("n", "right")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for section, metric, value in _rows(results):
+        if isinstance(value, MeanCI):
+            table.add_row(section, metric, f"{value.mean:.4g}",
+                          f"[{value.low:.4g}, {value.high:.4g}]", str(value.n))
+        elif isinstance(value, float):
+            table.add_row(section, metric, f"{value:.4g}", "", "")
+        else:
+            table.add_row(section, metric, str(value), "", "")
+    console.print(table)
+    if results.get("shift_sweep"):
+        s = results["shift_sweep"]
+        console.print(f"shift sweep: r(alpha) = {s['mixture']} mixture of r_a = {s['reward_a']} "
+                      f"and r_b = {s['reward_b']}")

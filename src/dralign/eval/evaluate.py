@@ -1,0 +1,342 @@
+"""Evaluation of a trained policy: preference metrics on held-out pairs, generation metrics
+against the start model, and shift sweeps over a reward mixture.
+
+Every mean comes with a 95 % percentile-bootstrap interval (:class:`~dralign.eval.metrics.MeanCI`,
+1,000 resamples, NumPy PCG64 seeded with ``seed``: deterministic). Results are plain dicts of
+MeanCI and floats; :func:`to_jsonable` turns them into JSON-ready dicts.
+
+Bootstrap units. Preference metrics resample pairs. Generation metrics resample *prompts*: with
+``num_samples`` completions per prompt, the per-completion values of a prompt are averaged first
+(a cluster bootstrap — samples of one prompt are correlated), so ``MeanCI.n`` counts prompts.
+The point estimate is still the mean over all completions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..bench.world import geometric_mixture, linear_mixture
+from . import metrics as M
+from .generate import Completions, completion_logps, eval_mode, sample_completions
+from .rewards import RewardFn
+
+__all__ = ["MIXTURES", "generation_eval", "preference_eval", "shift_sweep",
+           "symmetric_ece", "to_jsonable"]
+
+N_RESAMPLES = 1000
+LEVEL = 0.95
+
+#: Mixtures of two rewards for shift sweeps: r(α) from r_a, r_b.
+MIXTURES: dict[str, Callable[[Any, Any, float], Any]] = {
+    "linear": linear_mixture, "geometric": geometric_mixture}
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------------------------
+
+def _ci(values: Any, seed: int, cluster: int = 1) -> M.MeanCI:
+    """MeanCI of `values`, bootstrapping clusters of `cluster` consecutive values (their means).
+
+    With equal cluster sizes the mean of the cluster means is the overall mean."""
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if cluster > 1:
+        if v.size % cluster:
+            raise ValueError(f"{v.size} values do not split into clusters of {cluster}")
+        v = v.reshape(-1, cluster).mean(axis=1)
+    return M.MeanCI.from_values(v, level=LEVEL, n_resamples=N_RESAMPLES, seed=seed)
+
+
+def _won(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pair win indicator 1(a > b) + ½·1(a = b) (its mean is :func:`metrics.win_rate`)."""
+    return (a > b) + 0.5 * (a == b)
+
+
+def _score(reward: RewardFn, name: str, prompts: Sequence[str],
+           responses: Sequence[str]) -> np.ndarray:
+    values = np.asarray(reward(list(prompts), list(responses)), dtype=np.float64).reshape(-1)
+    if values.size != len(responses):
+        raise ValueError(f"reward {name}: returned {values.size} values for {len(responses)} "
+                         "responses")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"reward {name}: returned non-finite values")
+    return values
+
+
+def to_jsonable(obj: Any) -> Any:
+    """A JSON-ready copy of nested results: MeanCI → its dict, mapping keys → str, tuples and
+    arrays → lists, NumPy scalars → Python numbers, NaN/±inf → None."""
+    if isinstance(obj, M.MeanCI):
+        return to_jsonable(obj.as_dict())
+    if isinstance(obj, Mapping):
+        return {(k if isinstance(k, str) else str(k)): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return [to_jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# Preference metrics on held-out pairs
+# ---------------------------------------------------------------------------------------------
+
+def symmetric_ece(probs: Any, bins: int = 10) -> float:
+    """ECE of P(chosen ≻ rejected) = p_i over pairs whose label is always "chosen", counting
+    each pair in both orders:
+
+        ECE = expected_calibration_error([p_1..p_n, 1−p_1..1−p_n], [1,..,1, 0,..,0], bins)
+
+    (as if each pair were shown in a random order). Without the mirrored half every label is 1
+    and the ECE collapses to 1 − mean p, which only measures confidence. With it, a bin around
+    q holds the pairs the model gives probability q, and its accuracy is how often those
+    chosen responses really are preferred.
+    """
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    return M.expected_calibration_error(np.concatenate([p, 1.0 - p]),
+                                        np.concatenate([np.ones_like(p), np.zeros_like(p)]), bins)
+
+
+def _device(model) -> Any:
+    return next(model.parameters()).device
+
+
+def _pair_logps(scorer, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen, rejected) summed log-probs [B] in float64 from a model or a
+    :class:`dralign.modeling.Reference`, without gradients."""
+    from ..modeling import Reference, pair_logps
+
+    if isinstance(scorer, Reference):
+        out = scorer.logps(batch)
+    else:
+        device = _device(scorer)
+        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask",
+                                                   "completion_mask")}
+        with eval_mode(scorer):
+            out = pair_logps(scorer, inputs)
+    return (out.chosen_sum.double().cpu().numpy(), out.rejected_sum.double().cpu().numpy())
+
+
+def preference_eval(model, reference, data, *, beta: float, batch_size: int = 32,
+                    seed: int = 0, ece_bins: int = 10) -> dict:
+    """Implicit-reward metrics of `model` on held-out pairs (a paired
+    :class:`dralign.data.PreferenceData`; the chosen response is the preferred one).
+
+        u_i^± = log π(y_i^±|x_i) − log π_ref(y_i^±|x_i)
+        margin_i = β (u_i⁺ − u_i⁻),   p_i = σ(margin_i)
+
+    Returns ``accuracy`` (1(m>0) + ½·1(m=0)), ``margin``, ``reward_chosen`` (β u⁺) and
+    ``reward_rejected`` (β u⁻) as MeanCI over pairs; ``brier`` = mean (1 − p_i)² as MeanCI;
+    ``ece`` = :func:`symmetric_ece` with `ece_bins` bins, as a MeanCI whose ``mean`` is the ECE
+    and whose bounds bootstrap it over pairs; ``n`` pairs and ``beta``. `reference` is a model
+    or a :class:`dralign.modeling.Reference` (e.g. a cached one). Models run in eval mode
+    without gradients.
+    """
+    if reference is None:
+        raise ValueError("preference_eval needs a reference model: the implicit reward is "
+                         "beta * (log pi - log pi_ref)")
+    if getattr(data, "kind", None) != "pairs":
+        raise ValueError("preference_eval needs paired data (prompt, chosen, rejected); got "
+                         f"{getattr(data, 'kind', type(data).__name__)!r} data")
+    if len(data) == 0:
+        raise ValueError("preference_eval: the data has no pairs")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    parts: list[tuple[np.ndarray, ...]] = []
+    for start in range(0, len(data), batch_size):
+        batch = data.collate(range(start, min(start + batch_size, len(data))))
+        parts.append((*_pair_logps(model, batch), *_pair_logps(reference, batch)))
+    pc, pr, rc, rr = (np.concatenate(col) for col in zip(*parts))
+    reward_chosen, reward_rejected = beta * (pc - rc), beta * (pr - rr)
+    margins = reward_chosen - reward_rejected
+    probs = M.preference_probs(margins)  # σ(margin): β is already inside the margin
+    ece, ece_low, ece_high = M.bootstrap_ci(probs, lambda p: symmetric_ece(p, ece_bins),
+                                            level=LEVEL, n_resamples=N_RESAMPLES, seed=seed)
+    return {
+        "accuracy": _ci(_won(margins, np.zeros_like(margins)), seed),
+        "margin": _ci(margins, seed),
+        "reward_chosen": _ci(reward_chosen, seed),
+        "reward_rejected": _ci(reward_rejected, seed),
+        "ece": M.MeanCI(mean=ece, low=ece_low, high=ece_high, n=int(probs.size), level=LEVEL),
+        "brier": _ci((1.0 - probs) ** 2, seed),
+        "n": int(margins.size),
+        "beta": float(beta),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation metrics against the start model
+# ---------------------------------------------------------------------------------------------
+
+def _diversity(c: Completions, seed: int, cluster: int) -> dict:
+    """token_entropy, distinct_1, distinct_2 (floats, over completion token ids), length
+    (MeanCI of completion tokens, eos excluded) and eos_rate (share that ended at eos)."""
+    return {
+        "token_entropy": M.token_entropy(c.token_ids),
+        "distinct_1": M.distinct_n(c.token_ids, 1),
+        "distinct_2": M.distinct_n(c.token_ids, 2),
+        "length": _ci([len(t) for t in c.token_ids], seed, cluster),
+        "eos_rate": float(np.mean(c.ended_at_eos)),
+    }
+
+
+def _check_completions(c: Completions, prompts: list[str], num_samples: int, which: str) -> None:
+    expected = [p for p in prompts for _ in range(num_samples)]
+    if not len(c.prompts) == len(c.texts) == len(c.token_ids):
+        raise ValueError(f"{which}: prompts, texts and token_ids differ in length")
+    if c.finished is not None and len(c.finished) != len(c.texts):
+        raise ValueError(f"{which}: finished has {len(c.finished)} entries for {len(c.texts)} "
+                         "completions")
+    if list(c.prompts) != expected:
+        raise ValueError(f"{which}: expected {num_samples} completion(s) of each of the "
+                         f"{len(prompts)} prompts, in prompt-major order")
+
+
+def generation_eval(policy, start, tokenizer, prompts: Sequence[str], *,
+                    rewards: Mapping[str, RewardFn], num_samples: int = 1,
+                    max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0,
+                    batch_size: int = 64, policy_completions: Completions | None = None,
+                    start_completions: Completions | None = None, top_p: float = 1.0,
+                    add_special_tokens: bool = True,
+                    max_prompt_length: int | None = None) -> dict:
+    """Sample from the policy and the start model (or reuse given completions) and compare.
+
+    Both are sampled with the same `seed`, hence the same uniforms (common random numbers;
+    identical models give identical completions). Returns
+
+    * ``rewards[name]``: ``policy`` and ``start`` mean reward (MeanCI) and ``win_rate`` of the
+      policy over the start (MeanCI of 1(r_π,k > r_start,k) + ½·1(=), completion k of the policy
+      against completion k of the start: same prompt, same sample index);
+    * ``kl``: MeanCI of log π(y|x) − log π_start(y|x) over the policy's completions y ~ π —
+      an unbiased estimate of KL(π‖π_start) at temperature 1, top_p 1 (see
+      :mod:`dralign.eval.generate` for eos and length capping); otherwise it is the same mean
+      under the tempered sampler, not a KL;
+    * the policy's ``token_entropy``, ``distinct_1``, ``distinct_2`` (floats, over token ids),
+      ``length`` (MeanCI, completion tokens without eos) and ``eos_rate``, and the same
+      under ``start`` for comparison;
+    * ``n_prompts``, ``num_samples`` and ``sampling`` (the sampling settings).
+
+    Without a start model (``start=None`` and no `start_completions`) the start-side values
+    are None, and so is ``kl`` (it also needs the policy model). Intervals bootstrap prompts.
+    """
+    prompts = list(prompts)
+    if not prompts:
+        raise ValueError("generation_eval needs at least one prompt")
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    sample_kwargs = dict(num_samples=num_samples, max_new_tokens=max_new_tokens,
+                         temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                         add_special_tokens=add_special_tokens,
+                         max_prompt_length=max_prompt_length)
+    if policy_completions is None:
+        if policy is None:
+            raise ValueError("generation_eval needs a policy model or policy_completions")
+        policy_completions = sample_completions(policy, tokenizer, prompts, **sample_kwargs)
+    _check_completions(policy_completions, prompts, num_samples, "policy_completions")
+    if start_completions is None and start is not None:
+        start_completions = sample_completions(start, tokenizer, prompts, **sample_kwargs)
+    if start_completions is not None:
+        _check_completions(start_completions, prompts, num_samples, "start_completions")
+
+    pc, sc = policy_completions, start_completions
+    by_reward = {}
+    for name, reward in rewards.items():
+        r_policy = _score(reward, name, pc.prompts, pc.texts)
+        r_start = _score(reward, name, sc.prompts, sc.texts) if sc is not None else None
+        by_reward[name] = {
+            "policy": _ci(r_policy, seed, num_samples),
+            "start": _ci(r_start, seed, num_samples) if r_start is not None else None,
+            "win_rate": (_ci(_won(r_policy, r_start), seed, num_samples)
+                         if r_start is not None else None),
+        }
+
+    kl = None
+    if policy is not None and start is not None:
+        logp_kwargs = dict(batch_size=batch_size, append_eos=pc.ended_at_eos,
+                           add_special_tokens=add_special_tokens,
+                           max_prompt_length=max_prompt_length)
+        lp_policy = completion_logps(policy, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
+        lp_start = completion_logps(start, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
+        kl = _ci(lp_policy - lp_start, seed, num_samples)
+
+    return {
+        "rewards": by_reward,
+        "kl": kl,
+        **_diversity(pc, seed, num_samples),
+        "start": _diversity(sc, seed, num_samples) if sc is not None else None,
+        "n_prompts": len(prompts),
+        "num_samples": int(num_samples),
+        "sampling": {"temperature": float(temperature), "top_p": float(top_p),
+                     "max_new_tokens": int(max_new_tokens), "seed": int(seed)},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Shift sweep over a reward mixture
+# ---------------------------------------------------------------------------------------------
+
+def shift_sweep(prompts: Sequence[str], responses: Sequence[str], reward_a: RewardFn,
+                reward_b: RewardFn, alphas: Sequence[float], *, mixture: str = "linear",
+                baseline_responses: Sequence[str] | None = None, seed: int = 0,
+                num_samples: int = 1) -> dict:
+    """Gold reward of `responses` under every mixture r(α) of two rewards, and its worst case.
+
+        linear:     r_i(α) = α·r_a,i + (1−α)·r_b,i
+        geometric:  r_i(α) = r_a,i^α · r_b,i^(1−α)      (rewards ≥ 0; 0^0 = 1)
+
+    r_a and r_b are computed once (and once for the baseline) and mixed per α. Returns
+    ``reward[α]`` (MeanCI of r_i(α)); ``average`` (MeanCI of the per-response grid mean
+    (1/|A|) Σ_α r_i(α)); ``worst`` = ``{"alpha": α*, "reward": reward[α*]}`` with
+    α* = argmin_α mean r(α) (:func:`metrics.worst_case`, ties to the smallest α); with
+    `baseline_responses` (e.g. the start model's completions of the same prompts, paired by
+    index) also ``win_rate[α]`` (MeanCI of 1(r_i(α) > b_i(α)) + ½·1(=)) and ``worst_win_rate``
+    (its minimum over α, same form); and ``alphas``, ``mixture``. `num_samples` consecutive
+    responses share a prompt (bootstrap clusters, as in :func:`generation_eval`).
+    """
+    if mixture not in MIXTURES:
+        raise ValueError(f"unknown mixture {mixture!r}; use one of {', '.join(MIXTURES)}")
+    alphas = [float(a) for a in alphas]
+    if not alphas:
+        raise ValueError("shift_sweep needs at least one alpha")
+    for a in alphas:
+        if not 0.0 <= a <= 1.0:
+            raise ValueError(f"alpha must lie in [0, 1], got {a}")
+    if len(set(alphas)) != len(alphas):
+        raise ValueError(f"alphas contain duplicates: {alphas}")
+    prompts, responses = list(prompts), list(responses)
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    if not responses:
+        raise ValueError("shift_sweep needs at least one response")
+    mix = MIXTURES[mixture]
+    r_a = _score(reward_a, "reward_a", prompts, responses)
+    r_b = _score(reward_b, "reward_b", prompts, responses)
+    mixed = {a: np.asarray(mix(r_a, r_b, a), dtype=np.float64) for a in alphas}
+    reward = {a: _ci(mixed[a], seed, num_samples) for a in alphas}
+    worst_alpha, _ = M.worst_case({a: ci.mean for a, ci in reward.items()})
+    out: dict[str, Any] = {
+        "alphas": alphas,
+        "mixture": mixture,
+        "reward": reward,
+        "average": _ci(np.mean([mixed[a] for a in alphas], axis=0), seed, num_samples),
+        "worst": {"alpha": worst_alpha, "reward": reward[worst_alpha]},
+    }
+    if baseline_responses is not None:
+        baseline = list(baseline_responses)
+        if len(baseline) != len(responses):
+            raise ValueError(f"{len(baseline)} baseline responses for {len(responses)} responses")
+        b_a = _score(reward_a, "reward_a", prompts, baseline)
+        b_b = _score(reward_b, "reward_b", prompts, baseline)
+        win = {a: _ci(_won(mixed[a], np.asarray(mix(b_a, b_b, a), dtype=np.float64)), seed,
+                      num_samples) for a in alphas}
+        worst_win_alpha, _ = M.worst_case({a: ci.mean for a, ci in win.items()})
+        out["win_rate"] = win
+        out["worst_win_rate"] = {"alpha": worst_win_alpha, "win_rate": win[worst_win_alpha]}
+    return out
