@@ -73,3 +73,15 @@ def test_ratio_fit_on_real_human_vs_model_summaries(tmp_path, capsys):
     auc = float(capsys.readouterr().out.split("Held-out AUC ")[1].split(",")[0])
     assert auc > 0.65
     assert len(out.read_text().splitlines()) == 674
+
+
+def test_ratio_fit_names_a_bad_row_and_does_not_crash(marked, tmp_path, capsys):
+    root, model, data = marked
+    rows = [json.loads(line) for line in data.read_text().splitlines()]
+    rows[7]["chosen"] = ""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["ratio", "fit", "--data", str(bad), "--model", model, "--target", "human", "--folds", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dralign ratio: error:") and "Traceback" not in err
+    assert "row 7 (line 8), field 'chosen'" in err and str(bad) in err
