@@ -79,7 +79,7 @@ def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
         run = results["runs"][f"sources/{method}"]
         assert set(run["reward"]) == {str(a) for a in results["options"]["alphas"]}
         assert run["worst"]["reward"]["low"] <= run["worst"]["reward"]["mean"] <= run["worst"]["reward"]["high"]
-        assert (out_dir / "runs" / "seed-0" / "sources" / method / "metrics.jsonl").exists()
+        assert (out_dir / "runs" / "seed-0" / "sources" / method / "model.safetensors").exists()
     for name in ("shift.png", "tradeoff.png", "report.md"):
         assert (out_dir / name).stat().st_size > 0
         assert str(out_dir / name) in out.replace("\n", "")

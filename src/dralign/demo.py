@@ -23,6 +23,7 @@ class DemoOptions(ShiftOptions):
     methods: list[str] | None = option(list(DEMO_METHODS), "presets to train from the same start")
     dataset: str = option("sources", "their training data: human + synthetic pairs with source labels")
     output_dir: str = option("outputs/demo", "where models, results, plots and the report go")
+    keep_models: bool = option(True, "keep each trained model's weights for `dralign eval`")
 
 
 @dataclass

@@ -111,6 +111,7 @@ class ShiftOptions:
     label_temperature: float = option(0.1, "Bradley–Terry temperature of the labels")
     alphas: list[float] = option(list(world.DEFAULT_ALPHAS), "evaluation grid of α")
     output_dir: str = option("outputs/shift", "where models, results, plots and the report go")
+    keep_models: bool = option(False, "keep each trained model's weights (3.4 MB each) for `dralign eval`")
     cache_dir: str | None = option(None, "where the pretrained world LM is cached (default: $DRALIGN_CACHE or ~/.cache/dralign)")
     lm_steps: int | None = option(None, "pretraining steps of the world LM (default 200)")
 
@@ -418,9 +419,10 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
             a0 = _alpha_index(opts, opts.alpha0)
             console.print(f"  r(α₀) {ev.rewards[:, a0].mean():.3f}  worst {ev.rewards.mean(0).min():.3f}  "
                           f"KL {ev.kl.mean():.2f}  held-out acc {ev.accuracy:.2f}  ({seconds:.0f}s)")
-            for weights in Path(result.output_dir).glob("*.safetensors"):
-                weights.unlink()  # keep metrics, config and card; the weights are not reused
-        shutil.rmtree(seed_dir / "data" / "__pycache__", ignore_errors=True)
+            shutil.rmtree(Path(result.output_dir) / "checkpoints", ignore_errors=True)  # optimizer state: not reused
+            if not opts.keep_models:
+                for weights in Path(result.output_dir).glob("*.safetensors"):
+                    weights.unlink()  # keep metrics, config and card
     results = summarize(opts, raw, runs, lm, time.perf_counter() - t_start)
     results["claims"] = evaluate_claims(opts, raw)
     results["command"] = command

@@ -151,6 +151,7 @@ def world_lm(spec: WorldLMSpec = WorldLMSpec(), cache_dir: str | Path = DEFAULT_
     tmp = Path(tempfile.mkdtemp(prefix=".world-lm-", dir=cache_dir))
     try:
         if console is not None:
+            console.print(f"pretraining the world LM once ({spec.steps} steps; cached in {cache_dir})")
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             with Progress(TextColumn("pretraining the world LM"), BarColumn(),
