@@ -94,7 +94,7 @@ class ShiftOptions:
     methods: list[str] | None = option(None, "instead of scenarios: these presets on one dataset (--dataset)")
     dataset: str = option("sources", "dataset for --methods: mix-linear, mix-geometric, sources, flip-20, flip-40")
     seeds: int | None = option(None, "number of seeds (quick 1, full 5)")
-    steps: int | None = option(None, "optimizer steps per method (quick 30, full 60)")
+    steps: int | None = option(None, "optimizer steps per method (quick 30, full 50)")
     train_pairs: int | None = option(None, "training pairs per dataset (quick 384, full 512)")
     eval_prompts: int | None = option(None, "held-out prompts for sampling (quick 48, full 64)")
     samples_per_prompt: int = option(2, "completions sampled per held-out prompt")
@@ -122,7 +122,7 @@ class ShiftConfig:
 
 
 _PROFILES = {False: dict(seeds=1, steps=30, train_pairs=384, eval_prompts=48),
-             True: dict(seeds=5, steps=60, train_pairs=512, eval_prompts=64)}
+             True: dict(seeds=5, steps=50, train_pairs=512, eval_prompts=64)}
 
 
 def resolve(opts: ShiftOptions) -> ShiftOptions:
