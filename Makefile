@@ -21,5 +21,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
+bench-speed: $(STAMP)
+	$(VENV)/bin/dralign bench speed --json outputs/bench-speed.json
+
 clean:
 	rm -rf $(VENV) build src/*.egg-info

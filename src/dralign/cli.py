@@ -83,6 +83,13 @@ def _bench_loglinear(args) -> int:
     return 0
 
 
+def _bench_speed(args) -> int:
+    from .bench.speed import SpeedConfig, run_speed
+
+    run_speed(from_args(SpeedConfig, args))
+    return 0
+
+
 def _demo(args) -> int:
     from .demo import DemoConfig, run_demo
 
@@ -131,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench.loglinear import LoglinearConfig
     from .bench.shift import ShiftConfig
-    bench = sub.add_parser("bench", help="benchmarks: the shift world, the log-linear world").add_subparsers(
+    bench = sub.add_parser("bench", help="benchmarks: the shift world, the log-linear world, speed against TRL").add_subparsers(
         dest="bench_command", required=True)
     _add(bench, "shift", ShiftConfig, _bench_shift, "the shift-world benchmark (DESIGN §5)",
          "Methods trained from the same pretrained world LM on the same data; gold reward under "
@@ -139,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
          "--full runs every scenario with 5 seeds.")
     _add(bench, "loglinear", LoglinearConfig, _bench_loglinear,
          "the exact log-linear world: closed-form optimum, robustness under shift, error vs n")
+    from .bench.speed import SpeedConfig
+    _add(bench, "speed", SpeedConfig, _bench_speed, "dralign against TRL's DPOTrainer, side by side",
+         "Pairs/s, peak RSS and FLOP/s of dralign and TRL 1.16's DPOTrainer on the same model, data "
+         "and settings (balanced and prompt-heavy), and each objective's step time against dpo. "
+         "Needs the trl extra: pip install 'dralign[trl]'.")
 
     from .demo import DemoConfig
     _add(sub, "demo", DemoConfig, _demo, "the main job on its built-in default (offline, CPU, a few minutes)",
@@ -161,11 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     _quiet_libraries()
     from .data import DataError
+    from .bench.speed import SpeedBenchError
     from .train.trainer import TrainingError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, TrainingError, ValueError, OSError) as e:
+    except (ConfigError, DataError, TrainingError, SpeedBenchError, ValueError, OSError) as e:
         print(f"dralign {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -13,6 +13,20 @@
 
 `collate_unpaired` returns the same per sequence for N examples ([N, L] tensors), ``label``
 BoolTensor [N] and the same per-example fields.
+
+`collate_shared_pairs` (prefix sharing) puts each pair in ONE row, ``[prompt | chosen |
+rejected]``, so the prompt is computed once for both completions:
+
+- ``input_ids`` LongTensor [B, L], right-padded to the longest of the B rows;
+- ``attention_mask`` LongTensor [B, L]: 1 on real tokens, 0 on padding (a 2-D padding mask: the
+  model's 4-D mask is built from ``segment_ids`` by `dralign.modeling.logps.shared_attention_mask`);
+- ``segment_ids`` Int8Tensor [B, L]: `PROMPT` (0), `CHOSEN` (1), `REJECTED` (2), `PAD` (−1).
+  A token sees the earlier tokens of the prompt and of its own segment only, so rejected tokens
+  never see chosen ones: both completions are scored exactly as in their own sequences;
+- ``position_ids`` LongTensor [B, L]: 0..P−1 on the prompt, P.. on the chosen completion and
+  P.. again on the rejected one (0 on padding), the positions of the unshared layout;
+- ``completion_mask`` BoolTensor [B, L]: True on chosen and rejected tokens;
+- the per-example fields of `collate_pairs`.
 """
 
 from __future__ import annotations
@@ -62,6 +76,51 @@ def collate_pairs(examples: Sequence[PairExample], pad_token_id: int) -> dict[st
     sequences = ([(e.prompt_ids, e.chosen_ids) for e in examples]
                  + [(e.prompt_ids, e.rejected_ids) for e in examples])
     return {**_pad(sequences, pad_token_id), **_per_example(examples)}
+
+
+# Segment ids of the prefix-shared layout (`collate_shared_pairs`).
+PAD, PROMPT, CHOSEN, REJECTED = -1, 0, 1, 2
+
+
+def collate_shared_pairs(examples: Sequence[PairExample], pad_token_id: int
+                         ) -> dict[str, torch.Tensor]:
+    """Batch B preference pairs into [B, L] rows ``[prompt | chosen | rejected]`` (see the module
+    docstring): the prefix-shared layout, read by `dralign.modeling.logps.pair_logps`."""
+    if not examples:
+        raise ValueError("collate_shared_pairs needs at least one example")
+    length = max(len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples)
+    n = len(examples)
+    input_ids = torch.full((n, length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((n, length), dtype=torch.long)
+    segment_ids = torch.full((n, length), PAD, dtype=torch.int8)
+    position_ids = torch.zeros((n, length), dtype=torch.long)
+    for i, e in enumerate(examples):
+        p, c, r = len(e.prompt_ids), len(e.chosen_ids), len(e.rejected_ids)
+        if p == 0:
+            raise ValueError(f"example {e.index} has an empty prompt; prefix sharing needs one")
+        end = p + c + r
+        input_ids[i, :end] = torch.tensor([*e.prompt_ids, *e.chosen_ids, *e.rejected_ids],
+                                          dtype=torch.long)
+        attention_mask[i, :end] = 1
+        segment_ids[i, :p], segment_ids[i, p:p + c], segment_ids[i, p + c:end] = PROMPT, CHOSEN, REJECTED
+        position_ids[i, :p + c] = torch.arange(p + c)
+        position_ids[i, p + c:end] = torch.arange(p, p + r)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "segment_ids": segment_ids,
+            "position_ids": position_ids, "completion_mask": segment_ids > PROMPT,
+            **_per_example(examples)}
+
+
+def shared_lengths(examples: Sequence[PairExample]) -> list[int]:
+    """Row length of each pair in the prefix-shared layout (prompt + chosen + rejected)."""
+    return [len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples]
+
+
+def prefix_sharing_saving(examples: Sequence[PairExample]) -> float:
+    """Fraction of the token positions the prefix-shared layout saves over the plain one,
+    ignoring padding: Σ prompt / Σ (2·prompt + chosen + rejected)."""
+    prompt = sum(len(e.prompt_ids) for e in examples)
+    total = sum(2 * len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples)
+    return prompt / total if total else 0.0
 
 
 def collate_unpaired(examples: Sequence[UnpairedExample], pad_token_id: int

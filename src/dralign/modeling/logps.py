@@ -11,6 +11,17 @@ states are sliced before the language-model head. Log-probabilities are taken as
 `logit[target] − logsumexp(logits)` in at least float32, chunk by chunk, so no float32 copy of
 the full-vocabulary logits is ever held for the whole batch, neither in the forward nor saved
 for the backward.
+
+Prefix sharing (`dralign.data.collate.collate_shared_pairs`): a pair is one row
+``[prompt | chosen | rejected]`` with `segment_ids` and `position_ids`. The model gets a 4-D
+attention mask (`shared_attention_mask`) in which a token sees the earlier prompt tokens and the
+earlier tokens of its own segment only, and the positions of the unshared layout, so each
+completion's log-prob equals the one of its own sequence [prompt | completion] up to float
+rounding, while the prompt is computed once. The first rejected token is predicted by the
+logits of the last prompt token, like the first chosen token (`shared_pair_logps`).
+🤗 Transformers (≥ 5) models built on `masking_utils.create_causal_mask` take such a mask as is;
+`prefix_sharing_support` says whether a model does; `pair_logps` scores a prefix-shared batch
+with any other model (e.g. a separate reference model) by unsharing it first.
 """
 
 from __future__ import annotations
@@ -109,16 +120,17 @@ def supports_logits_mask(model: torch.nn.Module) -> bool:
     return takes_argument and hasattr(module, "slice_logits_to_keep")
 
 
-def _predicting_logits(model, input_ids, attention_mask, predicting, inputs_embeds):
-    """Logits [T, V] at the positions marked in `predicting` [N, L] (row-major order)."""
+def _predicting_logits(model, input_ids, attention_mask, predicting, inputs_embeds, **extra):
+    """Logits [T, V] at the positions marked in `predicting` [N, L] (row-major order); `extra`
+    model inputs (e.g. `position_ids`) are passed through."""
     if inputs_embeds is not None:
         inputs = {"inputs_embeds": inputs_embeds}
     else:
         inputs = {"input_ids": input_ids}
     if supports_logits_mask(model):
         return model(**inputs, attention_mask=attention_mask, use_cache=False,
-                     logits_to_keep=predicting).logits
-    return model(**inputs, attention_mask=attention_mask, use_cache=False).logits[predicting]
+                     logits_to_keep=predicting, **extra).logits
+    return model(**inputs, attention_mask=attention_mask, use_cache=False, **extra).logits[predicting]
 
 
 def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -156,7 +168,153 @@ def split_pairs(logps: SequenceLogps) -> PairLogps:
 
 
 def pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairLogps:
-    """Chosen and rejected summed completion log-probs and counts (each [B]) of a paired batch
-    with `input_ids`, `attention_mask`, `completion_mask` [2B, L]."""
+    """Chosen and rejected summed completion log-probs and counts (each [B]) of a paired batch:
+    the plain layout (`input_ids`, `attention_mask`, `completion_mask` [2B, L]) or the
+    prefix-shared one (with `segment_ids`, `position_ids`; [B, L], see `shared_pair_logps`)."""
+    if "segment_ids" in batch:
+        if prefix_sharing_support(model) is None:
+            return shared_pair_logps(model, batch)
+        batch = unshared_batch(batch)  # e.g. a separate reference model on another kernel
     return split_pairs(sequence_logps(model, batch["input_ids"], batch["attention_mask"],
                                       batch["completion_mask"]))
+
+
+# ----------------------------------------------------------------------------- prefix sharing
+# Segment ids of the prefix-shared layout (as in dralign.data.collate).
+_PAD, _PROMPT, _CHOSEN, _REJECTED = -1, 0, 1, 2
+# Attention kernels whose 4-D mask format `shared_attention_mask` knows.
+SHARED_MASK_KERNELS = ("sdpa", "eager")
+
+
+def _attention_kernel(model: torch.nn.Module) -> str | None:
+    return getattr(getattr(_unwrapped(model), "config", None), "_attn_implementation", None)
+
+
+def prefix_sharing_support(model: torch.nn.Module) -> str | None:
+    """None when `model` can score a prefix-shared batch exactly, else the reason it cannot.
+
+    Needs: a forward taking `position_ids` and building its mask with 🤗 `masking_utils`
+    (which passes a custom 4-D mask through unchanged), an attention kernel in
+    `SHARED_MASK_KERNELS` (flash kernels take no arbitrary mask), and no sliding-window
+    attention (a custom mask replaces the window).
+    """
+    base = _unwrapped(model)
+    name = type(base).__name__
+    module = sys.modules.get(type(getattr(base, "base_model", base)).__module__)
+    if "position_ids" not in inspect.signature(base.forward).parameters:
+        return f"{name}'s forward takes no position_ids"
+    if not hasattr(module, "create_causal_mask"):
+        return f"{name} does not build its attention mask with transformers' masking_utils"
+    kernel = _attention_kernel(base)
+    if kernel not in SHARED_MASK_KERNELS:
+        return (f"attention kernel {kernel!r} takes no custom 4-D mask (prefix sharing works with "
+                f"{' and '.join(SHARED_MASK_KERNELS)})")
+    config = base.config
+    window = getattr(config, "sliding_window", None)
+    uses_window = getattr(config, "use_sliding_window", window is not None)
+    layer_types = getattr(config, "layer_types", None) or ()
+    if (window and uses_window) or any("sliding" in str(t) for t in layer_types):
+        return f"{name} uses sliding-window attention, which a custom 4-D mask would replace"
+    return None
+
+
+def shared_attention_mask(segment_ids: torch.Tensor, kernel: str,
+                          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The [B, 1, L, L] attention mask of a prefix-shared batch.
+
+    Query q sees key k ≤ q when k is a prompt token or in q's own segment (chosen sees prompt
+    and chosen; rejected sees prompt and rejected, never chosen); padding keys are never seen.
+    Every query also sees itself, so no row is fully masked (padding queries see only
+    themselves). Format: boolean (True = attend) for "sdpa"; additive float of `dtype`
+    (0 or the most negative value) for "eager".
+    """
+    seg = segment_ids.long()
+    length = seg.shape[1]
+    positions = torch.arange(length, device=seg.device)
+    causal = positions[None, :, None] >= positions[None, None, :]  # [1, q, k]
+    key_seg, query_seg = seg[:, None, :], seg[:, :, None]
+    same = (key_seg == _PROMPT) | ((key_seg == query_seg) & (key_seg != _PAD))
+    allowed = (causal & same) | torch.eye(length, dtype=torch.bool, device=seg.device)[None]
+    allowed = allowed[:, None]  # [B, 1, L, L]
+    if kernel == "sdpa":
+        return allowed
+    if kernel == "eager":
+        return torch.zeros(allowed.shape, dtype=dtype, device=seg.device).masked_fill_(
+            ~allowed, torch.finfo(dtype).min)
+    raise ValueError(f"no prefix-sharing mask for attention kernel {kernel!r}; "
+                     f"use one of {', '.join(SHARED_MASK_KERNELS)}")
+
+
+def _shared_predictors(segment_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+    """For each completion token (row-major order of `completion_mask`), the flat index b·L + t
+    of the position whose logits predict it: t − 1, except for the first rejected token, which
+    the last prompt token predicts (as in its unshared sequence)."""
+    seg = segment_ids.long()
+    length = seg.shape[1]
+    rows, cols = completion_mask.nonzero(as_tuple=True)
+    source = cols - 1
+    prompt_len = (seg == _PROMPT).sum(dim=1)
+    first_rejected = (seg[rows, cols] == _REJECTED) & (seg[rows, cols - 1] != _REJECTED)
+    source = torch.where(first_rejected, prompt_len[rows] - 1, source)
+    return rows * length + source
+
+
+def unshared_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The plain layout ([2B, L]: prompt+chosen rows, then prompt+rejected rows, right-padded)
+    of a prefix-shared batch: `input_ids`, `attention_mask`, `completion_mask`. Padding ids are 0
+    (masked out); other keys are left out."""
+    ids, seg = batch["input_ids"], batch["segment_ids"].long()
+    parts = [(ids[b][seg[b] == _PROMPT], ids[b][seg[b] == segment])
+             for segment in (_CHOSEN, _REJECTED) for b in range(ids.shape[0])]
+    length = max(len(p) + len(c) for p, c in parts)
+    input_ids = ids.new_zeros((len(parts), length))
+    attention_mask = torch.zeros((len(parts), length), dtype=torch.long, device=ids.device)
+    completion_mask = torch.zeros((len(parts), length), dtype=torch.bool, device=ids.device)
+    for i, (prompt, completion) in enumerate(parts):
+        n_prompt, n = len(prompt), len(prompt) + len(completion)
+        input_ids[i, :n] = torch.cat([prompt, completion])
+        attention_mask[i, :n] = 1
+        completion_mask[i, n_prompt:n] = True
+    return {"input_ids": input_ids, "attention_mask": attention_mask,
+            "completion_mask": completion_mask}
+
+
+def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
+                      inputs_embeds: torch.Tensor | None = None) -> PairLogps:
+    """Chosen and rejected summed log-probs and counts (each [B]) of a prefix-shared batch, in
+    one forward pass over B rows ``[prompt | chosen | rejected]``.
+
+    batch: `input_ids`, `segment_ids`, `position_ids`, `completion_mask` [B, L] (see
+    `dralign.data.collate.collate_shared_pairs`). Equal, up to float rounding, to `pair_logps`
+    of the same pairs in the plain layout. `inputs_embeds` [B, L, H] replaces the embedding
+    lookup. Raises ValueError when the model cannot take the layout (`prefix_sharing_support`).
+    """
+    reason = prefix_sharing_support(model)
+    if reason is not None:
+        raise ValueError(f"prefix sharing is not available for this model: {reason}")
+    input_ids, seg = batch["input_ids"], batch["segment_ids"]
+    completion_mask = batch["completion_mask"].bool()
+    if completion_mask[:, 0].any():
+        raise ValueError("completion_mask is True at position 0; a completion must follow a prompt")
+    embed_dtype = (inputs_embeds.dtype if inputs_embeds is not None
+                   else _unwrapped(model).get_input_embeddings().weight.dtype)
+    mask = shared_attention_mask(seg, _attention_kernel(model), embed_dtype)
+    source = _shared_predictors(seg, completion_mask)  # [T] flat positions
+    predicting = torch.zeros(input_ids.numel(), dtype=torch.bool, device=input_ids.device)
+    predicting[source] = True
+    predicting = predicting.view_as(input_ids)
+    logits = _predicting_logits(model, input_ids, mask, predicting, inputs_embeds,
+                                position_ids=batch["position_ids"])  # [K, V], row-major
+    kept_rank = predicting.flatten().cumsum(0) - 1  # flat position -> row of `logits`
+    token_logps = target_log_probs(logits.index_select(0, kept_rank[source]),
+                                   input_ids[completion_mask])  # [T]
+    rows = completion_mask.nonzero(as_tuple=True)[0]
+    token_seg = seg[completion_mask].long()
+    n = input_ids.shape[0]
+    sums, counts = [], []
+    for segment in (_CHOSEN, _REJECTED):
+        in_segment = token_seg == segment
+        sums.append(token_logps.new_zeros(n).index_add(0, rows[in_segment], token_logps[in_segment]))
+        counts.append(((seg == segment) & completion_mask).sum(dim=1))
+    return PairLogps(chosen_sum=sums[0], rejected_sum=sums[1], chosen_count=counts[0],
+                     rejected_count=counts[1])

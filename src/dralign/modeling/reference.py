@@ -1,7 +1,8 @@
 """Reference policies πref: a frozen copy, the PEFT base with its adapter off, or a cache.
 
 Every reference answers `logps(batch) -> PairLogps` (chosen/rejected sums and counts, each
-[B], on the device of `batch["input_ids"]`) without building an autograd graph.
+[B], on the device of `batch["input_ids"]`) without building an autograd graph, for batches in
+the plain or the prefix-shared layout (`dralign.data.collate`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from dralign.modeling.logps import PairLogps, pair_logps
 if TYPE_CHECKING:
     from dralign.modeling.cache import ReferenceCache
 
-_MODEL_INPUTS = ("input_ids", "attention_mask", "completion_mask")
+# The batch keys a model reads: the plain layout's, plus the prefix-shared layout's when present.
+_MODEL_INPUTS = ("input_ids", "attention_mask", "completion_mask", "segment_ids", "position_ids")
 
 
 class Reference(ABC):
@@ -48,7 +50,7 @@ def _model_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) ->
     """`pair_logps` in eval mode without gradients, run on the model's device and returned on
     the batch's."""
     batch_device = batch["input_ids"].device
-    on_model = {k: batch[k].to(_model_device(model)) for k in _MODEL_INPUTS}
+    on_model = {k: batch[k].to(_model_device(model)) for k in _MODEL_INPUTS if k in batch}
     with torch.no_grad(), _eval_mode(model):
         result = pair_logps(model, on_model)
     return PairLogps(*(t.to(batch_device) for t in result))

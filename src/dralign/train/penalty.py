@@ -55,6 +55,12 @@ finite-difference mode.
 Sorting couplings (`aot`, `aot_unpaired`) are refused: their comparisons are quantiles over
 the batch and need the sort ranks (and, for exact global batches, partner values) to map a
 comparison's weight onto example rows; not implemented.
+
+Prefix-shared batches (`dralign.data.collate.collate_shared_pairs`) are refused: ‖g_i‖² sums
+the squared gradient of each of the pair's two rows, each with its own copy of the prompt's
+embeddings. With the prompt shared, one copy receives the sum of the two rows' gradients
+(‖a + b‖² ≠ ‖a‖² + ‖b‖²) and the finite difference cannot perturb the two copies differently,
+so the penalty would not be the same; the trainer keeps the plain layout for WDPO.
 """
 
 from __future__ import annotations
@@ -197,6 +203,12 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     if "label" in batch:
         raise ValueError("penalized_backward takes paired batches (chosen rows then rejected); "
                          "unpaired batches use a sorting coupling, which the penalty does not support")
+    if "segment_ids" in batch:
+        raise ValueError(
+            "penalized_backward takes the plain layout (chosen rows, then rejected rows), not a "
+            "prefix-shared batch: the penalty's ||grad_z l_i||^2 counts the prompt's embeddings once "
+            "in the chosen row and once in the rejected row, and a shared prefix has one copy of "
+            "them, whose gradient is the sum of the two; collate with prefix sharing off")
     backward = backward or (lambda t: t.backward())
     autocast = autocast or contextlib.nullcontext
     meta = meta or {}

@@ -1,0 +1,541 @@
+"""`dralign bench speed`: dralign vs TRL's DPOTrainer side by side, and objective step times.
+
+Section "trl" — for each workload, TRL 1.16's `DPOTrainer` and dralign's trainer (preset `dpo`)
+train the same model on the same data with the same batch size, max length, optimizer (AdamW,
+constant learning rate, gradient clipping at 1.0), float32, SDPA attention, no gradient
+checkpointing, and reference log-probs precomputed (TRL: `precompute_ref_log_probs=True`;
+dralign: its reference cache). Each trainer runs in its own subprocess
+(`dralign.bench.speed_worker`), so its peak RSS is its own; the two alternate (round r runs TRL
+first when r is even, dralign first when odd) so that background load affects both alike.
+Timed: the steps after `warmup` warm-up steps, end of step to end of step, the same number for
+both; reference precomputation, model loading and tokenisation happen before the first step and
+are never timed. pairs/s = timed pairs / timed wall seconds over all rounds; cpu_s_per_pair is
+the CPU time (all threads) per pair, which background load disturbs less than wall time.
+
+Workloads (token lengths jittered ±25 % per example, never truncated):
+- ``balanced``: prompt ≈ response ≈ max_length/4 tokens;
+- ``prompt_heavy``: prompt ≈ max_length/2, responses ≈ 3·max_length/16 (prompt ≈ 2.7× response).
+
+The model: a random-init Llama (`dralign.modeling.tiny`, `layers` × `hidden`, MLP 2×hidden,
+heads of 64, grouped KV) with a byte-level BPE tokenizer of `vocab_size` trained on the fly on
+generated pseudo-word text; nothing is downloaded.
+
+FLOP/s of dralign — model FLOPs of the timed steps (useful work: padding and masked-out
+attention are not counted), per forward of a batch:
+
+    2·N·T + 2·d·V·K + 4·d_att·n_layers·A
+
+N the parameters of the transformer blocks (all but the input embedding and the LM head), T the
+real tokens fed, d the width, V the vocabulary, K the positions whose logits are computed
+(one per completion token; under prefix sharing one fewer per pair, the last prompt token
+predicting both first completion tokens), d_att = heads × head_dim, A the (query, key) pairs a
+real token attends to (causal, within its own sequence or, shared, the prompt and its own
+segment). A training step counts 3× its forwards (the backward ≈ 2× the forward). The peak is
+the best of several float32 n×n matmuls (2n³ FLOPs each, n = 1024) measured in the same run
+with the same thread count: in this process before and after, and in each dralign child
+before it trains.
+
+Threads: every child runs `threads` torch threads with OMP_WAIT_POLICY=passive by default:
+with OpenMP's spinning threads, one other busy process on the cores made a 2-thread step 6×
+slower (measured: 5.0 s vs 0.85 s passive vs 0.72 s on 1 thread), which would measure the
+load, not the trainers.
+
+Section "objectives" — in one process, dralign's trainer is built once per variant and the
+variants' steps alternate on the same batches (median step time after warm-up): `kldpo`,
+`dora` (a generated `ratio` column), `aot`, `group-dro` (a generated `group` column) and
+`wdpo` (finite-difference penalty, SDPA) against `dpo`; wdpo also against dpo in the plain
+layout (the penalty cannot use prefix sharing, see `dralign.train.penalty`); and `kldpo` with
+accumulation 4 in `--global-batch exact` against `local`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from ..config import atomic_write_text, option
+
+WORKLOADS = ("balanced", "prompt_heavy")
+SECTIONS = ("trl", "objectives")
+# (prompt, response) mean token lengths as fractions of max_length
+_SHAPES = {"balanced": (1 / 4, 1 / 4), "prompt_heavy": (1 / 2, 3 / 16)}
+_JITTER = 0.25
+
+GOALS = {
+    "ratio_vs_trl_prompt_heavy": (">=", 1.5),
+    "ratio_vs_trl_balanced": (">=", 1.1),
+    "objective_step_vs_dpo": ("<=", 1.05),
+    "wdpo_fd_vs_dpo": ("<=", 2.2),
+    "exact_vs_local": ("<=", 1.4),
+    "peak_rss_vs_trl": ("<=", 1.0),
+}
+
+
+@dataclass
+class SpeedOptions:
+    """Speed benchmark: dralign vs TRL's DPOTrainer, and the step time of dralign's objectives."""
+
+    json: str | None = option(None, "also write the results as JSON to this file")
+    quick: bool = option(False, "a smoke run in under a minute: a tiny model, few steps, one round")
+    sections: list[str] = option(list(SECTIONS), "what to measure: trl (dralign vs TRL's DPOTrainer) and/or objectives")
+    workloads: list[str] = option(list(WORKLOADS), "data shapes for the TRL comparison: balanced, prompt_heavy")
+    layers: int = option(4, "transformer layers of the random-init Llama")
+    hidden: int = option(256, "width of the Llama (heads of 64, MLP 2x width)")
+    vocab_size: int = option(4096, "vocabulary of the tokenizer trained on the fly")
+    batch_size: int = option(8, "pairs per optimizer step (both trainers)")
+    max_length: int = option(256, "max tokens of prompt + completion (no example is truncated)")
+    warmup: int = option(2, "untimed warm-up steps before the timed ones")
+    steps: int = option(8, "timed steps per trainer per round")
+    rounds: int = option(2, "alternating TRL / dralign runs per workload")
+    objective_steps: int = option(6, "timed steps per variant in the objectives section")
+    threads: int = option(2, "torch threads of every child process and of the matmul peak")
+    omp_wait_policy: Literal["passive", "active"] = option("passive", "OMP_WAIT_POLICY of the child processes: passive threads sleep between parallel regions; active ones spin, slightly faster on an idle machine but many times slower when other processes share the cores")
+    lr: float = option(1e-5, "learning rate (both trainers)")
+    seed: int = option(0, "seed of the data, the model and the trainers")
+    work_dir: str | None = option(None, "where the model, data and runs go (default: a temporary folder, removed after)")
+
+
+@dataclass
+class SpeedConfig:
+    speed: SpeedOptions
+
+
+def quick_options(o: SpeedOptions) -> SpeedOptions:
+    """`o` scaled down for `--quick`: a < 60 s smoke run (not a measurement)."""
+    return replace(o, layers=2, hidden=64, vocab_size=512, batch_size=4, max_length=64, warmup=1,
+                   steps=2, rounds=1, objective_steps=2)
+
+
+def _check(o: SpeedOptions) -> None:
+    bad = [s for s in o.sections if s not in SECTIONS] + [w for w in o.workloads if w not in WORKLOADS]
+    if bad:
+        raise ValueError(f"unknown section or workload {bad[0]!r}; sections: {', '.join(SECTIONS)}; "
+                         f"workloads: {', '.join(WORKLOADS)}")
+    for name in ("layers", "hidden", "batch_size", "warmup", "steps", "rounds", "objective_steps",
+                 "threads"):
+        if getattr(o, name) < 1:
+            raise ValueError(f"{name} must be ≥ 1, got {getattr(o, name)}")
+    heads = max(1, o.hidden // 64)
+    if o.hidden % heads or (o.hidden // heads) % 2:
+        raise ValueError(f"hidden={o.hidden} does not split into {heads} heads of an even width")
+    if o.max_length < 32:
+        raise ValueError(f"max_length must be ≥ 32, got {o.max_length}")
+
+
+# ----------------------------------------------------------------------------- data and model
+_ONSETS = ["", "b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "st", "tr"]
+_VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
+_CODAS = ["", "", "n", "r", "s", "l", "m"]
+
+
+def _lexicon(rng: random.Random, size: int = 3000) -> list[str]:
+    words: set[str] = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+                          for _ in range(rng.randint(1, 3))))
+    return sorted(words)
+
+
+def build_world(o: SpeedOptions, root: Path) -> dict:
+    """Write the tokenizer + random-init Llama folder and one JSONL file per workload (and one
+    with `group` and `ratio` columns for the objectives). Returns their paths and statistics."""
+    from ..modeling.tiny import tiny_model, tiny_tokenizer
+
+    rng = random.Random(o.seed)
+    lexicon = _lexicon(rng)
+    corpus = [" ".join(rng.choices(lexicon, k=40)) + rng.choice([".", ":", "?"]) for _ in range(3000)]
+    tokenizer = tiny_tokenizer(corpus, vocab_size=o.vocab_size, chat_template=False)
+    model = tiny_model("llama", vocab_size=len(tokenizer), seed=o.seed, hidden=o.hidden,
+                       layers=o.layers, heads=max(1, o.hidden // 64), max_positions=o.max_length)
+    model.config.eos_token_id, model.config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    model_dir = root / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    # tokens of " word": byte-level BPE splits on spaces, so counts add up word by word
+    counts = dict(zip(lexicon, map(len, tokenizer([" " + w for w in lexicon],
+                                                  add_special_tokens=False)["input_ids"])))
+    n_examples = (o.warmup + max(o.steps, o.objective_steps)) * o.batch_size
+
+    def text(target: int, end: str) -> str:
+        words, n = [], 1  # + the end mark
+        while n < target:
+            w = rng.choice(lexicon)
+            words.append(w)
+            n += counts[w]
+        return " ".join(words) + end
+
+    def jittered(mean: float) -> int:
+        return max(2, round(mean * rng.uniform(1 - _JITTER, 1 + _JITTER)))
+
+    files, stats = {}, {}
+    for workload in WORKLOADS:
+        prompt_frac, response_frac = _SHAPES[workload]
+        rows = []
+        for i in range(n_examples):
+            prompt = text(jittered(prompt_frac * o.max_length), ":")
+            chosen, rejected = (" " + text(jittered(response_frac * o.max_length) - 1, ".")
+                                for _ in range(2))  # - 1: room for eos
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                         "group": "ab"[i % 2], "ratio": 0.5 + 0.5 * (i % 3)})
+        files[workload] = root / f"{workload}.jsonl"
+        files[workload].write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tok = lambda key, special: [len(x) for x in tokenizer([r[key] for r in rows],
+                                                              add_special_tokens=special)["input_ids"]]
+        prompts, chosen, rejected = tok("prompt", True), tok("chosen", False), tok("rejected", False)
+        longest = max(p + max(c, r) + 1 for p, c, r in zip(prompts, chosen, rejected))
+        if longest > o.max_length:
+            raise RuntimeError(f"generated {workload} example of {longest} tokens > max_length")
+        stats[workload] = {"examples": len(rows), "mean_prompt_tokens": sum(prompts) / len(rows),
+                           "mean_response_tokens": (sum(chosen) + sum(rejected)) / (2 * len(rows)) + 1}
+    return {"model": str(model_dir), "files": {k: str(v) for k, v in files.items()}, "stats": stats,
+            "vocab_size": len(tokenizer),
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+# ----------------------------------------------------------------------------- FLOPs
+def _dims(model) -> dict:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(base, "module", base)
+    config = base.config
+    embeddings = {id(p) for m in (base.get_input_embeddings(), base.get_output_embeddings())
+                  if m is not None for p in m.parameters()}
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return {"body": sum(p.numel() for p in base.parameters() if id(p) not in embeddings),
+            "width": config.hidden_size, "vocab": config.vocab_size,
+            "attention_width": heads * head_dim, "layers": config.num_hidden_layers}
+
+
+def batch_flops(batch: dict, dims: dict) -> float:
+    """Model FLOPs of one training forward + backward of `batch` (plain or prefix-shared layout);
+    see the module docstring for the formula."""
+    real = batch["attention_mask"].sum().item()
+    completion = batch["completion_mask"].sum().item()
+    if "segment_ids" in batch:  # prefix-shared rows [prompt | chosen | rejected]
+        seg = batch["segment_ids"].long()
+        p, c, r = ((seg == s).sum(1).double() for s in (0, 1, 2))
+        logits = completion - int(((c > 0) & (r > 0)).sum())
+        pairs = (p * (p + 1) / 2 + (c + r) * p + c * (c + 1) / 2 + r * (r + 1) / 2).sum().item()
+    else:
+        n = batch["attention_mask"].sum(1).double()
+        logits, pairs = completion, (n * (n + 1) / 2).sum().item()
+    forward = (2 * dims["body"] * real + 2 * dims["width"] * dims["vocab"] * logits
+               + 4 * dims["attention_width"] * dims["layers"] * pairs)
+    return 3.0 * forward
+
+
+def step_flops(trainer, step: int) -> float:
+    """Model FLOPs of optimizer step `step` of a dralign `Trainer` (its micro-batches rebuilt)."""
+    dims = _dims(trainer.model)
+    return sum(batch_flops(batch, dims) for batch in trainer._micro_batches(step))
+
+
+def matmul_peak(threads: int, n: int = 1024, repeats: int = 7) -> float:
+    """Best float32 n×n matmul throughput in FLOP/s with `threads` torch threads."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        a @ b  # warm-up
+        inner = max(1, int(2e9 // (2 * n ** 3)))
+        best = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                a @ b
+            best = max(best, 2 * n ** 3 * inner / (time.perf_counter() - t0))
+        return best
+    finally:
+        torch.set_num_threads(previous)
+
+
+# ----------------------------------------------------------------------------- children
+def _child_env(threads: int, root: Path, wait_policy: str = "passive") -> dict:
+    env = dict(os.environ)
+    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+                "OMP_WAIT_POLICY": wait_policy.upper(),
+                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_CACHE": str(root / "hf_datasets"),
+                "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1",
+                "WANDB_DISABLED": "true", "ACCELERATE_USE_CPU": "true", "PYTHONWARNINGS": "ignore"})
+    return env
+
+
+class SpeedBenchError(RuntimeError):
+    """A benchmark child process failed; the message carries the end of its output."""
+
+
+def run_child(side: str, jobs: list[dict], o: SpeedOptions, root: Path, tag: str) -> list[dict]:
+    """Run `dralign.bench.speed_worker` for `jobs` in a fresh process; its results per job."""
+    spec, result = root / f"{tag}.spec.json", root / f"{tag}.result.json"
+    spec.write_text(json.dumps({"side": side, "threads": o.threads, "jobs": jobs,
+                                "matmul_n": 256 if o.quick else 1024}))
+    proc = subprocess.run([sys.executable, "-m", "dralign.bench.speed_worker", str(spec), str(result)],
+                          env=_child_env(o.threads, root, o.omp_wait_policy), capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
+        raise SpeedBenchError(f"speed worker {tag} ({side}) failed with exit code {proc.returncode}:\n{tail}")
+    return json.loads(result.read_text())["results"]
+
+
+def _job(o: SpeedOptions, world: dict, workload: str, root: Path, tag: str, **extra) -> dict:
+    return {"workload": workload, "model": world["model"], "data": world["files"][workload],
+            "output_dir": str(root / "runs" / tag), "batch_size": o.batch_size,
+            "max_length": o.max_length, "lr": o.lr, "seed": o.seed, "warmup": o.warmup,
+            "steps": o.steps, "ref_cache_dir": str(root / "ref_cache" / tag), **extra}
+
+
+def _sum(parts: list[dict], key: str) -> float:
+    return sum(p[key] for p in parts)
+
+
+def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
+    """Section "trl": per workload, TRL and dralign in alternating subprocesses."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    if o.quick:  # one process per side for every workload: fewer interpreter start-ups
+        for side in ("trl", "dralign"):
+            jobs = [_job(o, world, w, root, f"{side}-{w}") for w in o.workloads]
+            for result in run_child(side, jobs, o, root, f"{side}-quick"):
+                runs.setdefault((side, result["workload"]), []).append(result)
+    else:
+        for workload in o.workloads:
+            for r in range(o.rounds):
+                for side in (("trl", "dralign") if r % 2 == 0 else ("dralign", "trl")):
+                    tag = f"{side}-{workload}-{r}"
+                    log(f"  {workload}: round {r + 1}/{o.rounds}, {side}")
+                    job = _job(o, world, workload, root, tag, seed=o.seed + r)
+                    runs.setdefault((side, workload), []).extend(run_child(side, [job], o, root, tag))
+    out = {}
+    for workload in o.workloads:
+        trl, dra = runs["trl", workload], runs["dralign", workload]
+        pairs_trl = o.batch_size * _sum(trl, "timed_steps")
+        pairs_dra = o.batch_size * _sum(dra, "timed_steps")
+        entry = {
+            "dralign_pairs_per_s": pairs_dra / _sum(dra, "wall_s"),
+            "trl_pairs_per_s": pairs_trl / _sum(trl, "wall_s"),
+            "dralign_peak_rss_mb": max(p["peak_rss_mb"] for p in dra),
+            "trl_peak_rss_mb": max(p["peak_rss_mb"] for p in trl),
+            "dralign_cpu_s_per_pair": _sum(dra, "cpu_s") / pairs_dra,
+            "trl_cpu_s_per_pair": _sum(trl, "cpu_s") / pairs_trl,
+            "dralign_model_flops_per_s": _sum(dra, "model_flops") / _sum(dra, "wall_s"),
+            "matmul_peak_flops_per_s": max(p["matmul_peak_flops_per_s"] for p in dra),
+            "dralign_prefix_sharing": all(p["prefix_sharing"] for p in dra),
+            "timed_steps_each": _sum(dra, "timed_steps"),
+            "tokens_identical": len({p["tokens"] for p in trl + dra}) == 1,
+            "dralign_setup_s": [round(p["setup_s"], 2) for p in dra],
+            "trl_setup_s": [round(p["setup_s"], 2) for p in trl],
+            "per_round": {"dralign_pairs_per_s": [o.batch_size * p["timed_steps"] / p["wall_s"] for p in dra],
+                          "trl_pairs_per_s": [o.batch_size * p["timed_steps"] / p["wall_s"] for p in trl]},
+            **world["stats"][workload],
+        }
+        entry["ratio_vs_trl"] = entry["dralign_pairs_per_s"] / entry["trl_pairs_per_s"]
+        entry["cpu_ratio_vs_trl"] = entry["trl_cpu_s_per_pair"] / entry["dralign_cpu_s_per_pair"]
+        out[workload] = entry
+    return out
+
+
+OBJECTIVE_VARIANTS = {
+    "dpo": {"method": "dpo"},
+    "kldpo": {"method": "kldpo"},
+    "dora": {"method": "dora"},
+    "aot": {"method": "aot"},
+    "group-dro": {"method": "group-dro"},
+    "dpo plain layout": {"method": "dpo", "prefix_sharing": "off"},
+    "wdpo finite difference": {"method": "wdpo"},
+    "kldpo accum 4 local": {"method": "kldpo", "grad_accum": 4, "global_batch": "local"},
+    "kldpo accum 4 exact": {"method": "kldpo", "grad_accum": 4, "global_batch": "exact"},
+}
+
+
+def time_objectives(o: SpeedOptions, world: dict, root: Path) -> dict:
+    """Section "objectives": step times of dralign's methods on the balanced workload."""
+    micro = max(1, o.batch_size // 4)
+    variants = {name: ({**v, "batch_size": micro} if "grad_accum" in v else dict(v))
+                for name, v in OBJECTIVE_VARIANTS.items()}
+    job = _job(o, world, "balanced", root, "objectives", steps=o.objective_steps, variants=variants)
+    (result,) = run_child("objectives", [job], o, root, "objectives")
+    t = result["step_s"]
+    ratios = {name: t[name] / t["dpo"] for name in ("kldpo", "dora", "aot", "group-dro")}
+    ratios["wdpo finite difference"] = t["wdpo finite difference"] / t["dpo"]
+    ratios["wdpo finite difference vs dpo plain layout"] = t["wdpo finite difference"] / t["dpo plain layout"]
+    ratios["exact vs local (kldpo, accum 4)"] = t["kldpo accum 4 exact"] / t["kldpo accum 4 local"]
+    c = result["cpu_step_s"]
+    cpu_ratios = {"wdpo finite difference vs dpo plain layout": c["wdpo finite difference"] / c["dpo plain layout"],
+                  "exact vs local (kldpo, accum 4)": c["kldpo accum 4 exact"] / c["kldpo accum 4 local"],
+                  **{name: c[name] / c["dpo"] for name in ("kldpo", "dora", "aot", "group-dro",
+                                                             "wdpo finite difference")}}
+    return {"step_s": t, "ratio_vs_dpo": ratios, "cpu_ratio": cpu_ratios,
+            "prefix_sharing": result["prefix_sharing"], "exact": result["exact"],
+            "peak_rss_mb": result["peak_rss_mb"], "micro_batch_of_accum_variants": micro}
+
+
+# ----------------------------------------------------------------------------- goals and report
+def goals(results: dict) -> list[dict]:
+    """Each goal with its target, the measured value and whether it is met."""
+    rows = []
+
+    def add(name, value, what):
+        op, target = GOALS[name]
+        met = value >= target if op == ">=" else value <= target
+        rows.append({"goal": name, "what": what, "target": f"{op} {target}", "measured": round(value, 3),
+                     "met": bool(met)})
+
+    trl = results.get("trl", {})
+    for workload, key in (("prompt_heavy", "ratio_vs_trl_prompt_heavy"), ("balanced", "ratio_vs_trl_balanced")):
+        if workload in trl:
+            add(key, trl[workload]["ratio_vs_trl"], f"dralign / TRL pairs/s, {workload}")
+    for workload, entry in trl.items():
+        add("peak_rss_vs_trl", entry["dralign_peak_rss_mb"] / entry["trl_peak_rss_mb"],
+            f"dralign / TRL peak RSS, {workload}")
+    ratios = results.get("objectives", {}).get("ratio_vs_dpo", {})
+    for name in ("kldpo", "dora", "aot", "group-dro"):
+        if name in ratios:
+            add("objective_step_vs_dpo", ratios[name], f"{name} step / dpo step")
+    if ratios:
+        add("wdpo_fd_vs_dpo", ratios["wdpo finite difference"], "wdpo (FD, SDPA) step / dpo step")
+        add("wdpo_fd_vs_dpo", ratios["wdpo finite difference vs dpo plain layout"],
+            "wdpo (FD, SDPA) step / dpo step, both in the plain layout")
+        add("exact_vs_local", ratios["exact vs local (kldpo, accum 4)"], "kldpo accum 4: exact / local step")
+    return rows
+
+
+def _print(results: dict, console) -> None:
+    from rich.table import Table
+
+    trl = results.get("trl")
+    if trl:
+        table = Table(title="dralign vs TRL DPOTrainer (same model, data, batch, optimizer; "
+                            "reference log-probs precomputed; steady-state steps)")
+        for col in ("workload", "prompt/resp tokens", "dralign pairs/s", "TRL pairs/s", "ratio",
+                    "CPU ratio", "dralign RSS MB", "TRL RSS MB", "dralign GFLOP/s", "% of peak"):
+            table.add_column(col, justify="right")
+        peak = results["matmul_peak_flops_per_s"]
+        for workload, e in trl.items():
+            table.add_row(workload, f"{e['mean_prompt_tokens']:.0f}/{e['mean_response_tokens']:.0f}",
+                          f"{e['dralign_pairs_per_s']:.2f}", f"{e['trl_pairs_per_s']:.2f}",
+                          f"{e['ratio_vs_trl']:.2f}x", f"{e['cpu_ratio_vs_trl']:.2f}x",
+                          f"{e['dralign_peak_rss_mb']:.0f}", f"{e['trl_peak_rss_mb']:.0f}",
+                          f"{e['dralign_model_flops_per_s'] / 1e9:.1f}",
+                          f"{100 * e['dralign_model_flops_per_s'] / peak:.0f}%")
+        console.print(table)
+    objectives = results.get("objectives")
+    if objectives:
+        table = Table(title="dralign step time per objective (median, alternating on the same batches)")
+        for col in ("variant", "s/step", "prefix sharing", "exact"):
+            table.add_column(col, justify="right")
+        for name, t in objectives["step_s"].items():
+            table.add_row(name, f"{t:.3f}", str(objectives["prefix_sharing"][name]),
+                          str(objectives["exact"][name]))
+        console.print(table)
+    table = Table(title="goals")
+    for col in ("goal", "target", "measured", "met"):
+        table.add_column(col)
+    for g in results["goals"]:
+        table.add_row(g["what"], g["target"], f"{g['measured']:.3f}", "yes" if g["met"] else "NO")
+    console.print(table)
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_speed(cfg: SpeedConfig, console=None) -> dict:
+    """Run the speed benchmark (`dralign bench speed`); print tables, write `--json`, return
+    the results."""
+    import shutil
+
+    import transformers
+    from rich.console import Console
+
+    console = console or Console()
+    transformers.utils.logging.disable_progress_bar()  # no per-save bars between the tables
+    o = quick_options(cfg.speed) if cfg.speed.quick else cfg.speed
+    _check(o)
+    t_start = time.perf_counter()
+    created = o.work_dir is None
+    root = Path(tempfile.mkdtemp(prefix="dralign-speed-")) if created else Path(o.work_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            trl_version = version("trl")
+        except PackageNotFoundError:
+            trl_version = None
+        if "trl" in o.sections and trl_version is None:
+            raise SpeedBenchError("section trl needs TRL: pip install 'dralign[trl]' (or --sections objectives)")
+        load_before = _load_average()
+        console.print(f"[bold]dralign bench speed[/bold]: building the model and data in {root}")
+        world = build_world(o, root)
+        peak = matmul_peak(o.threads, n=256 if o.quick else 1024)
+        results: dict = {
+            "settings": asdict(o),
+            "model": {"architecture": "llama", "layers": o.layers, "hidden": o.hidden,
+                      "vocab_size": world["vocab_size"], "parameters": world["parameters"]},
+            "machine": {"cpus": os.cpu_count(), "threads": o.threads, "platform": platform.platform(),
+                        "python": platform.python_version(), "torch": torch.__version__,
+                        "transformers": transformers.__version__, "trl": trl_version,
+                        "load_average_before": load_before},
+        }
+        if "trl" in o.sections:
+            console.print("section trl: dralign vs TRL DPOTrainer")
+            results["trl"] = compare_with_trl(o, world, root, console.print)
+        if "objectives" in o.sections:
+            console.print("section objectives: step time per method")
+            results["objectives"] = time_objectives(o, world, root)
+        # the best of: here before and after the runs, and in every dralign child (which has
+        # the children's thread settings)
+        peak = max([peak, matmul_peak(o.threads, n=256 if o.quick else 1024),
+                    *(e["matmul_peak_flops_per_s"] for e in results.get("trl", {}).values())])
+        results["matmul_peak_flops_per_s"] = peak
+        for entry in results.get("trl", {}).values():
+            entry["dralign_flops_fraction_of_peak"] = entry["dralign_model_flops_per_s"] / peak
+        results["machine"]["load_average_after"] = _load_average()
+        results["goals"] = goals(results)
+        results["elapsed_s"] = time.perf_counter() - t_start
+        results["notes"] = [
+            "timed: steady-state steps only (after warm-up), the same number for both trainers; "
+            "reference log-prob precomputation, loading and tokenisation are excluded for both",
+            "each trainer ran in its own subprocess; peak RSS is getrusage(RUSAGE_SELF).ru_maxrss there",
+            "cpu ratios use process CPU time (all threads), less disturbed by other load than wall time",
+        ]
+        _print(results, console)
+        console.print(f"finished in {results['elapsed_s']:.0f} s")
+        if o.json:
+            atomic_write_text(o.json, json.dumps(results, indent=2) + "\n")
+            console.print(f"results written to {o.json}")
+        return results
+    finally:
+        if created:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m dralign.bench.speed [options]` (the same options as `dralign bench speed`)."""
+    import argparse
+
+    from ..config import add_arguments, from_args
+
+    parser = argparse.ArgumentParser(prog="dralign bench speed", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML file of options (keys are the option names)")
+    add_arguments(parser, SpeedConfig)
+    run_speed(from_args(SpeedConfig, parser.parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""`dralign bench speed --quick`: a smoke run of the TRL comparison and the objectives section
+(tiny model, few steps: the numbers mean nothing, the report's shape does)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from rich.console import Console
+
+from dralign.bench.speed import (SpeedConfig, SpeedOptions, batch_flops, quick_options, run_speed)
+from dralign.data.collate import collate_pairs, collate_shared_pairs
+from dralign.data.tokenize import PairExample
+
+WORKLOAD_KEYS = {"dralign_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "dralign_peak_rss_mb",
+                 "trl_peak_rss_mb", "dralign_cpu_s_per_pair", "trl_cpu_s_per_pair",
+                 "dralign_model_flops_per_s", "dralign_flops_fraction_of_peak", "tokens_identical",
+                 "mean_prompt_tokens", "mean_response_tokens"}
+
+
+def test_quick_run_writes_every_key(tmp_path):
+    pytest.importorskip("trl")
+    out = tmp_path / "speed.json"
+    options = SpeedOptions(quick=True, json=str(out), threads=1, work_dir=str(tmp_path / "work"))
+    results = run_speed(SpeedConfig(options), console=Console(file=open(tmp_path / "log.txt", "w"), width=200))
+    assert json.loads(out.read_text()) == json.loads(json.dumps(results))
+    assert set(results["trl"]) == {"balanced", "prompt_heavy"}
+    for workload, entry in results["trl"].items():
+        assert WORKLOAD_KEYS <= entry.keys(), WORKLOAD_KEYS - entry.keys()
+        assert entry["tokens_identical"], f"TRL and dralign tokenised {workload} differently"
+        assert entry["dralign_pairs_per_s"] > 0 and entry["trl_pairs_per_s"] > 0
+        assert entry["dralign_peak_rss_mb"] > 0 and entry["trl_peak_rss_mb"] > 0
+        assert entry["ratio_vs_trl"] == pytest.approx(entry["dralign_pairs_per_s"] / entry["trl_pairs_per_s"])
+    heavy = results["trl"]["prompt_heavy"]
+    assert heavy["mean_prompt_tokens"] >= 2 * heavy["mean_response_tokens"]
+    ratios = results["objectives"]["ratio_vs_dpo"]
+    assert {"kldpo", "dora", "aot", "group-dro", "wdpo finite difference",
+            "exact vs local (kldpo, accum 4)"} <= ratios.keys()
+    assert results["objectives"]["exact"]["kldpo accum 4 exact"]
+    assert not results["objectives"]["exact"]["kldpo accum 4 local"]
+    assert results["matmul_peak_flops_per_s"] > 0
+    assert {g["goal"] for g in results["goals"]} >= {"ratio_vs_trl_balanced", "exact_vs_local"}
+
+
+def test_quick_options_are_small():
+    quick = quick_options(SpeedOptions())
+    assert quick.hidden < SpeedOptions().hidden and quick.rounds == 1
+
+
+def test_flop_count_of_both_layouts():
+    """Prefix sharing saves the second prompt copy and one logit row per pair; the attention
+    term counts the (query, key) pairs each token may attend to."""
+    dims = {"body": 1000, "width": 10, "vocab": 50, "attention_width": 10, "layers": 2}
+    ex = [PairExample(0, (1, 2, 3), (4, 5), (6,))]
+    plain = batch_flops(collate_pairs(ex, 0), dims)
+    shared = batch_flops(collate_shared_pairs(ex, 0), dims)
+    # plain: rows of 5 and 4 tokens; 3 logit rows; 15 + 10 attended pairs
+    assert plain == 3 * (2 * 1000 * 9 + 2 * 10 * 50 * 3 + 4 * 10 * 2 * 25)
+    # shared: 6 tokens; 2 logit rows; prompt 6 + chosen (3+1)+(3+2) + rejected (3+1) = 19 pairs
+    assert shared == 3 * (2 * 1000 * 6 + 2 * 10 * 50 * 2 + 4 * 10 * 2 * 19)
+    assert torch.isfinite(torch.tensor(shared))

@@ -1,0 +1,205 @@
+"""Prefix sharing: one row [prompt | chosen | rejected] per pair with a 4-D mask gives the same
+log-probs, gradients and training updates as the plain layout (chosen rows, then rejected)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import write_jsonl
+from dralign import Objective
+from dralign.cli import main
+from dralign.data.collate import (CHOSEN, PAD, PROMPT, REJECTED, collate_pairs, collate_shared_pairs,
+                                  prefix_sharing_saving)
+from dralign.data.tokenize import PairExample
+from dralign.modeling import apply_lora, pair_logps
+from dralign.modeling.logps import (prefix_sharing_support, shared_attention_mask, shared_pair_logps,
+                                    unshared_batch)
+from dralign.modeling.tiny import ARCHITECTURES, tiny_model
+from dralign.train.penalty import penalized_backward
+
+VOCAB = 384
+# prompt, chosen, rejected lengths: varied prompts, chosen longer or shorter, padding in both layouts
+LENGTHS = [(3, 4, 2), (7, 1, 5), (1, 6, 6), (5, 5, 1)]
+
+
+def examples(lengths=LENGTHS, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ids = lambda n: tuple(torch.randint(2, VOCAB, (n,), generator=g).tolist())
+    return [PairExample(i, ids(p), ids(c), ids(r)) for i, (p, c, r) in enumerate(lengths)]
+
+
+def test_shared_layout_contract():
+    ex = [PairExample(4, (1, 10, 11), (20, 2), (30, 31, 2)), PairExample(9, (1, 12), (21, 2), (33, 2))]
+    batch = collate_shared_pairs(ex, pad_token_id=0)
+    assert batch["input_ids"].tolist() == [[1, 10, 11, 20, 2, 30, 31, 2], [1, 12, 21, 2, 33, 2, 0, 0]]
+    assert batch["segment_ids"].tolist() == [
+        [PROMPT] * 3 + [CHOSEN] * 2 + [REJECTED] * 3, [PROMPT] * 2 + [CHOSEN] * 2 + [REJECTED] * 2 + [PAD] * 2]
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 3, 4, 5], [0, 1, 2, 3, 2, 3, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1] * 8, [1] * 6 + [0, 0]]
+    assert batch["completion_mask"].int().tolist() == [[0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 0, 0]]
+    assert batch["index"].tolist() == [4, 9]
+    assert prefix_sharing_saving(ex) == pytest.approx(5 / (10 + 9))
+
+
+def test_rejected_tokens_never_see_chosen_tokens():
+    batch = collate_shared_pairs([PairExample(0, (5, 6), (7, 8), (9,))], pad_token_id=0)
+    allowed = shared_attention_mask(batch["segment_ids"], "sdpa")[0, 0]
+    assert allowed.int().tolist() == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0],
+                                      [1, 1, 1, 1, 0], [1, 1, 0, 0, 1]]
+    additive = shared_attention_mask(batch["segment_ids"], "eager", torch.float64)[0, 0]
+    assert (additive[allowed] == 0).all() and (additive[~allowed] == torch.finfo(torch.float64).min).all()
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {(arch, attn): tiny_model(arch, vocab_size=VOCAB, seed=1, attn_implementation=attn,
+                                     dtype=torch.float64).eval()
+            for arch in ARCHITECTURES for attn in ("sdpa", "eager")}
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_shared_logps_equal_plain_logps(models, arch, attn):
+    model = models[arch, attn]
+    assert prefix_sharing_support(model) is None
+    ex = examples()
+    plain, shared = pair_logps(model, collate_pairs(ex, 0)), pair_logps(model, collate_shared_pairs(ex, 0))
+    # llama/qwen2 eager run the softmax in float32 even in a float64 model: ~1e-8 apart
+    for a, b in zip(plain, shared):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+    assert shared.chosen_count.tolist() == [c for _, c, _ in LENGTHS]
+    assert shared.rejected_count.tolist() == [r for _, _, r in LENGTHS]
+
+
+@pytest.mark.parametrize("arch,attn", [("llama", "sdpa"), ("gpt2", "eager"), ("qwen2", "sdpa")])
+def test_shared_gradients_equal_plain_gradients(models, arch, attn):
+    model = models[arch, attn]
+    weights = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+
+    def grads(batch):
+        model.zero_grad(set_to_none=True)
+        lp = pair_logps(model, batch)
+        ((lp.chosen_sum - 0.7 * lp.rejected_sum) * weights).sum().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    ex = examples(seed=3)
+    plain, shared = grads(collate_pairs(ex, 0)), grads(collate_shared_pairs(ex, 0))
+    assert plain.keys() == shared.keys()
+    for name in plain:  # llama/qwen2 norms run in float32 even in float64: ~1e-7 relative
+        scale = plain[name].abs().max().item()
+        torch.testing.assert_close(shared[name], plain[name], rtol=1e-5, atol=1e-6 * scale, msg=name)
+
+
+def test_lora_model_takes_the_shared_layout():
+    model = apply_lora(tiny_model("qwen2", vocab_size=VOCAB, seed=2, dtype=torch.float64), r=4).eval()
+    for module in model.modules():  # a non-zero adapter
+        if hasattr(module, "lora_B"):
+            for weight in module.lora_B.values():
+                torch.nn.init.normal_(weight.weight, std=0.1)
+    assert prefix_sharing_support(model) is None
+    ex = examples(seed=5)
+    for a, b in zip(pair_logps(model, collate_pairs(ex, 0)), pair_logps(model, collate_shared_pairs(ex, 0))):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-9)
+
+
+def test_unsupported_kernel_is_reported_and_the_batch_unshared(monkeypatch):
+    """A model that cannot take the layout (e.g. a separate reference model on a flash kernel)
+    scores a shared batch through its plain layout; `shared_pair_logps` itself refuses."""
+    model = tiny_model("llama", vocab_size=VOCAB).eval()
+    ex = examples()
+    shared, plain = collate_shared_pairs(ex, 0), collate_pairs(ex, 0)
+    assert {k: v.tolist() for k, v in unshared_batch(shared).items()} == {
+        k: plain[k].tolist() for k in ("input_ids", "attention_mask", "completion_mask")}
+    model.config._attn_implementation = "flash_attention_2"  # only the name is read
+    assert "flash_attention_2" in prefix_sharing_support(model)
+    with pytest.raises(ValueError, match="prefix sharing is not available"):
+        shared_pair_logps(model, shared)
+    model.config._attn_implementation = "sdpa"  # flash is not installed: pretend sdpa is unsupported
+    monkeypatch.setattr("dralign.modeling.logps.prefix_sharing_support", lambda model: "unsupported")
+    for a, b in zip(pair_logps(model, shared), pair_logps(model, plain)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_penalty_refuses_a_shared_batch():
+    model = tiny_model("llama", vocab_size=VOCAB)
+    batch = collate_shared_pairs(examples(), 0)
+    zeros = torch.zeros(len(LENGTHS))
+    with pytest.raises(ValueError, match="prefix-shared"):
+        penalized_backward(model, batch, zeros, zeros, Objective.from_preset("wdpo"))
+
+
+# ----------------------------------------------------------------------------- the trainer
+SGD_ONE_STEP = ["--no-progress", "--max-length", "64", "--optimizer", "sgd", "--max-steps", "1",
+                "--scheduler", "constant", "--max-grad-norm", "0", "--lr", "0.05", "--beta", "1.0"]
+
+
+@pytest.fixture(scope="module")
+def long_prompt_jsonl(tmp_path_factory):
+    rows = [{"prompt": f"Human: question {i} about the weather, please answer politely? Assistant:",
+             "chosen": " Thank you, a good day.", "rejected": " " + "bad " * (1 + i % 3) + "weather."}
+            for i in range(16)]
+    return write_jsonl(tmp_path_factory.mktemp("prefix") / "pairs.jsonl", rows)
+
+
+def step(tiny_model_dir, data, out, *extra):
+    rc = main(["train", "--model", tiny_model_dir("llama"), "--ref-model", tiny_model_dir("llama", seed=1),
+               "--data", str(data), "--output-dir", str(out), *SGD_ONE_STEP, *map(str, extra)])
+    assert rc == 0
+    return load_file(str(out / "model.safetensors"))
+
+
+def max_diff(a, b):
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+@pytest.mark.parametrize("method,extra", [
+    ("dpo", ()),
+    ("kldpo", ("--batch-size", "2", "--grad-accum", "4", "--global-batch", "exact")),
+    ("aot", ("--no-ref-cache", "--gradient-checkpointing", "--batch-size", "4", "--grad-accum", "2")),
+])
+def test_one_step_with_prefix_sharing_equals_without(method, extra, tiny_model_dir, long_prompt_jsonl,
+                                                     tmp_path, capsys):
+    """The same update (float32 weights within 1e-6) with the reference cache or a live reference
+    model, exact global batch and gradient checkpointing."""
+    common = ("--method", method, "--batch-size", "8", *extra)
+    on = step(tiny_model_dir, long_prompt_jsonl, tmp_path / "on", *common, "--prefix-sharing", "on")
+    assert "prefix sharing on" in capsys.readouterr().out
+    off = step(tiny_model_dir, long_prompt_jsonl, tmp_path / "off", *common, "--prefix-sharing", "off")
+    assert max_diff(on, load_file(tiny_model_dir("llama") + "/model.safetensors")) > 1e-3
+    assert max_diff(on, off) <= 1e-6
+
+
+def test_lora_training_with_prefix_sharing(tiny_model_dir, long_prompt_jsonl, tmp_path, capsys):
+    """LoRA with the adapter-disabled reference (no cache): the same adapter as without sharing."""
+    common = ("--lora-r", "4", "--no-ref-cache", "--lr", "0.5", "--group-by-length")
+    outs = {}
+    for setting in ("on", "off"):
+        out = tmp_path / setting
+        assert main(["train", "--model", tiny_model_dir("qwen2"), "--data", str(long_prompt_jsonl),
+                     "--output-dir", str(out), *SGD_ONE_STEP, *common, "--prefix-sharing", setting]) == 0
+        outs[setting] = load_file(str(out / "adapter_model.safetensors"))
+    assert max_diff(outs["on"], outs["off"]) <= 1e-6
+
+
+def test_auto_turns_on_for_long_prompts_and_wdpo_keeps_the_plain_layout(tiny_model_dir, long_prompt_jsonl,
+                                                                        tmp_path, capsys):
+    args = ["train", "--model", tiny_model_dir("gpt2"), "--data", str(long_prompt_jsonl), *SGD_ONE_STEP]
+    assert main([*args, "--output-dir", str(tmp_path / "auto")]) == 0
+    assert "prefix sharing on (auto: estimated forward cost" in capsys.readouterr().out
+    record = json.loads((tmp_path / "auto" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert not record["skipped"]
+    assert main([*args, "--method", "wdpo", "--output-dir", str(tmp_path / "wdpo")]) == 0
+    assert "prefix sharing off (WDPO's penalty" in capsys.readouterr().out
+    assert main([*args, "--method", "wdpo", "--prefix-sharing", "on", "--output-dir", str(tmp_path / "no")]) == 2
+    assert "refused for the Wasserstein penalty" in capsys.readouterr().err
+
+
+def test_unpaired_objectives_keep_the_plain_layout(tiny_model_dir, unpaired_jsonl, tmp_path, capsys):
+    assert main(["train", "--model", tiny_model_dir("llama"), "--data", str(unpaired_jsonl),
+                 "--method", "aot-unpaired", "--prefix-sharing", "on", "--batch-size", "8",
+                 "--output-dir", str(tmp_path / "u"), *SGD_ONE_STEP]) == 0
+    assert "prefix sharing off (unpaired data" in capsys.readouterr().out
