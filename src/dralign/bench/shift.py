@@ -31,7 +31,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -170,7 +170,7 @@ def plan(opts: ShiftOptions) -> list[tuple[str, str]]:
 _DATASETS = ("mix-linear", "mix-geometric", "sources", "unpaired", "flip-20", "flip-40")
 
 
-def mixture_of(opts: ShiftOptions, dataset: str) -> str:
+def mixture_of(dataset: str) -> str:
     """The mixture family a dataset is labelled with (and evaluated on)."""
     return "geometric" if dataset == "mix-geometric" else "linear"
 
@@ -179,7 +179,7 @@ def _target_reward(opts: ShiftOptions, mixture: str, alpha: float) -> Callable[[
     return world.make_mixture_reward(opts.reward_a, opts.reward_b, alpha, mixture)
 
 
-def _pairs(opts: ShiftOptions, seed: int, split: str, n: int) -> list[dict]:
+def _pairs(seed: int, split: str, n: int) -> list[dict]:
     prompts = world.generate_prompts(n, seed=seed, split=split)
     return world.prompt_response_pairs(prompts, seed=seed)
 
@@ -194,7 +194,7 @@ def build_dataset(opts: ShiftOptions, dataset: str, seed: int, split: str = "tra
             rows = world.assign_sources(world.generate_prompts(n, seed=seed, split="train"),
                                         opts.synthetic_fraction, seed=seed)
         else:
-            rows = _pairs(opts, seed, split, n)
+            rows = _pairs(seed, split, n)
         human = _target_reward(opts, "linear", opts.alpha0)
         judge = _target_reward(opts, "linear", opts.alpha_judge)
         labelled = {
@@ -203,8 +203,8 @@ def build_dataset(opts: ShiftOptions, dataset: str, seed: int, split: str = "tra
                                                seed=seed + 10_000)),
         }
         return [next(labelled[r["source"]]) for r in rows]
-    mixture = mixture_of(opts, dataset)
-    rows = world.label_rows(_pairs(opts, seed, split, n), _target_reward(opts, mixture, opts.alpha0), T, seed=seed)
+    mixture = mixture_of(dataset)
+    rows = world.label_rows(_pairs(seed, split, n), _target_reward(opts, mixture, opts.alpha0), T, seed=seed)
     if split != "train" or dataset in ("mix-linear", "mix-geometric"):
         return rows
     if dataset.startswith("flip-"):
@@ -318,17 +318,16 @@ def _sample(model, tokenizer, opts: ShiftOptions, prompts: Sequence[str], seed: 
 
 
 def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Sequence[str],
-                    start_texts: Sequence[str], heldout, mixture: str,
-                    seed: int) -> SeedEval:
-    """Sample `policy` on the held-out prompts and measure it (see :class:`SeedEval`)."""
+                    start_rewards: np.ndarray, heldout, mixture: str, seed: int) -> SeedEval:
+    """Sample `policy` on the held-out prompts and measure it (see :class:`SeedEval`);
+    `start_rewards` are the start model's samples' gold rewards on the same grid, [n, len(alphas)]."""
     from ..eval.evaluate import preference_eval
     from ..eval.generate import completion_logps
     from ..eval.metrics import distinct_n, token_entropy
 
     comp = _sample(policy, tokenizer, opts, prompts, seed)
     rewards = _gold(opts, comp.texts, mixture)
-    base = _gold(opts, start_texts, mixture)
-    wins = (rewards > base) + 0.5 * (rewards == base)
+    wins = (rewards > start_rewards) + 0.5 * (rewards == start_rewards)
     kl = (completion_logps(policy, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos)
           - completion_logps(start, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos))
     length = np.array([len(t) for t in comp.token_ids], dtype=np.float64)
@@ -383,7 +382,7 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
     lm = world_lm(spec, opts.cache_dir or DEFAULT_CACHE_DIR, console)
     tokenizer = load_tokenizer(str(lm))
     start = load_model(str(lm)).eval()
-    mixtures = sorted({mixture_of(opts, ds) for ds, _ in runs})
+    mixtures = sorted({mixture_of(ds) for ds, _ in runs})
     raw: dict[str, list[SeedEval]] = {f"{ds}/{m}": [] for ds, m in runs}
     raw.update({f"start/{mx}": [] for mx in mixtures})
     for seed in range(opts.seeds):
@@ -391,13 +390,14 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
         prompts = world.generate_prompts(opts.eval_prompts, seed=seed, split="heldout")
         with torch.no_grad():
             start_comp = _sample(start, tokenizer, opts, prompts, seed)
-        heldout = {}
+        heldout, start_rewards = {}, {}
         for mx in mixtures:
+            start_rewards[mx] = _gold(opts, start_comp.texts, mx)
             rows = build_dataset(opts, f"mix-{mx}", seed, split="heldout")
             path = _write_jsonl(seed_dir / "data" / f"heldout-{mx}.jsonl",
                                 [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
             heldout[mx] = tokenize_pairs(load_rows(str(path)), tokenizer, max_length=128)
-            raw[f"start/{mx}"].append(evaluate_policy(start, start, tokenizer, opts, prompts, start_comp.texts,
+            raw[f"start/{mx}"].append(evaluate_policy(start, start, tokenizer, opts, prompts, start_rewards[mx],
                                                       heldout[mx], mx, seed))
         files: dict[str, Path] = {}
         for dataset, method in runs:
@@ -410,9 +410,9 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
             result = train(_train_config(opts, lm, files[dataset], method, out, seed))
             seconds = time.perf_counter() - t0
             policy = load_model(str(result.output_dir)).eval()
-            mx = mixture_of(opts, dataset)
+            mx = mixture_of(dataset)
             with torch.no_grad():
-                ev = evaluate_policy(policy, start, tokenizer, opts, prompts, start_comp.texts,
+                ev = evaluate_policy(policy, start, tokenizer, opts, prompts, start_rewards[mx],
                                      heldout[mx], mx, seed)
             ev.train_seconds = seconds
             raw[f"{dataset}/{method}"].append(ev)
@@ -470,7 +470,7 @@ def summarize_run(opts: ShiftOptions, evs: Sequence[SeedEval]) -> dict:
 def _run_names(opts: ShiftOptions, run_id: str) -> dict:
     dataset, method = run_id.split("/")
     return {"dataset": dataset, "method": method,
-            "mixture": method if dataset == "start" else mixture_of(opts, dataset)}
+            "mixture": method if dataset == "start" else mixture_of(dataset)}
 
 
 def summarize(opts: ShiftOptions, raw: dict[str, list[SeedEval]], runs, lm: Path, seconds: float) -> dict:
