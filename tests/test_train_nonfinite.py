@@ -9,7 +9,6 @@ from safetensors.torch import load_file
 from dralign.config import build
 from dralign.modeling.tiny import save_tiny
 from dralign.train import TrainConfig, TrainingError, train
-from dralign.train.trainer import Trainer
 
 
 @pytest.fixture(scope="module")
@@ -27,35 +26,19 @@ def _cfg(root, model, data, name, **kw):
                                    lr=1e-2, progress=False, **kw))
 
 
-def _poison(monkeypatch, bad_steps):
-    """Make the loss NaN on the given (0-based) steps by poisoning the gradient too."""
-    original = Trainer.step
-
-    def step(self, i):
-        if i in bad_steps:
-            orig_local = self._backward_local
-
-            def nan_backward(micro):
-                loss, metrics = orig_local(micro)
-                for p in self.model.parameters():
-                    if p.grad is not None:
-                        p.grad.fill_(float("nan"))
-                return loss * float("nan"), metrics
-
-            self._backward_local = nan_backward
-            try:
-                return original(self, i)
-            finally:
-                del self._backward_local
-        return original(self, i)
-
-    monkeypatch.setattr(Trainer, "step", step)
+def _poison(bad_steps):
+    """An after-backward hook that makes the gradient NaN on the given (0-based) steps."""
+    def hook(step, model):
+        if step in bad_steps:
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad.fill_(float("nan"))
+    return [hook]
 
 
-def test_nonfinite_step_is_skipped_and_counted(setup, monkeypatch):
+def test_nonfinite_step_is_skipped_and_counted(setup):
     root, model, data = setup
-    _poison(monkeypatch, {1})
-    result = train(_cfg(root, model, data, "skip", max_steps=3))
+    result = train(_cfg(root, model, data, "skip", max_steps=3), after_backward=_poison({1}))
     assert result.skipped_steps == 1 and result.status == "completed"
     records = [json.loads(line) for line in (root / "skip" / "metrics.jsonl").read_text().splitlines()]
     assert [r["skipped"] for r in records] == [False, True, False]
@@ -63,8 +46,7 @@ def test_nonfinite_step_is_skipped_and_counted(setup, monkeypatch):
     assert all(torch.isfinite(w).all() for w in weights.values())
 
 
-def test_consecutive_nonfinite_steps_abort_with_a_clear_message(setup, monkeypatch):
+def test_consecutive_nonfinite_steps_abort_with_a_clear_message(setup):
     root, model, data = setup
-    _poison(monkeypatch, {0, 1, 2})
     with pytest.raises(TrainingError, match="3 consecutive steps had a non-finite"):
-        train(_cfg(root, model, data, "abort", max_steps=5, max_bad_steps=3))
+        train(_cfg(root, model, data, "abort", max_steps=5, max_bad_steps=3), after_backward=_poison({0, 1, 2}))

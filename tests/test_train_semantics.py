@@ -145,7 +145,7 @@ def test_resume_continues_the_same_trajectory(method, tiny_model_dir, pref_jsonl
     """SIGTERM after step 10 of 20 leaves a checkpoint; --resume completes to 20; the loss curve
     and the final weights equal an uninterrupted run's (AdamW, cosine schedule with warmup,
     exact global batch over 2 micro-batches; group-dro's q is part of the state)."""
-    from dralign.train.trainer import train
+    from dralign.train import train
 
     common = dict(model=tiny_model_dir("gpt2"), data=str(pref_jsonl), method=method,
                   max_steps=20, batch_size=4, grad_accum=2, lr=2e-4, optimizer="adamw",
@@ -185,10 +185,10 @@ def test_resume_without_checkpoint_is_a_clear_error(tiny_model_dir, pref_jsonl, 
 @pytest.fixture
 def count_loads(monkeypatch):
     """Counts `load_model` calls in the trainer, by path; a live FrozenReference is an error."""
-    from dralign.train import trainer
+    from dralign.train import references
 
     calls: list[str] = []
-    real = trainer.load_model
+    real = references.load_model
 
     def counting(path, **kwargs):
         calls.append(str(path))
@@ -200,8 +200,11 @@ def count_loads(monkeypatch):
 
         from_policy = classmethod(lambda cls, *a, **k: cls())
 
-    monkeypatch.setattr(trainer, "load_model", counting)
-    monkeypatch.setattr(trainer, "FrozenReference", NoFrozenReference)
+    from dralign.train import recipe
+
+    monkeypatch.setattr(references, "load_model", counting)
+    monkeypatch.setattr(recipe, "load_model", counting)
+    monkeypatch.setattr(references, "FrozenReference", NoFrozenReference)
     return calls
 
 
@@ -216,6 +219,7 @@ def test_reference_cache_is_reused(count_loads, tiny_model_dir, pref_jsonl, tmp_
     assert len(list(cache_dir.glob("reference-*.safetensors"))) == 1
 
     count_loads.clear()
+    args.append("--overwrite")  # the folder holds the first run; its reference cache survives
     assert main(args) == 0  # same model and data: read the cache
     out = capsys.readouterr().out
     assert count_loads == [policy]

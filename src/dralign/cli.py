@@ -39,15 +39,20 @@ def _methods(args) -> int:
 
 
 def _train(args) -> int:
+    from .ratio.prepare import with_fitted_ratios
     from .train.config import TrainConfig
-    from .train.trainer import train
+    from .train.recipe import train
 
-    cfg = from_args(TrainConfig, args)
+    cfg = with_fitted_ratios(from_args(TrainConfig, args))
     result = train(cfg)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        print(f"{result.status}: {result.steps} steps; model and card in {result.output_dir}")
+        if result.status == "completed":
+            print(f"completed: {result.steps} steps; model, card and final_metrics.json in {result.output_dir}")
+        else:
+            print(f"interrupted after {result.steps} steps; no final model was written; continue with "
+                  f"--resume --output-dir {result.output_dir}")
     return 0 if result.status == "completed" else 130
 
 
@@ -98,7 +103,7 @@ def _demo(args) -> int:
 
 def _add(sub, name: str, config_cls, func, help: str, description: str | None = None):
     """A subcommand whose options are the fields of `config_cls` (and --config FILE.yaml)."""
-    p = sub.add_parser(name, help=help, description=description or help)
+    p = sub.add_parser(name, help=help, description=description or help, allow_abbrev=False)
     p.add_argument("--config", help="YAML file of options (keys are the option names)")
     add_arguments(p, config_cls)
     p.set_defaults(func=func)
@@ -106,15 +111,16 @@ def _add(sub, name: str, config_cls, func, help: str, description: str | None = 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dralign", description=__doc__.splitlines()[0])
+    # allow_abbrev=False everywhere: `--target` must never silently mean `--target-prob-column`
+    parser = argparse.ArgumentParser(prog="dralign", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("methods", help="every preset, its four choices, formula and paper")
+    p = sub.add_parser("methods", help="every preset, its four choices, formula and paper", allow_abbrev=False)
     p.add_argument("--width", type=int, default=None, help="table width in characters")
     p.set_defaults(func=_methods)
 
     from .train.config import TrainConfig
-    p = sub.add_parser("train", help="align a causal LM on preference data",
+    p = sub.add_parser("train", help="align a causal LM on preference data", allow_abbrev=False,
                        description="Train with any preset or combination of choices. Every option "
                                    "may also be given in a YAML file with --config; the command line wins.")
     p.add_argument("--config", help="YAML file of options (keys are the option names)")
@@ -122,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     from .ratio.cli import RatioConfig
-    ratio = sub.add_parser("ratio", help="DoRA's density ratios").add_subparsers(dest="ratio_command", required=True)
-    p = ratio.add_parser("fit", help="cross-fit P(target | prompt, response); write target_prob and ratio per row",
+    ratio = sub.add_parser("ratio", help="DoRA's density ratios", allow_abbrev=False).add_subparsers(dest="ratio_command", required=True)
+    p = ratio.add_parser("fit", allow_abbrev=False, help="cross-fit P(target | prompt, response); write target_prob and ratio per row",
                          description="Fit DoRA's density-ratio classifier (k-fold cross-fitted logistic "
                                      "regression on frozen features) and write per-row weights.")
     p.add_argument("--config", help="YAML file of options")
@@ -138,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench.loglinear import LoglinearConfig
     from .bench.shift import ShiftConfig
-    bench = sub.add_parser("bench", help="benchmarks: the shift world, the log-linear world, speed against TRL").add_subparsers(
+    bench = sub.add_parser("bench", help="benchmarks: the shift world, the log-linear world, speed against TRL",
+                           allow_abbrev=False).add_subparsers(
         dest="bench_command", required=True)
     _add(bench, "shift", ShiftConfig, _bench_shift, "the shift-world benchmark (DESIGN §5)",
          "Methods trained from the same pretrained world LM on the same data; gold reward under "
@@ -174,11 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     from .data import DataError
     from .bench.speed import SpeedBenchError
-    from .train.trainer import TrainingError
+    from .train import TrainingError
+    from .train.checkpoint import CheckpointError
+    from .train.run_dir import RunFolderError
 
     try:
         return args.func(args)
-    except (ConfigError, DataError, TrainingError, SpeedBenchError, ValueError, OSError) as e:
+    except OSError as e:  # a full disk, a missing permission: one line naming the path
+        where = f" {e.filename}" if e.filename else ""
+        print(f"dralign {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
+    except (ConfigError, DataError, TrainingError, RunFolderError, CheckpointError, SpeedBenchError,
+            ValueError) as e:
         print(f"dralign {args.command}: error: {e}", file=sys.stderr)
         return 2
 

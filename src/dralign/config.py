@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import tempfile
 import types
@@ -20,11 +21,38 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 
-def option(default=dataclasses.MISSING, help: str = "", **kwargs):
-    """A dataclass field with help text (shown by --help)."""
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric option: low ≤ value (< or ≤) high."""
+
+    low: float | None = None
+    high: float | None = None
+    high_open: bool = False
+    low_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+    def __str__(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return " and ".join(parts)
+
+
+def option(default=dataclasses.MISSING, help: str = "", valid: Range | None = None, **kwargs):
+    """A dataclass field with help text (shown by --help) and, for numbers, its valid range
+    (checked when the config is built, from YAML or the command line)."""
+    metadata = {"help": help, "valid": valid}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
 class ConfigError(ValueError):
@@ -80,7 +108,10 @@ def _convert(value: Any, tp, where: str):
                 return False
             raise ConfigError(f"{where}: {value!r} is not a boolean")
         if tp is float:
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # no option means anything at inf or nan
+                raise ConfigError(f"{where}: {value!r} is not a finite number")
+            return number
         if tp is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -109,6 +140,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
                 f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
             if default not in (None, "", []):
                 kwargs["help"] += f" (default: {default})"
+            if f.metadata.get("valid") is not None:
+                kwargs["help"] += f" [{f.metadata['valid']}]"
             if inner is bool:
                 kwargs["action"] = argparse.BooleanOptionalAction
             elif get_origin(inner) is Literal:
@@ -123,17 +156,23 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
 
 def build(cls, overrides: dict[str, Any], where: str = "command line"):
     """Instantiate section dataclasses of `cls` from a flat {field: value} mapping."""
-    known = {}
+    known, ranges = {}, {}
     for section, section_cls in _sections(cls):
         for f, tp in _leaf_fields(section_cls):
             known[f.name] = (section, tp)
+            ranges[f.name] = f.metadata.get("valid")
     unknown = sorted(set(overrides) - set(known))
     if unknown:
         raise ConfigError(f"{where}: unknown option(s) {', '.join(unknown)}")
     values: dict[str, dict] = {s: {} for s, _ in _sections(cls)}
     for name, value in overrides.items():
         section, tp = known[name]
-        values[section][name] = _convert(value, tp, f"{where}: {name}")
+        label = f"{where}: {flag(name) if where == 'command line' else name}"
+        converted = _convert(value, tp, label)
+        valid = ranges.get(name)
+        if valid is not None and converted is not None and converted not in valid:
+            raise ConfigError(f"{label}: {converted!r} is out of range; valid values are {valid}")
+        values[section][name] = converted
     return cls(**{s: section_cls(**values[s]) for s, section_cls in _sections(cls)})
 
 
@@ -157,9 +196,14 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return {k.replace("-", "_"): v for k, v in flat.items()}
 
 
+def option_names(cls) -> set[str]:
+    return {f.name for _, section_cls in _sections(cls) for f, _ in _leaf_fields(section_cls)}
+
+
 def from_args(cls, args: argparse.Namespace):
     """dataclass default < YAML (args.config) < explicitly given command-line flags."""
-    given = {k: v for k, v in vars(args).items() if k not in ("config", "command", "ratio_command", "bench_command", "func", "argv")}
+    names = option_names(cls)  # flags are SUPPRESSed unless given: only options reach the namespace
+    given = {k: v for k, v in vars(args).items() if k in names}
     from_yaml = load_yaml(args.config) if getattr(args, "config", None) else {}
     build(cls, from_yaml, where=str(args.config))  # a bad value in the file names the file
     return build(cls, {**from_yaml, **given}, where="command line")
@@ -181,6 +225,13 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a written file gets the usual mode
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,6 +1,6 @@
-"""The training loop on Accelerate: `train(config)`."""
+"""The training recipe on Accelerate: `train(config)`."""
 
 from .config import TrainConfig
-from .trainer import TrainingError, TrainResult, train
+from .recipe import Recipe, TrainingError, TrainResult, train
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingError", "train"]
+__all__ = ["Recipe", "TrainConfig", "TrainResult", "TrainingError", "train"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..config import option
+from ..config import Range, option
 
 
 @dataclass
@@ -17,9 +17,9 @@ class ModelOptions:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "weights dtype when loading")
     attn_implementation: str | None = option(None, "attention kernel: eager, sdpa, flash_attention_2 (default: the model's)")
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
-    lora_r: int = option(0, "LoRA rank; 0 trains all weights")
-    lora_alpha: float = option(16.0, "LoRA scaling alpha")
-    lora_dropout: float = option(0.0, "LoRA dropout")
+    lora_r: int = option(0, "LoRA rank; 0 trains all weights", Range(0))
+    lora_alpha: float = option(16.0, "LoRA scaling alpha", Range(0, low_open=True))
+    lora_dropout: float = option(0.0, "LoRA dropout", Range(0, 1, high_open=True))
     lora_target_modules: list[str] | None = option(None, "module names to adapt (default: all linear layers)")
     ref_cache: bool = option(True, "precompute reference log-probs once into a cache keyed by model+data+tokenisation; the reference model is then never held during training")
     ref_cache_dir: str | None = option(None, "where reference caches live (default: OUTPUT_DIR/ref_cache)")
@@ -34,7 +34,7 @@ class DataOptions:
     data_split: str = option("train", "split to train on")
     eval_data: str | None = option(None, "held-out file or folder (default: --eval-split of --data if it exists)")
     eval_split: str | None = option(None, "held-out split name of --data")
-    eval_fraction: float = option(0.0, "hold out this fraction of the training rows for evaluation")
+    eval_fraction: float = option(0.0, "hold out this fraction of the training rows for evaluation", Range(0, 1, high_open=True))
     format: Literal["auto", "explicit", "implicit", "conversational", "unpaired"] = option("auto", "row format")
     prompt_column: str = option("prompt", "column holding the prompt")
     chosen_column: str = option("chosen", "column holding the chosen response")
@@ -47,8 +47,8 @@ class DataOptions:
     target_prob_column: str = option("target_prob", "optional column of P(target | x, y) (dora)")
     ratio_column: str = option("ratio", "optional column of density ratios h (dora)")
     ratio_target: list[str] | None = option(None, "dora without ratio columns: the source value(s) of the target distribution; density ratios are then cross-fitted inline on the start model's features from --source-column")
-    max_length: int = option(512, "max tokens of prompt + completion")
-    max_prompt_length: int | None = option(None, "max prompt tokens (default: as many as fit)")
+    max_length: int = option(512, "max tokens of prompt + completion", Range(2))
+    max_prompt_length: int | None = option(None, "max prompt tokens (default: as many as fit)", Range(1))
     truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")
     on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows")
     prefix_sharing: Literal["auto", "on", "off"] = option("auto", "score chosen and rejected in one sequence [prompt | chosen | rejected] with a 4-D attention mask, so the prompt is computed once (same log-probs up to float rounding); auto = on for paired objectives when the model supports it and the prompts are long enough to pay (never for WDPO's penalty)")
@@ -91,30 +91,31 @@ class OptimOptions:
     """Optimisation and schedule."""
 
     output_dir: str = option("outputs/dralign", "where checkpoints, metrics and the model go")
-    batch_size: int = option(8, "pairs per micro-batch per process")
-    grad_accum: int = option(1, "micro-batches per optimizer step")
-    max_steps: int = option(0, "optimizer steps; 0 = one pass over --epochs")
-    epochs: float = option(1.0, "passes over the data when --max-steps is 0")
-    lr: float = option(5e-6, "peak learning rate")
+    batch_size: int = option(8, "pairs per micro-batch per process", Range(1))
+    grad_accum: int = option(1, "micro-batches per optimizer step", Range(1))
+    max_steps: int = option(0, "optimizer steps; 0 = as many as --epochs take", Range(0))
+    epochs: float = option(1.0, "passes over the data when --max-steps is 0", Range(0, low_open=True))
+    lr: float = option(5e-6, "peak learning rate", Range(0, low_open=True))
     optimizer: Literal["adamw", "sgd"] = option("adamw", "optimizer")
-    weight_decay: float = option(0.0, "AdamW weight decay")
-    warmup_steps: int = option(0, "linear warmup steps")
+    weight_decay: float = option(0.0, "AdamW weight decay", Range(0))
+    warmup_steps: int = option(0, "linear warmup steps", Range(0))
     scheduler: Literal["cosine", "linear", "constant"] = option("cosine", "decay after warmup")
-    max_grad_norm: float = option(1.0, "clip the global gradient norm; 0 disables")
+    max_grad_norm: float = option(1.0, "clip the global gradient norm; 0 disables", Range(0))
     mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "autocast precision")
     global_batch: Literal["auto", "exact", "local"] = option("auto", "robust statistics over the effective batch (exact) or per micro-batch (local); auto = exact when the objective couples examples")
     seed: int = option(0, "seed of data order and initialisation")
-    max_bad_steps: int = option(5, "abort after this many consecutive non-finite steps")
+    max_bad_steps: int = option(5, "abort after this many consecutive non-finite steps", Range(1))
 
 
 @dataclass
 class LoggingOptions:
     """Logging, evaluation and checkpoints."""
 
-    log_every: int = option(1, "write metrics every N steps")
-    eval_every: int = option(0, "evaluate on the held-out set every N steps (0: only at the end)")
-    save_every: int = option(0, "write a checkpoint every N steps (0: only at the end)")
-    resume: bool = option(False, "continue from the newest checkpoint in --output-dir")
+    log_every: int = option(1, "write metrics every N steps", Range(1))
+    eval_every: int = option(0, "evaluate on the held-out set every N steps (0: only at the end)", Range(0))
+    save_every: int = option(0, "write a checkpoint every N steps (0: only at the end)", Range(0))
+    resume: bool = option(False, "continue the run in --output-dir from its newest complete checkpoint (same method, data, model and seed)")
+    overwrite: bool = option(False, "replace the run that --output-dir holds (its reference cache is kept)")
     report_to: Literal["none", "tensorboard", "wandb"] = option("none", "also log to this tracker")
     progress: bool = option(True, "show a progress bar")
 

@@ -1,0 +1,172 @@
+"""Scorers: what differs between paired and unpaired data, chosen once at setup.
+
+A scorer turns a collated batch into the objective's inputs. It owns the batch layout
+(collation), the policy's values in the objective's units (summed or length-normalised
+completion log-probs), the reference's values, and the per-row metadata (weight, group,
+density ratio). The gradient strategies only see
+
+    values = scorer.policy_values(model, batch)          differentiable, one tensor per kind of row
+    rows   = scorer.rows(values, batch, side)            per-row tensors (policy, reference, metadata)
+    args, meta = scorer.arguments(rows)                  Objective(*args, **meta)
+    out, coefs = scorer.coefficients(objective, rows)    ∂L/∂values, aligned with `values`
+
+so a strategy never asks which kind of data it trains on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..data import PreferenceData
+from ..data.collate import collate_pairs, collate_shared_pairs, collate_unpaired
+from ..modeling import PairLogps, Reference, ReferenceCache, pair_logps, sequence_logps
+from ..objectives import Objective
+
+
+class ScoringError(ValueError):
+    """A batch cannot be scored by the objective; the message says why and what to do."""
+
+
+@dataclass
+class DataSide:
+    """One dataset (training or held-out) with what scoring it needs: its reference and, for
+    DoRA-style objectives, its density ratios h (indexed by example index)."""
+
+    data: PreferenceData
+    reference: "Reference | ReferenceCache"
+    ratio: torch.Tensor | None = None
+
+
+def reduce(sums: torch.Tensor, counts: torch.Tensor, length_normalize: bool) -> torch.Tensor:
+    """Summed completion log-probs, or their per-token mean (IPO's length normalisation)."""
+    return sums / counts.clamp(min=1) if length_normalize else sums
+
+
+class PairedScorer:
+    """Preference pairs: values (chosen [B], rejected [B]); prefix-shared or plain layout."""
+
+    def __init__(self, objective: Objective, *, prefix_sharing: bool, weighted: bool):
+        self.objective, self.prefix_sharing, self.weighted = objective, prefix_sharing, weighted
+        self.length_normalize = objective.length_normalize
+
+    def collate(self, data: PreferenceData, indices: list[int]) -> dict:
+        examples = [data.examples[i] for i in indices]
+        collate = collate_shared_pairs if self.prefix_sharing else collate_pairs
+        return collate(examples, data.pad_token_id)
+
+    def check_batch(self, data: PreferenceData, indices: list[list[int]], step: int) -> None:
+        """Nothing to check: every pair is self-contained."""
+
+    def policy_values(self, model, batch: dict) -> tuple[torch.Tensor, ...]:
+        lp = pair_logps(model, batch)
+        ln = self.length_normalize
+        return reduce(lp.chosen_sum, lp.chosen_count, ln), reduce(lp.rejected_sum, lp.rejected_count, ln)
+
+    def reference_values(self, side: DataSide, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        lp: PairLogps = side.reference.logps(batch)
+        ln = self.length_normalize
+        return reduce(lp.chosen_sum, lp.chosen_count, ln), reduce(lp.rejected_sum, lp.rejected_count, ln)
+
+    def rows(self, values, batch: dict, side: DataSide) -> dict[str, torch.Tensor]:
+        rc, rr = self.reference_values(side, batch)
+        rows = {"policy_chosen": values[0], "policy_rejected": values[1],
+                "ref_chosen": rc.float(), "ref_rejected": rr.float()}
+        rows.update(self.metadata(batch, side))
+        return rows
+
+    def metadata(self, batch: dict, side: DataSide) -> dict[str, torch.Tensor]:
+        meta = {}
+        if self.weighted:
+            meta["weight"] = batch["weight"]
+        if self.objective.uses_group:
+            meta["group"] = batch["group"]
+        if self.objective.uses_ratio:
+            meta["ratio"] = side.ratio[batch["index"].cpu()].to(batch["index"].device)
+        return meta
+
+    @staticmethod
+    def arguments(rows: dict) -> tuple[tuple, dict]:
+        args = (rows["policy_chosen"], rows["policy_rejected"], rows["ref_chosen"], rows["ref_rejected"])
+        return args, {k: rows[k] for k in ("weight", "group", "ratio") if k in rows}
+
+    def coefficients(self, objective: Objective, rows: dict, **kwargs):
+        args, meta = self.arguments(rows)
+        out, c_chosen, c_rejected = objective.coefficients(*args, **meta, **kwargs)
+        return out, [c_chosen, c_rejected]
+
+
+class UnpairedScorer:
+    """Unpaired completions (prompt, completion, label): values [N]; the objective compares the
+    desirable set with the undesirable one, so every sorted set needs both labels."""
+
+    def __init__(self, objective: Objective, *, exact: bool, method: str):
+        self.objective, self.exact, self.method = objective, exact, method
+        self.length_normalize = objective.length_normalize
+
+    def collate(self, data: PreferenceData, indices: list[int]) -> dict:
+        return collate_unpaired([data.examples[i] for i in indices], data.pad_token_id)
+
+    def check_batch(self, data: PreferenceData, micro: list[list[int]], step: int) -> None:
+        """Refuse a sorted set that holds one label only (exact: the effective batch; local:
+        each micro-batch)."""
+        sets = [sum(micro, [])] if self.exact else micro
+        for indices in sets:
+            labels = [data[i].label for i in indices]
+            if all(labels) or not any(labels):
+                raise ScoringError(
+                    f"step {step + 1}: a {'batch' if self.exact else 'micro-batch'} holds only "
+                    f"{'desirable' if all(labels) else 'undesirable'} completions, but {self.method} "
+                    "compares the two sets: the data needs both labels, and a larger --batch-size "
+                    "(or --global-batch exact) when one label is rare")
+
+    def policy_values(self, model, batch: dict) -> tuple[torch.Tensor]:
+        seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+        return (reduce(seq.sum, seq.count, self.length_normalize),)
+
+    def rows(self, values, batch: dict, side: DataSide) -> dict[str, torch.Tensor]:
+        # the cache's chosen slots hold each completion's reference values
+        ref = side.reference.lookup(batch["index"].cpu())
+        ref_values = reduce(ref.chosen_sum, ref.chosen_count, self.length_normalize)
+        return {"policy": values[0], "ref": ref_values.float().to(values[0].device), "label": batch["label"]}
+
+    @staticmethod
+    def arguments(rows: dict) -> tuple[tuple, dict]:
+        label = rows["label"]
+        policy, ref = rows["policy"], rows["ref"]
+        return (policy[label], policy[~label], ref[label], ref[~label]), {}
+
+    def coefficients(self, objective: Objective, rows: dict, **kwargs):
+        args, _ = self.arguments(rows)
+        out, c_chosen, c_rejected = objective.coefficients(*args, **kwargs)
+        coef = torch.zeros_like(rows["policy"])
+        coef[rows["label"]], coef[~rows["label"]] = c_chosen, c_rejected
+        return out, [coef]
+
+
+Scorer = PairedScorer | UnpairedScorer
+
+
+def evaluate_rows(scorer: Scorer, model, side: DataSide, batch_size: int, device,
+                  autocast: Callable = None) -> dict[str, torch.Tensor]:
+    """Every row of `side` scored without gradients (dropout off), concatenated on the CPU."""
+    import contextlib
+
+    autocast = autocast or contextlib.nullcontext
+    parts = []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(side.data), batch_size):
+                idx = list(range(start, min(start + batch_size, len(side.data))))
+                batch = {k: v.to(device) for k, v in scorer.collate(side.data, idx).items()}
+                with autocast():
+                    values = scorer.policy_values(model, batch)
+                rows = scorer.rows(tuple(v.float() for v in values), batch, side)
+                parts.append({k: v.cpu() for k, v in rows.items()})
+    finally:
+        model.train(was_training)
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
