@@ -13,7 +13,7 @@ Formats (auto-detected from the columns, or forced with ``format=``):
 Optional columns, any format: ``weight`` (in [0, MAX_WEIGHT]), ``group`` (string or
 integer), ``source`` (string), ``target_prob`` (in [0, 1]) and/or ``ratio`` (in [0, MAX_WEIGHT]).
 Numeric fields accept numbers or strings holding one (as CSV cells may be). Text must be valid
-Unicode (a JSON ``"\ud800"`` escape, a lone surrogate, is a bad row).
+Unicode (a JSON ``"\\ud800"`` escape, a lone surrogate, is a bad row).
 
 A `ColumnMap` maps other column names onto these names. A name with dots, e.g.
 ``meta.scenario_group``, is a path into nested objects (``row["meta"]["scenario_group"]``)
