@@ -10,10 +10,16 @@ Formats (auto-detected from the columns, or forced with ``format=``):
   are the prompt. Rendered later with the tokenizer's chat template.
 - ``unpaired``: ``prompt``, ``completion`` strings and a boolean-like ``label`` (AOT-unpaired).
 
-Optional columns, any format: ``weight`` (finite, ≥ 0), ``group`` (string or integer),
-``source`` (string), ``target_prob`` (in (0, 1]) or ``ratio`` (finite, ≥ 0), not both.
-Numeric fields accept numbers or strings holding one (as CSV cells may be). A `ColumnMap` maps
-other column names onto these names.
+Optional columns, any format: ``weight`` (in [0, MAX_WEIGHT]), ``group`` (string or
+integer), ``source`` (string), ``target_prob`` (in [0, 1]) and/or ``ratio`` (in [0, MAX_WEIGHT]).
+Numeric fields accept numbers or strings holding one (as CSV cells may be). Text must be valid
+Unicode (a JSON ``"\\ud800"`` escape, a lone surrogate, is a bad row).
+
+A `ColumnMap` maps other column names onto these names. A name with dots, e.g.
+``meta.scenario_group``, is a path into nested objects (``row["meta"]["scenario_group"]``)
+unless the row has a key with that exact name. A column the format needs, or any column given a
+name other than its default, must be present in at least one row: otherwise the whole source is
+refused (a misspelt column name is never silently ignored).
 
 Validation turns each `Row` into a `PairRecord` / `UnpairedRecord`, or a `BadRow` naming the
 file, row, field and reason; every row ends up in exactly one of the two lists.
@@ -37,6 +43,11 @@ HH_ASSISTANT_MARKER = "\n\nAssistant:"
 Messages = list  # a list of {"role": str, "content": str} dicts
 Text = Union[str, Messages]
 
+# Largest accepted weight or ratio. Larger values are almost surely corrupt (or a ratio whose
+# classifier saw a near-zero prior) and overflow float32 sums of a batch's weights.
+MAX_WEIGHT = 1e6
+_MISSING = object()
+
 
 @dataclass(frozen=True)
 class ColumnMap:
@@ -52,6 +63,11 @@ class ColumnMap:
     source: str = "source"
     target_prob: str = "target_prob"
     ratio: str = "ratio"
+
+    @staticmethod
+    def flag(field: str) -> str:
+        """The CLI option that names `field`'s column, e.g. ``--group-column``."""
+        return f"--{field.replace('_', '-')}-column"
 
     @classmethod
     def of(cls, columns: "ColumnMap | Mapping[str, str] | None") -> "ColumnMap":
@@ -90,6 +106,7 @@ class PairRecord:
     row: int
     line: int | None
     conversational: bool = False
+    implicit_prompt: bool = False  # the prompt was cut from chosen/rejected (no prompt column)
 
 
 @dataclass(frozen=True)
@@ -122,43 +139,102 @@ def bad_row(row: Row | PairRecord | UnpairedRecord, field: str | None, reason: s
 
 # --------------------------------------------------------------------------- detection
 
+def column_value(data: Mapping[str, Any], column: str, default: Any = None) -> Any:
+    """``data[column]``; for a dotted name that is not itself a key, the value at that path
+    (``"meta.group"`` → ``data["meta"]["group"]``); `default` when absent."""
+    if column in data:
+        return data[column]
+    if "." not in column:
+        return default
+    value: Any = data
+    for key in column.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return default
+        value = value[key]
+    return value
+
+
+def _present(rows: Sequence[Row], column: str) -> bool:
+    """Whether any readable row has `column` (even holding null)."""
+    return any(row.data is not None and column_value(row.data, column, _MISSING) is not _MISSING
+               for row in rows)
+
+
+def _columns_seen(rows: Sequence[Row]) -> list[str]:
+    seen: set[str] = set()
+    for row in rows:
+        if row.data is not None:
+            seen.update(row.data)
+    return sorted(seen)
+
+
 def detect_format(rows: Sequence[Row], columns: ColumnMap | None = None) -> str:
-    """The format of `rows`, from the union of their columns and the type of the texts.
+    """The format of `rows`, from the columns present in them and the type of the texts.
 
     ``completion`` + ``label`` → unpaired; ``chosen`` + ``rejected`` (+ ``prompt`` or not) →
     conversational when the first non-null ``chosen`` is a list, else explicit/implicit.
     Raises DataError when no format fits.
     """
     cols = ColumnMap.of(columns)
-    seen: set[str] = set()
-    first_chosen = None
-    for row in rows:
-        if row.data is None:
-            continue
-        seen.update(row.data)
-        if first_chosen is None and row.data.get(cols.chosen) is not None:
-            first_chosen = row.data[cols.chosen]
-    if {cols.completion, cols.label} <= seen:
+    if _present(rows, cols.completion) and _present(rows, cols.label):
         return "unpaired"
-    if {cols.chosen, cols.rejected} <= seen:
+    if _present(rows, cols.chosen) and _present(rows, cols.rejected):
+        first_chosen = next((v for v in (column_value(r.data, cols.chosen) for r in rows
+                                         if r.data is not None) if v is not None), None)
         if isinstance(first_chosen, list):
             return "conversational"
-        return "explicit" if cols.prompt in seen else "implicit"
+        return "explicit" if _present(rows, cols.prompt) else "implicit"
     where = rows[0].file if rows else "<no rows>"
     raise DataError(
-        f"{where}: cannot detect the data format from columns {sorted(seen)[:20]}; expected "
-        f"'{cols.chosen}' and '{cols.rejected}' (with or without '{cols.prompt}') for pairs, "
-        f"or '{cols.prompt}', '{cols.completion}', '{cols.label}' for unpaired data. Pass "
-        f"format= and/or columns=ColumnMap(...) to say which columns hold what.")
+        f"{where}: cannot detect the data format from columns {_columns_seen(rows)[:20]}; "
+        f"expected '{cols.chosen}' and '{cols.rejected}' (with or without '{cols.prompt}') for "
+        f"pairs, or '{cols.prompt}', '{cols.completion}', '{cols.label}' for unpaired data. Name "
+        f"the columns with --prompt-column, --chosen-column, --rejected-column (unpaired: "
+        f"--completion-column, --label-column), or set --format.")
+
+
+_REQUIRED = {"explicit": ("prompt", "chosen", "rejected"), "implicit": ("chosen", "rejected"),
+             "conversational": ("chosen", "rejected"),
+             "unpaired": ("prompt", "completion", "label")}
+_OPTIONAL = ("weight", "group", "source", "target_prob", "ratio")
+
+
+def check_columns(rows: Sequence[Row], fmt: str, columns: ColumnMap | None = None) -> None:
+    """DataError unless every column `fmt` needs, and every column given a non-default name
+    that `fmt` reads, is present in at least one readable row (no check without one)."""
+    cols, defaults = ColumnMap.of(columns), ColumnMap()
+    readable = [r for r in rows if r.data is not None]
+    if not readable:
+        return
+    used = (("prompt", "completion", "label") if fmt == "unpaired"
+            else ("prompt", "chosen", "rejected")) + _OPTIONAL
+    for field_name in used:
+        column = getattr(cols, field_name)
+        named = column != getattr(defaults, field_name)
+        if (named or field_name in _REQUIRED[fmt]) and not _present(readable, column):
+            raise DataError(
+                f"{readable[0].file}: no row has the column {column!r} ({fmt} format's "
+                f"{field_name}, named with {ColumnMap.flag(field_name)}); the rows have columns "
+                f"{_columns_seen(readable)[:20]}")
 
 
 # --------------------------------------------------------------------------- field checks
 
 def _get(data: Mapping[str, Any], column: str) -> Any:
-    value = data.get(column)
+    value = column_value(data, column)
     if value is None:
         raise _Bad(column, R.MISSING_FIELD, "missing")
     return value
+
+
+def _unicode(column: str, text: str, what: str = "") -> str:
+    """`text` unless it holds a lone surrogate (JSON allows ``"\\ud800"``; no encoder does)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise _Bad(column, R.INVALID_TEXT, f"{what}not valid Unicode: lone surrogate "
+                   f"{text[err.start]!r} at character {err.start}") from None
+    return text
 
 
 def _text(data: Mapping[str, Any], column: str) -> str:
@@ -168,7 +244,7 @@ def _text(data: Mapping[str, Any], column: str) -> str:
                                          f"{_short(value)}")
     if not value.strip():
         raise _Bad(column, R.EMPTY, "empty or whitespace-only string")
-    return value
+    return _unicode(column, value)
 
 
 def _messages(data: Mapping[str, Any], column: str) -> Messages:
@@ -186,11 +262,12 @@ def _messages(data: Mapping[str, Any], column: str) -> Messages:
             if not isinstance(message.get(key), str):
                 problem = "has no" if message.get(key) is None else "has a non-string"
                 raise _Bad(column, R.BAD_MESSAGE, f"message {i} {problem} {key!r}")
+            _unicode(column, message[key], f"message {i} {key!r} is ")
     return [{"role": m["role"], "content": m["content"]} for m in value]
 
 
 def _number(data: Mapping[str, Any], column: str) -> float | None:
-    value = data.get(column)
+    value = column_value(data, column)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
@@ -198,6 +275,8 @@ def _number(data: Mapping[str, Any], column: str) -> float | None:
                                          f"{_short(value)}")
     try:
         number = float(value)
+    except OverflowError:  # an integer beyond float range
+        raise _Bad(column, R.NON_FINITE, f"number too large: {_short(value)}") from None
     except ValueError:
         raise _Bad(column, R.WRONG_TYPE, f"expected a number, got {_short(value)}") from None
     if not math.isfinite(number):
@@ -206,13 +285,13 @@ def _number(data: Mapping[str, Any], column: str) -> float | None:
 
 
 def _name(data: Mapping[str, Any], column: str, allow_int: bool) -> str | None:
-    value = data.get(column)
+    value = column_value(data, column)
     if value is None:
         return None
     if isinstance(value, float) and allow_int and value.is_integer():
         value = int(value)
     if isinstance(value, str) and value.strip():
-        return value
+        return _unicode(column, value)
     if isinstance(value, int) and not isinstance(value, bool) and allow_int:
         return str(value)
     if isinstance(value, str):
@@ -234,17 +313,24 @@ def _label(data: Mapping[str, Any], column: str) -> bool:
                                     f"got {type(value).__name__} {_short(value)}")
 
 
+def _bounded(data: Mapping[str, Any], column: str, name: str) -> float | None:
+    """A weight or ratio: a finite number in [0, MAX_WEIGHT], or None when absent."""
+    value = _number(data, column)
+    if value is not None and value < 0:
+        raise _Bad(column, R.OUT_OF_RANGE, f"{name} {value} is negative (must be ≥ 0)")
+    if value is not None and value > MAX_WEIGHT:
+        raise _Bad(column, R.OUT_OF_RANGE, f"{name} {value:g} is above the maximum "
+                                           f"{MAX_WEIGHT:g}")
+    return value
+
+
 def _extras(data: Mapping[str, Any], cols: ColumnMap) -> Extras:
-    weight = _number(data, cols.weight)
-    if weight is not None and weight < 0:
-        raise _Bad(cols.weight, R.OUT_OF_RANGE, f"weight {weight} is negative (must be ≥ 0)")
+    weight = _bounded(data, cols.weight, "weight")
     target_prob = _number(data, cols.target_prob)
-    if target_prob is not None and not 0 < target_prob <= 1:
+    if target_prob is not None and not 0 <= target_prob <= 1:
         raise _Bad(cols.target_prob, R.OUT_OF_RANGE,
-                   f"target_prob {target_prob} is outside (0, 1]")
-    ratio = _number(data, cols.ratio)
-    if ratio is not None and ratio < 0:
-        raise _Bad(cols.ratio, R.OUT_OF_RANGE, f"ratio {ratio} is negative (must be ≥ 0)")
+                   f"target_prob {target_prob} is outside [0, 1]")
+    ratio = _bounded(data, cols.ratio, "ratio")
     # Both may be given (`dralign ratio fit` writes both): the ratio is used, target_prob is
     # kept for reference.
     return Extras(weight=1.0 if weight is None else weight,
@@ -325,6 +411,7 @@ def validate_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
         raise ValueError(f"format {fmt!r} is not a preference-pair format {PAIR_FORMATS}"
                          + ("; use tokenize_unpaired for unpaired data" if fmt == "unpaired"
                             else ""))
+    check_columns(rows, fmt, cols)
     records: list[PairRecord] = []
     bad: list[BadRow] = []
     for row in rows:
@@ -340,6 +427,7 @@ def validate_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
                       ) -> tuple[list[UnpairedRecord], list[BadRow]]:
     """Validate unpaired rows (prompt, completion, label): returns (records, bad rows)."""
     rows, cols = as_rows(rows), ColumnMap.of(columns)
+    check_columns(rows, "unpaired", cols)
     records: list[UnpairedRecord] = []
     bad: list[BadRow] = []
     for row in rows:
@@ -370,7 +458,8 @@ def _validate_pair(row: Row, fmt: str, cols: ColumnMap, marker: str) -> PairReco
         chosen, rejected = _text(data, cols.chosen), _text(data, cols.rejected)
     if chosen == rejected:
         raise _Bad(cols.rejected, R.CHOSEN_EQUALS_REJECTED, "chosen and rejected are identical")
-    has_prompt = fmt == "explicit" or (conversational and data.get(cols.prompt) is not None)
+    has_prompt = fmt == "explicit" or (conversational
+                                       and column_value(data, cols.prompt) is not None)
     if has_prompt:
         prompt = _messages(data, cols.prompt) if conversational else _text(data, cols.prompt)
     else:
@@ -387,7 +476,7 @@ def _validate_pair(row: Row, fmt: str, cols: ColumnMap, marker: str) -> PairReco
             raise _Bad(column, R.EMPTY, "empty completion" + ("" if has_prompt else
                        " after removing the shared prompt (the text is only the prompt)"))
     return PairRecord(prompt, chosen, rejected, _extras(data, cols), row.file, row.index,
-                      row.line, conversational)
+                      row.line, conversational, implicit_prompt=not has_prompt)
 
 
 def _content(text: Text) -> str:

@@ -2,14 +2,20 @@
 
 Supported sources (`load_rows`):
 
-- ``.jsonl``: one JSON object per line. Blank lines are ignored (they are not rows); the row
-  index counts the non-blank lines from 0 and ``line`` is the 1-based physical line. A line that
-  is not valid JSON, or not a JSON object, becomes a row with ``error`` set (a bad row later),
-  never a crash.
+- ``.jsonl``: one JSON object per line (lines end at ``\n``, ``\r\n`` or ``\r``). Blank lines
+  are ignored (they are not rows); the row index counts the non-blank lines from 0 and ``line``
+  is the 1-based physical line. Each line is decoded on its own: a line that is not valid UTF-8,
+  not valid JSON, or not a JSON object becomes a row with ``error`` set (a bad row later,
+  skippable), never a crash.
 - ``.json``: a list of objects, or an object whose ``"data"`` or ``"rows"`` key holds that list.
 - ``.parquet`` and ``.csv`` (CSV through pyarrow: empty cells of numeric columns are missing
   values, empty cells of text columns are empty strings).
 - each of the above compressed as ``.gz`` (e.g. ``train.jsonl.gz``).
+
+A file that cannot be read as a whole (truncated or not-gzip ``.gz``, a ``.json`` or ``.csv``
+that is not UTF-8 or does not parse, an unreadable Parquet file) raises `DataError` naming the
+file and, where known, the byte offset and line; no row of it is used. A UTF-8 byte-order mark
+at the start of a file is ignored.
 - a folder written by ``datasets.Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``
   (``split`` picks the split of a DatasetDict).
 - anything else that is not an existing path: a Hub dataset name, loaded with
@@ -23,13 +29,15 @@ import io
 import json
 import math
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .report import INVALID_JSON, NOT_AN_OBJECT, DataError
+from .report import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, DataError
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv")
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,7 @@ class Row:
 
     ``index`` is the 0-based row index in ``file``; ``line`` the 1-based line number (JSONL
     only). When the row could not be parsed, ``data`` is None and ``error`` / ``error_reason``
-    say why (reason ``invalid_json`` or ``not_an_object``).
+    say why (reason ``invalid_utf8``, ``invalid_json`` or ``not_an_object``).
     """
 
     data: Mapping[str, Any] | None
@@ -94,16 +102,55 @@ def _file_kind(path: Path) -> tuple[str, bool]:
 
 def _load_file(path: Path) -> list[Row]:
     suffix, compressed = _file_kind(path)
-    raw = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
     file = str(path)
+    raw = _decompress(path.read_bytes(), file) if compressed else path.read_bytes()
+    if suffix != ".parquet" and raw.startswith(UTF8_BOM):  # some editors write one
+        raw = raw[len(UTF8_BOM):]
     if suffix == ".jsonl":
         return _parse_jsonl(raw, file)
     if suffix == ".json":
-        return _parse_json(raw, file)
+        return _parse_json(raw, file, compressed)
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-        return rows_from_records(pq.read_table(io.BytesIO(raw)).to_pylist(), file)
+        return _parse_parquet(raw, file)
+    return _parse_csv(raw, file, compressed)
+
+
+def _decompress(raw: bytes, file: str) -> bytes:
+    """gunzip `raw`, or DataError naming `file` when it is not complete, valid gzip data."""
+    try:
+        return gzip.decompress(raw)
+    except EOFError as err:
+        raise DataError(f"{file}: the gzip data is truncated ({err}); the file is incomplete, "
+                        f"download or compress it again") from None
+    except (OSError, zlib.error) as err:  # BadGzipFile (not gzip, CRC) is an OSError
+        raise DataError(f"{file}: cannot decompress: {err} (a .gz name needs gzip data; "
+                        f"rename the file if it is not compressed)") from None
+
+
+def _decode(raw: bytes, file: str, compressed: bool) -> str:
+    """`raw` as UTF-8 text, or DataError naming the first bad byte, its offset and line."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        where = " of the decompressed data" if compressed else ""
+        raise DataError(f"{file}: not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset "
+                        f"{err.start}{where} (line {line}); save the file as UTF-8") from None
+
+
+def _parse_parquet(raw: bytes, file: str) -> list[Row]:
+    import pyarrow.parquet as pq
+    try:
+        records = pq.read_table(io.BytesIO(raw)).to_pylist()
+    except Exception as err:  # ArrowInvalid, OSError, ...: the file as a whole is unreadable
+        raise DataError(f"{file}: cannot read Parquet: {err}") from None
+    return rows_from_records(records, file)
+
+
+def _parse_csv(raw: bytes, file: str, compressed: bool) -> list[Row]:
     import pyarrow.csv as pcsv
+    # pyarrow would read a column with a non-UTF-8 byte as binary: every cell would be bytes.
+    _decode(raw, file, compressed)
     try:
         table = pcsv.read_csv(io.BytesIO(raw))
     except Exception as err:  # pyarrow raises ArrowInvalid with the offending line
@@ -125,26 +172,44 @@ def _nan_to_none(record: dict) -> dict:
 
 def _parse_jsonl(raw: bytes, file: str) -> list[Row]:
     rows: list[Row] = []
-    for line_no, line in enumerate(raw.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
+    for line_no, line_bytes in enumerate(raw.splitlines(), start=1):
+        if not line_bytes.strip():
             continue
         index = len(rows)
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError as err:  # one bad line is one bad row, not a bad file
+            rows.append(Row(None, file, index, line_no, error=f"not valid UTF-8: byte "
+                            f"0x{line_bytes[err.start]:02x} at byte {err.start + 1} of the line",
+                            error_reason=INVALID_UTF8))
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             rows.append(Row(None, file, index, line_no, error=f"invalid JSON: {err.msg} "
                             f"(column {err.colno})", error_reason=INVALID_JSON))
             continue
+        except (ValueError, RecursionError) as err:  # e.g. a 5000-digit integer, 10^5 nested [
+            rows.append(Row(None, file, index, line_no, error=f"invalid JSON: {_first_line(err)}",
+                            error_reason=INVALID_JSON))
+            continue
         rows.append(_row(record, file, index, line_no))
     return rows
 
 
-def _parse_json(raw: bytes, file: str) -> list[Row]:
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else type(err).__name__
+
+
+def _parse_json(raw: bytes, file: str, compressed: bool = False) -> list[Row]:
+    text = _decode(raw, file, compressed)
     try:
-        content = json.loads(raw.decode("utf-8"))
+        content = json.loads(text)
     except json.JSONDecodeError as err:
         raise DataError(f"{file}: invalid JSON at line {err.lineno}, column {err.colno}: "
                         f"{err.msg}") from err
+    except (ValueError, RecursionError) as err:
+        raise DataError(f"{file}: invalid JSON: {_first_line(err)}") from None
     if isinstance(content, dict):
         key = next((k for k in ("data", "rows") if isinstance(content.get(k), list)), None)
         if key is None:
@@ -162,7 +227,11 @@ def _load_saved_dataset(path: Path, split: str) -> list[Row]:
         raise DataError(f"{path}: a folder must be written by datasets' save_to_disk "
                         f"(no dataset_dict.json or state.json in it)")
     import datasets
-    loaded = datasets.load_from_disk(str(path))
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as err:  # a damaged folder: missing or corrupt Arrow files
+        raise DataError(f"{path}: cannot read the saved dataset: {type(err).__name__}: "
+                        f"{_first_line(err)}") from None
     file = str(path)
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:

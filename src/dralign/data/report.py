@@ -13,11 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 # Reason codes of bad rows (the keys of ``DataReport.skipped``).
+INVALID_UTF8 = "invalid_utf8"
 INVALID_JSON = "invalid_json"
 NOT_AN_OBJECT = "not_an_object"
 MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 EMPTY = "empty"
+INVALID_TEXT = "invalid_text"
 NON_FINITE = "non_finite"
 OUT_OF_RANGE = "out_of_range"
 CHOSEN_EQUALS_REJECTED = "chosen_equals_rejected"
@@ -26,6 +28,7 @@ BAD_MESSAGE = "bad_message"
 BAD_LABEL = "bad_label"
 PROMPT_FILLS_MAX_LENGTH = "prompt_fills_max_length"
 CHAT_TEMPLATE_MISMATCH = "chat_template_mismatch"
+CHAT_TEMPLATE_ERROR = "chat_template_error"
 
 ON_BAD_ROW = ("error", "skip")
 MAX_LISTED = 10
@@ -85,7 +88,8 @@ class DataError(ValueError):
         lines += [f"  {b}" for b in bad_rows[:MAX_LISTED]]
         if len(bad_rows) > MAX_LISTED:
             lines.append(f"  ... and {len(bad_rows) - MAX_LISTED} more")
-        lines.append("Fix these rows, or pass on_bad_row='skip' to drop them with a count.")
+        # Worded for the CLI, where most users meet it; in Python the option is on_bad_row.
+        lines.append("Fix these rows, or rerun with --on-bad-row skip to drop them with a count.")
         return cls("\n".join(lines), bad_rows)
 
 

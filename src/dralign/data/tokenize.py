@@ -209,6 +209,9 @@ def _texts(tokenizer, records: Sequence[PairRecord | UnpairedRecord], fields: tu
             except ValueError as err:
                 bad.append(bad_row(record, cols.chosen, R.CHAT_TEMPLATE_MISMATCH, str(err)))
                 continue
+            except Exception as err:  # e.g. a strict template raising on an unknown role
+                bad.append(_template_refusal(tokenizer, record, fields, cols, err))
+                continue
             prompt, texts = rendered[0][0], [c for _, c in rendered]
         else:
             prompt, texts = record.prompt, [getattr(record, f) for f in fields]
@@ -217,6 +220,42 @@ def _texts(tokenizer, records: Sequence[PairRecord | UnpairedRecord], fields: tu
         for column, text in zip(completions, texts):
             column.append(text)
     return kept, prompts, completions
+
+
+def _template_refusal(tokenizer, record: PairRecord, fields: tuple[str, ...], cols: ColumnMap,
+                      err: Exception) -> BadRow:
+    """The bad row for a chat template that raised while rendering `record`: the prompt's
+    field when the prompt alone fails, else the first completion field that fails.
+
+    Errors that are not the template refusing this row (a template that does not compile, or
+    anything but a jinja2 error) are raised as they are.
+    """
+    from jinja2 import TemplateError, TemplateSyntaxError
+    if isinstance(err, TemplateSyntaxError):
+        name = getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__
+        raise DataError(f"the chat template of tokenizer {name!r} does not compile: {err}")
+    if not isinstance(err, TemplateError):
+        raise err
+
+    def fails(messages: list, **kwargs) -> str | None:
+        try:
+            tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
+        except TemplateError as e:
+            return str(e)
+        return None
+
+    prompt_field = cols.chosen if record.implicit_prompt else cols.prompt
+    problem = fails(record.prompt, add_generation_prompt=True)
+    if problem is not None:
+        return bad_row(record, prompt_field, R.CHAT_TEMPLATE_ERROR,
+                       f"the chat template refuses the prompt messages: {problem}")
+    for f in fields:
+        problem = fails(record.prompt + getattr(record, f))
+        if problem is not None:
+            return bad_row(record, getattr(cols, f), R.CHAT_TEMPLATE_ERROR,
+                           f"the chat template refuses the conversation: {problem}")
+    return bad_row(record, cols.chosen, R.CHAT_TEMPLATE_ERROR,
+                   f"the chat template refuses the conversation: {err}")
 
 
 def _ids_of(names: list[str], new: Sequence[str | None]) -> tuple[list[str], dict[str, int]]:
