@@ -148,7 +148,7 @@ def test_group_dro_q_advances_is_checkpointed_and_restored(tok, tmp_path):
                 objective_kwargs={"eta": 5.0})
     assert t.objective_columns.group_ids == {"north": 0, "south": 1}
     train_logs(t)
-    q = t.dralign_objective.state_dict()["q"]
+    q = t.dralign_state["q"]
     assert q.shape == (2,) and not torch.allclose(q, torch.full((2,), 0.5, dtype=q.dtype))
     checkpoint = tmp_path / "out" / "checkpoint-2"
     assert torch.equal(torch.load(checkpoint / OBJECTIVE_STATE_FILE)["q"], q)
@@ -156,7 +156,7 @@ def test_group_dro_q_advances_is_checkpointed_and_restored(tok, tmp_path):
     resumed = trainer(DPOTrainer, tok, tmp_path, data, args=args, objective="group-dro",
                       objective_kwargs={"eta": 5.0})
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert torch.equal(resumed.dralign_objective.state_dict()["q"], q)
+    assert torch.equal(resumed.dralign_state["q"], q)
 
 
 # ---------------------------------------------------------------------------- extra columns

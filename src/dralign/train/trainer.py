@@ -47,7 +47,7 @@ from ..modeling import (AdapterDisabledReference, CachedReference, FrozenReferen
 from ..modeling.logps import prefix_sharing_support
 from ..objectives import Objective
 from .config import TrainConfig
-from .penalty import check_penalty_mode, penalized_backward, penalty_active
+from .penalty import check_penalty_mode, grad_sq, penalized_backward, penalty_active
 from .schedule import make_scheduler
 
 
@@ -69,6 +69,19 @@ class TrainerState:
 
     def load_state_dict(self, state):
         self.__dict__.update(state)
+
+
+class ObjectiveState:
+    """The objective's explicit state (group DRO's q), held for the loop and for checkpoints."""
+
+    def __init__(self, value: dict):
+        self.value = value
+
+    def state_dict(self):
+        return dict(self.value)
+
+    def load_state_dict(self, state):
+        self.value = dict(state)
 
 
 @dataclass
@@ -319,7 +332,8 @@ class Trainer:
                 bad = next(e for e in self.train_data.examples if e.group < 0)
                 raise TrainingError(f"{bad.file} row {bad.row}: field '{cfg.data.group_column}': "
                                     f"method {cfg.method.method} needs a group for every row")
-            self.objective.aggregator.num_groups = len(self.train_data.group_names)
+        self.objective_state = ObjectiveState(self.objective.init_state(
+            num_groups=len(self.train_data.group_names) if self.objective.uses_group else None))
         if self.weighted and self.objective.coupling != "paired":
             raise TrainingError(f"the data has per-row weights, but coupling "
                                 f"{self.objective.coupling!r} compares sorted quantiles, not rows")
@@ -349,7 +363,7 @@ class Trainer:
             check_penalty_mode(self.model, self.objective)
         self.prefix_sharing, why = choose_prefix_sharing(
             cfg.data.prefix_sharing, self.model, self.objective, self.train_data,
-            self.penalized or self.objective.penalty == "wasserstein")
+            self.penalized or self.objective.penalty is not None)
         if cfg.data.prefix_sharing != "off":
             self.log(f"prefix sharing {'on' if self.prefix_sharing else 'off'} ({why})")
         self.reference, self.eval_reference = self._references()
@@ -363,7 +377,7 @@ class Trainer:
                                    total_steps=self.total_steps, kind=o.scheduler)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
         self.state = TrainerState()
-        self.accelerator.register_for_checkpointing(self.state, self.objective)
+        self.accelerator.register_for_checkpointing(self.state, self.objective_state)
         self._stop_signal = None
 
     # ------------------------------------------------------------------ references
@@ -499,11 +513,14 @@ class Trainer:
                     result = self._penalized(batch, rc, rr, meta=self._metadata(batch, self.ratio),
                                              scale=1.0 / len(micro))
                     out_loss, tensors = result.loss, result.metrics
+                    self.objective_state.value = result.output.state
                 else:
                     pc, pr, rc, rr = self._logps(batch)
-                    out = self.objective(pc, pr, rc, rr, **self._metadata(batch, self.ratio))
+                    out = self.objective(pc, pr, rc, rr, state=self.objective_state.value,
+                                         **self._metadata(batch, self.ratio))
+                    self.objective_state.value = out.state
                     self.accelerator.backward(out.loss / len(micro))
-                    out_loss, tensors = out.loss, out._metric_tensors
+                    out_loss, tensors = out.loss, out.metric_tensors
             loss += torch.as_tensor(out_loss).detach().float() / len(micro)
             for k, v in tensors.items():
                 metrics[k] = metrics.get(k, 0.0) + torch.as_tensor(v).float() / len(micro)
@@ -516,7 +533,7 @@ class Trainer:
         """One micro-batch's forward/backward with WDPO's gradient penalty (train/penalty.py)."""
         acc = self.accelerator
         return penalized_backward(self.model, batch, rc, rr, self.objective,
-                                  length_normalize=self.objective.length_normalize,
+                                  state=self.objective_state.value, length_normalize=self.objective.length_normalize,
                                   backward=acc.backward, autocast=acc.autocast,
                                   no_sync=lambda: acc.no_sync(self.model), **kwargs)
 
@@ -540,30 +557,46 @@ class Trainer:
         if self.unpaired:
             label = full["label"]
             out, c_chosen, c_rejected = self.objective.coefficients(
-                full["policy"][label], full["policy"][~label], full["ref"][label], full["ref"][~label])
+                full["policy"][label], full["policy"][~label], full["ref"][label], full["ref"][~label],
+                state=self.objective_state.value)
             coef = torch.zeros_like(full["policy"])
             coef[label], coef[~label] = c_chosen, c_rejected
             coefs = [coef]
         else:
             meta = {k: full[k] for k in ("weight", "group", "ratio") if k in full}
             out, c_chosen, c_rejected = self.objective.coefficients(
-                full["policy_chosen"], full["policy_rejected"], full["ref_chosen"], full["ref_rejected"], **meta)
+                full["policy_chosen"], full["policy_rejected"], full["ref_chosen"], full["ref_rejected"],
+                state=self.objective_state.value, **meta)
             coefs = [c_chosen, c_rejected]
         n_local = next(iter(local.values())).shape[0]
         start = acc.process_index * n_local
         coefs = [c[start:start + n_local] * acc.num_processes for c in coefs]  # DDP averages
         if self.penalized:  # paired only (check_penalty_mode): weights p from the statistics pass
-            weights = out.weights[start:start + n_local] * acc.num_processes
+            own = out.weights[start:start + n_local]
+            weights = own * acc.num_processes
+            s_total = None
+            if self.objective.penalty.penalty_form == "sqrt_mean":  # S over the effective batch
+                s_total, offset = 0.0, 0
+                for batch in micro:
+                    n = batch["index"].shape[0]
+                    rc, rr = reduce_logps(self.reference.logps(batch), ln)
+                    s_total = s_total + grad_sq(self.model, batch, rc, rr, self.objective,
+                                                weights=own[offset:offset + n],
+                                                autocast=acc.autocast)
+                    offset += n
+                s_total = acc.reduce(torch.as_tensor(s_total), reduction="sum")
             offset, penalty = 0, []
             for i, batch in enumerate(micro):
                 n = batch["index"].shape[0]
                 with self._sync(i == len(micro) - 1):
                     rc, rr = reduce_logps(self.reference.logps(batch), ln)
-                    result = self._penalized(batch, rc, rr, weights=weights[offset:offset + n])
+                    result = self._penalized(batch, rc, rr, weights=weights[offset:offset + n],
+                                             penalty_total=s_total)
                 penalty.append(result.penalty.float())
                 offset += n
             total = self.accelerator.reduce(sum(penalty), reduction="sum") / acc.num_processes
-            return out.loss.float() + total, {**{k: v.float() for k, v in out._metric_tensors.items()},
+            self.objective_state.value = out.state
+            return out.loss.float() + total, {**{k: v.float() for k, v in out.metric_tensors.items()},
                                               "penalty/wasserstein": total}
         offset = 0
         for i, batch in enumerate(micro):
@@ -573,7 +606,8 @@ class Trainer:
                 surrogate = sum((c[offset:offset + n] * v.float()).sum() for c, v in zip(coefs, values))
                 acc.backward(surrogate)
             offset += n
-        return out.loss.float(), {k: v.float() for k, v in out._metric_tensors.items()}
+        self.objective_state.value = out.state
+        return out.loss.float(), {k: v.float() for k, v in out.metric_tensors.items()}
 
     def _policy_values(self, batch: dict) -> tuple[torch.Tensor, ...]:
         """The policy's log-probs in the objective's units, as the exact mode's coefficients
@@ -610,8 +644,7 @@ class Trainer:
 
     def step(self, step: int) -> dict:
         o = self.cfg.optim
-        objective_state = {k: (v.clone() if torch.is_tensor(v) else v)
-                           for k, v in self.objective.state_dict().items()}
+        objective_state = self.objective_state.value  # never mutated: updates return new state
         micro = self._micro_batches(step)
         loss, metrics = (self._backward_exact if self.exact else self._backward_local)(micro)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -625,7 +658,7 @@ class Trainer:
             self.optimizer.step()
             self.state.consecutive_bad = 0
         else:
-            self.objective.load_state_dict(objective_state)
+            self.objective_state.value = objective_state
             self.state.skipped_steps += 1
             self.state.consecutive_bad += 1
             self.log(f"step {step + 1}: non-finite loss or gradient; step skipped "
@@ -671,7 +704,7 @@ class Trainer:
         if "group" in meta and (meta["group"] < 0).any():
             meta.pop("group")
             return {}
-        out = self.objective(*cat, update_state=False, **meta)
+        out = self.objective(*cat, state=self.objective_state.value, update_state=False, **meta)
         return {"eval/loss": float(out.loss), **{f"eval/{k}": v for k, v in out.metrics.items()}}
 
     # ------------------------------------------------------------------ checkpoints
@@ -792,8 +825,7 @@ def model_card(cfg: TrainConfig, objective: Objective, data: PreferenceData, met
     from ..objectives.presets import PRESETS
 
     preset = PRESETS[cfg.method.method]
-    params = {k: v for k, v in vars(objective).items()
-              if isinstance(v, (int, float, str, bool)) and not k.startswith("_")}
+    params = objective.parameters()
     lines = [
         f"# {Path(cfg.optim.output_dir).name}: {cfg.method.method}",
         "",
