@@ -131,7 +131,7 @@ def test_precomputed_reference_logps_are_the_reference(tok, tmp_path):
 def test_kldpo_trains_and_logs_robust_metrics(tok, tmp_path):
     t = trainer(DPOTrainer, tok, tmp_path, rows(), args=config(tmp_path, max_steps=3, per_device_train_batch_size=4),
                 objective="kldpo", objective_kwargs={"tau": 0.5})
-    assert t.dralign_objective.robust == "kl" and t.dralign_objective.tau == 0.5
+    assert t.dralign_objective.robust == "kl" and t.dralign_objective.aggregator.tau == 0.5
     before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
     logs = train_logs(t)
     assert len(logs) == 3
@@ -198,7 +198,7 @@ def test_config_fields_choose_the_objective(tok, tmp_path):
     args = config(tmp_path, cls=DralignDPOConfig, objective="fdpo-alpha", objective_kwargs='{"alpha": 0.3}', beta=0.05)
     t = trainer(DPOTrainer, tok, tmp_path, rows(), args=args)
     obj = t.dralign_objective
-    assert (obj.divergence, obj.alpha, obj.beta) == ("alpha", 0.3, 0.05)
+    assert (obj.divergence, obj.score.alpha, obj.beta) == ("alpha", 0.3, 0.05)
     assert t.beta == 0.05
 
 

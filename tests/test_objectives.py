@@ -526,3 +526,26 @@ def test_metrics_follow_trl_names():
     assert m["rewards/chosen"] == pytest.approx(0.5 * (pc - rc).mean().item())
     assert m["rewards/accuracies"] == pytest.approx(((pc - rc) > (pr - rr)).double().mean().item())
     assert 0 < m["robust/ess"] <= 1 and m["robust/weight_max"] >= 1
+
+
+@pytest.mark.parametrize("robust", ["mean", "kl", "kl_official", "drdpo", "dora", "reweight", "group",
+                                    "cvar", "chi2"])
+def test_mass_equals_the_aggregator_on_the_expanded_batch(robust):
+    """mass = counts/n of a batch with duplicated rows: value equals the aggregator on the
+    expanded batch, and each row's weight the summed weights of its copies (cvar_level·n whole)."""
+    g = torch.Generator().manual_seed(3)
+    losses = torch.rand(4, generator=g, dtype=D) * 3
+    counts = torch.tensor([1, 3, 2, 4])
+    rows = torch.arange(4).repeat_interleave(counts)
+    ratio, group = torch.rand(4, generator=g, dtype=D) + 0.5, torch.tensor([0, 1, 0, 1])
+    a = agg.AGGREGATORS[robust](**{"kl": {"tau": 0.7}, "cvar": {"cvar_level": 0.3},
+                                   "chi2": {"chi2_radius": 0.2}}.get(robust, {}))
+    kw = lambda idx: ({"ratio": ratio[idx]} if a.uses_ratio else {}) | (
+        {"group": group[idx], "state": {"q": torch.tensor([0.3, 0.7], dtype=D)}} if a.uses_group else {})
+    mass = counts.double() / counts.sum()
+    value = a.value(losses, mass=mass, **kw(torch.arange(4)))
+    p = a.weights(losses, mass=mass, **kw(torch.arange(4)))
+    big_value = a.value(losses[rows], **kw(rows))
+    big_p = torch.zeros(4, dtype=D).index_add_(0, rows, a.weights(losses[rows], **kw(rows)))
+    assert value.item() == pytest.approx(big_value.item(), rel=1e-9)
+    assert torch.allclose(p, big_p, atol=1e-9)
