@@ -131,7 +131,7 @@ def test_precomputed_reference_logps_are_the_reference(tok, tmp_path):
 def test_kldpo_trains_and_logs_robust_metrics(tok, tmp_path):
     t = trainer(DPOTrainer, tok, tmp_path, rows(), args=config(tmp_path, max_steps=3, per_device_train_batch_size=4),
                 objective="kldpo", objective_kwargs={"tau": 0.5})
-    assert t.dralign_objective.robust == "kl" and t.dralign_objective.tau == 0.5
+    assert t.dralign_objective.robust == "kl" and t.dralign_objective.aggregator.tau == 0.5
     before = {n: p.detach().clone() for n, p in t.model.named_parameters()}
     logs = train_logs(t)
     assert len(logs) == 3
@@ -148,7 +148,7 @@ def test_group_dro_q_advances_is_checkpointed_and_restored(tok, tmp_path):
                 objective_kwargs={"eta": 5.0})
     assert t.objective_columns.group_ids == {"north": 0, "south": 1}
     train_logs(t)
-    q = t.dralign_objective.state_dict()["q"]
+    q = t.dralign_state["q"]
     assert q.shape == (2,) and not torch.allclose(q, torch.full((2,), 0.5, dtype=q.dtype))
     checkpoint = tmp_path / "out" / "checkpoint-2"
     assert torch.equal(torch.load(checkpoint / OBJECTIVE_STATE_FILE)["q"], q)
@@ -156,7 +156,7 @@ def test_group_dro_q_advances_is_checkpointed_and_restored(tok, tmp_path):
     resumed = trainer(DPOTrainer, tok, tmp_path, data, args=args, objective="group-dro",
                       objective_kwargs={"eta": 5.0})
     resumed.train(resume_from_checkpoint=str(checkpoint))
-    assert torch.equal(resumed.dralign_objective.state_dict()["q"], q)
+    assert torch.equal(resumed.dralign_state["q"], q)
 
 
 # ---------------------------------------------------------------------------- extra columns
@@ -198,7 +198,7 @@ def test_config_fields_choose_the_objective(tok, tmp_path):
     args = config(tmp_path, cls=DralignDPOConfig, objective="fdpo-alpha", objective_kwargs='{"alpha": 0.3}', beta=0.05)
     t = trainer(DPOTrainer, tok, tmp_path, rows(), args=args)
     obj = t.dralign_objective
-    assert (obj.divergence, obj.alpha, obj.beta) == ("alpha", 0.3, 0.05)
+    assert (obj.divergence, obj.score.alpha, obj.beta) == ("alpha", 0.3, 0.05)
     assert t.beta == 0.05
 
 

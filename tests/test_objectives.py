@@ -25,26 +25,26 @@ def logp_batch(n, seed=0, requires_grad=True):
 
 # ---------------------------------------------------------------- scores
 def test_scores_hand_values():
-    assert scores.reverse_kl(t(1.5)).item() == 1.5
-    assert scores.forward_kl(t(0.0)).item() == pytest.approx(-1.0)
-    assert scores.forward_kl(t(math.log(2))).item() == pytest.approx(-0.5)
-    assert scores.js(t(0.0)).item() == pytest.approx(0.0, abs=1e-15)
-    assert scores.js(t(50.0)).item() == pytest.approx(math.log(2))
+    assert scores.ReverseKL()(t(1.5)).item() == 1.5
+    assert scores.ForwardKL()(t(0.0)).item() == pytest.approx(-1.0)
+    assert scores.ForwardKL()(t(math.log(2))).item() == pytest.approx(-0.5)
+    assert scores.JS()(t(0.0)).item() == pytest.approx(0.0, abs=1e-15)
+    assert scores.JS()(t(50.0)).item() == pytest.approx(math.log(2))
     # (1 - 4^-0.5)/0.5 = 1
-    assert scores.alpha_divergence(t(math.log(4)), alpha=0.5).item() == pytest.approx(1.0)
+    assert scores.Alpha(0.5)(t(math.log(4))).item() == pytest.approx(1.0)
 
 
 def test_js_is_log_of_2t_over_1_plus_t():
     u = torch.linspace(-5, 5, 11, dtype=D)
     tt = torch.exp(u)
-    assert torch.allclose(scores.js(u), torch.log(2 * tt / (1 + tt)))
+    assert torch.allclose(scores.JS()(u), torch.log(2 * tt / (1 + tt)))
 
 
 def test_alpha_limits_reverse_and_forward_kl():
     u = torch.linspace(-3, 3, 13, dtype=D)
-    assert torch.allclose(scores.alpha_divergence(u, 1e-6), u, atol=1e-4)
+    assert torch.allclose(scores.Alpha(1e-6)(u), u, atol=1e-4)
     # alpha -> 1: 1 - e^-u, forward KL up to the constant 1 (cancels in a margin)
-    assert torch.allclose(scores.alpha_divergence(u, 1 - 1e-7), 1 + scores.forward_kl(u), atol=1e-5)
+    assert torch.allclose(scores.Alpha(1 - 1e-7)(u), 1 + scores.ForwardKL()(u), atol=1e-5)
 
 
 def test_trl_alpha_coefficient_mapping():
@@ -53,7 +53,7 @@ def test_trl_alpha_coefficient_mapping():
     for alpha in (0.1, 0.3, 0.5, 0.9):
         c = scores.trl_alpha_coef(alpha)
         trl = (torch.exp((c - 1) * u) - 1) / (c - 1)
-        assert torch.allclose(scores.alpha_divergence(u, alpha), trl, atol=1e-12)
+        assert torch.allclose(scores.Alpha(alpha)(u), trl, atol=1e-12)
 
 
 def test_capped_exp_is_exp_below_cap_and_c1_above():
@@ -68,8 +68,7 @@ def test_capped_exp_is_exp_below_cap_and_c1_above():
 
 @pytest.mark.parametrize("name", ["reverse_kl", "forward_kl", "js", "alpha"])
 def test_score_gradcheck(name):
-    f = scores.SCORES[name]
-    fn = (lambda u: f(u, alpha=0.3)) if name == "alpha" else f
+    fn = scores.SCORES[name](alpha=0.3) if name == "alpha" else scores.SCORES[name]()
     assert torch.autograd.gradcheck(fn, (torch.randn(7, dtype=D, requires_grad=True),))
 
 
@@ -77,27 +76,27 @@ def test_score_gradcheck(name):
 def test_links_hand_values():
     m, beta = t(2.0), 0.5
     sp = lambda x: math.log1p(math.exp(x))  # -log sigmoid(-x)
-    assert links.sigmoid(m, beta).item() == pytest.approx(sp(-1.0))  # 0.3132616875...
-    assert links.sigmoid(m, beta).item() == pytest.approx(0.31326168751822286)
-    assert links.sigmoid(m, beta, 0.1).item() == pytest.approx(0.9 * sp(-1.0) + 0.1 * sp(1.0))
-    assert links.robust(m, beta, 0.1).item() == pytest.approx((0.9 * sp(-1.0) - 0.1 * sp(1.0)) / 0.8)
-    assert links.hinge(m, beta).item() == pytest.approx(0.0)
-    assert links.hinge(t(0.5), beta).item() == pytest.approx(0.75)
-    assert links.ipo(m, beta).item() == pytest.approx((2.0 - 1.0) ** 2)
+    assert links.Sigmoid(beta)(m).item() == pytest.approx(sp(-1.0))  # 0.3132616875...
+    assert links.Sigmoid(beta)(m).item() == pytest.approx(0.31326168751822286)
+    assert links.Sigmoid(beta, 0.1)(m).item() == pytest.approx(0.9 * sp(-1.0) + 0.1 * sp(1.0))
+    assert links.Robust(beta, 0.1)(m).item() == pytest.approx((0.9 * sp(-1.0) - 0.1 * sp(1.0)) / 0.8)
+    assert links.Hinge(beta)(m).item() == pytest.approx(0.0)
+    assert links.Hinge(beta)(t(0.5)).item() == pytest.approx(0.75)
+    assert links.IPO(beta)(m).item() == pytest.approx((2.0 - 1.0) ** 2)
 
 
 def test_robust_link_is_unbiased_under_flips():
     """rDPO: E over a flip with prob eps of the robust loss equals the clean DPO loss."""
     m, eps, beta = torch.linspace(-3, 3, 7, dtype=D), 0.2, 0.7
-    expected = (1 - eps) * links.robust(m, beta, eps) + eps * links.robust(-m, beta, eps)
-    assert torch.allclose(expected, links.sigmoid(m, beta))
+    expected = (1 - eps) * links.Robust(beta, eps)(m) + eps * links.Robust(beta, eps)(-m)
+    assert torch.allclose(expected, links.Sigmoid(beta)(m))
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "robust", "hinge", "ipo"])
 def test_link_gradcheck(name):
     m = torch.randn(6, dtype=D).add(3.0).requires_grad_()  # hinge kink at beta*m = 1 is avoided
     eps = 0.1 if name in ("sigmoid", "robust") else 0.0
-    assert torch.autograd.gradcheck(lambda x: links.LINKS[name](x, 0.1, eps), (m,))
+    assert torch.autograd.gradcheck(lambda x: links.LINKS[name](0.1, eps)(x) if eps else links.LINKS[name](0.1)(x), (m,))
 
 
 # ---------------------------------------------------------------- aggregators: values
@@ -147,7 +146,8 @@ def test_chi2_small_radius_is_mean_plus_sqrt_2r_var():
 
 def test_group_dro_q_over_three_steps_by_hand():
     eta = 0.5
-    a = agg.GroupDRO(eta=eta, num_groups=3)
+    a = agg.GroupDRO(eta=eta)
+    state = a.init_state(3)
     steps = [
         (t(1.0, 2.0, 3.0, 4.0), torch.tensor([0, 0, 1, 1])),   # group 2 absent
         (t(2.0, 0.0, 6.0), torch.tensor([2, 1, 2])),           # group 0 absent
@@ -162,18 +162,12 @@ def test_group_dro_q_over_three_steps_by_hand():
                 means[g] = sum(sel) / len(sel)
         q = [qi * math.exp(eta * means[g]) if g in means else qi for g, qi in enumerate(q)]
         q = [qi / sum(q) for qi in q]
-        a.update(losses, group)
-        assert a.q.tolist() == pytest.approx(q, rel=1e-12)
+        before = state
+        state = a.update(losses, group=group, state=state)
+        assert state["q"].tolist() == pytest.approx(q, rel=1e-12)
+        assert before is not state and before["q"] is not state["q"]  # nothing mutated
         mass = sum(q[g] for g in means)
-        assert a.value(losses, group=group).item() == pytest.approx(sum(q[g] * means[g] for g in means) / mass)
-
-
-def test_group_dro_state_roundtrip():
-    a = agg.GroupDRO(eta=1.0, num_groups=2)
-    a.update(t(1.0, 3.0), torch.tensor([0, 1]))
-    b = agg.GroupDRO(eta=1.0)
-    b.load_state_dict(a.state_dict())
-    assert torch.equal(a.q, b.q) and b.num_groups == 2
+        assert a.value(losses, group=group, state=state).item() == pytest.approx(sum(q[g] * means[g] for g in means) / mass)
 
 
 def test_cvar_level_one_is_mean():
@@ -216,7 +210,8 @@ def test_gradient_is_sum_of_weights_times_loss_gradients(robust):
     pc, pr, rc, rr = logp_batch(8, seed=1)
     ratio = torch.rand(8, dtype=D) + 0.5
     group = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    obj = Objective(robust=robust, beta=0.5, **PARAMS)
+    obj = Objective(robust=robust, beta=0.5, **{k: v for k, v in PARAMS.items()
+                                                if k in Objective(robust=robust).parameters()})
     kw = {}
     if obj.uses_ratio:
         kw["ratio"] = ratio
@@ -243,7 +238,8 @@ def test_objective_gradcheck(robust):
     """Analytic Σ p∇ℓ against finite differences of the objective's value."""
     pc, pr, rc, rr = logp_batch(6, seed=2)
     ratio = torch.rand(6, dtype=D) + 0.5
-    obj = Objective(robust=robust, beta=0.5, **PARAMS)
+    obj = Objective(robust=robust, beta=0.5, **{k: v for k, v in PARAMS.items()
+                                                if k in Objective(robust=robust).parameters()})
     kw = {"ratio": ratio} if obj.uses_ratio else {}
     assert torch.autograd.gradcheck(lambda a, b: obj(a, b, rc, rr, **kw).loss, (pc, pr))
 
@@ -255,7 +251,7 @@ def test_objective_gradcheck(robust):
 def test_composed_gradcheck(divergence, coupling, link):
     pc, pr, rc, rr = logp_batch(5, seed=3)
     eps = 0.1 if link != "ipo" else 0.0
-    obj = Objective(divergence, coupling, link, "kl", beta=0.3, label_smoothing=eps)
+    obj = Objective(divergence, coupling, link, "kl", beta=0.3, **({"label_smoothing": eps} if eps else {}))
     assert torch.autograd.gradcheck(lambda a, b: obj(a, b, rc, rr).loss, (pc, pr))
 
 
@@ -310,26 +306,51 @@ def test_aot_unpaired_equal_counts_is_plain_sorting_and_permutation_invariant():
     pc, pr, rc, rr = logp_batch(8, seed=9)
     obj = Objective("js", "aot_unpaired", beta=0.4)
     m = obj.margins(pc, pr, rc, rr)
-    s = scores.js
+    s = scores.JS()
     expected = torch.sort(s(pc - rc)).values - torch.sort(s(pr - rr)).values
     assert torch.allclose(m, expected)
     p1, p2 = torch.randperm(8), torch.randperm(8)  # chosen and rejected permuted independently
     assert torch.allclose(obj.margins(pc[p1], pr[p2], rc[p1], rr[p2]), m)
 
 
-def test_aot_unpaired_unequal_counts_matches_quantiles():
-    g = torch.Generator().manual_seed(10)
-    pc, rc = torch.randn(3, generator=g, dtype=D), torch.randn(3, generator=g, dtype=D)
-    pr, rr = torch.randn(6, generator=g, dtype=D), torch.randn(6, generator=g, dtype=D)
-    m = Objective(coupling="aot_unpaired")(pc, pr, rc, rr).margins
-    sc, sr = torch.sort(pc - rc).values, torch.sort(pr - rr).values
-    # K = 6 levels (k+.5)/6 -> chosen order stats floor(level*3) = 0,0,1,1,2,2; rejected 0..5
-    expected = sc[torch.tensor([0, 0, 1, 1, 2, 2])] - sr
-    assert torch.allclose(m, expected)
-    # replicating each chosen twice gives the same comparisons as the equal-count case
-    m2 = Objective(coupling="aot_unpaired")(pc.repeat_interleave(2), pr, rc.repeat_interleave(2), rr).margins
-    assert torch.allclose(m, m2)
-    assert couplings.quantile_match(4, 4)[0].tolist() == [0, 1, 2, 3]
+def test_aot_unpaired_unequal_counts_is_the_exact_monotone_transport():
+    """Hand-derived: chosen scores s+ = (0, 2), rejected s- = (-1, 0.5, 1) (reverse KL, ref 0).
+    CDF breakpoints: chosen {1/2, 1}, rejected {1/3, 2/3, 1}; merged (0,1/3], (1/3,1/2],
+    (1/2,2/3], (2/3,1] pair (s+_0,s-_0), (s+_0,s-_1), (s+_1,s-_1), (s+_1,s-_2) with masses
+    1/3, 1/6, 1/6, 1/3: margins 1, -0.5, 1.5, 1. The midpoint rule (K = 3 levels 1/6, 1/2, 5/6)
+    would pair (0,0), (1,1), (1,2): margins 1, 1.5, 1 at 1/3 each -- another loss."""
+    pc, pr = t(2.0, 0.0), t(0.5, -1.0, 1.0)
+    rc, rr = torch.zeros(2, dtype=D), torch.zeros(3, dtype=D)
+    obj = Objective(coupling="aot_unpaired", beta=1.0)
+    out = obj(pc, pr, rc, rr)
+    assert out.margins.tolist() == [1.0, -0.5, 1.5, 1.0]
+    mass = [1 / 3, 1 / 6, 1 / 6, 1 / 3]
+    assert out.weights.tolist() == pytest.approx(mass, abs=1e-15)
+    sp = lambda x: math.log1p(math.exp(-x))  # -log sigmoid
+    expected = sum(w * sp(m) for w, m in zip(mass, (1.0, -0.5, 1.5, 1.0)))
+    assert out.loss.item() == pytest.approx(expected, rel=1e-14)
+    midpoint = (sp(1.0) + sp(1.5) + sp(1.0)) / 3
+    assert abs(out.loss.item() - midpoint) > 0.05
+    # independent check: replicate to 6 vs 6 atoms (lcm), where plain sorting is exact
+    big = obj(pc.repeat_interleave(3), pr.repeat_interleave(2), torch.zeros(6, dtype=D),
+              torch.zeros(6, dtype=D))
+    assert big.loss.item() == pytest.approx(out.loss.item(), rel=1e-14)
+    # gradients too (the transport is piecewise fixed)
+    g = torch.autograd.grad(obj(pc.requires_grad_(), pr, rc, rr).loss, pc)[0]
+    g_big = torch.autograd.grad(obj(pc.repeat_interleave(3), pr.repeat_interleave(2),
+                                    torch.zeros(6, dtype=D), torch.zeros(6, dtype=D)).loss, pc)[0]
+    assert torch.allclose(g, g_big, atol=1e-14)
+
+
+@pytest.mark.parametrize("n_c,n_r", [(3, 6), (4, 6), (5, 3), (1, 4), (7, 7)])
+def test_monotone_transport_is_a_coupling(n_c, n_r):
+    i, j, mass = couplings.monotone_transport(n_c, n_r)
+    assert mass.sum().item() == pytest.approx(1.0) and (mass > 0).all()
+    assert torch.bincount(i, weights=mass, minlength=n_c).tolist() == pytest.approx([1 / n_c] * n_c)
+    assert torch.bincount(j, weights=mass, minlength=n_r).tolist() == pytest.approx([1 / n_r] * n_r)
+    assert (i.diff() >= 0).all() and (j.diff() >= 0).all()  # monotone
+    if n_c == n_r:
+        assert i.tolist() == j.tolist() == list(range(n_c))
 
 
 # ---------------------------------------------------------------- numerics
@@ -393,7 +414,7 @@ def test_micro_batch_coefficients_reproduce_full_batch_gradient(preset):
     (dict(link="robust", label_smoothing=0.5), "1 - 2"),
     (dict(robust="kl", tau=0.0), "tau"),
     (dict(robust="kl", tau=-1.0), "tau"),
-    (dict(link="hinge", label_smoothing=0.1), "sigmoid and robust"),
+    (dict(link="hinge", label_smoothing=0.1), "label_smoothing not used"),
     (dict(coupling="aot", robust="dora"), "quantiles"),
     (dict(robust="bogus"), "choose one of"),
     (dict(beta=0.0), "beta"),
@@ -407,8 +428,27 @@ def test_nonsense_is_refused_with_reason(kwargs, match):
 def test_unknown_preset_lists_valid_ones():
     with pytest.raises(ValueError, match="valid presets: dpo, ipo"):
         Objective.from_preset("dpoo")
-    with pytest.raises(ValueError, match="unknown parameter"):
+    with pytest.raises(ValueError, match="betta not used by preset 'dpo'"):
         Objective.from_preset("dpo", betta=0.1)
+
+
+def test_preset_refuses_parameters_it_does_not_use():
+    """dro is kldpo (an alias): lam is DoRA's, not its; the message names its parameters."""
+    with pytest.raises(ValueError, match=r"lam not used by preset 'dro'.*beta, label_smoothing, tau"):
+        Objective.from_preset("dro", lam=0.1)
+    with pytest.raises(ValueError, match="cvar_level not used"):
+        Objective.from_preset("dpo", cvar_level=0.1)
+    assert PRESETS["dro"].alias_of == "kldpo" and PRESETS["dro"].choices == PRESETS["kldpo"].choices
+    # a choice override brings its parameters with it
+    assert Objective.from_preset("dpo", robust="kl", tau=0.5).parameters()["tau"] == 0.5
+    # cdpo's default smoothing is dropped when the link no longer takes it
+    assert "label_smoothing" not in Objective.from_preset("cdpo", link="hinge").parameters()
+
+
+def test_sqrt_mean_penalty_couples_examples():
+    assert not Objective.from_preset("wdpo").couples_examples
+    assert Objective.from_preset("wdpo", penalty_form="sqrt_mean").couples_examples
+    assert not Objective.from_preset("wdpo", rho=0.0, penalty_form="sqrt_mean").couples_examples
 
 
 def test_rdpo_preset_refuses_half_smoothing():
@@ -430,9 +470,9 @@ def test_every_preset_named_in_design_exists():
     names = ("dpo ipo hinge cdpo rdpo fdpo-fkl fdpo-js fdpo-alpha aot aot-unpaired kldpo wdpo dora "
              "dora-reweight dro drdpo group-dro cvar").split()
     assert sorted(PRESETS) == sorted(names)
-    assert Objective.from_preset("cdpo").label_smoothing == 0.1
+    assert Objective.from_preset("cdpo").parameters()["label_smoothing"] == 0.1
     assert Objective.from_preset("rdpo").link == "robust"
-    assert Objective.from_preset("wdpo").penalty == "wasserstein"
+    assert Objective.from_preset("wdpo").penalty.name == "wasserstein"
 
 
 def test_metrics_follow_trl_names():
@@ -441,3 +481,4 @@ def test_metrics_follow_trl_names():
     assert m["rewards/chosen"] == pytest.approx(0.5 * (pc - rc).mean().item())
     assert m["rewards/accuracies"] == pytest.approx(((pc - rc) > (pr - rr)).double().mean().item())
     assert 0 < m["robust/ess"] <= 1 and m["robust/weight_max"] >= 1
+

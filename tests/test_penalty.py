@@ -11,7 +11,7 @@ from dralign.modeling import apply_lora
 from dralign.modeling.logps import pair_logps
 from dralign.modeling.tiny import tiny_model
 from dralign.objectives.objective import Objective
-from dralign.train.penalty import check_penalty_mode, penalized_backward
+from dralign.train.penalty import check_penalty_mode, grad_sq, penalized_backward
 
 VOCAB = 384
 RHO = 5.0  # large enough that the penalty gradient dominates (~100× the DPO gradient)
@@ -122,7 +122,7 @@ def direct_penalty(model, objective, ref, weights_of=None):
         others = [r for r in range(2 * B) if r not in (i, B + i)]
         assert g[others].abs().max() == 0  # ℓ_i depends on pair i's rows only
         total = total + out.weights[i] * g.pow(2).sum()
-    return objective.rho * total
+    return objective.penalty.rho * total
 
 
 @pytest.mark.parametrize("mode", ["exact", "finite_difference"])
@@ -130,7 +130,8 @@ def direct_penalty(model, objective, ref, weights_of=None):
 def test_penalty_value_matches_per_example_autograd(mode, robust):
     model = model_of()
     ref = refs(torch.float64)
-    obj = Objective(robust=robust, tau=0.5, penalty="wasserstein", rho=0.3, penalty_mode=mode)
+    obj = Objective(robust=robust, **({"tau": 0.5} if robust == "kl" else {}), penalty="wasserstein",
+                    rho=0.3, penalty_mode=mode)
     expected = direct_penalty(model, obj, ref)
     result, _ = run(model, obj, ref=ref)
     assert torch.allclose(result.penalty, expected, rtol=1e-6), (result.penalty, expected)
@@ -279,3 +280,40 @@ def test_bfloat16_autocast_uses_a_coarser_step():
                                   ref=ref, autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
     assert result.fd_eps > 0
     assert_agree(grads["exact"] - grads["base"], grads["fd"] - grads["base"], cos_min=0.98, rel_max=0.3)
+
+
+def test_sqrt_mean_two_micro_batches_of_two_equal_one_batch_of_four():
+    """sqrt_mean couples examples through S: with S_total measured over the effective batch
+    (`grad_sq` per micro-batch, summed) and passed as `penalty_total`, 2 micro-batches of 2 give
+    the gradient and penalty of one batch of 4 (exact mode, float64 tiny llama, ρ = 5). Without
+    penalty_total each micro-batch uses its own S (the old behaviour): a different update."""
+    model = model_of()
+    batch = make_batch([3, 5, 4, 2, 3, 4, 6, 5], [4, 3, 5, 3, 6, 2, 3, 4], seed=5)
+    g = torch.Generator().manual_seed(7)
+    rc, rr = (-torch.rand(4, generator=g, dtype=torch.float64) * 20 - 20 for _ in range(2))
+    obj = Objective(robust="kl", tau=0.5, penalty="wasserstein", rho=RHO, penalty_mode="exact",
+                    penalty_form="sqrt_mean")
+    assert obj.couples_examples
+    full, g_full = run(model, obj, batch=batch, ref=(rc, rr))
+    p = full.output.weights
+
+    def sub(rows):
+        idx = torch.tensor(rows)
+        return idx, {k: torch.cat([batch[k][idx], batch[k][idx + 4]]) for k in
+                     ("input_ids", "attention_mask", "completion_mask")}
+
+    parts = [sub([0, 1]), sub([2, 3])]
+    s_total = sum(grad_sq(model, b, rc[i], rr[i], obj, weights=p[i]) for i, b in parts)
+    assert torch.allclose(s_total, full.grad_sq, rtol=1e-12)
+
+    def split(total):
+        model.zero_grad(set_to_none=True)
+        pens = [penalized_backward(model, b, rc[i], rr[i], obj, weights=p[i], penalty_total=total).penalty
+                for i, b in parts]
+        return sum(pens), flat_grad(model)
+
+    pen, g_split = split(s_total)
+    assert (g_split - g_full).abs().max() < 1e-10
+    assert torch.allclose(pen, full.penalty, rtol=1e-12)
+    _, g_local = split(None)  # each micro-batch's own S: not the big batch's update
+    assert (g_local - g_full).norm() > 1e-3 * g_full.norm()

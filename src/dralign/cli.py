@@ -17,8 +17,8 @@ def _methods(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from .objectives import Objective
-    from .objectives.presets import PARAMETERS, PRESETS
+    from .objectives import Objective, parameters
+    from .objectives.presets import PRESETS
 
     table = Table(title="dralign methods (presets)", show_lines=True)
     for col in ("preset", "divergence / coupling / link / robust [+ penalty]", "formula", "parameters", "paper"):
@@ -26,15 +26,16 @@ def _methods(args) -> int:
     for name, preset in PRESETS.items():
         obj = Objective.from_preset(name)
         choices = f"{obj.divergence} / {obj.coupling} / {obj.link} / {obj.robust}"
-        if obj.penalty != "none":
-            choices += f" + {obj.penalty}"
-        params = ", ".join(f"{p}={getattr(obj, p)}" for p in preset.parameters)
-        table.add_row(name, choices, obj.describe(), params, preset.paper)
+        if obj.penalty is not None:
+            choices += f" + {obj.penalty.name}"
+        params = ", ".join(f"{k}={v}" for k, v in obj.parameters().items())
+        label = name if preset.alias_of is None else f"{name} (alias of {preset.alias_of})"
+        table.add_row(label, choices, obj.describe(), params, preset.paper)
     console = Console(width=args.width) if args.width else Console()
     console.print(table)
     console.print("Any other combination: name the four choices, e.g. "
                   "--method dpo --divergence js --robust kl. Parameters and defaults: "
-                  + ", ".join(f"{k}={v}" for k, v in PARAMETERS.items()))
+                  + ", ".join(f"{k}={v.default}" for k, v in parameters().items()))
     return 0
 
 

@@ -71,7 +71,6 @@ import torch.nn.functional as F
 
 from ..config import atomic_write_text, option
 from ..objectives import PRESETS, Objective
-from ..objectives.couplings import SORTING_COUPLINGS
 
 __all__ = [
     "LoglinearConfig",
@@ -325,10 +324,11 @@ def method_objective(method: str, beta: float, tau: float = 1.0, rho: float = 0.
     population form)."""
     if method not in PRESETS:
         raise ValueError(f"unknown method {method!r}; valid presets: {', '.join(PRESETS)}")
-    obj = Objective.from_preset(method, beta=beta, tau=tau, rho=rho, penalty_form=penalty_form,
-                                penalty_mode="exact")
+    wanted = dict(beta=beta, tau=tau, rho=rho, penalty_form=penalty_form, penalty_mode="exact")
+    uses = Objective.from_preset(method).parameters()
+    obj = Objective.from_preset(method, **{k: v for k, v in wanted.items() if k in uses})
     why = None
-    if obj.coupling in SORTING_COUPLINGS:
+    if obj.components.coupling.sorts:
         why = f"its coupling {obj.coupling!r} compares sorted batch quantiles, not pairs"
     elif obj.uses_ratio or obj.uses_group:
         why = "it needs density ratios or groups, which this world does not have"
@@ -343,7 +343,7 @@ def method_objective(method: str, beta: float, tau: float = 1.0, rho: float = 0.
 
 def _trainable(method: str) -> bool:
     obj = Objective.from_preset(method)
-    return (obj.coupling not in SORTING_COUPLINGS and not obj.uses_ratio and not obj.uses_group
+    return (not obj.components.coupling.sorts and not obj.uses_ratio and not obj.uses_group
             and obj.robust in POPULATION_AGGREGATORS)
 
 
@@ -360,14 +360,14 @@ def population_value(obj: Objective, losses: torch.Tensor, mass: torch.Tensor) -
     if obj.robust == "mean":
         return (mass * losses).sum()
     if obj.robust == "kl":
-        return obj.tau * torch.logsumexp(losses / obj.tau + mass.log(), dim=0)
+        return obj.aggregator.tau * torch.logsumexp(losses / obj.aggregator.tau + mass.log(), dim=0)
     if obj.robust == "drdpo":
-        return -obj.drdpo_beta * torch.logsumexp(-losses / obj.drdpo_beta + mass.log(), dim=0)
+        return -obj.aggregator.drdpo_beta * torch.logsumexp(-losses / obj.aggregator.drdpo_beta + mass.log(), dim=0)
     if obj.robust == "cvar":
         order = torch.argsort(losses.detach(), descending=True)
         q = mass[order]
         before = torch.cumsum(q, 0) - q
-        w = torch.minimum(q, (obj.cvar_level - before).clamp(min=0)) / obj.cvar_level
+        w = torch.minimum(q, (obj.aggregator.cvar_level - before).clamp(min=0)) / obj.aggregator.cvar_level
         return (w * losses[order]).sum()
     raise ValueError(f"robust={obj.robust!r} has no population form; one of {', '.join(POPULATION_AGGREGATORS)}")
 
@@ -380,7 +380,7 @@ def wasserstein_penalty(obj: Objective, losses: torch.Tensor, z: tuple[torch.Ten
     grads = torch.autograd.grad(losses.sum(), z, create_graph=True)
     sq = sum(g.pow(2).sum(-1) for g in grads)
     s = (weights.detach() * sq).sum()
-    return obj.rho * (s if obj.penalty_form == "squared" else torch.sqrt(s))
+    return obj.penalty.value(s)
 
 
 def objective_loss(obj: Objective, world: LoglinearWorld, theta: torch.Tensor, pairs: Pairs,
@@ -388,7 +388,7 @@ def objective_loss(obj: Objective, world: LoglinearWorld, theta: torch.Tensor, p
     """The objective at θ on `pairs`: the `Objective`'s batch loss (mass None), or its population
     value under q = `mass`; plus WDPO's penalty when the objective has one (ρ > 0), weighted by the
     objective's p (batch: `out.weights`; population: ∂value/∂ℓ)."""
-    penalised = obj.penalty == "wasserstein" and obj.rho > 0
+    penalised = obj.penalty is not None and obj.penalty.active
     zc = zr = None
     if penalised:
         zc, zr = (world.features[pairs.state, a].clone().requires_grad_(True)
@@ -467,7 +467,7 @@ def _run_seed(o: LoglinearOptions, seed: int, objectives: dict, advance) -> dict
         rec = {"bias": float((pop - star).norm()), "population_reward": curve(pop),
                "grad_norms": [pop_grad], "to_optimum": [], "to_own_optimum": []}
         if _is_kldpo(obj):
-            rec["theory_bias"] = float((kl_dro_optimum(world, o.alpha0, o.beta, obj.tau) - star).norm())
+            rec["theory_bias"] = float((kl_dro_optimum(world, o.alpha0, o.beta, obj.aggregator.tau) - star).norm())
         for n in o.n_grid:
             theta, g = fit(obj, world, data[n], max_iter=o.max_iter)
             rec["grad_norms"].append(g)
@@ -484,7 +484,7 @@ def _is_kldpo(obj: Objective) -> bool:
     """DPO's logistic loss under KL-ball aggregation, without smoothing or penalty: the objectives
     `kl_dro_optimum` solves in closed form."""
     return (obj.divergence == "reverse_kl" and obj.coupling == "paired" and obj.link == "sigmoid"
-            and obj.label_smoothing == 0 and obj.robust == "kl" and obj.penalty == "none")
+            and obj.parameters().get("label_smoothing", 0) == 0 and obj.robust == "kl" and obj.penalty is None)
 
 
 def _summary(values) -> dict:

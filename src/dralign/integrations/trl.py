@@ -63,7 +63,6 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..objectives import PRESETS, Objective, trl_alpha_coef
-from ..objectives.couplings import SORTING_COUPLINGS
 
 try:
     import datasets
@@ -200,15 +199,16 @@ def resolve_objective(objective=None, objective_kwargs: Mapping | None = None, a
             warnings.warn(f"the objective's beta={objective.beta} is used; DPOConfig.beta={beta} is "
                           "ignored", UserWarning, stacklevel=3)
         uses_smoothing = True
-        if smoothing and smoothing != objective.label_smoothing:
-            warnings.warn(f"the objective's label_smoothing={objective.label_smoothing} is used; "
+        eps = objective.parameters().get("label_smoothing", 0.0)
+        if smoothing and smoothing != eps:
+            warnings.warn(f"the objective's label_smoothing={eps} is used; "
                           f"DPOConfig.label_smoothing={smoothing} is ignored", UserWarning, stacklevel=3)
         resolved = objective
     elif isinstance(objective, str):
         if objective not in PRESETS:
             raise ValueError(f"unknown dralign preset {objective!r}; valid: {', '.join(PRESETS)}")
         kwargs.setdefault("beta", beta)
-        uses_smoothing = "label_smoothing" in PRESETS[objective].parameters
+        uses_smoothing = "label_smoothing" in Objective.from_preset(objective).parameters()
         if uses_smoothing and smoothing:
             kwargs.setdefault("label_smoothing", smoothing)
         resolved = Objective.from_preset(objective, **kwargs)
@@ -244,9 +244,9 @@ def check_supported(objective: Objective, args=None) -> None:
     """Refuse what TRL's DPOTrainer step cannot compute, saying why."""
     if objective.unpaired:
         raise UnsupportedObjectiveError(_UNPAIRED_REASON)
-    if objective.penalty != "none":
+    if objective.penalty is not None:
         raise UnsupportedObjectiveError(
-            f"penalty={objective.penalty!r} (WDPO) is not supported inside TRL's DPOTrainer: the "
+            f"penalty={objective.penalty.name!r} (WDPO) is not supported inside TRL's DPOTrainer: the "
             "Wasserstein penalty needs the gradient of each loss with respect to the input "
             "embeddings, i.e. an extra backward (or finite-difference) pass per micro-batch that "
             "TRL's training step does not make. Use `dralign train --method wdpo`, or the same "
@@ -275,6 +275,7 @@ class ObjectiveColumns:
     target_prob: str | None = None
     target_prior: float | None = None
     group_ids: dict[str, int] | None = None
+    num_groups: int | None = None  # group DRO's initial state (q uniform over these groups)
 
     @property
     def names(self) -> list[str]:
@@ -344,7 +345,7 @@ def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = 
     names = _column_names(train_dataset)
     label = f"objective (coupling={objective.coupling!r}, robust={objective.robust!r})"
     if weight_column and weight_column in names:
-        if objective.coupling in SORTING_COUPLINGS:
+        if objective.components.coupling.sorts:
             raise UnsupportedObjectiveError(
                 f"the training data has a {weight_column!r} column, but coupling="
                 f"{objective.coupling!r} compares sorted quantiles, not rows, so per-row weights "
@@ -363,9 +364,7 @@ def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = 
                 count = len(columns.group_ids)
             else:
                 count = max(values) + 1
-            aggregator = objective.aggregator
-            if getattr(aggregator, "q", None) is None and getattr(aggregator, "num_groups", None) is None:
-                aggregator.num_groups = count
+            columns.num_groups = count
     if objective.uses_ratio:
         if ratio_column and ratio_column in names:
             columns.ratio = ratio_column
@@ -486,6 +485,8 @@ class DPOTrainer(_TRLDPOTrainer):
         super().__init__(*args, **kwargs)
         _check_trl_internals(self)
         self.beta = self.dralign_objective.beta
+        self.dralign_state = self.dralign_objective.init_state(self.objective_columns.num_groups) \
+            if self.objective_columns.num_groups else {}  # explicit objective state (group DRO's q)
         self.data_collator = ObjectiveColumnsCollator(self.data_collator, self.objective_columns)
         self._warn_local_semantics()
 
@@ -543,7 +544,8 @@ class DPOTrainer(_TRLDPOTrainer):
 
         if mode == "train" and self.dralign_objective.aggregator.stateful:
             self._advance_objective_state(pc, pr, rc, rr, meta)
-        out = self.dralign_objective(pc, pr, rc, rr, update_state=False, **meta)
+        out = self.dralign_objective(pc, pr, rc, rr, state=self.dralign_state, update_state=False,
+                                     **meta)
         loss = out.loss
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
@@ -561,7 +563,8 @@ class DPOTrainer(_TRLDPOTrainer):
         """Advance a stateful aggregator (group DRO's q) from this micro-batch's losses on all
         processes, so that every process keeps the same state."""
         with torch.no_grad():
-            probe = self.dralign_objective(pc.detach(), pr.detach(), rc, rr, update_state=False, **meta)
+            probe = self.dralign_objective(pc.detach(), pr.detach(), rc, rr, state=self.dralign_state,
+                                           update_state=False, **meta)
             losses = probe.losses
             if "weight" in meta:
                 losses = losses * meta["weight"].to(losses.dtype)
@@ -569,7 +572,8 @@ class DPOTrainer(_TRLDPOTrainer):
             if self.accelerator.num_processes > 1:
                 losses = self.accelerator.gather(losses)
                 group = None if group is None else self.accelerator.gather(group)
-            self.dralign_objective.aggregator.update(losses, group=group)
+            self.dralign_state = self.dralign_objective.aggregator.update(
+                losses, group=group, state=self.dralign_state)
 
     def _record_metrics(self, mode, inputs, outputs, scored, logps, out, meta) -> None:
         """TRL's metric names (gathered over processes like TRL), then the objective's own."""
@@ -604,7 +608,7 @@ class DPOTrainer(_TRLDPOTrainer):
         record["rewards/accuracies"].append((chosen > rejected).float().mean().item())
         record["logps/chosen"].append(acc.gather(pc).mean().item())
         record["logps/rejected"].append(acc.gather(pr).mean().item())
-        for name, value in out._metric_tensors.items():
+        for name, value in out.metric_tensors.items():
             if name not in _TRL_METRICS:
                 record[name].append(acc.gather(torch.as_tensor(value).float().reshape(1)).mean().item())
         if "ratio" in meta:
@@ -613,7 +617,7 @@ class DPOTrainer(_TRLDPOTrainer):
     # -- the objective's state in checkpoints
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
-        state = self.dralign_objective.state_dict()
+        state = self.dralign_state
         if state and self.args.should_save:
             folder = os.path.join(self._get_output_dir(trial=trial),
                                   f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
@@ -625,4 +629,4 @@ class DPOTrainer(_TRLDPOTrainer):
         super()._load_optimizer_and_scheduler(checkpoint)
         path = None if checkpoint is None else os.path.join(checkpoint, OBJECTIVE_STATE_FILE)
         if path is not None and os.path.exists(path):
-            self.dralign_objective.load_state_dict(torch.load(path, weights_only=True))
+            self.dralign_state = dict(torch.load(path, weights_only=True))

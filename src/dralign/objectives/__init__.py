@@ -12,8 +12,9 @@ from .aggregators import AGGREGATORS
 from .couplings import COUPLINGS
 from .links import LINKS
 from .objective import Objective, ObjectiveOutput
-from .presets import PARAMETERS, PRESETS, preset_kwargs
+from .penalty import Wasserstein
+from .presets import PRESETS, parameters
 from .scores import SCORES, trl_alpha_coef
 
-__all__ = ["AGGREGATORS", "COUPLINGS", "LINKS", "Objective", "ObjectiveOutput", "PARAMETERS",
-           "PRESETS", "SCORES", "preset_kwargs", "trl_alpha_coef"]
+__all__ = ["AGGREGATORS", "COUPLINGS", "LINKS", "Objective", "ObjectiveOutput", "PRESETS",
+           "SCORES", "Wasserstein", "parameters", "trl_alpha_coef"]

@@ -6,50 +6,89 @@ All use β, the KL-regularisation strength, and are computed with softplus so th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from .params import Component, Param, positive
 
-def sigmoid(m: torch.Tensor, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """DPO's logistic loss with conservative label smoothing ε (cDPO, Mitchell 2023):
-
-        ℓ = (1 − ε)·(−log σ(βm)) + ε·(−log σ(−βm))
-
-    Rafailov et al. 2023, *Direct Preference Optimization* (arXiv 2305.18290); ε = 0 is DPO.
-    """
-    x = beta * m
-    return (1.0 - label_smoothing) * F.softplus(-x) + label_smoothing * F.softplus(x)
+BETA = positive("beta", 0.1, "beta, the KL-regularisation strength of every pairwise link")
+LABEL_SMOOTHING = Param("label_smoothing", 0.0, "eps, the assumed label-flip rate (cDPO, rDPO, AOT)",
+                        lambda v: 0 <= v < 0.5, "in [0, 0.5)")
 
 
-def robust(m: torch.Tensor, beta: float, label_smoothing: float) -> torch.Tensor:
-    """rDPO's unbiased loss under label flips with rate ε < ½ (Chowdhury et al. 2024,
-    *Provably Robust DPO*, arXiv 2403.00409):
+class Link(Component):
+    """ℓ(m) elementwise; every link has β."""
 
-        ℓ = [(1 − ε)·(−log σ(βm)) − ε·(−log σ(−βm))] / (1 − 2ε)
-    """
-    x = beta * m
-    return ((1.0 - label_smoothing) * F.softplus(-x) - label_smoothing * F.softplus(x)) / (
-        1.0 - 2.0 * label_smoothing)
+    def __call__(self, m: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
-def hinge(m: torch.Tensor, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """SLiC's hinge loss (Zhao et al. 2023, arXiv 2305.10425): ℓ = max(0, 1 − βm)."""
-    return torch.relu(1.0 - beta * m)
+@dataclass(frozen=True)
+class Sigmoid(Link):
+    """DPO's logistic loss with conservative label smoothing ε (cDPO, Mitchell 2023, *A note on
+    DPO with noisy preferences*); ε = 0 is DPO."""
+
+    beta: float = BETA.field()
+    label_smoothing: float = LABEL_SMOOTHING.field()
+    name = "sigmoid"
+    formula = "l = (1-eps)*(-log sigmoid(beta*m)) + eps*(-log sigmoid(-beta*m))"
+    paper = "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290)"
+
+    def __call__(self, m):
+        x = self.beta * m
+        eps = self.label_smoothing
+        return (1.0 - eps) * F.softplus(-x) + eps * F.softplus(x)
 
 
-def ipo(m: torch.Tensor, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
-    """IPO's squared loss (Azar et al. 2023, *A General Theoretical Paradigm to Understand
-    Learning from Human Preferences*, arXiv 2310.12036): ℓ = (m − 1/(2β))²."""
-    return (m - 1.0 / (2.0 * beta)) ** 2
+@dataclass(frozen=True)
+class Robust(Link):
+    """rDPO's unbiased loss under label flips with rate ε < ½."""
+
+    beta: float = BETA.field()
+    label_smoothing: float = LABEL_SMOOTHING.field()
+    name = "robust"
+    formula = "l = [(1-eps)*(-log sigmoid(beta*m)) - eps*(-log sigmoid(-beta*m))] / (1-2*eps)"
+    paper = "Chowdhury et al. 2024, Provably Robust DPO (arXiv 2403.00409)"
+
+    def __post_init__(self):
+        if not 0 <= self.label_smoothing < 0.5:  # say why, not only the range
+            raise ValueError(f"label_smoothing must be in [0, 0.5) (rDPO divides by 1 - 2*eps), "
+                             f"got {self.label_smoothing}")
+        super().__post_init__()
+
+    def __call__(self, m):
+        x = self.beta * m
+        eps = self.label_smoothing
+        return ((1.0 - eps) * F.softplus(-x) - eps * F.softplus(x)) / (1.0 - 2.0 * eps)
 
 
-LINKS = {"sigmoid": sigmoid, "robust": robust, "hinge": hinge, "ipo": ipo}
+@dataclass(frozen=True)
+class Hinge(Link):
+    """SLiC's hinge loss."""
 
-SMOOTHABLE_LINKS = frozenset({"sigmoid", "robust"})
+    beta: float = BETA.field()
+    name = "hinge"
+    formula = "l = max(0, 1 - beta*m)"
+    paper = "Zhao et al. 2023, SLiC-HF (arXiv 2305.10425)"
 
-LINK_FORMULAS = {
-    "sigmoid": "l = (1-eps)*(-log sigmoid(beta*m)) + eps*(-log sigmoid(-beta*m))",
-    "robust": "l = [(1-eps)*(-log sigmoid(beta*m)) - eps*(-log sigmoid(-beta*m))] / (1-2*eps)",
-    "hinge": "l = max(0, 1 - beta*m)",
-    "ipo": "l = (m - 1/(2*beta))^2",
-}
+    def __call__(self, m):
+        return torch.relu(1.0 - self.beta * m)
+
+
+@dataclass(frozen=True)
+class IPO(Link):
+    """IPO's squared loss."""
+
+    beta: float = BETA.field()
+    name = "ipo"
+    formula = "l = (m - 1/(2*beta))^2"
+    paper = ("Azar et al. 2023, A General Theoretical Paradigm to Understand Learning from Human "
+             "Preferences (arXiv 2310.12036)")
+
+    def __call__(self, m):
+        return (m - 1.0 / (2.0 * self.beta)) ** 2
+
+
+LINKS = {c.name: c for c in (Sigmoid, Robust, Hinge, IPO)}

@@ -3,27 +3,26 @@
     u± = log πθ(y±|x) − log π_ref(y±|x)
     m  = coupling(s(u⁺), s(u⁻))                   (score s, e.g. paired: s(u⁺) − s(u⁻))
     ℓ  = link(m; β, ε)                            per comparison
-    L  = aggregate(ℓ; weight, ratio, group)       with ∇L = Σ p_i ∇ℓ_i
+    L  = aggregate(ℓ; weight, ratio, group, state)    with ∇L = Σ p_i ∇ℓ_i
 
-The penalty (WDPO's gradient penalty) needs the model's input embeddings and is computed by the
-trainer; the objective carries its settings.
+The penalty (WDPO's gradient penalty) needs the model's input embeddings and is computed by
+`dralign.train.penalty`; the objective carries it as a `Wasserstein` value.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
+from typing import NamedTuple
 
 import torch
 
-from . import aggregators as agg
-from .couplings import COUPLING_FORMULAS, COUPLINGS, SORTING_COUPLINGS
-from .links import LINK_FORMULAS, LINKS, SMOOTHABLE_LINKS
-from .scores import SCORE_FORMULAS, SCORES, alpha_divergence
-
-PENALTIES = ("none", "wasserstein")
-PENALTY_FORMS = ("squared", "sqrt_mean")
-PENALTY_MODES = ("finite_difference", "exact")
+from .aggregators import Aggregator, check_mass
+from .couplings import Coupling
+from .links import Link
+from .params import values_of, params_of
+from .penalty import Wasserstein
+from .presets import TABLES, resolve_preset
+from .scores import Score
 
 
 @dataclass
@@ -35,158 +34,157 @@ class ObjectiveOutput:
     losses:  per-comparison ℓ_i, shape [K] (K = B for paired couplings).
     weights: p_i, shape [K], detached; they sum to 1 unless ratios or data weights scale them.
     margins: m_i, shape [K], detached.
-    metrics: dict[str, float] with TRL's names where the concept is the same.
+    state:   the objective's state after this call (advanced when `update_state`; `{}` when
+             stateless).
+    metric_tensors: {name: 0-d detached tensor}, TRL's names where the concept is the same.
+    metrics: the same as floats.
     """
 
     loss: torch.Tensor
     losses: torch.Tensor
     weights: torch.Tensor
     margins: torch.Tensor
-    _metric_tensors: dict = field(repr=False, default_factory=dict)
+    state: dict = field(default_factory=dict)
+    metric_tensors: dict = field(repr=False, default_factory=dict)
 
     @property
     def metrics(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self._metric_tensors.items()}
+        return {k: float(v) for k, v in self.metric_tensors.items()}
 
 
-def _positive(name, value):
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
+class Components(NamedTuple):
+    score: Score
+    coupling: Coupling
+    link: Link
+    aggregator: Aggregator
+    penalty: Wasserstein | None
+
+
+def _build(kind, choice, params: dict, used: set):
+    """A component from a name (its parameters taken from `params`) or a component value."""
+    if choice is None or choice == "none":
+        if kind == "penalty":
+            return None
+    if not isinstance(choice, str):
+        return choice
+    table = TABLES[kind]
+    if choice not in table:
+        raise ValueError(f"unknown {kind} {choice!r}; choose one of "
+                         f"{', '.join((['none'] if kind == 'penalty' else []) + list(table))}")
+    cls = table[choice]
+    kwargs = {p.name: params[p.name] for p in params_of(cls) if p.name in params}
+    used.update(kwargs)
+    return cls(**kwargs)
 
 
 class Objective:
-    """A preference objective named by its four choices (see DESIGN §1 and `dralign methods`).
+    """A preference objective named by its four choices (see docs/design.md, "The objective
+    algebra", and `dralign methods`).
 
-    Parameters keep one name everywhere (Python keyword, YAML key, --flag): beta,
-    label_smoothing, alpha, tau, drdpo_beta, lam, eta, cvar_level, chi2_radius, rho.
-    `length_normalize=True` asks the trainer for mean instead of summed completion log-probs.
+    Each choice is a name (its parameters given as keywords: beta, label_smoothing, alpha, tau,
+    drdpo_beta, lam, eta, cvar_level, chi2_radius, rho, penalty_form, penalty_mode) or a
+    component value (e.g. `robust=KL(tau=0.5)`). A keyword no chosen component uses is
+    refused. `length_normalize=True` asks the trainer for mean instead of summed completion
+    log-probs.
     """
 
-    def __init__(self, divergence: str = "reverse_kl", coupling: str = "paired",
-                 link: str = "sigmoid", robust: str = "mean", *, beta: float = 0.1,
-                 label_smoothing: float = 0.0, alpha: float = 0.5, tau: float = 1.0,
-                 drdpo_beta: float = 1.0, lam: float = 1.0, eta: float = 0.01,
-                 cvar_level: float = 0.2, chi2_radius: float = 1.0, num_groups: int | None = None,
-                 penalty: str = "none", rho: float = 0.01, penalty_form: str = "squared",
-                 penalty_mode: str = "finite_difference", length_normalize: bool = False):
-        for kind, name, table in (("divergence", divergence, SCORES), ("coupling", coupling, COUPLINGS),
-                                  ("link", link, LINKS), ("robust", robust, agg.AGGREGATORS)):
-            if name not in table:
-                raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(table)}")
-        for kind, name, options in (("penalty", penalty, PENALTIES),
-                                    ("penalty_form", penalty_form, PENALTY_FORMS),
-                                    ("penalty_mode", penalty_mode, PENALTY_MODES)):
-            if name not in options:
-                raise ValueError(f"unknown {kind} {name!r}; choose one of {', '.join(options)}")
-        _positive("beta", beta)
-        if divergence == "alpha" and not 0 < alpha < 1:
-            raise ValueError(f"alpha must lie in (0, 1) (paper convention: alpha -> 0 is reverse KL, "
-                             f"alpha -> 1 forward KL), got {alpha}")
-        if coupling == "aot" and divergence != "reverse_kl":
-            raise ValueError("coupling='aot' (AOT paired) sorts the policy and reference log-ratio "
-                             "margins separately, which equals sorting score differences only for "
-                             f"the linear reverse-KL score; divergence={divergence!r} is not "
-                             "defined there. Use divergence='reverse_kl', or coupling='aot_unpaired'")
-        if not 0 <= label_smoothing < 0.5:
-            raise ValueError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing}"
-                             + (" (rDPO divides by 1 - 2*eps)" if link == "robust" else ""))
-        if label_smoothing and link not in SMOOTHABLE_LINKS:
-            raise ValueError(f"label_smoothing applies to the sigmoid and robust links only, not "
-                             f"link={link!r}")
-        if robust in ("kl", "kl_official"):
-            _positive("tau", tau)
-        if robust == "drdpo":
-            _positive("drdpo_beta", drdpo_beta)
-        if robust == "dora":
-            _positive("lam", lam)
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
-        if not 0 < cvar_level <= 1:
-            raise ValueError(f"cvar_level must lie in (0, 1], got {cvar_level}")
-        if chi2_radius < 0:
-            raise ValueError(f"chi2_radius must be >= 0, got {chi2_radius}")
-        if rho < 0:
-            raise ValueError(f"rho must be >= 0, got {rho}")
-        aggregator_cls = agg.AGGREGATORS[robust]
-        if coupling in SORTING_COUPLINGS and (aggregator_cls.uses_ratio or aggregator_cls.uses_group):
-            raise ValueError(f"coupling={coupling!r} compares sorted quantiles, not examples, so "
-                             f"robust={robust!r} has no per-example ratio or group to use")
-
-        self.divergence, self.coupling, self.link, self.robust = divergence, coupling, link, robust
-        self.beta, self.label_smoothing, self.alpha = beta, label_smoothing, alpha
-        self.tau, self.drdpo_beta, self.lam, self.eta = tau, drdpo_beta, lam, eta
-        self.cvar_level, self.chi2_radius = cvar_level, chi2_radius
-        self.penalty, self.rho, self.penalty_form, self.penalty_mode = penalty, rho, penalty_form, penalty_mode
+    def __init__(self, divergence="reverse_kl", coupling="paired", link="sigmoid", robust="mean",
+                 penalty=None, *, length_normalize: bool = False, _context: str = "", **params):
+        used: set = set()
+        self.components = Components(*(_build(kind, choice, params, used) for kind, choice in (
+            ("divergence", divergence), ("coupling", coupling), ("link", link),
+            ("robust", robust), ("penalty", penalty))))
+        unused = [k for k in params if k not in used]
+        if unused:
+            uses = ", ".join(self.parameters()) or "none"
+            raise ValueError(f"parameter(s) {', '.join(unused)} not used by {_context or 'this objective'} "
+                             f"({self.divergence} / {self.coupling} / {self.link} / {self.robust}"
+                             f"{' + ' + self.penalty.name if self.penalty else ''}); its parameters: {uses}")
         self.length_normalize = length_normalize
-
-        self.score = partial(alpha_divergence, alpha=alpha) if divergence == "alpha" else SCORES[divergence]
-        self.aggregator = {
-            "mean": lambda: agg.Mean(),
-            "kl": lambda: agg.KL(tau=tau),
-            "kl_official": lambda: agg.KLOfficial(tau=tau),
-            "drdpo": lambda: agg.DrDPO(drdpo_beta=drdpo_beta),
-            "dora": lambda: agg.DoRA(lam=lam),
-            "reweight": lambda: agg.Reweight(),
-            "group": lambda: agg.GroupDRO(eta=eta, num_groups=num_groups),
-            "cvar": lambda: agg.CVaR(cvar_level=cvar_level),
-            "chi2": lambda: agg.Chi2(chi2_radius=chi2_radius),
-        }[robust]()
+        c = self.components
+        if c.coupling.linear_score_only and c.score.name != "reverse_kl":
+            raise ValueError(f"coupling={c.coupling.name!r} (AOT paired) sorts the policy and "
+                             "reference log-ratio margins separately, which equals sorting score "
+                             "differences only for the linear reverse-KL score; divergence="
+                             f"{c.score.name!r} is not defined there. Use divergence='reverse_kl', "
+                             "or coupling='aot_unpaired'")
+        if c.coupling.sorts and (c.aggregator.uses_ratio or c.aggregator.uses_group):
+            raise ValueError(f"coupling={c.coupling.name!r} compares sorted quantiles, not examples, "
+                             f"so robust={c.aggregator.name!r} has no per-example ratio or group to use")
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
     def from_preset(cls, name: str, **params) -> "Objective":
-        """The objective of a named preset, with parameters overriding the preset's defaults."""
-        from .presets import preset_kwargs
+        """The objective of a named preset; `params` (and choice keywords) override its
+        defaults. A parameter that the resolved objective does not use is refused."""
+        preset = resolve_preset(name)
+        choices = {**preset.choices, **{k: params.pop(k) for k in list(params) if k in TABLES
+                                        or k == "length_normalize"}}
+        probe = cls(**choices)  # which parameters this objective's components take
+        defaults = {k: v for k, v in preset.defaults.items() if k in probe.parameters()}
+        return cls(**choices, **{**defaults, **params}, _context=f"preset {name!r}")
 
-        return cls(**preset_kwargs(name, **params))
-
-    @property
-    def uses_ratio(self) -> bool:
-        return self.aggregator.uses_ratio
-
-    @property
-    def uses_group(self) -> bool:
-        return self.aggregator.uses_group
+    # ------------------------------------------------------------------ what it is
+    divergence = property(lambda self: self.components.score.name)
+    coupling = property(lambda self: self.components.coupling.name)
+    link = property(lambda self: self.components.link.name)
+    robust = property(lambda self: self.components.aggregator.name)
+    score = property(lambda self: self.components.score)
+    aggregator = property(lambda self: self.components.aggregator)
+    penalty = property(lambda self: self.components.penalty, doc="`Wasserstein` or None")
+    beta = property(lambda self: self.components.link.beta, doc="β of the link (every link has one)")
+    uses_ratio = property(lambda self: self.aggregator.uses_ratio)
+    uses_group = property(lambda self: self.aggregator.uses_group)
+    unpaired = property(lambda self: self.coupling == "aot_unpaired")
 
     @property
     def couples_examples(self) -> bool:
-        """True when one example's loss or weight depends on the others in the batch, so that
-        splitting a batch into micro-batches changes the method (DESIGN §1, global batch)."""
-        return self.coupling in SORTING_COUPLINGS or self.robust not in ("mean", "reweight")
+        """True when one example's loss, weight or gradient depends on the others in the batch,
+        so that splitting a batch into micro-batches changes the method (docs/design.md,
+        "Global batch"): sorting couplings, robust aggregators, WDPO's sqrt_mean penalty."""
+        return (self.components.coupling.sorts or self.aggregator.couples_examples
+                or (self.penalty is not None and self.penalty.couples_examples))
 
-    @property
-    def unpaired(self) -> bool:
-        return self.coupling == "aot_unpaired"
+    def parameters(self) -> dict:
+        """{name: value} of the parameters this objective uses, and only those."""
+        out = {}
+        for comp in self.components:
+            if comp is not None:
+                out.update(values_of(comp))
+        return out
 
     def describe(self) -> str:
         """The objective's formula in plain text."""
-        eps = f", eps={self.label_smoothing}" if self.label_smoothing else ""
-        parts = [SCORE_FORMULAS[self.divergence], COUPLING_FORMULAS[self.coupling],
-                 LINK_FORMULAS[self.link] + f"  (beta={self.beta}{eps})",
-                 self.aggregator.formula]
-        if self.penalty == "wasserstein":
-            parts.append("+ rho * ||grad_z l_i||^2 on input embeddings z" if self.penalty_form == "squared"
-                         else "+ rho * sqrt(mean ||grad_z l_i||^2)")
+        c = self.components
+        eps = getattr(c.link, "label_smoothing", 0.0)
+        parts = [c.score.formula, c.coupling.formula,
+                 c.link.formula + f"  (beta={c.link.beta}{f', eps={eps}' if eps else ''})",
+                 c.aggregator.formula]
+        if c.penalty is not None:
+            parts.append(c.penalty.describe())
         return ";  ".join(parts)
 
-    def state_dict(self) -> dict:
-        return self.aggregator.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        self.aggregator.load_state_dict(state)
+    def init_state(self, num_groups: int | None = None) -> dict:
+        """The initial state ({} when stateless): group DRO's uniform q over `num_groups`.
+        A dict of tensors, saved without pickle (safetensors/JSON)."""
+        return self.aggregator.init_state(num_groups) if self.aggregator.stateful else {}
 
     # ------------------------------------------------------------------ the computation
     def margins(self, policy_chosen, policy_rejected, ref_chosen, ref_rejected) -> torch.Tensor:
         """m_k of the coupling (differentiable)."""
-        return COUPLINGS[self.coupling](policy_chosen, policy_rejected, ref_chosen, ref_rejected,
-                                        self.score)
+        return self.comparisons(policy_chosen, policy_rejected, ref_chosen, ref_rejected)[0]
+
+    def comparisons(self, policy_chosen, policy_rejected, ref_chosen, ref_rejected):
+        """(m_k differentiable, the comparisons' mass or None for uniform)."""
+        return self.components.coupling(policy_chosen, policy_rejected, ref_chosen, ref_rejected,
+                                        self.components.score)
 
     def losses(self, margins: torch.Tensor) -> torch.Tensor:
         """ℓ_k = link(m_k) (differentiable)."""
-        return LINKS[self.link](margins, self.beta, self.label_smoothing)
+        return self.components.link(margins)
 
     def __call__(self, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                 ref_rejected_logps, weight=None, group=None, ratio=None, *,
+                 ref_rejected_logps, weight=None, group=None, ratio=None, *, state: dict | None = None,
                  update_state: bool = True) -> ObjectiveOutput:
         """The batch objective. Log-prob inputs have shape [B] (for `aot_unpaired`: chosen [n⁺],
         rejected [n⁻]); any float dtype, computed in float32 (float64 stays float64).
@@ -194,17 +192,19 @@ class Objective:
         weight: optional per-example data weights w ≥ 0: ℓ_i enters aggregation as w_i·ℓ_i.
         group:  LongTensor of group ids (robust='group').
         ratio:  density ratios h (robust='dora' / 'reweight').
-        update_state: advance stateful aggregators (group DRO's q) — once per optimizer step.
+        state:  the objective's state (`init_state`; None: the initial one, q uniform over the
+                groups seen). update_state: advance it on this batch (once per optimizer step)
+                before computing the weights; `out.state` is the result.
         """
         dtype = torch.float64 if policy_chosen_logps.dtype == torch.float64 else torch.float32
         pc, pr, rc, rr = (t.to(dtype) for t in (policy_chosen_logps, policy_rejected_logps,
                                                 ref_chosen_logps, ref_rejected_logps))
         rc, rr = rc.detach(), rr.detach()
-        if self.coupling != "aot_unpaired" and not (pc.shape == pr.shape == rc.shape == rr.shape):
+        sorts = self.components.coupling.sorts
+        if not self.unpaired and not (pc.shape == pr.shape == rc.shape == rr.shape):
             raise ValueError("chosen and rejected log-probs must have the same shape [B] for "
                              f"coupling={self.coupling!r}")
-        per_example = self.coupling not in SORTING_COUPLINGS
-        if not per_example and (weight is not None or group is not None or ratio is not None):
+        if sorts and (weight is not None or group is not None or ratio is not None):
             raise ValueError(f"coupling={self.coupling!r} compares sorted quantiles: per-example "
                              "weight/group/ratio cannot apply")
         if ratio is not None and not self.uses_ratio:
@@ -212,22 +212,26 @@ class Objective:
                              "them; use robust='dora' or 'reweight'")
         ratio = None if ratio is None else ratio.to(dtype)
 
-        m = self.margins(pc, pr, rc, rr)
+        m, mass = self.comparisons(pc, pr, rc, rr)
+        mass = check_mass(mass, m.numel())
         losses = self.losses(m)
         scale = None if weight is None else weight.to(dtype).detach()
         if scale is not None and (not torch.isfinite(scale).all() or (scale < 0).any()):
             raise ValueError("data weights must be finite and >= 0")
         scaled = losses.detach() if scale is None else scale * losses.detach()
 
-        if update_state and self.aggregator.stateful:
-            self.aggregator.update(scaled, group=group)
-        p = self.aggregator.weights(scaled, ratio=ratio, group=group)
-        value = self.aggregator.value(scaled, ratio=ratio, group=group)
+        agg = self.aggregator
+        state = {} if state is None else state
+        if update_state and agg.stateful:
+            state = agg.update(scaled, group=group, state=state, mass=mass)
+        kw = dict(ratio=ratio, group=group, state=state, mass=mass)
+        p = agg.weights(scaled, **kw)
+        value = agg.value(scaled, **kw)
         if scale is not None:
             p = p * scale
         loss = value.to(dtype) + (p * (losses - losses.detach())).sum()
         return ObjectiveOutput(loss=loss, losses=losses.detach(), weights=p, margins=m.detach(),
-                               _metric_tensors=self._metrics(pc, pr, rc, rr, m, p))
+                               state=state, metric_tensors=self._metrics(pc, pr, rc, rr, m, p))
 
     def _metrics(self, pc, pr, rc, rr, m, p) -> dict:
         with torch.no_grad():
@@ -249,21 +253,21 @@ class Objective:
 
     def coefficients(self, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
                      ref_rejected_logps, weight=None, group=None, ratio=None, *,
-                     update_state: bool = True):
+                     state: dict | None = None, update_state: bool = True):
         """Linearise the objective at detached log-probs: (output, ∂L/∂log πθ(y⁺), ∂L/∂log πθ(y⁻)).
 
         For the exact global batch: computed once over the effective batch, the gradient of the
         full objective is Σ_i c⁺_i ∇log πθ(y_i⁺) + c⁻_i ∇log πθ(y_i⁻), so each micro-batch can
         backpropagate its share Σ_{i in micro} c·log π and the sum over micro-batches (and
         processes) equals the full-batch gradient exactly, for every coupling and aggregator.
+        `output.state` is the advanced state.
         """
         pc = policy_chosen_logps.detach().clone().requires_grad_(True)
         pr = policy_rejected_logps.detach().clone().requires_grad_(True)
         out = self(pc, pr, ref_chosen_logps, ref_rejected_logps, weight=weight, group=group,
-                   ratio=ratio, update_state=update_state)
+                   ratio=ratio, state=state, update_state=update_state)
         grad_c, grad_r = torch.autograd.grad(out.loss, (pc, pr), allow_unused=True)
         grad_c = torch.zeros_like(pc) if grad_c is None else grad_c
         grad_r = torch.zeros_like(pr) if grad_r is None else grad_r
         out.loss = out.loss.detach()
         return out, grad_c.detach(), grad_r.detach()
-

@@ -1,18 +1,24 @@
-"""Named presets: each is only a name for a point in the grid (DESIGN §1). The names are the
-public contract; every other combination is reachable by naming the four choices."""
+"""Named presets: the only map from method names to components. Each preset is a name for a
+point in the grid (see docs/design.md, "The objective algebra"); the names are the public
+contract, and every other combination is reachable by naming the four choices."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-PARAMETERS = {
-    "beta": 0.1, "label_smoothing": 0.0, "alpha": 0.5, "tau": 1.0, "drdpo_beta": 1.0,
-    "lam": 1.0, "eta": 0.01, "cvar_level": 0.2, "chi2_radius": 1.0, "rho": 0.01,
-}
-"""Method parameters and their defaults; one name everywhere (keyword, YAML key, --flag)."""
+from .aggregators import AGGREGATORS, XU, ZHU
+from .couplings import COUPLINGS, MELNYK
+from .links import LINKS
+from .params import Param, params_of
+from .penalty import PENALTIES
+from .scores import SCORES, WANG
 
-CHOICES = ("divergence", "coupling", "link", "robust", "penalty", "penalty_form", "penalty_mode",
-           "length_normalize", "num_groups")
+CHOICES = ("divergence", "coupling", "link", "robust", "penalty", "length_normalize")
+"""Keywords that pick components (not parameters)."""
+
+TABLES = {"divergence": SCORES, "coupling": COUPLINGS, "link": LINKS, "robust": AGGREGATORS,
+          "penalty": PENALTIES}
+"""For each choice, its component classes by name."""
 
 
 @dataclass(frozen=True)
@@ -21,21 +27,15 @@ class Preset:
     choices: dict
     paper: str
     summary: str
-    defaults: dict = field(default_factory=dict)  # parameter defaults that differ from PARAMETERS
-    parameters: tuple = ("beta",)  # the parameters that matter for this preset
+    defaults: dict = field(default_factory=dict)  # parameter defaults that differ from the Param's
+    alias_of: str | None = None  # another name for that preset (same objective)
 
 
-XU = "Xu et al. 2025, Robust LLM Alignment via Distributionally Robust DPO (arXiv 2502.01930)"
-WANG = "Wang et al. 2024, Beyond Reverse KL: Generalizing DPO with Diverse Divergence Constraints (arXiv 2309.16240)"
-ZHU = "Zhu et al. 2025, Leveraging Robust Optimization for LLM Alignment under Distribution Shifts (arXiv 2504.05831)"
-MELNYK = "Melnyk et al. 2024, Distributional Preference Alignment of LLMs via Optimal Transport (arXiv 2406.05882)"
+def _p(name, paper, summary, defaults=None, **choices):
+    return Preset(name, choices, paper, summary, defaults or {})
 
 
-def _p(name, paper, summary, defaults=None, parameters=("beta",), **choices):
-    return Preset(name, choices, paper, summary, defaults or {}, parameters)
-
-
-PRESETS = {p.name: p for p in (
+_PRESETS = (
     _p("dpo", "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290)",
        "logistic loss on the reward margin"),
     _p("ipo", "Azar et al. 2023, A General Theoretical Paradigm to Understand Learning from Human Preferences (arXiv 2310.12036)",
@@ -44,42 +44,66 @@ PRESETS = {p.name: p for p in (
     _p("hinge", "Zhao et al. 2023, SLiC-HF (arXiv 2305.10425)", "hinge loss on the margin",
        link="hinge"),
     _p("cdpo", "Mitchell 2023, A note on DPO with noisy preferences (cDPO)",
-       "label-smoothed logistic loss", {"label_smoothing": 0.1}, ("beta", "label_smoothing")),
+       "label-smoothed logistic loss", {"label_smoothing": 0.1}),
     _p("rdpo", "Chowdhury et al. 2024, Provably Robust DPO (arXiv 2403.00409)",
-       "unbiased loss under label flips at rate eps", {"label_smoothing": 0.1},
-       ("beta", "label_smoothing"), link="robust"),
+       "unbiased loss under label flips at rate eps", {"label_smoothing": 0.1}, link="robust"),
     _p("fdpo-fkl", WANG, "forward-KL f-DPO", divergence="forward_kl"),
     _p("fdpo-js", WANG, "Jensen-Shannon f-DPO", divergence="js"),
-    _p("fdpo-alpha", WANG, "alpha-divergence f-DPO", parameters=("beta", "alpha"), divergence="alpha"),
+    _p("fdpo-alpha", WANG, "alpha-divergence f-DPO", divergence="alpha"),
     _p("aot", MELNYK, "AOT paired: sorted policy margins dominate sorted reference margins",
-       parameters=("beta", "label_smoothing"), coupling="aot"),
+       coupling="aot"),
     _p("aot-unpaired", MELNYK, "AOT unpaired: sorted chosen scores dominate sorted rejected scores",
-       parameters=("beta", "label_smoothing"), coupling="aot_unpaired"),
-    _p("kldpo", XU, "KL-ball distributionally robust DPO", parameters=("beta", "tau"), robust="kl"),
+       coupling="aot_unpaired"),
+    _p("kldpo", XU, "KL-ball distributionally robust DPO", robust="kl"),
     _p("wdpo", XU, "Wasserstein DRO DPO via a gradient penalty on input embeddings",
-       parameters=("beta", "rho"), penalty="wasserstein"),
-    _p("dora", ZHU, "density-ratio calibrated KL-DRO", parameters=("beta", "lam"), robust="dora"),
+       penalty="wasserstein"),
+    _p("dora", ZHU, "density-ratio calibrated KL-DRO", robust="dora"),
     _p("dora-reweight", ZHU, "importance reweighting by density ratios (DoRA baseline)",
        robust="reweight"),
-    _p("dro", ZHU, "vanilla KL-DRO (DoRA baseline; tau plays lam)", parameters=("beta", "tau"),
-       robust="kl"),
     _p("drdpo", "Wu et al. 2025, Towards Robust Alignment of LMs: Distributionally Robustifying DPO (arXiv 2407.07880)",
-       "Dr. DPO: log-mean-exp of negative losses", parameters=("beta", "drdpo_beta"), robust="drdpo"),
+       "Dr. DPO: log-mean-exp of negative losses", robust="drdpo"),
     _p("group-dro", "Ramesh et al. 2024, Group Robust Preference Optimization (arXiv 2405.20304)",
-       "group DRO with a persistent simplex weight q over groups", parameters=("beta", "eta"),
-       robust="group"),
+       "group DRO with a persistent simplex weight q over groups", robust="group"),
     _p("cvar", "Rockafellar & Uryasev 2000; Duchi & Namkoong 2021 (CVaR DRO)",
-       "mean of the worst fraction of losses", parameters=("beta", "cvar_level"), robust="cvar"),
-)}
+       "mean of the worst fraction of losses", robust="cvar"),
+)
+_ALIASES = {"dro": ("kldpo", ZHU, "vanilla KL-DRO, DoRA's baseline: the same objective as kldpo "
+                                  "(its lambda is kldpo's tau)")}
+
+PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
+for _alias, (_target, _paper, _summary) in _ALIASES.items():
+    _t = PRESETS[_target]
+    PRESETS[_alias] = Preset(_alias, _t.choices, _paper, _summary, _t.defaults, alias_of=_target)
 
 
-def preset_kwargs(name: str, **params) -> dict:
-    """Keyword arguments of `Objective` for preset `name`, `params` overriding its defaults."""
+@dataclass(frozen=True)
+class ParamSpec(Param):
+    """A `Param` with where it is used: `used_by` ("robust=kl", ...) and the presets whose
+    default differs (`preset_defaults`)."""
+
+    used_by: tuple = ()
+    preset_defaults: dict = field(default_factory=dict)
+
+
+def parameters() -> dict[str, ParamSpec]:
+    """Every method parameter, in a stable order, each declared once on its component(s):
+    name → spec with `.default`, `.help`, `.range`/`.choices`, `.validate(value)`, `.used_by`
+    and `.preset_defaults`. The CLI's flags and help and `dralign methods` derive from it."""
+    found: dict[str, Param] = {}
+    used: dict[str, list] = {}
+    for kind in ("link", "divergence", "coupling", "robust", "penalty"):  # beta first, as in the docs
+        for name, cls in TABLES[kind].items():
+            for p in params_of(cls):
+                found.setdefault(p.name, p)
+                used.setdefault(p.name, []).append(f"{kind}={name}")
+    specs = {}
+    for name, p in found.items():
+        overrides = {k: pr.defaults[name] for k, pr in PRESETS.items() if name in pr.defaults}
+        specs[name] = ParamSpec(**vars(p), used_by=tuple(used[name]), preset_defaults=overrides)
+    return specs
+
+
+def resolve_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
-    unknown = set(params) - set(PARAMETERS) - set(CHOICES)
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}; valid: "
-                         f"{', '.join(list(PARAMETERS) + list(CHOICES))}")
-    preset = PRESETS[name]
-    return {**preset.choices, **preset.defaults, **params}
+    return PRESETS[name]

@@ -12,13 +12,19 @@ through `capped_exp`.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from .params import Component, Param
+
 EXP_CAP = 30.0
 """Exponent above which `capped_exp` continues linearly (e³⁰ ≈ 1.1e13, far beyond any
 log-ratio met in practice, far below float32 overflow)."""
+
+WANG = ("Wang et al. 2024, Beyond Reverse KL: Generalizing DPO with Diverse Divergence "
+        "Constraints (arXiv 2309.16240)")
 
 
 def capped_exp(x: torch.Tensor, cap: float = EXP_CAP) -> torch.Tensor:
@@ -32,45 +38,73 @@ def capped_exp(x: torch.Tensor, cap: float = EXP_CAP) -> torch.Tensor:
     return torch.where(x <= cap, below, above)
 
 
-def reverse_kl(u: torch.Tensor) -> torch.Tensor:
-    """Reverse KL (standard DPO): f(t) = t log t, f′(t) = log t + 1, so s(u) = u."""
-    return u
+class Score(Component):
+    """s(u), elementwise."""
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
-def forward_kl(u: torch.Tensor) -> torch.Tensor:
-    """Forward KL: f(t) = −log t, f′(t) = −1/t, so s(u) = −e^(−u)."""
-    return -capped_exp(-u)
+@dataclass(frozen=True)
+class ReverseKL(Score):
+    """Reverse KL (standard DPO): f(t) = t log t, f′(t) = log t + 1."""
+
+    name = "reverse_kl"
+    formula = "s(u) = u"
+    paper = "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290)"
+
+    def __call__(self, u):
+        return u
 
 
-def js(u: torch.Tensor) -> torch.Tensor:
+@dataclass(frozen=True)
+class ForwardKL(Score):
+    """Forward KL: f(t) = −log t, f′(t) = −1/t."""
+
+    name = "forward_kl"
+    formula = "s(u) = -exp(-u)"
+    paper = WANG
+
+    def __call__(self, u):
+        return -capped_exp(-u)
+
+
+@dataclass(frozen=True)
+class JS(Score):
     """Jensen–Shannon: f(t) = t log t − (t+1) log((t+1)/2), f′(t) = log(2t/(1+t)),
-    so s(u) = log 2 − softplus(−u)  (= log 2 + log σ(u))."""
-    return math.log(2.0) - F.softplus(-u)
+    i.e. log 2 + log σ(u)."""
+
+    name = "js"
+    formula = "s(u) = log 2 - softplus(-u)"
+    paper = WANG
+
+    def __call__(self, u):
+        return math.log(2.0) - F.softplus(-u)
 
 
-def alpha_divergence(u: torch.Tensor, alpha: float) -> torch.Tensor:
-    """α-divergence, paper convention, α ∈ (0, 1): f′(t) = (1 − t^(−α))/α, so
-    s(u) = (1 − e^(−αu))/α.  α → 0 gives reverse KL (s → u), α → 1 forward KL (1 − e^(−u)).
+ALPHA = Param("alpha", 0.5, "alpha of the alpha-divergence, paper convention (0 -> reverse KL, 1 -> forward KL)",
+              lambda v: 0 < v < 1, "in (0, 1)")
+
+
+@dataclass(frozen=True)
+class Alpha(Score):
+    """α-divergence, paper convention, α ∈ (0, 1): f′(t) = (1 − t^(−α))/α.
+    α → 0 gives reverse KL (s → u), α → 1 forward KL (1 − e^(−u)).
 
     TRL (≥ 0.29) writes the same score as (e^((c−1)u) − 1)/(c − 1) with
-    c = `f_alpha_divergence_coef`; the two agree when c = 1 − α.
+    c = `f_alpha_divergence_coef`; the two agree when c = 1 − α (`trl_alpha_coef`).
     """
-    return (1.0 - capped_exp(-alpha * u)) / alpha
+
+    alpha: float = ALPHA.field()
+    name = "alpha"
+    formula = "s(u) = (1 - exp(-alpha*u)) / alpha"
+    paper = WANG
+
+    def __call__(self, u):
+        return (1.0 - capped_exp(-self.alpha * u)) / self.alpha
 
 
-SCORES = {
-    "reverse_kl": reverse_kl,
-    "forward_kl": forward_kl,
-    "js": js,
-    "alpha": alpha_divergence,
-}
-
-SCORE_FORMULAS = {
-    "reverse_kl": "s(u) = u",
-    "forward_kl": "s(u) = -exp(-u)",
-    "js": "s(u) = log 2 - softplus(-u)",
-    "alpha": "s(u) = (1 - exp(-alpha*u)) / alpha",
-}
+SCORES = {c.name: c for c in (ReverseKL, ForwardKL, JS, Alpha)}
 
 
 def trl_alpha_coef(alpha: float) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, make_dataclass
 from typing import Literal
 
 from ..config import Range, option
@@ -55,35 +55,38 @@ class DataOptions:
     group_by_length: bool = option(False, "batch examples of similar length together (less padding); the batch order stays a function of the seed and epoch")
 
 
-@dataclass
-class MethodOptions:
-    """Method: a preset and its parameters (unset = the preset's default)."""
+def _method_options() -> type:
+    """The method section: a preset, optional overrides of its four choices, and one optional
+    flag per method parameter — derived from `dralign.objectives.parameters()`, where each
+    parameter's default, range and help live (unset = the preset's default)."""
+    from ..objectives import parameters
 
-    method: str = option("dpo", "preset name (see `dralign methods`)")
-    divergence: str | None = option(None, "override the preset's score: reverse_kl, forward_kl, js, alpha")
-    coupling: str | None = option(None, "override the coupling: paired, aot, aot_unpaired")
-    link: str | None = option(None, "override the link: sigmoid, robust, hinge, ipo")
-    robust: str | None = option(None, "override the aggregation: mean, kl, kl_official, drdpo, dora, reweight, group, cvar, chi2")
-    penalty: str | None = option(None, "override the penalty: none, wasserstein")
-    beta: float | None = option(None, "beta, KL-regularisation strength (0.1)")
-    label_smoothing: float | None = option(None, "eps of cDPO/rDPO/AOT (0; cdpo, rdpo 0.1)")
-    alpha: float | None = option(None, "alpha of the alpha-divergence, paper convention (0.5)")
-    tau: float | None = option(None, "tau, KLDPO temperature; smaller = more robust (1.0)")
-    drdpo_beta: float | None = option(None, "beta' of Dr. DPO (1.0)")
-    lam: float | None = option(None, "lambda of DoRA (1.0)")
-    eta: float | None = option(None, "step size of group DRO's q (0.01)")
-    cvar_level: float | None = option(None, "fraction of worst losses for CVaR (0.2)")
-    chi2_radius: float | None = option(None, "radius of the chi-square ball (1.0)")
-    rho: float | None = option(None, "rho of WDPO's gradient penalty (0.01)")
-    penalty_form: Literal["squared", "sqrt_mean"] | None = option(None, "WDPO penalty: per-example squared norm (official code) or sqrt of the mean (paper's Algorithm 1)")
-    penalty_mode: Literal["finite_difference", "exact"] | None = option(None, "how to differentiate WDPO's penalty")
-    length_normalize: bool | None = option(None, "use mean instead of summed completion log-probs")
+    fields = [
+        ("method", str, option("dpo", "preset name (see `dralign methods`)")),
+        ("divergence", str | None, option(None, "override the preset's score: reverse_kl, forward_kl, js, alpha")),
+        ("coupling", str | None, option(None, "override the coupling: paired, aot, aot_unpaired")),
+        ("link", str | None, option(None, "override the link: sigmoid, robust, hinge, ipo")),
+        ("robust", str | None, option(None, "override the aggregation: mean, kl, kl_official, drdpo, dora, reweight, group, cvar, chi2")),
+        ("penalty", str | None, option(None, "override the penalty: none, wasserstein")),
+    ]
+    for name, spec in parameters().items():
+        kind = Literal[spec.choices] if spec.choices else float
+        presets = "".join(f"; {p} {v}" for p, v in spec.preset_defaults.items())
+        where = f"; {spec.range}" if spec.range else ""
+        fields.append((name, kind | None, option(None, f"{spec.help} ({spec.default}{presets}{where})")))
+    fields.append(("length_normalize", bool | None, option(None, "use mean instead of summed completion log-probs")))
+    names = tuple(name for name, _, _ in fields[1:])
 
     def objective_kwargs(self) -> dict:
-        names = ("divergence", "coupling", "link", "robust", "penalty", "beta", "label_smoothing",
-                 "alpha", "tau", "drdpo_beta", "lam", "eta", "cvar_level", "chi2_radius", "rho",
-                 "penalty_form", "penalty_mode", "length_normalize")
+        """The given overrides, as keyword arguments of `Objective.from_preset`."""
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+    return make_dataclass("MethodOptions", fields, namespace={
+        "objective_kwargs": objective_kwargs,
+        "__doc__": "Method: a preset and its parameters (unset = the preset's default)."})
+
+
+MethodOptions = _method_options()
 
 
 @dataclass

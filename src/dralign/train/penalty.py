@@ -16,7 +16,7 @@ Per-example gradients from one backward: with a paired coupling ℓ_i depends on
 rows, so ∇_z L restricted to pair i's rows is exactly p_i·g_i: g_i = G_i / p_i (pairs with
 p_i = 0 contribute nothing and are not perturbed).
 
-Two ways to get ∇θ S (`Objective.penalty_mode`):
+Two ways to get ∇θ S (`Objective.penalty.penalty_mode`):
 
 - ``exact``: g = autograd.grad(Σ_i ℓ_i, z, create_graph=True), then one backward of L + k·S
   (double backward). Needs an attention kernel with a double backward: eager only; SDPA and
@@ -74,10 +74,9 @@ import torch
 
 from dralign.modeling.loading import attention_supports_double_backward
 from dralign.modeling.logps import sequence_logps
-from dralign.objectives.couplings import SORTING_COUPLINGS
 from dralign.objectives.objective import Objective, ObjectiveOutput
 
-__all__ = ["PenaltyResult", "check_penalty_mode", "penalized_backward", "penalty_active"]
+__all__ = ["PenaltyResult", "check_penalty_mode", "grad_sq", "penalized_backward", "penalty_active"]
 
 
 @dataclass
@@ -108,7 +107,7 @@ class PenaltyResult:
 
 def penalty_active(objective: Objective) -> bool:
     """Whether the objective carries a Wasserstein penalty with ρ > 0."""
-    return objective.penalty == "wasserstein" and objective.rho > 0
+    return objective.penalty is not None and objective.penalty.active
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -123,15 +122,15 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 def check_penalty_mode(model: torch.nn.Module, objective: Objective) -> None:
     """Raise ValueError, before any training, when the objective's penalty cannot run on `model`:
     exact mode on an attention kernel without a double backward, or a sorting coupling."""
-    if objective.penalty != "wasserstein":
+    if objective.penalty is None:
         return
-    if objective.coupling in SORTING_COUPLINGS:
+    if objective.components.coupling.sorts:
         raise ValueError(
             f"the Wasserstein penalty (WDPO) is not implemented for coupling={objective.coupling!r}: "
             "a sorting coupling compares batch quantiles, not examples, so the per-example "
             "gradient penalty ||grad_z l_i||^2 has no per-example loss to differentiate. "
             "Use coupling='paired', or penalty='none'")
-    if objective.penalty_mode == "exact" and not attention_supports_double_backward(_unwrap(model)):
+    if objective.penalty.penalty_mode == "exact" and not attention_supports_double_backward(_unwrap(model)):
         impl = getattr(getattr(_unwrap(model), "config", None), "_attn_implementation", None)
         raise ValueError(
             f"penalty_mode='exact' needs a double backward through attention, which the model's "
@@ -174,7 +173,7 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
                        meta: dict | None = None, weights: torch.Tensor | None = None,
                        scale: float = 1.0, length_normalize: bool | None = None,
                        penalty_total: float | torch.Tensor | None = None,
-                       fd_step: float | None = None,
+                       fd_step: float | None = None, state: dict | None = None,
                        backward: Callable[[torch.Tensor], None] | None = None,
                        no_sync: Callable[[], ContextManager] | None = None,
                        autocast: Callable[[], ContextManager] | None = None) -> PenaltyResult:
@@ -183,8 +182,8 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     batch: `input_ids`, `attention_mask`, `completion_mask` [2B, L] (chosen rows, then rejected).
     ref_chosen, ref_rejected: reference log-probs [B] in the objective's units (summed, or
         mean when length-normalised).
-    objective: the `Objective`; its `penalty`, `rho`, `penalty_form`, `penalty_mode` pick the
-        penalty. Without a penalty (or ρ = 0) this is one ordinary forward/backward.
+    objective: the `Objective`; its `penalty` (a `Wasserstein` value: rho, penalty_form,
+        penalty_mode) picks the penalty. Without a penalty (or ρ = 0) this is one ordinary forward/backward.
     meta: keyword metadata for the objective (`weight`, `group`, `ratio`) when `weights` is None.
     weights: p [B] fixed from outside (exact global batch: p computed over the effective batch,
         data weights included). Then the micro-batch loss is Σ_i p_i ℓ_i, ℓ from
@@ -192,8 +191,12 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
         update) and `output` is None.
     scale: every gradient is multiplied by it (e.g. 1/grad_accum); reported values are not.
     length_normalize: mean instead of summed completion log-probs (None: the objective's).
-    penalty_total: for sqrt_mean under micro-batching, the effective batch's S, so that the
-        gradient is ρ/(2√S_total)·∇S (default: this micro-batch's S).
+    penalty_total: S_total, the effective batch's S = Σ_i p_i ‖g_i‖² over every micro-batch and
+        process (from `grad_sq`), so that sqrt_mean's gradient is ρ/(2√S_total)·∇S_micro and
+        the parts add up to the big batch's (default: this micro-batch's S, right only when it
+        is the whole effective batch). Unused by the squared form.
+    state: the objective's state (group DRO's q) when `weights` is None; the advanced state
+        is `result.output.state`.
     fd_step: ε₀ of the finite difference (relative step, see the module doc).
     backward: callable that backpropagates a scalar (default `Tensor.backward`), e.g.
         `accelerator.backward`.
@@ -214,10 +217,10 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     meta = meta or {}
     ln = objective.length_normalize if length_normalize is None else length_normalize
     active = penalty_active(objective)
-    if objective.penalty == "wasserstein":
+    if objective.penalty is not None:
         check_penalty_mode(model, objective)
     if weights is not None:
-        if objective.coupling in SORTING_COUPLINGS:
+        if objective.components.coupling.sorts:
             raise ValueError("fixed per-example weights cannot apply to a sorting coupling")
         weights = weights.detach()
     ids, am, cm = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
@@ -242,7 +245,7 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     def pass_loss(pc, pr, first: bool):
         """(surrogate with gradient Σ p_i ∇ℓ_i, value, p, differentiable ℓ, output)."""
         if weights is None and first:
-            out = objective(pc, pr, ref_chosen, ref_rejected, **meta)
+            out = objective(pc, pr, ref_chosen, ref_rejected, state=state, **meta)
             return out.loss, out.loss.detach(), out.weights.detach(), None, out
         losses = example_losses(pc, pr)
         p = (weights if weights is not None else fixed_p).to(losses.dtype)
@@ -253,7 +256,7 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     embed = _unwrap(model).get_input_embeddings()
 
     # ---------------------------------------------------------------- no penalty: plain DPO step
-    if objective.penalty != "wasserstein":
+    if objective.penalty is None:
         with autocast():
             pc, pr = policy_logps(None)
             surrogate, value, p, _, out = pass_loss(pc, pr, True)
@@ -262,7 +265,7 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
         return _result(value, zero, zero.new_tensor(math.nan), out, math.nan, objective)
 
     # ---------------------------------------------------------------- exact: double backward
-    if objective.penalty_mode == "exact" and active:
+    if objective.penalty.penalty_mode == "exact" and active:
         with autocast():
             z = _embeddings(embed, ids)
             pc, pr = policy_logps(z)
@@ -273,7 +276,7 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
             sq = _pair_sq_norms(g, n_pairs)
             p_ = p.to(sq.dtype)
             s_local = (p_ * sq).sum()
-        k, pen_value = _coefficient(objective, s_local.detach(), penalty_total)
+        k, pen_value = objective.penalty.coefficient(s_local.detach(), penalty_total)
         backward((surrogate + k * s_local.to(surrogate.dtype)) * scale)
         return _result(value, pen_value, s_local.detach(), out, math.nan, objective)
 
@@ -308,7 +311,7 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
         g = G.to(p_rows.dtype) * inv[:, None, None]
     sq = _pair_sq_norms(g, n_pairs)
     s_local = (p.to(sq.dtype) * sq).sum()
-    k, pen_value = _coefficient(objective, s_local, penalty_total)
+    k, pen_value = objective.penalty.coefficient(s_local, penalty_total)
     if not fd:
         return _result(value, pen_value, s_local, out, math.nan, objective)
 
@@ -345,6 +348,50 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     return _result(value, pen_value, s_local, out, eps, objective)
 
 
+def grad_sq(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
+            objective: Objective, *, weights: torch.Tensor, length_normalize: bool | None = None,
+            autocast: Callable[[], ContextManager] | None = None) -> torch.Tensor:
+    """S_micro = Σ_i p_i ‖g_i‖², g_i = ∇_{z_i} ℓ_i, of one micro-batch (detached, no parameter
+    gradient: one forward and a backward to z only).
+
+    sqrt_mean needs S over the EFFECTIVE batch: its gradient is ρ/(2√S)·∇S with
+
+        S_total = Σ_{processes} Σ_{micro-batches} Σ_{i in micro} p_i ‖g_i‖²
+
+    where p are the effective batch's weights (Σ p = 1 over all micro-batches and processes,
+    from the statistics pass). The trainer, per optimizer step:
+      1. p = objective over the effective batch (`Objective.coefficients(...)[0].weights`);
+      2. S_total = all-reduce-sum over processes of Σ_micro `grad_sq(model, micro, rc, rr,
+         objective, weights=p[micro])` (p unscaled: not multiplied by the number of processes);
+      3. for each micro-batch `penalized_backward(..., weights=p[micro] * W, penalty_total=S_total)`
+         (W = number of processes, so DDP's average gives Σ; each part's penalty value is
+         ρ·S_micro/√S_total, which sums to ρ·√S_total once divided by W).
+    Then k micro-batches of b and N processes give the update of one batch of k·b·N. The squared
+    form is additive and needs none of this. The RNG state is restored afterwards, so measuring
+    S does not move the training's random stream (dropout masks may differ from the training
+    pass's for the second and later micro-batches).
+    """
+    autocast = autocast or contextlib.nullcontext
+    ln = objective.length_normalize if length_normalize is None else length_normalize
+    ids, am, cm = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
+    n_pairs = ids.shape[0] // 2
+    rng = _RNGState(ids.device)
+    try:
+        with torch.enable_grad(), autocast():
+            z = _embeddings(_unwrap(model).get_input_embeddings(), ids)
+            seq = sequence_logps(model, ids, am, cm, inputs_embeds=z)
+            values = seq.sum / seq.count.clamp(min=1) if ln else seq.sum
+            d = torch.float64 if values.dtype == torch.float64 else torch.float32
+            pc, pr = values[:n_pairs].to(d), values[n_pairs:].to(d)
+            losses = objective.losses(objective.margins(pc, pr, ref_chosen.to(d).detach(),
+                                                        ref_rejected.to(d).detach()))
+            (g,) = torch.autograd.grad(losses.sum(), z)
+    finally:
+        rng.restore()
+    sq = _pair_sq_norms(g.detach(), n_pairs)
+    return (weights.detach().to(sq.dtype) * sq).sum()
+
+
 def _embeddings(embed: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     """z = embed(ids), requiring grad even when the embedding is frozen (LoRA)."""
     z = embed(ids)
@@ -359,29 +406,15 @@ def _pair_sq_norms(g: torch.Tensor, n_pairs: int) -> torch.Tensor:
     return per_row[:n_pairs] + per_row[n_pairs:]
 
 
-def _coefficient(objective: Objective, s_local: torch.Tensor, penalty_total):
-    """(k, penalty value): the penalty's gradient is k·∇S."""
-    s_local = s_local.detach()
-    rho = objective.rho
-    if objective.penalty_form == "squared":
-        return rho, rho * s_local
-    s_ref = s_local if penalty_total is None else torch.as_tensor(penalty_total, dtype=s_local.dtype)
-    root = torch.sqrt(s_ref.clamp(min=0))
-    k = rho / (2 * root) if float(root) > 0 else 0.0 * root
-    value = rho * root if penalty_total is None else (
-        rho * s_local / root if float(root) > 0 else s_local.new_zeros(()))
-    return k, value
-
-
 def _result(value, pen_value, s_local, out, eps, objective) -> PenaltyResult:
     value = value.detach()
     pen_value = torch.as_tensor(pen_value, dtype=value.dtype, device=value.device).detach()
     s_local = torch.as_tensor(s_local, device=value.device).detach()
     metrics = dict(out.metrics) if out is not None else {}
-    if objective.penalty == "wasserstein":
+    if objective.penalty is not None:
         metrics["penalty/wasserstein"] = float(pen_value)
         metrics["penalty/grad_sq"] = float(s_local)
-        if objective.penalty_mode == "finite_difference":
+        if objective.penalty.penalty_mode == "finite_difference":
             metrics["penalty/fd_eps"] = float(eps)
     return PenaltyResult(loss=value + pen_value, objective=value, penalty=pen_value,
                          grad_sq=s_local, output=out, fd_eps=float(eps), metrics=metrics)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..objectives import Objective
-from .penalty import penalized_backward
+from .penalty import grad_sq, penalized_backward
 from .scorers import DataSide, Scorer
 
 
@@ -155,12 +155,26 @@ class PenalizedStep:
     def backward(self, micro: list[dict], state: dict) -> StepOutput:
         return self._exact(micro, state) if self.exact else self._local(micro, state)
 
+    def _effective_grad_sq(self, micro: list[dict], own_weights: torch.Tensor) -> torch.Tensor:
+        """S = Σ_i p_i ‖∇_{z_i} ℓ_i‖² over the effective batch (all micro-batches and processes):
+        sqrt_mean's penalty ρ·√S is of the whole batch, not of each micro-batch."""
+        ctx, offset, total = self.ctx, 0, 0.0
+        for batch in micro:
+            n = batch["index"].shape[0]
+            rc, rr = ctx.scorer.reference_values(ctx.side, batch)
+            total = total + grad_sq(ctx.model, batch, rc, rr, ctx.objective,
+                                    weights=own_weights[offset:offset + n], autocast=ctx.accelerator.autocast)
+            offset += n
+        return ctx.accelerator.reduce(torch.as_tensor(total), reduction="sum")
+
     def _local(self, micro: list[dict], state: dict) -> StepOutput:
         ctx, k = self.ctx, len(micro)
         loss, metrics = 0.0, {}
         for i, batch in enumerate(micro):
             with ctx.sync(i == k - 1):
-                result = self._penalized(batch, meta=ctx.scorer.metadata(batch, ctx.side), scale=1.0 / k)
+                result = self._penalized(batch, meta=ctx.scorer.metadata(batch, ctx.side), scale=1.0 / k,
+                                         state=state)
+            state = result.output.state
             loss += torch.as_tensor(result.loss).detach().float() / k
             for name, v in result.metrics.items():
                 metrics[name] = metrics.get(name, 0.0) + torch.as_tensor(v).float() / k
@@ -172,12 +186,14 @@ class PenalizedStep:
         local, full, _ = statistics_pass(ctx, micro, keep_first=False)
         out, _ = ctx.scorer.coefficients(ctx.objective, full, state=state)
         n_local = next(iter(local.values())).shape[0]
-        (weights,) = my_share(ctx, [out.weights], n_local)
+        own = out.weights[acc.process_index * n_local:(acc.process_index + 1) * n_local]
+        weights = own * acc.num_processes  # DDP averages gradients over processes
+        total_sq = self._effective_grad_sq(micro, own) if ctx.objective.penalty.penalty_form == "sqrt_mean" else None
         offset, penalty = 0, []
         for i, batch in enumerate(micro):
             n = batch["index"].shape[0]
             with ctx.sync(i == len(micro) - 1):
-                result = self._penalized(batch, weights=weights[offset:offset + n])
+                result = self._penalized(batch, weights=weights[offset:offset + n], penalty_total=total_sq)
             penalty.append(result.penalty.float())
             offset += n
         total = acc.reduce(sum(penalty), reduction="sum") / acc.num_processes
