@@ -42,8 +42,8 @@ from ..config import atomic_write_text, save_yaml, to_flat_dict
 from ..data import ColumnMap, PreferenceData, batch_indices, load_rows, tokenize_pairs, tokenize_unpaired
 from ..data.collate import collate_pairs, collate_shared_pairs, collate_unpaired
 from ..modeling import (AdapterDisabledReference, CachedReference, FrozenReference, PairLogps,
-                        ReferenceCache, apply_lora, load_model, load_tokenizer, model_fingerprint,
-                        pair_logps, sequence_logps)
+                        ReferenceCache, apply_lora, build_reference_cache, load_model,
+                        load_tokenizer, model_fingerprint, pair_logps, sequence_logps)
 from ..modeling.logps import prefix_sharing_support
 from ..objectives import Objective
 from .config import TrainConfig
@@ -172,52 +172,6 @@ def reduce_logps(lp: PairLogps, length_normalize: bool) -> tuple[torch.Tensor, t
     if length_normalize:
         return lp.chosen_sum / lp.chosen_count.clamp(min=1), lp.rejected_sum / lp.rejected_count.clamp(min=1)
     return lp.chosen_sum, lp.rejected_sum
-
-
-class UnpairedReference:
-    """Reference values of unpaired completions, read from a cache whose chosen slots hold each
-    completion's values."""
-
-    def __init__(self, cache: ReferenceCache):
-        self.cache = cache
-
-    def logps(self, batch):
-        v = self.cache.lookup(batch["index"].cpu())
-        label = batch["label"].cpu()
-        out = PairLogps(v.chosen_sum[label], v.chosen_sum[~label], v.chosen_count[label],
-                        v.chosen_count[~label])
-        return PairLogps(*(t.to(batch["index"].device) for t in out))
-
-
-def build_reference_cache(model, data: PreferenceData, path: Path, fingerprint: str,
-                          batch_size: int, device, log=print,
-                          collate: Callable[[PreferenceData, list[int]], dict] | None = None
-                          ) -> ReferenceCache:
-    """Score every example with `model` (no grad) and save the cache atomically. `collate`
-    (default `data.collate`) builds the batches, e.g. in the prefix-shared layout."""
-    collate = collate or (lambda d, idx: d.collate(idx))
-    log(f"computing reference log-probs for {len(data)} examples -> {path}")
-    indices, parts = [], []
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            idx = list(range(start, min(start + batch_size, len(data))))
-            batch = {k: v.to(device) for k, v in collate(data, idx).items()}
-            if data.kind == "pairs":
-                lp = pair_logps(model, batch)
-            else:
-                seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"],
-                                     batch["completion_mask"])
-                zeros = torch.zeros_like(seq.sum)
-                lp = PairLogps(seq.sum, zeros, seq.count, torch.zeros_like(seq.count))
-            indices.append(batch["index"].cpu())
-            parts.append([t.float().cpu() if t.is_floating_point() else t.cpu() for t in lp])
-    model.train(was_training)
-    values = PairLogps(*(torch.cat(c) for c in zip(*parts)))
-    cache = ReferenceCache.from_values(fingerprint, torch.cat(indices), values)
-    cache.save(path)
-    return cache
 
 
 # ----------------------------------------------------------------------------- prefix sharing
@@ -392,16 +346,15 @@ class Trainer:
                         if ref_model is None:  # the start weights are the policy before training
                             ref_model = (load_model(cfg.model.ref_model, dtype=cfg.model.dtype).to(device)
                                          if cfg.model.ref_model else self.model)
-                        cache = build_reference_cache(ref_model, data, cache_dir, fp,
-                                                      cfg.optim.batch_size * 2, device, self.log,
-                                                      collate=self._collate)
+                        cache = build_reference_cache(ref_model, data, self._collate, cache_dir, fp,
+                                                      batch_size=cfg.optim.batch_size * 2,
+                                                      device=device, log=self.log)
                     else:
                         self.log(f"reference log-probs read from {ReferenceCache.file_for(cache_dir, fp)}")
                 self.accelerator.wait_for_everyone()
                 cache = cache or ReferenceCache.load(cache_dir, fp)
                 caches.append(cache)
-            wrap = UnpairedReference if self.unpaired else CachedReference
-            return tuple(None if c is None else wrap(c) for c in caches)
+            return tuple(None if c is None else CachedReference(c) for c in caches)
         if self.unpaired:
             raise TrainingError("aot-unpaired reads reference log-probs from the cache: drop --no-ref-cache")
         if cfg.model.ref_model:
