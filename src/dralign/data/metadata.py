@@ -96,6 +96,7 @@ def density_ratios(examples: Sequence[RowMeta], prior: float | None = None
         raise DataError(f"{e.file} row {e.row}: the method needs a density ratio per row (`ratio` "
                         f"or `target_prob` column; see `dralign ratio fit`); {len(missing)} rows "
                         "lack both")
+    # held-out rows keep the training π_T: the prior is a property of the training mixture
     if prior is None and any(e.ratio is None for e in examples):
         prior = target_prior(e.target_prob for e in examples if e.target_prob is not None)
     h = [row_ratio(e.ratio, e.target_prob, prior) for e in examples]
