@@ -83,13 +83,32 @@ def test_truncate_helper():
                     truncation_side="left") == ([1, 2, 3, 4], [[5]], False, False)
 
 
+def test_long_prompt_is_cut_to_half_max_length_keeping_its_end_by_default():
+    """A prompt of 3 × max_length trains with default options: cut to max_length // 2 = 4
+    tokens, keeping its end; prompts that fit are left alone; the cut is counted."""
+    tok = CharTokenizer()
+    rows = [{"prompt": "abcdefghijklmnopqrstuvw", "chosen": "xyz", "rejected": "u"},  # 24 = 3 × 8
+            {"prompt": "abcde", "chosen": "x", "rejected": "y"}]                     # 6: fits
+    data = tokenize_pairs(rows, tok, max_length=8)
+    long, short = data.examples
+    assert long.prompt_ids == tuple(ids("tuvw"))
+    assert long.chosen_ids == (*ids("xyz"), EOS) and long.rejected_ids == (ord("u"), EOS)
+    assert short.prompt_ids == (BOS, *ids("abcde"))
+    assert data.report.truncated_prompt == 1 and data.report.kept == 2
+    assert data.settings["long_prompts"] == "cut"
+    right = tokenize_pairs(rows, tok, max_length=8, truncation_side="right")
+    assert right.examples[0].prompt_ids == (BOS, *ids("abc"))
+    assert truncate([1] * 30, [[5]], max_length=10, max_prompt_length=None,
+                    truncation_side="left") == ([1] * 5, [[5]], True, False)
+
+
 def test_prompt_filling_max_length_and_identical_after_truncation_are_bad_rows():
     tok = CharTokenizer()
     rows = [{"prompt": "abcdefghij", "chosen": "x", "rejected": "y"},   # 11 prompt tokens
             {"prompt": "ab", "chosen": "same-start-1", "rejected": "same-start-2"},
             {"prompt": "ab", "chosen": "x", "rejected": "y"}]
-    with pytest.raises(DataError) as info:
-        tokenize_pairs(rows, tok, max_length=8)
+    with pytest.raises(DataError) as info:  # the strict behaviour: a long prompt is a bad row
+        tokenize_pairs(rows, tok, max_length=8, long_prompts="strict")
     message = str(info.value)
     assert message.startswith("2 bad row(s) out of 3 read from <memory> "
                               "(chosen_equals_rejected: 1, prompt_fills_max_length: 1)")
@@ -97,7 +116,7 @@ def test_prompt_filling_max_length_and_identical_after_truncation_are_bad_rows()
             "room for a completion within max_length=8; set max_prompt_length") in message
     assert ("<memory>: row 1, field 'rejected': chosen and rejected are identical after "
             "tokenization and truncation to max_length=8") in message
-    data = tokenize_pairs(rows, tok, max_length=8, on_bad_row="skip")
+    data = tokenize_pairs(rows, tok, max_length=8, on_bad_row="skip", long_prompts="strict")
     assert [e.row for e in data.examples] == [2]
     assert data.report.kept + data.report.n_skipped == data.report.rows_read == 3
 
@@ -109,6 +128,8 @@ def test_settings_are_checked():
         tokenize_pairs(rows, tok, max_length=8, max_prompt_length=8)
     with pytest.raises(ValueError, match="truncation_side must be one of"):
         tokenize_pairs(rows, tok, truncation_side="middle")
+    with pytest.raises(ValueError, match="long_prompts must be one of"):
+        tokenize_pairs(rows, tok, long_prompts="never")
 
 
 # --------------------------------------------------------------------------- collation
@@ -215,3 +236,42 @@ def test_load_preference_data_end_to_end(tmp_path):
     data = load_preference_data(path, CharTokenizer(), max_length=16)
     assert len(data) == 1 and data[0].file == str(path) and data.group_names == ["g"]
     assert data.lengths() == [1 + 1 + 2]
+
+
+# --------------------------------------------------------------------------- metadata
+
+def test_group_numbering_one_rule_known_names_first_then_integers_numerically_then_strings():
+    from dralign.data import number_names
+    names, ids = number_names([], ["b", 10, "2", None, "a", 2, "-1"])
+    assert names == ["-1", "2", "10", "a", "b"]  # integers numerically ("2" < "10"), then strings
+    assert ids == {"-1": 0, "2": 1, "10": 2, "a": 3, "b": 4}
+    names, ids = number_names(["south", "north"], ["north", "east"])  # held-out: training ids kept
+    assert ids == {"south": 0, "north": 1, "east": 2}
+    tok = CharTokenizer()
+    rows = [{"prompt": "a", "chosen": "x", "rejected": "y", "group": g} for g in ("10", "9", "x")]
+    assert tokenize_pairs(rows, tok).group_names == ["9", "10", "x"]
+
+
+def test_density_ratios_use_the_training_prior_for_held_out_rows():
+    from dralign.data import density_ratios
+    train = [PairExample(i, (1,), (2,), (3,), target_prob=p) for i, p in enumerate([0.2, 0.6])]
+    held_out = [PairExample(0, (1,), (2,), (3,), target_prob=0.8)]
+    h, prior = density_ratios(train)
+    assert prior == pytest.approx(0.4) and h.tolist() == pytest.approx([0.5, 1.5])
+    h_eval, same = density_ratios(held_out, prior)  # 0.8 / 0.4, not 0.8 / 0.8 (its own mean)
+    assert same == prior and h_eval.tolist() == pytest.approx([2.0])
+    given = [PairExample(0, (1,), (2,), (3,), ratio=3.0, target_prob=0.1)]
+    assert density_ratios(given)[0].tolist() == [3.0]  # a ratio wins over a target_prob
+    with pytest.raises(DataError, match="row 7: the method needs a density ratio"):
+        density_ratios([PairExample(0, (1,), (2,), (3,), row=7, file="f.jsonl")])
+    with pytest.raises(DataError, match="averages to 0"):
+        density_ratios([PairExample(0, (1,), (2,), (3,), target_prob=0.0)])
+
+
+def test_require_groups_names_the_first_row_without_one():
+    from dralign.data import require_groups
+    rows = [PairExample(0, (1,), (2,), (3,), group=0), PairExample(1, (1,), (2,), (3,), row=4,
+                                                                   file="d.jsonl")]
+    with pytest.raises(DataError, match=r"d.jsonl row 4: field 'grp': group-dro needs a group"):
+        require_groups(rows, ["a"], column="grp", method="group-dro")
+    assert require_groups(rows[:1], ["a", "b"]) == 2

@@ -22,8 +22,8 @@ from dralign.integrations.trl import (  # noqa: E402
     DPOTrainer,
     DralignDPOConfig,
     UnsupportedObjectiveError,
-    sequence_logps,
 )
+from dralign.modeling import completion_logps  # noqa: E402
 from dralign.modeling.tiny import tiny_model, tiny_tokenizer  # noqa: E402
 
 N = 8
@@ -209,11 +209,12 @@ def test_trl_loss_settings_are_ignored_with_a_warning(tok, tmp_path):
     assert t.dralign_objective.link == "sigmoid"
 
 
-def test_sequence_logps_ld_alpha_down_weights_the_longer_tail():
+def test_ld_alpha_down_weights_the_longer_tail():
+    """The bridge reduces TRL's per-token log-probs with dralign's `completion_logps`."""
     per_token = torch.tensor([[-1.0, -1.0, -1.0, -1.0], [-2.0, -2.0, 0.0, 0.0]])
     mask = torch.tensor([[0, 1, 1, 1], [0, 1, 0, 0]])
-    assert sequence_logps(per_token, mask).tolist() == [-3.0, -2.0]
-    assert sequence_logps(per_token, mask, ld_alpha=0.5).tolist() == [-2.0, -2.0]
+    assert completion_logps(per_token, mask).sum.tolist() == [-3.0, -2.0]
+    assert completion_logps(per_token, mask, ld_alpha=0.5).sum.tolist() == [-2.0, -2.0]
 
 
 # ---------------------------------------------------------------------------- refusals
@@ -234,3 +235,21 @@ def test_unsupported_setups_are_refused_with_the_reason(tok, tmp_path, kwargs, d
     with pytest.raises(UnsupportedObjectiveError, match=match):
         DPOTrainer(make_model(tok, 0), args=args, train_dataset=Dataset.from_list(rows(**data)),
                    processing_class=tok, **kwargs)
+
+
+def test_bridge_numbers_groups_and_forms_ratios_as_dralign_train():
+    """One rule for both paths (dralign.data.metadata): groups numbered integers first,
+    numerically ("9" before "10"), then strings; h = target_prob / the TRAINING prior, for
+    held-out rows too."""
+    from dralign.data import number_names
+    from dralign.integrations.trl import plan_columns
+
+    train = Dataset.from_dict({"prompt": ["p"] * 4, "chosen": ["a"] * 4, "rejected": ["b"] * 4,
+                               "group": ["10", "9", "10", "x"],
+                               "target_prob": [0.2, 0.6, 0.2, 0.6]})
+    groups = plan_columns(dralign.Objective.from_preset("group-dro"), train)
+    assert groups.group_ids == {"9": 0, "10": 1, "x": 2} == number_names([], train["group"])[1]
+    dora = plan_columns(dralign.Objective.from_preset("dora"), train)
+    assert dora.target_prior == pytest.approx(0.4)
+    held_out = dora.tensors([{"target_prob": 0.8}, {"target_prob": 0.4}])
+    assert held_out["dralign_ratio"].tolist() == pytest.approx([2.0, 1.0])

@@ -13,15 +13,20 @@ from dralign.modeling import (
     AdapterDisabledReference,
     CachedReference,
     FrozenReference,
+    PairLogps,
     ReferenceCache,
     apply_lora,
     attention_supports_double_backward,
+    build_reference_cache,
+    completion_logps,
+    eval_mode,
     load_model,
     load_tokenizer,
     model_fingerprint,
     pair_logps,
     sequence_logps,
     target_log_probs,
+    unwrap,
 )
 from dralign.modeling import logps as logps_module
 from dralign.modeling.logps import supports_logits_mask
@@ -78,7 +83,7 @@ def test_sequence_logps_equals_naive_reference(float64_models, arch):
     want_sum, want_count = naive_sequence_logps(model, *model_inputs(batch))
     torch.testing.assert_close(out.sum, want_sum, rtol=0, atol=1e-10)
     assert out.count.tolist() == [4, 2, 6, 1] == want_count.tolist()
-    torch.testing.assert_close(out.mean, want_sum / want_count, rtol=0, atol=1e-10)
+    torch.testing.assert_close(out.reduce(True), want_sum / want_count, rtol=0, atol=1e-10)
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -297,9 +302,15 @@ def reference_and_batches():
     return FrozenReference(model), batches
 
 
+def build(reference, batches, path, fingerprint, **kwargs):
+    """The one cache builder over ready-made batches (one per collate call)."""
+    return build_reference_cache(reference.model, batches, lambda data, idx: data[idx[0]], path,
+                                 fingerprint, batch_size=1, log=lambda *_: None, **kwargs)
+
+
 def test_cache_values_equal_the_live_reference(tmp_path, reference_and_batches):
     reference, batches = reference_and_batches
-    built = ReferenceCache.build(reference, batches, tmp_path, "fp-1", progress=True)
+    built = build(reference, batches, tmp_path, "fp-1", progress=True)
     assert len(built) == 6
     loaded = ReferenceCache.load(tmp_path, "fp-1")
     assert loaded is not None
@@ -312,7 +323,7 @@ def test_cache_values_equal_the_live_reference(tmp_path, reference_and_batches):
 
 def test_cache_with_another_fingerprint_is_not_used(tmp_path, reference_and_batches):
     reference, batches = reference_and_batches
-    built = ReferenceCache.build(reference, batches, tmp_path, "fp-1")
+    built = build(reference, batches, tmp_path, "fp-1")
     assert ReferenceCache.load(tmp_path, "fp-2") is None
     assert ReferenceCache.load(tmp_path / "missing", "fp-1") is None
     # A file whose stored fingerprint disagrees with its name is refused too.
@@ -323,7 +334,7 @@ def test_cache_with_another_fingerprint_is_not_used(tmp_path, reference_and_batc
 
 def test_cached_reference_never_constructs_a_model(tmp_path, reference_and_batches, monkeypatch):
     reference, batches = reference_and_batches
-    ReferenceCache.build(reference, batches, tmp_path, "fp")
+    build(reference, batches, tmp_path, "fp")
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was constructed")
@@ -337,7 +348,7 @@ def test_cached_reference_never_constructs_a_model(tmp_path, reference_and_batch
 
 def test_cache_refuses_examples_it_does_not_hold(tmp_path, reference_and_batches):
     reference, batches = reference_and_batches
-    cache = ReferenceCache.build(reference, batches[1:], tmp_path, "fp")  # examples 2..5
+    cache = build(reference, batches[1:], tmp_path, "fp")  # examples 2..5
     with pytest.raises(KeyError, match="not in the reference cache"):
         CachedReference(cache).logps({"index": torch.tensor([0, 3])})
     with pytest.raises(KeyError, match="outside the reference cache"):
@@ -357,3 +368,82 @@ def test_model_fingerprint_tracks_weights_and_config(tmp_path):
     with torch.no_grad():
         model.transformer.h[0].mlp.c_fc.weight[3, 5] += 1e-3
     assert model_fingerprint(model) != before
+
+
+def _values_offset(file):
+    """Where the tensor bytes of a safetensors file start (8-byte header size, then JSON)."""
+    return 8 + int.from_bytes(file.read_bytes()[:8], "little")
+
+
+def test_truncated_cache_is_refused_with_one_line_and_rebuilt(tmp_path, reference_and_batches,
+                                                             caplog):
+    reference, batches = reference_and_batches
+    build(reference, batches, tmp_path, "fp")
+    file = ReferenceCache.file_for(tmp_path, "fp")
+    file.write_bytes(file.read_bytes()[:-20])
+    with caplog.at_level(logging.WARNING, logger="dralign.modeling.cache"):
+        assert ReferenceCache.load(tmp_path, "fp") is None
+    [record] = caplog.records
+    assert "unreadable" in record.getMessage() and "rebuilt" in record.getMessage()
+    assert "\n" not in record.getMessage() and record.exc_info is None
+    build(reference, batches, tmp_path, "fp")  # what the trainer does next
+    assert ReferenceCache.load(tmp_path, "fp") is not None
+
+
+def test_altered_cache_values_fail_the_checksum(tmp_path, reference_and_batches, caplog):
+    reference, batches = reference_and_batches
+    built = build(reference, batches, tmp_path, "fp")
+    file = ReferenceCache.file_for(tmp_path, "fp")
+    data = bytearray(file.read_bytes())
+    start = _values_offset(file)
+    data[start + 4:start + 8] = bytes(b ^ 0x5A for b in data[start + 4:start + 8])
+    file.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="dralign.modeling.cache"):
+        assert ReferenceCache.load(tmp_path, "fp") is None
+    assert "failed verification" in caplog.text
+    # the intact file loads, with exactly the values built
+    built.save(tmp_path)
+    loaded = ReferenceCache.load(tmp_path, "fp")
+    assert all(torch.equal(getattr(loaded, f), getattr(built, f)) for f in PairLogps._fields)
+
+
+def test_cache_of_unpaired_data_reads_back_split_by_label(tmp_path):
+    model = tiny_model("llama", vocab_size=VOCAB, seed=4)
+    batch = make_batch([2, 3, 4, 2], [3, 2, 2, 5], seed=0)
+    batch["index"] = torch.tensor([0, 1, 2, 3])
+    batch["label"] = torch.tensor([True, False, False, True])
+    cache = build(FrozenReference(model), [batch], tmp_path, "fp")
+    seq = sequence_logps(model.eval(), batch["input_ids"], batch["attention_mask"],
+                         batch["completion_mask"])
+    out = CachedReference(cache).logps(batch)
+    assert torch.allclose(out.chosen_sum, seq.sum[[0, 3]]) and torch.allclose(out.rejected_sum, seq.sum[[1, 2]])
+    assert out.chosen_count.tolist() == seq.count[[0, 3]].tolist()
+
+
+def test_length_normalisation_by_hand():
+    lp = PairLogps(torch.tensor([-6.0, -1.0]), torch.tensor([-4.0, 0.0]),
+                   torch.tensor([3, 2]), torch.tensor([2, 0]))
+    assert lp.reduce(False) == (lp.chosen_sum, lp.rejected_sum)
+    chosen, rejected = lp.reduce(True)
+    assert chosen.tolist() == [-2.0, -0.5] and rejected.tolist() == [-2.0, 0.0]  # count 0 -> 0
+
+
+def test_completion_logps_sums_counts_and_ld_alpha():
+    per_token = torch.tensor([[-1.0, -1.0, -1.0], [-1.0, -1.0, float("-inf")]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    out = completion_logps(per_token, mask)
+    assert out.sum.tolist() == [-3.0, -2.0] and out.count.tolist() == [3, 2]
+    # LD-DPO: the chosen row's third token is past the rejected one's length: it counts 0.5
+    assert completion_logps(per_token, mask, ld_alpha=0.5).sum.tolist() == [-2.5, -2.0]
+
+
+def test_eval_mode_restores_the_mode_and_unwrap_finds_the_model():
+    model = tiny_model("gpt2", vocab_size=VOCAB).train()
+    with pytest.raises(RuntimeError):
+        with eval_mode(model):
+            assert not model.training
+            raise RuntimeError
+    assert model.training
+    assert unwrap(model) is model
+    lora = apply_lora(model, r=2)
+    assert unwrap(lora) is lora.get_base_model()

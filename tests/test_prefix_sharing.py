@@ -12,10 +12,11 @@ from safetensors.torch import load_file
 from conftest import write_jsonl
 from dralign import Objective
 from dralign.cli import main
-from dralign.data.collate import (CHOSEN, PAD, PROMPT, REJECTED, collate_pairs, collate_shared_pairs,
-                                  prefix_sharing_saving)
-from dralign.data.tokenize import PairExample
+from dralign.data import PairExample
+from dralign.data.collate import CHOSEN, PAD, PROMPT, REJECTED, collate_pairs, collate_shared_pairs
 from dralign.modeling import apply_lora, pair_logps
+from dralign.modeling.prefix_sharing import (ModelDims, choose_prefix_sharing, pair_forward_flops,
+                                             prefix_sharing_cost_ratio)
 from dralign.modeling.logps import (prefix_sharing_support, shared_attention_mask, shared_pair_logps,
                                     unshared_batch)
 from dralign.modeling.tiny import ARCHITECTURES, tiny_model
@@ -42,7 +43,35 @@ def test_shared_layout_contract():
     assert batch["attention_mask"].tolist() == [[1] * 8, [1] * 6 + [0, 0]]
     assert batch["completion_mask"].int().tolist() == [[0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 0, 0]]
     assert batch["index"].tolist() == [4, 9]
-    assert prefix_sharing_saving(ex) == pytest.approx(5 / (10 + 9))
+
+
+def test_cost_model_by_hand():
+    """Body N = 10, width 1, 1 layer; P, C, R = 3, 2, 3. Shared: 2·10·8 + 4·8² = 416; plain:
+    2·10·11 + 4·(5² + 6²) = 464."""
+    dims = ModelDims(body=10, hidden=1, layers=1)
+    assert pair_forward_flops(dims, 3, 2, 3, shared=True) == 416
+    assert pair_forward_flops(dims, 3, 2, 3, shared=False) == 464
+
+
+class _Data:
+    def __init__(self, lengths):
+        self.examples = examples(lengths)
+
+
+def test_choose_prefix_sharing_decides_from_the_one_cost_model():
+    model = tiny_model("llama", vocab_size=VOCAB)
+    long_prompts, short_prompts = _Data([(40, 3, 3)] * 4), _Data([(1, 30, 30)] * 4)
+    assert prefix_sharing_cost_ratio(model, long_prompts.examples) < 0.95
+    assert choose_prefix_sharing("auto", model, long_prompts, False, False)[0] is True
+    use, why = choose_prefix_sharing("auto", model, short_prompts, False, False)
+    assert not use and "too short" in why
+    assert choose_prefix_sharing("off", model, long_prompts, False, False) == (False, "off")
+    assert not choose_prefix_sharing("on", model, long_prompts, False, True)[0]  # unpaired
+    assert not choose_prefix_sharing("auto", model, long_prompts, True, False)[0]  # penalty
+    with pytest.raises(ValueError, match="Wasserstein penalty"):
+        choose_prefix_sharing("on", model, long_prompts, True, False)
+    with pytest.raises(ValueError, match="must be one of"):
+        choose_prefix_sharing("maybe", model, long_prompts, False, False)
 
 
 def test_rejected_tokens_never_see_chosen_tokens():

@@ -37,19 +37,26 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .tokenize import PairExample, UnpairedExample
+from .examples import PairExample, UnpairedExample
+
+# Segment ids of the prefix-shared layout (`collate_shared_pairs`; read by dralign.modeling).
+PAD, PROMPT, CHOSEN, REJECTED = -1, 0, 1, 2
 
 
-def _pad(sequences: Sequence[tuple[Sequence[int], Sequence[int]]], pad_token_id: int
-         ) -> dict[str, torch.Tensor]:
-    """Right-pad (prompt, completion) id pairs into input_ids, attention and completion masks."""
+def pad_rows(sequences: Sequence[tuple[Sequence[int] | torch.Tensor, Sequence[int] | torch.Tensor]],
+             pad_token_id: int, device: torch.device | str | None = None
+             ) -> dict[str, torch.Tensor]:
+    """Right-pad (prompt, completion) id pairs into the plain layout: `input_ids`,
+    `attention_mask` and `completion_mask` [N, L] (L the longest prompt + completion), on
+    `device`. Ids may be int sequences or 1-D LongTensors."""
     length = max(len(p) + len(c) for p, c in sequences)
-    input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    completion_mask = torch.zeros((len(sequences), length), dtype=torch.bool)
+    input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long, device=device)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long, device=device)
+    completion_mask = torch.zeros((len(sequences), length), dtype=torch.bool, device=device)
     for i, (prompt, completion) in enumerate(sequences):
         n_prompt, n = len(prompt), len(prompt) + len(completion)
-        input_ids[i, :n] = torch.tensor([*prompt, *completion], dtype=torch.long)
+        input_ids[i, :n] = torch.cat([torch.as_tensor(prompt, dtype=torch.long, device=device),
+                                      torch.as_tensor(completion, dtype=torch.long, device=device)])
         attention_mask[i, :n] = 1
         completion_mask[i, n_prompt:n] = True
     return {"input_ids": input_ids, "attention_mask": attention_mask,
@@ -75,11 +82,7 @@ def collate_pairs(examples: Sequence[PairExample], pad_token_id: int) -> dict[st
         raise ValueError("collate_pairs needs at least one example")
     sequences = ([(e.prompt_ids, e.chosen_ids) for e in examples]
                  + [(e.prompt_ids, e.rejected_ids) for e in examples])
-    return {**_pad(sequences, pad_token_id), **_per_example(examples)}
-
-
-# Segment ids of the prefix-shared layout (`collate_shared_pairs`).
-PAD, PROMPT, CHOSEN, REJECTED = -1, 0, 1, 2
+    return {**pad_rows(sequences, pad_token_id), **_per_example(examples)}
 
 
 def collate_shared_pairs(examples: Sequence[PairExample], pad_token_id: int
@@ -115,20 +118,12 @@ def shared_lengths(examples: Sequence[PairExample]) -> list[int]:
     return [len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples]
 
 
-def prefix_sharing_saving(examples: Sequence[PairExample]) -> float:
-    """Fraction of the token positions the prefix-shared layout saves over the plain one,
-    ignoring padding: Σ prompt / Σ (2·prompt + chosen + rejected)."""
-    prompt = sum(len(e.prompt_ids) for e in examples)
-    total = sum(2 * len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples)
-    return prompt / total if total else 0.0
-
-
 def collate_unpaired(examples: Sequence[UnpairedExample], pad_token_id: int
                      ) -> dict[str, torch.Tensor]:
     """Batch N unpaired examples into [N, L] tensors plus ``label`` [N]."""
     if not examples:
         raise ValueError("collate_unpaired needs at least one example")
-    batch = _pad([(e.prompt_ids, e.completion_ids) for e in examples], pad_token_id)
+    batch = pad_rows([(e.prompt_ids, e.completion_ids) for e in examples], pad_token_id)
     batch["label"] = torch.tensor([e.label for e in examples], dtype=torch.bool)
     return {**batch, **_per_example(examples)}
 

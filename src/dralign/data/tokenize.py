@@ -8,116 +8,29 @@ neither part gets extra special tokens: the template has them).
 Truncation, in this order:
 1. the prompt is cut to ``max_prompt_length`` tokens on ``truncation_side`` (``"left"`` keeps
    the end of the prompt, next to the completion; ``"right"`` keeps its start). With
-   ``max_prompt_length=None`` the prompt is never cut: it takes whatever room it needs.
+   ``max_prompt_length=None`` a prompt that fits is never cut; one that would leave no room for
+   a completion (≥ ``max_length`` tokens) is cut to ``max_length // 2`` tokens, as TRL users
+   expect (``long_prompts="cut"``, the default; counted in ``report.truncated_prompt``).
+   With ``long_prompts="strict"`` such a row is a bad row (``prompt_fills_max_length``) instead.
 2. each completion is cut on the right so that prompt + completion ≤ ``max_length``.
-A row whose prompt leaves no room for a single completion token is a bad row
-(``prompt_fills_max_length``); so is a pair whose two completions become identical.
+A pair whose two completions become identical is a bad row.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import numpy as np
-
 from . import report as R
+from .dataset import PreferenceData
+from .examples import PairExample, UnpairedExample
 from .formats import (HH_ASSISTANT_MARKER, ColumnMap, PairRecord, UnpairedRecord, as_rows,
                       bad_row, validate_pairs, validate_unpaired)
 from .loading import Row, load_rows
+from .metadata import number_names
 from .report import BadRow, DataError, DataReport, check_policy
 
 TRUNCATION_SIDES = ("left", "right")
-
-
-@dataclass(frozen=True)
-class PairExample:
-    """One tokenized preference pair.
-
-    ``index`` is its position in the dataset (the key of the reference log-prob cache); ``row``
-    and ``file`` where it came from. ``group`` / ``source`` are ids into
-    ``PreferenceData.group_names`` / ``source_names`` (−1 when absent).
-    """
-
-    index: int
-    prompt_ids: tuple[int, ...]
-    chosen_ids: tuple[int, ...]
-    rejected_ids: tuple[int, ...]
-    weight: float = 1.0
-    group: int = -1
-    source: int = -1
-    target_prob: float | None = None
-    ratio: float | None = None
-    row: int = -1
-    file: str = ""
-
-
-@dataclass(frozen=True)
-class UnpairedExample:
-    """One tokenized unpaired example: a prompt, a completion and whether it is desirable."""
-
-    index: int
-    prompt_ids: tuple[int, ...]
-    completion_ids: tuple[int, ...]
-    label: bool
-    weight: float = 1.0
-    group: int = -1
-    source: int = -1
-    target_prob: float | None = None
-    ratio: float | None = None
-    row: int = -1
-    file: str = ""
-
-
-@dataclass
-class PreferenceData:
-    """A tokenized dataset: examples, group and source names, pad id, settings and report."""
-
-    examples: list[PairExample] | list[UnpairedExample]
-    kind: str  # "pairs" or "unpaired"
-    pad_token_id: int
-    group_names: list[str]
-    source_names: list[str]
-    settings: dict
-    report: DataReport
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, i: int) -> PairExample | UnpairedExample:
-        return self.examples[i]
-
-    def collate(self, indices: Sequence[int]) -> dict:
-        """The batch of the examples at `indices` (see `collate_pairs` / `collate_unpaired`)."""
-        from .collate import collate_pairs, collate_unpaired
-        batch = [self.examples[i] for i in indices]
-        collate = collate_pairs if self.kind == "pairs" else collate_unpaired
-        return collate(batch, self.pad_token_id)
-
-    def lengths(self) -> list[int]:
-        """Longest sequence of each example (prompt + its longest completion), for batching."""
-        if self.kind == "pairs":
-            return [len(e.prompt_ids) + max(len(e.chosen_ids), len(e.rejected_ids))
-                    for e in self.examples]
-        return [len(e.prompt_ids) + len(e.completion_ids) for e in self.examples]
-
-    def fingerprint(self) -> str:
-        """sha256 over the settings and every example's index and token ids (and label).
-
-        Stable across calls and processes; changes with any token or tokenization setting.
-        """
-        digest = hashlib.sha256()
-        header = {"kind": self.kind, "pad_token_id": self.pad_token_id, **self.settings}
-        digest.update(json.dumps(header, sort_keys=True).encode())
-        for e in self.examples:
-            parts = ((e.prompt_ids, e.chosen_ids, e.rejected_ids) if self.kind == "pairs"
-                     else (e.prompt_ids, e.completion_ids, (int(e.label),)))
-            digest.update(np.asarray([e.index, *map(len, parts)], dtype=np.int64).tobytes())
-            for ids in parts:
-                digest.update(np.asarray(ids, dtype=np.int64).tobytes())
-        return digest.hexdigest()
+LONG_PROMPTS = ("cut", "strict")  # what happens to a prompt that leaves no room for a completion
 
 
 def pad_token_id_of(tokenizer) -> int:
@@ -129,12 +42,14 @@ def pad_token_id_of(tokenizer) -> int:
 
 
 def truncate(prompt: list[int], completions: Sequence[list[int]], *, max_length: int,
-             max_prompt_length: int | None, truncation_side: str
+             max_prompt_length: int | None, truncation_side: str, long_prompts: str = "cut"
              ) -> tuple[list[int], list[list[int]], bool, bool]:
     """(prompt, completions, prompt_cut, any_completion_cut) after the module's rules.
 
     The returned completions may be empty: the caller treats that as a bad row.
     """
+    if max_prompt_length is None and long_prompts == "cut" and len(prompt) >= max_length:
+        max_prompt_length = max_length // 2  # TRL's habit: keep the prompt's end, half the room
     prompt_cut = max_prompt_length is not None and len(prompt) > max_prompt_length
     if prompt_cut:
         prompt = (prompt[len(prompt) - max_prompt_length:] if truncation_side == "left"
@@ -162,7 +77,7 @@ def render_conversation(tokenizer, prompt: list, completion: list) -> tuple[str,
 
 
 def _check_settings(tokenizer, on_bad_row: str, max_length: int, max_prompt_length: int | None,
-                    truncation_side: str, add_eos: bool) -> None:
+                    truncation_side: str, add_eos: bool, long_prompts: str) -> None:
     check_policy(on_bad_row)
     if max_length < 2:
         raise ValueError(f"max_length must be ≥ 2, got {max_length}")
@@ -171,6 +86,8 @@ def _check_settings(tokenizer, on_bad_row: str, max_length: int, max_prompt_leng
     if truncation_side not in TRUNCATION_SIDES:
         raise ValueError(f"truncation_side must be one of {TRUNCATION_SIDES}, "
                          f"got {truncation_side!r}")
+    if long_prompts not in LONG_PROMPTS:
+        raise ValueError(f"long_prompts must be one of {LONG_PROMPTS}, got {long_prompts!r}")
     if add_eos and tokenizer.eos_token_id is None:
         raise ValueError("add_eos=True but the tokenizer has no eos token")
 
@@ -258,14 +175,6 @@ def _template_refusal(tokenizer, record: PairRecord, fields: tuple[str, ...], co
                    f"the chat template refuses the conversation: {err}")
 
 
-def _ids_of(names: list[str], new: Sequence[str | None]) -> tuple[list[str], dict[str, int]]:
-    """Extend `names` with the new names (sorted: integer names numerically, then strings)."""
-    added = sorted({n for n in new if n is not None} - set(names),
-                   key=lambda n: (0, int(n), "") if n.lstrip("-").isdigit() else (1, 0, n))
-    names = [*names, *added]
-    return names, {n: i for i, n in enumerate(names)}
-
-
 def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad: list[BadRow],
             encoded: list[tuple], cut_counts: tuple[int, int], on_bad_row: str,
             groups: Sequence[str] | None, sources: Sequence[str] | None,
@@ -274,8 +183,8 @@ def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad:
     bad.sort(key=lambda b: (b.file, b.row))
     if bad and on_bad_row == "error":
         raise DataError.from_bad_rows(bad, len(rows))
-    group_names, group_ids = _ids_of(list(groups or []), [r.extras.group for r in records])
-    source_names, source_ids = _ids_of(list(sources or []), [r.extras.source for r in records])
+    group_names, group_ids = number_names(groups or [], [r.extras.group for r in records])
+    source_names, source_ids = number_names(sources or [], [r.extras.source for r in records])
     examples = []
     for index, (record, ids) in enumerate(zip(records, encoded)):
         x = record.extras
@@ -299,7 +208,8 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
                    format: str | None = None, columns: ColumnMap | Mapping[str, str] | None = None,
                    on_bad_row: str = "error", max_length: int = 512,
                    max_prompt_length: int | None = None, truncation_side: str = "left",
-                   add_eos: bool = True, marker: str = HH_ASSISTANT_MARKER,
+                   add_eos: bool = True, long_prompts: str = "cut",
+                   marker: str = HH_ASSISTANT_MARKER,
                    groups: Sequence[str] | None = None, sources: Sequence[str] | None = None
                    ) -> PreferenceData:
     """Validate and tokenize preference pairs into `PreferenceData`.
@@ -311,7 +221,7 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
     follow. Truncation: see the module docstring.
     """
     _check_settings(tokenizer, on_bad_row, max_length, max_prompt_length, truncation_side,
-                    add_eos)
+                    add_eos, long_prompts)
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     fmt, records, bad = validate_pairs(rows, format=format, columns=columns, marker=marker)
     _require_chat_template(tokenizer, records)
@@ -324,7 +234,7 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
     for record, p, c, r in zip(records, prompt_ids, chosen_ids, rejected_ids):
         p, (c, r), prompt_cut, completion_cut = truncate(
             p, [c, r], max_length=max_length, max_prompt_length=max_prompt_length,
-            truncation_side=truncation_side)
+            truncation_side=truncation_side, long_prompts=long_prompts)
         problem = _encoding_problem(p, {"chosen": c, "rejected": r}, max_length, max_prompt_length)
         if problem is None and c == r:
             problem = ("rejected", R.CHOSEN_EQUALS_REJECTED, "chosen and rejected are identical "
@@ -337,7 +247,7 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
         encoded.append((tuple(p), tuple(c), tuple(r)))
         cuts[0] += prompt_cut
         cuts[1] += completion_cut
-    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos)
+    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
     return _finish("pairs", tokenizer, rows, fmt, kept, bad, encoded, tuple(cuts), on_bad_row,
                    groups, sources, settings)
 
@@ -346,11 +256,12 @@ def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokeniz
                       columns: ColumnMap | Mapping[str, str] | None = None,
                       on_bad_row: str = "error", max_length: int = 512,
                       max_prompt_length: int | None = None, truncation_side: str = "left",
-                      add_eos: bool = True, groups: Sequence[str] | None = None,
+                      add_eos: bool = True, long_prompts: str = "cut",
+                      groups: Sequence[str] | None = None,
                       sources: Sequence[str] | None = None) -> PreferenceData:
     """Validate and tokenize unpaired rows (prompt, completion, label); as `tokenize_pairs`."""
     _check_settings(tokenizer, on_bad_row, max_length, max_prompt_length, truncation_side,
-                    add_eos)
+                    add_eos, long_prompts)
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     records, bad = validate_unpaired(rows, columns=columns)
     records, prompts, (completions,) = _texts(tokenizer, records, ("completion",), cols, bad)
@@ -360,7 +271,7 @@ def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokeniz
     for record, p, c in zip(records, prompt_ids, completion_ids):
         p, (c,), prompt_cut, completion_cut = truncate(
             p, [c], max_length=max_length, max_prompt_length=max_prompt_length,
-            truncation_side=truncation_side)
+            truncation_side=truncation_side, long_prompts=long_prompts)
         problem = _encoding_problem(p, {"completion": c}, max_length, max_prompt_length)
         if problem:
             field, reason, detail = problem
@@ -370,7 +281,7 @@ def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokeniz
         encoded.append((tuple(p), tuple(c)))
         cuts[0] += prompt_cut
         cuts[1] += completion_cut
-    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos)
+    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
     return _finish("unpaired", tokenizer, rows, "unpaired", kept, bad, encoded, tuple(cuts),
                    on_bad_row, groups, sources, settings)
 
@@ -381,7 +292,8 @@ def _encoding_problem(prompt: list[int], completions: dict[str, list[int]], max_
     if not prompt:
         return "prompt", R.EMPTY, "the prompt tokenizes to zero tokens"
     if len(prompt) >= max_length:
-        hint = "" if max_prompt_length is not None else "; set max_prompt_length to cut prompts"
+        hint = ("" if max_prompt_length is not None
+                else "; set max_prompt_length, or long_prompts='cut', to cut long prompts")
         return ("prompt", R.PROMPT_FILLS_MAX_LENGTH, f"prompt fills max_length: {len(prompt)} "
                 f"prompt tokens leave no room for a completion within max_length={max_length}"
                 f"{hint}")
@@ -392,9 +304,9 @@ def _encoding_problem(prompt: list[int], completions: dict[str, list[int]], max_
 
 
 def _settings(max_length: int, max_prompt_length: int | None, truncation_side: str,
-              add_eos: bool) -> dict:
+              add_eos: bool, long_prompts: str) -> dict:
     return {"max_length": max_length, "max_prompt_length": max_prompt_length,
-            "truncation_side": truncation_side, "add_eos": add_eos}
+            "truncation_side": truncation_side, "add_eos": add_eos, "long_prompts": long_prompts}
 
 
 def load_preference_data(source, tokenizer, *, subset: str | None = None, split: str = "train",

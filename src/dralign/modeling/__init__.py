@@ -1,6 +1,7 @@
-"""Model and reference loading, log-prob computation, reference cache."""
+"""Model and reference loading, log-prob computation, reference cache, prefix sharing."""
 
-from dralign.modeling.cache import ReferenceCache, model_fingerprint
+from dralign.modeling.cache import (CachedReference, ReferenceCache, build_reference_cache,
+                                    model_fingerprint)
 from dralign.modeling.loading import (
     apply_lora,
     attention_supports_double_backward,
@@ -11,17 +12,22 @@ from dralign.modeling.loading import (
 from dralign.modeling.logps import (
     PairLogps,
     SequenceLogps,
+    batch_logps,
+    completion_logps,
+    normalized,
     pair_logps,
     sequence_logps,
     split_pairs,
     target_log_probs,
 )
+from dralign.modeling.prefix_sharing import choose_prefix_sharing, prefix_sharing_cost_ratio
 from dralign.modeling.reference import (
     AdapterDisabledReference,
-    CachedReference,
     FrozenReference,
     Reference,
+    model_logps,
 )
+from dralign.modeling.wrappers import eval_mode, unwrap
 
 __all__ = [
     "AdapterDisabledReference",
@@ -33,12 +39,21 @@ __all__ = [
     "SequenceLogps",
     "apply_lora",
     "attention_supports_double_backward",
+    "batch_logps",
+    "build_reference_cache",
+    "choose_prefix_sharing",
+    "completion_logps",
     "enable_gradient_checkpointing",
+    "eval_mode",
     "load_model",
     "load_tokenizer",
     "model_fingerprint",
+    "model_logps",
+    "normalized",
     "pair_logps",
+    "prefix_sharing_cost_ratio",
     "sequence_logps",
     "split_pairs",
     "target_log_probs",
+    "unwrap",
 ]

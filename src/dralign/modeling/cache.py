@@ -1,10 +1,13 @@
-"""Precomputed reference log-probs on disk, keyed by a fingerprint, and model fingerprints.
+"""Precomputed reference log-probs on disk, keyed by a fingerprint and verified by a checksum;
+the one cache builder; the cached reference; model fingerprints.
 
 A cache lives under a directory as `reference-<hash of fingerprint>.safetensors` holding the
 per-example reference chosen/rejected sums and counts (each [n], indexed by dataset example
-index) and, in its metadata, the full fingerprint. The caller's fingerprint must cover
-everything the values depend on: the reference model (`model_fingerprint`), the data and the
-tokenisation. A cache whose fingerprint differs is never used.
+index) and, in its metadata, the full fingerprint and a sha256 of the values. The caller's
+fingerprint must cover everything the values depend on: the reference model
+(`model_fingerprint`), the data and the tokenisation. A cache whose fingerprint differs is
+never used; one that cannot be read or whose values fail the checksum (a truncated or altered
+file) is reported in one line and not used, so the caller rebuilds it.
 """
 
 from __future__ import annotations
@@ -15,18 +18,18 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Sized
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from dralign.modeling.logps import PairLogps
-from dralign.modeling.reference import Reference
+from dralign.modeling.reference import Reference, model_logps
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = "dralign.reference_cache.v1"
+CACHE_FORMAT = "dralign.reference_cache.v2"  # v2: values carry a sha256 checksum
 _FIELDS = PairLogps._fields
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 _FULL_HASH_MAX_BYTES = 256 << 20
@@ -35,10 +38,21 @@ _SAMPLED_ELEMENTS = 4096
 _ABSENT = -1  # count of an example the cache has no value for
 
 
+def _checksum(columns: dict[str, torch.Tensor]) -> str:
+    """sha256 over each column's name, dtype, shape and bytes, in `_FIELDS` order."""
+    digest = hashlib.sha256()
+    for name in _FIELDS:
+        t = columns[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class ReferenceCache:
     """Reference values of n examples: `chosen_sum`, `rejected_sum` [n] (float) and
-    `chosen_count`, `rejected_count` [n] (int64, −1 for an example not in the cache)."""
+    `chosen_count`, `rejected_count` [n] (int64, −1 for an example not in the cache). For
+    unpaired data the chosen slots hold each completion's values."""
 
     fingerprint: str
     chosen_sum: torch.Tensor
@@ -77,37 +91,16 @@ class ReferenceCache:
             columns[field] = torch.full((n,), fill, dtype=value.dtype).index_copy(0, index, value)
         return cls(fingerprint=fingerprint, **columns)
 
-    @classmethod
-    def build(cls, reference: Reference, batches: Iterable[dict[str, torch.Tensor]],
-              path: str | os.PathLike, fingerprint: str, *,
-              progress: bool = False) -> "ReferenceCache":
-        """Score every batch with `reference`, save the cache under `path` and return it.
-
-        Each batch is a paired batch with `index` [B]; `progress` shows a `rich` progress bar.
-        """
-        if progress:
-            from rich.progress import track
-            batches = track(batches, description="reference log-probs")
-        indices, parts = [], []
-        for batch in batches:
-            indices.append(batch["index"].cpu())
-            parts.append([t.cpu() for t in reference.logps(batch)])
-        if not parts:
-            raise ValueError("no batches to build the reference cache from")
-        values = PairLogps(*(torch.cat(column) for column in zip(*parts)))
-        cache = cls.from_values(fingerprint, torch.cat(indices), values)
-        cache.save(path)
-        return cache
-
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temporary file, then `os.replace`) under the directory `path`."""
         target = self.file_for(path, self.fingerprint)
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         tensors = {f: getattr(self, f).contiguous() for f in _FIELDS}
+        metadata = {"format": CACHE_FORMAT, "fingerprint": self.fingerprint,
+                    "checksum": _checksum(tensors)}
         try:
-            save_file(tensors, str(temporary),
-                      metadata={"format": CACHE_FORMAT, "fingerprint": self.fingerprint})
+            save_file(tensors, str(temporary), metadata=metadata)
             os.replace(temporary, target)
         finally:
             temporary.unlink(missing_ok=True)
@@ -115,18 +108,85 @@ class ReferenceCache:
 
     @classmethod
     def load(cls, path: str | os.PathLike, fingerprint: str) -> "ReferenceCache | None":
-        """The cache for `fingerprint` under `path`, or None when there is none or its stored
-        fingerprint or format differs."""
+        """The cache for `fingerprint` under `path`, or None when there is none, when its stored
+        fingerprint or format differs, or when it fails verification (unreadable, truncated, or
+        values that do not match their checksum); each refusal is logged in one line."""
         file = cls.file_for(path, fingerprint)
         if not file.is_file():
             return None
-        with safe_open(str(file), framework="pt") as f:
-            metadata = f.metadata() or {}
-            if metadata.get("format") != CACHE_FORMAT or metadata.get("fingerprint") != fingerprint:
-                logger.warning("ignoring reference cache %s: written for another fingerprint or "
-                               "format", file)
-                return None
-            return cls(fingerprint=fingerprint, **{k: f.get_tensor(k) for k in _FIELDS})
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                metadata = f.metadata() or {}
+                if (metadata.get("format") != CACHE_FORMAT
+                        or metadata.get("fingerprint") != fingerprint):
+                    logger.warning("ignoring reference cache %s: written for another fingerprint "
+                                   "or format; it will be rebuilt", file)
+                    return None
+                columns = {k: f.get_tensor(k) for k in _FIELDS}
+        except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+            logger.warning("reference cache %s is unreadable (%s); it will be rebuilt", file,
+                           str(err).splitlines()[0] if str(err) else type(err).__name__)
+            return None
+        if _checksum(columns) != metadata.get("checksum"):
+            logger.warning("reference cache %s failed verification (its values do not match "
+                           "their checksum); it will be rebuilt", file)
+            return None
+        return cls(fingerprint=fingerprint, **columns)
+
+
+def build_reference_cache(model: torch.nn.Module, data: Sized,
+                          collate: Callable[[object, list[int]], dict], path: str | os.PathLike,
+                          fingerprint: str, *, batch_size: int, device=None, log=print,
+                          progress: bool = False) -> ReferenceCache:
+    """Score every example of `data` with `model` (eval mode, no grad), save the cache
+    atomically under `path` and return it: the one builder of reference caches.
+
+    `collate(data, indices)` builds a batch holding `index` [B] (paired, either layout; or
+    unpaired with `label`, whose values go to the chosen slots). `device`: where batches go
+    (default the model's). Values are stored in float32.
+    """
+    log(f"computing reference log-probs for {len(data)} examples -> {path}")
+    starts = range(0, len(data), batch_size)
+    if progress:
+        from rich.progress import track
+        starts = track(starts, description="reference log-probs")
+    device = device if device is not None else next(model.parameters()).device
+    indices, parts = [], []
+    for start in starts:
+        batch = {k: v.to(device) for k, v in
+                 collate(data, list(range(start, min(start + batch_size, len(data))))).items()}
+        if "label" in batch:  # unpaired: every completion's own values, in the chosen slots
+            values = model_logps(model, {**batch, "label": torch.ones_like(batch["label"],
+                                                                           dtype=torch.bool)})
+            values = PairLogps(values.chosen_sum, torch.zeros_like(values.chosen_sum),
+                               values.chosen_count, torch.zeros_like(values.chosen_count))
+        else:
+            values = model_logps(model, batch)
+        indices.append(batch["index"].cpu())
+        parts.append([t.float().cpu() if t.is_floating_point() else t.cpu() for t in values])
+    if not parts:
+        raise ValueError("no examples to build the reference cache from")
+    values = PairLogps(*(torch.cat(column) for column in zip(*parts)))
+    cache = ReferenceCache.from_values(fingerprint, torch.cat(indices), values)
+    cache.save(path)
+    return cache
+
+
+class CachedReference(Reference):
+    """Precomputed reference values read by `batch["index"]`; never touches a model. For an
+    unpaired batch (with `label`), the values split by label like the policy's."""
+
+    def __init__(self, cache: ReferenceCache):
+        self.cache = cache
+
+    def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
+        index = batch["index"]
+        values = self.cache.lookup(index.cpu())
+        if "label" in batch:
+            label = batch["label"].cpu().bool()
+            values = PairLogps(values.chosen_sum[label], values.chosen_sum[~label],
+                               values.chosen_count[label], values.chosen_count[~label])
+        return PairLogps(*(t.to(index.device) for t in values))
 
 
 def model_fingerprint(model_or_path: str | os.PathLike | torch.nn.Module) -> str:

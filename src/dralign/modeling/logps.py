@@ -32,6 +32,9 @@ from typing import NamedTuple
 
 import torch
 
+from dralign.data.collate import CHOSEN, PAD, PROMPT, REJECTED, pad_rows
+from dralign.modeling.wrappers import unwrap
+
 # Chunks of the [T, V] logits are upcast at most this many elements at a time.
 _CHUNK_ELEMENTS = 1 << 24
 
@@ -43,10 +46,9 @@ class SequenceLogps(NamedTuple):
     sum: torch.Tensor
     count: torch.Tensor
 
-    @property
-    def mean(self) -> torch.Tensor:
-        """Length-normalised log-probs `sum / count` [N] (0 where a sequence has no completion)."""
-        return self.sum / self.count.clamp(min=1)
+    def reduce(self, length_normalize: bool) -> torch.Tensor:
+        """The objective's value per sequence [N]: `sum`, or `sum / count` (`normalized`)."""
+        return normalized(self.sum, self.count) if length_normalize else self.sum
 
 
 class PairLogps(NamedTuple):
@@ -57,6 +59,40 @@ class PairLogps(NamedTuple):
     rejected_sum: torch.Tensor
     chosen_count: torch.Tensor
     rejected_count: torch.Tensor
+
+    def reduce(self, length_normalize: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """(chosen [B], rejected [B]) in the objective's units: summed log-probs, or with
+        `length_normalize` log-probs per completion token (`normalized`)."""
+        if length_normalize:
+            return (normalized(self.chosen_sum, self.chosen_count),
+                    normalized(self.rejected_sum, self.rejected_count))
+        return self.chosen_sum, self.rejected_sum
+
+
+def normalized(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Length normalisation, the one place it is written: `total / count`, 0 where a sequence
+    has no completion token (count 0)."""
+    return total / count.clamp(min=1).to(total.dtype)
+
+
+def completion_logps(token_logps: torch.Tensor, mask: torch.Tensor, *,
+                     ld_alpha: float | None = None) -> SequenceLogps:
+    """Per-sequence sum [N] and count [N] of per-token log-probs `token_logps` [N, T] over the
+    completion tokens `mask` [N, T] (True/1 where a token counts).
+
+    `ld_alpha` (LD-DPO, Liu et al. 2024, as TRL's `ld_alpha`): for a paired batch [chosen;
+    rejected], tokens past the shorter completion of each pair count `ld_alpha` times in the
+    sum (the count is unchanged).
+    """
+    mask = mask.bool()
+    weight = mask.to(token_logps.dtype)
+    if ld_alpha is not None:
+        position = weight.cumsum(dim=1)
+        shared = torch.minimum(*weight.sum(dim=1).chunk(2)).repeat(2).unsqueeze(1)
+        weight = torch.where(position > shared, ld_alpha, 1.0).to(weight.dtype) * weight
+    # where(), not a product alone: a masked-out −inf log-prob must not turn the sum into NaN
+    return SequenceLogps(sum=torch.where(mask, token_logps * weight, 0.0).sum(dim=1),
+                         count=mask.sum(dim=1))
 
 
 class _TargetLogProb(torch.autograd.Function):
@@ -102,19 +138,11 @@ def target_log_probs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tenso
     return _TargetLogProb.apply(logits, targets)
 
 
-def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
-    """The 🤗 model under DDP-style (`.module`) and PEFT wrappers (the model itself when not
-    wrapped). Only its signature and module are inspected; calls still go through the wrapper."""
-    while isinstance(model, torch.nn.parallel.DistributedDataParallel):
-        model = model.module
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def supports_logits_mask(model: torch.nn.Module) -> bool:
     """Whether `model`'s forward takes a boolean [N, L] `logits_to_keep` mask (and then returns
     logits [kept, V]): true for 🤗 Transformers ≥ 5 models that slice with
     `slice_logits_to_keep`, PEFT-wrapped or not."""
-    base = _unwrapped(model)
+    base = unwrap(model)
     takes_argument = "logits_to_keep" in inspect.signature(base.forward).parameters
     module = sys.modules.get(type(base).__module__)
     return takes_argument and hasattr(module, "slice_logits_to_keep")
@@ -151,9 +179,8 @@ def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     predicting = torch.cat([predicted, torch.zeros_like(predicted[:, :1])], dim=1)  # [N, L]
     logits = _predicting_logits(model, input_ids, attention_mask, predicting, inputs_embeds)
     token_logps = target_log_probs(logits, input_ids[:, 1:][predicted])  # [T]
-    row_of_token = predicted.nonzero(as_tuple=True)[0]
-    sums = token_logps.new_zeros(input_ids.shape[0]).index_add(0, row_of_token, token_logps)
-    return SequenceLogps(sum=sums, count=predicted.sum(dim=1))
+    dense = token_logps.new_zeros(predicted.shape).masked_scatter(predicted, token_logps)
+    return completion_logps(dense, predicted)
 
 
 def split_pairs(logps: SequenceLogps) -> PairLogps:
@@ -179,15 +206,25 @@ def pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairLo
                                       batch["completion_mask"]))
 
 
+def batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairLogps:
+    """`pair_logps` of a paired batch; for an unpaired batch (with `label` [N]), the desirable
+    completions as "chosen" and the undesirable ones as "rejected" (the two sets may differ in
+    size)."""
+    if "label" not in batch:
+        return pair_logps(model, batch)
+    seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"],
+                         batch["completion_mask"])
+    label = batch["label"].bool()
+    return PairLogps(seq.sum[label], seq.sum[~label], seq.count[label], seq.count[~label])
+
+
 # ----------------------------------------------------------------------------- prefix sharing
-# Segment ids of the prefix-shared layout (as in dralign.data.collate).
-_PAD, _PROMPT, _CHOSEN, _REJECTED = -1, 0, 1, 2
 # Attention kernels whose 4-D mask format `shared_attention_mask` knows.
 SHARED_MASK_KERNELS = ("sdpa", "eager")
 
 
 def _attention_kernel(model: torch.nn.Module) -> str | None:
-    return getattr(getattr(_unwrapped(model), "config", None), "_attn_implementation", None)
+    return getattr(getattr(unwrap(model), "config", None), "_attn_implementation", None)
 
 
 def prefix_sharing_support(model: torch.nn.Module) -> str | None:
@@ -198,7 +235,7 @@ def prefix_sharing_support(model: torch.nn.Module) -> str | None:
     `SHARED_MASK_KERNELS` (flash kernels take no arbitrary mask), and no sliding-window
     attention (a custom mask replaces the window).
     """
-    base = _unwrapped(model)
+    base = unwrap(model)
     name = type(base).__name__
     module = sys.modules.get(type(getattr(base, "base_model", base)).__module__)
     if "position_ids" not in inspect.signature(base.forward).parameters:
@@ -233,7 +270,7 @@ def shared_attention_mask(segment_ids: torch.Tensor, kernel: str,
     positions = torch.arange(length, device=seg.device)
     causal = positions[None, :, None] >= positions[None, None, :]  # [1, q, k]
     key_seg, query_seg = seg[:, None, :], seg[:, :, None]
-    same = (key_seg == _PROMPT) | ((key_seg == query_seg) & (key_seg != _PAD))
+    same = (key_seg == PROMPT) | ((key_seg == query_seg) & (key_seg != PAD))
     allowed = (causal & same) | torch.eye(length, dtype=torch.bool, device=seg.device)[None]
     allowed = allowed[:, None]  # [B, 1, L, L]
     if kernel == "sdpa":
@@ -253,8 +290,8 @@ def _shared_predictors(segment_ids: torch.Tensor, completion_mask: torch.Tensor)
     length = seg.shape[1]
     rows, cols = completion_mask.nonzero(as_tuple=True)
     source = cols - 1
-    prompt_len = (seg == _PROMPT).sum(dim=1)
-    first_rejected = (seg[rows, cols] == _REJECTED) & (seg[rows, cols - 1] != _REJECTED)
+    prompt_len = (seg == PROMPT).sum(dim=1)
+    first_rejected = (seg[rows, cols] == REJECTED) & (seg[rows, cols - 1] != REJECTED)
     source = torch.where(first_rejected, prompt_len[rows] - 1, source)
     return rows * length + source
 
@@ -264,19 +301,9 @@ def unshared_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     of a prefix-shared batch: `input_ids`, `attention_mask`, `completion_mask`. Padding ids are 0
     (masked out); other keys are left out."""
     ids, seg = batch["input_ids"], batch["segment_ids"].long()
-    parts = [(ids[b][seg[b] == _PROMPT], ids[b][seg[b] == segment])
-             for segment in (_CHOSEN, _REJECTED) for b in range(ids.shape[0])]
-    length = max(len(p) + len(c) for p, c in parts)
-    input_ids = ids.new_zeros((len(parts), length))
-    attention_mask = torch.zeros((len(parts), length), dtype=torch.long, device=ids.device)
-    completion_mask = torch.zeros((len(parts), length), dtype=torch.bool, device=ids.device)
-    for i, (prompt, completion) in enumerate(parts):
-        n_prompt, n = len(prompt), len(prompt) + len(completion)
-        input_ids[i, :n] = torch.cat([prompt, completion])
-        attention_mask[i, :n] = 1
-        completion_mask[i, n_prompt:n] = True
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "completion_mask": completion_mask}
+    parts = [(ids[b][seg[b] == PROMPT], ids[b][seg[b] == segment])
+             for segment in (CHOSEN, REJECTED) for b in range(ids.shape[0])]
+    return pad_rows(parts, pad_token_id=0, device=ids.device)
 
 
 def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
@@ -297,7 +324,7 @@ def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
     if completion_mask[:, 0].any():
         raise ValueError("completion_mask is True at position 0; a completion must follow a prompt")
     embed_dtype = (inputs_embeds.dtype if inputs_embeds is not None
-                   else _unwrapped(model).get_input_embeddings().weight.dtype)
+                   else unwrap(model).get_input_embeddings().weight.dtype)
     mask = shared_attention_mask(seg, _attention_kernel(model), embed_dtype)
     source = _shared_predictors(seg, completion_mask)  # [T] flat positions
     predicting = torch.zeros(input_ids.numel(), dtype=torch.bool, device=input_ids.device)
@@ -312,7 +339,7 @@ def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
     token_seg = seg[completion_mask].long()
     n = input_ids.shape[0]
     sums, counts = [], []
-    for segment in (_CHOSEN, _REJECTED):
+    for segment in (CHOSEN, REJECTED):
         in_segment = token_seg == segment
         sums.append(token_logps.new_zeros(n).index_add(0, rows[in_segment], token_logps[in_segment]))
         counts.append(((seg == segment) & completion_mask).sum(dim=1))

@@ -1,4 +1,5 @@
-"""Reference policies πref: a frozen copy, the PEFT base with its adapter off, or a cache.
+"""Reference policies πref: a frozen copy or the PEFT base with its adapter off (the cached
+reference, `CachedReference`, lives beside its cache in `dralign.modeling.cache`).
 
 Every reference answers `logps(batch) -> PairLogps` (chosen/rejected sums and counts, each
 [B], on the device of `batch["input_ids"]`) without building an autograd graph, for batches in
@@ -9,15 +10,11 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator
 
 import torch
 
-from dralign.modeling.logps import PairLogps, pair_logps
-
-if TYPE_CHECKING:
-    from dralign.modeling.cache import ReferenceCache
+from dralign.modeling.logps import PairLogps, batch_logps
+from dralign.modeling.wrappers import eval_mode
 
 # The batch keys a model reads: the plain layout's, plus the prefix-shared layout's when present.
 _MODEL_INPUTS = ("input_ids", "attention_mask", "completion_mask", "segment_ids", "position_ids")
@@ -35,24 +32,14 @@ def _model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
 
 
-@contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Dropout off for the duration; the previous train/eval mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _model_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairLogps:
-    """`pair_logps` in eval mode without gradients, run on the model's device and returned on
-    the batch's."""
+def model_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairLogps:
+    """`batch_logps` in eval mode without gradients, run on the model's device and returned on
+    the batch's (paired batches, either layout; unpaired ones split by `label`)."""
     batch_device = batch["input_ids"].device
-    on_model = {k: batch[k].to(_model_device(model)) for k in _MODEL_INPUTS if k in batch}
-    with torch.no_grad(), _eval_mode(model):
-        result = pair_logps(model, on_model)
+    keys = (*_MODEL_INPUTS, "label")
+    on_model = {k: batch[k].to(_model_device(model)) for k in keys if k in batch}
+    with torch.no_grad(), eval_mode(model):
+        result = batch_logps(model, on_model)
     return PairLogps(*(t.to(batch_device) for t in result))
 
 
@@ -71,7 +58,7 @@ class FrozenReference(Reference):
         return cls(copy.deepcopy(policy))
 
     def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
-        return _model_pair_logps(self.model, batch)
+        return model_logps(self.model, batch)
 
 
 class AdapterDisabledReference(Reference):
@@ -87,15 +74,4 @@ class AdapterDisabledReference(Reference):
 
     def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
         with self.peft_model.disable_adapter():
-            return _model_pair_logps(self.peft_model, batch)
-
-
-class CachedReference(Reference):
-    """Precomputed reference values read by `batch["index"]`; never touches a model."""
-
-    def __init__(self, cache: "ReferenceCache"):
-        self.cache = cache
-
-    def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
-        index = batch["index"]
-        return PairLogps(*(t.to(index.device) for t in self.cache.lookup(index.cpu())))
+            return model_logps(self.peft_model, batch)

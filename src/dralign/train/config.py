@@ -50,6 +50,7 @@ class DataOptions:
     max_length: int = option(512, "max tokens of prompt + completion", Range(2))
     max_prompt_length: int | None = option(None, "max prompt tokens (default: as many as fit)", Range(1))
     truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")
+    long_prompts: Literal["cut", "strict"] = option("cut", "a prompt that leaves no room for the completion: cut it to --max-prompt-length (default half of --max-length) and count it, or refuse the row (strict)")
     on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows")
     prefix_sharing: Literal["auto", "on", "off"] = option("auto", "score chosen and rejected in one sequence [prompt | chosen | rejected] with a 4-D attention mask, so the prompt is computed once (same log-probs up to float rounding); auto = on for paired objectives when the model supports it and the prompts are long enough to pay (never for WDPO's penalty)")
     group_by_length: bool = option(False, "batch examples of similar length together (less padding); the batch order stays a function of the seed and epoch")

@@ -26,14 +26,14 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from ..config import atomic_write_text, save_yaml, to_flat_dict
-from ..modeling import apply_lora, load_model, load_tokenizer
-from ..modeling.layout import choose_prefix_sharing
+from ..data import density_ratios, has_weights, require_groups
+from ..modeling import apply_lora, choose_prefix_sharing, load_model, load_tokenizer
 from ..objectives import Objective
 from . import checkpoint as ckpt
 from .batching import BatchPlan
 from .card import model_card
 from .config import TrainConfig
-from .inputs import density_ratios, load_data, require_groups
+from .inputs import load_data
 from .penalty import check_penalty_mode, penalty_active
 from .progress import Progress
 from .references import cached_references, live_reference
@@ -110,17 +110,18 @@ class Recipe:
         self.train_data, self.eval_data = load_data(cfg, self.tokenizer, self.objective.unpaired, self.log)
         self.ratio = self.eval_ratio = None
         if self.objective.uses_ratio:
-            self.ratio, prior = density_ratios(self.train_data)
-            if self.eval_data is not None:
-                self.eval_ratio, _ = density_ratios(self.eval_data, prior)
-        self.weighted = any(e.weight != 1.0 for e in self.train_data.examples)
+            self.ratio, prior = density_ratios(self.train_data.examples)
+            if self.eval_data is not None:  # held-out rows are divided by the training prior
+                self.eval_ratio, _ = density_ratios(self.eval_data.examples, prior)
+        self.weighted = has_weights(self.train_data.examples)
         if self.weighted and self.objective.coupling != "paired":
             raise TrainingError(f"the data has per-row weights, but coupling {self.objective.coupling!r} "
                                 "compares sorted quantiles, not rows")
         self.objective_state = self.objective.init_state(
             num_groups=len(self.train_data.group_names) if self.objective.uses_group else None)
         if self.objective.uses_group:
-            require_groups(self.train_data, cfg.data.group_column, cfg.method.method)
+            require_groups(self.train_data.examples, self.train_data.group_names,
+                           column=cfg.data.group_column, method=cfg.method.method)
 
         o, world = cfg.optim, self.accelerator.num_processes
         self.plan = BatchPlan(self.train_data, batch_size=o.batch_size, grad_accum=o.grad_accum,
@@ -159,8 +160,11 @@ class Recipe:
         if self.objective.unpaired:
             self.scorer = UnpairedScorer(self.objective, exact=self.exact, method=cfg.method.method)
         else:
-            sharing, why = choose_prefix_sharing(cfg.data.prefix_sharing, self.model, self.train_data,
-                                                 penalized=self.objective.penalty is not None)
+            try:
+                sharing, why = choose_prefix_sharing(cfg.data.prefix_sharing, self.model, self.train_data,
+                                                     penalized=self.objective.penalty is not None, unpaired=False)
+            except ValueError as e:
+                raise TrainingError(str(e)) from None
             if cfg.data.prefix_sharing != "off":
                 self.log(f"prefix sharing {'on' if sharing else 'off'} ({why})")
             self.scorer = PairedScorer(self.objective, prefix_sharing=sharing, weighted=self.weighted)

@@ -5,48 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
-
-import torch
-
 from ..data import PreferenceData
-from ..modeling import (AdapterDisabledReference, CachedReference, FrozenReference, PairLogps,
-                        ReferenceCache, load_model, model_fingerprint, pair_logps, sequence_logps)
+from ..modeling import (AdapterDisabledReference, CachedReference, FrozenReference, ReferenceCache,
+                        build_reference_cache, load_model, model_fingerprint)
 from .config import TrainConfig
 
 
 class ReferenceError(RuntimeError):
     """The reference cannot be set up as asked; the message says what to do."""
-
-
-def build_reference_cache(model, data: PreferenceData, path: Path, fingerprint: str,
-                          batch_size: int, device, collate: Callable[[PreferenceData, list[int]], dict],
-                          log=print) -> ReferenceCache:
-    """Score every example with `model` (no grad, dropout off) and save the cache atomically.
-    Unpaired completions are stored in the chosen slots."""
-    log(f"computing reference log-probs for {len(data)} examples -> {path}")
-    indices, parts = [], []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(data), batch_size):
-                idx = list(range(start, min(start + batch_size, len(data))))
-                batch = {k: v.to(device) for k, v in collate(data, idx).items()}
-                if data.kind == "pairs":
-                    lp = pair_logps(model, batch)
-                else:
-                    seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"],
-                                         batch["completion_mask"])
-                    lp = PairLogps(seq.sum, torch.zeros_like(seq.sum), seq.count, torch.zeros_like(seq.count))
-                indices.append(batch["index"].cpu())
-                parts.append([t.float().cpu() if t.is_floating_point() else t.cpu() for t in lp])
-    finally:
-        model.train(was_training)
-    values = PairLogps(*(torch.cat(c) for c in zip(*parts)))
-    cache = ReferenceCache.from_values(fingerprint, torch.cat(indices), values)
-    cache.save(path)
-    return cache
 
 
 def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | None], accelerator,
@@ -73,14 +39,13 @@ def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | 
                 if ref_model is None:  # the start weights are the policy before training
                     ref_model = (load_model(cfg.model.ref_model, dtype=cfg.model.dtype).to(device)
                                  if cfg.model.ref_model else policy)
-                cache = build_reference_cache(ref_model, data, cache_dir, fp, cfg.optim.batch_size * 2,
-                                              device, collate, log)
+                cache = build_reference_cache(ref_model, data, collate, cache_dir, fp,
+                                              batch_size=cfg.optim.batch_size * 2, device=device, log=log)
             else:
                 log(f"reference log-probs read from {ReferenceCache.file_for(cache_dir, fp)}")
         accelerator.wait_for_everyone()
         cache = cache or ReferenceCache.load(cache_dir, fp)
-        # unpaired scorers read the cache directly; paired ones through the Reference interface
-        references.append(cache if data.kind == "unpaired" else CachedReference(cache))
+        references.append(CachedReference(cache))
     return references
 
 

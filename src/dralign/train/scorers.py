@@ -22,7 +22,7 @@ import torch
 
 from ..data import PreferenceData
 from ..data.collate import collate_pairs, collate_shared_pairs, collate_unpaired
-from ..modeling import PairLogps, Reference, ReferenceCache, pair_logps, sequence_logps
+from ..modeling import CachedReference, Reference, SequenceLogps, eval_mode, pair_logps, sequence_logps
 from ..objectives import Objective
 
 
@@ -36,13 +36,8 @@ class DataSide:
     DoRA-style objectives, its density ratios h (indexed by example index)."""
 
     data: PreferenceData
-    reference: "Reference | ReferenceCache"
+    reference: Reference | CachedReference
     ratio: torch.Tensor | None = None
-
-
-def reduce(sums: torch.Tensor, counts: torch.Tensor, length_normalize: bool) -> torch.Tensor:
-    """Summed completion log-probs, or their per-token mean (IPO's length normalisation)."""
-    return sums / counts.clamp(min=1) if length_normalize else sums
 
 
 class PairedScorer:
@@ -61,14 +56,10 @@ class PairedScorer:
         """Nothing to check: every pair is self-contained."""
 
     def policy_values(self, model, batch: dict) -> tuple[torch.Tensor, ...]:
-        lp = pair_logps(model, batch)
-        ln = self.length_normalize
-        return reduce(lp.chosen_sum, lp.chosen_count, ln), reduce(lp.rejected_sum, lp.rejected_count, ln)
+        return pair_logps(model, batch).reduce(self.length_normalize)
 
     def reference_values(self, side: DataSide, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        lp: PairLogps = side.reference.logps(batch)
-        ln = self.length_normalize
-        return reduce(lp.chosen_sum, lp.chosen_count, ln), reduce(lp.rejected_sum, lp.rejected_count, ln)
+        return side.reference.logps(batch).reduce(self.length_normalize)
 
     def rows(self, values, batch: dict, side: DataSide) -> dict[str, torch.Tensor]:
         rc, rr = self.reference_values(side, batch)
@@ -124,12 +115,12 @@ class UnpairedScorer:
 
     def policy_values(self, model, batch: dict) -> tuple[torch.Tensor]:
         seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
-        return (reduce(seq.sum, seq.count, self.length_normalize),)
+        return (seq.reduce(self.length_normalize),)
 
     def rows(self, values, batch: dict, side: DataSide) -> dict[str, torch.Tensor]:
-        # the cache's chosen slots hold each completion's reference values
-        ref = side.reference.lookup(batch["index"].cpu())
-        ref_values = reduce(ref.chosen_sum, ref.chosen_count, self.length_normalize)
+        # per row, not split by label: the cache's chosen slots hold each completion's values
+        ref = side.reference.cache.lookup(batch["index"].cpu())
+        ref_values = SequenceLogps(ref.chosen_sum, ref.chosen_count).reduce(self.length_normalize)
         return {"policy": values[0], "ref": ref_values.float().to(values[0].device), "label": batch["label"]}
 
     @staticmethod
@@ -156,17 +147,12 @@ def evaluate_rows(scorer: Scorer, model, side: DataSide, batch_size: int, device
 
     autocast = autocast or contextlib.nullcontext
     parts = []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(side.data), batch_size):
-                idx = list(range(start, min(start + batch_size, len(side.data))))
-                batch = {k: v.to(device) for k, v in scorer.collate(side.data, idx).items()}
-                with autocast():
-                    values = scorer.policy_values(model, batch)
-                rows = scorer.rows(tuple(v.float() for v in values), batch, side)
-                parts.append({k: v.cpu() for k, v in rows.items()})
-    finally:
-        model.train(was_training)
+    with torch.no_grad(), eval_mode(model):
+        for start in range(0, len(side.data), batch_size):
+            idx = list(range(start, min(start + batch_size, len(side.data))))
+            batch = {k: v.to(device) for k, v in scorer.collate(side.data, idx).items()}
+            with autocast():
+                values = scorer.policy_values(model, batch)
+            rows = scorer.rows(tuple(v.float() for v in values), batch, side)
+            parts.append({k: v.cpu() for k, v in rows.items()})
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
