@@ -109,9 +109,8 @@ def _convert(value: Any, tp, where: str):
             raise ConfigError(f"{where}: {value!r} is not a boolean")
         if tp is float:
             number = float(value)
-            if not math.isfinite(number):  # no option means anything at inf or nan
-                raise ConfigError(f"{where}: {value!r} is not a finite number")
-            return number
+            if math.isfinite(number):  # no option means anything at inf or nan
+                return number
         if tp is int:
             if isinstance(value, float) and not value.is_integer():
                 raise ValueError
@@ -120,6 +119,8 @@ def _convert(value: Any, tp, where: str):
             return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {value!r} is not a valid {getattr(tp, '__name__', tp)}") from None
+    if tp is float:
+        raise ConfigError(f"{where}: {value!r} is not a finite number")
     return value
 
 

@@ -284,7 +284,7 @@ class Recipe:
         if cfg.logging.resume:
             folder = ckpt.newest_valid(self.out / "checkpoints", self.log)
             if folder is None:
-                raise TrainingError(f"--resume: no complete checkpoint under {self.out / 'checkpoints'}")
+                raise TrainingError(f"--resume: no checkpoint under {self.out / 'checkpoints'} that is complete and intact")
             from ..config import load_yaml
             check_resumable(load_yaml(folder / "config.yaml"), cfg)
             self.load_checkpoint(folder)
