@@ -157,17 +157,17 @@ class Recipe:
 
     def _setup_scoring(self):
         cfg = self.cfg
-        if self.objective.unpaired:
-            self.scorer = UnpairedScorer(self.objective, exact=self.exact, method=cfg.method.method)
-        else:
-            try:
-                sharing, why = choose_prefix_sharing(cfg.data.prefix_sharing, self.model, self.train_data,
-                                                     penalized=self.objective.penalty is not None, unpaired=False)
-            except ValueError as e:
-                raise TrainingError(str(e)) from None
-            if cfg.data.prefix_sharing != "off":
-                self.log(f"prefix sharing {'on' if sharing else 'off'} ({why})")
-            self.scorer = PairedScorer(self.objective, prefix_sharing=sharing, weighted=self.weighted)
+        try:
+            sharing, why = choose_prefix_sharing(cfg.data.prefix_sharing, self.model, self.train_data,
+                                                 penalized=self.objective.penalty is not None,
+                                                 unpaired=self.objective.unpaired)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
+        if cfg.data.prefix_sharing != "off":
+            self.log(f"prefix sharing {'on' if sharing else 'off'} ({why})")
+        self.scorer = (UnpairedScorer(self.objective, exact=self.exact, method=cfg.method.method)
+                       if self.objective.unpaired else
+                       PairedScorer(self.objective, prefix_sharing=sharing, weighted=self.weighted))
         if cfg.model.ref_cache:
             train_ref, eval_ref = cached_references(cfg, self.model, [self.train_data, self.eval_data],
                                                     self.accelerator, self.scorer.collate, self.log)
