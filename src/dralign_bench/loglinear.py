@@ -69,9 +69,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import atomic_write_text, option
-from ..objectives import PRESETS, Objective
-from ..objectives.couplings import SORTING_COUPLINGS
+from dralign.config import atomic_write_text, option
+from dralign.objectives import PRESETS, Objective
+from dralign.objectives.couplings import SORTING_COUPLINGS
+
+from .plotting import pyplot, require_matplotlib
 
 __all__ = [
     "LoglinearConfig",
@@ -111,7 +113,7 @@ POPULATION_AGGREGATORS = ("mean", "kl", "drdpo", "cvar")
 
 @dataclass
 class LoglinearOptions:
-    """The exact log-linear world benchmark (DESIGN §5): theory checks for every objective."""
+    """The exact log-linear world benchmark: theory checks for every objective."""
 
     seeds: list[int] = option([0, 1, 2, 3, 4, 5, 6, 7], "seeds: each draws its own world (features, reference, rewards) and data")
     n_grid: list[int] = option([250, 500, 1000, 2000, 4000, 8000], "training-set sizes n (pairs) for the error-vs-n slopes; the largest also trains the policies of the shift evaluation")
@@ -541,11 +543,8 @@ def _aggregate(o: LoglinearOptions, per_seed: list[dict], objectives: dict) -> d
 def _plot(results: dict, path: Path) -> None:
     """Two panels: geometric-mean error vs n (log-log; solid to own optimum θ_∞, dashed to θ*),
     and expected reward vs α (mean ± 1 sd over seeds; reference and θ*(α₀) for context)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import matplotlib.ticker
+    plt = pyplot()
+    from matplotlib.ticker import NullFormatter
 
     n, alphas = np.array(results["n_grid"]), np.array(results["alphas"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
@@ -565,7 +564,7 @@ def _plot(results: dict, path: Path) -> None:
     ax1.set(xscale="log", yscale="log", xlabel="pairs n", ylabel="‖θ̂_n − θ‖ (geometric mean over seeds)",
             title="parameter error vs sample size")
     ax1.set_xticks(n, [str(v) for v in n])
-    ax1.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax1.xaxis.set_minor_formatter(NullFormatter())
     ax2.set(xlabel="evaluation mixture α  (r = α r₁ + (1−α) r₂)", ylabel="expected reward",
             title=f"trained at α₀ = {alpha0:g}, n = {n.max()}")
     ax1.legend(fontsize=7)
@@ -649,6 +648,7 @@ def run_loglinear(cfg: LoglinearConfig, console=None) -> dict:
     from rich.table import Table
 
     _check_options(cfg.loglinear)
+    require_matplotlib()  # before the fits, not after them
     o = replace(cfg.loglinear, n_grid=sorted(set(cfg.loglinear.n_grid)))
     objectives = {m: method_objective(m, o.beta, o.tau, o.rho, o.penalty_form) for m in o.methods}
     console = console or Console()

@@ -1,4 +1,4 @@
-"""`dralign bench shift`: the shift-world benchmark (DESIGN §5), and the engine of `dralign demo`.
+"""`dralign bench shift`: the shift-world benchmark, and the engine of `dralign demo`.
 
 One run of the benchmark, per seed:
 
@@ -11,7 +11,7 @@ One run of the benchmark, per seed:
    a desirable and an undesirable completion), ``flip-20``/``flip-40`` (mix-linear with that
    fraction of pairs swapped).
 2. **Training.** Every method starts from the same pretrained world LM
-   (:func:`dralign.bench.world_lm.world_lm`) with the same data, steps, batch size and learning
+   (:func:`dralign_bench.world_lm.world_lm`) with the same data, steps, batch size and learning
    rate, through the public `dralign train` path (:func:`dralign.train.train`).
 3. **Evaluation.** Completions sampled (temperature 1) on held-out prompts; gold reward r(α)
    for every α on the grid and the worst case over it; win rate against the start model's
@@ -35,7 +35,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..config import option
+from dralign.config import option
+from dralign.eval.mixtures import DEFAULT_ALPHAS, mixture_fn
+
 from . import world
 
 __all__ = ["ShiftOptions", "ShiftConfig", "SCENARIOS", "Scenario", "run_shift", "resolve",
@@ -109,7 +111,7 @@ class ShiftOptions:
     alpha_judge: float = option(0.2, "sources: the synthetic judge's mixture weight")
     synthetic_fraction: float = option(0.7, "sources: fraction of prompts with synthetic responses")
     label_temperature: float = option(0.1, "Bradley–Terry temperature of the labels")
-    alphas: list[float] = option(list(world.DEFAULT_ALPHAS), "evaluation grid of α")
+    alphas: list[float] = option(list(DEFAULT_ALPHAS), "evaluation grid of α")
     output_dir: str = option("outputs/shift", "where models, results, plots and the report go")
     keep_models: bool = option(False, "keep each trained model's weights (3.4 MB each) for `dralign eval`")
     cache_dir: str | None = option(None, "where the pretrained world LM is cached (default: $DRALIGN_CACHE or ~/.cache/dralign)")
@@ -139,7 +141,7 @@ def resolve(opts: ShiftOptions) -> ShiftOptions:
         if getattr(out, key) not in world.GOLD_OBJECTIVES:
             raise ValueError(f"{key}={getattr(out, key)!r}: choose from {', '.join(world.GOLD_OBJECTIVES)}")
     if out.methods:
-        from ..objectives.presets import PRESETS
+        from dralign.objectives.presets import PRESETS
 
         for m in out.methods:
             if m not in PRESETS:
@@ -278,7 +280,7 @@ def _ci(est, lo, hi, n: int) -> dict:
 def _over_seeds(values: Sequence[float]) -> dict:
     """Seed-level scalars (one per seed): their mean with a bootstrap interval over seeds
     (zero width for one seed)."""
-    from ..eval.metrics import bootstrap_ci
+    from dralign.stats import bootstrap_ci
 
     return _ci(*bootstrap_ci(np.asarray(values, dtype=np.float64)), len(values))
 
@@ -304,14 +306,14 @@ class SeedEval:
 
 def _gold(opts: ShiftOptions, texts: Sequence[str], mixture: str) -> np.ndarray:
     """r(α) of every text at every α of the grid, [n, len(alphas)]."""
-    mix = world.linear_mixture if mixture == "linear" else world.geometric_mixture
+    mix = mixture_fn(mixture)
     ra = np.array([world.GOLD_OBJECTIVES[opts.reward_a](t) for t in texts])
     rb = np.array([world.GOLD_OBJECTIVES[opts.reward_b](t) for t in texts])
     return np.stack([mix(ra, rb, a) for a in opts.alphas], axis=1)
 
 
 def _sample(model, tokenizer, opts: ShiftOptions, prompts: Sequence[str], seed: int):
-    from ..eval.generate import sample_completions
+    from dralign.eval.generate import sample_completions
 
     return sample_completions(model, tokenizer, prompts, num_samples=opts.samples_per_prompt,
                               max_new_tokens=opts.max_new_tokens, temperature=1.0, seed=seed)
@@ -321,9 +323,9 @@ def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Seque
                     start_rewards: np.ndarray, heldout, mixture: str, seed: int) -> SeedEval:
     """Sample `policy` on the held-out prompts and measure it (see :class:`SeedEval`);
     `start_rewards` are the start model's samples' gold rewards on the same grid, [n, len(alphas)]."""
-    from ..eval.evaluate import preference_eval
-    from ..eval.generate import completion_logps
-    from ..eval.metrics import distinct_n, token_entropy
+    from dralign.eval.evaluate import preference_eval
+    from dralign.eval.generate import completion_logps
+    from dralign.eval.metrics import distinct_n, token_entropy
 
     comp = _sample(policy, tokenizer, opts, prompts, seed)
     rewards = _gold(opts, comp.texts, mixture)
@@ -346,8 +348,8 @@ def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Seque
 
 # ----------------------------------------------------------------------------- the run
 def _train_config(opts: ShiftOptions, lm: Path, data: Path, method: str, out: Path, seed: int):
-    from ..config import build
-    from ..train.config import TrainConfig
+    from dralign.config import build
+    from dralign.train.config import TrainConfig
 
     values = dict(model=str(lm), data=str(data), method=method, output_dir=str(out),
                   max_steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
@@ -367,12 +369,15 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
     import torch
     from rich.console import Console
 
-    from ..data import load_rows, tokenize_pairs
-    from ..modeling import load_model, load_tokenizer
-    from ..train.trainer import train
+    from dralign.data import load_rows, tokenize_pairs
+    from dralign.modeling import load_model, load_tokenizer
+    from dralign.train.trainer import train
+
+    from .plotting import require_matplotlib
     from .world_lm import DEFAULT_CACHE_DIR, WorldLMSpec, world_lm
 
     opts = resolve(cfg.shift if isinstance(cfg, ShiftConfig) else cfg)
+    require_matplotlib()  # before the runs, not after them
     console = console or Console()
     root = Path(opts.output_dir)
     runs = plan(opts)

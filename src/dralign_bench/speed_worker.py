@@ -1,7 +1,7 @@
 """Child process of `dralign bench speed`: trains one side (TRL's DPOTrainer or dralign) or times
 dralign's objectives, and writes what it measured as JSON.
 
-    python -m dralign.bench.speed_worker SPEC.json RESULT.json
+    python -m dralign_bench.speed_worker SPEC.json RESULT.json
 
 Each trainer runs in its own process so that its peak resident memory (`getrusage`'s
 `ru_maxrss`, read at the end of each job) is its own. Timing: the wall-clock (`perf_counter`)
@@ -118,7 +118,7 @@ def _train_config(job: dict, **overrides):
 
 def run_dralign(job: dict) -> dict:
     """dralign's trainer (preset dpo) on the job's model and data, reference log-probs cached."""
-    from dralign.bench.speed import matmul_peak, step_flops
+    from dralign_bench.speed_flops import matmul_peak, step_flops
     from dralign.train.trainer import Trainer
 
     import torch
