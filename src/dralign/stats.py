@@ -1,20 +1,21 @@
-"""Ground-floor statistics: ROC AUC, calibration (ECE, Brier) and bootstrap intervals.
+"""Ground-floor statistics: ROC AUC, calibration (ECE, Brier) and bootstrap intervals (plain,
+and hierarchical over seeds and units).
 
-Used by ``dralign.ratio`` (the density-ratio classifier's diagnostics) and ``dralign.eval``
-(every reported mean); imports nothing else of dralign (docs/design.md, "Layers"). Every
-function accepts Python sequences, NumPy arrays or torch tensors (any device and float dtype),
-computes in float64 NumPy and returns plain Python floats, ready for a JSON report.
+Used by ``dralign.ratio`` (the density-ratio classifier's diagnostics), ``dralign.eval`` (every
+reported mean) and the benchmarks; imports nothing else of dralign (docs/design.md, "Layers").
+Inputs may be Python sequences, NumPy arrays or torch tensors (any device and float dtype);
+everything is computed in float64 NumPy, and scalars come back as plain Python floats.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 __all__ = ["MeanCI", "as_array", "bootstrap_ci", "brier_score", "expected_calibration_error",
-           "require_nonempty", "roc_auc"]
+           "hierarchical_ci", "require_nonempty", "roc_auc"]
 
 
 def as_array(x: Any, name: str = "values") -> np.ndarray:
@@ -170,3 +171,50 @@ class MeanCI:
 
     def __str__(self) -> str:
         return f"{self.mean:.4g} [{self.low:.4g}, {self.high:.4g}]"
+
+
+def _replicates(groups: Sequence[np.ndarray], picks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of the seed-averaged mean, [R, k].
+
+    `groups[s]` holds seed s's per-unit values [n_s, k]; replicate r takes the seeds
+    `picks[r]` (drawn with replacement) and, within each, n_s units with replacement.
+    """
+    R = picks.shape[0]
+    boot = np.stack([g[rng.integers(0, len(g), size=(R, len(g)))].mean(axis=1) for g in groups])  # [S, R, k]
+    return boot[picks, np.arange(R)[:, None]].mean(axis=1)
+
+
+def hierarchical_ci(groups: Sequence[Any], stat: Callable[[np.ndarray], Any] = lambda m: m,
+                    other: Sequence[Any] | None = None, n_resamples: int = 1000, seed: int = 0,
+                    level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimate and percentile-bootstrap interval of stat(mean over seeds of per-seed means).
+
+        m = (1/S) Σ_s mean_i x_{s,i}   (x_{s,i} ∈ R^k: unit i of seed s),  estimate = stat(m)
+
+    Each replicate resamples the seeds with replacement, then the units within each chosen seed,
+    so one seed gives an interval over units (prompts) and several seeds also carry the
+    seed-to-seed (data and training) variance. With `other` (the same seeds of a second
+    method), the statistic is stat(m) − stat(m_other), both replicates sharing the seed draws:
+    a paired comparison. `stat` maps [..., k] → [...] (vectorised over replicates). Returns
+    NumPy arrays (estimate, low, high) of stat's output shape (scalars for scalar units).
+    """
+    scalar_units = np.ndim(groups[0]) <= 1  # units are scalars: return scalars, not [1] arrays
+
+    def as2d(gs):
+        return [np.asarray(g, dtype=np.float64).reshape(len(g), -1) for g in gs]
+
+    groups = as2d(groups)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(groups), size=(n_resamples, len(groups)))
+    est = np.asarray(stat(np.mean([g.mean(axis=0) for g in groups], axis=0)))
+    reps = np.asarray(stat(_replicates(groups, picks, rng)))
+    if other is not None:
+        other = as2d(other)
+        if len(other) != len(groups):
+            raise ValueError("a paired comparison needs the same seeds for both methods")
+        est = est - np.asarray(stat(np.mean([g.mean(axis=0) for g in other], axis=0)))
+        reps = reps - np.asarray(stat(_replicates(other, picks, rng)))
+    lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    if scalar_units and est.ndim == 1 and est.shape[0] == 1:
+        return est[0], lo[0], hi[0]
+    return est, lo, hi

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from dralign.objectives import PRESETS, Objective
 from dralign.objectives.couplings import SORTING_COUPLINGS
 
-from .world import LoglinearWorld, Pairs
+from .world import LoglinearWorld, Pairs, log_policy
 
 POPULATION_AGGREGATORS = ("mean", "kl", "drdpo", "cvar")
 """Robust aggregations with an exact population form in `population_value`."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .plotting import pyplot
+from ..plotting import pyplot
 
 __all__ = ["plot_shift", "plot_tradeoff", "print_tables", "write_report", "table_rows"]
 
