@@ -9,7 +9,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from dralign.bench.speed import (SpeedConfig, SpeedOptions, batch_flops, quick_options, run_speed)
+from dralign_bench.speed import SpeedConfig, SpeedOptions, quick_options, run_speed
+from dralign_bench.speed_flops import batch_flops
 from dralign.data.collate import collate_pairs, collate_shared_pairs
 from dralign.data.tokenize import PairExample
 

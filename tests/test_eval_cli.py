@@ -9,11 +9,21 @@ import json
 import pytest
 from rich.console import Console
 
-from dralign.bench.world import generate_corpus, generate_prompts
 from dralign.config import ConfigError, add_arguments, from_args
 from dralign.data import DataError
 from dralign.eval.cli import EvalConfig, EvalOptions, load_prompts, run_eval
+from dralign.eval.registry import register_prompts, register_reward
 from dralign.modeling.tiny import save_tiny
+from dralign_bench.world import generate_corpus, generate_prompts
+from dralign_bench.world.specs import world_prompts, world_reward
+
+
+@pytest.fixture(autouse=True, scope="module")
+def world_specs():
+    """world:... rewards and prompts, registered as the installed entry points do (the test does
+    not rely on this checkout's metadata being installed)."""
+    register_reward("world", world_reward)
+    register_prompts("world", world_prompts)
 
 
 def write_jsonl(path, rows):

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from dralign.bench.world import formality, generate_corpus, generate_prompts, sentiment
 from dralign.data import tokenize_pairs, tokenize_unpaired
 from dralign.eval import metrics as M
 from dralign.eval.evaluate import (
@@ -21,9 +20,20 @@ from dralign.eval.evaluate import (
     to_jsonable,
 )
 from dralign.eval.generate import Completions, completion_logps, sample_completions
+from dralign.eval.registry import register_reward
 from dralign.eval.rewards import load_reward, text_reward
 from dralign.modeling import FrozenReference, pair_logps
 from dralign.modeling.tiny import tiny_model, tiny_tokenizer
+from dralign.stats import MeanCI, brier_score, expected_calibration_error
+from dralign_bench.world import formality, generate_corpus, generate_prompts, sentiment
+from dralign_bench.world.specs import world_reward
+
+
+@pytest.fixture(autouse=True, scope="module")
+def world_rewards():
+    """world:... rewards, registered as the installed entry point does (the test does not rely
+    on this checkout's metadata being installed)."""
+    register_reward("world", world_reward)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +85,8 @@ def test_preference_eval_matches_hand_computation(policy, start, pairs, tok):
     assert out["reward_chosen"].mean == pytest.approx(
         beta * (p.chosen_sum - r.chosen_sum).double().mean().item(), abs=1e-5)
     # calibration: consistent with the metric functions
-    assert out["brier"].mean == pytest.approx(M.brier_score(probs, np.ones(4)), abs=1e-6)
-    assert out["ece"].mean == pytest.approx(M.expected_calibration_error(
+    assert out["brier"].mean == pytest.approx(brier_score(probs, np.ones(4)), abs=1e-6)
+    assert out["ece"].mean == pytest.approx(expected_calibration_error(
         np.r_[probs, 1 - probs], np.r_[np.ones(4), np.zeros(4)]), abs=1e-6)
     for key in ("accuracy", "margin", "ece", "brier"):
         ci = out[key]
@@ -224,7 +234,7 @@ def test_shift_sweep_geometric_and_errors():
 
 
 def test_to_jsonable():
-    ci = M.MeanCI(1.0, 0.5, 1.5, 3)
+    ci = MeanCI(1.0, 0.5, 1.5, 3)
     out = to_jsonable({0.5: ci, "x": (np.float32(2.0), float("nan")), "a": np.arange(2)})
     assert out == {"0.5": {"mean": 1.0, "low": 0.5, "high": 1.5, "n": 3, "level": 0.95},
                    "x": [2.0, None], "a": [0, 1]}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dralign.bench.world import generate_corpus, generate_prompts
+from dralign_bench.world import generate_corpus, generate_prompts
 from dralign.data import tokenize_pairs
 from dralign.eval.generate import (
     Completions,

@@ -7,11 +7,7 @@ import pytest
 import torch
 
 from dralign.eval.metrics import (
-    MeanCI,
-    bootstrap_ci,
-    brier_score,
     distinct_n,
-    expected_calibration_error,
     mean_length,
     preference_accuracy,
     preference_probs,
@@ -21,6 +17,7 @@ from dralign.eval.metrics import (
     win_rate,
     worst_case,
 )
+from dralign.stats import MeanCI, bootstrap_ci, brier_score, expected_calibration_error
 
 
 def test_preference_accuracy_ties_half():

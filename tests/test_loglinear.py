@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from dralign.bench.loglinear import (
+from dralign_bench.loglinear import (
     LoglinearConfig,
     LoglinearOptions,
     Pairs,

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from dralign.ratio import LogisticHead, crossfit_probabilities, roc_auc, stratified_folds
+from dralign.ratio import LogisticHead, crossfit_probabilities, stratified_folds
+from dralign.stats import roc_auc
 
 
 def _data(n=200, h=6, seed=0, signal=1.5):

@@ -1,4 +1,4 @@
-"""dralign.ratio metrics against hand-computed values."""
+"""dralign.stats (the ratio classifier's diagnostics) against hand-computed values."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dralign.ratio import brier_score, expected_calibration_error, roc_auc
+from dralign.stats import brier_score, expected_calibration_error, roc_auc
 
 
 def test_auc_hand_value():

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from dralign.bench import world
-from dralign.bench.shift import (SCENARIOS, SeedEval, ShiftOptions, build_dataset, evaluate_claims,
-                                 hierarchical_ci, plan, resolve)
-from dralign.bench.world_lm import WorldLMSpec, world_lm
-from dralign.eval.metrics import bootstrap_ci
+from dralign.eval.mixtures import geometric_mixture, linear_mixture
+from dralign.stats import bootstrap_ci, hierarchical_ci
+from dralign_bench import world
+from dralign_bench.shift import (SCENARIOS, SeedEval, ShiftOptions, build_dataset, evaluate_claims,
+                                 plan, resolve)
+from dralign_bench.world_lm import WorldLMSpec, world_lm
 
 
 def small(**kw):
@@ -23,7 +24,7 @@ def test_datasets_are_deterministic_per_seed_and_differ_across_seeds():
 
 def test_mixture_labels_follow_the_training_mixture():
     opts = small()
-    for ds, mix in (("mix-linear", world.linear_mixture), ("mix-geometric", world.geometric_mixture)):
+    for ds, mix in (("mix-linear", linear_mixture), ("mix-geometric", geometric_mixture)):
         for row in build_dataset(opts, ds, seed=0):
             r = {k: mix(world.GOLD_OBJECTIVES["sentiment"](row[k]), world.GOLD_OBJECTIVES["formality"](row[k]), 0.7)
                  for k in ("chosen", "rejected")}

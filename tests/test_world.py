@@ -6,8 +6,9 @@ import random
 import numpy as np
 import pytest
 
-from dralign.bench import world as w
-from dralign.bench.world import (
+from dralign.eval.mixtures import geometric_mixture, linear_mixture
+from dralign_bench import world as w
+from dralign_bench.world import (
     GOLD_OBJECTIVES,
     assign_sources,
     bt_label,
@@ -18,10 +19,8 @@ from dralign.bench.world import (
     generate_corpus,
     generate_prompts,
     generate_responses,
-    geometric_mixture,
     label_pairs,
     label_rows,
-    linear_mixture,
     make_mixture_reward,
     mixture_reward,
     prompt_pool,

@@ -75,29 +75,47 @@ def _eval(args) -> int:
     return 0
 
 
+def _plotting(handler):
+    """A handler that plots: without the `bench` extra (matplotlib) it fails in one line."""
+
+    def run(args) -> int:
+        from dralign_bench.plotting import MissingExtraError
+
+        try:
+            return handler(args)
+        except MissingExtraError as e:
+            print(f"dralign {args.command}: error: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
+@_plotting
 def _bench_shift(args) -> int:
-    from .bench.shift import ShiftConfig, run_shift
+    from dralign_bench.shift import ShiftConfig, run_shift
 
     run_shift(from_args(ShiftConfig, args), command=_command_line(args))
     return 0
 
 
+@_plotting
 def _bench_loglinear(args) -> int:
-    from .bench.loglinear import LoglinearConfig, run_loglinear
+    from dralign_bench.loglinear import LoglinearConfig, run_loglinear
 
     run_loglinear(from_args(LoglinearConfig, args))
     return 0
 
 
 def _bench_speed(args) -> int:
-    from .bench.speed import SpeedConfig, run_speed
+    from dralign_bench.speed import SpeedConfig, run_speed
 
     run_speed(from_args(SpeedConfig, args))
     return 0
 
 
+@_plotting
 def _demo(args) -> int:
-    from .demo import DemoConfig, run_demo
+    from dralign_bench.demo import DemoConfig, run_demo
 
     return run_demo(from_args(DemoConfig, args))
 
@@ -143,24 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
          "model under a reward, KL to it, diversity and length of samples; a shift sweep over mixture "
          "weights with the worst case. Every mean with a 95% bootstrap interval.")
 
-    from .bench.loglinear import LoglinearConfig
-    from .bench.shift import ShiftConfig
+    from dralign_bench.loglinear import LoglinearConfig
+    from dralign_bench.shift import ShiftConfig
     bench = sub.add_parser("bench", help="benchmarks: the shift world, the log-linear world, speed against TRL",
                            allow_abbrev=False).add_subparsers(
         dest="bench_command", required=True)
-    _add(bench, "shift", ShiftConfig, _bench_shift, "the shift-world benchmark (DESIGN §5)",
+    _add(bench, "shift", ShiftConfig, _bench_shift, "the shift-world benchmark",
          "Methods trained from the same pretrained world LM on the same data; gold reward under "
          "preference shift, diversity, calibration; table, results.json, plots and report.md. "
          "--full runs every scenario with 5 seeds.")
     _add(bench, "loglinear", LoglinearConfig, _bench_loglinear,
          "the exact log-linear world: closed-form optimum, robustness under shift, error vs n")
-    from .bench.speed import SpeedConfig
+    from dralign_bench.speed import SpeedConfig
     _add(bench, "speed", SpeedConfig, _bench_speed, "dralign against TRL's DPOTrainer, side by side",
          "Pairs/s, peak RSS and FLOP/s of dralign and TRL 1.16's DPOTrainer on the same model, data "
          "and settings (balanced and prompt-heavy), and each objective's step time against dpo. "
          "Needs the trl extra: pip install 'dralign[trl]'.")
 
-    from .demo import DemoConfig
+    from dralign_bench.demo import DemoConfig
     _add(sub, "demo", DemoConfig, _demo, "the main job on its built-in default (offline, CPU, a few minutes)",
          "A shortened shift-world run: dpo, kldpo, wdpo, fdpo-js, aot and dora from the same "
          "pretrained world LM; prints the table and the paths of the plots and the report.")
@@ -181,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     _quiet_libraries()
     from .data import DataError
-    from .bench.speed import SpeedBenchError
+    from dralign_bench.speed import SpeedBenchError
     from .train import TrainingError
     from .train.checkpoint import CheckpointError
     from .train.run_dir import RunFolderError

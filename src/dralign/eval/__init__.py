@@ -3,17 +3,20 @@
     from dralign.eval import generation_eval, load_reward, preference_eval, shift_sweep
 
 See :mod:`dralign.eval.metrics` (pure metric functions), :mod:`dralign.eval.generate`
-(seeded sampling and teacher-forced log-probs), :mod:`dralign.eval.rewards` (reward specs) and
-:mod:`dralign.eval.evaluate` (the evaluations, with 95 % bootstrap intervals).
+(seeded sampling and teacher-forced log-probs), :mod:`dralign.eval.rewards` (reward specs),
+:mod:`dralign.eval.registry` (``SCHEME:BODY`` reward and prompt specs that packages register),
+:mod:`dralign.eval.mixtures` (r(α) of two rewards) and :mod:`dralign.eval.evaluate` (the
+evaluations, with 95 % bootstrap intervals of :class:`dralign.stats.MeanCI`).
 """
 
 from .evaluate import generation_eval, preference_eval, shift_sweep, symmetric_ece, to_jsonable
 from .generate import Completions, completion_logps, sample_completions, tokenize_prompts
-from .metrics import MeanCI
+from .registry import register_prompts, register_reward
 from .rewards import RewardFn, hf_reward, load_reward, text_reward
 
 __all__ = [
-    "Completions", "MeanCI", "RewardFn", "completion_logps", "generation_eval", "hf_reward",
-    "load_reward", "preference_eval", "sample_completions", "shift_sweep", "symmetric_ece",
+    "Completions", "RewardFn", "completion_logps", "generation_eval", "hf_reward",
+    "load_reward", "preference_eval", "register_prompts", "register_reward", "sample_completions",
+    "shift_sweep", "symmetric_ece",
     "text_reward", "to_jsonable", "tokenize_prompts",
 ]

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..bench.world import DEFAULT_ALPHAS
 from ..config import atomic_write_text, option, to_flat_dict
+from .mixtures import DEFAULT_ALPHAS
+from .registry import PROMPTS
 
 __all__ = ["EvalConfig", "EvalOptions", "load_prompts", "run_eval"]
 
@@ -35,9 +36,9 @@ class EvalOptions:
     beta: float = option(0.1, "beta of the implicit reward beta*(log pi - log pi_ref) on --data")
     max_length: int = option(512, "max tokens of prompt + completion on --data")
     on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows of --data")
-    prompts: str | None = option(None, "prompts to sample from: a .txt file (one per line), a JSONL/JSON/Parquet/CSV file with a prompt column, or world:heldout:N / world:train:N")
+    prompts: str | None = option(None, "prompts to sample from: a .txt file (one per line), a JSONL/JSON/Parquet/CSV file with a prompt column, or a spec a package registers (the shift world's world:heldout:N / world:train:N)")
     prompt_column: str = option("prompt", "column holding the prompt in a --prompts table")
-    reward: list[str] = option([], "reward(s) of the completions: world:NAME, world:mix:A,B,ALPHA[,linear|geometric], package.module:function, or a sequence-classification model")
+    reward: list[str] = option([], "reward(s) of the completions: a spec a package registers (the shift world's world:NAME, world:mix:A,B,ALPHA[,linear|geometric]), package.module:function, or a sequence-classification model")
     reward_b: str | None = option(None, "shift sweep: the second reward r_b, mixed with the first --reward r_a")
     alphas: list[float] = option(list(DEFAULT_ALPHAS), "shift sweep: the mixture weights alpha of r_a")
     mixture: Literal["linear", "geometric"] = option("linear", "shift sweep: alpha*r_a + (1-alpha)*r_b or r_a^alpha * r_b^(1-alpha)")
@@ -61,19 +62,19 @@ class EvalConfig:
 # Prompts
 # ---------------------------------------------------------------------------------------------
 
-def _world_prompts(spec: str, seed: int) -> list[str]:
-    from ..bench.world import generate_prompts
-
-    parts = spec.split(":")
-    if len(parts) != 3 or parts[1] not in ("heldout", "train"):
-        raise ValueError(f"prompts {spec!r}: expected world:heldout:N or world:train:N")
+def _registered_prompts(spec: str, seed: int) -> list[str] | None:
+    """The prompts of a registered ``SCHEME:BODY`` spec, or None when SCHEME is not registered."""
+    scheme, _, body = spec.partition(":")
+    factory = PROMPTS.get(scheme) if scheme.isidentifier() else None
+    if factory is None:
+        return None
     try:
-        n = int(parts[2])
-    except ValueError:
-        raise ValueError(f"prompts {spec!r}: N={parts[2]!r} is not an integer") from None
-    if n < 1:
-        raise ValueError(f"prompts {spec!r}: N must be >= 1")
-    return generate_prompts(n, seed=seed, split=parts[1])
+        prompts = [str(p) for p in factory(body, seed)]
+    except ValueError as err:
+        raise ValueError(f"prompts {spec!r}: {err}") from None
+    if not prompts:
+        raise ValueError(f"prompts {spec!r}: no prompts")
+    return prompts
 
 
 def _render_messages(tokenizer, messages: Any, where: str) -> str:
@@ -93,7 +94,8 @@ def load_prompts(spec: str, *, tokenizer=None, seed: int = 0,
     tokenizer's chat template (then they carry their special tokens: tokenize them with
     ``add_special_tokens=False``).
 
-    `spec` is ``world:heldout:N`` / ``world:train:N`` (shift-world prompts, seeded), a ``.txt``
+    `spec` is a registered ``SCHEME:BODY`` (see :mod:`dralign.eval.registry`; e.g. the shift
+    world's ``world:heldout:N`` / ``world:train:N``, seeded by `seed`), a ``.txt``
     file (one prompt per line; blank lines are skipped) or any local file or saved-dataset
     folder :func:`dralign.data.load_rows` reads, whose `column` holds a string, or a list of
     chat messages (rendered with the generation prompt, as training renders conversational
@@ -101,8 +103,9 @@ def load_prompts(spec: str, *, tokenizer=None, seed: int = 0,
     """
     from ..data import DataError, load_rows
 
-    if spec.startswith("world:"):
-        return _world_prompts(spec, seed), False
+    registered = _registered_prompts(spec, seed) if ":" in spec else None
+    if registered is not None:
+        return registered, False
     path = Path(spec)
     if path.suffix == ".txt":
         if not path.is_file():
@@ -113,8 +116,9 @@ def load_prompts(spec: str, *, tokenizer=None, seed: int = 0,
             raise DataError(f"{spec}: no prompts (every line is blank)")
         return prompts, False
     if not path.exists():
-        raise DataError(f"prompts file not found: {spec} (expected a file, or "
-                        "world:heldout:N / world:train:N)")
+        schemes = " / ".join(PROMPTS.helps())
+        raise DataError(f"prompts file not found: {spec} (expected a file"
+                        + (f", or {schemes})" if schemes else ")"))
     rows = load_rows(spec)
     prompts, kinds = [], set()
     for row in rows:
@@ -301,7 +305,7 @@ def print_results(results: dict, console) -> None:
     """A rich table of every metric with its 95 % interval."""
     from rich.table import Table
 
-    from .metrics import MeanCI
+    from ..stats import MeanCI
 
     table = Table(title=f"dralign eval: {results.get('model')}")
     for col, justify in (("section", "left"), ("metric", "left"), ("value", "right"),

@@ -1,7 +1,7 @@
 """Evaluation of a trained policy: preference metrics on held-out pairs, generation metrics
 against the start model, and shift sweeps over a reward mixture.
 
-Every mean comes with a 95 % percentile-bootstrap interval (:class:`~dralign.eval.metrics.MeanCI`,
+Every mean comes with a 95 % percentile-bootstrap interval (:class:`~dralign.stats.MeanCI`,
 1,000 resamples, NumPy PCG64 seeded with ``seed``: deterministic). Results are plain dicts of
 MeanCI and floats; :func:`to_jsonable` turns them into JSON-ready dicts.
 
@@ -14,31 +14,27 @@ The point estimate is still the mean over all completions.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..bench.world import geometric_mixture, linear_mixture
+from ..stats import MeanCI, bootstrap_ci, expected_calibration_error
 from . import metrics as M
+from .mixtures import MIXTURES
 from .generate import Completions, completion_logps, eval_mode, sample_completions
 from .rewards import RewardFn
 
-__all__ = ["MIXTURES", "generation_eval", "preference_eval", "shift_sweep",
+__all__ = ["generation_eval", "preference_eval", "shift_sweep",
            "symmetric_ece", "to_jsonable"]
 
 N_RESAMPLES = 1000
 LEVEL = 0.95
 
-#: Mixtures of two rewards for shift sweeps: r(α) from r_a, r_b.
-MIXTURES: dict[str, Callable[[Any, Any, float], Any]] = {
-    "linear": linear_mixture, "geometric": geometric_mixture}
-
-
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
 
-def _ci(values: Any, seed: int, cluster: int = 1) -> M.MeanCI:
+def _ci(values: Any, seed: int, cluster: int = 1) -> MeanCI:
     """MeanCI of `values`, bootstrapping clusters of `cluster` consecutive values (their means).
 
     With equal cluster sizes the mean of the cluster means is the overall mean."""
@@ -47,7 +43,7 @@ def _ci(values: Any, seed: int, cluster: int = 1) -> M.MeanCI:
         if v.size % cluster:
             raise ValueError(f"{v.size} values do not split into clusters of {cluster}")
         v = v.reshape(-1, cluster).mean(axis=1)
-    return M.MeanCI.from_values(v, level=LEVEL, n_resamples=N_RESAMPLES, seed=seed)
+    return MeanCI.from_values(v, level=LEVEL, n_resamples=N_RESAMPLES, seed=seed)
 
 
 def _won(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -69,7 +65,7 @@ def _score(reward: RewardFn, name: str, prompts: Sequence[str],
 def to_jsonable(obj: Any) -> Any:
     """A JSON-ready copy of nested results: MeanCI → its dict, mapping keys → str, tuples and
     arrays → lists, NumPy scalars → Python numbers, NaN/±inf → None."""
-    if isinstance(obj, M.MeanCI):
+    if isinstance(obj, MeanCI):
         return to_jsonable(obj.as_dict())
     if isinstance(obj, Mapping):
         return {(k if isinstance(k, str) else str(k)): to_jsonable(v) for k, v in obj.items()}
@@ -100,7 +96,7 @@ def symmetric_ece(probs: Any, bins: int = 10) -> float:
     chosen responses really are preferred.
     """
     p = np.asarray(probs, dtype=np.float64).reshape(-1)
-    return M.expected_calibration_error(np.concatenate([p, 1.0 - p]),
+    return expected_calibration_error(np.concatenate([p, 1.0 - p]),
                                         np.concatenate([np.ones_like(p), np.zeros_like(p)]), bins)
 
 
@@ -157,14 +153,14 @@ def preference_eval(model, reference, data, *, beta: float, batch_size: int = 32
     reward_chosen, reward_rejected = beta * (pc - rc), beta * (pr - rr)
     margins = reward_chosen - reward_rejected
     probs = M.preference_probs(margins)  # σ(margin): β is already inside the margin
-    ece, ece_low, ece_high = M.bootstrap_ci(probs, lambda p: symmetric_ece(p, ece_bins),
+    ece, ece_low, ece_high = bootstrap_ci(probs, lambda p: symmetric_ece(p, ece_bins),
                                             level=LEVEL, n_resamples=N_RESAMPLES, seed=seed)
     return {
         "accuracy": _ci(_won(margins, np.zeros_like(margins)), seed),
         "margin": _ci(margins, seed),
         "reward_chosen": _ci(reward_chosen, seed),
         "reward_rejected": _ci(reward_rejected, seed),
-        "ece": M.MeanCI(mean=ece, low=ece_low, high=ece_high, n=int(probs.size), level=LEVEL),
+        "ece": MeanCI(mean=ece, low=ece_low, high=ece_high, n=int(probs.size), level=LEVEL),
         "brier": _ci((1.0 - probs) ** 2, seed),
         "n": int(margins.size),
         "beta": float(beta),

@@ -5,10 +5,10 @@
 =========================================  ===================================================
 spec                                       reward
 =========================================  ===================================================
-``world:NAME``                             a shift-world gold objective of the response text
-                                           (NAME in :data:`dralign.bench.world.GOLD_OBJECTIVES`:
-                                           sentiment, formality, conciseness, specificity)
-``world:mix:A,B,ALPHA[,linear|geometric]``  the mixture α·r_A + (1−α)·r_B (or r_A^α·r_B^(1−α))
+``SCHEME:BODY``                             a reward a package registered under SCHEME (see
+                                           :mod:`dralign.eval.registry`), e.g. the shift
+                                           world's ``world:sentiment`` or
+                                           ``world:mix:sentiment,formality,0.7``
 ``package.module:function``                 a Python callable, imported; see below
 a folder or Hugging Face model name         a sequence-classification reward model, see
                                            :func:`hf_reward`
@@ -35,23 +35,22 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["RewardFn", "SPEC_HELP", "batched_reward", "hf_reward", "load_reward", "text_reward"]
+from .registry import REWARDS
+
+__all__ = ["RewardFn", "batched_reward", "hf_reward", "load_reward", "text_reward"]
 
 #: A batched reward: (prompts, responses) → float64 array [N].
 RewardFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
-SPEC_HELP = ("world:NAME (NAME one of {objectives}), world:mix:A,B,ALPHA[,linear|geometric], "
-             "package.module:function (a callable str -> float, or batched "
-             "(prompts, responses) -> array), or the folder or Hugging Face name of a "
-             "sequence-classification reward model")
+_BUILTIN_HELP = ("package.module:function (a callable str -> float, or batched "
+                 "(prompts, responses) -> array), or the folder or Hugging Face name of a "
+                 "sequence-classification reward model")
 
 _CALLABLE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def _spec_error(spec: str, why: str) -> ValueError:
-    from ..bench.world import GOLD_OBJECTIVES
-
-    accepted = SPEC_HELP.format(objectives=", ".join(GOLD_OBJECTIVES))
+    accepted = ", ".join([*REWARDS.helps(), _BUILTIN_HELP])
     return ValueError(f"reward {spec!r}: {why}. A reward is one of: {accepted}")
 
 
@@ -109,31 +108,17 @@ def _is_batched(fn: Callable) -> bool:
     return len(required) >= 2
 
 
-def _world_reward(spec: str) -> RewardFn:
-    from ..bench.world import GOLD_OBJECTIVES, make_mixture_reward
-
-    body = spec[len("world:"):]
-    if body.startswith("mix:"):
-        parts = [p.strip() for p in body[len("mix:"):].split(",")]
-        if len(parts) not in (3, 4):
-            raise _spec_error(spec, "a mixture is world:mix:A,B,ALPHA[,linear|geometric]")
-        a, b, alpha = parts[:3]
-        kind = parts[3] if len(parts) == 4 else "linear"
-        for name in (a, b):
-            if name not in GOLD_OBJECTIVES:
-                raise _spec_error(spec, f"unknown gold objective {name!r}")
-        try:
-            alpha_value = float(alpha)
-        except ValueError:
-            raise _spec_error(spec, f"ALPHA {alpha!r} is not a number") from None
-        try:
-            fn = make_mixture_reward(a, b, alpha_value, kind)
-        except ValueError as err:
-            raise _spec_error(spec, str(err)) from None
-        return text_reward(fn, name=spec)
-    if body not in GOLD_OBJECTIVES:
-        raise _spec_error(spec, f"unknown gold objective {body!r}")
-    return text_reward(GOLD_OBJECTIVES[body], name=spec)
+def _registered_reward(spec: str) -> RewardFn | None:
+    """The reward of a registered ``SCHEME:BODY`` spec, or None when SCHEME is not registered."""
+    scheme, _, body = spec.partition(":")
+    factory = REWARDS.get(scheme) if scheme.isidentifier() else None
+    if factory is None:
+        return None
+    try:
+        fn = factory(body)
+    except ValueError as err:
+        raise _spec_error(spec, str(err)) from None
+    return _as_reward(fn, spec)
 
 
 def _callable_reward(spec: str) -> RewardFn:
@@ -148,7 +133,12 @@ def _callable_reward(spec: str) -> RewardFn:
         obj = getattr(obj, attr)
     if not callable(obj):
         raise _spec_error(spec, f"{attr_path!r} is a {type(obj).__name__}, not a callable")
-    return batched_reward(obj, name=spec) if _is_batched(obj) else text_reward(obj, name=spec)
+    return _as_reward(obj, spec)
+
+
+def _as_reward(fn: Callable, name: str) -> RewardFn:
+    """A checked batched reward from a per-text or batched callable (see the module docstring)."""
+    return batched_reward(fn, name=name) if _is_batched(fn) else text_reward(fn, name=name)
 
 
 def hf_reward(name_or_path: str, *, device: str | None = None, batch_size: int = 32,
@@ -229,15 +219,18 @@ def load_reward(spec: str, *, device: str | None = None, batch_size: int = 32,
     if not isinstance(spec, str) or not spec.strip():
         raise _spec_error(str(spec), "it is empty")
     spec = spec.strip()
-    if spec.startswith("world:"):
-        return _world_reward(spec)
+    registered = _registered_reward(spec) if ":" in spec else None
+    if registered is not None:
+        return registered
     if Path(spec).expanduser().is_dir():
         return hf_reward(str(Path(spec).expanduser()), device=device, batch_size=batch_size,
                          max_length=max_length)
     if _CALLABLE_RE.match(spec):
         return _callable_reward(spec)
     if ":" in spec:
-        raise _spec_error(spec, "it is neither world:... nor package.module:function")
+        schemes = " / ".join(f"{s}:..." for s in REWARDS.schemes())
+        raise _spec_error(spec, f"it is neither {schemes or 'a registered SCHEME:...'} nor "
+                          "package.module:function")
     if Path(spec).expanduser().exists():
         raise _spec_error(spec, "it is a file, not a model folder")
     if _looks_like_local_path(spec):

@@ -14,7 +14,7 @@ from ..config import option
 
 @dataclass
 class RatioOptions:
-    """Density-ratio fitting (DESIGN §4)."""
+    """Density-ratio fitting for DoRA."""
 
     data: str | None = option(None, "preference file or folder (any format `dralign train` reads)")
     output: str | None = option(None, "where to write the rows with target_prob and ratio (JSONL; default: DATA.ratios.jsonl)")

@@ -1,6 +1,6 @@
 """Frozen text features for the density-ratio classifier.
 
-`response_features` — the default of DESIGN §4: a causal LM (normally the reference model)
+`response_features` — the default features: a causal LM (normally the reference model)
 reads ``[BOS] + prompt + response`` and the *final hidden states* (the output of the last
 decoder block after the final norm, i.e. what the LM head reads) are averaged over the
 **response token positions only**. The prompt is context (every response position attends to

@@ -1,4 +1,4 @@
-"""Fit DoRA's density ratios on preference rows (DESIGN §4).
+"""Fit DoRA's density ratios on preference rows.
 
 Rows carry a source label. A classifier c(x, y) = P(target | x, y) is cross-fitted on frozen
 features; with target prior π_T (the fraction of target items in the fitting data) the weight
@@ -43,7 +43,7 @@ import torch
 
 from .classifier import crossfit_probabilities
 from .features import encoder_features, load_encoder, response_features
-from ..eval.metrics import brier_score, expected_calibration_error, roc_auc
+from ..stats import brier_score, expected_calibration_error, roc_auc
 
 PAIR_RULES = ("geometric", "product")
 SIDES = ("chosen", "rejected")
@@ -169,7 +169,7 @@ class RatioFit:
         return float(w.sum()) ** 2 / (w.numel() * s2) if s2 > 0 else 0.0
 
     def metrics(self) -> dict[str, Any]:
-        """Flat, JSON-ready metrics (`ratio/…` names, DESIGN §6)."""
+        """Flat, JSON-ready metrics (`ratio/…` names, docs/design.md "Conventions")."""
         w = self.weight
         return {
             "ratio/auc": self.auc, "ratio/ece": self.ece, "ratio/brier": self.brier,

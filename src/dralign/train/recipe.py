@@ -165,6 +165,7 @@ class Recipe:
             raise TrainingError(str(e)) from None
         if cfg.data.prefix_sharing != "off":
             self.log(f"prefix sharing {'on' if sharing else 'off'} ({why})")
+        self.prefix_sharing = sharing
         self.scorer = (UnpairedScorer(self.objective, exact=self.exact, method=cfg.method.method)
                        if self.objective.unpaired else
                        PairedScorer(self.objective, prefix_sharing=sharing, weighted=self.weighted))

@@ -1,6 +1,6 @@
 """The shift world's base model: a ~1M-parameter Llama pretrained on the world's corpus, cached.
 
-Every method in the shift-world benchmark starts from this model (DESIGN §5.1). It is built
+Every method in the shift-world benchmark starts from this model. It is built
 and trained here, offline, from a config: a byte-level BPE tokenizer trained on the corpus
 (:func:`dralign.modeling.tiny.tiny_tokenizer`) and a Llama of :class:`WorldLMSpec` size,
 trained by next-token prediction on ``prompt ids + response ids + eos`` — the prompt and the
@@ -85,7 +85,7 @@ def pretrain_world_lm(spec: WorldLMSpec, output_dir: Path,
     Batches are drawn without replacement, reshuffled each epoch (seeded). Returns a summary
     with the final loss (mean of the last 20 steps) and the parameter count.
     """
-    from ..modeling.tiny import tiny_model, tiny_tokenizer
+    from dralign.modeling.tiny import tiny_model, tiny_tokenizer
 
     rng = torch.Generator().manual_seed(spec.seed)
     prompts = world.generate_prompts(spec.corpus_size, seed=spec.seed, split="train")

@@ -1,12 +1,14 @@
 """Presenting shift-world results: rich tables, PNG plots and the Markdown report.
 
-Everything here reads the results document of :func:`dralign.bench.shift.run_shift` (the same
+Everything here reads the results document of :func:`dralign_bench.shift.run_shift` (the same
 dict that is written to ``results.json``), so a report can be re-made from a saved file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from ..plotting import pyplot
 
 __all__ = ["plot_shift", "plot_tradeoff", "print_tables", "write_report", "table_rows"]
 
@@ -81,10 +83,7 @@ def _datasets(results: dict) -> list[str]:
 def plot_shift(results: dict, path: Path) -> str:
     """Gold reward r(α) against α, one panel per dataset, a line and 95% band per method;
     the start model dashed, the training α₀ dotted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     opts = results["options"]
     datasets = _datasets(results)
@@ -121,10 +120,7 @@ def plot_shift(results: dict, path: Path) -> str:
 def plot_tradeoff(results: dict, path: Path) -> str:
     """Reward at α₀ against token entropy (diversity), and against ECE (calibration), one point
     with 95% error bars per run on the paired mixture data (the f-DPO trade-off)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     runs = {k: r for k, r in results["runs"].items() if r["dataset"] in ("mix-linear", "sources", "start")}
     if not any(r["dataset"] == "mix-linear" for r in runs.values()):

@@ -1,6 +1,6 @@
 """`dralign demo` (= `make demo`): the main job on its built-in default, offline on a CPU.
 
-A shortened shift-world run (DESIGN §5, :mod:`dralign.bench.shift`): the world LM is pretrained
+A shortened shift-world run (:mod:`dralign_bench.shift`): the world LM is pretrained
 (or taken from the cache), then dpo, kldpo, wdpo, fdpo-js, aot and dora are trained from it on
 the same human + synthetic preference data, for the same budget; each is sampled on held-out
 prompts and scored by the gold reward at every mixture weight α. Prints the table, and the
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .bench.shift import DEMO_METHODS, ShiftOptions, run_shift
-from .config import option
+from .shift import DEMO_METHODS, ShiftOptions, run_shift
+from dralign.config import option
 
 
 @dataclass

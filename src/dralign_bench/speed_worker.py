@@ -1,7 +1,7 @@
 """Child process of `dralign bench speed`: trains one side (TRL's DPOTrainer or dralign) or times
 dralign's objectives, and writes what it measured as JSON.
 
-    python -m dralign.bench.speed_worker SPEC.json RESULT.json
+    python -m dralign_bench.speed_worker SPEC.json RESULT.json
 
 Each trainer runs in its own process so that its peak resident memory (`getrusage`'s
 `ru_maxrss`, read at the end of each job) is its own. Timing: the wall-clock (`perf_counter`)
@@ -118,15 +118,15 @@ def _train_config(job: dict, **overrides):
 
 def run_dralign(job: dict) -> dict:
     """dralign's trainer (preset dpo) on the job's model and data, reference log-probs cached."""
-    from dralign.bench.speed import matmul_peak, step_flops
-    from dralign.train.trainer import Trainer
+    from dralign_bench.speed_flops import matmul_peak, step_flops
+    from dralign.train import Recipe
 
     import torch
 
     peak = matmul_peak(torch.get_num_threads(), n=job.get("matmul_n", 1024))  # before, untimed
     clock = StepClock()
     t0 = time.perf_counter()
-    trainer = Trainer(_train_config(job, **job.get("train_options", {})),
+    trainer = Recipe(_train_config(job, **job.get("train_options", {})),
                       callbacks=[lambda step, record: clock.tick()])
     setup_s = time.perf_counter() - t0
     clock.start()
@@ -144,12 +144,12 @@ def run_dralign(job: dict) -> dict:
 # ----------------------------------------------------------------------------- objectives
 def run_objectives(job: dict) -> dict:
     """Round-robin step times of dralign's trainer under several methods on the same batches."""
-    from dralign.train.trainer import Trainer
+    from dralign.train import Recipe
 
     trainers = {}
     for name, options in job["variants"].items():
         cfg = _train_config({**job, "output_dir": str(Path(job["output_dir"]) / name)}, **options)
-        trainers[name] = Trainer(cfg)
+        trainers[name] = Recipe(cfg)
     wall = {name: [] for name in trainers}
     cpu = {name: [] for name in trainers}
     for step in range(job["warmup"] + job["steps"]):

@@ -5,35 +5,16 @@ train the same model on the same data with the same batch size, max length, opti
 constant learning rate, gradient clipping at 1.0), float32, SDPA attention, no gradient
 checkpointing, and reference log-probs precomputed (TRL: `precompute_ref_log_probs=True`;
 dralign: its reference cache). Each trainer runs in its own subprocess
-(`dralign.bench.speed_worker`), so its peak RSS is its own; the two alternate (round r runs TRL
+(`dralign_bench.speed_worker`), so its peak RSS is its own; the two alternate (round r runs TRL
 first when r is even, dralign first when odd) so that background load affects both alike.
 Timed: the steps after `warmup` warm-up steps, end of step to end of step, the same number for
 both; reference precomputation, model loading and tokenisation happen before the first step and
 are never timed. pairs/s = timed pairs / timed wall seconds over all rounds; cpu_s_per_pair is
 the CPU time (all threads) per pair, which background load disturbs less than wall time.
 
-Workloads (token lengths jittered ±25 % per example, never truncated):
-- ``balanced``: prompt ≈ response ≈ max_length/4 tokens;
-- ``prompt_heavy``: prompt ≈ max_length/2, responses ≈ 3·max_length/16 (prompt ≈ 2.7× response).
+Workloads (``balanced``, ``prompt_heavy``), the model and the data: :mod:`dralign_bench.speed_data`.
 
-The model: a random-init Llama (`dralign.modeling.tiny`, `layers` × `hidden`, MLP 2×hidden,
-heads of 64, grouped KV) with a byte-level BPE tokenizer of `vocab_size` trained on the fly on
-generated pseudo-word text; nothing is downloaded.
-
-FLOP/s of dralign — model FLOPs of the timed steps (useful work: padding and masked-out
-attention are not counted), per forward of a batch:
-
-    2·N·T + 2·d·V·K + 4·d_att·n_layers·A
-
-N the parameters of the transformer blocks (all but the input embedding and the LM head), T the
-real tokens fed, d the width, V the vocabulary, K the positions whose logits are computed
-(one per completion token; under prefix sharing one fewer per pair, the last prompt token
-predicting both first completion tokens), d_att = heads × head_dim, A the (query, key) pairs a
-real token attends to (causal, within its own sequence or, shared, the prompt and its own
-segment). A training step counts 3× its forwards (the backward ≈ 2× the forward). The peak is
-the best of several float32 n×n matmuls (2n³ FLOPs each, n = 1024) measured in the same run
-with the same thread count: in this process before and after, and in each dralign child
-before it trains.
+FLOP/s of dralign: model FLOPs of the timed steps, see :mod:`dralign_bench.speed_flops`.
 
 Threads: every child runs `threads` torch threads with OMP_WAIT_POLICY=passive by default:
 with OpenMP's spinning threads, one other busy process on the cores made a 2-thread step 6×
@@ -53,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
@@ -64,13 +44,12 @@ from typing import Literal
 
 import torch
 
-from ..config import atomic_write_text, option
+from dralign.config import atomic_write_text, option
 
-WORKLOADS = ("balanced", "prompt_heavy")
+from .speed_data import WORKLOADS, build_world
+from .speed_flops import matmul_peak
+
 SECTIONS = ("trl", "objectives")
-# (prompt, response) mean token lengths as fractions of max_length
-_SHAPES = {"balanced": (1 / 4, 1 / 4), "prompt_heavy": (1 / 2, 3 / 16)}
-_JITTER = 0.25
 
 GOALS = {
     "ratio_vs_trl_prompt_heavy": (">=", 1.5),
@@ -133,133 +112,6 @@ def _check(o: SpeedOptions) -> None:
         raise ValueError(f"max_length must be ≥ 32, got {o.max_length}")
 
 
-# ----------------------------------------------------------------------------- data and model
-_ONSETS = ["", "b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "st", "tr"]
-_VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
-_CODAS = ["", "", "n", "r", "s", "l", "m"]
-
-
-def _lexicon(rng: random.Random, size: int = 3000) -> list[str]:
-    words: set[str] = set()
-    while len(words) < size:
-        words.add("".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
-                          for _ in range(rng.randint(1, 3))))
-    return sorted(words)
-
-
-def build_world(o: SpeedOptions, root: Path) -> dict:
-    """Write the tokenizer + random-init Llama folder and one JSONL file per workload (and one
-    with `group` and `ratio` columns for the objectives). Returns their paths and statistics."""
-    from ..modeling.tiny import tiny_model, tiny_tokenizer
-
-    rng = random.Random(o.seed)
-    lexicon = _lexicon(rng)
-    corpus = [" ".join(rng.choices(lexicon, k=40)) + rng.choice([".", ":", "?"]) for _ in range(3000)]
-    tokenizer = tiny_tokenizer(corpus, vocab_size=o.vocab_size, chat_template=False)
-    model = tiny_model("llama", vocab_size=len(tokenizer), seed=o.seed, hidden=o.hidden,
-                       layers=o.layers, heads=max(1, o.hidden // 64), max_positions=o.max_length)
-    model.config.eos_token_id, model.config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
-    model_dir = root / "model"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
-    # tokens of " word": byte-level BPE splits on spaces, so counts add up word by word
-    counts = dict(zip(lexicon, map(len, tokenizer([" " + w for w in lexicon],
-                                                  add_special_tokens=False)["input_ids"])))
-    n_examples = (o.warmup + max(o.steps, o.objective_steps)) * o.batch_size
-
-    def text(target: int, end: str) -> str:
-        words, n = [], 1  # + the end mark
-        while n < target:
-            w = rng.choice(lexicon)
-            words.append(w)
-            n += counts[w]
-        return " ".join(words) + end
-
-    def jittered(mean: float) -> int:
-        return max(2, round(mean * rng.uniform(1 - _JITTER, 1 + _JITTER)))
-
-    files, stats = {}, {}
-    for workload in WORKLOADS:
-        prompt_frac, response_frac = _SHAPES[workload]
-        rows = []
-        for i in range(n_examples):
-            prompt = text(jittered(prompt_frac * o.max_length), ":")
-            chosen, rejected = (" " + text(jittered(response_frac * o.max_length) - 1, ".")
-                                for _ in range(2))  # - 1: room for eos
-            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                         "group": "ab"[i % 2], "ratio": 0.5 + 0.5 * (i % 3)})
-        files[workload] = root / f"{workload}.jsonl"
-        files[workload].write_text("".join(json.dumps(r) + "\n" for r in rows))
-        tok = lambda key, special: [len(x) for x in tokenizer([r[key] for r in rows],
-                                                              add_special_tokens=special)["input_ids"]]
-        prompts, chosen, rejected = tok("prompt", True), tok("chosen", False), tok("rejected", False)
-        longest = max(p + max(c, r) + 1 for p, c, r in zip(prompts, chosen, rejected))
-        if longest > o.max_length:
-            raise RuntimeError(f"generated {workload} example of {longest} tokens > max_length")
-        stats[workload] = {"examples": len(rows), "mean_prompt_tokens": sum(prompts) / len(rows),
-                           "mean_response_tokens": (sum(chosen) + sum(rejected)) / (2 * len(rows)) + 1}
-    return {"model": str(model_dir), "files": {k: str(v) for k, v in files.items()}, "stats": stats,
-            "vocab_size": len(tokenizer),
-            "parameters": sum(p.numel() for p in model.parameters())}
-
-
-# ----------------------------------------------------------------------------- FLOPs
-def _dims(model) -> dict:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base = getattr(base, "module", base)
-    config = base.config
-    embeddings = {id(p) for m in (base.get_input_embeddings(), base.get_output_embeddings())
-                  if m is not None for p in m.parameters()}
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return {"body": sum(p.numel() for p in base.parameters() if id(p) not in embeddings),
-            "width": config.hidden_size, "vocab": config.vocab_size,
-            "attention_width": heads * head_dim, "layers": config.num_hidden_layers}
-
-
-def batch_flops(batch: dict, dims: dict) -> float:
-    """Model FLOPs of one training forward + backward of `batch` (plain or prefix-shared layout);
-    see the module docstring for the formula."""
-    real = batch["attention_mask"].sum().item()
-    completion = batch["completion_mask"].sum().item()
-    if "segment_ids" in batch:  # prefix-shared rows [prompt | chosen | rejected]
-        seg = batch["segment_ids"].long()
-        p, c, r = ((seg == s).sum(1).double() for s in (0, 1, 2))
-        logits = completion - int(((c > 0) & (r > 0)).sum())
-        pairs = (p * (p + 1) / 2 + (c + r) * p + c * (c + 1) / 2 + r * (r + 1) / 2).sum().item()
-    else:
-        n = batch["attention_mask"].sum(1).double()
-        logits, pairs = completion, (n * (n + 1) / 2).sum().item()
-    forward = (2 * dims["body"] * real + 2 * dims["width"] * dims["vocab"] * logits
-               + 4 * dims["attention_width"] * dims["layers"] * pairs)
-    return 3.0 * forward
-
-
-def step_flops(trainer, step: int) -> float:
-    """Model FLOPs of optimizer step `step` of a dralign `Trainer` (its micro-batches rebuilt)."""
-    dims = _dims(trainer.model)
-    return sum(batch_flops(batch, dims) for batch in trainer._micro_batches(step))
-
-
-def matmul_peak(threads: int, n: int = 1024, repeats: int = 7) -> float:
-    """Best float32 n×n matmul throughput in FLOP/s with `threads` torch threads."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        a @ b  # warm-up
-        inner = max(1, int(2e9 // (2 * n ** 3)))
-        best = 0.0
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                a @ b
-            best = max(best, 2 * n ** 3 * inner / (time.perf_counter() - t0))
-        return best
-    finally:
-        torch.set_num_threads(previous)
-
-
 # ----------------------------------------------------------------------------- children
 def _child_env(threads: int, root: Path, wait_policy: str = "passive") -> dict:
     env = dict(os.environ)
@@ -277,11 +129,11 @@ class SpeedBenchError(RuntimeError):
 
 
 def run_child(side: str, jobs: list[dict], o: SpeedOptions, root: Path, tag: str) -> list[dict]:
-    """Run `dralign.bench.speed_worker` for `jobs` in a fresh process; its results per job."""
+    """Run `dralign_bench.speed_worker` for `jobs` in a fresh process; its results per job."""
     spec, result = root / f"{tag}.spec.json", root / f"{tag}.result.json"
     spec.write_text(json.dumps({"side": side, "threads": o.threads, "jobs": jobs,
                                 "matmul_n": 256 if o.quick else 1024}))
-    proc = subprocess.run([sys.executable, "-m", "dralign.bench.speed_worker", str(spec), str(result)],
+    proc = subprocess.run([sys.executable, "-m", "dralign_bench.speed_worker", str(spec), str(result)],
                           env=_child_env(o.threads, root, o.omp_wait_policy), capture_output=True, text=True)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
@@ -525,10 +377,10 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m dralign.bench.speed [options]` (the same options as `dralign bench speed`)."""
+    """`python -m dralign_bench.speed [options]` (the same options as `dralign bench speed`)."""
     import argparse
 
-    from ..config import add_arguments, from_args
+    from dralign.config import add_arguments, from_args
 
     parser = argparse.ArgumentParser(prog="dralign bench speed", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML file of options (keys are the option names)")

@@ -1,1 +1,0 @@
-"""Benchmarks: the shift world, the log-linear world, speed."""

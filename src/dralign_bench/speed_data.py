@@ -1,0 +1,92 @@
+"""`dralign bench speed`'s data and model: a random-init Llama (`dralign.modeling.tiny`,
+`layers` × `hidden`, MLP 2×hidden, heads of 64, grouped KV) with a byte-level BPE tokenizer of
+`vocab_size` trained on the fly on generated pseudo-word text, and one preference file per
+workload (nothing is downloaded).
+
+Workloads (token lengths jittered ±25 % per example, never truncated):
+- ``balanced``: prompt ≈ response ≈ max_length/4 tokens;
+- ``prompt_heavy``: prompt ≈ max_length/2, responses ≈ 3·max_length/16 (prompt ≈ 2.7× response).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+__all__ = ["WORKLOADS", "build_world"]
+
+WORKLOADS = ("balanced", "prompt_heavy")
+# (prompt, response) mean token lengths as fractions of max_length
+_SHAPES = {"balanced": (1 / 4, 1 / 4), "prompt_heavy": (1 / 2, 3 / 16)}
+_JITTER = 0.25
+
+
+_ONSETS = ["", "b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "st", "tr"]
+_VOWELS = ["a", "e", "i", "o", "u", "ai", "ou"]
+_CODAS = ["", "", "n", "r", "s", "l", "m"]
+
+
+def _lexicon(rng: random.Random, size: int = 3000) -> list[str]:
+    words: set[str] = set()
+    while len(words) < size:
+        words.add("".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
+                          for _ in range(rng.randint(1, 3))))
+    return sorted(words)
+
+
+def build_world(o, root: Path) -> dict:
+    """Write the tokenizer + random-init Llama folder and one JSONL file per workload (and one
+    with `group` and `ratio` columns for the objectives). Returns their paths and statistics.
+    `o` is a :class:`dralign_bench.speed.SpeedOptions`."""
+    from dralign.modeling.tiny import tiny_model, tiny_tokenizer
+
+    rng = random.Random(o.seed)
+    lexicon = _lexicon(rng)
+    corpus = [" ".join(rng.choices(lexicon, k=40)) + rng.choice([".", ":", "?"]) for _ in range(3000)]
+    tokenizer = tiny_tokenizer(corpus, vocab_size=o.vocab_size, chat_template=False)
+    model = tiny_model("llama", vocab_size=len(tokenizer), seed=o.seed, hidden=o.hidden,
+                       layers=o.layers, heads=max(1, o.hidden // 64), max_positions=o.max_length)
+    model.config.eos_token_id, model.config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    model_dir = root / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    # tokens of " word": byte-level BPE splits on spaces, so counts add up word by word
+    counts = dict(zip(lexicon, map(len, tokenizer([" " + w for w in lexicon],
+                                                  add_special_tokens=False)["input_ids"])))
+    n_examples = (o.warmup + max(o.steps, o.objective_steps)) * o.batch_size
+
+    def text(target: int, end: str) -> str:
+        words, n = [], 1  # + the end mark
+        while n < target:
+            w = rng.choice(lexicon)
+            words.append(w)
+            n += counts[w]
+        return " ".join(words) + end
+
+    def jittered(mean: float) -> int:
+        return max(2, round(mean * rng.uniform(1 - _JITTER, 1 + _JITTER)))
+
+    files, stats = {}, {}
+    for workload in WORKLOADS:
+        prompt_frac, response_frac = _SHAPES[workload]
+        rows = []
+        for i in range(n_examples):
+            prompt = text(jittered(prompt_frac * o.max_length), ":")
+            chosen, rejected = (" " + text(jittered(response_frac * o.max_length) - 1, ".")
+                                for _ in range(2))  # - 1: room for eos
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                         "group": "ab"[i % 2], "ratio": 0.5 + 0.5 * (i % 3)})
+        files[workload] = root / f"{workload}.jsonl"
+        files[workload].write_text("".join(json.dumps(r) + "\n" for r in rows))
+        tok = lambda key, special: [len(x) for x in tokenizer([r[key] for r in rows],
+                                                              add_special_tokens=special)["input_ids"]]
+        prompts, chosen, rejected = tok("prompt", True), tok("chosen", False), tok("rejected", False)
+        longest = max(p + max(c, r) + 1 for p, c, r in zip(prompts, chosen, rejected))
+        if longest > o.max_length:
+            raise RuntimeError(f"generated {workload} example of {longest} tokens > max_length")
+        stats[workload] = {"examples": len(rows), "mean_prompt_tokens": sum(prompts) / len(rows),
+                           "mean_response_tokens": (sum(chosen) + sum(rejected)) / (2 * len(rows)) + 1}
+    return {"model": str(model_dir), "files": {k: str(v) for k, v in files.items()}, "stats": stats,
+            "vocab_size": len(tokenizer),
+            "parameters": sum(p.numel() for p in model.parameters())}
