@@ -35,11 +35,24 @@ def layer(module: str) -> int:
     return LAYERS[best]
 
 
+def _runtime_nodes(tree):
+    """Every node except those under `if TYPE_CHECKING:` (annotations only, never imported)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
 def imports(module: str, file: Path, known: set[str]) -> set[str]:
     """The dralign modules `module` imports anywhere in its file (function-level too)."""
     package = module if file.name == "__init__.py" else module.rsplit(".", 1)[0]
     out = set()
-    for node in ast.walk(ast.parse(file.read_text())):
+    for node in _runtime_nodes(ast.parse(file.read_text())):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
