@@ -64,7 +64,8 @@ def test_run_eval_end_to_end_writes_json(models, pairs_file, tmp_path):
         reward_b="world:formality", alphas=[0.0, 0.5, 1.0], num_samples=2, max_new_tokens=6,
         batch_size=4, output=str(output)), console=console)
     js = json.loads(output.read_text())
-    assert set(js) == {"model", "reference", "preference", "generation", "shift_sweep", "config"}
+    assert set(js) == {"model", "reference", "data", "preference", "generation", "shift_sweep", "config"}
+    assert js["data"]["kept"] == 5 and js["data"]["skipped"] == 0
     assert set(js["preference"]) >= {"accuracy", "margin", "ece", "brier", "n"}
     assert js["preference"]["n"] == 5
     assert set(js["preference"]["accuracy"]) == {"mean", "low", "high", "n", "level"}
@@ -165,3 +166,30 @@ def test_options_derive_flags_and_yaml(tmp_path):
     assert EvalOptions().alphas == [round(0.1 * i, 1) for i in range(11)]
     with pytest.raises(ConfigError, match="beta"):
         from_args(EvalConfig, parser.parse_args(["--beta", "high"]))
+
+
+def test_skipped_rows_are_counted_in_the_output_and_printed(models, pairs_file, tmp_path):
+    """--on-bad-row skip never drops a row without a word: read/kept/skipped in the JSON and
+    on the console (issue: nothing lost silently)."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(pairs_file.read_text() + json.dumps({"prompt": "p", "chosen": "", "rejected": "x"}) + "\n"
+                   + "{not json\n")
+    output = tmp_path / "eval.json"
+    console = quiet_console()
+    run_eval(config(model=models["policy"], reference=models["start"], data=str(bad), on_bad_row="skip",
+                    batch_size=4, output=str(output)), console=console)
+    data = json.loads(output.read_text())["data"]
+    assert (data["rows_read"], data["kept"], data["skipped"]) == (7, 5, 2)
+    assert sum(data["skipped_by_reason"].values()) == 2
+    assert "kept 5, skipped 2" in console.file.getvalue()
+
+
+def test_long_prompts_are_cut_and_counted_as_in_training(models, tmp_path):
+    rows = [{"prompt": "word " * 300, "chosen": " a lovely happy place.", "rejected": " a dull sad place."}] * 3
+    data = write_jsonl(tmp_path / "long.jsonl", rows)
+    output = tmp_path / "eval.json"
+    run_eval(config(model=models["policy"], reference=models["start"], data=str(data), max_length=64,
+                    batch_size=4, output=str(output)), console=quiet_console())
+    js = json.loads(output.read_text())
+    assert js["data"]["kept"] == 3 and js["data"]["truncated_prompt"] == 3
+    assert js["preference"]["n"] == 3

@@ -119,14 +119,21 @@ class DataReport:
     def n_skipped(self) -> int:
         return len(self.bad_rows)
 
+    def counts(self) -> dict:
+        """The report as numbers, for JSON output."""
+        return {"source": self.source, "format": self.format, "rows_read": self.rows_read, "kept": self.kept,
+                "skipped": self.n_skipped, "skipped_by_reason": dict(self.skipped),
+                "truncated_prompt": self.truncated_prompt, "truncated_completion": self.truncated_completion}
+
     def summary(self, max_listed: int = 3) -> str:
         """One paragraph: counts, truncation, settings and the first few skipped rows."""
         text = (f"Read {self.rows_read} rows from {self.source} (format {self.format}); "
                 f"kept {self.kept}, skipped {self.n_skipped}")
         if self.bad_rows:
             text += f" ({_format_counts(self.skipped)})"
-        text += (f". Truncated: prompt in {self.truncated_prompt} rows, completion in "
-                 f"{self.truncated_completion} rows")
+        cut_to = self.settings.get("max_prompt_length") or self.settings.get("max_length", 0) // 2
+        text += (f". Truncated: {self.truncated_prompt} prompts cut to {cut_to} tokens (their end kept "
+                 f"with truncation_side=left), completions cut in {self.truncated_completion} rows")
         if self.settings:
             text += " (" + ", ".join(f"{k}={v}" for k, v in self.settings.items()) + ")"
         text += "."

@@ -293,7 +293,7 @@ def _encoding_problem(prompt: list[int], completions: dict[str, list[int]], max_
         return "prompt", R.EMPTY, "the prompt tokenizes to zero tokens"
     if len(prompt) >= max_length:
         hint = ("" if max_prompt_length is not None
-                else "; set max_prompt_length, or long_prompts='cut', to cut long prompts")
+                else "; set --max-prompt-length, or --long-prompts cut, to cut long prompts")
         return ("prompt", R.PROMPT_FILLS_MAX_LENGTH, f"prompt fills max_length: {len(prompt)} "
                 f"prompt tokens leave no room for a completion within max_length={max_length}"
                 f"{hint}")

@@ -35,6 +35,9 @@ class EvalOptions:
     data_split: str = option("test", "split of --data when it is a hub dataset or a saved DatasetDict")
     beta: float = option(0.1, "beta of the implicit reward beta*(log pi - log pi_ref) on --data")
     max_length: int = option(512, "max tokens of prompt + completion on --data")
+    max_prompt_length: int | None = option(None, "max prompt tokens on --data (default: as many as fit; a prompt that leaves no room is cut to half of --max-length, as in training)")
+    truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")
+    long_prompts: Literal["cut", "strict"] = option("cut", "a prompt that leaves no room for the completion: cut it (counted) or refuse the row")
     on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows of --data")
     prompts: str | None = option(None, "prompts to sample from: a .txt file (one per line), a JSONL/JSON/Parquet/CSV file with a prompt column, or a spec a package registers (the shift world's world:heldout:N / world:train:N)")
     prompt_column: str = option("prompt", "column holding the prompt in a --prompts table")
@@ -210,8 +213,11 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                                          column=opts.prompt_column)
     data = None
     if opts.data:
-        data = load_preference_data(opts.data, tokenizer, split=opts.data_split,
-                                    max_length=opts.max_length, on_bad_row=opts.on_bad_row)
+        data = load_preference_data(opts.data, tokenizer, split=opts.data_split, max_length=opts.max_length,
+                                    max_prompt_length=opts.max_prompt_length,
+                                    truncation_side=opts.truncation_side, long_prompts=opts.long_prompts,
+                                    on_bad_row=opts.on_bad_row)
+        console.print(f"data: {data.report.summary()}")  # nothing dropped without a word
         if data.kind != "pairs":
             raise ValueError(f"{opts.data}: preference metrics need paired rows")
         if len(data) == 0:
@@ -227,6 +233,8 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                              f"vs {sizes[1]} tokens); they must share the tokenizer")
 
     results: dict[str, Any] = {"model": opts.model, "reference": opts.reference}
+    if data is not None:
+        results["data"] = data.report.counts()
     if data is not None:
         with console.status("preference metrics on held-out pairs"):
             results["preference"] = preference_eval(model, reference, data, beta=opts.beta,
@@ -270,6 +278,10 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
 def _rows(results: dict) -> list[tuple[str, str, Any]]:
     """(section, metric, value) rows of the results table; value a MeanCI, number or note."""
     rows: list[tuple[str, str, Any]] = []
+    data = results.get("data")
+    if data:
+        for key in ("rows_read", "kept", "skipped", "truncated_prompt"):
+            rows.append(("data", key, data[key]))
     pref = results.get("preference")
     if pref:
         for key in ("accuracy", "margin", "reward_chosen", "reward_rejected", "ece", "brier"):
