@@ -23,7 +23,9 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +38,19 @@ MANIFEST = "manifest.json"
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be written or read; the message names the file."""
+
+
+@contextmanager
+def writing(path: Path):
+    """Turn a failed write under `path` (a full disk, a size limit, a missing permission) into one
+    line naming the path and the reason, whether the OS error comes from Python or safetensors."""
+    try:
+        yield
+    except SafetensorError as e:
+        reason = re.sub(r"\s*\(os error \d+\)$", "", str(e).split("I/O error: ")[-1])
+        raise CheckpointError(f"cannot write {path}: {reason}") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot write {e.filename or path}: {e.strerror or e}") from None
 
 
 # ----------------------------------------------------------------------------- tensors ⇄ files
@@ -198,6 +213,13 @@ def save_checkpoint(accelerator, root: Path, step: int, config, parts: dict) -> 
     from ..config import save_yaml
 
     final, tmp = root / f"step-{step:08d}", root / f".tmp-step-{step:08d}"
+    with writing(tmp):
+        return _save_checkpoint(accelerator, root, final, tmp, config, parts)
+
+
+def _save_checkpoint(accelerator, root: Path, final: Path, tmp: Path, config, parts: dict) -> Path:
+    from ..config import save_yaml
+
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

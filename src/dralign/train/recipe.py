@@ -170,8 +170,9 @@ class Recipe:
                        if self.objective.unpaired else
                        PairedScorer(self.objective, prefix_sharing=sharing, weighted=self.weighted))
         if cfg.model.ref_cache:
-            train_ref, eval_ref = cached_references(cfg, self.model, [self.train_data, self.eval_data],
-                                                    self.accelerator, self.scorer.collate, self.log)
+            with ckpt.writing(Path(cfg.model.ref_cache_dir or self.out / "ref_cache")):
+                train_ref, eval_ref = cached_references(cfg, self.model, [self.train_data, self.eval_data],
+                                                        self.accelerator, self.scorer.collate, self.log)
         else:
             train_ref = eval_ref = live_reference(cfg, self.model, self.accelerator.device,
                                                   self.objective.unpaired)
@@ -301,6 +302,10 @@ class Recipe:
     def run(self) -> TrainResult:
         try:
             return self._run()
+        except BaseException:
+            if self.accelerator.is_main_process and (self.out / "run.json").exists():
+                self.folder.mark(self.cfg, "failed")  # never looks complete
+            raise
         finally:
             self.folder.release()
 
@@ -369,6 +374,13 @@ class Recipe:
         if not acc.is_main_process:
             return
         staging = self.out / ".final-tmp"
+        with ckpt.writing(staging):
+            self._stage_final(staging, metrics)
+            replace_into(staging, self.out)
+        self.folder.mark(self.cfg, "completed")
+
+    def _stage_final(self, staging: Path, metrics: dict) -> None:
+        acc = self.accelerator
         if staging.exists():
             import shutil
             shutil.rmtree(staging)
@@ -380,8 +392,6 @@ class Recipe:
         atomic_write_text(staging / "README.md", model_card(
             self.cfg, self.objective, self.train_data, metrics, self.state.step, self.state.skipped_steps,
             acc.num_processes))
-        replace_into(staging, self.out)
-        self.folder.mark(self.cfg, "completed")
 
 
 def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list[BackwardHook] = ()) -> TrainResult:
