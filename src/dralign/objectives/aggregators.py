@@ -275,8 +275,9 @@ class GroupDRO(Aggregator):
     def update(self, losses, *, group=None, state=None, mass=None) -> dict:
         q = self._q(group, state)
         means, present = self.group_losses(losses, group, {"q": q}, mass)
-        q = q * torch.where(present, torch.exp(self.eta * means), torch.ones_like(means))
-        return {"q": (q / q.sum()).cpu()}
+        # q·exp(η L_g) renormalised, in log space: exp(η L_g) alone overflows for η L_g > 709
+        step = torch.where(present, self.eta * means, torch.zeros_like(means))
+        return {"q": torch.softmax(torch.log(q) + step, dim=0).cpu()}
 
     def weights(self, losses, *, ratio=None, group=None, state=None, mass=None):
         q = self._q(group, state).to(losses.device)
@@ -288,11 +289,23 @@ class GroupDRO(Aggregator):
         return (self.weights(losses, group=group, state=state, mass=mass) * losses.detach()).sum()
 
 
+def _share_ties(p: torch.Tensor, x: torch.Tensor, mass: torch.Tensor | None) -> torch.Tensor:
+    """p with each set of tied losses sharing its total weight in proportion to mass (equally
+    without one): the symmetric subgradient, so weights do not depend on the batch order
+    (e.g. all losses equal at step 0, policy = reference)."""
+    _, tie = torch.unique(x, return_inverse=True)
+    m = torch.ones_like(p) if mass is None else mass.to(p.dtype)
+    total = torch.zeros(int(tie.max()) + 1, dtype=p.dtype, device=p.device).index_add_(0, tie, p)
+    tie_mass = torch.zeros_like(total).index_add_(0, tie, m)
+    return total[tie] * m / torch.where(tie_mass > 0, tie_mass, torch.ones_like(tie_mass))[tie]
+
+
 @dataclass(frozen=True)
 class CVaR(Aggregator):
     """Conditional value at risk at level a (as DRO: Duchi & Namkoong 2021). Uniform: the mean
     of the worst ⌈a·n⌉ losses, p_i = 1/k on those k. With a mass: the exact upper-a-tail mean,
-    the boundary example taking the part of its mass inside the tail."""
+    the boundary example taking the part of its mass inside the tail. Tied losses share their
+    weight (in proportion to mass), so p does not depend on the batch order."""
 
     cvar_level: float = CVAR_LEVEL.field()
     name = "cvar"
@@ -305,12 +318,12 @@ class CVaR(Aggregator):
             k = max(1, math.ceil(self.cvar_level * x.numel() - 1e-9))
             p = torch.zeros_like(x)
             p[torch.topk(x, k).indices] = 1.0 / k
-            return p
+            return _share_ties(p, x, None)
         order = torch.argsort(x, descending=True)
         q = mass.to(x.dtype)[order]
         before = torch.cumsum(q, 0) - q
         w = torch.minimum(q, (self.cvar_level - before).clamp(min=0)) / self.cvar_level
-        return torch.zeros_like(x).index_copy_(0, order, w)
+        return _share_ties(torch.zeros_like(x).index_copy_(0, order, w), x, mass)
 
     def value(self, losses, *, ratio=None, group=None, state=None, mass=None):
         return (self.weights(losses, mass=mass) * losses.detach()).sum()
@@ -348,14 +361,16 @@ class Chi2(Aggregator):
             ratio_ = torch.where(m > 0, probs(eta) / m.clamp(min=1e-300), torch.ones_like(m))
             return (m * (ratio_ - 1) ** 2).sum() / 2
 
-        eta = (m * x).sum() - torch.sqrt(var / (2 * r))  # tight with all weights positive
-        if eta >= x[m > 0].min():
-            lo, hi = x.min(), x.max()  # D(eta) increases on [min, max): bisect
-            for _ in range(100):
-                eta = (lo + hi) / 2
-                lo, hi = (eta, hi) if divergence(eta) < r else (lo, eta)
-            eta = lo
-        return probs(eta).to(losses.dtype)
+        # tight with all weights positive: eta = mean - sqrt(var/2r), i.e. p = m(1 + (x - mean)
+        # sqrt(2r/var)), written without eta, which overflows to -inf for a tiny r
+        closed = m * (1 + (x - (m * x).sum()) * torch.sqrt(2 * r / var))
+        if (closed[m > 0] > 0).all():
+            return (closed / closed.sum()).to(losses.dtype)
+        lo, hi = x.min(), x.max()  # D(eta) increases on [min, max): bisect
+        for _ in range(100):
+            eta = (lo + hi) / 2
+            lo, hi = (eta, hi) if divergence(eta) < r else (lo, eta)
+        return probs(lo).to(losses.dtype)
 
     def value(self, losses, *, ratio=None, group=None, state=None, mass=None):
         return (self.weights(losses, mass=mass) * losses.detach()).sum()
