@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tomllib
 from importlib.metadata import EntryPoint
-from pathlib import Path
 
 import pytest
 
@@ -18,12 +17,11 @@ from dralign.eval.registry import SchemeRegistry
 from dralign.eval.rewards import load_reward
 from dralign_bench.world import sentiment
 from dralign_bench.world.specs import world_prompts, world_reward
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import REPO_ROOT
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=300)
 
@@ -39,7 +37,7 @@ def test_core_imports_load_neither_matplotlib_nor_the_benchmarks():
 
 
 def test_pyproject_declares_the_world_specs_and_the_bench_extra():
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    meta = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert not any(d.startswith("matplotlib") for d in meta["dependencies"])
     assert any(d.startswith("matplotlib") for d in meta["optional-dependencies"]["bench"])
     groups = meta["entry-points"]

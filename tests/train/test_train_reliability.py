@@ -9,7 +9,6 @@ import pickle
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -210,7 +209,7 @@ def test_group_dro_refuses_local_mode_with_accumulation(base, tmp_path, capsys):
 
 
 def test_held_out_rows_without_a_group_are_counted_not_dropped(tiny_model_dir, tmp_path, capsys):
-    from conftest import preference_rows, write_jsonl
+    from helpers import preference_rows, write_jsonl
 
     train_rows = preference_rows(32)
     held_out = preference_rows(8, seed=1)
