@@ -26,6 +26,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_core_imports_load_neither_matplotlib_nor_the_benchmarks():
     proc = _python(
         "import json, sys\n"
@@ -62,9 +63,9 @@ def test_registry_discovers_entry_points_once(monkeypatch):
     assert reg.helps() == [world_reward.spec_help]
 
 
-def test_registry_refuses_a_second_factory_under_a_taken_name():
+def test_registry_refuses_a_second_factory_under_a_taken_name(monkeypatch):
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])  # nothing installed counts here
     reg = SchemeRegistry("test.rewards")
-    reg._discovered = True  # nothing installed counts here
     reg.register("world", world_reward)
     reg.register("world", world_reward)  # the same one again: fine
     with pytest.raises(ValueError, match="already registered"):
@@ -74,8 +75,8 @@ def test_registry_refuses_a_second_factory_under_a_taken_name():
 
 
 def test_a_registered_scheme_is_a_reward_and_an_unknown_one_is_refused(monkeypatch):
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])  # nothing installed counts here
     reg = SchemeRegistry("test.rewards")
-    reg._discovered = True
     monkeypatch.setattr("dralign.eval.rewards.REWARDS", reg)
     with pytest.raises(ValueError, match="cannot import module 'world'"):
         load_reward("world:sentiment")  # unregistered, it reads as package.module:function
@@ -87,6 +88,7 @@ def test_a_registered_scheme_is_a_reward_and_an_unknown_one_is_refused(monkeypat
         load_reward("other:mix:a")
 
 
+@pytest.mark.slow
 def test_missing_matplotlib_is_one_line_naming_the_extra(tmp_path):
     proc = _python(
         "import sys\n"
