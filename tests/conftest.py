@@ -1,56 +1,14 @@
-"""Shared fixtures: tiny offline model folders per architecture and small generated preference
-files, each built once per test session."""
+"""Shared fixtures: tiny offline model folders per architecture, tokenizers, and small generated
+preference files, each built once per test session (tokenizers once per module). Plain helpers
+(paths, row generators, `write_jsonl`, `make_batch`) are in helpers.py."""
 
 from __future__ import annotations
 
-import json
-import random
 from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-POSITIVE = ["good", "happy", "great", "kind", "thank you", "very much"]
-NEGATIVE = ["bad", "terrible", "lazy", "awful", "sad", "the weather"]
-
-
-def write_jsonl(path: Path, rows) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        for row in rows:
-            fh.write((row if isinstance(row, str) else json.dumps(row)) + "\n")
-    return path
-
-
-def preference_rows(n: int = 64, seed: int = 0) -> list[dict]:
-    """Pairs whose chosen responses use positive words and rejected ones negative words, with
-    a `group` (two groups) and a `ratio` (density ratio, four levels) column."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        prompt = f"Human: question {i}, please answer briefly? Assistant:"
-        rows.append({
-            "prompt": prompt,
-            "chosen": " " + " ".join(rng.choices(POSITIVE, k=3)) + ".",
-            "rejected": " " + " ".join(rng.choices(NEGATIVE, k=3)) + ".",
-            "group": "ab"[i % 2],
-            "ratio": 0.25 + 0.5 * (i % 4),
-        })
-    return rows
-
-
-def unpaired_rows(n: int = 64, seed: int = 0) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        good = i % 2 == 0
-        words = POSITIVE if good else NEGATIVE
-        rows.append({"prompt": f"Human: topic {i // 2}? Assistant:",
-                     "completion": " " + " ".join(rng.choices(words, k=3)) + ".",
-                     "label": good})
-    return rows
+from helpers import SHARED_DATA, preference_rows, unpaired_rows, write_jsonl
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +28,24 @@ def tiny_model_dir(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def tok():
+    """The default tiny tokenizer (`tiny_tokenizer()`); one per module, as tests may alter it."""
+    from dralign.modeling.tiny import tiny_tokenizer
+
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def world_tok():
+    """A tiny tokenizer trained on the shift world's corpus (200 texts, seed 0, 300 tokens), for
+    tests that generate world text; one per module."""
+    from dralign.modeling.tiny import tiny_tokenizer
+    from dralign_bench.world import generate_corpus
+
+    return tiny_tokenizer(generate_corpus(200, seed=0), vocab_size=300)
+
+
 @pytest.fixture(scope="session")
 def pref_jsonl(tmp_path_factory) -> Path:
     """64 explicit pairs (positive vs negative words) with `group` and `ratio` columns."""
@@ -84,6 +60,7 @@ def unpaired_jsonl(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
+    """The real data folder ../shared/data beside the checkout; skips the test when absent."""
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA

@@ -64,6 +64,7 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
     assert "valid presets" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
     """`dralign demo` at a reduced size: the six methods train from one (briefly pretrained,
     cached) world LM, the table prints, and the plots, report and results exist."""

@@ -3,16 +3,11 @@
 import pytest
 import torch
 
-from dralign.modeling.tiny import tiny_model, tiny_tokenizer
+from dralign.modeling.tiny import tiny_model
 from dralign.ratio import encoder_features, response_features
 
 PROMPTS = ["Human: what is two plus two? Assistant:", "The weather is", "", "Please answer"]
 RESPONSES = [" Two plus two is four.", " terrible today, sadly.", " A happy child.", ""]
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])

@@ -14,7 +14,7 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from conftest import NEGATIVE, POSITIVE, preference_rows, write_jsonl
+from helpers import NEGATIVE, POSITIVE, preference_rows, write_jsonl
 from dralign.cli import main
 from dralign.objectives.presets import PRESETS
 

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tomllib
 from importlib.metadata import EntryPoint
-from pathlib import Path
 
 import pytest
 
@@ -18,16 +17,16 @@ from dralign.eval.registry import SchemeRegistry
 from dralign.eval.rewards import load_reward
 from dralign_bench.world import sentiment
 from dralign_bench.world.specs import world_prompts, world_reward
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import REPO_ROOT
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_core_imports_load_neither_matplotlib_nor_the_benchmarks():
     proc = _python(
         "import json, sys\n"
@@ -39,7 +38,7 @@ def test_core_imports_load_neither_matplotlib_nor_the_benchmarks():
 
 
 def test_pyproject_declares_the_world_specs_and_the_bench_extra():
-    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    meta = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
     assert not any(d.startswith("matplotlib") for d in meta["dependencies"])
     assert any(d.startswith("matplotlib") for d in meta["optional-dependencies"]["bench"])
     groups = meta["entry-points"]
@@ -64,9 +63,9 @@ def test_registry_discovers_entry_points_once(monkeypatch):
     assert reg.helps() == [world_reward.spec_help]
 
 
-def test_registry_refuses_a_second_factory_under_a_taken_name():
+def test_registry_refuses_a_second_factory_under_a_taken_name(monkeypatch):
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])  # nothing installed counts here
     reg = SchemeRegistry("test.rewards")
-    reg._discovered = True  # nothing installed counts here
     reg.register("world", world_reward)
     reg.register("world", world_reward)  # the same one again: fine
     with pytest.raises(ValueError, match="already registered"):
@@ -76,8 +75,8 @@ def test_registry_refuses_a_second_factory_under_a_taken_name():
 
 
 def test_a_registered_scheme_is_a_reward_and_an_unknown_one_is_refused(monkeypatch):
+    monkeypatch.setattr(registry, "entry_points", lambda group: [])  # nothing installed counts here
     reg = SchemeRegistry("test.rewards")
-    reg._discovered = True
     monkeypatch.setattr("dralign.eval.rewards.REWARDS", reg)
     with pytest.raises(ValueError, match="cannot import module 'world'"):
         load_reward("world:sentiment")  # unregistered, it reads as package.module:function
@@ -89,6 +88,7 @@ def test_a_registered_scheme_is_a_reward_and_an_unknown_one_is_refused(monkeypat
         load_reward("other:mix:a")
 
 
+@pytest.mark.slow
 def test_missing_matplotlib_is_one_line_naming_the_extra(tmp_path):
     proc = _python(
         "import sys\n"

@@ -7,17 +7,16 @@ import torch
 from safetensors.torch import load_file
 
 from dralign.config import build
-from dralign.modeling.tiny import save_tiny
 from dralign.train import TrainConfig, TrainingError, train
+from helpers import write_jsonl
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("nonfinite")
-    model = save_tiny(root / "m", "llama")
+    model = tiny_model_dir("llama")
     rows = [{"prompt": f"item {i}:", "chosen": " good nice", "rejected": " bad awful"} for i in range(16)]
-    data = root / "d.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_jsonl(root / "d.jsonl", rows)
     return root, model, data
 
 

@@ -8,13 +8,12 @@ with max_length 256 the AUC is 0.70.
 """
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from helpers import SHARED_DATA as DATA
+
 TLDR = DATA / "summarize-from-feedback" / "tldr_batch18.jsonl"
 MODEL = DATA / "models" / "stories260K"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -107,6 +106,7 @@ def _accelerate() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "accelerate.commands.launch"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["kldpo", "aot", "dpo"])
 def test_two_processes_equal_one(method, sgd_args, tmp_path):
     """Two processes (DDP over gloo on CPU) with batch 4 each give the weights (max abs diff

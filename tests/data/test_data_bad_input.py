@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import preference_rows, write_jsonl
+from helpers import preference_rows, write_jsonl
 from dralign.data import (ColumnMap, DataError, detect_format, load_rows, rows_from_records,
                           tokenize_pairs, tokenize_unpaired, validate_pairs)
 from dralign.data.formats import MAX_WEIGHT, column_value
@@ -18,11 +18,6 @@ from dralign.modeling.tiny import tiny_tokenizer
 
 GOOD = {"prompt": "p", "chosen": "a", "rejected": "b"}
 GOOD_LINE = json.dumps(GOOD).encode()
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 def _bad_rows_and_skip(rows, tok, **kwargs):

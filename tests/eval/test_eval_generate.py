@@ -22,24 +22,19 @@ EOS_BOOST = 4.0
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(generate_corpus(200, seed=0), vocab_size=300)
+def model(world_tok):
+    return tiny_model("llama", vocab_size=len(world_tok), hidden=32, layers=1, seed=0)
 
 
 @pytest.fixture(scope="module")
-def model(tok):
-    return tiny_model("llama", vocab_size=len(tok), hidden=32, layers=1, seed=0)
-
-
-@pytest.fixture(scope="module")
-def eosy(tok):
+def eosy(world_tok):
     """A tiny model whose eos logit is raised by EOS_BOOST (a forward hook on the head), so
     that about a sixth of the steps end a completion."""
-    m = tiny_model("llama", vocab_size=len(tok), hidden=32, layers=1, seed=2)
+    m = tiny_model("llama", vocab_size=len(world_tok), hidden=32, layers=1, seed=2)
 
     def boost(module, inputs, output):
         output = output.clone()
-        output[..., tok.eos_token_id] += EOS_BOOST
+        output[..., world_tok.eos_token_id] += EOS_BOOST
         return output
 
     m.lm_head.register_forward_hook(boost)
@@ -61,11 +56,11 @@ def hand_logp(model, prompt_ids: list[int], completion: list[int]) -> float:
     return float(sum(logp[n - 1 + j, y] for j, y in enumerate(completion)))
 
 
-def test_sampling_is_deterministic_per_seed(model, tok, prompts):
+def test_sampling_is_deterministic_per_seed(model, world_tok, prompts):
     kw = dict(num_samples=2, max_new_tokens=10)
-    a = sample_completions(model, tok, prompts, seed=7, **kw)
-    b = sample_completions(model, tok, prompts, seed=7, **kw)
-    c = sample_completions(model, tok, prompts, seed=8, **kw)
+    a = sample_completions(model, world_tok, prompts, seed=7, **kw)
+    b = sample_completions(model, world_tok, prompts, seed=7, **kw)
+    c = sample_completions(model, world_tok, prompts, seed=8, **kw)
     assert a == b
     assert a.token_ids != c.token_ids
     assert len(a) == 2 * len(prompts)
@@ -73,28 +68,28 @@ def test_sampling_is_deterministic_per_seed(model, tok, prompts):
     assert a.prompts == [p for p in prompts for _ in range(2)]
 
 
-def test_sampling_is_independent_of_batch_size_and_of_later_prompts(model, tok, prompts):
+def test_sampling_is_independent_of_batch_size_and_of_later_prompts(model, world_tok, prompts):
     kw = dict(num_samples=2, max_new_tokens=10, seed=3)
-    full = sample_completions(model, tok, prompts, batch_size=64, **kw)
+    full = sample_completions(model, world_tok, prompts, batch_size=64, **kw)
     for batch_size in (1, 3):
-        assert sample_completions(model, tok, prompts, batch_size=batch_size, **kw) == full
-    head = sample_completions(model, tok, prompts[:2], **kw)
+        assert sample_completions(model, world_tok, prompts, batch_size=batch_size, **kw) == full
+    head = sample_completions(model, world_tok, prompts[:2], **kw)
     assert head.token_ids == full.token_ids[:4]
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "qwen2"])
-def test_greedy_decoding_matches_full_forward_argmax(tok, prompts, arch):
+def test_greedy_decoding_matches_full_forward_argmax(world_tok, prompts, arch):
     """The KV-cached, left-padded loop takes the same steps as recomputing from scratch."""
-    model = tiny_model(arch, vocab_size=len(tok), hidden=32, layers=1, seed=3)
+    model = tiny_model(arch, vocab_size=len(world_tok), hidden=32, layers=1, seed=3)
     model.eval()  # gpt2 has dropout
-    c = sample_completions(model, tok, prompts, max_new_tokens=6, temperature=0.0, batch_size=4)
-    for prompt_ids, ids, done in zip(tokenize_prompts(tok, prompts), c.token_ids, c.finished):
+    c = sample_completions(model, world_tok, prompts, max_new_tokens=6, temperature=0.0, batch_size=4)
+    for prompt_ids, ids, done in zip(tokenize_prompts(world_tok, prompts), c.token_ids, c.finished):
         seq = list(prompt_ids)
         expected = []
         for _ in range(6):
             with torch.no_grad():
                 nxt = int(model(input_ids=torch.tensor([seq])).logits[0, -1].argmax())
-            if nxt == tok.eos_token_id:
+            if nxt == world_tok.eos_token_id:
                 break
             expected.append(nxt)
             seq.append(nxt)
@@ -114,43 +109,43 @@ class NoCache(torch.nn.Module):
         return self.inner(**kwargs)
 
 
-def test_sampling_without_a_kv_cache_gives_the_same_completions(model, tok, prompts):
+def test_sampling_without_a_kv_cache_gives_the_same_completions(model, world_tok, prompts):
     kw = dict(num_samples=2, max_new_tokens=5, seed=9)
-    assert sample_completions(NoCache(model), tok, prompts, **kw) == \
-        sample_completions(model, tok, prompts, **kw)
+    assert sample_completions(NoCache(model), world_tok, prompts, **kw) == \
+        sample_completions(model, world_tok, prompts, **kw)
 
 
-def test_completions_stop_at_eos_and_exclude_it(eosy, tok, prompts):
-    c = sample_completions(eosy, tok, prompts, num_samples=4, max_new_tokens=12, seed=1)
+def test_completions_stop_at_eos_and_exclude_it(eosy, world_tok, prompts):
+    c = sample_completions(eosy, world_tok, prompts, num_samples=4, max_new_tokens=12, seed=1)
     assert any(c.finished) and not all(c.finished)
     for ids, done, text in zip(c.token_ids, c.finished, c.texts):
-        assert tok.eos_token_id not in ids
+        assert world_tok.eos_token_id not in ids
         if not done:
             assert len(ids) == 12
-        assert text == tok.decode(ids, skip_special_tokens=True)
+        assert text == world_tok.decode(ids, skip_special_tokens=True)
 
 
-def test_completion_logps_match_hand_computation(eosy, tok, prompts):
-    c = sample_completions(eosy, tok, prompts, num_samples=2, max_new_tokens=8, seed=5)
-    got = completion_logps(eosy, tok, c.prompts, c.token_ids, append_eos=c.finished,
+def test_completion_logps_match_hand_computation(eosy, world_tok, prompts):
+    c = sample_completions(eosy, world_tok, prompts, num_samples=2, max_new_tokens=8, seed=5)
+    got = completion_logps(eosy, world_tok, c.prompts, c.token_ids, append_eos=c.finished,
                            batch_size=3)
     assert got.dtype == np.float64 and got.shape == (len(c),)
-    prompt_ids = tokenize_prompts(tok, c.prompts)
+    prompt_ids = tokenize_prompts(world_tok, c.prompts)
     for k in range(len(c)):
-        completion = c.token_ids[k] + ([tok.eos_token_id] if c.finished[k] else [])
+        completion = c.token_ids[k] + ([world_tok.eos_token_id] if c.finished[k] else [])
         assert got[k] == pytest.approx(hand_logp(eosy, prompt_ids[k], completion), abs=1e-4)
     # default: eos appended to every completion (the training-data convention)
-    all_eos = completion_logps(eosy, tok, c.prompts, c.token_ids)
+    all_eos = completion_logps(eosy, world_tok, c.prompts, c.token_ids)
     k = c.finished.index(False)
     assert all_eos[k] == pytest.approx(
-        hand_logp(eosy, prompt_ids[k], c.token_ids[k] + [tok.eos_token_id]), abs=1e-4)
+        hand_logp(eosy, prompt_ids[k], c.token_ids[k] + [world_tok.eos_token_id]), abs=1e-4)
     # batch size does not change the values
     np.testing.assert_allclose(
-        completion_logps(eosy, tok, c.prompts, c.token_ids, append_eos=c.finished, batch_size=64),
+        completion_logps(eosy, world_tok, c.prompts, c.token_ids, append_eos=c.finished, batch_size=64),
         got, atol=1e-5)
 
 
-def test_prompts_tokenized_as_training_tokenizes_them(tok, prompts):
+def test_prompts_tokenized_as_training_tokenizes_them(world_tok, prompts):
     """With a tokenizer that adds a BOS, prompts get it exactly as in tokenize_pairs."""
     from tokenizers.processors import TemplateProcessing
 
@@ -163,8 +158,8 @@ def test_prompts_tokenized_as_training_tokenizes_them(tok, prompts):
     assert all(i[0] == bos_tok.pad_token_id for i in ids)
     assert ids == [list(e.prompt_ids) for e in data.examples]
     assert tokenize_prompts(bos_tok, prompts, add_special_tokens=False)[0] == ids[0][1:]
-    cut = tokenize_prompts(tok, prompts, max_prompt_length=2)
-    assert cut[0] == tokenize_prompts(tok, prompts)[0][-2:]
+    cut = tokenize_prompts(world_tok, prompts, max_prompt_length=2)
+    assert cut[0] == tokenize_prompts(world_tok, prompts)[0][-2:]
 
 
 def test_draw_tokens_inverse_cdf_temperature_and_top_p():
@@ -179,7 +174,7 @@ def test_draw_tokens_inverse_cdf_temperature_and_top_p():
     assert draw_tokens(logits, u, temperature=0.01).tolist() == [3, 3, 3, 3]
 
 
-def test_sampling_frequencies_follow_the_model(model, tok):
+def test_sampling_frequencies_follow_the_model(model, world_tok):
     """One-token samples from the same prompt follow softmax(logits) (inverse CDF is exact)."""
     n = 4000
     u = sampling_uniforms(n, 1, seed=0)[:, 0]
@@ -190,19 +185,19 @@ def test_sampling_frequencies_follow_the_model(model, tok):
     assert np.abs(freq - p).max() < 0.03
 
 
-def test_bad_arguments(model, tok):
+def test_bad_arguments(model, world_tok):
     with pytest.raises(ValueError, match="zero tokens"):
-        sample_completions(model, tok, ["ok", ""], max_new_tokens=2)
+        sample_completions(model, world_tok, ["ok", ""], max_new_tokens=2)
     with pytest.raises(ValueError, match="num_samples"):
-        sample_completions(model, tok, ["ok"], num_samples=0)
+        sample_completions(model, world_tok, ["ok"], num_samples=0)
     with pytest.raises(ValueError, match="top_p"):
-        sample_completions(model, tok, ["ok"], top_p=0.0)
+        sample_completions(model, world_tok, ["ok"], top_p=0.0)
     with pytest.raises(ValueError, match="temperature"):
-        sample_completions(model, tok, ["ok"], temperature=-1.0)
+        sample_completions(model, world_tok, ["ok"], temperature=-1.0)
     with pytest.raises(TypeError):
-        sample_completions(model, tok, "one string", max_new_tokens=2)
+        sample_completions(model, world_tok, "one string", max_new_tokens=2)
     with pytest.raises(ValueError, match="completions"):
-        completion_logps(model, tok, ["a", "b"], [[1]])
+        completion_logps(model, world_tok, ["a", "b"], [[1]])
 
 
 def test_completions_ended_at_eos_defaults_to_true():
@@ -211,9 +206,9 @@ def test_completions_ended_at_eos_defaults_to_true():
     assert Completions(["p"], ["t"], [[5]], [False]).ended_at_eos == [False]
 
 
-def test_model_mode_is_restored(model, tok):
+def test_model_mode_is_restored(model, world_tok):
     model.train()
-    sample_completions(model, tok, ["Hi:"], max_new_tokens=2)
-    completion_logps(model, tok, ["Hi:"], [[5]])
+    sample_completions(model, world_tok, ["Hi:"], max_new_tokens=2)
+    completion_logps(model, world_tok, ["Hi:"], [[5]])
     assert model.training
     model.eval()

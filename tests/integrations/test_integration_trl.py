@@ -24,14 +24,9 @@ from dralign.integrations.trl import (  # noqa: E402
     UnsupportedObjectiveError,
 )
 from dralign.modeling import completion_logps  # noqa: E402
-from dralign.modeling.tiny import tiny_model, tiny_tokenizer  # noqa: E402
+from dralign.modeling.tiny import tiny_model  # noqa: E402
 
 N = 8
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 def make_model(tok, seed):

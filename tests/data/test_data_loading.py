@@ -10,23 +10,18 @@ from dralign.data import (ColumnMap, DataError, detect_format, load_rows, rows_f
                           split_implicit_conversation, split_implicit_prompt, tokenize_pairs,
                           tokenize_unpaired, validate_pairs, validate_unpaired)
 from dralign.modeling.tiny import tiny_tokenizer
+from helpers import SHARED_DATA
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-HH = SHARED / "hh-rlhf" / "harmless-base_test.jsonl.gz"
-ULTRAFEEDBACK = SHARED / "ultrafeedback" / "train1000.jsonl"
-PANDALM = SHARED / "pandalm" / "testset_majority.jsonl"
-STORIES = SHARED / "models" / "stories260K"
+HH = SHARED_DATA / "hh-rlhf" / "harmless-base_test.jsonl.gz"
+ULTRAFEEDBACK = SHARED_DATA / "ultrafeedback" / "train1000.jsonl"
+PANDALM = SHARED_DATA / "pandalm" / "testset_majority.jsonl"
+STORIES = SHARED_DATA / "models" / "stories260K"
 
 RECORDS = [
     {"prompt": "Say hi.", "chosen": "Hi there!", "rejected": "No.", "weight": 0.5, "group": "a"},
     {"prompt": "Count.", "chosen": "1 2 3", "rejected": "3 2 1", "weight": 2.0, "group": "b"},
     {"prompt": "Name a fruit.", "chosen": "Apple", "rejected": "Rock", "weight": 1.0, "group": "a"},
 ]
-
-
-@pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer()
 
 
 def _need(path: Path):

@@ -20,6 +20,7 @@ WORKLOAD_KEYS = {"dralign_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "dral
                  "mean_prompt_tokens", "mean_response_tokens"}
 
 
+@pytest.mark.slow
 def test_quick_run_writes_every_key(tmp_path):
     pytest.importorskip("trl")
     out = tmp_path / "speed.json"

@@ -23,9 +23,9 @@ from dralign.eval.generate import Completions, completion_logps, sample_completi
 from dralign.eval.registry import register_reward
 from dralign.eval.rewards import load_reward, text_reward
 from dralign.modeling import FrozenReference, pair_logps
-from dralign.modeling.tiny import tiny_model, tiny_tokenizer
+from dralign.modeling.tiny import tiny_model
 from dralign.stats import MeanCI, brier_score, expected_calibration_error
-from dralign_bench.world import formality, generate_corpus, generate_prompts, sentiment
+from dralign_bench.world import formality, generate_prompts, sentiment
 from dralign_bench.world.specs import world_reward
 
 
@@ -37,22 +37,17 @@ def world_rewards():
 
 
 @pytest.fixture(scope="module")
-def tok():
-    return tiny_tokenizer(generate_corpus(200, seed=0), vocab_size=300)
+def start(world_tok):
+    return tiny_model("llama", vocab_size=len(world_tok), hidden=32, layers=1, seed=0)
 
 
 @pytest.fixture(scope="module")
-def start(tok):
-    return tiny_model("llama", vocab_size=len(tok), hidden=32, layers=1, seed=0)
+def policy(world_tok):
+    return tiny_model("llama", vocab_size=len(world_tok), hidden=32, layers=1, seed=1)
 
 
 @pytest.fixture(scope="module")
-def policy(tok):
-    return tiny_model("llama", vocab_size=len(tok), hidden=32, layers=1, seed=1)
-
-
-@pytest.fixture(scope="module")
-def pairs(tok):
+def pairs(world_tok):
     rows = [
         {"prompt": "Describe the old harbor:", "chosen": " a lovely calm place.",
          "rejected": " a dull grey dock."},
@@ -62,14 +57,14 @@ def pairs(tok):
         {"prompt": "Write about the park:", "chosen": " nice trees.",
          "rejected": " boring and dirty paths."},
     ]
-    return tokenize_pairs(rows, tok)
+    return tokenize_pairs(rows, world_tok)
 
 
 # ---------------------------------------------------------------------------------------------
 # preference_eval
 # ---------------------------------------------------------------------------------------------
 
-def test_preference_eval_matches_hand_computation(policy, start, pairs, tok):
+def test_preference_eval_matches_hand_computation(policy, start, pairs, world_tok):
     beta = 0.5
     out = preference_eval(policy, start, pairs, beta=beta, batch_size=3, seed=1)
     batch = pairs.collate(range(4))
@@ -93,7 +88,7 @@ def test_preference_eval_matches_hand_computation(policy, start, pairs, tok):
         assert ci.low <= ci.mean <= ci.high and ci.n == 4 and ci.level == 0.95
     # deterministic intervals; a Reference object works like a model
     again = preference_eval(policy, FrozenReference(tiny_model(
-        "llama", vocab_size=len(tok), hidden=32, layers=1, seed=0)), pairs, beta=beta, seed=1)
+        "llama", vocab_size=len(world_tok), hidden=32, layers=1, seed=0)), pairs, beta=beta, seed=1)
     assert again["margin"].mean == pytest.approx(out["margin"].mean, abs=1e-5)
     assert again["ece"] == out["ece"] and again["brier"].low == pytest.approx(out["brier"].low)
 
@@ -114,10 +109,10 @@ def test_symmetric_ece_hand_values():
     assert symmetric_ece([0.5]) == 0.0
 
 
-def test_preference_eval_refuses_bad_input(policy, tok, pairs):
+def test_preference_eval_refuses_bad_input(policy, world_tok, pairs):
     with pytest.raises(ValueError, match="reference"):
         preference_eval(policy, None, pairs, beta=0.1)
-    unpaired = tokenize_unpaired([{"prompt": "Hi:", "completion": " good", "label": True}], tok)
+    unpaired = tokenize_unpaired([{"prompt": "Hi:", "completion": " good", "label": True}], world_tok)
     with pytest.raises(ValueError, match="paired"):
         preference_eval(policy, policy, unpaired, beta=0.1)
 
@@ -129,9 +124,9 @@ def test_preference_eval_refuses_bad_input(policy, tok, pairs):
 REWARDS = {"sentiment": text_reward(sentiment), "length": text_reward(lambda t: len(t))}
 
 
-def test_generation_eval_against_itself(start, tok):
+def test_generation_eval_against_itself(start, world_tok):
     prompts = generate_prompts(4, seed=0, split="heldout")
-    out = generation_eval(start, start, tok, prompts, rewards=REWARDS, num_samples=2,
+    out = generation_eval(start, start, world_tok, prompts, rewards=REWARDS, num_samples=2,
                           max_new_tokens=8, seed=3)
     kl = out["kl"]
     assert (kl.mean, kl.low, kl.high) == (0.0, 0.0, 0.0)
@@ -145,14 +140,14 @@ def test_generation_eval_against_itself(start, tok):
     json.dumps(to_jsonable(out))
 
 
-def test_generation_eval_values_match_their_definitions(policy, start, tok):
+def test_generation_eval_values_match_their_definitions(policy, start, world_tok):
     prompts = generate_prompts(3, seed=1, split="heldout")
     kw = dict(num_samples=2, max_new_tokens=8, seed=4)
-    pc = sample_completions(policy, tok, prompts, **kw)
-    sc = sample_completions(start, tok, prompts, **kw)
-    out = generation_eval(policy, start, tok, prompts, rewards=REWARDS, **kw)
-    lp = completion_logps(policy, tok, pc.prompts, pc.token_ids, append_eos=pc.finished)
-    ls = completion_logps(start, tok, pc.prompts, pc.token_ids, append_eos=pc.finished)
+    pc = sample_completions(policy, world_tok, prompts, **kw)
+    sc = sample_completions(start, world_tok, prompts, **kw)
+    out = generation_eval(policy, start, world_tok, prompts, rewards=REWARDS, **kw)
+    lp = completion_logps(policy, world_tok, pc.prompts, pc.token_ids, append_eos=pc.finished)
+    ls = completion_logps(start, world_tok, pc.prompts, pc.token_ids, append_eos=pc.finished)
     assert out["kl"].mean == pytest.approx(M.sequence_kl_estimate(lp, ls), abs=1e-9)
     rl_p = np.array([len(t) for t in pc.texts], float)
     rl_s = np.array([len(t) for t in sc.texts], float)
@@ -163,19 +158,19 @@ def test_generation_eval_values_match_their_definitions(policy, start, tok):
     assert out["length"].mean == pytest.approx(M.mean_length(pc.token_ids))
     assert out["eos_rate"] == pytest.approx(np.mean(pc.finished))
     # reusing the completions gives the same result
-    again = generation_eval(policy, start, tok, prompts, rewards=REWARDS,
+    again = generation_eval(policy, start, world_tok, prompts, rewards=REWARDS,
                             policy_completions=pc, start_completions=sc, **kw)
     assert again == out
 
 
-def test_generation_eval_without_start_and_with_mismatched_completions(policy, tok):
+def test_generation_eval_without_start_and_with_mismatched_completions(policy, world_tok):
     prompts = ["Hi:", "Review the cafe:"]
-    out = generation_eval(policy, None, tok, prompts, rewards=REWARDS, max_new_tokens=4)
+    out = generation_eval(policy, None, world_tok, prompts, rewards=REWARDS, max_new_tokens=4)
     assert out["kl"] is None and out["start"] is None
     assert out["rewards"]["sentiment"]["win_rate"] is None
     wrong = Completions(prompts=["Hi:"], texts=["x"], token_ids=[[5]])
     with pytest.raises(ValueError, match="prompt-major"):
-        generation_eval(policy, None, tok, prompts, rewards=REWARDS, policy_completions=wrong)
+        generation_eval(policy, None, world_tok, prompts, rewards=REWARDS, policy_completions=wrong)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,39 +319,39 @@ def test_bad_reward_spec_file_is_not_a_model(tmp_path):
 
 
 @pytest.mark.parametrize("num_labels", [1, 2])
-def test_hf_sequence_classification_reward(tmp_path, tok, num_labels):
+def test_hf_sequence_classification_reward(tmp_path, world_tok, num_labels):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64,
+    config = LlamaConfig(vocab_size=len(world_tok), hidden_size=32, intermediate_size=64,
                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         num_labels=num_labels, pad_token_id=tok.pad_token_id)
+                         num_labels=num_labels, pad_token_id=world_tok.pad_token_id)
     torch.manual_seed(0)
     rm = LlamaForSequenceClassification(config).eval()
     rm.save_pretrained(tmp_path / "rm")
-    tok.save_pretrained(tmp_path / "rm")
+    world_tok.save_pretrained(tmp_path / "rm")
     prompts = ["Review the cafe:", "Hi:", "Describe the old harbor:"]
     got = load_reward(str(tmp_path / "rm"), device="cpu", batch_size=2)(prompts, TEXTS)
     expected = []
     for p, t in zip(prompts, TEXTS):
         with torch.no_grad():
-            logits = rm(**tok(p + t, return_tensors="pt")).logits[0].double()
+            logits = rm(**world_tok(p + t, return_tensors="pt")).logits[0].double()
         expected.append(float(logits[0] if num_labels == 1 else logits[1] - logits[0]))
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_hf_reward_refuses_other_heads(tmp_path, tok):
+def test_hf_reward_refuses_other_heads(tmp_path, world_tok):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32,
+    config = LlamaConfig(vocab_size=len(world_tok), hidden_size=16, intermediate_size=32,
                          num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         num_labels=3, pad_token_id=tok.pad_token_id)
+                         num_labels=3, pad_token_id=world_tok.pad_token_id)
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm3")
-    tok.save_pretrained(tmp_path / "rm3")
+    world_tok.save_pretrained(tmp_path / "rm3")
     with pytest.raises(ValueError, match="3 labels"):
         load_reward(str(tmp_path / "rm3"))
 
 
-def test_hf_reward_refuses_a_causal_lm(tmp_path, tok):
+def test_hf_reward_refuses_a_causal_lm(tmp_path, world_tok):
     """A causal LM folder would load with a random classification head: refused."""
     from dralign.modeling.tiny import save_tiny
 

@@ -17,7 +17,7 @@ from dralign.eval.metrics import (
     win_rate,
     worst_case,
 )
-from dralign.stats import MeanCI, bootstrap_ci, brier_score, expected_calibration_error
+from dralign.stats import brier_score
 
 
 def test_preference_accuracy_ties_half():
@@ -43,31 +43,6 @@ def test_preference_probs_stable():
     assert p[1] == pytest.approx(1 / (1 + math.exp(-1.0)))
     assert p[2] == pytest.approx(0.0, abs=1e-200) and p[3] == 1.0
     assert np.all(np.isfinite(p))
-
-
-def test_ece_hand_computed_six_samples():
-    # bins=2: [0, .5) holds p = .1, .2, .4 (labels 0, 1, 0): |1/3 − 0.7/3| = 0.1
-    #         [.5, 1] holds p = .6, .9, 1.0 (labels 1, 1, 0): |2/3 − 2.5/3| = 0.5/3
-    probs = [0.1, 0.2, 0.4, 0.6, 0.9, 1.0]
-    labels = [0, 1, 0, 1, 1, 0]
-    expected = 0.5 * 0.1 + 0.5 * (0.5 / 3)
-    assert expected_calibration_error(probs, labels, bins=2) == pytest.approx(expected)
-    # bins=10: .1, .2, .4, .6 are alone in their bins (|p − y| = .1, .8, .4, .4); the last bin
-    # [.9, 1] holds p = .9 and 1.0 (labels 1, 0): |1/2 − 1.9/2| = .45, weight 2/6
-    assert expected_calibration_error(probs, labels, bins=10) == pytest.approx(
-        (0.1 + 0.8 + 0.4 + 0.4) / 6 + 2 / 6 * 0.45)
-    # one bin: |mean y − mean p|
-    assert expected_calibration_error(probs, labels, bins=1) == pytest.approx(abs(0.5 - 3.2 / 6))
-
-
-def test_ece_perfect_and_torch_input():
-    p = torch.tensor([0.5, 0.5, 0.5, 0.5])
-    y = torch.tensor([1, 0, 1, 0])
-    assert expected_calibration_error(p, y) == pytest.approx(0.0)
-    with pytest.raises(ValueError):
-        expected_calibration_error([0.2, 1.2], [0, 1])
-    with pytest.raises(ValueError):
-        expected_calibration_error([0.2], [0, 1])
 
 
 def test_brier():
@@ -126,45 +101,6 @@ def test_distinct_n():
 def test_mean_length():
     assert mean_length([[1, 2, 3], [4]]) == 2.0
     assert mean_length(["a b c d", "e f"]) == 3.0
-
-
-def test_bootstrap_ci_contains_estimate_deterministic_and_shrinks():
-    rng = np.random.default_rng(1)
-    small = rng.normal(size=30)
-    big = rng.normal(size=3000)
-    est, lo, hi = bootstrap_ci(small, seed=3)
-    assert est == pytest.approx(small.mean())
-    assert lo < est < hi
-    assert bootstrap_ci(small, seed=3) == (est, lo, hi)
-    assert bootstrap_ci(small, seed=4) != (est, lo, hi)
-    e2, lo2, hi2 = bootstrap_ci(big, seed=3)
-    assert lo2 < e2 < hi2
-    assert hi2 - lo2 < (hi - lo) / 3  # ~ 1/sqrt(100) = 1/10 the width
-    # level: a wider level gives a wider interval
-    _, lo9, hi9 = bootstrap_ci(small, level=0.99, seed=3)
-    assert lo9 <= lo and hi9 >= hi
-    # width matches the normal approximation 2·1.96·sd/sqrt(n)
-    sd = big.std() / math.sqrt(big.size)
-    assert (hi2 - lo2) == pytest.approx(2 * 1.96 * sd, rel=0.15)
-
-
-def test_bootstrap_ci_custom_stat_and_degenerate():
-    v = np.arange(10.0)
-    est, lo, hi = bootstrap_ci(v, stat=np.median, n_resamples=200)
-    assert est == 4.5 and lo <= est <= hi
-    assert bootstrap_ci([2.0]) == (2.0, 2.0, 2.0)
-    with pytest.raises(ValueError):
-        bootstrap_ci([])
-
-
-def test_mean_ci():
-    ci = MeanCI.from_values([1.0, 2.0, 3.0, 4.0], seed=0)
-    assert ci.mean == 2.5 and ci.n == 4 and ci.level == 0.95
-    assert ci.low < 2.5 < ci.high
-    assert ci.half_width == pytest.approx((ci.high - ci.low) / 2)
-    d = ci.as_dict()
-    assert set(d) == {"mean", "low", "high", "n", "level"}
-    assert "2.5" in str(ci)
 
 
 def test_worst_case():

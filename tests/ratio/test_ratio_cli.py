@@ -1,15 +1,13 @@
 """`dralign ratio fit` and `dralign train --method dora` end to end through the CLI."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from dralign.cli import main
 from dralign.modeling.tiny import save_tiny
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from helpers import SHARED_DATA
 
 
 @pytest.fixture(scope="module")
@@ -61,13 +59,13 @@ def test_dora_without_ratios_names_the_row(marked, capsys):
     assert "rows.jsonl row 0" in err and "ratio fit" in err
 
 
-@pytest.mark.skipif(not (SHARED / "summarize-from-feedback").exists(), reason="../shared/data is absent")
+@pytest.mark.skipif(not (SHARED_DATA / "summarize-from-feedback").exists(), reason="../shared/data is absent")
 def test_ratio_fit_on_real_human_vs_model_summaries(tmp_path, capsys):
     """summarize-from-feedback batch 18: human-written `ref` summaries vs model summaries,
     stories260K features. Measured held-out AUC: 0.737 (max_length 64, 5 folds)."""
     out = tmp_path / "tldr.ratios.jsonl"
-    assert main(["ratio", "fit", "--data", str(SHARED / "summarize-from-feedback" / "tldr_batch18.jsonl"),
-                 "--model", str(SHARED / "models" / "stories260K"), "--response-level",
+    assert main(["ratio", "fit", "--data", str(SHARED_DATA / "summarize-from-feedback" / "tldr_batch18.jsonl"),
+                 "--model", str(SHARED_DATA / "models" / "stories260K"), "--response-level",
                  "--chosen-source-column", "meta.chosen_policy", "--rejected-source-column", "meta.rejected_policy",
                  "--target", "ref", "--max-length", "64", "--output", str(out)]) == 0
     auc = float(capsys.readouterr().out.split("Held-out AUC ")[1].split(",")[0])

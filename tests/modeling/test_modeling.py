@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -28,29 +29,9 @@ from dralign.modeling import (
     target_log_probs,
     unwrap,
 )
-from dralign.modeling import logps as logps_module
 from dralign.modeling.logps import supports_logits_mask
-from dralign.modeling.tiny import ARCHITECTURES, save_tiny, tiny_model, tiny_tokenizer
-
-STORIES = Path(__file__).resolve().parents[2] / "shared" / "data" / "models" / "stories260K"
-VOCAB = 384
-
-
-def make_batch(prompt_lens, completion_lens, length=None, vocab=VOCAB, seed=0):
-    """A right-padded batch: rows of `prompt_len` prompt tokens then `completion_len`
-    completion tokens, padded with token 1 to `length`."""
-    g = torch.Generator().manual_seed(seed)
-    length = length or max(p + c for p, c in zip(prompt_lens, completion_lens)) + 2
-    n = len(prompt_lens)
-    input_ids = torch.ones(n, length, dtype=torch.long)
-    attention_mask = torch.zeros(n, length, dtype=torch.long)
-    completion_mask = torch.zeros(n, length, dtype=torch.bool)
-    for i, (p, c) in enumerate(zip(prompt_lens, completion_lens)):
-        input_ids[i, : p + c] = torch.randint(2, vocab, (p + c,), generator=g)
-        attention_mask[i, : p + c] = 1
-        completion_mask[i, p: p + c] = True
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "completion_mask": completion_mask, "index": torch.arange(n // 2)}
+from dralign.modeling.tiny import ARCHITECTURES, tiny_model, tiny_tokenizer
+from helpers import STORIES, VOCAB, make_batch
 
 
 def model_inputs(batch):
@@ -147,14 +128,14 @@ def test_completion_at_position_zero_is_refused(float64_models):
                        batch["completion_mask"])
 
 
-def test_target_log_probs_is_exact_and_twice_differentiable(monkeypatch):
-    monkeypatch.setattr(logps_module, "_CHUNK_ELEMENTS", 20)  # several chunks of 2 rows
+def test_target_log_probs_is_exact_and_twice_differentiable():
+    chunked = partial(target_log_probs, chunk_elements=20)  # several chunks of 2 rows
     logits = torch.randn(7, 9, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 9, (7,))
     want = torch.log_softmax(logits, -1).gather(1, targets[:, None]).squeeze(1)
-    torch.testing.assert_close(target_log_probs(logits, targets), want, rtol=0, atol=1e-12)
-    assert torch.autograd.gradcheck(target_log_probs, (logits, targets))
-    assert torch.autograd.gradgradcheck(target_log_probs, (logits, targets))
+    torch.testing.assert_close(chunked(logits, targets), want, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(chunked, (logits, targets))
+    assert torch.autograd.gradgradcheck(chunked, (logits, targets))
 
 
 def test_bfloat16_logits_give_float32_logps_and_bfloat16_grads():
@@ -194,8 +175,8 @@ def test_eager_attention_supports_double_backward_and_sdpa_is_reported_not_to():
 
 # ---------------------------------------------------------------- loading and LoRA
 
-def test_load_model_and_tokenizer_from_a_tiny_folder(tmp_path):
-    folder = save_tiny(tmp_path / "tiny", "qwen2")
+def test_load_model_and_tokenizer_from_a_tiny_folder(tiny_model_dir):
+    folder = tiny_model_dir("qwen2")
     model = load_model(folder, dtype="bfloat16", attn_implementation="eager",
                        gradient_checkpointing=True)
     assert model.dtype == torch.bfloat16
@@ -355,9 +336,9 @@ def test_cache_refuses_examples_it_does_not_hold(tmp_path, reference_and_batches
         CachedReference(cache).logps({"index": torch.tensor([9])})
 
 
-def test_model_fingerprint_tracks_weights_and_config(tmp_path):
-    folder_a = save_tiny(tmp_path / "a", "llama", seed=0)
-    folder_b = save_tiny(tmp_path / "b", "llama", seed=1)
+def test_model_fingerprint_tracks_weights_and_config(tiny_model_dir):
+    folder_a = tiny_model_dir("llama", seed=0)
+    folder_b = tiny_model_dir("llama", seed=1)
     assert model_fingerprint(folder_a) == model_fingerprint(Path(folder_a))
     assert model_fingerprint(folder_a) != model_fingerprint(folder_b)
     assert model_fingerprint("org/some-model") != model_fingerprint("org/other-model")

@@ -12,24 +12,9 @@ from dralign.modeling.logps import pair_logps
 from dralign.modeling.tiny import tiny_model
 from dralign.objectives.objective import Objective
 from dralign.train.penalty import check_penalty_mode, grad_sq, penalized_backward
+from helpers import VOCAB, make_batch
 
-VOCAB = 384
 RHO = 5.0  # large enough that the penalty gradient dominates (~100× the DPO gradient)
-
-
-def make_batch(prompt_lens, completion_lens, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    length = max(p + c for p, c in zip(prompt_lens, completion_lens)) + 2
-    n = len(prompt_lens)
-    ids = torch.ones(n, length, dtype=torch.long)
-    am = torch.zeros(n, length, dtype=torch.long)
-    cm = torch.zeros(n, length, dtype=torch.bool)
-    for i, (p, c) in enumerate(zip(prompt_lens, completion_lens)):
-        ids[i, :p + c] = torch.randint(2, VOCAB, (p + c,), generator=g)
-        am[i, :p + c] = 1
-        cm[i, p:p + c] = True
-    return {"input_ids": ids, "attention_mask": am, "completion_mask": cm,
-            "index": torch.arange(n // 2)}
 
 
 B = 3

@@ -16,6 +16,7 @@ from dralign.eval.registry import register_prompts, register_reward
 from dralign.modeling.tiny import save_tiny
 from dralign_bench.world import generate_corpus, generate_prompts
 from dralign_bench.world.specs import world_prompts, world_reward
+from helpers import write_jsonl
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -24,11 +25,6 @@ def world_specs():
     not rely on this checkout's metadata being installed)."""
     register_reward("world", world_reward)
     register_prompts("world", world_prompts)
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,15 @@ import torch
 from safetensors.torch import load_file
 
 from dralign.cli import main
-from dralign.modeling.tiny import save_tiny
+from helpers import write_jsonl
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def setup(tmp_path_factory, tiny_model_dir):
     root = tmp_path_factory.mktemp("wdpo")
-    model = save_tiny(root / "m", "llama")
+    model = tiny_model_dir("llama")
     rows = [{"prompt": f"item {i}:", "chosen": " good nice great", "rejected": " bad awful poor"} for i in range(16)]
-    data = root / "d.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_jsonl(root / "d.jsonl", rows)
     return root, model, data
 
 

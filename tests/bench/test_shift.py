@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from dralign.eval.mixtures import geometric_mixture, linear_mixture
-from dralign.stats import bootstrap_ci, hierarchical_ci
 from dralign_bench import world
 from dralign_bench.shift import (SCENARIOS, SeedEval, ShiftOptions, build_dataset, evaluate_claims,
                                  plan, resolve)
@@ -80,28 +79,6 @@ def test_bad_options_are_refused_with_the_reason():
         resolve(ShiftOptions(methods=["dpoo"]))
     with pytest.raises(ValueError, match="alpha0 must lie in"):
         resolve(ShiftOptions(alpha0=1.5))
-
-
-def test_hierarchical_ci_estimate_and_special_cases():
-    rng = np.random.default_rng(0)
-    groups = [rng.normal(m, 1.0, size=(50, 3)) for m in (0.0, 1.0, 2.0)]
-    est, lo, hi = hierarchical_ci(groups)
-    np.testing.assert_allclose(est, np.mean([g.mean(0) for g in groups], axis=0))
-    assert np.all(lo < est) and np.all(est < hi)
-    # a statistic of the mean curve: the worst point
-    w, wlo, whi = hierarchical_ci(groups, stat=lambda m: m.min(axis=-1))
-    assert w == pytest.approx(est.min()) and wlo <= w <= whi
-    # one unit per seed: a plain bootstrap over the seeds
-    seeds = [[v] for v in (0.3, 0.5, 0.9, 0.1)]
-    e, l, h = hierarchical_ci(seeds, n_resamples=2000)
-    assert float(e) == pytest.approx(0.45)
-    _, bl, bh = bootstrap_ci([0.3, 0.5, 0.9, 0.1], n_resamples=2000)
-    assert abs(float(l) - bl) < 0.05 and abs(float(h) - bh) < 0.05
-    # one seed of constant values: no uncertainty
-    assert hierarchical_ci([np.full((10, 1), 0.7)])[1:] == (pytest.approx(0.7), pytest.approx(0.7))
-    # a paired comparison of a method with itself is exactly 0
-    d = hierarchical_ci([[0.2], [0.4]], other=[[0.2], [0.4]])
-    assert [float(x) for x in d] == [0.0, 0.0, 0.0]
 
 
 def _fake_eval(level: float, n: int = 40, seed: int = 0, entropy: float = 4.0) -> SeedEval:

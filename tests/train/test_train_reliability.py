@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
+import signal
 import stat
 import subprocess
 import sys
-from pathlib import Path
+import time
 
 import pytest
 
 from dralign.cli import main
+from helpers import REPO_ROOT, preference_rows, write_jsonl
 
 FAST = ["--no-progress", "--max-length", "64", "--batch-size", "8", "--lr", "1e-3"]
 
@@ -155,16 +158,34 @@ def test_an_epoch_says_how_many_rows_it_leaves_out(base, tmp_path, capsys):
     assert "each epoch trains 60 of 64 rows: 4 do not fill an effective batch of 10" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_sigterm_message_says_no_model_was_written(base, tmp_path):
-    code = ("import os, signal, sys; from dralign.cli import main; from dralign.train import recipe\n"
-            "orig = recipe.Recipe.step\n"
-            "def step(self, i):\n    r = orig(self, i)\n    os.kill(os.getpid(), signal.SIGTERM) if i == 0 else None\n    return r\n"
-            "recipe.Recipe.step = step\nsys.exit(main(sys.argv[1:]))")
-    done = subprocess.run([sys.executable, "-c", code, "train", *FAST, *map(str, base), "--max-steps", "3",
-                           "--output-dir", str(tmp_path / "o")], capture_output=True, text=True)
-    assert done.returncode == 130, done.stderr
-    assert "interrupted after 1 steps; no final model was written" in done.stdout
-    assert "model and card in" not in done.stdout
+    """The real CLI in a subprocess, stopped by SIGTERM from outside once it has logged a step:
+    exit code 130 and a message that no final model was written."""
+    out = tmp_path / "o"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "dralign.cli", "train", *FAST, *map(str, base),
+                                 "--max-steps", "100000", "--log-every", "1", "--output-dir", str(out)],
+                                stdout=stdout, stderr=stderr, env=env, text=True)
+        try:
+            deadline = time.monotonic() + 240
+            while not (out / "metrics.jsonl").is_file() or "\n" not in (out / "metrics.jsonl").read_text():
+                assert proc.poll() is None, (tmp_path / "stderr").read_text()
+                assert time.monotonic() < deadline, "no step was logged within 240 s"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            returncode = proc.wait(timeout=240)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    printed = (tmp_path / "stdout").read_text()
+    assert returncode == 130, (tmp_path / "stderr").read_text()
+    steps = re.search(r"interrupted after (\d+) steps; no final model was written", printed)
+    assert steps and int(steps.group(1)) >= 1, printed
+    assert "model and card in" not in printed
 
 
 # ----------------------------------------------------------------------------- options
@@ -210,8 +231,6 @@ def test_group_dro_refuses_local_mode_with_accumulation(base, tmp_path, capsys):
 
 
 def test_held_out_rows_without_a_group_are_counted_not_dropped(tiny_model_dir, tmp_path, capsys):
-    from conftest import preference_rows, write_jsonl
-
     train_rows = preference_rows(32)
     held_out = preference_rows(8, seed=1)
     for row in held_out[:3]:
