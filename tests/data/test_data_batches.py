@@ -113,7 +113,7 @@ def test_prompt_filling_max_length_and_identical_after_truncation_are_bad_rows()
     assert message.startswith("2 bad row(s) out of 3 read from <memory> "
                               "(chosen_equals_rejected: 1, prompt_fills_max_length: 1)")
     assert ("<memory>: row 0, field 'prompt': prompt fills max_length: 11 prompt tokens leave no "
-            "room for a completion within max_length=8; set max_prompt_length") in message
+            "room for a completion within max_length=8; set --max-prompt-length") in message
     assert ("<memory>: row 1, field 'rejected': chosen and rejected are identical after "
             "tokenization and truncation to max_length=8") in message
     data = tokenize_pairs(rows, tok, max_length=8, on_bad_row="skip", long_prompts="strict")

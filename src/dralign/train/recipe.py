@@ -303,7 +303,7 @@ class Recipe:
         try:
             return self._run()
         except BaseException:
-            if self.accelerator.is_main_process and (self.out / "run.json").exists():
+            if self.folder.claimed:
                 self.folder.mark(self.cfg, "failed")  # never looks complete
             raise
         finally:

@@ -39,6 +39,7 @@ class RunFolder:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._lock = None
+        self.claimed = False  # this run may write the folder (claim() succeeded)
 
     # -------------------------------------------------------------- claiming the folder
     def claim(self, config, *, resume: bool, overwrite: bool) -> None:
@@ -47,6 +48,7 @@ class RunFolder:
         self._acquire_lock()
         occupied = self._occupied()
         if resume:
+            self.claimed = True
             return
         if occupied and not overwrite:
             raise RunFolderError(
@@ -59,6 +61,7 @@ class RunFolder:
             for entry in self.path.iterdir():
                 if entry.name not in KEEP_ON_OVERWRITE:
                     shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        self.claimed = True
         self.mark(config, "running")
 
     def _occupied(self) -> str | None:
