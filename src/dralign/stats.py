@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 __all__ = ["MeanCI", "as_array", "bootstrap_ci", "brier_score", "expected_calibration_error",
-           "hierarchical_ci", "require_nonempty", "roc_auc"]
+           "hierarchical_ci", "reliability_bins", "require_nonempty", "roc_auc"]
 
 
 def as_array(x: Any, name: str = "values") -> np.ndarray:
@@ -106,6 +106,27 @@ def expected_calibration_error(probs: Any, labels: Any, bins: int = 10) -> float
         if nb:
             ece += nb / n * abs(float(y[mask].mean()) - float(p[mask].mean()))
     return float(ece)
+
+
+def reliability_bins(probs: Any, labels: Any, bins: int = 10) -> list[dict[str, float]]:
+    """The points of a reliability diagram, in the bins of :func:`expected_calibration_error`.
+
+    One dict per non-empty bin b: ``low``/``high`` (its edges b/B, (b+1)/B), ``n`` (its size),
+    ``confidence`` = mean_{i∈b} p_i and ``accuracy`` = mean_{i∈b} y_i. A calibrated predictor
+    has accuracy ≈ confidence in every bin, and
+    ECE = Σ_b (n_b / n) · |accuracy_b − confidence_b|.
+    """
+    p, y = _check_probs_labels(probs, labels)
+    if bins < 1:
+        raise ValueError(f"bins must be >= 1, got {bins}")
+    idx = np.minimum((p * bins).astype(np.int64), bins - 1)
+    out = []
+    for b in range(bins):
+        mask = idx == b
+        if mask.any():
+            out.append({"low": b / bins, "high": (b + 1) / bins, "n": int(mask.sum()),
+                        "confidence": float(p[mask].mean()), "accuracy": float(y[mask].mean())})
+    return out
 
 
 def brier_score(probs: Any, labels: Any) -> float:

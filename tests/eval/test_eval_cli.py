@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 
@@ -11,7 +12,7 @@ from rich.console import Console
 
 from dralign.config import ConfigError, add_arguments, from_args
 from dralign.data import DataError
-from dralign.eval.cli import EvalConfig, EvalOptions, load_prompts, run_eval
+from dralign.eval.cli import EvalConfig, EvalDataOptions, EvalOptions, load_prompts, run_eval
 from dralign.eval.registry import register_prompts, register_reward
 from dralign.modeling.tiny import save_tiny
 from dralign_bench.world import generate_corpus, generate_prompts
@@ -47,8 +48,13 @@ def quiet_console():
     return Console(file=io.StringIO(), width=160, force_terminal=False)
 
 
+DATA_OPTIONS = {f.name for f in dataclasses.fields(EvalDataOptions)}
+
+
 def config(**kw) -> EvalConfig:
-    return EvalConfig(eval=EvalOptions(**kw))
+    """An EvalConfig from flat options, as the command line builds it."""
+    return EvalConfig(eval=EvalOptions(**{k: v for k, v in kw.items() if k not in DATA_OPTIONS}),
+                      data=EvalDataOptions(**{k: v for k, v in kw.items() if k in DATA_OPTIONS}))
 
 
 def test_run_eval_end_to_end_writes_json(models, pairs_file, tmp_path):

@@ -1,7 +1,10 @@
 """`dralign eval`: a trained model on held-out preference pairs and/or sampled completions.
 
 * ``--data`` (with ``--reference``): accuracy, reward margins and calibration (ECE, Brier of
-  σ(β·margin)) on held-out pairs (:func:`dralign.eval.preference_eval`).
+  σ(β·margin)) on held-out pairs, overall and per group / source with the worst one named
+  (:func:`dralign.eval.preference_report`). The file is read, validated, cut and reported with
+  the trainer's own data options (`EvalDataOptions`), so the numbers are the trainer's final
+  held-out evaluation's on the same model, reference and data.
 * ``--prompts``: completions sampled from the model (and from ``--reference``, the start model),
   scored by every ``--reward``: mean rewards, win rate over the start model, KL(π‖π_start),
   diversity and length (:func:`dralign.eval.generation_eval`).
@@ -9,11 +12,14 @@
   (r_a) and ``--reward-b`` over ``--alphas``, with the worst case over the grid
   (:func:`dralign.eval.shift_sweep`).
 
-Every mean has a 95 % bootstrap interval. The table is printed; ``--output`` also writes JSON.
+Every mean has a 95 % bootstrap interval. The table is printed; ``--output x.json`` also writes
+JSON, and ``x.png`` (per-group accuracy, reliability diagram) when matplotlib is installed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +28,8 @@ from ..config import atomic_write_text, option, to_flat_dict
 from .mixtures import DEFAULT_ALPHAS
 from .registry import PROMPTS
 
-__all__ = ["EvalConfig", "EvalOptions", "load_prompts", "run_eval"]
+__all__ = ["EvalConfig", "EvalDataOptions", "EvalOptions", "load_prompts", "run_eval",
+           "tokenize_options"]
 
 
 @dataclass
@@ -31,16 +38,10 @@ class EvalOptions:
 
     model: str | None = option(None, "the model to evaluate: a local folder or a Hugging Face hub name")
     reference: str | None = option(None, "the start/reference model: needed by --data metrics, by KL and by win rates")
-    data: str | None = option(None, "held-out preference file or folder (any format `dralign train` reads)")
+    data: str | None = option(None, "held-out preference file or folder (any format `dralign train` reads); read, cut and reported exactly as `dralign train` reads its --eval-data")
     data_split: str = option("test", "split of --data when it is a hub dataset or a saved DatasetDict")
     beta: float = option(0.1, "beta of the implicit reward beta*(log pi - log pi_ref) on --data")
-    max_length: int = option(512, "max tokens of prompt + completion on --data")
-    max_prompt_length: int | None = option(None, "max prompt tokens on --data (default: as many as fit; a prompt that leaves no room is cut to half of --max-length, as in training)")
-    truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")
-    long_prompts: Literal["cut", "strict"] = option("cut", "a prompt that leaves no room for the completion: cut it (counted) or refuse the row")
-    on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows of --data")
-    prompts: str | None = option(None, "prompts to sample from: a .txt file (one per line), a JSONL/JSON/Parquet/CSV file with a prompt column, or a spec a package registers (the shift world's world:heldout:N / world:train:N)")
-    prompt_column: str = option("prompt", "column holding the prompt in a --prompts table")
+    prompts: str | None = option(None, "prompts to sample from: a .txt file (one per line), a JSONL/JSON/Parquet/CSV file with a prompt column (--prompt-column), or a spec a package registers (the shift world's world:heldout:N / world:train:N)")
     reward: list[str] = option([], "reward(s) of the completions: a spec a package registers (the shift world's world:NAME, world:mix:A,B,ALPHA[,linear|geometric]), package.module:function, or a sequence-classification model")
     reward_b: str | None = option(None, "shift sweep: the second reward r_b, mixed with the first --reward r_a")
     alphas: list[float] = option(list(DEFAULT_ALPHAS), "shift sweep: the mixture weights alpha of r_a")
@@ -53,12 +54,48 @@ class EvalOptions:
     batch_size: int = option(32, "sequences per forward pass")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "weights dtype when loading")
     device: str | None = option(None, "device to run on (default: cuda if available, else cpu)")
-    output: str | None = option(None, "write the results as JSON here (default: print only)")
+    output: str | None = option(None, "write the results as JSON here, and beside it (x.json -> x.png) per-group accuracy and a reliability diagram (default: print only)")
+
+
+# The options with which `dralign train` reads, validates, cuts and reports its data: eval takes
+# them from the trainer's DataOptions (same flags, defaults and checks), so the two cannot drift.
+SHARED_DATA_OPTIONS = ("data_subset", "format", "prompt_column", "chosen_column", "rejected_column",
+                       "weight_column", "group_column", "source_column", "target_prob_column",
+                       "ratio_column", "max_length", "max_prompt_length", "truncation_side",
+                       "long_prompts", "on_bad_row", "prefix_sharing")
+_COLUMN_FIELDS = ("prompt", "chosen", "rejected", "weight", "group", "source", "target_prob", "ratio")
+
+
+def _data_options() -> type:
+    """EvalDataOptions: the `SHARED_DATA_OPTIONS` fields of `dralign.train.config.DataOptions`."""
+    from ..train.config import DataOptions
+
+    hints = typing.get_type_hints(DataOptions)
+    shared = [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory,
+                                                        metadata=f.metadata))
+              for f in dataclasses.fields(DataOptions) if f.name in SHARED_DATA_OPTIONS]
+    return dataclasses.make_dataclass("EvalDataOptions", shared, namespace={
+        "__doc__": "How --data (and a --prompts table's prompt column) is read: as `dralign train` reads its data."})
+
+
+EvalDataOptions = _data_options()
 
 
 @dataclass
 class EvalConfig:
     eval: EvalOptions
+    data: EvalDataOptions = dataclasses.field(default_factory=EvalDataOptions)
+
+
+def tokenize_options(d) -> dict:
+    """The keyword arguments of :func:`dralign.data.tokenize_pairs` for data options `d` (an
+    `EvalDataOptions` or the trainer's `DataOptions`), as the trainer passes them."""
+    from ..data import ColumnMap
+
+    return dict(columns=ColumnMap(**{f: getattr(d, f"{f}_column") for f in _COLUMN_FIELDS}),
+                format=None if d.format == "auto" else d.format, on_bad_row=d.on_bad_row,
+                max_length=d.max_length, max_prompt_length=d.max_prompt_length,
+                truncation_side=d.truncation_side, long_prompts=d.long_prompts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,8 +189,9 @@ def load_prompts(spec: str, *, tokenizer=None, seed: int = 0,
 # Running
 # ---------------------------------------------------------------------------------------------
 
-def _check(opts: EvalOptions) -> None:
+def _check(cfg: EvalConfig) -> None:
     """Refuse an incomplete or inconsistent configuration before loading anything."""
+    opts = cfg.eval
     if not opts.model:
         raise ValueError("pass --model (the model to evaluate)")
     if not opts.data and not opts.prompts:
@@ -176,6 +214,9 @@ def _check(opts: EvalOptions) -> None:
         raise ValueError(f"--beta must be > 0, got {opts.beta}")
     if len(set(opts.reward)) != len(opts.reward):
         raise ValueError(f"--reward lists a reward twice: {opts.reward}")
+    if opts.data and cfg.data.format == "unpaired":
+        raise ValueError("--format unpaired: the preference metrics on --data need pairs "
+                         "(prompt, chosen, rejected)")
 
 
 def _load(opts: EvalOptions, name: str, device: str):
@@ -194,13 +235,14 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     import torch
     from rich.console import Console
 
-    from ..data import load_preference_data
+    from ..data import load_rows, tokenize_pairs
     from ..modeling import load_tokenizer
-    from .evaluate import generation_eval, preference_eval, shift_sweep, to_jsonable
+    from .evaluate import generation_eval, shift_sweep, to_jsonable
+    from .groups import preference_report
     from .rewards import load_reward
 
     opts = cfg.eval
-    _check(opts)
+    _check(cfg)
     console = console or Console()
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # Everything that can fail cheaply fails before the models load.
@@ -210,18 +252,17 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     prompts = rendered = None
     if opts.prompts:
         prompts, rendered = load_prompts(opts.prompts, tokenizer=tokenizer, seed=opts.seed,
-                                         column=opts.prompt_column)
+                                         column=cfg.data.prompt_column)
     data = None
     if opts.data:
-        data = load_preference_data(opts.data, tokenizer, split=opts.data_split, max_length=opts.max_length,
-                                    max_prompt_length=opts.max_prompt_length,
-                                    truncation_side=opts.truncation_side, long_prompts=opts.long_prompts,
-                                    on_bad_row=opts.on_bad_row)
-        console.print(f"data: {data.report.summary()}")  # nothing dropped without a word
-        if data.kind != "pairs":
-            raise ValueError(f"{opts.data}: preference metrics need paired rows")
+        # read, validated, cut and reported as the trainer reads --eval-data (train/inputs.py)
+        rows = load_rows(opts.data, subset=cfg.data.data_subset, split=opts.data_split)
+        data = tokenize_pairs(rows, tokenizer, **tokenize_options(cfg.data))
+        console.print(f"eval data: {data.report.summary()}")  # nothing dropped without a word
         if len(data) == 0:
-            raise ValueError(f"{opts.data}: no valid pairs to evaluate")
+            r = data.report
+            raise ValueError(f"{opts.data}: no valid pairs to evaluate (read {r.rows_read}, "
+                             f"skipped {r.n_skipped}: {r.skipped})")
 
     model = _load(opts, opts.model, device)
     reference = _load(opts, opts.reference, device) if opts.reference else None
@@ -235,10 +276,11 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     results: dict[str, Any] = {"model": opts.model, "reference": opts.reference}
     if data is not None:
         results["data"] = data.report.counts()
-    if data is not None:
+        sharing = _prefix_sharing(cfg.data.prefix_sharing, model, data, console)
         with console.status("preference metrics on held-out pairs"):
-            results["preference"] = preference_eval(model, reference, data, beta=opts.beta,
-                                                    batch_size=opts.batch_size, seed=opts.seed)
+            results.update(preference_report(model, reference, data, beta=opts.beta,
+                                             batch_size=opts.batch_size, seed=opts.seed,
+                                             prefix_sharing=sharing))
     if prompts is not None:
         from .generate import sample_completions
 
@@ -268,7 +310,31 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
 
         atomic_write_text(opts.output, json.dumps(to_jsonable(results), indent=2) + "\n")
         console.print(f"wrote {opts.output}")
+        if "preference" in results:
+            _plot(results, opts.output, console)
     return results
+
+
+def _prefix_sharing(setting: str, model, data, console) -> bool:
+    """The trainer's layout choice (`dralign.modeling.choose_prefix_sharing`), on the held-out
+    data: the same layout gives the trainer's held-out numbers to the last float bit."""
+    from ..modeling import choose_prefix_sharing
+
+    sharing, why = choose_prefix_sharing(setting, model, data, penalized=False, unpaired=False)
+    if setting != "off":
+        console.print(f"prefix sharing {'on' if sharing else 'off'} ({why})")
+    return sharing
+
+
+def _plot(results: dict, output: str, console) -> None:
+    """x.json → x.png, or one line saying why not (matplotlib is an extra, not a dependency)."""
+    from .plots import INSTALL_HINT, plot_path, write_plot
+
+    png = plot_path(output)
+    if write_plot(results, png):
+        console.print(f"wrote {png}")
+    else:
+        console.print(f"no plot: matplotlib is not installed ({INSTALL_HINT} to get {png})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,8 +346,10 @@ def _rows(results: dict) -> list[tuple[str, str, Any]]:
     rows: list[tuple[str, str, Any]] = []
     data = results.get("data")
     if data:
-        for key in ("rows_read", "kept", "skipped", "truncated_prompt"):
+        for key in ("rows_read", "kept", "skipped", "truncated_prompt", "truncated_completion"):
             rows.append(("data", key, data[key]))
+        for reason, n in data["skipped_by_reason"].items():
+            rows.append(("data", f"skipped: {reason}", n))
     pref = results.get("preference")
     if pref:
         for key in ("accuracy", "margin", "reward_chosen", "reward_rejected", "ece", "brier"):
@@ -332,7 +400,36 @@ def print_results(results: dict, console) -> None:
         else:
             table.add_row(section, metric, str(value), "", "")
     console.print(table)
+    for column in ("group", "source"):
+        if results.get(f"{column}s"):
+            print_breakdown(results, column, console)
     if results.get("shift_sweep"):
         s = results["shift_sweep"]
         console.print(f"shift sweep: r(alpha) = {s['mixture']} mixture of r_a = {s['reward_a']} "
                       f"and r_b = {s['reward_b']}")
+
+
+def print_breakdown(results: dict, column: str, console) -> None:
+    """The per-group (or per-source) table, the worst one marked, and a line naming it."""
+    from rich.table import Table
+
+    from .groups import NO_GROUP
+
+    by, worst = results[f"{column}s"], results[f"worst_{column}"]
+    table = Table(title=f"held-out pairs by {column} (intervals of ece and brier: in the JSON)")
+    for col, justify in ((column, "left"), ("n", "right"), ("accuracy [95%]", "right"),
+                         ("margin [95%]", "right"), ("ece", "right"), ("brier", "right")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for name, m in by.items():
+        acc, margin = m["accuracy"], m["margin"]
+        table.add_row(name + (" (worst)" if name == worst else ""), str(m["n"]),
+                      f"{acc.mean:.3f} [{acc.low:.2f}, {acc.high:.2f}]",
+                      f"{margin.mean:.3g} [{margin.low:.3g}, {margin.high:.3g}]",
+                      f"{m['ece'].mean:.3f}", f"{m['brier'].mean:.3f}")
+    console.print(table)
+    if worst is not None:
+        console.print(f"worst {column}: {worst} (accuracy {by[worst]['accuracy']}, "
+                      f"{by[worst]['n']} pairs)")
+    missing = results[f"rows_without_{column}"]
+    if missing:
+        console.print(f"{missing} pairs have no {column}: counted under {NO_GROUP!r}, not a {column}")

@@ -18,14 +18,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..stats import MeanCI, bootstrap_ci, expected_calibration_error
+from ..stats import MeanCI, bootstrap_ci, expected_calibration_error, reliability_bins
 from . import metrics as M
 from .mixtures import MIXTURES
-from .generate import Completions, completion_logps, eval_mode, sample_completions
+from .generate import Completions, completion_logps, sample_completions
 from .rewards import RewardFn
 
-__all__ = ["generation_eval", "preference_eval", "shift_sweep",
-           "symmetric_ece", "to_jsonable"]
+__all__ = ["generation_eval", "pair_rewards", "preference_eval", "preference_metrics",
+           "shift_sweep", "symmetric_ece", "to_jsonable"]
 
 N_RESAMPLES = 1000
 LEVEL = 0.95
@@ -100,40 +100,26 @@ def symmetric_ece(probs: Any, bins: int = 10) -> float:
                                         np.concatenate([np.ones_like(p), np.zeros_like(p)]), bins)
 
 
-def _device(model) -> Any:
-    return next(model.parameters()).device
-
-
 def _pair_logps(scorer, batch: dict) -> tuple[np.ndarray, np.ndarray]:
     """(chosen, rejected) summed log-probs [B] in float64 from a model or a
-    :class:`dralign.modeling.Reference`, without gradients."""
-    from ..modeling import Reference, pair_logps
+    :class:`dralign.modeling.Reference`, without gradients (either batch layout)."""
+    from ..modeling import Reference, model_logps
 
-    if isinstance(scorer, Reference):
-        out = scorer.logps(batch)
-    else:
-        device = _device(scorer)
-        inputs = {k: batch[k].to(device) for k in ("input_ids", "attention_mask",
-                                                   "completion_mask")}
-        with eval_mode(scorer):
-            out = pair_logps(scorer, inputs)
+    out = scorer.logps(batch) if isinstance(scorer, Reference) else model_logps(scorer, batch)
     return (out.chosen_sum.double().cpu().numpy(), out.rejected_sum.double().cpu().numpy())
 
 
-def preference_eval(model, reference, data, *, beta: float, batch_size: int = 32,
-                    seed: int = 0, ece_bins: int = 10) -> dict:
-    """Implicit-reward metrics of `model` on held-out pairs (a paired
-    :class:`dralign.data.PreferenceData`; the chosen response is the preferred one).
+def pair_rewards(model, reference, data, *, beta: float, batch_size: int = 32,
+                 prefix_sharing: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The implicit rewards (β u⁺, β u⁻) of every held-out pair, float64 arrays [n] in the
+    order of ``data.examples``:
 
         u_i^± = log π(y_i^±|x_i) − log π_ref(y_i^±|x_i)
-        margin_i = β (u_i⁺ − u_i⁻),   p_i = σ(margin_i)
 
-    Returns ``accuracy`` (1(m>0) + ½·1(m=0)), ``margin``, ``reward_chosen`` (β u⁺) and
-    ``reward_rejected`` (β u⁻) as MeanCI over pairs; ``brier`` = mean (1 − p_i)² as MeanCI;
-    ``ece`` = :func:`symmetric_ece` with `ece_bins` bins, as a MeanCI whose ``mean`` is the ECE
-    and whose bounds bootstrap it over pairs; ``n`` pairs and ``beta``. `reference` is a model
-    or a :class:`dralign.modeling.Reference` (e.g. a cached one). Models run in eval mode
-    without gradients.
+    `reference` is a model or a :class:`dralign.modeling.Reference` (e.g. a cached one).
+    Models run in eval mode without gradients. `prefix_sharing`: score each pair as one row
+    [prompt | chosen | rejected] (the trainer's layout when it shares prefixes; the same values
+    up to float rounding, and exactly the trainer's when it did).
     """
     if reference is None:
         raise ValueError("preference_eval needs a reference model: the implicit reward is "
@@ -145,16 +131,38 @@ def preference_eval(model, reference, data, *, beta: float, batch_size: int = 32
         raise ValueError("preference_eval: the data has no pairs")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from ..data import collate_shared_pairs
+
     parts: list[tuple[np.ndarray, ...]] = []
     for start in range(0, len(data), batch_size):
-        batch = data.collate(range(start, min(start + batch_size, len(data))))
+        indices = range(start, min(start + batch_size, len(data)))
+        batch = (collate_shared_pairs([data.examples[i] for i in indices], data.pad_token_id)
+                 if prefix_sharing else data.collate(indices))
         parts.append((*_pair_logps(model, batch), *_pair_logps(reference, batch)))
     pc, pr, rc, rr = (np.concatenate(col) for col in zip(*parts))
-    reward_chosen, reward_rejected = beta * (pc - rc), beta * (pr - rr)
+    return beta * (pc - rc), beta * (pr - rr)
+
+
+def preference_metrics(reward_chosen: Any, reward_rejected: Any, *, seed: int = 0,
+                       ece_bins: int = 10) -> dict:
+    """Metrics of implicit rewards on pairs whose chosen response is the preferred one.
+
+        margin_i = r_i⁺ − r_i⁻,   p_i = σ(margin_i)
+
+    Returns ``accuracy`` (1(m>0) + ½·1(m=0)), ``margin``, ``reward_chosen``,
+    ``reward_rejected`` and ``brier`` = (1 − p_i)² as MeanCI over pairs; ``ece`` =
+    :func:`symmetric_ece` with `ece_bins` bins, as a MeanCI whose ``mean`` is the ECE and whose
+    bounds bootstrap it over pairs; ``reliability``: the reliability diagram of the same
+    mirrored probabilities (:func:`dralign.stats.reliability_bins`); and ``n`` pairs.
+    """
+    reward_chosen = np.asarray(reward_chosen, dtype=np.float64).reshape(-1)
+    reward_rejected = np.asarray(reward_rejected, dtype=np.float64).reshape(-1)
     margins = reward_chosen - reward_rejected
     probs = M.preference_probs(margins)  # σ(margin): β is already inside the margin
     ece, ece_low, ece_high = bootstrap_ci(probs, lambda p: symmetric_ece(p, ece_bins),
                                             level=LEVEL, n_resamples=N_RESAMPLES, seed=seed)
+    mirrored = (np.concatenate([probs, 1.0 - probs]),
+                np.concatenate([np.ones_like(probs), np.zeros_like(probs)]))
     return {
         "accuracy": _ci(_won(margins, np.zeros_like(margins)), seed),
         "margin": _ci(margins, seed),
@@ -162,9 +170,27 @@ def preference_eval(model, reference, data, *, beta: float, batch_size: int = 32
         "reward_rejected": _ci(reward_rejected, seed),
         "ece": MeanCI(mean=ece, low=ece_low, high=ece_high, n=int(probs.size), level=LEVEL),
         "brier": _ci((1.0 - probs) ** 2, seed),
+        "reliability": reliability_bins(*mirrored, bins=ece_bins),
         "n": int(margins.size),
-        "beta": float(beta),
     }
+
+
+def preference_eval(model, reference, data, *, beta: float, batch_size: int = 32,
+                    seed: int = 0, ece_bins: int = 10, prefix_sharing: bool = False) -> dict:
+    """Implicit-reward metrics of `model` on held-out pairs (a paired
+    :class:`dralign.data.PreferenceData`; the chosen response is the preferred one):
+    :func:`pair_rewards` then :func:`preference_metrics`, plus ``beta``.
+
+        u_i^± = log π(y_i^±|x_i) − log π_ref(y_i^±|x_i)
+        margin_i = β (u_i⁺ − u_i⁻),   p_i = σ(margin_i)
+
+    ``reward_chosen`` is β u⁺ and ``reward_rejected`` β u⁻. Per group and per source:
+    :func:`dralign.eval.groups.breakdown` of the same rewards.
+    """
+    chosen, rejected = pair_rewards(model, reference, data, beta=beta, batch_size=batch_size,
+                                    prefix_sharing=prefix_sharing)
+    return {**preference_metrics(chosen, rejected, seed=seed, ece_bins=ece_bins),
+            "beta": float(beta)}
 
 
 # ---------------------------------------------------------------------------------------------
