@@ -258,7 +258,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
         # read, validated, cut and reported as the trainer reads --eval-data (train/inputs.py)
         rows = load_rows(opts.data, subset=cfg.data.data_subset, split=opts.data_split)
         data = tokenize_pairs(rows, tokenizer, **tokenize_options(cfg.data))
-        console.print(f"eval data: {data.report.summary()}")  # nothing dropped without a word
+        console.print(f"eval data: {data.report.summary()}", markup=False)  # nothing dropped silently
         if len(data) == 0:
             r = data.report
             raise ValueError(f"{opts.data}: no valid pairs to evaluate (read {r.rows_read}, "
@@ -334,7 +334,8 @@ def _plot(results: dict, output: str, console) -> None:
     if write_plot(results, png):
         console.print(f"wrote {png}")
     else:
-        console.print(f"no plot: matplotlib is not installed ({INSTALL_HINT} to get {png})")
+        console.print(f"no plot: matplotlib is not installed ({INSTALL_HINT} to get {png})",
+                      markup=False)  # the hint's [bench] is text, not rich markup
 
 
 # ---------------------------------------------------------------------------------------------
