@@ -33,6 +33,7 @@ from typing import NamedTuple
 import torch
 
 from dralign.data.collate import CHOSEN, PAD, PROMPT, REJECTED, pad_rows
+from dralign.modeling.fused import fused_head, head_input, head_target_log_probs
 from dralign.modeling.wrappers import unwrap
 
 # Chunks of the [T, V] logits are upcast at most this many elements at a time.
@@ -150,17 +151,36 @@ def supports_logits_mask(model: torch.nn.Module) -> bool:
     return takes_argument and hasattr(module, "slice_logits_to_keep")
 
 
-def _predicting_logits(model, input_ids, attention_mask, predicting, inputs_embeds, **extra):
-    """Logits [T, V] at the positions marked in `predicting` [N, L] (row-major order); `extra`
-    model inputs (e.g. `position_ids`) are passed through."""
-    if inputs_embeds is not None:
-        inputs = {"inputs_embeds": inputs_embeds}
-    else:
-        inputs = {"input_ids": input_ids}
+def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embeds,
+                 **extra) -> torch.Tensor:
+    """log π(targets[j]) [T] read from the model's output at flat position `sources[j]`
+    (b·L + t of the predicting position); `extra` model inputs (e.g. `position_ids`) are passed
+    through.
+
+    Fused (`dralign.modeling.fused`, when `fused_head` allows the model): the final hidden
+    states at `sources` go through the head chunk by chunk, no [T, V] logits in either pass.
+    Plain otherwise: the logits at the predicting positions (only those when the model takes a
+    boolean `logits_to_keep`), then `target_log_probs`.
+    """
+    inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids}
+    head = fused_head(model)
+    if head is not None:
+        with head_input(head) as captured:
+            model(**inputs, attention_mask=attention_mask, use_cache=False, **extra)
+        hidden = captured.hidden.flatten(0, -2).index_select(0, sources)  # [T, H]
+        return head_target_log_probs(hidden, head, targets, chunk_elements=CHUNK_ELEMENTS)
+    predicting = torch.zeros(input_ids.numel(), dtype=torch.bool, device=input_ids.device)
+    predicting[sources] = True
+    predicting = predicting.view_as(input_ids)
     if supports_logits_mask(model):
-        return model(**inputs, attention_mask=attention_mask, use_cache=False,
-                     logits_to_keep=predicting, **extra).logits
-    return model(**inputs, attention_mask=attention_mask, use_cache=False, **extra).logits[predicting]
+        logits = model(**inputs, attention_mask=attention_mask, use_cache=False,
+                       logits_to_keep=predicting, **extra).logits
+    else:
+        logits = model(**inputs, attention_mask=attention_mask, use_cache=False, **extra).logits[predicting]
+    if sources.numel() > 1 and not bool((sources[1:] > sources[:-1]).all()):
+        kept_rank = predicting.flatten().cumsum(0) - 1  # flat position -> row of `logits`
+        logits = logits.index_select(0, kept_rank[sources])  # repeated or reordered sources
+    return target_log_probs(logits, targets, chunk_elements=CHUNK_ELEMENTS)
 
 
 def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -177,10 +197,11 @@ def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     if completion_mask[:, 0].any():
         raise ValueError("completion_mask is True at position 0, whose token no logit predicts; "
                          "a completion must follow at least one prompt token")
-    predicted = completion_mask[:, 1:]  # [N, L−1]: token t is predicted by the logits at t − 1
-    predicting = torch.cat([predicted, torch.zeros_like(predicted[:, :1])], dim=1)  # [N, L]
-    logits = _predicting_logits(model, input_ids, attention_mask, predicting, inputs_embeds)
-    token_logps = target_log_probs(logits, input_ids[:, 1:][predicted])  # [T]
+    predicted = completion_mask[:, 1:]  # [N, L−1]: token t is predicted by the output at t − 1
+    rows, cols = completion_mask.nonzero(as_tuple=True)
+    sources = rows * input_ids.shape[1] + cols - 1
+    token_logps = _token_logps(model, input_ids, attention_mask, sources,
+                               input_ids[completion_mask], inputs_embeds)  # [T]
     dense = token_logps.new_zeros(predicted.shape).masked_scatter(predicted, token_logps)
     return completion_logps(dense, predicted)
 
@@ -329,14 +350,8 @@ def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
                    else unwrap(model).get_input_embeddings().weight.dtype)
     mask = shared_attention_mask(seg, _attention_kernel(model), embed_dtype)
     source = _shared_predictors(seg, completion_mask)  # [T] flat positions
-    predicting = torch.zeros(input_ids.numel(), dtype=torch.bool, device=input_ids.device)
-    predicting[source] = True
-    predicting = predicting.view_as(input_ids)
-    logits = _predicting_logits(model, input_ids, mask, predicting, inputs_embeds,
-                                position_ids=batch["position_ids"])  # [K, V], row-major
-    kept_rank = predicting.flatten().cumsum(0) - 1  # flat position -> row of `logits`
-    token_logps = target_log_probs(logits.index_select(0, kept_rank[source]),
-                                   input_ids[completion_mask])  # [T]
+    token_logps = _token_logps(model, input_ids, mask, source, input_ids[completion_mask],
+                               inputs_embeds, position_ids=batch["position_ids"])  # [T]
     rows = completion_mask.nonzero(as_tuple=True)[0]
     token_seg = seg[completion_mask].long()
     n = input_ids.shape[0]
