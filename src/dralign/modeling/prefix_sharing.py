@@ -75,15 +75,23 @@ def prefix_sharing_cost_ratio(model: torch.nn.Module, examples: Sequence) -> flo
 
 
 def choose_prefix_sharing(setting: str, model: torch.nn.Module, data, penalized: bool,
-                          unpaired: bool) -> tuple[bool, str]:
+                          unpaired: bool, penalty_layout: str = "per_sequence") -> tuple[bool, str]:
     """(use prefix sharing?, why) for the setting auto/on/off.
 
     `data`: the training `PreferenceData` (its examples feed the cost model); `penalized`:
-    WDPO's Wasserstein penalty is active; `unpaired`: the data has no pairs. ValueError, with
-    what to do instead, when `on` cannot be honoured exactly.
+    WDPO's Wasserstein penalty is active; `unpaired`: the data has no pairs; `penalty_layout`:
+    the penalty's layout (`per_sequence` needs the plain layout, `shared` the prefix-shared
+    one, see dralign.train.penalty). ValueError, with what to do instead, when `on` (or the
+    shared-prompt penalty) cannot be honoured exactly.
     """
     if setting not in SETTINGS:
         raise ValueError(f"prefix sharing must be one of {', '.join(SETTINGS)}, got {setting!r}")
+    if penalized and penalty_layout == "shared" and not unpaired:
+        unsupported = "--prefix-sharing off" if setting == "off" else prefix_sharing_support(model)
+        if unsupported is not None:
+            raise ValueError(f"--penalty-layout shared needs prefix sharing, but {unsupported}. "
+                             "Use --penalty-layout per_sequence, or --attn-implementation sdpa/eager")
+        return True, "the shared-prompt penalty (--penalty-layout shared)"
     if setting == "off":
         return False, "off"
     if unpaired:

@@ -160,7 +160,8 @@ class Recipe:
         try:
             sharing, why = choose_prefix_sharing(cfg.data.prefix_sharing, self.model, self.train_data,
                                                  penalized=self.objective.penalty is not None,
-                                                 unpaired=self.objective.unpaired)
+                                                 unpaired=self.objective.unpaired,
+                                                 penalty_layout=cfg.data.penalty_layout)
         except ValueError as e:
             raise TrainingError(str(e)) from None
         if cfg.data.prefix_sharing != "off":
