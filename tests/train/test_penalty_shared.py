@@ -107,3 +107,13 @@ def test_the_shared_penalty_turns_prefix_sharing_on(model):
     with pytest.raises(ValueError, match="needs prefix sharing"):
         choose_prefix_sharing("off", model, _Data, True, False, penalty_layout="shared")
     assert not choose_prefix_sharing("auto", model, _Data, True, False)[0]  # per_sequence
+
+
+def test_packed_batches_give_the_same_shared_penalty(model):
+    ref, objective = refs(), Objective(penalty="wasserstein", rho=0.3)
+    unpacked = penalized_backward(model, collate_shared_pairs(examples(), 0), *ref, objective, shared_prompt=True)
+    packed_batch = collate_shared_pairs(examples(), 0, pack=True, budget=40)
+    assert packed_batch["input_ids"].shape[0] < B
+    packed = penalized_backward(model, packed_batch, *ref, objective, shared_prompt=True)
+    torch.testing.assert_close(packed.grad_sq, unpacked.grad_sq, rtol=1e-6, atol=0)
+    torch.testing.assert_close(packed.loss, unpacked.loss, rtol=1e-6, atol=0)  # float32 softmax in eager llama

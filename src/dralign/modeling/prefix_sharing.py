@@ -19,6 +19,8 @@ PREFIX_SHARING_MAX_COST = 0.95
 
 SETTINGS = ("auto", "on", "off")
 
+PACKING_SETTINGS = SETTINGS
+
 _PENALTY_REASON = ("WDPO's penalty sums ||grad_z l_i||^2 over the chosen and the rejected row, "
                    "each with its own copy of the prompt's embeddings; a shared prefix has one "
                    "copy, whose gradient is the sum of the two, so the per-example penalty would "
@@ -113,3 +115,24 @@ def choose_prefix_sharing(setting: str, model: torch.nn.Module, data, penalized:
     if ratio <= PREFIX_SHARING_MAX_COST:
         return True, f"auto: estimated forward cost {ratio:.2f}x the plain layout's"
     return False, f"auto: prompts too short to pay (estimated cost {ratio:.2f}x the plain layout's)"
+
+
+def choose_packing(setting: str, prefix_sharing: bool) -> tuple[bool, str]:
+    """(pack several prefix-shared pairs a row?, why) for the setting auto/on/off.
+
+    Packing fills rows up to the longest pair of the batch (first-fit decreasing,
+    `dralign.data.collate.pack_rows`): no row is longer than unpacked, so under the one cost
+    model (`pair_forward_flops` with padding: 2·N per position, 4·h·layers per (query, key)
+    pair of a row) the attention cost of a row never grows, and the linear cost drops by the
+    padding removed — it never costs more, so `auto` packs whenever the layout is prefix-shared.
+    """
+    if setting not in PACKING_SETTINGS:
+        raise ValueError(f"packing must be one of {', '.join(PACKING_SETTINGS)}, got {setting!r}")
+    if setting == "off":
+        return False, "off"
+    if not prefix_sharing:
+        if setting == "on":
+            raise ValueError("--packing on packs prefix-shared pairs, but prefix sharing is off "
+                             "for this run. Use --packing auto or off")
+        return False, "the layout is not prefix-shared"
+    return True, "on" if setting == "on" else "auto: rows no longer than unpacked, less padding"

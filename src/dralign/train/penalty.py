@@ -90,7 +90,7 @@ from typing import Callable, ContextManager
 import torch
 
 from dralign.modeling.loading import attention_supports_double_backward
-from dralign.modeling.logps import sequence_logps, shared_pair_logps, split_pairs
+from dralign.modeling.logps import pair_of_position, sequence_logps, shared_pair_logps, split_pairs
 from dralign.objectives.objective import Objective, ObjectiveOutput
 
 __all__ = ["PenaltyResult", "check_penalty_mode", "grad_sq", "penalized_backward", "penalty_active"]
@@ -285,7 +285,7 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
             if losses is None:
                 losses = example_losses(pc, pr)
             (g,) = torch.autograd.grad(losses.sum(), z, create_graph=True)
-            sq = _pair_sq_norms(g, n_pairs, shared_prompt)
+            sq = _pair_sq_norms(g, _pairs(batch, shared_prompt), n_pairs)
             p_ = p.to(sq.dtype)
             s_local = (p_ * sq).sum()
         k, pen_value = objective.penalty.coefficient(s_local.detach(), penalty_total)
@@ -315,13 +315,14 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     c_total = captured["c"].double().item()  # = scale × whatever `backward` multiplied by
     G = captured.get("G")
     work = torch.float64 if z.dtype == torch.float64 else torch.float32
-    p_rows = (p if shared_prompt else torch.cat([p, p])).to(work)
+    pairs = _pairs(batch, shared_prompt)  # [rows, L]
+    p_pos = torch.where(pairs >= 0, p.to(work)[pairs.clamp(min=0)], 0.0)
     if G is None or c_total == 0:
-        g = torch.zeros_like(z, dtype=p_rows.dtype)
+        g = torch.zeros_like(z, dtype=work)
     else:
-        inv = torch.where(p_rows > 0, 1.0 / (c_total * p_rows), torch.zeros_like(p_rows))
-        g = G.to(p_rows.dtype) * inv[:, None, None]
-    sq = _pair_sq_norms(g, n_pairs, shared_prompt)
+        inv = torch.where(p_pos > 0, 1.0 / (c_total * p_pos), torch.zeros_like(p_pos))
+        g = G.to(work) * inv[..., None]
+    sq = _pair_sq_norms(g, pairs, n_pairs)
     s_local = (p.to(sq.dtype) * sq).sum()
     k, pen_value = objective.penalty.coefficient(s_local, penalty_total)
     if not fd:
@@ -401,7 +402,7 @@ def grad_sq(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor, ref_r
             (g,) = torch.autograd.grad(losses.sum(), z)
     finally:
         rng.restore()
-    sq = _pair_sq_norms(g.detach(), n_pairs, shared_prompt)
+    sq = _pair_sq_norms(g.detach(), _pairs(batch, shared_prompt), n_pairs)
     return (weights.detach().to(sq.dtype) * sq).sum()
 
 
@@ -413,11 +414,22 @@ def _embeddings(embed: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return z
 
 
-def _pair_sq_norms(g: torch.Tensor, n_pairs: int, shared_prompt: bool) -> torch.Tensor:
-    """‖g_i‖² per pair [B]: summed over positions and width of chosen row i and rejected row
-    B+i (plain layout), or of row i (shared prompt: one row per pair)."""
-    per_row = g.pow(2).flatten(1).sum(1)
-    return per_row if shared_prompt else per_row[:n_pairs] + per_row[n_pairs:]
+def _pairs(batch: dict, shared_prompt: bool) -> torch.Tensor:
+    """[rows, L] the pair of every position: rows i and B+i are pair i in the plain layout;
+    a prefix-shared batch, packed or not, says it (`pair_of_position`)."""
+    if shared_prompt:
+        return pair_of_position(batch)
+    ids = batch["input_ids"]
+    n = ids.shape[0] // 2
+    return (torch.arange(ids.shape[0], device=ids.device) % max(1, n))[:, None].expand_as(ids)
+
+
+def _pair_sq_norms(g: torch.Tensor, pairs: torch.Tensor, n_pairs: int) -> torch.Tensor:
+    """‖g_i‖² per pair [B]: summed over width and every position of pair i (chosen row i and
+    rejected row B+i in the plain layout; its positions in a prefix-shared batch)."""
+    per_position = g.pow(2).sum(-1)
+    keep = pairs >= 0
+    return per_position.new_zeros(n_pairs).index_add(0, pairs[keep], per_position[keep])
 
 
 def _check_layout(batch: dict, shared_prompt: bool) -> None:
@@ -436,7 +448,7 @@ def _check_layout(batch: dict, shared_prompt: bool) -> None:
 def _n_pairs(batch: dict, shared_prompt: bool) -> int:
     rows = batch["input_ids"].shape[0]
     if shared_prompt:
-        return rows
+        return int(pair_of_position(batch).max()) + 1
     if rows % 2:
         raise ValueError(f"a paired batch has an even number of rows; got {rows}")
     return rows // 2
