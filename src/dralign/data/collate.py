@@ -26,7 +26,16 @@ rejected]``, so the prompt is computed once for both completions:
 - ``position_ids`` LongTensor [B, L]: 0..P−1 on the prompt, P.. on the chosen completion and
   P.. again on the rejected one (0 on padding), the positions of the unshared layout;
 - ``completion_mask`` BoolTensor [B, L]: True on chosen and rejected tokens;
-- the per-example fields of `collate_pairs`.
+- ``pair_ids`` LongTensor [B, L]: which pair (its position in `examples`) a token belongs to,
+  −1 on padding;
+- the per-example fields of `collate_pairs` (in the order of `examples`).
+
+With ``pack=True`` (padding-free packing) a row holds several such pairs one after the other,
+up to a token budget (default: the longest pair, so no row is longer than unpacked): R ≤ B rows,
+positions restarting at 0 for every pair, and ``pair_ids`` telling the pairs apart; a token
+sees only tokens of its own pair (a block-diagonal mask). On GPU with flash attention 🤗
+Transformers takes the varlen path from position ids that restart at 0, but the prefix-shared
+mask (rejected never sees chosen) is not expressible there, so packing needs SDPA or eager.
 """
 
 from __future__ import annotations
@@ -85,32 +94,67 @@ def collate_pairs(examples: Sequence[PairExample], pad_token_id: int) -> dict[st
     return {**pad_rows(sequences, pad_token_id), **_per_example(examples)}
 
 
-def collate_shared_pairs(examples: Sequence[PairExample], pad_token_id: int
-                         ) -> dict[str, torch.Tensor]:
-    """Batch B preference pairs into [B, L] rows ``[prompt | chosen | rejected]`` (see the module
-    docstring): the prefix-shared layout, read by `dralign.modeling.logps.pair_logps`."""
+def pack_rows(lengths: Sequence[int], budget: int) -> list[list[int]]:
+    """First-fit decreasing: the positions of `lengths` grouped into rows of total length at
+    most `budget` (an item longer than the budget gets a row of its own); each row in
+    ascending order, rows ordered by their first item."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: (-lengths[i], i)):
+        for r, free in enumerate(room):
+            if lengths[i] <= free:
+                rows[r].append(i)
+                room[r] -= lengths[i]
+                break
+        else:
+            rows.append([i])
+            room.append(budget - lengths[i])
+    return sorted((sorted(r) for r in rows), key=lambda r: r[0])
+
+
+def collate_shared_pairs(examples: Sequence[PairExample], pad_token_id: int, *, pack: bool = False,
+                         budget: int | None = None) -> dict[str, torch.Tensor]:
+    """Batch B preference pairs into rows ``[prompt | chosen | rejected]`` (see the module
+    docstring): the prefix-shared layout, one pair a row ([B, L]), or with `pack` several pairs
+    a row up to `budget` tokens; read by `dralign.modeling.logps.pair_logps`."""
     if not examples:
         raise ValueError("collate_shared_pairs needs at least one example")
-    length = max(len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples)
-    n = len(examples)
+    sizes = shared_lengths(examples)
+    rows = pack_rows(sizes, budget or max(sizes)) if pack else [[i] for i in range(len(examples))]
+    length = max(sum(sizes[i] for i in row) for row in rows)
+    n = len(rows)
     input_ids = torch.full((n, length), pad_token_id, dtype=torch.long)
     attention_mask = torch.zeros((n, length), dtype=torch.long)
     segment_ids = torch.full((n, length), PAD, dtype=torch.int8)
     position_ids = torch.zeros((n, length), dtype=torch.long)
-    for i, e in enumerate(examples):
-        p, c, r = len(e.prompt_ids), len(e.chosen_ids), len(e.rejected_ids)
-        if p == 0:
-            raise ValueError(f"example {e.index} has an empty prompt; prefix sharing needs one")
-        end = p + c + r
-        input_ids[i, :end] = torch.tensor([*e.prompt_ids, *e.chosen_ids, *e.rejected_ids],
-                                          dtype=torch.long)
-        attention_mask[i, :end] = 1
-        segment_ids[i, :p], segment_ids[i, p:p + c], segment_ids[i, p + c:end] = PROMPT, CHOSEN, REJECTED
-        position_ids[i, :p + c] = torch.arange(p + c)
-        position_ids[i, p + c:end] = torch.arange(p, p + r)
+    pair_ids = torch.full((n, length), -1, dtype=torch.long)
+    for row, members in enumerate(rows):
+        start = 0
+        for i in members:
+            e = examples[i]
+            p, c, r = len(e.prompt_ids), len(e.chosen_ids), len(e.rejected_ids)
+            if p == 0:
+                raise ValueError(f"example {e.index} has an empty prompt; prefix sharing needs one")
+            end = start + p + c + r
+            input_ids[row, start:end] = torch.tensor([*e.prompt_ids, *e.chosen_ids, *e.rejected_ids],
+                                                     dtype=torch.long)
+            attention_mask[row, start:end] = 1
+            segment_ids[row, start:start + p] = PROMPT
+            segment_ids[row, start + p:start + p + c] = CHOSEN
+            segment_ids[row, start + p + c:end] = REJECTED
+            position_ids[row, start:start + p + c] = torch.arange(p + c)
+            position_ids[row, start + p + c:end] = torch.arange(p, p + r)
+            pair_ids[row, start:end] = i
+            start = end
     return {"input_ids": input_ids, "attention_mask": attention_mask, "segment_ids": segment_ids,
             "position_ids": position_ids, "completion_mask": segment_ids > PROMPT,
-            **_per_example(examples)}
+            "pair_ids": pair_ids, **_per_example(examples)}
+
+
+def padding_fraction(batch: dict[str, torch.Tensor]) -> float:
+    """The fraction of a batch's token positions that are padding (computed for nothing)."""
+    mask = batch["attention_mask"]
+    return 1.0 - float(mask.sum()) / max(1, mask.numel())
 
 
 def shared_lengths(examples: Sequence[PairExample]) -> list[int]:

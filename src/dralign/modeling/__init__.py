@@ -20,7 +20,7 @@ from dralign.modeling.logps import (
     split_pairs,
     target_log_probs,
 )
-from dralign.modeling.prefix_sharing import choose_prefix_sharing, prefix_sharing_cost_ratio
+from dralign.modeling.prefix_sharing import choose_packing, choose_prefix_sharing, prefix_sharing_cost_ratio
 from dralign.modeling.reference import (
     AdapterDisabledReference,
     FrozenReference,
@@ -41,6 +41,7 @@ __all__ = [
     "attention_supports_double_backward",
     "batch_logps",
     "build_reference_cache",
+    "choose_packing",
     "choose_prefix_sharing",
     "completion_logps",
     "enable_gradient_checkpointing",

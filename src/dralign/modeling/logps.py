@@ -33,6 +33,7 @@ from typing import NamedTuple
 import torch
 
 from dralign.data.collate import CHOSEN, PAD, PROMPT, REJECTED, pad_rows
+from dralign.modeling.fused import fused_head, head_input, head_target_log_probs
 from dralign.modeling.wrappers import unwrap
 
 # Chunks of the [T, V] logits are upcast at most this many elements at a time.
@@ -150,17 +151,36 @@ def supports_logits_mask(model: torch.nn.Module) -> bool:
     return takes_argument and hasattr(module, "slice_logits_to_keep")
 
 
-def _predicting_logits(model, input_ids, attention_mask, predicting, inputs_embeds, **extra):
-    """Logits [T, V] at the positions marked in `predicting` [N, L] (row-major order); `extra`
-    model inputs (e.g. `position_ids`) are passed through."""
-    if inputs_embeds is not None:
-        inputs = {"inputs_embeds": inputs_embeds}
-    else:
-        inputs = {"input_ids": input_ids}
+def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embeds,
+                 **extra) -> torch.Tensor:
+    """log π(targets[j]) [T] read from the model's output at flat position `sources[j]`
+    (b·L + t of the predicting position); `extra` model inputs (e.g. `position_ids`) are passed
+    through.
+
+    Fused (`dralign.modeling.fused`, when `fused_head` allows the model): the final hidden
+    states at `sources` go through the head chunk by chunk, no [T, V] logits in either pass.
+    Plain otherwise: the logits at the predicting positions (only those when the model takes a
+    boolean `logits_to_keep`), then `target_log_probs`.
+    """
+    inputs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": input_ids}
+    head = fused_head(model)
+    if head is not None:
+        with head_input(head) as captured:
+            model(**inputs, attention_mask=attention_mask, use_cache=False, **extra)
+        hidden = captured.hidden.flatten(0, -2).index_select(0, sources)  # [T, H]
+        return head_target_log_probs(hidden, head, targets, chunk_elements=CHUNK_ELEMENTS)
+    predicting = torch.zeros(input_ids.numel(), dtype=torch.bool, device=input_ids.device)
+    predicting[sources] = True
+    predicting = predicting.view_as(input_ids)
     if supports_logits_mask(model):
-        return model(**inputs, attention_mask=attention_mask, use_cache=False,
-                     logits_to_keep=predicting, **extra).logits
-    return model(**inputs, attention_mask=attention_mask, use_cache=False, **extra).logits[predicting]
+        logits = model(**inputs, attention_mask=attention_mask, use_cache=False,
+                       logits_to_keep=predicting, **extra).logits
+    else:
+        logits = model(**inputs, attention_mask=attention_mask, use_cache=False, **extra).logits[predicting]
+    if sources.numel() > 1 and not bool((sources[1:] > sources[:-1]).all()):
+        kept_rank = predicting.flatten().cumsum(0) - 1  # flat position -> row of `logits`
+        logits = logits.index_select(0, kept_rank[sources])  # repeated or reordered sources
+    return target_log_probs(logits, targets, chunk_elements=CHUNK_ELEMENTS)
 
 
 def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -177,10 +197,11 @@ def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     if completion_mask[:, 0].any():
         raise ValueError("completion_mask is True at position 0, whose token no logit predicts; "
                          "a completion must follow at least one prompt token")
-    predicted = completion_mask[:, 1:]  # [N, L−1]: token t is predicted by the logits at t − 1
-    predicting = torch.cat([predicted, torch.zeros_like(predicted[:, :1])], dim=1)  # [N, L]
-    logits = _predicting_logits(model, input_ids, attention_mask, predicting, inputs_embeds)
-    token_logps = target_log_probs(logits, input_ids[:, 1:][predicted])  # [T]
+    predicted = completion_mask[:, 1:]  # [N, L−1]: token t is predicted by the output at t − 1
+    rows, cols = completion_mask.nonzero(as_tuple=True)
+    sources = rows * input_ids.shape[1] + cols - 1
+    token_logps = _token_logps(model, input_ids, attention_mask, sources,
+                               input_ids[completion_mask], inputs_embeds)  # [T]
     dense = token_logps.new_zeros(predicted.shape).masked_scatter(predicted, token_logps)
     return completion_logps(dense, predicted)
 
@@ -258,14 +279,16 @@ def prefix_sharing_support(model: torch.nn.Module) -> str | None:
 
 
 def shared_attention_mask(segment_ids: torch.Tensor, kernel: str,
-                          dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """The [B, 1, L, L] attention mask of a prefix-shared batch.
+                          dtype: torch.dtype = torch.float32,
+                          pair_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """The [R, 1, L, L] attention mask of a prefix-shared (possibly packed) batch.
 
-    Query q sees key k ≤ q when k is a prompt token or in q's own segment (chosen sees prompt
-    and chosen; rejected sees prompt and rejected, never chosen); padding keys are never seen.
-    Every query also sees itself, so no row is fully masked (padding queries see only
-    themselves). Format: boolean (True = attend) for "sdpa"; additive float of `dtype`
-    (0 or the most negative value) for "eager".
+    Query q sees key k ≤ q when both belong to the same pair (`pair_ids`, default: one pair a
+    row) and k is a prompt token or in q's own segment (chosen sees prompt and chosen; rejected
+    sees prompt and rejected, never chosen); padding keys are never seen. Every query also sees
+    itself, so no row is fully masked (padding queries see only themselves). Format: boolean
+    (True = attend) for "sdpa"; additive float of `dtype` (0 or the most negative value) for
+    "eager".
     """
     seg = segment_ids.long()
     length = seg.shape[1]
@@ -273,8 +296,10 @@ def shared_attention_mask(segment_ids: torch.Tensor, kernel: str,
     causal = positions[None, :, None] >= positions[None, None, :]  # [1, q, k]
     key_seg, query_seg = seg[:, None, :], seg[:, :, None]
     same = (key_seg == PROMPT) | ((key_seg == query_seg) & (key_seg != PAD))
+    if pair_ids is not None:  # packed: block-diagonal over pairs
+        same = same & (pair_ids[:, None, :] == pair_ids[:, :, None])
     allowed = (causal & same) | torch.eye(length, dtype=torch.bool, device=seg.device)[None]
-    allowed = allowed[:, None]  # [B, 1, L, L]
+    allowed = allowed[:, None]  # [R, 1, L, L]
     if kernel == "sdpa":
         return allowed
     if kernel == "eager":
@@ -284,39 +309,53 @@ def shared_attention_mask(segment_ids: torch.Tensor, kernel: str,
                      f"use one of {', '.join(SHARED_MASK_KERNELS)}")
 
 
-def _shared_predictors(segment_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
-    """For each completion token (row-major order of `completion_mask`), the flat index b·L + t
-    of the position whose logits predict it: t − 1, except for the first rejected token, which
-    the last prompt token predicts (as in its unshared sequence)."""
+def pair_of_position(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[R, L] the pair each position of a prefix-shared batch belongs to (−1 on padding)."""
+    if "pair_ids" in batch:
+        return batch["pair_ids"]
+    seg = batch["segment_ids"]
+    rows = torch.arange(seg.shape[0], device=seg.device)[:, None].expand_as(seg)
+    return torch.where(seg.long() == PAD, -1, rows)
+
+
+def _shared_predictors(segment_ids: torch.Tensor, pairs: torch.Tensor,
+                       completion_mask: torch.Tensor) -> torch.Tensor:
+    """For each completion token (row-major order of `completion_mask`), the flat index r·L + t
+    of the position whose output predicts it: t − 1, except for the first rejected token, which
+    the last prompt token of its pair predicts (as in its unshared sequence)."""
     seg = segment_ids.long()
     length = seg.shape[1]
+    flat = torch.arange(seg.numel(), device=seg.device).view_as(seg)
     rows, cols = completion_mask.nonzero(as_tuple=True)
-    source = cols - 1
-    prompt_len = (seg == PROMPT).sum(dim=1)
+    source = rows * length + cols - 1
+    is_prompt = seg == PROMPT
+    last_prompt = torch.full((int(pairs.max()) + 1,), -1, dtype=torch.long, device=seg.device)
+    last_prompt = last_prompt.scatter_reduce(0, pairs[is_prompt], flat[is_prompt], reduce="amax")
     first_rejected = (seg[rows, cols] == REJECTED) & (seg[rows, cols - 1] != REJECTED)
-    source = torch.where(first_rejected, prompt_len[rows] - 1, source)
-    return rows * length + source
+    return torch.where(first_rejected, last_prompt[pairs[rows, cols]], source)
 
 
 def unshared_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The plain layout ([2B, L]: prompt+chosen rows, then prompt+rejected rows, right-padded)
-    of a prefix-shared batch: `input_ids`, `attention_mask`, `completion_mask`. Padding ids are 0
-    (masked out); other keys are left out."""
-    ids, seg = batch["input_ids"], batch["segment_ids"].long()
-    parts = [(ids[b][seg[b] == PROMPT], ids[b][seg[b] == segment])
-             for segment in (CHOSEN, REJECTED) for b in range(ids.shape[0])]
+    of a prefix-shared (or packed) batch: `input_ids`, `attention_mask`, `completion_mask`.
+    Padding ids are 0 (masked out); other keys are left out."""
+    ids, seg, pairs = batch["input_ids"], batch["segment_ids"].long(), pair_of_position(batch)
+    n = int(pairs.max()) + 1
+    parts = [(ids[(pairs == b) & (seg == PROMPT)], ids[(pairs == b) & (seg == segment)])
+             for segment in (CHOSEN, REJECTED) for b in range(n)]
     return pad_rows(parts, pad_token_id=0, device=ids.device)
 
 
 def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
                       inputs_embeds: torch.Tensor | None = None) -> PairLogps:
     """Chosen and rejected summed log-probs and counts (each [B]) of a prefix-shared batch, in
-    one forward pass over B rows ``[prompt | chosen | rejected]``.
+    one forward pass over rows ``[prompt | chosen | rejected]``, one pair a row or several
+    (packed, told apart by `pair_ids`; the mask is then block-diagonal over pairs).
 
-    batch: `input_ids`, `segment_ids`, `position_ids`, `completion_mask` [B, L] (see
-    `dralign.data.collate.collate_shared_pairs`). Equal, up to float rounding, to `pair_logps`
-    of the same pairs in the plain layout. `inputs_embeds` [B, L, H] replaces the embedding
-    lookup. Raises ValueError when the model cannot take the layout (`prefix_sharing_support`).
+    batch: `input_ids`, `segment_ids`, `position_ids`, `completion_mask`, `pair_ids` [R, L]
+    (see `dralign.data.collate.collate_shared_pairs`). Equal, up to float rounding, to
+    `pair_logps` of the same pairs in the plain layout. `inputs_embeds` [R, L, H] replaces the
+    embedding lookup. Raises ValueError when the model cannot take the layout (`prefix_sharing_support`).
     """
     reason = prefix_sharing_support(model)
     if reason is not None:
@@ -327,23 +366,19 @@ def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
         raise ValueError("completion_mask is True at position 0; a completion must follow a prompt")
     embed_dtype = (inputs_embeds.dtype if inputs_embeds is not None
                    else unwrap(model).get_input_embeddings().weight.dtype)
-    mask = shared_attention_mask(seg, _attention_kernel(model), embed_dtype)
-    source = _shared_predictors(seg, completion_mask)  # [T] flat positions
-    predicting = torch.zeros(input_ids.numel(), dtype=torch.bool, device=input_ids.device)
-    predicting[source] = True
-    predicting = predicting.view_as(input_ids)
-    logits = _predicting_logits(model, input_ids, mask, predicting, inputs_embeds,
-                                position_ids=batch["position_ids"])  # [K, V], row-major
-    kept_rank = predicting.flatten().cumsum(0) - 1  # flat position -> row of `logits`
-    token_logps = target_log_probs(logits.index_select(0, kept_rank[source]),
-                                   input_ids[completion_mask])  # [T]
-    rows = completion_mask.nonzero(as_tuple=True)[0]
+    pairs = pair_of_position(batch)
+    mask = shared_attention_mask(seg, _attention_kernel(model), embed_dtype,
+                                 pairs if "pair_ids" in batch else None)
+    source = _shared_predictors(seg, pairs, completion_mask)  # [T] flat positions
+    token_logps = _token_logps(model, input_ids, mask, source, input_ids[completion_mask],
+                               inputs_embeds, position_ids=batch["position_ids"])  # [T]
+    token_pair = pairs[completion_mask]
     token_seg = seg[completion_mask].long()
-    n = input_ids.shape[0]
+    n = int(pairs.max()) + 1
     sums, counts = [], []
     for segment in (CHOSEN, REJECTED):
         in_segment = token_seg == segment
-        sums.append(token_logps.new_zeros(n).index_add(0, rows[in_segment], token_logps[in_segment]))
-        counts.append(((seg == segment) & completion_mask).sum(dim=1))
+        sums.append(token_logps.new_zeros(n).index_add(0, token_pair[in_segment], token_logps[in_segment]))
+        counts.append(torch.bincount(token_pair[in_segment], minlength=n))
     return PairLogps(chosen_sum=sums[0], rejected_sum=sums[1], chosen_count=counts[0],
                      rejected_count=counts[1])

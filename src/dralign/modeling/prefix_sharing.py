@@ -19,6 +19,8 @@ PREFIX_SHARING_MAX_COST = 0.95
 
 SETTINGS = ("auto", "on", "off")
 
+PACKING_SETTINGS = SETTINGS
+
 _PENALTY_REASON = ("WDPO's penalty sums ||grad_z l_i||^2 over the chosen and the rejected row, "
                    "each with its own copy of the prompt's embeddings; a shared prefix has one "
                    "copy, whose gradient is the sum of the two, so the per-example penalty would "
@@ -75,15 +77,23 @@ def prefix_sharing_cost_ratio(model: torch.nn.Module, examples: Sequence) -> flo
 
 
 def choose_prefix_sharing(setting: str, model: torch.nn.Module, data, penalized: bool,
-                          unpaired: bool) -> tuple[bool, str]:
+                          unpaired: bool, penalty_layout: str = "per_sequence") -> tuple[bool, str]:
     """(use prefix sharing?, why) for the setting auto/on/off.
 
     `data`: the training `PreferenceData` (its examples feed the cost model); `penalized`:
-    WDPO's Wasserstein penalty is active; `unpaired`: the data has no pairs. ValueError, with
-    what to do instead, when `on` cannot be honoured exactly.
+    WDPO's Wasserstein penalty is active; `unpaired`: the data has no pairs; `penalty_layout`:
+    the penalty's layout (`per_sequence` needs the plain layout, `shared` the prefix-shared
+    one, see dralign.train.penalty). ValueError, with what to do instead, when `on` (or the
+    shared-prompt penalty) cannot be honoured exactly.
     """
     if setting not in SETTINGS:
         raise ValueError(f"prefix sharing must be one of {', '.join(SETTINGS)}, got {setting!r}")
+    if penalized and penalty_layout == "shared" and not unpaired:
+        unsupported = "--prefix-sharing off" if setting == "off" else prefix_sharing_support(model)
+        if unsupported is not None:
+            raise ValueError(f"--penalty-layout shared needs prefix sharing, but {unsupported}. "
+                             "Use --penalty-layout per_sequence, or --attn-implementation sdpa/eager")
+        return True, "the shared-prompt penalty (--penalty-layout shared)"
     if setting == "off":
         return False, "off"
     if unpaired:
@@ -105,3 +115,24 @@ def choose_prefix_sharing(setting: str, model: torch.nn.Module, data, penalized:
     if ratio <= PREFIX_SHARING_MAX_COST:
         return True, f"auto: estimated forward cost {ratio:.2f}x the plain layout's"
     return False, f"auto: prompts too short to pay (estimated cost {ratio:.2f}x the plain layout's)"
+
+
+def choose_packing(setting: str, prefix_sharing: bool) -> tuple[bool, str]:
+    """(pack several prefix-shared pairs a row?, why) for the setting auto/on/off.
+
+    Packing fills rows up to the longest pair of the batch (first-fit decreasing,
+    `dralign.data.collate.pack_rows`): no row is longer than unpacked, so under the one cost
+    model (`pair_forward_flops` with padding: 2·N per position, 4·h·layers per (query, key)
+    pair of a row) the attention cost of a row never grows, and the linear cost drops by the
+    padding removed — it never costs more, so `auto` packs whenever the layout is prefix-shared.
+    """
+    if setting not in PACKING_SETTINGS:
+        raise ValueError(f"packing must be one of {', '.join(PACKING_SETTINGS)}, got {setting!r}")
+    if setting == "off":
+        return False, "off"
+    if not prefix_sharing:
+        if setting == "on":
+            raise ValueError("--packing on packs prefix-shared pairs, but prefix sharing is off "
+                             "for this run. Use --packing auto or off")
+        return False, "the layout is not prefix-shared"
+    return True, "on" if setting == "on" else "auto: rows no longer than unpacked, less padding"

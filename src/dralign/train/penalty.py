@@ -56,11 +56,28 @@ Sorting couplings (`aot`, `aot_unpaired`) are refused: their comparisons are qua
 the batch and need the sort ranks (and, for exact global batches, partner values) to map a
 comparison's weight onto example rows; not implemented.
 
-Prefix-shared batches (`dralign.data.collate.collate_shared_pairs`) are refused: ‖g_i‖² sums
-the squared gradient of each of the pair's two rows, each with its own copy of the prompt's
-embeddings. With the prompt shared, one copy receives the sum of the two rows' gradients
-(‖a + b‖² ≠ ‖a‖² + ‖b‖²) and the finite difference cannot perturb the two copies differently,
-so the penalty would not be the same; the trainer keeps the plain layout for WDPO.
+Two penalty layouts (`shared_prompt`, the trainer's `--penalty-layout`):
+
+- ``per_sequence`` (default, the authors' code): the plain layout, chosen row [x | y⁺] and
+  rejected row [x | y⁻], each with its own copy z^c, z^r of the prompt's embeddings:
+
+      ‖g_i‖² = ‖∇_{z^c} ℓ_i‖² + ‖∇_{z^r} ℓ_i‖²      (prompt counted once in each row)
+
+  A prefix-shared batch cannot give it: its one prompt copy receives the sum of the two rows'
+  gradients (‖a + b‖² ≠ ‖a‖² + ‖b‖²), and the finite difference could not perturb two copies
+  differently. Cost: two passes over 2P + C + R tokens per pair (P, C, R: prompt, chosen and
+  rejected lengths), ≈ 2·(2P+C+R)/(P+C+R) times a prefix-shared dpo step (8/3 ≈ 2.7 when
+  P = C = R), whatever the implementation.
+- ``shared`` (prefix-shared batches, `dralign.data.collate.collate_shared_pairs`): one row
+  [x | y⁺ | y⁻] per pair, one copy z_x of the prompt's embeddings perturbed once for the pair
+  (the pair, not each sequence, is the sample whose input moves inside the Wasserstein ball):
+
+      ‖g_i‖² = ‖∇_{z_x} ℓ_i‖² + ‖∇_{z_{y⁺}} ℓ_i‖² + ‖∇_{z_{y⁻}} ℓ_i‖²,
+      ∇_{z_x} ℓ_i = ∇_{z^c_x} ℓ_i + ∇_{z^r_x} ℓ_i
+
+  i.e. the per-sequence penalty plus the cross term 2⟨∇_{z^c_x} ℓ_i, ∇_{z^r_x} ℓ_i⟩ on the
+  prompt. Everything else (weights, forms, modes, ε) is unchanged; it costs two passes of the
+  prefix-shared layout, ≈ 2× a dpo step.
 """
 
 from __future__ import annotations
@@ -73,7 +90,7 @@ from typing import Callable, ContextManager
 import torch
 
 from dralign.modeling.loading import attention_supports_double_backward
-from dralign.modeling.logps import sequence_logps
+from dralign.modeling.logps import pair_of_position, sequence_logps, shared_pair_logps, split_pairs
 from dralign.objectives.objective import Objective, ObjectiveOutput
 
 __all__ = ["PenaltyResult", "check_penalty_mode", "grad_sq", "penalized_backward", "penalty_active"]
@@ -176,10 +193,13 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
                        fd_step: float | None = None, state: dict | None = None,
                        backward: Callable[[torch.Tensor], None] | None = None,
                        no_sync: Callable[[], ContextManager] | None = None,
-                       autocast: Callable[[], ContextManager] | None = None) -> PenaltyResult:
+                       autocast: Callable[[], ContextManager] | None = None,
+                       shared_prompt: bool = False) -> PenaltyResult:
     """Forward(s) and backward(s) of one micro-batch of B pairs with WDPO's penalty.
 
-    batch: `input_ids`, `attention_mask`, `completion_mask` [2B, L] (chosen rows, then rejected).
+    batch: `input_ids`, `attention_mask`, `completion_mask` [2B, L] (chosen rows, then
+        rejected), or with `shared_prompt` a prefix-shared batch [B, L] (the shared-prompt
+        penalty, see the module doc).
     ref_chosen, ref_rejected: reference log-probs [B] in the objective's units (summed, or
         mean when length-normalised).
     objective: the `Objective`; its `penalty` (a `Wasserstein` value: rho, penalty_form,
@@ -202,16 +222,12 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
         `accelerator.backward`.
     no_sync: context-manager factory for the finite difference's first pass (DDP).
     autocast: context-manager factory wrapping the forwards (e.g. `accelerator.autocast`).
+    shared_prompt: the batch is prefix-shared and the penalty the shared-prompt one.
     """
     if "label" in batch:
         raise ValueError("penalized_backward takes paired batches (chosen rows then rejected); "
                          "unpaired batches use a sorting coupling, which the penalty does not support")
-    if "segment_ids" in batch:
-        raise ValueError(
-            "penalized_backward takes the plain layout (chosen rows, then rejected rows), not a "
-            "prefix-shared batch: the penalty's ||grad_z l_i||^2 counts the prompt's embeddings once "
-            "in the chosen row and once in the rejected row, and a shared prefix has one copy of "
-            "them, whose gradient is the sum of the two; collate with prefix sharing off")
+    _check_layout(batch, shared_prompt)
     backward = backward or (lambda t: t.backward())
     autocast = autocast or contextlib.nullcontext
     meta = meta or {}
@@ -223,15 +239,11 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
         if objective.components.coupling.sorts:
             raise ValueError("fixed per-example weights cannot apply to a sorting coupling")
         weights = weights.detach()
-    ids, am, cm = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-    n_pairs = ids.shape[0] // 2
-    if ids.shape[0] != 2 * n_pairs:
-        raise ValueError(f"a paired batch has an even number of rows; got {ids.shape[0]}")
+    ids, am = batch["input_ids"], batch["attention_mask"]
+    n_pairs = _n_pairs(batch, shared_prompt)
 
     def policy_logps(z):
-        seq = sequence_logps(model, ids, am, cm, inputs_embeds=z)
-        values = seq.sum / seq.count.clamp(min=1) if ln else seq.sum
-        return values[:n_pairs], values[n_pairs:]
+        return _policy_logps(model, batch, z, ln, shared_prompt)
 
     def dtype_of(pc):
         return torch.float64 if pc.dtype == torch.float64 else torch.float32
@@ -273,7 +285,7 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
             if losses is None:
                 losses = example_losses(pc, pr)
             (g,) = torch.autograd.grad(losses.sum(), z, create_graph=True)
-            sq = _pair_sq_norms(g, n_pairs)
+            sq = _pair_sq_norms(g, _pairs(batch, shared_prompt), n_pairs)
             p_ = p.to(sq.dtype)
             s_local = (p_ * sq).sum()
         k, pen_value = objective.penalty.coefficient(s_local.detach(), penalty_total)
@@ -303,13 +315,14 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     c_total = captured["c"].double().item()  # = scale × whatever `backward` multiplied by
     G = captured.get("G")
     work = torch.float64 if z.dtype == torch.float64 else torch.float32
-    p_rows = torch.cat([p, p]).to(work)
+    pairs = _pairs(batch, shared_prompt)  # [rows, L]
+    p_pos = torch.where(pairs >= 0, p.to(work)[pairs.clamp(min=0)], 0.0)
     if G is None or c_total == 0:
-        g = torch.zeros_like(z, dtype=p_rows.dtype)
+        g = torch.zeros_like(z, dtype=work)
     else:
-        inv = torch.where(p_rows > 0, 1.0 / (c_total * p_rows), torch.zeros_like(p_rows))
-        g = G.to(p_rows.dtype) * inv[:, None, None]
-    sq = _pair_sq_norms(g, n_pairs)
+        inv = torch.where(p_pos > 0, 1.0 / (c_total * p_pos), torch.zeros_like(p_pos))
+        g = G.to(work) * inv[..., None]
+    sq = _pair_sq_norms(g, pairs, n_pairs)
     s_local = (p.to(sq.dtype) * sq).sum()
     k, pen_value = objective.penalty.coefficient(s_local, penalty_total)
     if not fd:
@@ -350,7 +363,8 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
 
 def grad_sq(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
             objective: Objective, *, weights: torch.Tensor, length_normalize: bool | None = None,
-            autocast: Callable[[], ContextManager] | None = None) -> torch.Tensor:
+            autocast: Callable[[], ContextManager] | None = None,
+            shared_prompt: bool = False) -> torch.Tensor:
     """S_micro = Σ_i p_i ‖g_i‖², g_i = ∇_{z_i} ℓ_i, of one micro-batch (detached, no parameter
     gradient: one forward and a backward to z only).
 
@@ -373,22 +387,22 @@ def grad_sq(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor, ref_r
     """
     autocast = autocast or contextlib.nullcontext
     ln = objective.length_normalize if length_normalize is None else length_normalize
-    ids, am, cm = batch["input_ids"], batch["attention_mask"], batch["completion_mask"]
-    n_pairs = ids.shape[0] // 2
+    _check_layout(batch, shared_prompt)
+    ids = batch["input_ids"]
+    n_pairs = _n_pairs(batch, shared_prompt)
     rng = _RNGState(ids.device)
     try:
         with torch.enable_grad(), autocast():
             z = _embeddings(_unwrap(model).get_input_embeddings(), ids)
-            seq = sequence_logps(model, ids, am, cm, inputs_embeds=z)
-            values = seq.sum / seq.count.clamp(min=1) if ln else seq.sum
-            d = torch.float64 if values.dtype == torch.float64 else torch.float32
-            pc, pr = values[:n_pairs].to(d), values[n_pairs:].to(d)
+            pc, pr = _policy_logps(model, batch, z, ln, shared_prompt)
+            d = torch.float64 if pc.dtype == torch.float64 else torch.float32
+            pc, pr = pc.to(d), pr.to(d)
             losses = objective.losses(objective.margins(pc, pr, ref_chosen.to(d).detach(),
                                                         ref_rejected.to(d).detach()))
             (g,) = torch.autograd.grad(losses.sum(), z)
     finally:
         rng.restore()
-    sq = _pair_sq_norms(g.detach(), n_pairs)
+    sq = _pair_sq_norms(g.detach(), _pairs(batch, shared_prompt), n_pairs)
     return (weights.detach().to(sq.dtype) * sq).sum()
 
 
@@ -400,10 +414,53 @@ def _embeddings(embed: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     return z
 
 
-def _pair_sq_norms(g: torch.Tensor, n_pairs: int) -> torch.Tensor:
-    """‖g_i‖² per pair [B]: summed over positions and width of chosen row i and rejected row B+i."""
-    per_row = g.pow(2).flatten(1).sum(1)
-    return per_row[:n_pairs] + per_row[n_pairs:]
+def _pairs(batch: dict, shared_prompt: bool) -> torch.Tensor:
+    """[rows, L] the pair of every position: rows i and B+i are pair i in the plain layout;
+    a prefix-shared batch, packed or not, says it (`pair_of_position`)."""
+    if shared_prompt:
+        return pair_of_position(batch)
+    ids = batch["input_ids"]
+    n = ids.shape[0] // 2
+    return (torch.arange(ids.shape[0], device=ids.device) % max(1, n))[:, None].expand_as(ids)
+
+
+def _pair_sq_norms(g: torch.Tensor, pairs: torch.Tensor, n_pairs: int) -> torch.Tensor:
+    """‖g_i‖² per pair [B]: summed over width and every position of pair i (chosen row i and
+    rejected row B+i in the plain layout; its positions in a prefix-shared batch)."""
+    per_position = g.pow(2).sum(-1)
+    keep = pairs >= 0
+    return per_position.new_zeros(n_pairs).index_add(0, pairs[keep], per_position[keep])
+
+
+def _check_layout(batch: dict, shared_prompt: bool) -> None:
+    """The batch's layout must be the penalty's: plain for per_sequence, prefix-shared for shared."""
+    if "segment_ids" in batch and not shared_prompt:
+        raise ValueError(
+            "penalized_backward got a prefix-shared batch for the per-sequence penalty: its "
+            "||grad_z l_i||^2 counts the prompt's embeddings once in the chosen row and once in the "
+            "rejected row, and a shared prefix has one copy of them, whose gradient is the sum of "
+            "the two; collate with prefix sharing off, or use the shared-prompt penalty "
+            "(--penalty-layout shared)")
+    if shared_prompt and "segment_ids" not in batch:
+        raise ValueError("the shared-prompt penalty takes a prefix-shared batch (collate_shared_pairs)")
+
+
+def _n_pairs(batch: dict, shared_prompt: bool) -> int:
+    rows = batch["input_ids"].shape[0]
+    if shared_prompt:
+        return int(pair_of_position(batch).max()) + 1
+    if rows % 2:
+        raise ValueError(f"a paired batch has an even number of rows; got {rows}")
+    return rows // 2
+
+
+def _policy_logps(model, batch: dict, z: torch.Tensor | None, ln: bool, shared_prompt: bool):
+    """(chosen [B], rejected [B]) policy values at input embeddings z, in the objective's units."""
+    if shared_prompt:
+        return shared_pair_logps(model, batch, inputs_embeds=z).reduce(ln)
+    seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"],
+                         inputs_embeds=z)
+    return split_pairs(seq).reduce(ln)
 
 
 def _result(value, pen_value, s_local, out, eps, objective) -> PenaltyResult:

@@ -27,7 +27,8 @@ from accelerate.utils import set_seed
 
 from ..config import atomic_write_text, save_yaml, to_flat_dict
 from ..data import density_ratios, has_weights, require_groups
-from ..modeling import apply_lora, choose_prefix_sharing, load_model, load_tokenizer
+from ..data.collate import padding_fraction
+from ..modeling import apply_lora, choose_packing, choose_prefix_sharing, load_model, load_tokenizer
 from ..objectives import Objective
 from . import checkpoint as ckpt
 from .batching import BatchPlan
@@ -160,15 +161,24 @@ class Recipe:
         try:
             sharing, why = choose_prefix_sharing(cfg.data.prefix_sharing, self.model, self.train_data,
                                                  penalized=self.objective.penalty is not None,
-                                                 unpaired=self.objective.unpaired)
+                                                 unpaired=self.objective.unpaired,
+                                                 penalty_layout=cfg.data.penalty_layout)
         except ValueError as e:
             raise TrainingError(str(e)) from None
         if cfg.data.prefix_sharing != "off":
             self.log(f"prefix sharing {'on' if sharing else 'off'} ({why})")
         self.prefix_sharing = sharing
+        try:
+            self.packing, why = choose_packing(cfg.data.packing, sharing)
+        except ValueError as e:
+            raise TrainingError(str(e)) from None
+        if sharing:
+            self.log(f"packing {'on' if self.packing else 'off'} ({why})")
+        self.padding = []  # padding fraction of every micro-batch trained on
         self.scorer = (UnpairedScorer(self.objective, exact=self.exact, method=cfg.method.method)
                        if self.objective.unpaired else
-                       PairedScorer(self.objective, prefix_sharing=sharing, weighted=self.weighted))
+                       PairedScorer(self.objective, prefix_sharing=sharing, weighted=self.weighted,
+                                    packing=self.packing))
         if cfg.model.ref_cache:
             with ckpt.writing(Path(cfg.model.ref_cache_dir or self.out / "ref_cache")):
                 train_ref, eval_ref = cached_references(cfg, self.model, [self.train_data, self.eval_data],
@@ -202,7 +212,10 @@ class Recipe:
 
     def step(self, step: int) -> dict:
         o = self.cfg.optim
-        result = self.strategy.backward(self.micro_batches(step), self.objective_state)
+        micro = self.micro_batches(step)
+        padding = sum(padding_fraction(b) for b in micro) / len(micro)
+        self.padding.append(padding)
+        result = self.strategy.backward(micro, self.objective_state)
         for hook in self.after_backward:
             hook(step, self.model)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -221,7 +234,7 @@ class Recipe:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         record = {"loss": float(result.loss), "grad_norm": float(grad_norm),
-                  "lr": self.scheduler.get_last_lr()[0], "skipped": not finite}
+                  "lr": self.scheduler.get_last_lr()[0], "skipped": not finite, "padding_fraction": padding}
         record.update({k: float(v) for k, v in result.metrics.items()})
         return record
 
@@ -350,6 +363,10 @@ class Recipe:
             if final:
                 self.log("final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
             last = {**last, **final}
+            if self.padding:  # the run summary: how much compute went to padding
+                last["padding_fraction"] = sum(self.padding) / len(self.padding)
+                self.log(f"padding: {100 * last['padding_fraction']:.1f}% of token positions "
+                         f"({'packed' if self.packing else 'not packed'})")
             self.save_checkpoint()
             self.save_final(last)
         if cfg.logging.report_to != "none":

@@ -43,14 +43,17 @@ class DataSide:
 class PairedScorer:
     """Preference pairs: values (chosen [B], rejected [B]); prefix-shared or plain layout."""
 
-    def __init__(self, objective: Objective, *, prefix_sharing: bool, weighted: bool):
+    def __init__(self, objective: Objective, *, prefix_sharing: bool, weighted: bool,
+                 packing: bool = False):
         self.objective, self.prefix_sharing, self.weighted = objective, prefix_sharing, weighted
+        self.packing = packing  # several prefix-shared pairs a row (padding-free)
         self.length_normalize = objective.length_normalize
 
     def collate(self, data: PreferenceData, indices: list[int]) -> dict:
         examples = [data.examples[i] for i in indices]
-        collate = collate_shared_pairs if self.prefix_sharing else collate_pairs
-        return collate(examples, data.pad_token_id)
+        if self.prefix_sharing:
+            return collate_shared_pairs(examples, data.pad_token_id, pack=self.packing)
+        return collate_pairs(examples, data.pad_token_id)
 
     def check_batch(self, data: PreferenceData, indices: list[list[int]], step: int) -> None:
         """Nothing to check: every pair is self-contained."""

@@ -10,7 +10,8 @@ parameters' `.grad` and returns the loss and metric tensors to log.
   computes every micro-batch's policy values, they are all-gathered, the objective is
   linearised once over the effective batch (`Objective.coefficients`), and each micro-batch
   backpropagates Σ c·value. k micro-batches of b give the update of one batch of k·b.
-- `PenalizedStep`: WDPO's gradient penalty (train/penalty.py) on top of either.
+- `PenalizedStep`: WDPO's gradient penalty (train/penalty.py) on top of either; a
+  prefix-shared scorer means the shared-prompt penalty (`--penalty-layout shared`).
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ class PenalizedStep:
         return penalized_backward(ctx.model, batch, rc, rr, ctx.objective,
                                   length_normalize=ctx.objective.length_normalize,
                                   backward=acc.backward, autocast=acc.autocast,
-                                  no_sync=lambda: acc.no_sync(ctx.model), **kwargs)
+                                  no_sync=lambda: acc.no_sync(ctx.model),
+                                  shared_prompt=getattr(ctx.scorer, "prefix_sharing", False), **kwargs)
 
     def backward(self, micro: list[dict], state: dict) -> StepOutput:
         return self._exact(micro, state) if self.exact else self._local(micro, state)
@@ -163,7 +165,8 @@ class PenalizedStep:
             n = batch["index"].shape[0]
             rc, rr = ctx.scorer.reference_values(ctx.side, batch)
             total = total + grad_sq(ctx.model, batch, rc, rr, ctx.objective,
-                                    weights=own_weights[offset:offset + n], autocast=ctx.accelerator.autocast)
+                                    weights=own_weights[offset:offset + n], autocast=ctx.accelerator.autocast,
+                                    shared_prompt=getattr(ctx.scorer, "prefix_sharing", False))
             offset += n
         return ctx.accelerator.reduce(torch.as_tensor(total), reduction="sum")
 
