@@ -27,7 +27,7 @@ from accelerate.utils import set_seed
 
 from ..config import atomic_write_text, save_yaml, to_flat_dict
 from ..data import density_ratios, has_weights, require_groups
-from ..modeling import apply_lora, choose_prefix_sharing, load_model, load_tokenizer
+from ..modeling import apply_lora, choose_prefix_sharing, load_model, load_tokenizer, save_model
 from ..objectives import Objective
 from . import checkpoint as ckpt
 from .batching import BatchPlan
@@ -385,7 +385,7 @@ class Recipe:
             import shutil
             shutil.rmtree(staging)
         staging.mkdir()
-        acc.unwrap_model(self.model).save_pretrained(staging, safe_serialization=True)
+        save_model(acc.unwrap_model(self.model), staging)
         self.tokenizer.save_pretrained(staging)
         save_yaml(self.cfg, staging / "config.yaml")
         atomic_write_text(staging / "final_metrics.json", json.dumps(metrics, indent=1) + "\n")
