@@ -14,29 +14,60 @@ from .config import ConfigError, add_arguments, from_args
 
 
 def _methods(args) -> int:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
     from .objectives import Objective, parameters
     from .objectives.presets import PRESETS
 
-    table = Table(title="dralign methods (presets)", show_lines=True)
+    console = _methods_console(args.width)
+    piped = not console.is_terminal and not args.width
+    # piped (to a file, grep, less): one line per preset in a Markdown table, never wrapped
+    table = Table(title=None if piped else "dralign methods (presets)", show_lines=not piped,
+                  box=box.MARKDOWN if piped else box.HEAVY_HEAD)
     for col in ("preset", "divergence / coupling / link / robust [+ penalty]", "formula", "parameters", "paper"):
         table.add_column(col, overflow="fold")
+    aliases: dict[str, list[str]] = {}
     for name, preset in PRESETS.items():
+        if preset.alias_of is not None:
+            aliases.setdefault(preset.alias_of, []).append(name)
+    for name, preset in PRESETS.items():
+        if preset.alias_of is not None:  # the same objective: named on its target's row
+            continue
         obj = Objective.from_preset(name)
         choices = f"{obj.divergence} / {obj.coupling} / {obj.link} / {obj.robust}"
         if obj.penalty is not None:
             choices += f" + {obj.penalty.name}"
         params = ", ".join(f"{k}={v}" for k, v in obj.parameters().items())
-        label = name if preset.alias_of is None else f"{name} (alias of {preset.alias_of})"
-        table.add_row(label, choices, obj.describe(), params, preset.paper)
-    console = Console(width=args.width) if args.width else Console()
-    console.print(table)
+        label, paper = name, preset.paper
+        for alias in aliases.get(name, []):
+            label += f" (alias: {alias})"
+            if PRESETS[alias].paper != preset.paper:
+                paper += f"; as {alias}: {PRESETS[alias].paper}"
+        table.add_row(label, choices, obj.describe(), params, paper)
+    if piped:
+        with console.capture() as captured:
+            console.print(table)
+        print("dralign methods (presets)")
+        print("\n".join(line.rstrip() for line in captured.get().splitlines() if line.strip()))
+    else:
+        console.print(table)
     console.print("Any other combination: name the four choices, e.g. "
                   "--method dpo --divergence js --robust kl. Parameters and defaults: "
                   + ", ".join(f"{k}={v.default}" for k, v in parameters().items()))
     return 0
+
+
+def _methods_console(width: int | None):
+    """A console `width` wide; on a terminal its width; piped, wide enough never to wrap
+    (rich would otherwise cut every row at 80 columns)."""
+    from rich.console import Console
+
+    if width:
+        return Console(width=width)
+    console = Console()
+    return console if console.is_terminal else Console(width=100_000, soft_wrap=True)
 
 
 def _train(args) -> int:

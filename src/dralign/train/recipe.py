@@ -41,6 +41,7 @@ from .run_dir import RunFolder, check_resumable, flat_options, read_metrics, rep
 from .schedule import make_scheduler
 from .scorers import DataSide, PairedScorer, UnpairedScorer, evaluate_rows
 from .strategies import StepContext, choose_strategy
+from .watch import Watch
 
 
 class TrainingError(RuntimeError):
@@ -81,6 +82,7 @@ class Recipe:
         self._setup_model()
         self._setup_scoring()
         self._setup_optimizer()
+        self.callbacks.append(Watch(self.total_steps, self.objective.beta, cfg.optim.lr, self.log))
         self._stop_signal = None
 
     # ------------------------------------------------------------------ setup
