@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
 
 from .config import ConfigError, add_arguments, from_args
 
@@ -151,66 +152,133 @@ def _demo(args) -> int:
     return run_demo(from_args(DemoConfig, args))
 
 
+class _LazyOptionsParser(argparse.ArgumentParser):
+    """A subcommand's parser whose options are added the first time it parses or prints help:
+    the configs they come from import torch, which `dralign --help` must not wait for."""
+
+    def __init__(self, *args, add_options=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._add_options = add_options
+
+    def _complete(self) -> None:
+        if self._add_options is not None:
+            add, self._add_options = self._add_options, None
+            add(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._complete()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self):
+        self._complete()
+        return super().format_usage()
+
+    def format_help(self):
+        self._complete()
+        return super().format_help()
+
+
+def _config_options(config_cls) -> Callable[[argparse.ArgumentParser], None]:
+    """Adds --config and one flag per field of the config class `config_cls()` returns."""
+
+    def add(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="YAML file of options (keys are the option names)")
+        add_arguments(p, config_cls())
+
+    return add
+
+
 def _add(sub, name: str, config_cls, func, help: str, description: str | None = None):
-    """A subcommand whose options are the fields of `config_cls` (and --config FILE.yaml)."""
-    p = sub.add_parser(name, help=help, description=description or help, allow_abbrev=False)
-    p.add_argument("--config", help="YAML file of options (keys are the option names)")
-    add_arguments(p, config_cls)
+    """A subcommand whose options are the fields of `config_cls()` (and --config FILE.yaml),
+    added when the subcommand is used."""
+    p = sub.add_parser(name, help=help, description=description or help, allow_abbrev=False,
+                       add_options=_config_options(config_cls))
     p.set_defaults(func=func)
     return p
 
 
+# The config classes, imported only when their subcommand runs (each pulls in torch).
+def _train_config():
+    from .train.config import TrainConfig
+    return TrainConfig
+
+
+def _ratio_config():
+    from .ratio.cli import RatioConfig
+    return RatioConfig
+
+
+def _eval_config():
+    from .eval.cli import EvalConfig
+    return EvalConfig
+
+
+def _shift_config():
+    from dralign_bench.shift import ShiftConfig
+    return ShiftConfig
+
+
+def _loglinear_config():
+    from dralign_bench.loglinear import LoglinearConfig
+    return LoglinearConfig
+
+
+def _speed_config():
+    from dralign_bench.speed import SpeedConfig
+    return SpeedConfig
+
+
+def _demo_config():
+    from dralign_bench.demo import DemoConfig
+    return DemoConfig
+
+
+def _subcommands(parser: argparse.ArgumentParser, dest: str):
+    return parser.add_subparsers(dest=dest, required=True, parser_class=_LazyOptionsParser)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The `dralign` parser. Imports no torch: each subcommand's options are added when it is
+    used (see `_LazyOptionsParser`)."""
     # allow_abbrev=False everywhere: `--target` must never silently mean `--target-prob-column`
     parser = argparse.ArgumentParser(prog="dralign", description=__doc__.splitlines()[0], allow_abbrev=False)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = _subcommands(parser, "command")
 
     p = sub.add_parser("methods", help="every preset, its four choices, formula and paper", allow_abbrev=False)
     p.add_argument("--width", type=int, default=None, help="table width in characters")
     p.set_defaults(func=_methods)
 
-    from .train.config import TrainConfig
-    p = sub.add_parser("train", help="align a causal LM on preference data", allow_abbrev=False,
-                       description="Train with any preset or combination of choices. Every option "
-                                   "may also be given in a YAML file with --config; the command line wins.")
-    p.add_argument("--config", help="YAML file of options (keys are the option names)")
-    add_arguments(p, TrainConfig)
-    p.set_defaults(func=_train)
+    _add(sub, "train", _train_config, _train, "align a causal LM on preference data",
+         "Train with any preset or combination of choices. Every option may also be given in a "
+         "YAML file with --config; the command line wins.")
 
-    from .ratio.cli import RatioConfig
-    ratio = sub.add_parser("ratio", help="DoRA's density ratios", allow_abbrev=False).add_subparsers(dest="ratio_command", required=True)
-    p = ratio.add_parser("fit", allow_abbrev=False, help="cross-fit P(target | prompt, response); write target_prob and ratio per row",
-                         description="Fit DoRA's density-ratio classifier (k-fold cross-fitted logistic "
-                                     "regression on frozen features) and write per-row weights.")
-    p.add_argument("--config", help="YAML file of options")
-    add_arguments(p, RatioConfig)
-    p.set_defaults(func=_ratio_fit)
+    ratio = _subcommands(sub.add_parser("ratio", help="DoRA's density ratios", allow_abbrev=False),
+                         "ratio_command")
+    _add(ratio, "fit", _ratio_config, _ratio_fit,
+         "cross-fit P(target | prompt, response); write target_prob and ratio per row",
+         "Fit DoRA's density-ratio classifier (k-fold cross-fitted logistic regression on frozen "
+         "features) and write per-row weights.")
 
-    from .eval.cli import EvalConfig
-    _add(sub, "eval", EvalConfig, _eval, "evaluate a trained model: held-out pairs, generations, a shift sweep",
+    _add(sub, "eval", _eval_config, _eval, "evaluate a trained model: held-out pairs, generations, a shift sweep",
          "Preference accuracy, margins and calibration on held-out pairs; win rate against the start "
          "model under a reward, KL to it, diversity and length of samples; a shift sweep over mixture "
          "weights with the worst case. Every mean with a 95% bootstrap interval.")
 
-    from dralign_bench.loglinear import LoglinearConfig
-    from dralign_bench.shift import ShiftConfig
-    bench = sub.add_parser("bench", help="benchmarks: the shift world, the log-linear world, speed against TRL",
-                           allow_abbrev=False).add_subparsers(
-        dest="bench_command", required=True)
-    _add(bench, "shift", ShiftConfig, _bench_shift, "the shift-world benchmark",
+    bench = _subcommands(sub.add_parser("bench", allow_abbrev=False,
+                                        help="benchmarks: the shift world, the log-linear world, speed against TRL"),
+                         "bench_command")
+    _add(bench, "shift", _shift_config, _bench_shift, "the shift-world benchmark",
          "Methods trained from the same pretrained world LM on the same data; gold reward under "
          "preference shift, diversity, calibration; table, results.json, plots and report.md. "
          "--full runs every scenario with 5 seeds.")
-    _add(bench, "loglinear", LoglinearConfig, _bench_loglinear,
+    _add(bench, "loglinear", _loglinear_config, _bench_loglinear,
          "the exact log-linear world: closed-form optimum, robustness under shift, error vs n")
-    from dralign_bench.speed import SpeedConfig
-    _add(bench, "speed", SpeedConfig, _bench_speed, "dralign against TRL's DPOTrainer, side by side",
+    _add(bench, "speed", _speed_config, _bench_speed, "dralign against TRL's DPOTrainer, side by side",
          "Pairs/s, peak RSS and FLOP/s of dralign and TRL 1.16's DPOTrainer on the same model, data "
          "and settings (balanced and prompt-heavy), and each objective's step time against dpo. "
          "Needs the trl extra: pip install 'dralign[trl]'.")
 
-    from dralign_bench.demo import DemoConfig
-    _add(sub, "demo", DemoConfig, _demo, "the main job on its built-in default (offline, CPU, a few minutes)",
+    _add(sub, "demo", _demo_config, _demo, "the main job on its built-in default (offline, CPU, a few minutes)",
          "A shortened shift-world run: dpo, kldpo, wdpo, fdpo-js, aot and dora from the same "
          "pretrained world LM; prints the table and the paths of the plots and the report.")
     return parser
@@ -230,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     _quiet_libraries()
     from .data import DataError
+    from .modeling import MissingExtraError
     from dralign_bench.speed import SpeedBenchError
     from .train import TrainingError
     from .train.checkpoint import CheckpointError
@@ -242,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dralign {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except (ConfigError, DataError, TrainingError, RunFolderError, CheckpointError, SpeedBenchError,
-            ValueError) as e:
+            MissingExtraError, ValueError) as e:
         print(f"dralign {args.command}: error: {e}", file=sys.stderr)
         return 2
 
