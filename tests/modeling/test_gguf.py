@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -179,6 +181,60 @@ def test_lora_over_a_gguf_base_saves_a_whole_model(tiny_gguf, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, want, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(policy(ids).logits, want)  # the trained adapter is untouched
+
+
+class _Warnings(logging.Handler):
+    """Python warnings and transformers/peft log records at WARNING or above, while active."""
+
+    def __enter__(self):
+        from transformers.utils import logging as hf_logging
+
+        super().__init__(logging.WARNING)
+        self.verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_warning()  # `dralign` quiets it to errors; here every warning counts
+        self.loggers = [logging.getLogger(n) for n in ("transformers", "peft")]
+        for logger in self.loggers:
+            logger.addHandler(self)
+        self.caught = warnings.catch_warnings(record=True)
+        self.python = self.caught.__enter__()
+        warnings.simplefilter("always")
+        self.records = []
+        return self
+
+    def emit(self, record):
+        self.records.append(record.getMessage())
+
+    def __exit__(self, *exc):
+        from transformers.utils import logging as hf_logging
+
+        self.caught.__exit__(*exc)
+        hf_logging.set_verbosity(self.verbosity)
+        for logger in self.loggers:
+            logger.removeHandler(self)
+
+    @property
+    def messages(self) -> list[str]:
+        return self.records + [str(w.message) for w in self.python]
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_saving_a_tied_embedding_model_warns_nothing(tmp_path, lora):
+    """SmolLM2 and stories260K tie the output head to the embeddings: saving (and loading what
+    was saved) must not warn on every run."""
+    model = load_model(_tied_dir(tmp_path), dtype="float32")
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    if lora:
+        model = apply_lora(model, r=4)
+    with _Warnings() as caught:
+        save_model(model, tmp_path / "out")
+        AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert caught.messages == []
+
+
+def _tied_dir(tmp_path) -> str:
+    from dralign.modeling.tiny import save_tiny
+
+    return save_tiny(tmp_path / "tied", "llama", tie_embeddings=True)
 
 
 @needs_gguf
