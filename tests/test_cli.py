@@ -89,6 +89,13 @@ def test_a_missing_gguf_package_is_one_line_naming_the_extra(tmp_path, monkeypat
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_a_missing_gguf_file_is_one_line(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    assert main(["train", "--model", "models/none.gguf", "--data", str(data), "--output-dir", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == "dralign train: error: GGUF file models/none.gguf does not exist\n"
+
+
 def _parse(argv, tmp_path=None):
     p = argparse.ArgumentParser()
     p.add_argument("--config")

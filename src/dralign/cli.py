@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except OSError as e:  # a full disk, a missing permission: one line naming the path
-        where = f" {e.filename}" if e.filename else ""
-        print(f"dralign {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
+        where = f" {e.filename}:" if e.filename else ""
+        print(f"dralign {args.command}: error:{where} {e.strerror or e}", file=sys.stderr)
         return 2
     except (ConfigError, DataError, TrainingError, RunFolderError, CheckpointError, SpeedBenchError,
             MissingExtraError, ValueError) as e:
