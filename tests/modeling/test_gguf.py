@@ -238,8 +238,9 @@ def _tied_dir(tmp_path) -> str:
 
 
 @needs_gguf
-@pytest.mark.slow
-def test_train_lora_on_a_tiny_gguf_through_the_cli(tiny_gguf, tmp_path):
+@pytest.mark.parametrize("lora_r", ["0", "4"])
+def test_train_on_a_tiny_gguf_through_the_cli(tiny_gguf, tmp_path, lora_r):
+    """Full and LoRA training from a GGUF file save a plain folder (with the tokenizer)."""
     from dralign.cli import main
 
     file, _ = tiny_gguf
@@ -247,10 +248,14 @@ def test_train_lora_on_a_tiny_gguf_through_the_cli(tiny_gguf, tmp_path):
     write_jsonl(data, [{"prompt": f"Question {i}:", "chosen": " a good answer", "rejected": " no"}
                        for i in range(4)])
     out = tmp_path / "run"
-    assert main(["train", "--model", str(file), "--method", "kldpo", "--lora-r", "4", "--max-steps", "1",
+    assert main(["train", "--model", str(file), "--method", "kldpo", "--lora-r", lora_r, "--max-steps", "1",
                  "--max-length", "32", "--batch-size", "2", "--data", str(data), "--output-dir", str(out),
-                 "--no-progress"]) == 0
-    AutoModelForCausalLM.from_pretrained(out)
+                 "--no-progress", "--lr", "1e-3"]) == 0
+    trained = AutoModelForCausalLM.from_pretrained(out)
+    start = load_model(str(file), dtype="float32")
+    assert not (out / "adapter_config.json").exists()
+    assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), start.state_dict().values()))
+    assert load_tokenizer(str(out))("two plus two")["input_ids"] == load_tokenizer(str(file))("two plus two")["input_ids"]
 
 
 @needs_smollm2
