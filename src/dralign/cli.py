@@ -8,6 +8,7 @@ and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Callable
 
@@ -178,59 +179,28 @@ class _LazyOptionsParser(argparse.ArgumentParser):
         return super().format_help()
 
 
-def _config_options(config_cls) -> Callable[[argparse.ArgumentParser], None]:
-    """Adds --config and one flag per field of the config class `config_cls()` returns."""
+def _config_options(config_of: Callable[[], type]) -> Callable[[argparse.ArgumentParser], None]:
+    """Adds --config and one flag per field of the config class `config_of()` returns."""
 
     def add(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="YAML file of options (keys are the option names)")
-        add_arguments(p, config_cls())
+        add_arguments(p, config_of())
 
     return add
 
 
-def _add(sub, name: str, config_cls, func, help: str, description: str | None = None):
-    """A subcommand whose options are the fields of `config_cls()` (and --config FILE.yaml),
-    added when the subcommand is used."""
+def _add(sub, name: str, config_of: Callable[[], type], func, help: str, description: str | None = None):
+    """A subcommand whose options are the fields of the config class `config_of()` (and
+    --config FILE.yaml), added when the subcommand is used."""
     p = sub.add_parser(name, help=help, description=description or help, allow_abbrev=False,
-                       add_options=_config_options(config_cls))
+                       add_options=_config_options(config_of))
     p.set_defaults(func=func)
     return p
 
 
-# The config classes, imported only when their subcommand runs (each pulls in torch).
-def _train_config():
-    from .train.config import TrainConfig
-    return TrainConfig
-
-
-def _ratio_config():
-    from .ratio.cli import RatioConfig
-    return RatioConfig
-
-
-def _eval_config():
-    from .eval.cli import EvalConfig
-    return EvalConfig
-
-
-def _shift_config():
-    from dralign_bench.shift import ShiftConfig
-    return ShiftConfig
-
-
-def _loglinear_config():
-    from dralign_bench.loglinear import LoglinearConfig
-    return LoglinearConfig
-
-
-def _speed_config():
-    from dralign_bench.speed import SpeedConfig
-    return SpeedConfig
-
-
-def _demo_config():
-    from dralign_bench.demo import DemoConfig
-    return DemoConfig
+def _config(module: str, name: str) -> Callable[[], type]:
+    """The config class `module.name`, imported when its subcommand is used (each pulls in torch)."""
+    return lambda: getattr(importlib.import_module(module), name)
 
 
 def _subcommands(parser: argparse.ArgumentParser, dest: str):
@@ -248,18 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="table width in characters")
     p.set_defaults(func=_methods)
 
-    _add(sub, "train", _train_config, _train, "align a causal LM on preference data",
+    _add(sub, "train", _config("dralign.train.config", "TrainConfig"), _train, "align a causal LM on preference data",
          "Train with any preset or combination of choices. Every option may also be given in a "
          "YAML file with --config; the command line wins.")
 
     ratio = _subcommands(sub.add_parser("ratio", help="DoRA's density ratios", allow_abbrev=False),
                          "ratio_command")
-    _add(ratio, "fit", _ratio_config, _ratio_fit,
+    _add(ratio, "fit", _config("dralign.ratio.cli", "RatioConfig"), _ratio_fit,
          "cross-fit P(target | prompt, response); write target_prob and ratio per row",
          "Fit DoRA's density-ratio classifier (k-fold cross-fitted logistic regression on frozen "
          "features) and write per-row weights.")
 
-    _add(sub, "eval", _eval_config, _eval, "evaluate a trained model: held-out pairs, generations, a shift sweep",
+    _add(sub, "eval", _config("dralign.eval.cli", "EvalConfig"), _eval, "evaluate a trained model: held-out pairs, generations, a shift sweep",
          "Preference accuracy, margins and calibration on held-out pairs; win rate against the start "
          "model under a reward, KL to it, diversity and length of samples; a shift sweep over mixture "
          "weights with the worst case. Every mean with a 95% bootstrap interval.")
@@ -267,18 +237,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = _subcommands(sub.add_parser("bench", allow_abbrev=False,
                                         help="benchmarks: the shift world, the log-linear world, speed against TRL"),
                          "bench_command")
-    _add(bench, "shift", _shift_config, _bench_shift, "the shift-world benchmark",
+    _add(bench, "shift", _config("dralign_bench.shift", "ShiftConfig"), _bench_shift, "the shift-world benchmark",
          "Methods trained from the same pretrained world LM on the same data; gold reward under "
          "preference shift, diversity, calibration; table, results.json, plots and report.md. "
          "--full runs every scenario with 5 seeds.")
-    _add(bench, "loglinear", _loglinear_config, _bench_loglinear,
+    _add(bench, "loglinear", _config("dralign_bench.loglinear", "LoglinearConfig"), _bench_loglinear,
          "the exact log-linear world: closed-form optimum, robustness under shift, error vs n")
-    _add(bench, "speed", _speed_config, _bench_speed, "dralign against TRL's DPOTrainer, side by side",
+    _add(bench, "speed", _config("dralign_bench.speed", "SpeedConfig"), _bench_speed, "dralign against TRL's DPOTrainer, side by side",
          "Pairs/s, peak RSS and FLOP/s of dralign and TRL 1.16's DPOTrainer on the same model, data "
          "and settings (balanced and prompt-heavy), and each objective's step time against dpo. "
          "Needs the trl extra: pip install 'dralign[trl]'.")
 
-    _add(sub, "demo", _demo_config, _demo, "the main job on its built-in default (offline, CPU, a few minutes)",
+    _add(sub, "demo", _config("dralign_bench.demo", "DemoConfig"), _demo, "the main job on its built-in default (offline, CPU, a few minutes)",
          "A shortened shift-world run: dpo, kldpo, wdpo, fdpo-js, aot and dora from the same "
          "pretrained world LM; prints the table and the paths of the plots and the report.")
     return parser
