@@ -45,7 +45,12 @@ def policy_stalled(records: Sequence[Record], beta: float, window: int = 5, tol:
     """Whether the last `window` records all show the policy within `tol` nats of the
     reference (margins and log-ratios ≈ 0). False with fewer records, or without reward
     metrics, or when a step was skipped (its metrics are not a step's)."""
-    recent = [r for r in records if not r.get("skipped")][-window:]
+    recent = []
+    for r in reversed(records):  # from the end: a check per step stays O(window), not O(steps)
+        if not r.get("skipped"):
+            recent.append(r)
+            if len(recent) == window:
+                break
     if len(recent) < window:
         return False
     distances = [policy_distance(r, beta) for r in recent]
@@ -94,7 +99,7 @@ class Watch:
             self.warn(f"warning: after {step} steps the policy has not moved from the reference "
                       f"(reward margins and log-ratios to it below 0.01 nats): the learning rate "
                       f"--lr {self.lr:g} is probably too small for this model; try 10-100x larger")
-        if "overfitting" not in self.warned and overfitting(self.records):
+        if "overfitting" not in self.warned and _eval_loss(record) is not None and overfitting(self.records):
             self.warned.add("overfitting")
             self.warn(f"warning: at step {step} the held-out loss has risen at each of the last 3 "
                       "evaluations while the training loss fell: the model is overfitting the "
