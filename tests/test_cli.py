@@ -1,12 +1,17 @@
 """The command line: methods table, typed config derivation, the demo at reduced size."""
 
-import json
 import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
 
-from dralign.cli import main
+from dralign.cli import build_parser, main
 from dralign.config import ConfigError, add_arguments, build, from_args
 from dralign.objectives.presets import PRESETS
 from dralign.train.config import TrainConfig
@@ -15,10 +20,87 @@ from dralign.train.config import TrainConfig
 def test_methods_lists_every_preset_with_formula_and_paper(capsys):
     assert main(["methods", "--width", "400"]) == 0
     out = capsys.readouterr().out
-    for name in PRESETS:
-        assert f" {name} " in out
+    for name, preset in PRESETS.items():
+        assert (f" {name} " if preset.alias_of is None else f"(alias: {name})") in out
     assert "tau * log mean exp(l/tau)" in out  # kldpo's formula
     assert "2502.01930" in out and "2406.05882" in out and "2309.16240" in out and "2504.05831" in out
+
+
+def test_methods_piped_prints_one_unwrapped_row_per_preset_and_dro_as_kldpo(capsys):
+    assert main(["methods"]) == 0  # capsys: stdout is not a terminal
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ") and "preset" not in line}
+    canonical = [n for n, p in PRESETS.items() if p.alias_of is None]
+    assert sorted(rows) == sorted(n if n != "kldpo" else "kldpo (alias: dro)" for n in canonical)
+    kldpo = rows["kldpo (alias: dro)"]  # the whole row on one line: formula and both papers
+    assert "tau * log mean exp(l/tau)" in kldpo and "2502.01930" in kldpo and "as dro:" in kldpo
+    assert all(line == line.rstrip() for line in lines)
+    assert PRESETS["dro"].alias_of == "kldpo"
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.slow
+def test_building_the_parser_and_top_level_help_import_no_torch():
+    done = _python("import sys, dralign.cli\n"
+                   "p = dralign.cli.build_parser()\n"
+                   "help = p.format_help()\n"
+                   "heavy = [m for m in ('torch', 'transformers', 'accelerate', 'datasets') if m in sys.modules]\n"
+                   "print(heavy, 'train' in help and 'bench' in help)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[] True"
+    # `dralign train --help` builds the train options: only torch (the method flags come from
+    # dralign.objectives), not transformers, accelerate or peft
+    done = _python("import sys, dralign.cli\n"
+                   "dralign.cli.build_parser().parse_args(['train', '--model', 'm'])\n"
+                   "print([m for m in ('transformers', 'accelerate', 'peft', 'datasets') if m in sys.modules])")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_dralign_help_answers_in_under_a_second():
+    done = _python("import contextlib, io, time\n"
+                   "start = time.perf_counter()\n"
+                   "from dralign.cli import main\n"
+                   "out = io.StringIO()\n"
+                   "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+                   "    main(['--help'])\n"
+                   "print(time.perf_counter() - start, 'usage: dralign' in out.getvalue())")
+    assert done.returncode == 0, done.stderr
+    elapsed, shown = done.stdout.split()
+    assert shown == "True" and float(elapsed) < 1.0  # it imported torch and transformers: 6.5 s
+
+
+def test_subcommand_options_are_added_when_it_is_used(capsys):
+    parser = build_parser()
+    cfg = from_args(TrainConfig, parser.parse_args(["train", "--model", "m", "--beta", "0.2"]))
+    assert cfg.model.model == "m" and cfg.method.beta == 0.2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["ratio", "fit", "--help"])
+    assert "--target" in capsys.readouterr().out
+
+
+def test_a_missing_gguf_package_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    assert main(["train", "--model", str(model), "--data", str(data), "--output-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dralign train: error:") and "pip install 'dralign[gguf]'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_gguf_file_is_one_line(tmp_path, capsys):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
+    assert main(["train", "--model", "models/none.gguf", "--data", str(data), "--output-dir", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == "dralign train: error: GGUF file models/none.gguf does not exist\n"
 
 
 def _parse(argv, tmp_path=None):

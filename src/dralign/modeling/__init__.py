@@ -3,11 +3,14 @@
 from dralign.modeling.cache import (CachedReference, ReferenceCache, build_reference_cache,
                                     model_fingerprint)
 from dralign.modeling.loading import (
+    MissingExtraError,
     apply_lora,
     attention_supports_double_backward,
     enable_gradient_checkpointing,
+    is_gguf,
     load_model,
     load_tokenizer,
+    save_model,
 )
 from dralign.modeling.logps import (
     PairLogps,
@@ -33,6 +36,7 @@ __all__ = [
     "AdapterDisabledReference",
     "CachedReference",
     "FrozenReference",
+    "MissingExtraError",
     "PairLogps",
     "Reference",
     "ReferenceCache",
@@ -46,6 +50,7 @@ __all__ = [
     "completion_logps",
     "enable_gradient_checkpointing",
     "eval_mode",
+    "is_gguf",
     "load_model",
     "load_tokenizer",
     "model_fingerprint",
@@ -53,6 +58,7 @@ __all__ = [
     "normalized",
     "pair_logps",
     "prefix_sharing_cost_ratio",
+    "save_model",
     "sequence_logps",
     "split_pairs",
     "target_log_probs",

@@ -196,6 +196,7 @@ def model_fingerprint(model_or_path: str | os.PathLike | torch.nn.Module) -> str
       files up to 256 MiB; of the size and 64 evenly spaced 1 MiB blocks above that);
     - an in-memory model: its config and, per tensor of its state dict, the name, shape, dtype,
       sum and up to 4096 evenly spaced values (computed on the tensor's own device);
+    - a local file (a GGUF checkpoint): its name and content hash, as a weights file above;
     - any other string (a Hub name): the name itself — pin a revision or pass a folder when the
       Hub copy may change.
     """
@@ -204,6 +205,8 @@ def model_fingerprint(model_or_path: str | os.PathLike | torch.nn.Module) -> str
     path = Path(model_or_path)
     if path.is_dir():
         return _folder_fingerprint(path)
+    if path.is_file():  # a single-file checkpoint (a .gguf): its content
+        return hashlib.sha256(f"file:{path.name}:{_file_hash(path)}".encode()).hexdigest()
     return hashlib.sha256(f"name:{model_or_path}".encode()).hexdigest()
 
 

@@ -1,8 +1,11 @@
-"""Loading models and tokenizers, LoRA adapters, and attention-kernel capabilities."""
+"""Loading and saving models and tokenizers (a folder, a Hub name or a GGUF file), LoRA
+adapters, and attention-kernel capabilities."""
 
 from __future__ import annotations
 
+import copy
 import logging
+from pathlib import Path
 
 import torch
 from transformers import (
@@ -28,19 +31,60 @@ def resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
     return DTYPES[dtype]
 
 
+GGUF_EXTRA = "pip install 'dralign[gguf]'"
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is missing; the message names the extra that installs it."""
+
+
+def is_gguf(name_or_path) -> bool:
+    """Whether `name_or_path` names a GGUF file (by its `.gguf` suffix)."""
+    return str(name_or_path).lower().endswith(".gguf")
+
+
+def _gguf_location(path) -> tuple[str, dict]:
+    """(folder, from_pretrained keyword arguments) of a local GGUF file, after checking that
+    the file exists and that the `gguf` package is installed."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"GGUF file {path} does not exist")
+    try:
+        import gguf  # noqa: F401  (transformers reads GGUF files with it)
+    except ImportError:
+        raise MissingExtraError(f"loading the GGUF file {path} needs the gguf package: {GGUF_EXTRA}") from None
+    return str(file.parent), {"gguf_file": file.name}
+
+
 def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto",
                attn_implementation: str | None = None, gradient_checkpointing: bool = False,
                trust_remote_code: bool = False) -> PreTrainedModel:
-    """A causal LM from a local folder or a Hub name (a local folder needs no network).
+    """A causal LM from a local folder, a Hub name or a local `.gguf` file (local ones need no
+    network).
 
-    `dtype` "auto" keeps the checkpoint's dtype. `attn_implementation` ("eager", "sdpa",
+    `dtype` "auto" keeps the checkpoint's dtype (a GGUF file's quantised blocks are unpacked
+    into float32). A GGUF model is dequantised at load into a plain model of that dtype, which
+    trains and saves like any other (its `name_or_path` is the file, so that an adapter config
+    names where the base came from). `attn_implementation` ("eager", "sdpa",
     "flash_attention_2", …; None: the library default) picks the attention kernel — WDPO's
     exact penalty needs "eager". With `gradient_checkpointing`, activations are recomputed in
     the backward (non-reentrant) and the KV cache is turned off.
     """
+    source, extra = str(name_or_path), {}
+    if is_gguf(name_or_path):
+        source, extra = _gguf_location(name_or_path)
+        from transformers import GgufConfig
+
+        # dequantize=True unpacks every block at load and leaves no quantizer on the model:
+        # a model flagged quantized cannot be trained in full nor saved with save_pretrained
+        extra["quantization_config"] = GgufConfig(dequantize=True)
+        if dtype == "auto":
+            dtype = torch.float32  # the blocks have no float dtype of their own
     model = AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation,
-        trust_remote_code=trust_remote_code)
+        source, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code, **extra)
+    if extra:
+        model.name_or_path = str(Path(name_or_path).expanduser())
     if gradient_checkpointing:
         enable_gradient_checkpointing(model)
     return model
@@ -63,7 +107,10 @@ def load_tokenizer(name_or_path: str, *,
     Padding tokens never enter a loss here (the completion mask excludes them), so reusing eos
     is safe.
     """
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    source, extra = str(name_or_path), {}
+    if is_gguf(name_or_path):  # the vocabulary, merges and chat template live in the file
+        source, extra = _gguf_location(name_or_path)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token; "
@@ -72,6 +119,20 @@ def load_tokenizer(name_or_path: str, *,
         logger.info("tokenizer of %s has no pad token; padding with eos %r",
                     name_or_path, tokenizer.eos_token)
     return tokenizer
+
+
+def save_model(model: PreTrainedModel, folder: str | Path) -> None:
+    """Write `model` as a folder that `from_pretrained` loads (safetensors).
+
+    A LoRA adapter is saved as an adapter folder naming its base model — except over a base
+    loaded from a GGUF file, which an adapter config cannot name for `from_pretrained`: the
+    adapter is then merged into a copy of the base and the whole model is saved.
+    """
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel) and is_gguf(model.get_base_model().name_or_path):
+        model = copy.deepcopy(model).merge_and_unload()  # a copy: the trained adapter stays as it was
+    model.save_pretrained(folder, safe_serialization=True)
 
 
 def apply_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float = 0.0,

@@ -28,7 +28,8 @@ from accelerate.utils import set_seed
 from ..config import atomic_write_text, save_yaml, to_flat_dict
 from ..data import density_ratios, has_weights, require_groups
 from ..data.collate import padding_fraction
-from ..modeling import apply_lora, choose_packing, choose_prefix_sharing, load_model, load_tokenizer
+from ..modeling import (apply_lora, choose_packing, choose_prefix_sharing, load_model, load_tokenizer,
+                        save_model)
 from ..objectives import Objective
 from . import checkpoint as ckpt
 from .batching import BatchPlan
@@ -42,6 +43,7 @@ from .run_dir import RunFolder, check_resumable, flat_options, read_metrics, rep
 from .schedule import make_scheduler
 from .scorers import DataSide, PairedScorer, UnpairedScorer, evaluate_rows
 from .strategies import StepContext, choose_strategy
+from .watch import Watch
 
 
 class TrainingError(RuntimeError):
@@ -82,6 +84,7 @@ class Recipe:
         self._setup_model()
         self._setup_scoring()
         self._setup_optimizer()
+        self.callbacks.append(Watch(self.total_steps, self.objective.beta, cfg.optim.lr, self.log))
         self._stop_signal = None
 
     # ------------------------------------------------------------------ setup
@@ -402,7 +405,7 @@ class Recipe:
             import shutil
             shutil.rmtree(staging)
         staging.mkdir()
-        acc.unwrap_model(self.model).save_pretrained(staging, safe_serialization=True)
+        save_model(acc.unwrap_model(self.model), staging)
         self.tokenizer.save_pretrained(staging)
         save_yaml(self.cfg, staging / "config.yaml")
         atomic_write_text(staging / "final_metrics.json", json.dumps(metrics, indent=1) + "\n")
