@@ -17,7 +17,6 @@ from .config import ConfigError, add_arguments, from_args
 
 def _methods(args) -> int:
     from rich import box
-    from rich.console import Console
     from rich.table import Table
 
     from .objectives import Objective, parameters

@@ -33,6 +33,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..config import save_yaml
+
 MANIFEST = "manifest.json"
 
 
@@ -210,7 +212,6 @@ def load_parameters(model: torch.nn.Module, saved: dict[str, torch.Tensor]) -> N
 def save_checkpoint(accelerator, root: Path, step: int, config, parts: dict) -> Path:
     """Write `parts` (name → nested state) and each process's RNG into root/step-N atomically:
     a temporary folder, the manifest last, then a rename; keeps the two newest."""
-    from ..config import save_yaml
 
     final, tmp = root / f"step-{step:08d}", root / f".tmp-step-{step:08d}"
     with writing(tmp):
@@ -218,8 +219,6 @@ def save_checkpoint(accelerator, root: Path, step: int, config, parts: dict) -> 
 
 
 def _save_checkpoint(accelerator, root: Path, final: Path, tmp: Path, config, parts: dict) -> Path:
-    from ..config import save_yaml
-
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

@@ -25,11 +25,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from ..config import atomic_write_text, save_yaml, to_flat_dict
+from ..config import save_yaml, to_flat_dict
 from ..data import density_ratios, has_weights, require_groups
 from ..data.collate import padding_fraction
-from ..modeling import (apply_lora, choose_packing, choose_prefix_sharing, load_model, load_tokenizer,
-                        save_model)
+from ..modeling import apply_lora, load_model, load_tokenizer
 from ..objectives import Objective
 from . import checkpoint as ckpt
 from .batching import BatchPlan
@@ -39,9 +38,9 @@ from .inputs import load_data
 from .penalty import check_penalty_mode, penalty_active
 from .progress import Progress
 from .references import cached_references, live_reference
-from .run_dir import RunFolder, check_resumable, flat_options, read_metrics, replace_into
+from .run_dir import RunFolder, check_resumable, truncate_metrics
 from .schedule import make_scheduler
-from .scorers import DataSide, PairedScorer, UnpairedScorer, evaluate_rows
+from .scorers import DataSide, evaluate_rows, make_scorer
 from .strategies import StepContext, choose_strategy
 from .watch import Watch
 
@@ -162,26 +161,13 @@ class Recipe:
     def _setup_scoring(self):
         cfg = self.cfg
         try:
-            sharing, why = choose_prefix_sharing(cfg.data.prefix_sharing, self.model, self.train_data,
-                                                 penalized=self.objective.penalty is not None,
-                                                 unpaired=self.objective.unpaired,
-                                                 penalty_layout=cfg.data.penalty_layout)
-        except ValueError as e:
+            self.scorer = make_scorer(cfg, self.objective, self.model, self.train_data, exact=self.exact,
+                                      weighted=self.weighted, log=self.log)
+        except ValueError as e:  # an explicit layout setting this run cannot honour
             raise TrainingError(str(e)) from None
-        if cfg.data.prefix_sharing != "off":
-            self.log(f"prefix sharing {'on' if sharing else 'off'} ({why})")
-        self.prefix_sharing = sharing
-        try:
-            self.packing, why = choose_packing(cfg.data.packing, sharing)
-        except ValueError as e:
-            raise TrainingError(str(e)) from None
-        if sharing:
-            self.log(f"packing {'on' if self.packing else 'off'} ({why})")
+        self.prefix_sharing = getattr(self.scorer, "prefix_sharing", False)  # unpaired: plain rows
+        self.packing = getattr(self.scorer, "packing", False)
         self.padding = []  # padding fraction of every micro-batch trained on
-        self.scorer = (UnpairedScorer(self.objective, exact=self.exact, method=cfg.method.method)
-                       if self.objective.unpaired else
-                       PairedScorer(self.objective, prefix_sharing=sharing, weighted=self.weighted,
-                                    packing=self.packing))
         if cfg.model.ref_cache:
             with ckpt.writing(Path(cfg.model.ref_cache_dir or self.out / "ref_cache")):
                 train_ref, eval_ref = cached_references(cfg, self.model, [self.train_data, self.eval_data],
@@ -307,9 +293,8 @@ class Recipe:
             check_resumable(load_yaml(folder / "config.yaml"), cfg)
             self.load_checkpoint(folder)
             self.log(f"resumed from {folder} at step {self.state.step}")
-            if acc.is_main_process and metrics_file.exists():
-                kept = read_metrics(metrics_file, self.state.step, self.log)
-                atomic_write_text(metrics_file, "".join(line + "\n" for line in kept))
+            if acc.is_main_process and metrics_file.exists():  # drop steps after the checkpoint
+                truncate_metrics(metrics_file, self.state.step, self.log)
         if acc.is_main_process:
             self.folder.mark(cfg, "running")
             save_yaml(cfg, self.out / "config.yaml")
@@ -393,26 +378,10 @@ class Recipe:
         acc.wait_for_everyone()
         if not acc.is_main_process:
             return
-        staging = self.out / ".final-tmp"
-        with ckpt.writing(staging):
-            self._stage_final(staging, metrics)
-            replace_into(staging, self.out)
-        self.folder.mark(self.cfg, "completed")
-
-    def _stage_final(self, staging: Path, metrics: dict) -> None:
-        acc = self.accelerator
-        if staging.exists():
-            import shutil
-            shutil.rmtree(staging)
-        staging.mkdir()
-        save_model(acc.unwrap_model(self.model), staging)
-        self.tokenizer.save_pretrained(staging)
-        save_yaml(self.cfg, staging / "config.yaml")
-        atomic_write_text(staging / "final_metrics.json", json.dumps(metrics, indent=1) + "\n")
-        atomic_write_text(staging / "README.md", model_card(
-            self.cfg, self.objective, self.train_data, metrics, self.state.step, self.state.skipped_steps,
-            acc.num_processes))
-
+        card = model_card(self.cfg, self.objective, self.train_data, metrics, self.state.step,
+                          self.state.skipped_steps, acc.num_processes)
+        with ckpt.writing(self.out / ".final-tmp"):
+            self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card)
 
 def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list[BackwardHook] = ()) -> TrainResult:
     """Train per `cfg` (see `dralign train --help`); returns where the model went and the metrics.

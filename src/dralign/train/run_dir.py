@@ -94,6 +94,24 @@ class RunFolder:
             self._lock.close()
             self._lock = None
 
+    def save_final(self, model, tokenizer, config, metrics: dict, card: str) -> None:
+        """The model and tokenizer, the resolved config, final_metrics.json and the model card,
+        staged in a temporary folder and moved into place; then the run is marked completed."""
+        from ..config import save_yaml
+        from ..modeling import save_model
+
+        staging = self.path / ".final-tmp"
+        if staging.exists():
+            shutil.rmtree(staging)
+        staging.mkdir()
+        save_model(model, staging)
+        tokenizer.save_pretrained(staging)
+        save_yaml(config, staging / "config.yaml")
+        atomic_write_text(staging / "final_metrics.json", json.dumps(metrics, indent=1) + "\n")
+        atomic_write_text(staging / "README.md", card)
+        replace_into(staging, self.path)
+        self.mark(config, "completed")
+
     def mark(self, config, status: str) -> None:
         o = flat_options(config)
         info = {"tool": "dralign", "status": status, "method": o["method"], "model": o["model"],
@@ -112,9 +130,9 @@ def check_resumable(saved: dict, config) -> None:
                              "use the same settings to continue it, or --overwrite to start again")
 
 
-def read_metrics(file: Path, up_to_step: int, log=print) -> list[str]:
-    """The lines of metrics.jsonl up to `up_to_step`; a torn last line (a crash while writing)
-    is dropped with a note, any other unreadable line is an error naming the file and line."""
+def truncate_metrics(file: Path, up_to_step: int, log=print) -> None:
+    """Keep the lines of metrics.jsonl up to `up_to_step`; a torn last line (a crash while
+    writing) is dropped with a note, any other unreadable line is an error naming the file and line."""
     lines = file.read_text().splitlines()
     kept = []
     for number, line in enumerate(lines, 1):
@@ -129,7 +147,7 @@ def read_metrics(file: Path, up_to_step: int, log=print) -> list[str]:
             raise RunFolderError(f"{file} line {number}: not a JSON record; fix or delete the line") from None
         if record.get("step", 0) <= up_to_step:
             kept.append(line)
-    return kept
+    atomic_write_text(file, "".join(line + "\n" for line in kept))
 
 
 def replace_into(staging: Path, target: Path) -> None:

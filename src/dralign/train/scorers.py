@@ -22,7 +22,8 @@ import torch
 
 from ..data import PreferenceData
 from ..data.collate import collate_pairs, collate_shared_pairs, collate_unpaired
-from ..modeling import CachedReference, Reference, SequenceLogps, eval_mode, pair_logps, sequence_logps
+from ..modeling import (CachedReference, Reference, SequenceLogps, choose_packing, choose_prefix_sharing, eval_mode,
+                        pair_logps, sequence_logps)
 from ..objectives import Objective
 
 
@@ -141,6 +142,23 @@ class UnpairedScorer:
 
 
 Scorer = PairedScorer | UnpairedScorer
+
+
+def make_scorer(cfg, objective: Objective, model, data: PreferenceData, *, exact: bool, weighted: bool,
+                log=print) -> Scorer:
+    """The scorer of a run, its batch layout chosen once: prefix sharing and packing when they pay
+    (`dralign.modeling.prefix_sharing`); ValueError when an explicit `on` cannot be honoured."""
+    d = cfg.data
+    sharing, why = choose_prefix_sharing(d.prefix_sharing, model, data, penalized=objective.penalty is not None,
+                                         unpaired=objective.unpaired, penalty_layout=d.penalty_layout)
+    if d.prefix_sharing != "off":
+        log(f"prefix sharing {'on' if sharing else 'off'} ({why})")
+    packing, why = choose_packing(d.packing, sharing)
+    if sharing:
+        log(f"packing {'on' if packing else 'off'} ({why})")
+    if objective.unpaired:
+        return UnpairedScorer(objective, exact=exact, method=cfg.method.method)
+    return PairedScorer(objective, prefix_sharing=sharing, weighted=weighted, packing=packing)
 
 
 def evaluate_rows(scorer: Scorer, model, side: DataSide, batch_size: int, device,
