@@ -226,16 +226,18 @@ def run(args: argparse.Namespace, log=print) -> dict:
         world = build_world(options, root)
         model_dir = root / "model_gpu"
         info = save_model(args.shape, Path(world["model"]), model_dir, max_length=args.max_length)
-        results = {"settings": vars(args), "model": info, "matmul_dtype": args.dtype if args.device == "cuda" else
-                   f"{args.dtype} (CPU)",
-                   "machine": {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else platform.processor()
-                               or platform.machine(), "gpus": torch.cuda.device_count(),
+        gpu = args.device == "cuda"
+        device = torch.cuda.get_device_name(0) if gpu else platform.processor() or platform.machine()
+        results = {"settings": vars(args), "model": info,
+                   "matmul_dtype": args.dtype if gpu else f"{args.dtype} (CPU)",
+                   "machine": {"device": device, "gpus": torch.cuda.device_count(),
                                "torch": torch.__version__, "python": platform.python_version()}}
         results["compare"] = compare(args, options, world, model_dir, root, log)
         if args.fsdp == "off":
             results["fsdp"] = {"skipped": "--fsdp off"}
         elif args.device != "cuda" or torch.cuda.device_count() < 2:
-            results["fsdp"] = {"skipped": f"needs ≥ 2 GPUs ({torch.cuda.device_count()} visible, device {args.device})"}
+            results["fsdp"] = {"skipped": f"needs ≥ 2 GPUs ({torch.cuda.device_count()} visible, "
+                                          f"device {args.device})"}
         else:
             ref_dir = root / "model_gpu_ref"
             save_model(args.shape, Path(world["model"]), ref_dir, seed=1, max_length=args.max_length)

@@ -6,7 +6,8 @@ workload (nothing is downloaded).
 Workloads (token lengths jittered ±25 % per example, never truncated):
 - ``balanced``: prompt ≈ response ≈ max_length/4 tokens;
 - ``prompt_heavy``: prompt ≈ max_length/2, responses ≈ 3·max_length/16 (prompt ≈ 2.7× response);
-- ``vocab_32k``: the balanced data on a second random-init Llama with a real-size vocabulary
+- ``vocab_32k``: the first rows of the balanced data (those its steps use) on a second
+  random-init Llama with a real-size vocabulary
   (`vocab_workload_size`, default 32,768; `vocab_workload_hidden` × `vocab_workload_layers`,
   default 512 × 2), where the output layer and the log-softmax dominate as in real small models.
 
@@ -77,16 +78,7 @@ def build_world(o, root: Path) -> dict:
     def jittered(mean: float) -> int:
         return max(2, round(mean * rng.uniform(1 - _JITTER, 1 + _JITTER)))
 
-    files, stats = {}, {}
-    for workload in _SHAPES:
-        prompt_frac, response_frac = _SHAPES[workload]
-        rows = []
-        for i in range(n_examples):
-            prompt = text(jittered(prompt_frac * o.max_length), ":")
-            chosen, rejected = (" " + text(jittered(response_frac * o.max_length) - 1, ".")
-                                for _ in range(2))  # - 1: room for eos
-            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                         "group": "ab"[i % 2], "ratio": 0.5 + 0.5 * (i % 3)})
+    def write(workload: str, rows: list[dict]) -> None:
         files[workload] = root / f"{workload}.jsonl"
         files[workload].write_text("".join(json.dumps(r) + "\n" for r in rows))
         tok = lambda key, special: [len(x) for x in tokenizer([r[key] for r in rows],
@@ -97,11 +89,26 @@ def build_world(o, root: Path) -> dict:
             raise RuntimeError(f"generated {workload} example of {longest} tokens > max_length")
         stats[workload] = {"examples": len(rows), "mean_prompt_tokens": sum(prompts) / len(rows),
                            "mean_response_tokens": (sum(chosen) + sum(rejected)) / (2 * len(rows)) + 1}
+
+    files, stats, rows_of = {}, {}, {}
+    for workload in _SHAPES:
+        prompt_frac, response_frac = _SHAPES[workload]
+        rows = []
+        for i in range(n_examples):
+            prompt = text(jittered(prompt_frac * o.max_length), ":")
+            chosen, rejected = (" " + text(jittered(response_frac * o.max_length) - 1, ".")
+                                for _ in range(2))  # - 1: room for eos
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                         "group": "ab"[i % 2], "ratio": 0.5 + 0.5 * (i % 3)})
+        write(workload, rows)
+        rows_of[workload] = rows
     models = {w: _model_info(model_dir, model) for w in _SHAPES}
     if any(w in VOCAB_WORKLOADS for w in o.workloads):  # saving the big model takes a while
         big = _vocab_model(o, tokenizer, root / "model_vocab")
         for workload in VOCAB_WORKLOADS:
-            files[workload], stats[workload], models[workload] = files["balanced"], stats["balanced"], big
+            # only the rows its steps use: TRL precomputes reference log-probs for every row
+            write(workload, rows_of["balanced"][: (o.warmup + o.vocab_steps) * o.batch_size])
+            models[workload] = big
     return {"model": str(model_dir), "models": models, "files": {k: str(v) for k, v in files.items()},
             "stats": stats, "vocab_size": len(tokenizer), "parameters": models["balanced"]["parameters"]}
 
