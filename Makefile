@@ -10,7 +10,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-speed clean
+.PHONY: demo test test-fast bench-speed bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test-fast: $(STAMP)
 
 bench-speed: $(STAMP)
 	$(VENV)/bin/dralign bench speed --json outputs/bench-speed.json
+
+# dralign vs TRL in bf16 on one GPU (a Qwen2-0.5B-shaped random-init model), plus the two-process
+# FSDP check when 2 GPUs are visible; needs a CUDA build of torch: make bench-gpu TORCH=torch
+# (on CPU: .venv/bin/python -m dralign_bench.gpu --device cpu --tiny)
+bench-gpu: $(STAMP)
+	$(PY) -m dralign_bench.gpu --json outputs/bench-gpu.json
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info

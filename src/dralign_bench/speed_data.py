@@ -5,7 +5,17 @@ workload (nothing is downloaded).
 
 Workloads (token lengths jittered ±25 % per example, never truncated):
 - ``balanced``: prompt ≈ response ≈ max_length/4 tokens;
-- ``prompt_heavy``: prompt ≈ max_length/2, responses ≈ 3·max_length/16 (prompt ≈ 2.7× response).
+- ``prompt_heavy``: prompt ≈ max_length/2, responses ≈ 3·max_length/16 (prompt ≈ 2.7× response);
+- ``vocab_32k``: the first rows of the balanced data (those its steps use) on a second
+  random-init Llama with a real-size vocabulary
+  (`vocab_workload_size`, default 32,768; `vocab_workload_hidden` × `vocab_workload_layers`,
+  default 512 × 2), where the output layer and the log-softmax dominate as in real small models.
+
+The real-vocabulary model is offline too: a BPE trained on the fly on small text cannot reach
+32k merges cheaply, so that model keeps the same 4,096-token tokenizer and only its embedding
+and output layer have `vocab_workload_size` rows (as real models often have more rows than
+tokens, e.g. Qwen2's 151,936 for 151,665). Token ids stay below 4,096; the cost of the output
+layer, the log-softmax and the optimizer depends on the number of rows, not on which ids occur.
 """
 
 from __future__ import annotations
@@ -14,9 +24,10 @@ import json
 import random
 from pathlib import Path
 
-__all__ = ["WORKLOADS", "build_world"]
+__all__ = ["VOCAB_WORKLOADS", "WORKLOADS", "build_world"]
 
-WORKLOADS = ("balanced", "prompt_heavy")
+WORKLOADS = ("balanced", "prompt_heavy", "vocab_32k")
+VOCAB_WORKLOADS = ("vocab_32k",)  # run on the real-vocabulary model, with the balanced data
 # (prompt, response) mean token lengths as fractions of max_length
 _SHAPES = {"balanced": (1 / 4, 1 / 4), "prompt_heavy": (1 / 2, 3 / 16)}
 _JITTER = 0.25
@@ -67,16 +78,7 @@ def build_world(o, root: Path) -> dict:
     def jittered(mean: float) -> int:
         return max(2, round(mean * rng.uniform(1 - _JITTER, 1 + _JITTER)))
 
-    files, stats = {}, {}
-    for workload in WORKLOADS:
-        prompt_frac, response_frac = _SHAPES[workload]
-        rows = []
-        for i in range(n_examples):
-            prompt = text(jittered(prompt_frac * o.max_length), ":")
-            chosen, rejected = (" " + text(jittered(response_frac * o.max_length) - 1, ".")
-                                for _ in range(2))  # - 1: room for eos
-            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                         "group": "ab"[i % 2], "ratio": 0.5 + 0.5 * (i % 3)})
+    def write(workload: str, rows: list[dict]) -> None:
         files[workload] = root / f"{workload}.jsonl"
         files[workload].write_text("".join(json.dumps(r) + "\n" for r in rows))
         tok = lambda key, special: [len(x) for x in tokenizer([r[key] for r in rows],
@@ -87,6 +89,45 @@ def build_world(o, root: Path) -> dict:
             raise RuntimeError(f"generated {workload} example of {longest} tokens > max_length")
         stats[workload] = {"examples": len(rows), "mean_prompt_tokens": sum(prompts) / len(rows),
                            "mean_response_tokens": (sum(chosen) + sum(rejected)) / (2 * len(rows)) + 1}
-    return {"model": str(model_dir), "files": {k: str(v) for k, v in files.items()}, "stats": stats,
-            "vocab_size": len(tokenizer),
+
+    files, stats, rows_of = {}, {}, {}
+    for workload in _SHAPES:
+        prompt_frac, response_frac = _SHAPES[workload]
+        rows = []
+        for i in range(n_examples):
+            prompt = text(jittered(prompt_frac * o.max_length), ":")
+            chosen, rejected = (" " + text(jittered(response_frac * o.max_length) - 1, ".")
+                                for _ in range(2))  # - 1: room for eos
+            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
+                         "group": "ab"[i % 2], "ratio": 0.5 + 0.5 * (i % 3)})
+        write(workload, rows)
+        rows_of[workload] = rows
+    models = {w: _model_info(model_dir, model) for w in _SHAPES}
+    if any(w in VOCAB_WORKLOADS for w in o.workloads):  # saving the big model takes a while
+        big = _vocab_model(o, tokenizer, root / "model_vocab")
+        for workload in VOCAB_WORKLOADS:
+            # only the rows its steps use: TRL precomputes reference log-probs for every row
+            write(workload, rows_of["balanced"][: (o.warmup + o.vocab_steps) * o.batch_size])
+            models[workload] = big
+    return {"model": str(model_dir), "models": models, "files": {k: str(v) for k, v in files.items()},
+            "stats": stats, "vocab_size": len(tokenizer), "parameters": models["balanced"]["parameters"]}
+
+
+def _vocab_model(o, tokenizer, folder: Path) -> dict:
+    """The real-vocabulary Llama (random init) with `tokenizer`, saved to `folder`."""
+    from dralign.modeling.tiny import tiny_model
+
+    model = tiny_model("llama", vocab_size=o.vocab_workload_size, seed=o.seed,
+                       hidden=o.vocab_workload_hidden, layers=o.vocab_workload_layers,
+                       heads=max(1, o.vocab_workload_hidden // 64), max_positions=o.max_length)
+    model.config.eos_token_id, model.config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return _model_info(folder, model)
+
+
+def _model_info(path: Path, model) -> dict:
+    c = model.config
+    return {"path": str(path), "architecture": c.model_type, "vocab_size": c.vocab_size,
+            "hidden": c.hidden_size, "layers": c.num_hidden_layers,
             "parameters": sum(p.numel() for p in model.parameters())}

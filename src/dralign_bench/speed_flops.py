@@ -62,19 +62,25 @@ def step_flops(trainer, step: int) -> float:
     return sum(batch_flops(batch, dims) for batch in trainer.micro_batches(step))
 
 
-def matmul_peak(threads: int, n: int = 1024, repeats: int = 7) -> float:
-    """Best float32 n×n matmul throughput in FLOP/s with `threads` torch threads."""
+def matmul_peak(threads: int, n: int = 1024, repeats: int = 7, dtype: torch.dtype = torch.float32,
+                device: str = "cpu") -> float:
+    """Best n×n matmul throughput in FLOP/s with `threads` torch threads, in `dtype` on `device`
+    (float32 on CPU for `dralign bench speed`; bfloat16 on a GPU for `dralign_bench.gpu`)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a = torch.randn(n, n, device=device).to(dtype)
+        b = torch.randn(n, n, device=device).to(dtype)
         a @ b  # warm-up
-        inner = max(1, int(2e9 // (2 * n ** 3)))
+        sync()
+        inner = max(1, int((2e9 if device == "cpu" else 2e13) // (2 * n ** 3)))
         best = 0.0
         for _ in range(repeats):
             t0 = time.perf_counter()
             for _ in range(inner):
                 a @ b
+            sync()
             best = max(best, 2 * n ** 3 * inner / (time.perf_counter() - t0))
         return best
     finally:

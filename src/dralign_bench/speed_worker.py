@@ -13,7 +13,10 @@ precomputation of reference log-probs (TRL: `precompute_ref_log_probs=True`, in
 
 SPEC: ``{"side": "trl" | "dralign" | "objectives", "threads": int, "jobs": [job, ...]}``, a job
 being ``{"workload", "model", "data", "output_dir", "batch_size", "max_length", "lr", "seed",
-"warmup", "steps"}`` (objectives: plus ``"variants"``, see `speed.OBJECTIVE_VARIANTS`).
+"warmup", "steps"}`` (objectives: plus ``"variants"``, see `speed.OBJECTIVE_VARIANTS`), and
+optionally ``"device"`` ("cpu", the default, or "cuda") and ``"dtype"`` ("float32", the default,
+or "bfloat16": weights in bf16 and bf16 autocast for both trainers, as `dralign_bench.gpu` runs
+them). On a GPU each result also carries the peak GPU memory (`torch.cuda.max_memory_allocated`).
 """
 
 from __future__ import annotations
@@ -77,7 +80,8 @@ def run_trl(job: dict) -> dict:
 
     rows = [json.loads(line) for line in Path(job["data"]).read_text().splitlines() if line]
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
-    model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32,
+    bf16 = job.get("dtype", "float32") == "bfloat16"
+    model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.bfloat16 if bf16 else torch.float32,
                                                  attn_implementation="sdpa")
     tokenizer = AutoTokenizer.from_pretrained(job["model"])
     args = DPOConfig(
@@ -85,7 +89,7 @@ def run_trl(job: dict) -> dict:
         gradient_accumulation_steps=1, max_steps=job["warmup"] + job["steps"],
         learning_rate=job["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         max_grad_norm=1.0, optim="adamw_torch", seed=job["seed"], data_seed=job["seed"],
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=True,
+        bf16=bf16, fp16=False, gradient_checkpointing=False, use_cpu=job.get("device", "cpu") == "cpu",
         precompute_ref_log_probs=True, precompute_ref_batch_size=2 * job["batch_size"],
         max_length=job["max_length"], beta=0.1, loss_type=["sigmoid"],
         report_to="none", save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
@@ -109,7 +113,8 @@ def _train_config(job: dict, **overrides):
     values = {"model": job["model"], "data": job["data"], "output_dir": job["output_dir"],
               "batch_size": job["batch_size"], "max_length": job["max_length"], "lr": job["lr"],
               "seed": job["seed"], "max_steps": job["warmup"] + job["steps"], "optimizer": "adamw",
-              "scheduler": "constant", "max_grad_norm": 1.0, "dtype": "float32",
+              "scheduler": "constant", "max_grad_norm": 1.0, "dtype": job.get("dtype", "float32"),
+              "mixed_precision": "bf16" if job.get("dtype") == "bfloat16" else "no",
               "attn_implementation": "sdpa", "progress": False,
               "ref_cache_dir": job.get("ref_cache_dir")}
     values.update(overrides)
@@ -123,7 +128,9 @@ def run_dralign(job: dict) -> dict:
 
     import torch
 
-    peak = matmul_peak(torch.get_num_threads(), n=job.get("matmul_n", 1024))  # before, untimed
+    device, bf16 = job.get("device", "cpu"), job.get("dtype") == "bfloat16"
+    peak = matmul_peak(torch.get_num_threads(), n=job.get("matmul_n", 1024),  # before, untimed
+                       dtype=torch.bfloat16 if bf16 else torch.float32, device=device)
     clock = StepClock()
     t0 = time.perf_counter()
     trainer = Recipe(_train_config(job, **job.get("train_options", {})),
@@ -182,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     for job in spec["jobs"]:
         result = SIDES[spec["side"]]({**job, "matmul_n": spec.get("matmul_n", 1024)})
         result.update(workload=job.get("workload"), peak_rss_mb=peak_rss_mb())
+        if job.get("device", "cpu") != "cpu":
+            result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / (1 << 20)
         results.append(result)
     Path(result_file).write_text(json.dumps({"side": spec["side"], "results": results,
                                              "threads": torch.get_num_threads()}))

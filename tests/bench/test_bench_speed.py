@@ -9,7 +9,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from dralign_bench.speed import SpeedConfig, SpeedOptions, quick_options, run_speed
+from dralign_bench.speed import GOALS, SpeedConfig, SpeedOptions, goals, quick_options, run_speed
 from dralign_bench.speed_flops import batch_flops
 from dralign.data.collate import collate_pairs, collate_shared_pairs
 from dralign.data.tokenize import PairExample
@@ -17,17 +17,20 @@ from dralign.data.tokenize import PairExample
 WORKLOAD_KEYS = {"dralign_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "dralign_peak_rss_mb",
                  "trl_peak_rss_mb", "dralign_cpu_s_per_pair", "trl_cpu_s_per_pair",
                  "dralign_model_flops_per_s", "dralign_flops_fraction_of_peak", "tokens_identical",
-                 "mean_prompt_tokens", "mean_response_tokens"}
+                 "mean_prompt_tokens", "mean_response_tokens", "model"}
 
 
 @pytest.mark.slow
 def test_quick_run_writes_every_key(tmp_path):
     pytest.importorskip("trl")
     out = tmp_path / "speed.json"
-    options = SpeedOptions(quick=True, json=str(out), threads=1, work_dir=str(tmp_path / "work"))
+    options = quick_options(SpeedOptions(quick=True, json=str(out), threads=1, work_dir=str(tmp_path / "work")))
     results = run_speed(SpeedConfig(options), console=Console(file=open(tmp_path / "log.txt", "w"), width=200))
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
-    assert set(results["trl"]) == {"balanced", "prompt_heavy"}
+    assert set(results["trl"]) == {"balanced", "prompt_heavy", "vocab_32k"}
+    vocab = results["trl"]["vocab_32k"]
+    assert vocab["model"]["vocab_size"] == options.vocab_workload_size == 8192 > results["model"]["vocab_size"]
+    assert 0 < vocab["dralign_flops_fraction_of_peak"]
     for workload, entry in results["trl"].items():
         assert WORKLOAD_KEYS <= entry.keys(), WORKLOAD_KEYS - entry.keys()
         assert entry["tokens_identical"], f"TRL and dralign tokenised {workload} differently"
@@ -43,6 +46,25 @@ def test_quick_run_writes_every_key(tmp_path):
     assert not results["objectives"]["exact"]["kldpo accum 4 local"]
     assert results["matmul_peak_flops_per_s"] > 0
     assert {g["goal"] for g in results["goals"]} >= {"ratio_vs_trl_balanced", "exact_vs_local"}
+
+
+def test_vocab_workload_is_real_size_by_default():
+    """Issue 14: vocabulary ≥ 32k and width ≥ 512 in the default benchmark."""
+    o = SpeedOptions()
+    assert "vocab_32k" in o.workloads
+    assert o.vocab_workload_size >= 32768 and o.vocab_workload_hidden >= 512
+
+
+def test_goals_of_the_vocab_workload():
+    """The real-vocabulary workload is judged against its own goals (≥ 2× TRL's pairs/s at
+    ≤ 0.5× its peak RSS); the others against theirs."""
+    entry = lambda ratio, rss: {"ratio_vs_trl": ratio, "dralign_peak_rss_mb": rss, "trl_peak_rss_mb": 1000.0}
+    rows = goals({"trl": {"balanced": entry(3.1, 900), "vocab_32k": entry(2.5, 600)}})
+    by_goal = {(g["goal"], g["what"].split(", ")[-1]): g for g in rows}
+    assert by_goal["ratio_vs_trl_vocab", "vocab_32k"]["met"]
+    assert by_goal["ratio_vs_trl_vocab", "vocab_32k"]["target"] == ">= 2.0" == f">= {GOALS['ratio_vs_trl_vocab'][1]}"
+    assert not by_goal["peak_rss_vs_trl_vocab", "vocab_32k"]["met"]  # 0.6 > 0.5
+    assert by_goal["peak_rss_vs_trl", "balanced"]["met"] and by_goal["ratio_vs_trl_balanced", "balanced"]["met"]
 
 
 def test_quick_options_are_small():
