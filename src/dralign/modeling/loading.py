@@ -121,8 +121,9 @@ def load_tokenizer(name_or_path: str, *,
     return tokenizer
 
 
-def save_model(model: PreTrainedModel, folder: str | Path) -> None:
-    """Write `model` as a folder that `from_pretrained` loads (safetensors).
+def save_model(model: PreTrainedModel, folder: str | Path, state_dict: dict | None = None) -> None:
+    """Write `model` as a folder that `from_pretrained` loads (safetensors); `state_dict`, when
+    given, holds the full weights (gathered from FSDP shards by the caller).
 
     A LoRA adapter is saved as an adapter folder naming its base model — except over a base
     loaded from a GGUF file, which an adapter config cannot name for `from_pretrained`: the
@@ -132,7 +133,7 @@ def save_model(model: PreTrainedModel, folder: str | Path) -> None:
 
     if isinstance(model, PeftModel) and is_gguf(model.get_base_model().name_or_path):
         model = copy.deepcopy(model).merge_and_unload()  # a copy: the trained adapter stays as it was
-    model.save_pretrained(folder, safe_serialization=True)
+    model.save_pretrained(folder, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
 
 
 def apply_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float = 0.0,

@@ -244,3 +244,40 @@ def load_checkpoint(accelerator, folder: Path) -> dict:
     if (folder / f"rng-{accelerator.process_index}.json").exists():
         set_rng_state(load_state(folder, f"rng-{accelerator.process_index}"))
     return parts
+
+
+def sharded_state(accelerator, model) -> dict | None:
+    """Under FSDP the full weights, gathered on every process (a collective); else None."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.get_state_dict(model) if accelerator.distributed_type == DistributedType.FSDP else None
+
+
+def check_launch(accelerator) -> None:
+    """Refuse processes that were launched together but do not train together (e.g. an FSDP
+    config on CPU with Accelerate 1.15: each process trains alone and writes the same folder)."""
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > accelerator.num_processes:
+        raise CheckpointError(f"{launched} processes were launched but Accelerate runs them as "
+                              f"{accelerator.num_processes}: they would train alone and write one folder. "
+                              "On CPU use ACCELERATE_USE_CPU=true with --multi_gpu (DDP); FSDP needs GPUs")
+
+
+def save_run(accelerator, model, root: Path, config, parts: dict, step: int) -> Path:
+    """A run's checkpoint: the trainable weights (gathered from FSDP shards) beside `parts`."""
+    full = sharded_state(accelerator, model)
+    trainable = trainable_parameters(accelerator.unwrap_model(model))
+    weights = trainable if full is None else {n: full[n] for n in trainable if n in full}
+    return save_checkpoint(accelerator, root, step, config, {"model": weights, **parts})
+
+
+def load_run(accelerator, model, folder: Path) -> dict:
+    """The parts of a run's checkpoint, its weights loaded into `model`."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.FSDP:
+        raise CheckpointError("--resume under FSDP is not supported yet (the optimizer state is sharded); "
+                              "resume with DDP or on one process")
+    parts = load_checkpoint(accelerator, folder)
+    load_parameters(accelerator.unwrap_model(model), parts.pop("model"))
+    return parts

@@ -93,6 +93,7 @@ class Recipe:
                                        log_with=None if lg.report_to == "none" else lg.report_to,
                                        project_dir=o.output_dir)
         self.log = self.accelerator.print
+        ckpt.check_launch(self.accelerator)
         self.out = Path(o.output_dir)
         self.folder = RunFolder(self.out)
         set_seed(o.seed)
@@ -261,14 +262,12 @@ class Recipe:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
-        return ckpt.save_checkpoint(self.accelerator, self.out / "checkpoints", self.state.step, self.cfg, {
-            "model": ckpt.trainable_parameters(self.accelerator.unwrap_model(self.model)),
+        return ckpt.save_run(self.accelerator, self.model, self.out / "checkpoints", self.cfg, {
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "objective": self.objective_state, "trainer": vars(self.state)})
+            "objective": self.objective_state, "trainer": vars(self.state)}, self.state.step)
 
     def load_checkpoint(self, folder: Path) -> None:
-        parts = ckpt.load_checkpoint(self.accelerator, folder)
-        ckpt.load_parameters(self.accelerator.unwrap_model(self.model), parts["model"])
+        parts = ckpt.load_run(self.accelerator, self.model, folder)
         self.optimizer.load_state_dict(parts["optimizer"])
         self.scheduler.load_state_dict(parts["scheduler"])
         self.objective_state = parts["objective"]
@@ -376,12 +375,13 @@ class Recipe:
         final metrics, written into a staging folder and then renamed into place."""
         acc = self.accelerator
         acc.wait_for_everyone()
+        full = ckpt.sharded_state(acc, self.model)  # a collective: every process takes part
         if not acc.is_main_process:
             return
         card = model_card(self.cfg, self.objective, self.train_data, metrics, self.state.step,
                           self.state.skipped_steps, acc.num_processes)
         with ckpt.writing(self.out / ".final-tmp"):
-            self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card)
+            self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card, full)
 
 def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list[BackwardHook] = ()) -> TrainResult:
     """Train per `cfg` (see `dralign train --help`); returns where the model went and the metrics.
