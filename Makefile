@@ -1,6 +1,7 @@
 # `make demo` and `make test` each create .venv and install what they need: the test set-up
 # includes the optional TRL extra (the integration and parity tests run against it) and the
-# bench extra (matplotlib: the demo and the benchmarks plot).
+# bench extra (matplotlib: the demo and the benchmarks plot), and the tensorboard and wandb extras
+# (the tracker tests; about 15 s of install each).
 # TORCH pins the CPU wheel that lies on the project's machines; elsewhere pass e.g. TORCH=torch.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
@@ -13,7 +14,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,trl,bench]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,trl,bench,tensorboard,wandb]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -313,7 +313,7 @@ class Recipe:
         cfg, acc = self.cfg, self.accelerator
         metrics_file = self._start()
         if cfg.logging.report_to != "none":
-            acc.init_trackers("dralign", config=to_flat_dict(cfg))
+            acc.init_trackers("dralign", config=tracker_config(cfg))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         status, last = "completed", {}
         progress = Progress(self.total_steps, self.state.step, enabled=cfg.logging.progress and acc.is_main_process)
@@ -392,6 +392,17 @@ class Recipe:
         atomic_write_text(staging / "README.md", model_card(
             self.cfg, self.objective, self.train_data, metrics, self.state.step, self.state.skipped_steps,
             acc.num_processes))
+
+
+def tracker_config(cfg: TrainConfig) -> dict:
+    """The resolved options as one flat mapping of scalars (`section/option`): TensorBoard's
+    hparams take int, float, str or bool only (a list or None made `--report-to tensorboard` fail)."""
+    flat = {}
+    for section, options in to_flat_dict(cfg).items():
+        for name, value in options.items():
+            scalar = isinstance(value, (int, float, str, bool))
+            flat[f"{section}/{name}"] = value if scalar else ("" if value is None else str(value))
+    return flat
 
 
 def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list[BackwardHook] = ()) -> TrainResult:
