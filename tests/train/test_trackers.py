@@ -4,6 +4,7 @@ same metric names as metrics.jsonl."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -67,33 +68,43 @@ def test_wandb_offline_run_holds_the_metrics(tiny_model_dir, pref_jsonl, tmp_pat
 
 
 def wandb_history(run_dir: Path) -> list[dict]:
-    """The history records of an offline run, read from its .wandb file without the network.
+    """The history records of an offline run, read from its .wandb file without the network,
+    once the run's exit record is written (wandb's service may still be flushing the file when
+    finish() returns)."""
+    (path,) = run_dir.glob("*.wandb")
+    deadline = time.monotonic() + 60
+    records = wandb_records(path.read_bytes())
+    while not any(r.WhichOneof("record_type") == "exit" for r in records):
+        assert time.monotonic() < deadline, f"{path} has no exit record after 60 s"
+        time.sleep(0.5)
+        records = wandb_records(path.read_bytes())
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json)
+             for item in r.history.item} for r in records if r.WhichOneof("record_type") == "history"]
 
-    The file is a LevelDB-style log (wandb 0.31 dropped its Python reader): a 7-byte header
-    (":W&B", magic, version), then 32 KiB blocks of records, each a 7-byte header (crc32c,
-    length, type: 1 full, 2 first, 3 middle, 4 last) and a piece of a serialized `Record`."""
+
+def wandb_records(raw: bytes) -> list:
+    """The records of a .wandb file: a LevelDB-style log (wandb 0.31 dropped its Python reader):
+    a 7-byte header (":W&B", magic, version), then 32 KiB blocks of records, each a 7-byte
+    header (crc32c, length, type: 1 full, 2 first, 3 middle, 4 last) and a piece of a
+    serialized `Record`; an incomplete tail is left out."""
     import struct
 
     from wandb.proto import wandb_internal_pb2
 
-    (path,) = run_dir.glob("*.wandb")
-    raw = path.read_bytes()
     assert raw[:4] == b":W&B", "not a wandb run file"
-    block, pos, pieces, history = 32768, 7, b"", []
+    block, pos, pieces, records = 32768, 7, b"", []
     while pos + 7 <= len(raw):
         if block - pos % block < 7:  # a block's tail too short for a header is padding
             pos += block - pos % block
             continue
         _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
-        if kind == 0 and length == 0:
+        if (kind == 0 and length == 0) or pos + 7 + length > len(raw):
             break
         pieces += raw[pos + 7:pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # a record is complete
             record = wandb_internal_pb2.Record()
             record.ParseFromString(pieces)
+            records.append(record)
             pieces = b""
-            if record.WhichOneof("record_type") == "history":
-                history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                                for item in record.history.item})
-    return history
+    return records
