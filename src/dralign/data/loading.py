@@ -204,13 +204,13 @@ def _lines(path: Path, compressed: bool, advance=lambda n: None) -> Iterator[byt
     file = str(path)
     try:
         with open(path, "rb") as raw, (gzip.open(raw) if compressed else raw) as fh:
-            carry, first, done = b"", True, 0
+            carry = fh.read(len(UTF8_BOM))
+            if carry == UTF8_BOM:  # some editors write one
+                carry = b""
+            done = 0
             while block := fh.read(BLOCK):
                 advance(raw.tell() - done)  # progress in bytes of the file as stored
                 done = raw.tell()
-                if first and block.startswith(UTF8_BOM):  # some editors write one
-                    block = block[len(UTF8_BOM):]
-                first = False
                 pieces = (carry + block).splitlines(keepends=True)
                 # the last piece may continue in the next block (no line end yet, or a "\r"
                 # whose "\n" is still to come)
