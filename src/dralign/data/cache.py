@@ -6,8 +6,8 @@ content of the source file (sha256 of its bytes; a folder: of every file in it),
 policy, split, held-out fraction and seed, ...). A source that is not a local file or folder (a
 Hub name) is not cached: its content cannot be hashed without downloading it.
 
-One entry is a folder ``data-<digest>/`` holding ``arrays.npz`` (every example's token ids as one
-flat int32 array with offsets, and its per-row metadata as columns) and ``meta.json`` (kind, pad
+One entry is a folder ``data-<digest>/`` holding ``arrays.npz`` (the `ExampleTable`'s columns:
+token ids as flat int32 arrays with offsets, the per-row metadata one array each) and ``meta.json`` (kind, pad
 id, group and source names, settings, the data report with every bad row, and the full
 fingerprint, compared on reading). It is written into a temporary folder and renamed, so a
 reader never sees half an entry; an entry that does not read back is ignored and rebuilt.
@@ -26,13 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-from .dataset import PreferenceData
-from .examples import PairExample, UnpairedExample
+from .dataset import ExampleTable, PreferenceData
 from .report import BadRow, DataReport
 
 VERSION = 1  # bump when the stored layout or the tokenisation rules change
-_ID_FIELDS = {"pairs": ("prompt_ids", "chosen_ids", "rejected_ids"),
-              "unpaired": ("prompt_ids", "completion_ids")}
 
 
 def source_digest(source: str | os.PathLike) -> str | None:
@@ -86,8 +83,9 @@ def save(data: PreferenceData, cache_dir: str | os.PathLike, key: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        arrays, files = _columns(data)
-        np.savez(staging / "arrays.npz", **arrays)
+        table = _table(data)
+        np.savez(staging / "arrays.npz", **table.arrays)
+        files = table.files
         report = dataclasses.asdict(data.report)
         meta = {"key": key, "kind": data.kind, "pad_token_id": data.pad_token_id,
                 "group_names": data.group_names, "source_names": data.source_names,
@@ -114,7 +112,11 @@ def load(cache_dir: str | os.PathLike, key: str) -> PreferenceData | None:
             return None
         with np.load(folder / "arrays.npz") as z:
             arrays = {name: z[name] for name in z.files}
-        return _rebuild(meta, arrays)
+        report = dict(meta["report"])
+        report["bad_rows"] = [BadRow(**b) for b in report["bad_rows"]]
+        return PreferenceData(ExampleTable(meta["kind"], arrays, meta["files"]), meta["kind"],
+                              meta["pad_token_id"], meta["group_names"], meta["source_names"],
+                              meta["settings"], DataReport(**report))
     except (OSError, ValueError, KeyError, TypeError):  # absent, partial or damaged: rebuild it
         return None
 
@@ -136,58 +138,7 @@ def cached(build: Callable[[], PreferenceData], cache_dir: str | os.PathLike | N
     return data
 
 
-def _columns(data: PreferenceData) -> tuple[dict[str, np.ndarray], list[str]]:
-    """Every example as columns: token ids flat with offsets, metadata one value per example."""
-    examples, arrays = data.examples, {}
-    for name in _ID_FIELDS[data.kind]:
-        seqs = [getattr(e, name) for e in examples]
-        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        arrays[f"{name}.offsets"] = np.concatenate([[0], np.cumsum(lengths)])
-        arrays[name] = np.fromiter((t for s in seqs for t in s), dtype=np.int64,
-                                   count=int(lengths.sum()))
-    files = sorted({e.file for e in examples})
-    file_id = {f: i for i, f in enumerate(files)}
-
-    def column(get, dtype):
-        return np.fromiter((get(e) for e in examples), dtype=dtype, count=len(examples))
-
-    nan = float("nan")
-    arrays.update(index=column(lambda e: e.index, np.int64), row=column(lambda e: e.row, np.int64),
-                  file_id=column(lambda e: file_id[e.file], np.int64),
-                  weight=column(lambda e: e.weight, np.float64),
-                  group=column(lambda e: e.group, np.int64), source=column(lambda e: e.source, np.int64),
-                  target_prob=column(lambda e: nan if e.target_prob is None else e.target_prob, np.float64),
-                  ratio=column(lambda e: nan if e.ratio is None else e.ratio, np.float64))
-    if data.kind == "unpaired":
-        arrays["label"] = column(lambda e: e.label, np.bool_)
-    return arrays, files
-
-
-def _rebuild(meta: dict, arrays: dict[str, np.ndarray]) -> PreferenceData:
-    kind, files = meta["kind"], meta["files"]
-    ids = {}
-    for name in _ID_FIELDS[kind]:
-        flat, offsets = arrays[name].tolist(), arrays[f"{name}.offsets"].tolist()
-        ids[name] = [tuple(flat[a:b]) for a, b in zip(offsets[:-1], offsets[1:])]
-    columns = {k: arrays[k].tolist() for k in ("index", "row", "file_id", "weight", "group",
-                                               "source", "target_prob", "ratio")}
-    examples = []
-    for i in range(len(columns["index"])):
-        common = dict(weight=columns["weight"][i], group=columns["group"][i],
-                      source=columns["source"][i], target_prob=_none_if_nan(columns["target_prob"][i]),
-                      ratio=_none_if_nan(columns["ratio"][i]), row=columns["row"][i],
-                      file=files[columns["file_id"][i]])
-        parts = [ids[name][i] for name in _ID_FIELDS[kind]]
-        if kind == "pairs":
-            examples.append(PairExample(columns["index"][i], *parts, **common))
-        else:
-            examples.append(UnpairedExample(columns["index"][i], *parts,
-                                            label=bool(arrays["label"][i]), **common))
-    report = dict(meta["report"])
-    report["bad_rows"] = [BadRow(**b) for b in report["bad_rows"]]
-    return PreferenceData(examples, kind, meta["pad_token_id"], meta["group_names"],
-                          meta["source_names"], meta["settings"], DataReport(**report))
-
-
-def _none_if_nan(value: float) -> float | None:
-    return None if value != value else value
+def _table(data: PreferenceData) -> ExampleTable:
+    if isinstance(data.examples, ExampleTable):
+        return data.examples
+    return ExampleTable.from_examples(data.kind, data.examples)

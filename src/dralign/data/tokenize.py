@@ -21,8 +21,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from . import report as R
-from .dataset import PreferenceData
-from .examples import PairExample, UnpairedExample
+from .dataset import ID_FIELDS, META_COLUMNS, ExampleTable, IdColumns, PreferenceData, columns_as_arrays
+from .examples import PairExample, UnpairedExample  # noqa: F401 (eval.generate imports them from here)
 from .formats import (HH_ASSISTANT_MARKER, ColumnMap, PairRecord, UnpairedRecord, as_rows,
                       bad_row, validate_pairs, validate_unpaired)
 from .loading import Row, load_rows, progress_bar
@@ -186,7 +186,7 @@ def _template_refusal(tokenizer, record: PairRecord, fields: tuple[str, ...], co
 
 
 def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad: list[BadRow],
-            encoded: list[tuple], cut_counts: tuple[int, int], on_bad_row: str,
+            encoded: IdColumns, cut_counts: tuple[int, int], on_bad_row: str,
             groups: Sequence[str] | None, sources: Sequence[str] | None,
             settings: dict) -> PreferenceData:
     """Apply the bad-row policy and build the examples, names and report."""
@@ -195,16 +195,19 @@ def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad:
         raise DataError.from_bad_rows(bad, len(rows))
     group_names, group_ids = number_names(groups or [], [r.extras.group for r in records])
     source_names, source_ids = number_names(sources or [], [r.extras.source for r in records])
-    examples = []
-    for index, (record, ids) in enumerate(zip(records, encoded)):
+    example_files = sorted({r.file for r in records})
+    file_ids = {f: i for i, f in enumerate(example_files)}
+    meta = {name: [] for name in META_COLUMNS}
+    for index, record in enumerate(records):
         x = record.extras
-        common = dict(weight=x.weight, group=group_ids.get(x.group, -1),
-                      source=source_ids.get(x.source, -1), target_prob=x.target_prob,
-                      ratio=x.ratio, row=record.row, file=record.file)
-        if kind == "pairs":
-            examples.append(PairExample(index, *ids, **common))
-        else:
-            examples.append(UnpairedExample(index, *ids, label=record.label, **common))
+        for name, value in (("index", index), ("row", record.row), ("file_id", file_ids[record.file]),
+                            ("weight", x.weight), ("group", group_ids.get(x.group, -1)),
+                            ("source", source_ids.get(x.source, -1)),
+                            ("target_prob", x.target_prob), ("ratio", x.ratio)):
+            meta[name].append(float("nan") if value is None else value)
+    if kind == "unpaired":
+        meta["label"] = [bool(r.label) for r in records]
+    examples = ExampleTable(kind, {**encoded.arrays(), **columns_as_arrays(meta)}, example_files)
     files = sorted({r.file for r in rows})
     report = DataReport(source=", ".join(files) or "<no rows>", format=fmt, rows_read=len(rows),
                         kept=len(examples), bad_rows=bad, truncated_prompt=cut_counts[0],
@@ -237,7 +240,7 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     fmt, records, bad = validate_pairs(rows, format=format, columns=columns, marker=marker)
     _require_chat_template(tokenizer, records)
-    kept, encoded, cuts = [], [], [0, 0]
+    kept, encoded, cuts = [], IdColumns(ID_FIELDS["pairs"]), [0, 0]
     for chunk in _chunks(records, progress, "tokenising pairs"):
         _encode_pairs(tokenizer, chunk, cols, fmt, bad, kept, encoded, cuts, add_eos=add_eos,
                       max_length=max_length, max_prompt_length=max_prompt_length,
@@ -248,7 +251,7 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
 
 
 def _encode_pairs(tokenizer, records: list[PairRecord], cols: ColumnMap, fmt: str,
-                  bad: list[BadRow], kept: list, encoded: list, cuts: list[int], *, add_eos: bool,
+                  bad: list[BadRow], kept: list, encoded: IdColumns, cuts: list[int], *, add_eos: bool,
                   max_length: int, max_prompt_length: int | None, truncation_side: str,
                   long_prompts: str) -> None:
     """Render, tokenize and truncate one chunk of records; append to kept/encoded/bad/cuts."""
@@ -270,7 +273,7 @@ def _encode_pairs(tokenizer, records: list[PairRecord], cols: ColumnMap, fmt: st
             bad.append(bad_row(record, getattr(cols, field), reason, detail))
             continue
         kept.append(record)
-        encoded.append((tuple(p), tuple(c), tuple(r)))
+        encoded.append((p, c, r))
         cuts[0] += prompt_cut
         cuts[1] += completion_cut
 
@@ -288,7 +291,7 @@ def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokeniz
                     add_eos, long_prompts)
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     records, bad = validate_unpaired(rows, columns=columns)
-    kept, encoded, cuts = [], [], [0, 0]
+    kept, encoded, cuts = [], IdColumns(ID_FIELDS["unpaired"]), [0, 0]
     for chunk in _chunks(records, progress, "tokenising examples"):
         _encode_unpaired(tokenizer, chunk, cols, bad, kept, encoded, cuts, add_eos=add_eos,
                          max_length=max_length, max_prompt_length=max_prompt_length,
@@ -299,7 +302,7 @@ def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokeniz
 
 
 def _encode_unpaired(tokenizer, records: list[UnpairedRecord], cols: ColumnMap,
-                     bad: list[BadRow], kept: list, encoded: list, cuts: list[int], *,
+                     bad: list[BadRow], kept: list, encoded: IdColumns, cuts: list[int], *,
                      add_eos: bool, max_length: int, max_prompt_length: int | None,
                      truncation_side: str, long_prompts: str) -> None:
     """As `_encode_pairs`, for unpaired records."""
@@ -316,7 +319,7 @@ def _encode_unpaired(tokenizer, records: list[UnpairedRecord], cols: ColumnMap,
             bad.append(bad_row(record, getattr(cols, field), reason, detail))
             continue
         kept.append(record)
-        encoded.append((tuple(p), tuple(c)))
+        encoded.append((p, c))
         cuts[0] += prompt_cut
         cuts[1] += completion_cut
 
