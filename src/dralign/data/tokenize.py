@@ -21,16 +21,26 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from . import report as R
-from .dataset import PreferenceData
-from .examples import PairExample, UnpairedExample
+from .dataset import ID_FIELDS, META_COLUMNS, ExampleTable, IdColumns, PreferenceData, columns_as_arrays
+from .examples import PairExample, UnpairedExample  # noqa: F401 (eval.generate imports them from here)
 from .formats import (HH_ASSISTANT_MARKER, ColumnMap, PairRecord, UnpairedRecord, as_rows,
                       bad_row, validate_pairs, validate_unpaired)
-from .loading import Row, load_rows
+from .loading import Row, load_rows, progress_bar
 from .metadata import number_names
 from .report import BadRow, DataError, DataReport, check_policy
 
 TRUNCATION_SIDES = ("left", "right")
 LONG_PROMPTS = ("cut", "strict")  # what happens to a prompt that leaves no room for a completion
+CHUNK = 4096  # records rendered and tokenised at a time (bounds the tokenizer's output held)
+
+
+def _chunks(records: list, progress: bool, description: str):
+    """`records` in slices of CHUNK, with a progress bar counting records when `progress`."""
+    with progress_bar(description, len(records), enabled=progress and len(records) > CHUNK) as advance:
+        for start in range(0, len(records), CHUNK):
+            chunk = records[start:start + CHUNK]
+            yield chunk
+            advance(len(chunk))
 
 
 def pad_token_id_of(tokenizer) -> int:
@@ -176,7 +186,7 @@ def _template_refusal(tokenizer, record: PairRecord, fields: tuple[str, ...], co
 
 
 def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad: list[BadRow],
-            encoded: list[tuple], cut_counts: tuple[int, int], on_bad_row: str,
+            encoded: IdColumns, cut_counts: tuple[int, int], on_bad_row: str,
             groups: Sequence[str] | None, sources: Sequence[str] | None,
             settings: dict) -> PreferenceData:
     """Apply the bad-row policy and build the examples, names and report."""
@@ -185,16 +195,19 @@ def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad:
         raise DataError.from_bad_rows(bad, len(rows))
     group_names, group_ids = number_names(groups or [], [r.extras.group for r in records])
     source_names, source_ids = number_names(sources or [], [r.extras.source for r in records])
-    examples = []
-    for index, (record, ids) in enumerate(zip(records, encoded)):
+    example_files = sorted({r.file for r in records})
+    file_ids = {f: i for i, f in enumerate(example_files)}
+    meta = {name: [] for name in META_COLUMNS}
+    for index, record in enumerate(records):
         x = record.extras
-        common = dict(weight=x.weight, group=group_ids.get(x.group, -1),
-                      source=source_ids.get(x.source, -1), target_prob=x.target_prob,
-                      ratio=x.ratio, row=record.row, file=record.file)
-        if kind == "pairs":
-            examples.append(PairExample(index, *ids, **common))
-        else:
-            examples.append(UnpairedExample(index, *ids, label=record.label, **common))
+        for name, value in (("index", index), ("row", record.row), ("file_id", file_ids[record.file]),
+                            ("weight", x.weight), ("group", group_ids.get(x.group, -1)),
+                            ("source", source_ids.get(x.source, -1)),
+                            ("target_prob", x.target_prob), ("ratio", x.ratio)):
+            meta[name].append(float("nan") if value is None else value)
+    if kind == "unpaired":
+        meta["label"] = [bool(r.label) for r in records]
+    examples = ExampleTable(kind, {**encoded.arrays(), **columns_as_arrays(meta)}, example_files)
     files = sorted({r.file for r in rows})
     report = DataReport(source=", ".join(files) or "<no rows>", format=fmt, rows_read=len(rows),
                         kept=len(examples), bad_rows=bad, truncated_prompt=cut_counts[0],
@@ -210,27 +223,43 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
                    max_prompt_length: int | None = None, truncation_side: str = "left",
                    add_eos: bool = True, long_prompts: str = "cut",
                    marker: str = HH_ASSISTANT_MARKER,
-                   groups: Sequence[str] | None = None, sources: Sequence[str] | None = None
-                   ) -> PreferenceData:
+                   groups: Sequence[str] | None = None, sources: Sequence[str] | None = None,
+                   progress: bool = False) -> PreferenceData:
     """Validate and tokenize preference pairs into `PreferenceData`.
 
     `rows` come from `load_rows` (or are plain dicts). `format`/`columns`/`marker`: see
     `validate_pairs`. `on_bad_row="error"` raises DataError listing the bad rows (validation
     and tokenization ones together); ``"skip"`` drops them, counted in ``data.report``.
     `groups`/`sources`: names whose ids are fixed first (e.g. a training set's), new names
-    follow. Truncation: see the module docstring.
+    follow. Truncation: see the module docstring. `progress`: show a bar while tokenising
+    (the records are tokenised CHUNK at a time, so the tokenizer's output for the whole set is
+    never held at once).
     """
     _check_settings(tokenizer, on_bad_row, max_length, max_prompt_length, truncation_side,
                     add_eos, long_prompts)
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     fmt, records, bad = validate_pairs(rows, format=format, columns=columns, marker=marker)
     _require_chat_template(tokenizer, records)
+    kept, encoded, cuts = [], IdColumns(ID_FIELDS["pairs"]), [0, 0]
+    for chunk in _chunks(records, progress, "tokenising pairs"):
+        _encode_pairs(tokenizer, chunk, cols, fmt, bad, kept, encoded, cuts, add_eos=add_eos,
+                      max_length=max_length, max_prompt_length=max_prompt_length,
+                      truncation_side=truncation_side, long_prompts=long_prompts)
+    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
+    return _finish("pairs", tokenizer, rows, fmt, kept, bad, encoded, tuple(cuts), on_bad_row,
+                   groups, sources, settings)
+
+
+def _encode_pairs(tokenizer, records: list[PairRecord], cols: ColumnMap, fmt: str,
+                  bad: list[BadRow], kept: list, encoded: IdColumns, cuts: list[int], *, add_eos: bool,
+                  max_length: int, max_prompt_length: int | None, truncation_side: str,
+                  long_prompts: str) -> None:
+    """Render, tokenize and truncate one chunk of records; append to kept/encoded/bad/cuts."""
     records, prompts, (chosen, rejected) = _texts(tokenizer, records, ("chosen", "rejected"),
                                                   cols, bad)
     prompt_ids, (chosen_ids, rejected_ids) = _tokenize_texts(
         tokenizer, prompts, [chosen, rejected], special_prompt=fmt != "conversational",
         add_eos=add_eos)
-    kept, encoded, cuts = [], [], [0, 0]
     for record, p, c, r in zip(records, prompt_ids, chosen_ids, rejected_ids):
         p, (c, r), prompt_cut, completion_cut = truncate(
             p, [c, r], max_length=max_length, max_prompt_length=max_prompt_length,
@@ -244,12 +273,9 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
             bad.append(bad_row(record, getattr(cols, field), reason, detail))
             continue
         kept.append(record)
-        encoded.append((tuple(p), tuple(c), tuple(r)))
+        encoded.append((p, c, r))
         cuts[0] += prompt_cut
         cuts[1] += completion_cut
-    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
-    return _finish("pairs", tokenizer, rows, fmt, kept, bad, encoded, tuple(cuts), on_bad_row,
-                   groups, sources, settings)
 
 
 def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer, *,
@@ -258,16 +284,31 @@ def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokeniz
                       max_prompt_length: int | None = None, truncation_side: str = "left",
                       add_eos: bool = True, long_prompts: str = "cut",
                       groups: Sequence[str] | None = None,
-                      sources: Sequence[str] | None = None) -> PreferenceData:
+                      sources: Sequence[str] | None = None, progress: bool = False
+                      ) -> PreferenceData:
     """Validate and tokenize unpaired rows (prompt, completion, label); as `tokenize_pairs`."""
     _check_settings(tokenizer, on_bad_row, max_length, max_prompt_length, truncation_side,
                     add_eos, long_prompts)
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     records, bad = validate_unpaired(rows, columns=columns)
+    kept, encoded, cuts = [], IdColumns(ID_FIELDS["unpaired"]), [0, 0]
+    for chunk in _chunks(records, progress, "tokenising examples"):
+        _encode_unpaired(tokenizer, chunk, cols, bad, kept, encoded, cuts, add_eos=add_eos,
+                         max_length=max_length, max_prompt_length=max_prompt_length,
+                         truncation_side=truncation_side, long_prompts=long_prompts)
+    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
+    return _finish("unpaired", tokenizer, rows, "unpaired", kept, bad, encoded, tuple(cuts),
+                   on_bad_row, groups, sources, settings)
+
+
+def _encode_unpaired(tokenizer, records: list[UnpairedRecord], cols: ColumnMap,
+                     bad: list[BadRow], kept: list, encoded: IdColumns, cuts: list[int], *,
+                     add_eos: bool, max_length: int, max_prompt_length: int | None,
+                     truncation_side: str, long_prompts: str) -> None:
+    """As `_encode_pairs`, for unpaired records."""
     records, prompts, (completions,) = _texts(tokenizer, records, ("completion",), cols, bad)
     prompt_ids, (completion_ids,) = _tokenize_texts(tokenizer, prompts, [completions],
                                                     special_prompt=True, add_eos=add_eos)
-    kept, encoded, cuts = [], [], [0, 0]
     for record, p, c in zip(records, prompt_ids, completion_ids):
         p, (c,), prompt_cut, completion_cut = truncate(
             p, [c], max_length=max_length, max_prompt_length=max_prompt_length,
@@ -278,12 +319,9 @@ def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokeniz
             bad.append(bad_row(record, getattr(cols, field), reason, detail))
             continue
         kept.append(record)
-        encoded.append((tuple(p), tuple(c)))
+        encoded.append((p, c))
         cuts[0] += prompt_cut
         cuts[1] += completion_cut
-    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
-    return _finish("unpaired", tokenizer, rows, "unpaired", kept, bad, encoded, tuple(cuts),
-                   on_bad_row, groups, sources, settings)
 
 
 def _encoding_problem(prompt: list[int], completions: dict[str, list[int]], max_length: int,
@@ -310,7 +348,22 @@ def _settings(max_length: int, max_prompt_length: int | None, truncation_side: s
 
 
 def load_preference_data(source, tokenizer, *, subset: str | None = None, split: str = "train",
-                         unpaired: bool = False, **kwargs) -> PreferenceData:
-    """`load_rows` then `tokenize_pairs` (or `tokenize_unpaired`); kwargs go to the latter."""
-    rows = load_rows(source, subset=subset, split=split)
-    return (tokenize_unpaired if unpaired else tokenize_pairs)(rows, tokenizer, **kwargs)
+                         unpaired: bool = False, cache_dir=None, progress: bool = False,
+                         **kwargs) -> PreferenceData:
+    """`load_rows` then `tokenize_pairs` (or `tokenize_unpaired`); kwargs go to the latter.
+
+    cache_dir: read the result from, or write it to, the tokenised-data cache there
+    (`dralign.data.cache`; a source that is not a local file or folder is not cached)."""
+    from . import cache
+
+    def build() -> PreferenceData:
+        rows = load_rows(source, subset=subset, split=split, progress=progress)
+        return (tokenize_unpaired if unpaired else tokenize_pairs)(rows, tokenizer,
+                                                                   progress=progress, **kwargs)
+
+    if cache_dir is None:
+        return build()
+    settings = {**kwargs, "subset": subset, "split": split, "unpaired": unpaired}
+    if isinstance(settings.get("columns"), ColumnMap):
+        settings["columns"] = vars(settings["columns"])
+    return cache.cached(build, cache_dir, cache.fingerprint(source, tokenizer, settings))

@@ -111,7 +111,11 @@ class Recipe:
             if name and name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
                 raise TrainingError(f"model folder {name} does not exist")
         self.tokenizer = load_tokenizer(cfg.model.model)
-        self.train_data, self.eval_data = load_data(cfg, self.tokenizer, self.objective.unpaired, self.log)
+        self.show_progress = cfg.logging.progress and self.accelerator.is_main_process
+        # tokenised data is cached beside the reference log-probs: keyed by content, kept on --overwrite
+        data_cache_dir = Path(cfg.model.ref_cache_dir or self.out / "ref_cache") / "data"
+        self.train_data, self.eval_data = load_data(cfg, self.tokenizer, self.objective.unpaired, self.log,
+                                                    cache_dir=data_cache_dir, progress=self.show_progress)
         self.ratio = self.eval_ratio = None
         if self.objective.uses_ratio:
             self.ratio, prior = density_ratios(self.train_data.examples)
@@ -172,7 +176,8 @@ class Recipe:
         if cfg.model.ref_cache:
             with ckpt.writing(Path(cfg.model.ref_cache_dir or self.out / "ref_cache")):
                 train_ref, eval_ref = cached_references(cfg, self.model, [self.train_data, self.eval_data],
-                                                        self.accelerator, self.scorer.collate, self.log)
+                                                        self.accelerator, self.scorer.collate, self.log,
+                                                        progress=self.show_progress)
         else:
             train_ref = eval_ref = live_reference(cfg, self.model, self.accelerator.device,
                                                   self.objective.unpaired)
@@ -241,13 +246,14 @@ class Recipe:
                                 f"gradient (last at step {step + 1}); {advice}")
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self) -> dict:
+    def evaluate(self, progress: bool = False) -> dict:
         """The objective and TRL-style reward metrics over the whole held-out set (the robust
-        state is read, never advanced)."""
+        state is read, never advanced). progress: a bar (not inside the training bar: rich
+        shows one live display at a time)."""
         if self.eval_side is None:
             return {}
         rows = evaluate_rows(self.scorer, self.model, self.eval_side, self.cfg.optim.batch_size * 2,
-                             self.accelerator.device, self.accelerator.autocast)
+                             self.accelerator.device, self.accelerator.autocast, progress=progress)
         args, meta = self.scorer.arguments(rows)
         if "group" in meta and (meta["group"] < 0).any():
             # rows without a group (held-out groups may be missing): the group-robust value is
@@ -313,7 +319,7 @@ class Recipe:
         cfg, acc = self.cfg, self.accelerator
         metrics_file = self._start()
         if cfg.logging.report_to != "none":
-            acc.init_trackers("dralign", config=to_flat_dict(cfg))
+            acc.init_trackers("dralign", config=tracker_config(cfg))
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         status, last = "completed", {}
         progress = Progress(self.total_steps, self.state.step, enabled=cfg.logging.progress and acc.is_main_process)
@@ -346,7 +352,7 @@ class Recipe:
             for s, handler in previous.items():
                 signal.signal(s, handler)
         if status == "completed":
-            final = self.evaluate()  # written to final_metrics.json with the last step's values
+            final = self.evaluate(progress=self.show_progress)  # written to final_metrics.json with the last step's values
             if final:
                 self.log("final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
             last = {**last, **final}
@@ -382,6 +388,17 @@ class Recipe:
                           self.state.skipped_steps, acc.num_processes)
         with ckpt.writing(self.out / ".final-tmp"):
             self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card, full)
+
+def tracker_config(cfg: TrainConfig) -> dict:
+    """The resolved options as one flat mapping of scalars (`section/option`): TensorBoard's
+    hparams take int, float, str or bool only (a list or None made `--report-to tensorboard` fail)."""
+    flat = {}
+    for section, options in to_flat_dict(cfg).items():
+        for name, value in options.items():
+            scalar = isinstance(value, (int, float, str, bool))
+            flat[f"{section}/{name}"] = value if scalar else ("" if value is None else str(value))
+    return flat
+
 
 def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list[BackwardHook] = ()) -> TrainResult:
     """Train per `cfg` (see `dralign train --help`); returns where the model went and the metrics.

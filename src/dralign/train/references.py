@@ -16,9 +16,10 @@ class ReferenceError(RuntimeError):
 
 
 def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | None], accelerator,
-                      collate, log=print) -> list:
+                      collate, log=print, progress: bool = False) -> list:
     """One reference per dataset, read from (or first written to) the cache. The start weights
-    of the policy are the reference unless --ref-model names another model."""
+    of the policy are the reference unless --ref-model names another model. progress: a bar
+    while computing (only the main process computes)."""
     device = accelerator.device
     cache_dir = Path(cfg.model.ref_cache_dir or Path(cfg.optim.output_dir) / "ref_cache")
     ref_source = cfg.model.ref_model or cfg.model.model
@@ -40,7 +41,8 @@ def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | 
                     ref_model = (load_model(cfg.model.ref_model, dtype=cfg.model.dtype).to(device)
                                  if cfg.model.ref_model else policy)
                 cache = build_reference_cache(ref_model, data, collate, cache_dir, fp,
-                                              batch_size=cfg.optim.batch_size * 2, device=device, log=log)
+                                              batch_size=cfg.optim.batch_size * 2, device=device, log=log,
+                                              progress=progress)
             else:
                 log(f"reference log-probs read from {ReferenceCache.file_for(cache_dir, fp)}")
         accelerator.wait_for_everyone()

@@ -162,14 +162,19 @@ def make_scorer(cfg, objective: Objective, model, data: PreferenceData, *, exact
 
 
 def evaluate_rows(scorer: Scorer, model, side: DataSide, batch_size: int, device,
-                  autocast: Callable = None) -> dict[str, torch.Tensor]:
-    """Every row of `side` scored without gradients (dropout off), concatenated on the CPU."""
+                  autocast: Callable = None, progress: bool = False) -> dict[str, torch.Tensor]:
+    """Every row of `side` scored without gradients (dropout off), concatenated on the CPU
+    (progress: a bar over the batches)."""
     import contextlib
 
     autocast = autocast or contextlib.nullcontext
     parts = []
+    starts = range(0, len(side.data), batch_size)
+    if progress:
+        from rich.progress import track
+        starts = track(starts, description="evaluation", transient=True)
     with torch.no_grad(), eval_mode(model):
-        for start in range(0, len(side.data), batch_size):
+        for start in starts:
             idx = list(range(start, min(start + batch_size, len(side.data))))
             batch = {k: v.to(device) for k, v in scorer.collate(side.data, idx).items()}
             with autocast():

@@ -8,18 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ...objectives import PRESETS, Objective, trl_alpha_coef
+from ...train.trl_config import TRL_DIVERGENCES, TRL_LOSS_PRESETS  # shared with a DPOConfig YAML
 
 try:
     from trl import DPOConfig
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("dralign.integrations.trl needs TRL: pip install 'dralign[trl]'") from exc
 
-TRL_LOSS_PRESETS = {"sigmoid": "dpo", "hinge": "hinge", "ipo": "ipo", "robust": "rdpo", "aot": "aot"}
-"""TRL `loss_type` → the dralign preset computing the same loss (when no objective is given)."""
-
-TRL_DIVERGENCES = {"reverse_kl": "reverse_kl", "forward_kl": "forward_kl",
-                   "js_divergence": "js", "alpha_divergence": "alpha"}
-"""TRL `f_divergence_type` → dralign divergence (α = 1 − `f_alpha_divergence_coef`)."""
 
 
 class UnsupportedObjectiveError(ValueError):

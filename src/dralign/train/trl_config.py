@@ -1,0 +1,258 @@
+"""A TRL `DPOConfig` YAML as `dralign train --config`: TRL field names → dralign options.
+
+A YAML is read as a DPOConfig when one of its keys is a TRL field that is not a dralign option
+(`learning_rate`, `per_device_train_batch_size`, `loss_type`, ...; `is_trl_config`). Each TRL
+field is then translated (`translate`), one printed line per field
+(``learning_rate: 5e-7 -> lr``); a field with no dralign counterpart is refused by name, with
+the reason, in one line. Keys that are already dralign options (``data``, ``method``, ...) pass
+through unchanged, so a TRL config can name the data file dralign reads.
+
+The translation of the loss is that of `dralign.integrations.trl` (the same tables, kept here
+so that neither needs TRL installed): ``loss_type`` sigmoid → dpo, ipo → ipo, hinge → hinge,
+robust → rdpo, aot → aot; ``f_divergence_type`` → ``divergence`` with α = 1 −
+``f_alpha_divergence_coef`` (coefficient 1 is reverse KL, as in TRL). Nothing here imports TRL.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable
+
+from ..config import ConfigError, option_names
+from .config import TrainConfig
+
+TRL_LOSS_PRESETS = {"sigmoid": "dpo", "hinge": "hinge", "ipo": "ipo", "robust": "rdpo", "aot": "aot"}
+"""TRL `loss_type` → the dralign preset computing the same loss."""
+
+TRL_DIVERGENCES = {"reverse_kl": "reverse_kl", "forward_kl": "forward_kl",
+                   "js_divergence": "js", "alpha_divergence": "alpha"}
+"""TRL `f_divergence_type` → dralign divergence (α = 1 − `f_alpha_divergence_coef`)."""
+
+RENAMED = {
+    # DPOConfig / TrainingArguments
+    "learning_rate": "lr", "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum", "num_train_epochs": "epochs",
+    "max_length": "max_length", "max_prompt_length": "max_prompt_length", "beta": "beta",
+    "output_dir": "output_dir", "seed": "seed", "warmup_steps": "warmup_steps",
+    "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm", "logging_steps": "log_every",
+    "save_steps": "save_every", "eval_steps": "eval_every",
+    "gradient_checkpointing": "gradient_checkpointing",
+    "precompute_ref_log_probs": "ref_cache",
+    # TRL's script arguments (`trl dpo --config`): ModelConfig and ScriptArguments
+    "model_name_or_path": "model", "dataset_name": "data", "dataset_config": "data_subset",
+    "dataset_train_split": "data_split", "dataset_test_split": "eval_split",
+    "lora_r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
+    "lora_target_modules": "lora_target_modules", "attn_implementation": "attn_implementation",
+}
+"""TRL fields whose value a dralign option takes as it is."""
+
+NO_EFFECT = {
+    "logging_first_step": "dralign logs from step 1",
+    "per_device_eval_batch_size": "dralign evaluates in batches of 2 x batch_size",
+    "eval_strategy": "evaluation follows eval_steps (eval_every)",
+    "save_strategy": "checkpoints follow save_steps (save_every)",
+    "logging_strategy": "logging follows logging_steps (log_every)",
+    "do_train": "dralign train always trains", "do_eval": "held-out data is evaluated when given",
+    "remove_unused_columns": "dralign reads only its columns",
+    "disable_dropout": "dralign trains with the model's dropout settings",
+    "dataset_num_proc": "tokenisation runs in the main process",
+    "run_name": "the run is named by output_dir", "logging_dir": "trackers write under output_dir",
+    "use_peft": "LoRA is on when lora_r > 0",
+}
+"""TRL fields with no setting to carry over: accepted and printed, since dralign does the same
+thing by itself (a value that would change training is still refused, see `_special`)."""
+
+REFUSED = {
+    "warmup_ratio": "set warmup_steps instead (dralign counts warm-up in optimizer steps)",
+    "use_weighting": "WPO weighting has no dralign counterpart; give per-row weights in a weight column",
+    "sync_ref_model": "TR-DPO's moving reference has no dralign counterpart",
+    "padding_free": "dralign batches padded rows (prefix sharing saves the prompt instead)",
+    "use_liger_kernel": "dralign computes log-probs at completion positions itself",
+    "rpo_alpha": "RPO's NLL term has no dralign counterpart",
+    "ld_alpha": "LD-DPO has no dralign counterpart",
+    "deepspeed": "use accelerate launch with a DeepSpeed config",
+    "fsdp": "use accelerate launch with an FSDP config",
+    "push_to_hub": "push the saved folder with huggingface-cli upload",
+    "resume_from_checkpoint": "use --resume (the newest complete checkpoint of output_dir)",
+}
+"""TRL fields refused with the reason (a field in neither table is refused as unknown)."""
+
+SPECIAL = ("loss_type", "loss_weights", "label_smoothing", "f_divergence_type",
+           "f_alpha_divergence_coef", "max_steps", "lr_scheduler_type", "report_to", "bf16", "fp16",
+           "truncation_mode", "torch_dtype", "dtype", "optim")
+"""TRL fields whose value is translated (see `_special`)."""
+
+_SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant",
+               "constant_with_warmup": "constant"}
+_TRACKERS = ("none", "tensorboard", "wandb")
+_OPTIMIZERS = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "sgd": "sgd"}
+_TRUNCATION = {"keep_end": "left", "keep_start": "right"}
+
+
+def trl_fields() -> set[str]:
+    """Every field name this module knows as TRL's."""
+    return set(RENAMED) | set(NO_EFFECT) | set(REFUSED) | set(SPECIAL)
+
+
+def is_trl_config(data: dict[str, Any]) -> bool:
+    """Whether a YAML mapping is a TRL config: it has a TRL field that is not a dralign option."""
+    own = option_names(TrainConfig)
+    return any(key in trl_fields() - own for key in data)
+
+
+def trl_alpha(coef: float) -> float:
+    """The paper's α of TRL's `f_alpha_divergence_coef` c: α = 1 − c (`objectives.trl_alpha_coef`
+    is the inverse)."""
+    return 1.0 - coef
+
+
+def _loss(data: dict, out: dict, lines: list, refused: list) -> None:
+    """loss_type (+ loss_weights, label_smoothing, f_divergence_type, f_alpha_divergence_coef)."""
+    loss = data.get("loss_type", "sigmoid")
+    given = "loss_type" in data
+    losses = [loss] if isinstance(loss, str) else list(loss)
+    weights = data.get("loss_weights")
+    if len(losses) != 1:
+        refused.append(f"loss_type={losses} (with loss_weights={weights}): a weighted sum of TRL "
+                       "losses has no dralign objective; give one loss_type or a dralign method")
+        return
+    if weights is not None:
+        if len(weights) != 1 or float(weights[0]) != 1.0:
+            refused.append(f"loss_weights={weights}: a weight other than 1 on a single loss only "
+                           "rescales the learning rate; drop it and set learning_rate")
+            return
+        lines.append(f"loss_weights: {weights} -> (one loss of weight 1: nothing to set)")
+    (loss,) = losses
+    if loss not in TRL_LOSS_PRESETS:
+        refused.append(f"loss_type={loss!r}: no dralign equivalent (mapped: "
+                       f"{', '.join(f'{k} -> {v}' for k, v in TRL_LOSS_PRESETS.items())})")
+        return
+    if given:
+        out["method"] = TRL_LOSS_PRESETS[loss]
+        lines.append(f"loss_type: {data['loss_type']} -> method: {out['method']}")
+    if "label_smoothing" in data:
+        eps = float(data["label_smoothing"])
+        if loss in ("robust", "aot"):
+            out["label_smoothing"] = eps
+            lines.append(f"label_smoothing: {data['label_smoothing']} -> label_smoothing")
+        elif eps:
+            # TRL 1.16's sigmoid (and ipo, hinge) loss ignores it; dralign's cdpo is the smoothed DPO
+            lines.append(f"label_smoothing: {data['label_smoothing']} -> (ignored, as TRL's "
+                         f"{loss} loss ignores it; method cdpo is label-smoothed DPO)")
+        else:
+            lines.append("label_smoothing: 0 -> (the default)")
+    divergence = data.get("f_divergence_type", "reverse_kl")
+    if divergence not in TRL_DIVERGENCES:
+        refused.append(f"f_divergence_type={divergence!r}: not one of {', '.join(TRL_DIVERGENCES)}")
+        return
+    coef = data.get("f_alpha_divergence_coef")
+    if coef is not None and divergence != "alpha_divergence":
+        lines.append(f"f_alpha_divergence_coef: {coef} -> (unused: f_divergence_type is {divergence})")
+    if divergence == "alpha_divergence" and abs(float(coef if coef is not None else 0.5) - 1) < 1e-6:
+        divergence = "reverse_kl"  # TRL: coefficient 1 is reverse KL
+    if "f_divergence_type" in data:
+        out["divergence"] = TRL_DIVERGENCES[divergence]
+        lines.append(f"f_divergence_type: {data['f_divergence_type']} -> divergence: {out['divergence']}")
+        if divergence != "reverse_kl" and loss == "ipo":
+            refused.append("f_divergence_type with loss_type ipo: TRL length-normalises the "
+                           "f-scores, dralign the log-probs; they differ for a nonlinear score")
+    if divergence == "alpha_divergence":
+        c = float(coef if coef is not None else 0.5)  # TRL's default coefficient
+        out["alpha"] = trl_alpha(c)
+        lines.append(f"f_alpha_divergence_coef: {c} -> alpha: {out['alpha']:g} (alpha = 1 - coef)")
+
+
+def _special(key: str, value, out: dict, lines: list, refused: list) -> None:
+    """One translated field other than the loss's."""
+    def put(option: str, new) -> None:
+        out[option] = new
+        lines.append(f"{key}: {value} -> {option}" + ("" if new == value else f": {new}"))
+
+    if key == "max_steps":
+        put("max_steps", 0 if int(value) < 0 else int(value))  # TRL: -1 = use epochs; dralign: 0
+    elif key == "lr_scheduler_type":
+        if value not in _SCHEDULERS:
+            refused.append(f"lr_scheduler_type={value!r}: dralign has {', '.join(_SCHEDULERS)}")
+        else:
+            put("scheduler", _SCHEDULERS[value])
+    elif key == "report_to":
+        trackers = [value] if isinstance(value, str) else list(value or ["none"])
+        trackers = [t for t in trackers if t != "none"] or ["none"]
+        if len(trackers) > 1 or trackers[0] not in _TRACKERS:
+            refused.append(f"report_to={value!r}: dralign logs to one of {', '.join(_TRACKERS)}")
+        else:
+            put("report_to", trackers[0])
+    elif key in ("bf16", "fp16"):
+        if value:
+            if out.get("mixed_precision") not in (None, "no"):
+                refused.append("bf16 and fp16 are both true")
+            else:
+                put("mixed_precision", key)
+        else:
+            lines.append(f"{key}: {value} -> (mixed_precision stays as set)")
+    elif key == "truncation_mode":
+        if value not in _TRUNCATION:
+            refused.append(f"truncation_mode={value!r}: not one of {', '.join(_TRUNCATION)}")
+        else:
+            # TRL cuts the whole sequence; dralign cuts the prompt on this side (completions on the right)
+            put("truncation_side", _TRUNCATION[value])
+    elif key in ("torch_dtype", "dtype"):
+        put("dtype", {"float": "float32", "half": "float16"}.get(str(value), str(value)))
+    elif key == "optim":
+        if value not in _OPTIMIZERS:
+            refused.append(f"optim={value!r}: dralign has adamw and sgd")
+        else:
+            put("optimizer", _OPTIMIZERS[value])
+
+
+def translate(data: dict[str, Any], where: str = "config",
+              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """dralign options for a TRL DPOConfig mapping (a plain dralign mapping is returned as is).
+
+    Prints one line per TRL field (``learning_rate: 5e-7 -> lr``) through `log` (default:
+    print on the main process); raises ConfigError naming every field with no counterpart.
+    """
+    if not is_trl_config(data):
+        return data
+    own = option_names(TrainConfig)
+    out: dict[str, Any] = {}
+    lines: list[str] = []
+    refused: list[str] = []
+    loss_keys = ("loss_type", "loss_weights", "label_smoothing", "f_divergence_type",
+                 "f_alpha_divergence_coef")
+    if any(k in data for k in loss_keys):
+        _loss(data, out, lines, refused)
+    for key, value in data.items():
+        if key in loss_keys:
+            continue
+        if key in RENAMED:
+            if RENAMED[key] != key and RENAMED[key] in data:
+                refused.append(f"{key} and {RENAMED[key]} are both given")
+            out[RENAMED[key]] = value
+            lines.append(f"{key}: {value} -> {RENAMED[key]}")
+        elif key in SPECIAL:
+            _special(key, value, out, lines, refused)
+        elif key in NO_EFFECT:
+            lines.append(f"{key}: {value} -> (nothing to set: {NO_EFFECT[key]})")
+        elif key in REFUSED:
+            refused.append(f"{key} ({REFUSED[key]})")
+        elif key in own:
+            if key in out and out[key] != value:
+                refused.append(f"{key}: given as a dralign option ({value!r}) and by a TRL field "
+                               f"({out[key]!r})")
+            out[key] = value
+        else:
+            refused.append(f"{key} (not a DPOConfig field dralign knows)")
+    if refused:
+        raise ConfigError(f"{where}: TRL DPOConfig field(s) with no dralign counterpart: "
+                          + "; ".join(refused))
+    log = log or _main_process_print
+    log(f"{where}: a TRL DPOConfig, translated to dralign options:")
+    for line in lines:
+        log(f"  {line}")
+    return out
+
+
+def _main_process_print(text: str) -> None:
+    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, print once
+        print(text, flush=True)
