@@ -43,7 +43,6 @@ from dralign.config import atomic_write_text
 
 from .speed import SpeedOptions, run_child
 from .speed_data import build_world
-from .speed_flops import matmul_peak
 
 # config values of the real models (their config.json), random weights here
 SHAPES = {

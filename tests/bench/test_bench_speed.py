@@ -12,7 +12,7 @@ from rich.console import Console
 from dralign_bench.speed import GOALS, SpeedConfig, SpeedOptions, goals, quick_options, run_speed
 from dralign_bench.speed_flops import batch_flops
 from dralign.data.collate import collate_pairs, collate_shared_pairs
-from dralign.data.tokenize import PairExample
+from dralign.data import PairExample
 
 WORKLOAD_KEYS = {"dralign_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "dralign_peak_rss_mb",
                  "trl_peak_rss_mb", "dralign_cpu_s_per_pair", "trl_cpu_s_per_pair",

@@ -22,7 +22,6 @@ from typing import Any, Mapping, Sequence
 
 from . import report as R
 from .dataset import ID_FIELDS, META_COLUMNS, ExampleTable, IdColumns, PreferenceData, columns_as_arrays
-from .examples import PairExample, UnpairedExample  # noqa: F401 (eval.generate imports them from here)
 from .formats import (HH_ASSISTANT_MARKER, ColumnMap, PairRecord, UnpairedRecord, as_rows,
                       bad_row, validate_pairs, validate_unpaired)
 from .loading import Row, load_rows, progress_bar

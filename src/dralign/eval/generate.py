@@ -53,7 +53,8 @@ import numpy as np
 import torch
 
 from ..data.collate import collate_unpaired
-from ..data.tokenize import UnpairedExample, pad_token_id_of
+from ..data.examples import UnpairedExample
+from ..data.tokenize import pad_token_id_of
 from ..modeling.logps import sequence_logps, supports_logits_mask
 
 __all__ = ["Completions", "completion_logps", "sample_completions", "tokenize_prompts"]

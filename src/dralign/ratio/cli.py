@@ -50,7 +50,7 @@ def _dotted(row: dict, path: str):
 def pair_rows(data: str, on_bad_row: str = "error"):
     """(valid rows' original dicts, their prompt/chosen/rejected texts) via dralign.data."""
     from ..data import load_rows, validate_pairs
-    from ..data.report import DataError, DataReport
+    from ..data.report import DataError
 
     rows = load_rows(data)
     fmt, records, bad = validate_pairs(rows)
