@@ -80,6 +80,7 @@ class Recipe:
         self._setup_accelerator()
         self._setup_objective()
         self._setup_data()
+        self._setup_batches()
         self._setup_model()
         self._setup_scoring()
         self._setup_optimizer()
@@ -131,6 +132,9 @@ class Recipe:
             require_groups(self.train_data.examples, self.train_data.group_names,
                            column=cfg.data.group_column, method=cfg.method.method)
 
+    def _setup_batches(self):
+        """The batch order, the number of steps and the gradient semantics (local or exact)."""
+        cfg = self.cfg
         o, world = cfg.optim, self.accelerator.num_processes
         self.plan = BatchPlan(self.train_data, batch_size=o.batch_size, grad_accum=o.grad_accum,
                               processes=world, seed=o.seed, group_by_length=cfg.data.group_by_length)
