@@ -45,7 +45,7 @@ def test_full_profile_meets_the_power_floor_and_plans_frontier_tuned_and_fixed_r
     val = plan(opts)
     assert RunSpec("mix", "kldpo", (("tau", 0.5),)) in val and RunSpec("mix", "kldpo", (("tau", 2.0),)) in val
     assert not any(r.method == "rdpo" for r in val)  # fixed runs are not tuned
-    chosen = {("mix", "kldpo"): 2.0, ("mix", "wdpo"): 0.1, ("flip", "cdpo"): 0.3, ("flip", "drdpo"): 0.5}
+    chosen = {("mix", "kldpo"): 2.0, ("mix", "wdpo"): 0.1, ("flip", "cdpo"): 0.3}
     test = plan(opts, chosen)
     ids = [r.id for r in test]
     assert len(ids) == len(set(ids))

@@ -45,13 +45,13 @@ def claim_specs(opts: ShiftOptions, chosen: dict) -> list[ClaimSpec]:
                           tuple(Comparison(r, F, "calib", "kl", sign=-1.0) for r in fixed)),
             ]
         elif sc.name == "flips":
-            robust = [_tuned_id(sc, "cdpo", chosen), _tuned_id(sc, "drdpo", chosen), fixed[1]]
+            robust = [_tuned_id(sc, "cdpo", chosen), fixed[1]]
             specs += [
-                ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO); cDPO; Wu et al. 2025 (Dr. DPO)",
-                          f"With {opts.flip_rate:.0%} of labels flipped, rDPO (ε = true rate), cDPO and Dr. DPO rank "
+                ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO)",
+                          f"With {opts.flip_rate:.0%} of labels flipped, rDPO (ε = true rate) and cDPO rank "
                           "held-out pairs more accurately (noise-free ordering) than DPO at matched KL.",
                           tuple(Comparison(r, F, "acc", "kl") for r in robust)),
-                ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO); cDPO; Wu et al. 2025 (Dr. DPO)",
+                ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO)",
                           f"With {opts.flip_rate:.0%} of labels flipped, they reach a higher gold reward r(α₀) than DPO at matched KL.",
                           tuple(Comparison(r, F, "r0", "kl") for r in robust)),
                 ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO)",
