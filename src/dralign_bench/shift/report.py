@@ -126,7 +126,8 @@ def write_report(results: dict, path: Path) -> str:
         *([results["note"], ""] if results.get("note") else [""]),
         "## Verdicts", "",
         *[f"- **{k}** — {v}." for k, v in VERDICTS.items()], "",
-        "Every comparison is a per-seed difference (same prompts, same sampling random numbers, same held-out pairs: "
+        "Every difference is oriented so that a positive value is the claim's direction (for a "
+        "lower-is-better metric it is b − a). Every comparison is a per-seed difference (same prompts, same sampling random numbers, same held-out pairs: "
         "common random numbers), tested over the test seeds with a paired t-test; CI is the 95 % t interval, "
         "MDE the minimum detectable effect (80 % power, two-sided 5 %), p Holm-adjusted within the claim. "
         "Claims are judged against DPO's β-frontier (piecewise-linear over the grid, clamped at its ends).", "",
