@@ -192,6 +192,39 @@ def test_methods_this_world_cannot_train_are_refused(method):
         method_objective(method, BETA)
 
 
+@pytest.mark.parametrize("tau", [1.0, 0.4])
+def test_kldpo_is_dpo_at_beta_times_one_plus_tau_over_tau_under_realisability(world, tau):
+    """The equivalence KLDPO(β, τ) ≡ DPO(β(1+τ)/τ): both population optima fitted numerically
+    agree with each other and with the closed form θ_ref + φ/β′."""
+    support, mass = pair_distribution(world, 0.2)
+    kl, _ = fit(method_objective("kldpo", BETA, tau=tau), world, support, mass)
+    dpo, grad = fit(method_objective("dpo", BETA * (1 + tau) / tau), world, support, mass)
+    assert grad < 1e-7
+    assert torch.allclose(kl, dpo, atol=1e-6)
+    assert torch.allclose(dpo, optimum(world, 0.2, BETA * (1 + tau) / tau), atol=1e-6)
+
+
+def test_misspecified_world_breaks_the_closed_forms():
+    base, bent = make_world(0, states=6, actions=5, dim=4), make_world(0, states=6, actions=5, dim=4, misspecification=1.0)
+    assert base.realisable and not bent.realisable
+    assert torch.equal(base.features, bent.features) and torch.equal(base.phi, bent.phi)
+    extra = rewards(bent, 0.3) - rewards(base, 0.3)
+    assert torch.allclose(extra, 0.3 * bent.residual[0] + 0.7 * bent.residual[1])
+    support, mass = pair_distribution(bent, 0.2)
+    theta, grad = fit(method_objective("dpo", BETA), bent, support, mass)
+    assert grad < 1e-6 and not torch.allclose(theta, optimum(bent, 0.2, BETA), atol=1e-3)
+    with pytest.raises(ValueError, match="realisable"):
+        kl_dro_optimum(bent, 0.2, BETA, 1.0)
+
+
+def test_frontier_worst_at_interpolates_over_r0():
+    from dralign_bench.loglinear.run import frontier_worst_at
+
+    front = [{"r0": 0.5, "worst": -0.1}, {"r0": 0.3, "worst": 0.1}, {"r0": 0.7, "worst": -0.3}]
+    assert frontier_worst_at(front, 0.4) == pytest.approx(0.0)
+    assert frontier_worst_at(front, 0.9) == pytest.approx(-0.3)
+
+
 @pytest.mark.parametrize("bad,match", [({"n_grid": [500]}, "n_grid"), ({"alpha0": 1.5}, "alpha0"),
                                        ({"actions": 1}, "actions"), ({"beta": 0.0}, "beta"),
                                        ({"methods": ["aot"]}, "log-linear world")])
@@ -217,3 +250,6 @@ def test_run_loglinear_reduced(tmp_path):
     kl = saved["methods"]["kldpo"]
     assert kl["bias"]["mean"] == pytest.approx(kl["theory_bias"]["mean"], abs=1e-6)
     assert set(saved["comparison"]) == {"kldpo", "wdpo"}
+    # realisable: KLDPO is a point of DPO's β-frontier, its frontier gain ≈ 0 at the population optimum
+    assert abs(kl["frontier_gain_population"]["mean"]) < 0.01
+    assert "β-frontier" in report

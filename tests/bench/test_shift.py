@@ -1,106 +1,163 @@
-"""The shift-world benchmark's pieces: datasets, run plan, intervals, claims, the world LM cache."""
+"""The shift-world benchmark's pieces: datasets, plan, controls, frontier comparisons, Holm,
+verdicts, own-link calibration, the world LM cache."""
+
+import math
 
 import numpy as np
 import pytest
 
-from dralign.eval.mixtures import geometric_mixture, linear_mixture
-from dralign_bench import world
-from dralign_bench.shift import (SCENARIOS, SeedEval, ShiftOptions, build_dataset, evaluate_claims,
-                                 plan, resolve)
+from dralign.stats import holm, paired_t, student_t_cdf, student_t_quantile
+from dralign_bench.shift import (ClaimSpec, Comparison, RunSpec, SeedMetrics, ShiftOptions, build_dataset,
+                                 calibration_error, clean_accuracy, conflict_control, flip_control,
+                                 frontier_at, frontier_overlap_control, judge, own_link_probs, plan, resolve,
+                                 unpaired_control, verdict)
 from dralign_bench.world_lm import WorldLMSpec, world_lm
 
 
 def small(**kw):
-    return resolve(ShiftOptions(train_pairs=40, eval_pairs=16, **kw))
+    return resolve(ShiftOptions(train_pairs=40, flip_pairs=20, eval_pairs=16, **kw))
 
 
-def test_datasets_are_deterministic_per_seed_and_differ_across_seeds():
+def m(r0=0.5, worst=0.4, kl=1.0, acc=0.7, calib=0.1, entropy=4.0) -> SeedMetrics:
+    return SeedMetrics(curve=[worst, r0], r0=r0, worst=worst, kl=kl, entropy=entropy, distinct2=0.8, acc=acc, calib=calib)
+
+
+# --------------------------------------------------------------------------------------------- data, plan
+
+def test_datasets_are_deterministic_and_flips_unpaired_repaired_are_what_they_say():
     opts = small()
-    for ds in ("mix-linear", "mix-geometric", "sources", "unpaired", "flip-20", "flip-40"):
+    for ds in ("mix", "clean", "flip", "unpaired", "repaired"):
         assert build_dataset(opts, ds, seed=3) == build_dataset(opts, ds, seed=3)
         assert build_dataset(opts, ds, seed=3) != build_dataset(opts, ds, seed=4)
+    clean, flipped = build_dataset(opts, "clean", 2), build_dataset(opts, "flip", 2)
+    assert len(clean) == 20 and sum(r["flipped"] for r in flipped) == round(0.3 * 20)
+    mix, repaired = build_dataset(opts, "mix", 2), build_dataset(opts, "repaired", 2)
+    assert [r["chosen"] for r in repaired] == [r["chosen"] for r in mix]
+    assert all(r["rejected"] != p["rejected"] for r, p in zip(repaired, mix))  # never its own pair
+    assert sorted(r["rejected"] for r in repaired) == sorted(r["rejected"] for r in mix)
+    unpaired = build_dataset(opts, "unpaired", 2)
+    assert [r["label"] for r in unpaired[:2]] == [True, False] and len(unpaired) == 2 * len(mix)
 
 
-def test_mixture_labels_follow_the_training_mixture():
-    opts = small()
-    for ds, mix in (("mix-linear", linear_mixture), ("mix-geometric", geometric_mixture)):
-        for row in build_dataset(opts, ds, seed=0):
-            r = {k: mix(world.GOLD_OBJECTIVES["sentiment"](row[k]), world.GOLD_OBJECTIVES["formality"](row[k]), 0.7)
-                 for k in ("chosen", "rejected")}
-            assert row["reward_chosen"] == pytest.approx(r["chosen"])
-            assert row["reward_rejected"] == pytest.approx(r["rejected"])
+def test_full_profile_meets_the_power_floor_and_plans_frontier_tuned_and_fixed_runs():
+    opts = resolve(ShiftOptions(full=True))
+    assert opts.seeds >= 8 and opts.validation_seeds >= 2 and opts.eval_prompts >= 512 and opts.eval_pairs >= 1000
+    val = plan(opts)
+    assert RunSpec("mix", "kldpo", (("tau", 0.5),)) in val and RunSpec("mix", "kldpo", (("tau", 2.0),)) in val
+    assert not any(r.method == "rdpo" for r in val)  # fixed runs are not tuned
+    chosen = {("mix", "kldpo"): 2.0, ("mix", "wdpo"): 0.1, ("flip", "cdpo"): 0.3}
+    test = plan(opts, chosen)
+    ids = [r.id for r in test]
+    assert len(ids) == len(set(ids))
+    assert "mix/kldpo[tau=2]" in ids and "mix/kldpo[tau=0.5]" not in ids
+    assert {f"mix/dpo[beta={b:g}]" for b in opts.betas} <= set(ids)
+    assert "flip/rdpo[label_smoothing=0.3]" in ids and "flip/rdpo[label_smoothing=0.1]" in ids  # true rate, mis-set
+    with pytest.raises(ValueError, match="unknown scenario"):
+        resolve(ShiftOptions(scenarios=["sources"]))
 
 
-def test_sources_human_rows_use_the_target_labeller_and_synthetic_rows_the_judge():
-    opts = small()
-    rows = build_dataset(opts, "sources", seed=1)
-    assert sum(r["source"] == "synthetic" for r in rows) == round(0.7 * len(rows))
-    for row in rows:
-        alpha = 0.7 if row["source"] == "human" else 0.2
-        reward = world.make_mixture_reward("sentiment", "formality", alpha, "linear")
-        assert row["reward_chosen"] == pytest.approx(reward(row["chosen"]))
-    heldout = build_dataset(opts, "sources", seed=1, split="heldout")
-    assert {r["source"] for r in heldout} == {"human"}
+# --------------------------------------------------------------------------------------------- controls
+
+def test_conflict_control_is_the_mean_gap_from_alpha0_to_the_worst_alpha():
+    c = conflict_control([m(r0=0.60, worst=0.52), m(r0=0.58, worst=0.55)])
+    assert c["value"] == pytest.approx((0.08 + 0.03) / 2) and c["passed"]
+    assert not conflict_control([m(r0=0.6, worst=0.58)] * 3)["passed"]
 
 
-def test_flipped_and_unpaired_sets():
-    opts = small()
-    clean = build_dataset(opts, "mix-linear", seed=2)
-    flipped = build_dataset(opts, "flip-40", seed=2)
-    assert sum(r["flipped"] for r in flipped) == round(0.4 * len(clean))
-    for c, f in zip(clean, flipped):
-        assert (c["chosen"], c["rejected"]) == ((f["rejected"], f["chosen"]) if f["flipped"] else (f["chosen"], f["rejected"]))
-    unpaired = build_dataset(opts, "unpaired", seed=2)
-    assert len(unpaired) == 2 * len(clean)
-    assert [r["completion"] for r in unpaired[:2]] == [clean[0]["chosen"], clean[0]["rejected"]]
-    assert [r["label"] for r in unpaired[:2]] == [True, False]
-    # held-out pairs are clean whatever the training set
-    assert build_dataset(opts, "flip-40", seed=2, split="heldout") == build_dataset(opts, "mix-linear", seed=2, split="heldout")
+def test_flip_control_needs_a_significant_accuracy_drop():
+    clean = [m(acc=a) for a in (0.80, 0.82, 0.79, 0.81)]
+    flipped = [m(acc=a) for a in (0.70, 0.73, 0.71, 0.70)]
+    c = flip_control(clean, flipped)
+    assert c["value"] == pytest.approx(np.mean([0.10, 0.09, 0.08, 0.11])) and c["passed"]
+    noisy = [m(acc=a) for a in (0.90, 0.70, 0.95, 0.66)]
+    assert not flip_control(clean, noisy)["passed"]  # mean drop but the interval covers 0
 
 
-def test_plan_shares_runs_and_every_scenario_is_covered():
-    runs = plan(resolve(ShiftOptions(full=True)))
-    assert len(runs) == len(set(runs))
-    assert ("unpaired", "aot-unpaired") in runs and ("mix-linear", "aot-unpaired") not in runs
-    assert ("flip-20", "rdpo") in runs and ("mix-linear", "rdpo") not in runs
-    assert sum(1 for r in runs if r == ("mix-linear", "dpo")) == 1
-    for s in SCENARIOS.values():
-        assert all(m in {m for _, m in runs} for m in s.methods)
-    assert plan(resolve(ShiftOptions(methods=["dpo", "aot-unpaired"], dataset="sources"))) == [
-        ("sources", "dpo"), ("unpaired", "aot-unpaired")]
+def test_frontier_overlap_and_unpaired_controls():
+    c = frontier_overlap_control([1.0, 5.0, 2.0], [[0.5, 3.0], [0.5, 3.0], [2.5, 4.0]])
+    assert c["value"] == pytest.approx(1 / 3) and not c["passed"]
+    assert unpaired_control(64, 64, 64)["passed"]
+    assert not unpaired_control(32, 64, 64)["passed"] and not unpaired_control(64, 64, 16)["passed"]
 
 
-def test_bad_options_are_refused_with_the_reason():
-    with pytest.raises(ValueError, match="unknown scenario 'mix'"):
-        resolve(ShiftOptions(scenarios=["mix"]))
-    with pytest.raises(ValueError, match="reward_a='tone'"):
-        resolve(ShiftOptions(reward_a="tone"))
-    with pytest.raises(ValueError, match="unknown method"):
-        resolve(ShiftOptions(methods=["dpoo"]))
-    with pytest.raises(ValueError, match="alpha0 must lie in"):
-        resolve(ShiftOptions(alpha0=1.5))
+# --------------------------------------------------------------------------------------------- statistics
+
+def test_student_t_and_paired_t_match_hand_values():
+    assert student_t_quantile(0.975, 7) == pytest.approx(2.364624, abs=1e-5)
+    assert student_t_quantile(0.975, 1) == pytest.approx(12.7062, abs=1e-3)
+    assert student_t_cdf(0.0, 5) == 0.5 and student_t_cdf(-1.0, 3) == pytest.approx(1 - student_t_cdf(1.0, 3))
+    d = [0.01, 0.03, 0.02, 0.00]
+    t = paired_t(d)
+    se = np.std(d, ddof=1) / 2
+    assert t.diff == pytest.approx(0.015) and t.se == pytest.approx(se)
+    q = student_t_quantile(0.975, 3)
+    assert (t.low, t.high) == pytest.approx((0.015 - q * se, 0.015 + q * se))
+    assert t.p == pytest.approx(2 * (1 - student_t_cdf(0.015 / se, 3)))
 
 
-def _fake_eval(level: float, n: int = 40, seed: int = 0, entropy: float = 4.0) -> SeedEval:
-    rng = np.random.default_rng(seed)
-    rewards = np.clip(level + 0.01 * rng.standard_normal((n, 11)), 0, 1)
-    return SeedEval(rewards=rewards, wins=np.full((n, 11), 0.5), kl=np.zeros(n), length=np.full(n, 10.0),
-                    token_entropy=entropy, distinct_1=0.5, distinct_2=0.8, accuracy=0.7, ece=0.05, brier=0.2)
+def test_holm_step_down_by_hand():
+    # sorted 0.01, 0.03, 0.04, 0.5 → ×4, ×3, ×2, ×1 = 0.04, 0.09, 0.08→0.09 (monotone), 0.5
+    assert holm([0.01, 0.04, 0.03, 0.5]) == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert holm([0.3, 0.6]) == pytest.approx([0.6, 0.6])
+    out = holm([float("nan"), 0.02])
+    assert math.isnan(out[0]) and out[1] == pytest.approx(0.02)
 
 
-def test_claims_verdicts_follow_the_intervals():
-    opts = resolve(ShiftOptions())
-    raw = {"sources/dora": [_fake_eval(0.6, seed=s) for s in range(3)],
-           "sources/dro": [_fake_eval(0.5, seed=10 + s) for s in range(3)],
-           "sources/dora-reweight": [_fake_eval(0.7, seed=20 + s) for s in range(3)]}
-    claims = evaluate_claims(opts, raw)
-    assert len(claims) == 1  # only the DoRA claim has its runs
-    (claim,) = claims
-    by_b = {c["b"]: c for c in claim["comparisons"]}
-    assert by_b["sources/dro"]["verdict"] == "reproduced" and by_b["sources/dro"]["mean"] == pytest.approx(0.1, abs=0.01)
-    assert by_b["sources/dora-reweight"]["verdict"] == "contradicted"
-    assert claim["verdict"] == "partly reproduced"
+def test_frontier_interpolates_and_clamps():
+    xs, ys = [2.0, 0.5, 1.0], [0.8, 0.5, 0.6]
+    assert frontier_at(xs, ys, 1.5) == pytest.approx(0.7)
+    assert frontier_at(xs, ys, 0.1) == pytest.approx(0.5) and frontier_at(xs, ys, 9.0) == pytest.approx(0.8)
 
+
+def test_judge_compares_with_the_frontier_per_seed_applies_holm_and_gates_on_the_control():
+    front = {f"mix/dpo[beta={b}]": [m(r0=0.50 + 0.1 * k, worst=0.40 - 0.1 * k) for _ in range(4)]
+             for k, b in enumerate((0.3, 0.1, 0.03))}
+    # the frontier at r0 = 0.55 has worst 0.35; the method has 0.38 ± noise → +0.03
+    rob = [m(r0=0.55, worst=0.38 + e) for e in (0.001, -0.002, 0.0, 0.001)]
+    metrics = {**front, "mix/kldpo[tau=1]": rob}
+    spec = ClaimSpec("mixture", "p", "c", (Comparison("mix/kldpo[tau=1]", "dpo-frontier", "worst", "r0"),))
+    ok = {"passed": True}
+    claim = judge(spec, metrics, list(front), ok)
+    (row,) = claim["comparisons"]
+    assert row["diff"] == pytest.approx(0.03) and row["p_holm"] == pytest.approx(row["p"])
+    assert claim["verdict"] == "reproduced"
+    assert judge(spec, metrics, list(front), {"passed": False})["verdict"] == "invalid test"
+    two = ClaimSpec("mixture", "p", "c", spec.comparisons * 2)
+    rows = judge(two, metrics, list(front), ok)["comparisons"]
+    assert rows[0]["p_holm"] == pytest.approx(min(1.0, 2 * rows[0]["p"]))
+
+
+def test_verdict_classes():
+    sig = lambda d: {"diff": d, "p_holm": 0.01}  # noqa: E731
+    ns = {"diff": 0.01, "p_holm": 0.4}
+    assert verdict([sig(0.1), sig(0.2)], True) == "reproduced"
+    assert verdict([sig(0.1), ns], True) == "partly reproduced"
+    assert verdict([sig(-0.1), ns], True) == "contradicted"
+    assert verdict([ns, ns], True) == "not significant"
+    assert verdict([sig(0.1)], False) == "invalid test"
+
+
+# --------------------------------------------------------------------------------------------- own link
+
+def test_own_link_probabilities_use_each_divergences_score():
+    u1, u2, beta = np.array([0.5, -1.0]), np.array([0.0, 2.0]), 0.3
+    sig = lambda z: 1 / (1 + np.exp(-z))  # noqa: E731
+    assert own_link_probs(u1, u2, "reverse_kl", beta) == pytest.approx(sig(beta * (u1 - u2)))
+    assert own_link_probs(u1, u2, "forward_kl", beta) == pytest.approx(sig(beta * (-np.exp(-u1) + np.exp(-u2))))
+    js = lambda u: np.log(2) - np.log1p(np.exp(-u))  # noqa: E731
+    assert own_link_probs(u1, u2, "js", beta) == pytest.approx(sig(beta * (js(u1) - js(u2))))
+
+
+def test_calibration_error_against_the_known_preference_probability_and_clean_accuracy():
+    r1, r2, T = np.array([0.6, 0.5]), np.array([0.5, 0.5]), 0.1
+    p = np.array([1 / (1 + math.exp(-1.0)), 0.5])
+    assert calibration_error(np.array([0.7, 0.4]), r1, r2, T) == pytest.approx(np.mean(np.abs([0.7, 0.4] - p)))
+    # gold ties dropped; u ties count ½
+    assert clean_accuracy(np.array([1.0, 0.0, 2.0, 1.0]), np.array([0.0, 1.0, 2.0, 5.0]),
+                          np.array([0.9, 0.9, 0.2, 0.3]), np.array([0.1, 0.1, 0.1, 0.3])) == pytest.approx(1.5 / 3)
+
+
+# --------------------------------------------------------------------------------------------- world LM
 
 def test_world_lm_is_trained_once_then_read_from_the_cache(tmp_path):
     spec = WorldLMSpec(hidden=32, layers=1, heads=2, vocab_size=300, corpus_size=200, steps=3, batch_size=8)

@@ -17,11 +17,18 @@ DTYPE = torch.float64
 
 @dataclass(frozen=True)
 class LoglinearWorld:
-    """features ψ [S, A, d], theta_ref θ_ref [d], phi (φ_1, φ_2) [2, d]; all float64."""
+    """features ψ [S, A, d], theta_ref θ_ref [d], phi (φ_1, φ_2) [2, d]; all float64.
+    `residual` [2, S, A] (or None): the part of each reward outside the feature span — the
+    misspecified variant, where no θ represents r_α and the closed forms do not hold."""
 
     features: torch.Tensor
     theta_ref: torch.Tensor
     phi: torch.Tensor
+    residual: torch.Tensor | None = None
+
+    @property
+    def realisable(self) -> bool:
+        return self.residual is None
 
     @property
     def states(self) -> int:
@@ -33,19 +40,27 @@ class LoglinearWorld:
 
 
 def make_world(seed: int, states: int = 20, actions: int = 8, dim: int = 6, ref_scale: float = 1.0,
-               reward_scale: float = 1.0, reward_cosine: float = -0.5) -> LoglinearWorld:
+               reward_scale: float = 1.0, reward_cosine: float = -0.5,
+               misspecification: float = 0.0) -> LoglinearWorld:
     """A world drawn with `numpy.random.default_rng(seed)`: ψ ~ N(0, 1) entries;
     θ_ref = ref_scale·v (v uniform on the sphere); with e_1 ⟂ e_2 random orthonormal,
-    φ_1 = reward_scale·e_1, φ_2 = reward_scale·(c·e_1 + √(1 − c²)·e_2), c = reward_cosine."""
+    φ_1 = reward_scale·e_1, φ_2 = reward_scale·(c·e_1 + √(1 − c²)·e_2), c = reward_cosine.
+
+    misspecification ζ > 0 adds ζ·η_k(s,a) to r_k, η_k with i.i.d. N(0, 1) entries drawn after
+    everything else (so ζ = 0 gives exactly the realisable world of the same seed): r_α is then
+    not θᵀψ for any θ and the policy class cannot represent the KL-regularised optimum."""
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((states, actions, dim))
     v = rng.standard_normal(dim)
     e, _ = np.linalg.qr(rng.standard_normal((dim, 2)))
     phi1 = reward_scale * e[:, 0]
     phi2 = reward_scale * (reward_cosine * e[:, 0] + math.sqrt(1 - reward_cosine ** 2) * e[:, 1])
+    residual = None
+    if misspecification > 0:
+        residual = torch.tensor(misspecification * rng.standard_normal((2, states, actions)), dtype=DTYPE)
     return LoglinearWorld(torch.tensor(features, dtype=DTYPE),
                           torch.tensor(ref_scale * v / np.linalg.norm(v), dtype=DTYPE),
-                          torch.tensor(np.stack([phi1, phi2]), dtype=DTYPE))
+                          torch.tensor(np.stack([phi1, phi2]), dtype=DTYPE), residual)
 
 
 def mixture_phi(world: LoglinearWorld, alpha: float) -> torch.Tensor:
@@ -54,8 +69,11 @@ def mixture_phi(world: LoglinearWorld, alpha: float) -> torch.Tensor:
 
 
 def rewards(world: LoglinearWorld, alpha: float) -> torch.Tensor:
-    """r_α(s,a) = φ(α)ᵀψ(s,a)  [S, A]."""
-    return world.features @ mixture_phi(world, alpha)
+    """r_α(s,a) = φ(α)ᵀψ(s,a) [+ α η_1(s,a) + (1 − α) η_2(s,a) when misspecified]  [S, A]."""
+    r = world.features @ mixture_phi(world, alpha)
+    if world.residual is not None:
+        r = r + alpha * world.residual[0] + (1 - alpha) * world.residual[1]
+    return r
 
 
 def log_policy(world: LoglinearWorld, theta: torch.Tensor) -> torch.Tensor:
@@ -69,8 +87,22 @@ def optimum(world: LoglinearWorld, alpha: float, beta: float) -> torch.Tensor:
 
 
 def kl_dro_optimum(world: LoglinearWorld, alpha: float, beta: float, tau: float) -> torch.Tensor:
-    """KLDPO's population optimum under Bradley–Terry labels at α (module doc):
-    θ_ref + τ/(1+τ)·φ(α)/β, the DPO optimum at β(1 + 1/τ)."""
+    """KLDPO's population optimum under Bradley–Terry labels at α, realisable reward:
+
+        θ_KL = θ_ref + τ/(1+τ)·φ(α)/β = θ*_DPO(β′),   β′ = β(1+τ)/τ.
+
+    Derivation. DPO's population optimum at any β′ is θ_ref + φ/β′ (its margin βm equals the
+    reward gap Δ, the BT log-odds). KLDPO minimises τ·log E_q exp(ℓ/τ); at a stationary point
+    Σ q·e^{ℓ/τ}·∇ℓ = 0, i.e. the logistic loss under the tilted mass q̃ ∝ q·σ(βm)^{−1/τ}.
+    Try θ = θ_ref + κφ/β, so βm = κΔ on every pair. A pair (c, r) and its mirror (r, c) have
+    masses ∝ σ(Δ) and σ(−Δ); the logistic gradient of the pair is stationary when
+    q̃(c,r)·σ(−κΔ) = q̃(r,c)·σ(κΔ), i.e. σ(Δ)σ(−κΔ)σ(κΔ)^{−1/τ} = σ(−Δ)σ(κΔ)σ(−κΔ)^{−1/τ},
+    i.e. e^Δ = e^{κΔ(1+1/τ)} for every Δ: κ = τ/(1+τ). The objective is convex in θ (log-sum-exp
+    of convex losses), so the stationary point is the minimiser. Hence KLDPO ≡ DPO at
+    β(1+τ)/τ: a pure change of regularisation strength. Not valid when the world is
+    misspecified (`residual` set)."""
+    if world.residual is not None:
+        raise ValueError("the KLDPO closed form needs a realisable reward (misspecification = 0)")
     return world.theta_ref + tau / (1 + tau) * mixture_phi(world, alpha) / beta
 
 

@@ -1,43 +1,25 @@
 """`dralign bench shift`: the shift-world benchmark, and the engine of `dralign demo`.
 
-One run of the benchmark, per seed:
-
-1. **Data.** Two responses per train prompt from the world's generator (the text the base LM
-   was pretrained on), labelled by Bradley–Terry at temperature T on a mixture of two gold
-   objectives r(α₀) = α₀ r_a + (1−α₀) r_b (``mix-linear``) or r_a^α₀ r_b^(1−α₀)
-   (``mix-geometric``). Derived sets: ``sources`` (a fraction of the prompts answered by the
-   synthetic generator and labelled by a *judge* whose mixture weight is α_judge instead of α₀;
-   the rest human, labelled at α₀ — the target), ``unpaired`` (each mix-linear pair split into
-   a desirable and an undesirable completion), ``flip-20``/``flip-40`` (mix-linear with that
-   fraction of pairs swapped).
-2. **Training.** Every method starts from the same pretrained world LM
-   (:func:`dralign_bench.world_lm.world_lm`) with the same data, steps, batch size and learning
-   rate, through the public `dralign train` path (:func:`dralign.train.train`).
-3. **Evaluation.** Completions sampled (temperature 1) on held-out prompts; gold reward r(α)
-   for every α on the grid and the worst case over it; win rate against the start model's
-   completions; KL(π‖π_start) estimated from the samples; token entropy, distinct-1/2 and
-   length; and, on held-out pairs labelled like the training set (without label noise),
-   preference accuracy, ECE and Brier of σ(β·margin).
-
-Across seeds, every mean comes with a 95 % hierarchical-bootstrap interval (resample seeds,
-then completions within each seed), so one seed gives an interval over prompts and several
-seeds include the training variance. Outputs: a rich table, ``results.json``, ``shift.png``
-(gold reward vs α with bands), ``tradeoff.png`` (reward vs diversity) and ``report.md``.
-
-Modules: :mod:`.scenarios` (scenarios, options, plan), :mod:`.data` (datasets),
-:mod:`.measure` (one policy on one seed), :mod:`.summary` (intervals, claims), :mod:`.run`
-(the runner), :mod:`.report` (tables, plots, report.md).
+Per scenario (:mod:`.scenarios`): DPO on a β grid (the frontier), each robust method's own
+parameter picked on validation seeds and prompts (:mod:`.run`), then every run trained from the
+same pretrained world LM (:func:`dralign_bench.world_lm.world_lm`) through `dralign train` on
+each test seed, measured with common random numbers (:mod:`.measure`), each claim gated by its
+positive control (:mod:`.controls`) and judged by paired tests with Holm's correction against
+DPO's frontier (:mod:`.claims`, :mod:`.papers`); tables, a frontier plot per claim and the
+report (:mod:`.report`). Datasets: :mod:`.data`.
 """
 
 from __future__ import annotations
 
-from .data import DATASETS, build_dataset, mixture_of
-from .measure import SeedEval, evaluate_policy
+from .claims import ClaimSpec, Comparison, compare, frontier_at, judge, verdict
+from .controls import conflict_control, flip_control, frontier_overlap_control, unpaired_control
+from .data import DATASETS, build_dataset, heldout_pairs
+from .measure import SeedMetrics, calibration_error, clean_accuracy, own_link_probs
 from .run import run_shift
-from .scenarios import (DATASET_OF_METHOD, DEMO_METHODS, SCENARIOS, Scenario, ShiftConfig,
-                        ShiftOptions, plan, resolve, runs_of)
-from .summary import evaluate_claims, summarize, summarize_run
+from .scenarios import DEMO_SCENARIO, SCENARIOS, RunSpec, Scenario, ShiftConfig, ShiftOptions, plan, resolve
 
-__all__ = ["DATASETS", "DATASET_OF_METHOD", "DEMO_METHODS", "SCENARIOS", "Scenario", "SeedEval",
-           "ShiftConfig", "ShiftOptions", "build_dataset", "evaluate_claims", "evaluate_policy",
-           "mixture_of", "plan", "resolve", "run_shift", "runs_of", "summarize", "summarize_run"]
+__all__ = ["ClaimSpec", "Comparison", "DATASETS", "DEMO_SCENARIO", "SCENARIOS", "RunSpec", "Scenario",
+           "SeedMetrics", "ShiftConfig", "ShiftOptions", "build_dataset", "calibration_error", "clean_accuracy",
+           "compare", "conflict_control", "flip_control", "frontier_at", "frontier_overlap_control",
+           "heldout_pairs", "judge", "own_link_probs", "plan", "resolve", "run_shift", "unpaired_control",
+           "verdict"]

@@ -1,65 +1,79 @@
-"""The shift world's datasets per seed: Bradley–Terry labelled pairs on a mixture, human and
-synthetic sources, unpaired, flipped labels; JSONL files for `dralign train`."""
+"""The shift world's datasets per seed, and the held-out pairs: JSONL rows for `dralign train`.
+
+Datasets (all labelled by Bradley–Terry at temperature T on r(α₀) = α₀ r_a + (1−α₀) r_b):
+
+* ``mix`` — `train_pairs` pairs (the mixture and divergence scenarios);
+* ``clean`` / ``flip`` — `flip_pairs` pairs (fewer, so the steps make several epochs and DPO
+  can memorise noise), ``flip`` with ``round(flip_rate · n)`` labels swapped;
+* ``unpaired`` — the ``mix`` pairs split into a desirable and an undesirable completion;
+* ``repaired`` — the unpaired baseline: each desirable completion paired with an undesirable
+  one drawn at random from another prompt (the pairing of the data is not used).
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
 
 from .. import world
 
-if TYPE_CHECKING:  # options only annotate here; scenarios imports this module
+if TYPE_CHECKING:
     from .scenarios import ShiftOptions
 
-__all__ = ["DATASETS", "build_dataset", "mixture_of", "write_jsonl"]
+__all__ = ["DATASETS", "build_dataset", "heldout_pairs", "target_reward", "write_jsonl"]
 
-DATASETS = ("mix-linear", "mix-geometric", "sources", "unpaired", "flip-20", "flip-40")
-
-
-def mixture_of(dataset: str) -> str:
-    """The mixture family a dataset is labelled with (and evaluated on)."""
-    return "geometric" if dataset == "mix-geometric" else "linear"
+DATASETS = ("mix", "clean", "flip", "unpaired", "repaired")
 
 
-def _target_reward(opts: ShiftOptions, mixture: str, alpha: float) -> Callable[[str], float]:
-    return world.make_mixture_reward(opts.reward_a, opts.reward_b, alpha, mixture)
+def target_reward(opts: ShiftOptions):
+    """The labeller's reward r(α₀) (linear mixture)."""
+    return world.make_mixture_reward(opts.reward_a, opts.reward_b, opts.alpha0, "linear")
 
 
-def _pairs(seed: int, split: str, n: int) -> list[dict]:
+def _labelled(opts: ShiftOptions, n: int, seed: int, split: str = "train") -> list[dict]:
     prompts = world.generate_prompts(n, seed=seed, split=split)
-    return world.prompt_response_pairs(prompts, seed=seed)
+    return world.label_rows(world.prompt_response_pairs(prompts, seed=seed), target_reward(opts),
+                            opts.label_temperature, seed=seed)
 
 
-def build_dataset(opts: ShiftOptions, dataset: str, seed: int, split: str = "train") -> list[dict]:
-    """Rows of `dataset` for one seed. `split="heldout"` gives clean held-out pairs labelled
-    like the training set (no flips; the sources set's held-out pairs are human, the target)."""
-    n = opts.train_pairs if split == "train" else opts.eval_pairs
-    T = opts.label_temperature
-    if dataset == "sources":
-        if split == "train":
-            rows = world.assign_sources(world.generate_prompts(n, seed=seed, split="train"),
-                                        opts.synthetic_fraction, seed=seed)
-        else:
-            rows = _pairs(seed, split, n)
-        human = _target_reward(opts, "linear", opts.alpha0)
-        judge = _target_reward(opts, "linear", opts.alpha_judge)
-        labelled = {
-            "human": iter(world.label_rows([r for r in rows if r["source"] == "human"], human, T, seed=seed)),
-            "synthetic": iter(world.label_rows([r for r in rows if r["source"] == "synthetic"], judge, T,
-                                               seed=seed + 10_000)),
-        }
-        return [next(labelled[r["source"]]) for r in rows]
-    mixture = mixture_of(dataset)
-    rows = world.label_rows(_pairs(seed, split, n), _target_reward(opts, mixture, opts.alpha0), T, seed=seed)
-    if split != "train" or dataset in ("mix-linear", "mix-geometric"):
+def build_dataset(opts: ShiftOptions, dataset: str, seed: int) -> list[dict]:
+    """Training rows of `dataset` for one seed (see the module docstring)."""
+    if dataset in ("clean", "flip"):
+        rows = _labelled(opts, opts.flip_pairs, seed)
+        return rows if dataset == "clean" else world.flip_labels(rows, opts.flip_rate, seed=seed)
+    rows = _labelled(opts, opts.train_pairs, seed)
+    if dataset == "mix":
         return rows
-    if dataset.startswith("flip-"):
-        return world.flip_labels(rows, int(dataset.split("-")[1]) / 100, seed=seed)
     if dataset == "unpaired":
         return [{"prompt": r["prompt"], "completion": r[k], "label": k == "chosen"}
                 for r in rows for k in ("chosen", "rejected")]
+    if dataset == "repaired":
+        rng = np.random.default_rng(seed + 7_919)
+        perm = rng.permutation(len(rows))
+        for i in range(len(rows)):  # a derangement: never the pair's own rejected completion
+            if perm[i] == i:
+                j = (i + 1) % len(rows)
+                perm[i], perm[j] = perm[j], perm[i]
+        return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": rows[int(perm[i])]["rejected"]}
+                for i, r in enumerate(rows)]
     raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
+
+
+def training_prompts(opts: ShiftOptions, seed: int) -> set[str]:
+    """Every prompt any dataset of this seed trains on (validation prompts avoid them)."""
+    return set(world.generate_prompts(max(opts.train_pairs, opts.flip_pairs), seed=seed, split="train"))
+
+
+def heldout_pairs(opts: ShiftOptions, seed: int, n: int) -> list[dict]:
+    """`n` unlabelled held-out pairs ``{prompt, response_1, response_2, r_1, r_2}`` with the gold
+    r(α₀) of each response: the noise-free ordering and the known preference probability
+    p = σ((r_1 − r_2)/T) of every pair come from them."""
+    reward = target_reward(opts)
+    rows = world.prompt_response_pairs(world.generate_prompts(n, seed=seed + 50_000, split="heldout"), seed=seed)
+    return [{**r, "r_1": reward(r["response_1"]), "r_2": reward(r["response_2"])} for r in rows]
 
 
 def write_jsonl(path: Path, rows: Sequence[dict]) -> Path:

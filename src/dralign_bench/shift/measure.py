@@ -1,8 +1,15 @@
-"""One policy on one seed: samples on held-out prompts, gold reward over the α grid, wins
-against the start model, KL, diversity, and preference metrics on held-out pairs."""
+"""One policy on one seed: gold reward over the α grid, KL to the start, diversity, and, on
+held-out pairs, accuracy against the noise-free ordering and calibration with the method's
+own link.
+
+Common random numbers: every policy of a seed is sampled on the same prompts with the same
+sampling uniforms (:func:`dralign.eval.generate.sample_completions` with the seed), and scored
+on the same held-out pairs, so differences between methods are paired by prompt and seed.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -15,64 +22,108 @@ from .. import world
 if TYPE_CHECKING:
     from .scenarios import ShiftOptions
 
-__all__ = ["SeedEval", "evaluate_policy", "gold_grid", "sample"]
+__all__ = ["HeldoutPairs", "SeedMetrics", "calibration_error", "clean_accuracy", "evaluate_policy",
+           "gold_grid", "own_link_probs"]
 
 
 @dataclass
-class SeedEval:
-    """Per-prompt measurements of one policy on one seed (the raw material of every interval);
-    the samples of a prompt are averaged, so a prompt is one bootstrap unit."""
+class SeedMetrics:
+    """Scalars of one run on one seed (each averaged over the seed's prompts or pairs)."""
 
-    rewards: np.ndarray          # [prompts, len(alphas)] gold reward r(α) of the samples
-    wins: np.ndarray             # [prompts, len(alphas)] 1 / ½ / 0 against the start's sample (same uniforms)
-    kl: np.ndarray               # [prompts] log π(y|x) − log π_start(y|x), y ∼ π
-    length: np.ndarray           # [prompts] completion tokens
-    token_entropy: float
-    distinct_1: float
-    distinct_2: float
-    accuracy: float = float("nan")
-    ece: float = float("nan")
-    brier: float = float("nan")
-    train_seconds: float = 0.0
+    curve: list[float]       # mean gold reward r(α) at every α of the grid
+    r0: float                # r(α₀)
+    worst: float             # min over α of the curve
+    kl: float                # mean over prompts of log π(y|x) − log π_start(y|x), y ∼ π
+    entropy: float           # token entropy of the completions
+    distinct2: float
+    acc: float               # accuracy against the noise-free ordering on held-out pairs
+    calib: float             # mean |p̂ − p| with the method's own link
+    seconds: float = 0.0
+
+    def get(self, name: str) -> float:
+        return float(getattr(self, name))
 
 
-def gold_grid(opts: ShiftOptions, texts: Sequence[str], mixture: str) -> np.ndarray:
-    """r(α) of every text at every α of the grid, [n, len(alphas)]."""
-    mix = mixture_fn(mixture)
+def gold_grid(opts: ShiftOptions, texts: Sequence[str]) -> np.ndarray:
+    """r(α) of every text at every α of the grid (linear mixture), [n, len(alphas)]."""
+    mix = mixture_fn("linear")
     ra = np.array([world.GOLD_OBJECTIVES[opts.reward_a](t) for t in texts])
     rb = np.array([world.GOLD_OBJECTIVES[opts.reward_b](t) for t in texts])
     return np.stack([mix(ra, rb, a) for a in opts.alphas], axis=1)
 
 
-def sample(model, tokenizer, opts: ShiftOptions, prompts: Sequence[str], seed: int):
-    from dralign.eval.generate import sample_completions
+def own_link_probs(u1: np.ndarray, u2: np.ndarray, divergence: str, beta: float) -> np.ndarray:
+    """p̂(1 ≻ 2) = σ(β·(s(u₁) − s(u₂))) with the method's own score s (f-DPO, Wang et al. 2024):
+    the Bradley–Terry model its loss fits, u = log π(y|x) − log π_start(y|x)."""
+    import torch
 
-    return sample_completions(model, tokenizer, prompts, num_samples=opts.samples_per_prompt,
-                              max_new_tokens=opts.max_new_tokens, temperature=1.0, seed=seed)
+    from dralign.objectives.scores import SCORES
+
+    s = SCORES[divergence]()
+    m = s(torch.as_tensor(u1, dtype=torch.float64)) - s(torch.as_tensor(u2, dtype=torch.float64))
+    return torch.sigmoid(beta * m).numpy()
 
 
-def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Sequence[str],
-                    start_rewards: np.ndarray, heldout, mixture: str, seed: int) -> SeedEval:
-    """Sample `policy` on the held-out prompts and measure it (see :class:`SeedEval`);
-    `start_rewards` are the start model's samples' gold rewards on the same grid, [n, len(alphas)]."""
-    from dralign.eval.evaluate import preference_eval
-    from dralign.eval.generate import completion_logps
+def calibration_error(p_hat: np.ndarray, r1: np.ndarray, r2: np.ndarray, temperature: float) -> float:
+    """mean |p̂ − p| against the known preference probability p = σ((r₁ − r₂)/T) (no binning)."""
+    p = 1.0 / (1.0 + np.exp(-(np.asarray(r1) - np.asarray(r2)) / temperature))
+    return float(np.mean(np.abs(np.asarray(p_hat) - p)))
+
+
+def clean_accuracy(u1: np.ndarray, u2: np.ndarray, r1: np.ndarray, r2: np.ndarray) -> float:
+    """Share of pairs whose implicit-reward order (u₁ vs u₂) matches the gold order (r₁ vs r₂),
+    ties in gold dropped, ties in u counted ½. Every f-DPO score is increasing, so the order of
+    s(u) is the order of u: the accuracy needs no link."""
+    keep = np.asarray(r1) != np.asarray(r2)
+    gold = (np.asarray(r1) > np.asarray(r2))[keep]
+    d = (np.asarray(u1) - np.asarray(u2))[keep]
+    return float(np.mean(np.where(d == 0, 0.5, (d > 0) == gold)))
+
+
+@dataclass
+class HeldoutPairs:
+    """The seed's held-out pairs with the start model's log-probs (computed once)."""
+
+    prompts: list[str]
+    ids_1: list[list[int]]
+    ids_2: list[list[int]]
+    r_1: np.ndarray
+    r_2: np.ndarray
+    start_1: np.ndarray
+    start_2: np.ndarray
+
+    @classmethod
+    def build(cls, rows: list[dict], tokenizer, start) -> "HeldoutPairs":
+        from dralign.eval.generate import completion_logps
+
+        enc = lambda key: tokenizer([r[key] for r in rows], add_special_tokens=False)["input_ids"]  # noqa: E731
+        prompts = [r["prompt"] for r in rows]
+        ids_1, ids_2 = enc("response_1"), enc("response_2")
+        return cls(prompts, ids_1, ids_2, np.array([r["r_1"] for r in rows]), np.array([r["r_2"] for r in rows]),
+                   completion_logps(start, tokenizer, prompts, ids_1), completion_logps(start, tokenizer, prompts, ids_2))
+
+
+def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Sequence[str], seed: int,
+                    start_logps_of, pairs: HeldoutPairs | None, divergence: str, beta: float) -> SeedMetrics:
+    """Measure `policy` on one seed (see :class:`SeedMetrics`). `start_logps_of(comp)` gives the
+    start model's log-probs of completions (the start model, or a cache)."""
+    from dralign.eval.generate import completion_logps, sample_completions
     from dralign.eval.metrics import distinct_n, token_entropy
 
-    comp = sample(policy, tokenizer, opts, prompts, seed)
-    rewards = gold_grid(opts, comp.texts, mixture)
-    wins = (rewards > start_rewards) + 0.5 * (rewards == start_rewards)
-    kl = (completion_logps(policy, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos)
-          - completion_logps(start, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos))
-    length = np.array([len(t) for t in comp.token_ids], dtype=np.float64)
-
-    def per_prompt(x: np.ndarray) -> np.ndarray:  # samples of one prompt are one unit
-        return x.reshape(len(prompts), -1, *x.shape[1:]).mean(axis=1)
-
-    out = SeedEval(rewards=per_prompt(rewards), wins=per_prompt(wins), kl=per_prompt(kl), length=per_prompt(length),
-                   token_entropy=token_entropy(comp.token_ids), distinct_1=distinct_n(comp.token_ids, 1),
-                   distinct_2=distinct_n(comp.token_ids, 2))
-    if heldout is not None:
-        pref = preference_eval(policy, start, heldout, beta=opts.beta, seed=seed)
-        out.accuracy, out.ece, out.brier = (pref[k].mean for k in ("accuracy", "ece", "brier"))
-    return out
+    comp = sample_completions(policy, tokenizer, prompts, num_samples=1, max_new_tokens=opts.max_new_tokens,
+                              temperature=1.0, seed=seed)
+    grid = gold_grid(opts, comp.texts)
+    curve = grid.mean(axis=0)
+    a0 = int(np.argmin(np.abs(np.asarray(opts.alphas) - opts.alpha0)))
+    kl = completion_logps(policy, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos) \
+        - start_logps_of(comp)
+    acc = calib = math.nan
+    if pairs is not None:
+        u1 = completion_logps(policy, tokenizer, pairs.prompts, pairs.ids_1) - pairs.start_1
+        u2 = completion_logps(policy, tokenizer, pairs.prompts, pairs.ids_2) - pairs.start_2
+        acc = clean_accuracy(u1, u2, pairs.r_1, pairs.r_2)
+        calib = calibration_error(own_link_probs(u1, u2, divergence, beta), pairs.r_1, pairs.r_2,
+                                  opts.label_temperature)
+    return SeedMetrics(curve=curve.tolist(), r0=float(curve[a0]), worst=float(curve.min()), kl=float(kl.mean()),
+                       entropy=float(token_entropy(comp.token_ids)), distinct2=float(distinct_n(comp.token_ids, 2)),
+                       acc=acc, calib=calib)

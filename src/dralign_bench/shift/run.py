@@ -1,48 +1,140 @@
-"""`dralign bench shift`'s runner: every (dataset, method) run trained from the pretrained world
-LM, per seed, measured, summarised, reported (the steps are in :mod:`dralign_bench.shift`)."""
+"""`dralign bench shift`'s runner: validation seeds pick each robust method's own parameter
+(against DPO's frontier on validation prompts), then every test run is trained per test seed,
+measured with common random numbers, and the claims are judged (steps in :mod:`dralign_bench.shift`)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from .. import world
-from .data import build_dataset, mixture_of, write_jsonl
-from .measure import SeedEval, evaluate_policy, gold_grid, sample
-from .scenarios import ShiftConfig, ShiftOptions, plan, resolve
-from .summary import alpha_index, evaluate_claims, summarize
+from .claims import frontier_at
+from .data import build_dataset, heldout_pairs, training_prompts, write_jsonl
+from .measure import HeldoutPairs, SeedMetrics, evaluate_policy
+from .papers import evaluate_claims
+from .scenarios import RunSpec, ShiftConfig, ShiftOptions, frontier_runs, plan, resolve, scenarios_of
 
 __all__ = ["run_shift"]
 
+VALIDATION_SEED0 = 1000  # validation seeds 1000, 1001, … never coincide with test seeds 0…7
 
-def _train_config(opts: ShiftOptions, lm: Path, data: Path, method: str, out: Path, seed: int):
+_DIVERGENCE = {"fdpo-fkl": "forward_kl", "fdpo-js": "js"}
+
+
+def _train_config(opts: ShiftOptions, lm: Path, data: Path, run: RunSpec, out: Path, seed: int):
     from dralign.config import build
     from dralign.train.config import TrainConfig
 
-    values = dict(model=str(lm), data=str(data), method=method, output_dir=str(out),
-                  max_steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
-                  warmup_steps=max(1, opts.steps // 10), max_length=128, beta=opts.beta, seed=seed,
-                  ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"), progress=True)
-    if method in ("dora", "dora-reweight"):
-        values["ratio_target"] = ["human"]
-    from dralign.ratio.prepare import with_fitted_ratios
+    batch = {"unpaired": 2 * opts.unpaired_batch, "repaired": opts.unpaired_batch}.get(run.dataset, opts.batch_size)
+    values = dict(model=str(lm), data=str(data), method=run.method, output_dir=str(out), overwrite=True,
+                  max_steps=opts.steps, batch_size=batch, lr=opts.lr, warmup_steps=max(1, opts.steps // 10),
+                  max_length=128, beta=opts.beta, seed=seed, progress=False,
+                  ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"))
+    values.update(dict(run.params))
+    return build(TrainConfig, values)
 
-    return with_fitted_ratios(build(TrainConfig, values))
+
+class _Seed:
+    """One seed's shared material: datasets, prompts, the start model's samples' log-probs, pairs."""
+
+    def __init__(self, opts, seed, validation, tokenizer, start, root):
+        from dralign.eval.generate import completion_logps
+
+        self.seed, self.dir = seed, root / "runs" / f"seed-{seed}"
+        if validation:  # validation prompts: the train pool minus this seed's training prompts
+            used = training_prompts(opts, seed)
+            pool = [p for p in world.generate_prompts(4 * opts.validation_prompts, seed=seed + 77, split="train")
+                    if p not in used]
+            self.prompts = list(dict.fromkeys(pool))[: opts.validation_prompts]
+        else:
+            self.prompts = world.generate_prompts(opts.eval_prompts, seed=seed, split="heldout")
+        # validation seeds draw their own pairs (another seed of the pair generator), fewer of them
+        n_pairs = min(opts.eval_pairs, opts.validation_prompts) if validation else opts.eval_pairs
+        self.pairs = HeldoutPairs.build(heldout_pairs(opts, seed, n_pairs), tokenizer, start)
+        self.files: dict[str, Path] = {}
+        self._cache: dict = {}
+        self.start_logps = lambda comp: completion_logps(start, tokenizer, comp.prompts, comp.token_ids,
+                                                         append_eos=comp.ended_at_eos)
+
+    def data(self, opts, dataset: str) -> Path:
+        if dataset not in self.files:
+            self.files[dataset] = write_jsonl(self.dir / "data" / f"{dataset}.jsonl", build_dataset(opts, dataset, self.seed))
+        return self.files[dataset]
+
+
+def _measure_start(opts, tokenizer, start, sd: _Seed, console) -> SeedMetrics:
+    """The start model on the seed's prompts and pairs: every scenario's reference row."""
+    import torch
+
+    with torch.no_grad():
+        m = evaluate_policy(start, start, tokenizer, opts, sd.prompts, sd.seed, sd.start_logps, sd.pairs,
+                            "reverse_kl", opts.beta)
+    console.print(f"seed {sd.seed:>4} {'start':<34} r(α₀) {m.r0:.3f} worst {m.worst:.3f} acc {m.acc:.3f}")
+    return m
+
+
+def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, console) -> SeedMetrics:
+    import torch
+
+    from dralign.modeling import load_model
+    from rich.markup import escape
+
+    from dralign.train import train
+
+    out = sd.dir / run.id.replace("/", "__")
+    t0 = time.perf_counter()
+    result = train(_train_config(opts, lm, sd.data(opts, run.dataset), run, out, sd.seed))
+    seconds = time.perf_counter() - t0
+    policy = load_model(str(result.output_dir)).eval()
+    beta = dict(run.params).get("beta", opts.beta)
+    # held-out pairs only where a claim reads accuracy or calibration (flips, divergence)
+    pairs = sd.pairs if run.dataset in ("flip", "clean") or "divergence" in (opts.scenarios or ["divergence"]) else None
+    with torch.no_grad():
+        m = evaluate_policy(policy, start, tokenizer, opts, sd.prompts, sd.seed, sd.start_logps, pairs,
+                            _DIVERGENCE.get(run.method, "reverse_kl"), beta)
+    m.seconds = seconds
+    shutil.rmtree(out, ignore_errors=True)  # weights and optimizer state are not reused
+    console.print(f"seed {sd.seed:>4} {escape(run.id):<34} r(α₀) {m.r0:.3f} worst {m.worst:.3f} KL {m.kl:6.2f} "
+                  f"acc {m.acc:.3f} calib {m.calib:.3f} ({seconds:.0f}s)")
+    return m
+
+
+def _select(opts, val: dict, chosen: dict, console) -> dict:
+    """Each tuned method's parameter: the grid value with the largest mean (over validation
+    seeds) of y − DPO's frontier at its x. Returns the selection record."""
+    record = {}
+    for sc in scenarios_of(opts):
+        fids = [r.id for r in frontier_runs(opts, sc.dataset)]
+        for t in sc.tuned:
+            scores = {}
+            for v in t.grid:
+                rid = RunSpec(t.dataset, t.method, ((t.param, v),)).id
+                ms = val.get(rid, [])
+                scores[v] = float(np.mean([m.get(t.y) - frontier_at([val[f][s].get(t.x) for f in fids],
+                                                                     [val[f][s].get(t.y) for f in fids], m.get(t.x))
+                                           for s, m in enumerate(ms)])) if ms else float("nan")
+            best = max(t.grid, key=lambda v: -np.inf if np.isnan(scores[v]) else scores[v])
+            chosen[(t.dataset, t.method)] = best
+            record[f"{t.dataset}/{t.method}"] = {"param": t.param, "grid": list(t.grid), "chosen": best,
+                                                 "criterion": f"{t.y} − DPO frontier at matched {t.x}",
+                                                 "validation_scores": {str(k): v for k, v in scores.items()}}
+            console.print(f"selected {t.method} {t.param}={best:g} (validation scores {scores})")
+    return record
 
 
 def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dralign bench shift") -> dict:
     """Run the benchmark of `cfg`; write results.json, the plots and report.md; return the results.
 
     `command` is recorded in the report as the command that made it."""
-    import shutil
-
     import torch
     from rich.console import Console
 
-    from dralign.data import load_rows, tokenize_pairs
     from dralign.modeling import load_model, load_tokenizer
-    from dralign.train import train
 
     from ..plotting import require_matplotlib
     from ..world_lm import DEFAULT_CACHE_DIR, WorldLMSpec, world_lm
@@ -51,67 +143,53 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
     require_matplotlib()  # before the runs, not after them
     console = console or Console()
     root = Path(opts.output_dir)
-    runs = plan(opts)
     t_start = time.perf_counter()
-    console.rule(f"[bold]shift world: {len(runs)} runs × {opts.seeds} seed(s)")
-    spec = WorldLMSpec(steps=opts.lm_steps or WorldLMSpec.steps)
-    lm = world_lm(spec, opts.cache_dir or DEFAULT_CACHE_DIR, console)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    lm = world_lm(WorldLMSpec(steps=opts.lm_steps or WorldLMSpec.steps), opts.cache_dir or DEFAULT_CACHE_DIR, console)
     tokenizer = load_tokenizer(str(lm))
     start = load_model(str(lm)).eval()
-    mixtures = sorted({mixture_of(ds) for ds, _ in runs})
-    raw: dict[str, list[SeedEval]] = {f"{ds}/{m}": [] for ds, m in runs}
-    raw.update({f"start/{mx}": [] for mx in mixtures})
-    for seed in range(opts.seeds):
-        seed_dir = root / "runs" / f"seed-{seed}"
-        prompts = world.generate_prompts(opts.eval_prompts, seed=seed, split="heldout")
-        with torch.no_grad():
-            start_comp = sample(start, tokenizer, opts, prompts, seed)
-        heldout, start_rewards = {}, {}
-        for mx in mixtures:
-            start_rewards[mx] = gold_grid(opts, start_comp.texts, mx)
-            rows = build_dataset(opts, f"mix-{mx}", seed, split="heldout")
-            path = write_jsonl(seed_dir / "data" / f"heldout-{mx}.jsonl",
-                                [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
-            heldout[mx] = tokenize_pairs(load_rows(str(path)), tokenizer, max_length=128)
-            raw[f"start/{mx}"].append(evaluate_policy(start, start, tokenizer, opts, prompts, start_rewards[mx],
-                                                      heldout[mx], mx, seed))
-        files: dict[str, Path] = {}
-        for dataset, method in runs:
-            if dataset not in files:
-                files[dataset] = write_jsonl(seed_dir / "data" / f"{dataset}.jsonl",
-                                              build_dataset(opts, dataset, seed))
-            out = seed_dir / dataset / method
-            console.print(f"[bold]seed {seed}[/] {dataset} / {method}")
-            t0 = time.perf_counter()
-            result = train(_train_config(opts, lm, files[dataset], method, out, seed))
-            seconds = time.perf_counter() - t0
-            policy = load_model(str(result.output_dir)).eval()
-            mx = mixture_of(dataset)
-            with torch.no_grad():
-                ev = evaluate_policy(policy, start, tokenizer, opts, prompts, start_rewards[mx],
-                                     heldout[mx], mx, seed)
-            ev.train_seconds = seconds
-            raw[f"{dataset}/{method}"].append(ev)
-            a0 = alpha_index(opts, opts.alpha0)
-            console.print(f"  r(α₀) {ev.rewards[:, a0].mean():.3f}  worst {ev.rewards.mean(0).min():.3f}  "
-                          f"KL {ev.kl.mean():.2f}  held-out acc {ev.accuracy:.2f}  ({seconds:.0f}s)")
-            shutil.rmtree(Path(result.output_dir) / "checkpoints", ignore_errors=True)  # optimizer state: not reused
-            if not opts.keep_models:
-                for weights in Path(result.output_dir).glob("*.safetensors"):
-                    weights.unlink()  # keep metrics, config and card
-    results = summarize(opts, raw, runs, lm, time.perf_counter() - t_start)
-    results["claims"] = evaluate_claims(opts, raw)
-    results["command"] = command
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "results.json").write_text(json.dumps(results, indent=2))
-    from .report import plot_shift, plot_tradeoff, print_tables, write_report
 
-    results["files"] = {"results": str(root / "results.json"),
-                        "shift_plot": plot_shift(results, root / "shift.png"),
-                        "tradeoff_plot": plot_tradeoff(results, root / "tradeoff.png")}
+    chosen: dict = {}
+    val: dict[str, list[SeedMetrics]] = {}
+    if opts.validation_seeds:
+        runs = plan(opts)
+        console.rule(f"[bold]validation: {len(runs)} runs × {opts.validation_seeds} seed(s)")
+        for k in range(opts.validation_seeds):
+            sd = _Seed(opts, VALIDATION_SEED0 + k, True, tokenizer, start, root)
+            for run in runs:
+                val.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
+    selection = _select(opts, val, chosen, console) if opts.validation_seeds else {}
+    if not opts.validation_seeds:
+        for sc in scenarios_of(opts):
+            for t in sc.tuned:
+                chosen[(t.dataset, t.method)] = t.grid[0]
+    runs = plan(opts, chosen)
+    console.rule(f"[bold]test: {len(runs)} runs × {opts.seeds} seed(s)")
+    metrics: dict[str, list[SeedMetrics]] = {}
+    for seed in range(opts.seeds):
+        sd = _Seed(opts, seed, False, tokenizer, start, root)
+        metrics.setdefault("start", []).append(_measure_start(opts, tokenizer, start, sd, console))
+        for run in runs:
+            metrics.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
+    claims = evaluate_claims(opts, metrics, chosen)
+    results = {
+        "options": {**asdict(opts), "test_seeds": opts.seeds},
+        "world_lm": json.loads((lm / "pretraining.json").read_text()),
+        "scenarios": {sc.name: sc.question for sc in scenarios_of(opts)},
+        "selection": selection,
+        "runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in metrics.items()},
+        "validation_runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in val.items()},
+        "claims": claims,
+        "seconds": time.perf_counter() - t_start,
+        "command": command,
+    }
+    shutil.rmtree(root / "runs", ignore_errors=True)
+    shutil.rmtree(root / "ref_cache", ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+    from .report import plot_claims, print_tables, write_report
+
+    results["files"] = {"results": str(root / "results.json"), "plots": plot_claims(results, root)}
     results["files"]["report"] = write_report(results, root / "report.md")
     (root / "results.json").write_text(json.dumps(results, indent=2))
     print_tables(results, console)
     return results
-
-

@@ -1,5 +1,17 @@
-"""The shift world's scenarios (the methods compared, the question), the options and profiles of
-`dralign bench shift`, and the run plan."""
+"""The shift world's scenarios: what each paper claims, the condition its claim needs (the
+positive control), the runs (DPO's β grid, each robust method's own-parameter grid) and the
+options and profiles of `dralign bench shift`.
+
+A run is a :class:`RunSpec` (dataset, preset, parameters). A scenario names
+
+* ``frontier``: DPO on the scenario's dataset at every β of ``opts.betas`` — every claim is
+  judged against this frontier, never against DPO at one β;
+* ``tuned``: robust methods whose own parameter is picked from a small grid on the validation
+  seeds (validation prompts), then frozen for the test seeds;
+* ``fixed``: runs whose parameters are set by the question itself (rDPO at ε = the true flip
+  rate; DPO on clean data as the flips control);
+* its claims (:mod:`.claims`), each gated by the scenario's control (:mod:`.controls`).
+"""
 
 from __future__ import annotations
 
@@ -9,80 +21,105 @@ from dralign.config import option
 from dralign.eval.mixtures import DEFAULT_ALPHAS
 
 from .. import world
-from .data import DATASETS
 
-__all__ = ["DATASET_OF_METHOD", "DEMO_METHODS", "SCENARIOS", "Scenario", "ShiftConfig",
-           "ShiftOptions", "plan", "resolve", "runs_of"]
+__all__ = ["DEMO_SCENARIO", "SCENARIOS", "RunSpec", "Scenario", "ShiftConfig", "ShiftOptions",
+           "Tuned", "plan", "resolve"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run: a preset on a dataset with parameter overrides (name, value)."""
+
+    dataset: str
+    method: str
+    params: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def id(self) -> str:
+        inner = ",".join(f"{k}={v:g}" for k, v in self.params)
+        return f"{self.dataset}/{self.method}" + (f"[{inner}]" if inner else "")
+
+    def with_params(self, **kw: float) -> "RunSpec":
+        merged = dict(self.params)
+        merged.update(kw)
+        return RunSpec(self.dataset, self.method, tuple(sorted(merged.items())))
+
+
+@dataclass(frozen=True)
+class Tuned:
+    """A robust method whose parameter `param` is chosen from `grid` on the validation seeds,
+    maximising `select` = (its metric `y`) − (DPO's frontier at its `x`) averaged over seeds."""
+
+    dataset: str
+    method: str
+    param: str
+    grid: tuple[float, ...]
+    x: str
+    y: str
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """Methods compared on one or more datasets, and the question they answer."""
-
     name: str
-    datasets: tuple[str, ...]
-    methods: tuple[str, ...]
+    dataset: str
     question: str
+    tuned: tuple[Tuned, ...] = ()
+    fixed: tuple[RunSpec, ...] = ()
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("mixture", ("mix-linear", "mix-geometric"), ("dpo", "kldpo", "wdpo"),
-             "Preferences labelled at α₀ on a reward mixture; gold reward for every α (Xu et al. 2025)."),
-    Scenario("sources", ("sources",), ("dpo", "dro", "dora", "dora-reweight"),
-             "Human and synthetic responses with source labels; the target is the human labeller (Zhu et al. 2025)."),
-    Scenario("unpaired", ("mix-linear", "unpaired"), ("dpo", "aot", "aot-unpaired"),
-             "AOT paired, and unpaired on the same data with the pairing removed, against DPO (Melnyk et al. 2024)."),
-    Scenario("divergence", ("mix-linear",), ("dpo", "fdpo-fkl", "fdpo-js", "fdpo-alpha"),
-             "Reward vs diversity vs calibration across f-divergences (Wang et al. 2024)."),
-    Scenario("flips", ("mix-linear", "flip-20", "flip-40"), ("dpo", "cdpo", "rdpo", "drdpo"),
-             "A fraction of labels flipped; robustness of rDPO, cDPO and Dr. DPO against DPO."),
+    Scenario("mixture", "mix",
+             "Labels from a Bradley–Terry judge on r(α₀) = α₀·r_a + (1−α₀)·r_b with α₀ near one end and r_a, r_b "
+             "negatively correlated in the corpus; gold reward for every α (Xu et al. 2025, WDPO/KLDPO).",
+             tuned=(Tuned("mix", "kldpo", "tau", (0.5, 2.0), "r0", "worst"),
+                    Tuned("mix", "wdpo", "rho", (0.01, 0.1), "r0", "worst"))),
+    Scenario("divergence", "mix",
+             "Reward vs diversity vs calibration across f-divergences, each on its own β grid (Wang et al. 2024).",
+             fixed=(RunSpec("mix", "fdpo-fkl", (("beta", 0.1),)), RunSpec("mix", "fdpo-fkl", (("beta", 0.3),)),
+                    RunSpec("mix", "fdpo-js", (("beta", 0.1),)), RunSpec("mix", "fdpo-js", (("beta", 0.3),)))),
+    Scenario("flips", "flip",
+             "A known fraction of training labels flipped, trained long enough to memorise them; rDPO at the "
+             "true rate (and mis-set at ε = 0.1), cDPO tuned (Chowdhury et al. 2024; Mitchell 2023).",
+             tuned=(Tuned("flip", "cdpo", "label_smoothing", (0.1, 0.3), "kl", "acc"),),
+             fixed=(RunSpec("clean", "dpo"), RunSpec("flip", "rdpo", (("label_smoothing", -1.0),)),
+                    RunSpec("flip", "rdpo", (("label_smoothing", 0.1),)))),
+    Scenario("unpaired", "unpaired",
+             "AOT on unpaired data (the pairing removed) against an unpaired baseline: DPO on desirable and "
+             "undesirable completions re-paired at random; the same completions per step (Melnyk et al. 2024).",
+             fixed=(RunSpec("unpaired", "aot-unpaired"), RunSpec("repaired", "dpo"))),
 )}
 
-DATASET_OF_METHOD = {"aot-unpaired": "unpaired"}
-DEMO_METHODS = ("dpo", "kldpo", "wdpo", "fdpo-js", "aot", "dora")
-
-
-def runs_of(scenario: Scenario) -> list[tuple[str, str]]:
-    """The (dataset, method) runs a scenario needs: each paired method on each paired dataset,
-    `aot-unpaired` on the unpaired set only."""
-    runs = []
-    for ds in scenario.datasets:
-        for m in scenario.methods:
-            unpaired_method = DATASET_OF_METHOD.get(m) == "unpaired"
-            if (ds == "unpaired") == unpaired_method:
-                runs.append((ds, m))
-    if scenario.name == "flips":  # only dpo at rate 0: the clean reference
-        runs = [(ds, m) for ds, m in runs if ds != "mix-linear" or m == "dpo"]
-    return runs
+#: `dralign demo`: the mixture conflict (DPO at two β, KLDPO, WDPO) with its control.
+DEMO_SCENARIO = "mixture"
 
 
 @dataclass
 class ShiftOptions:
     """The shift-world benchmark. Sizes left unset come from the profile (quick, or --full)."""
 
-    full: bool = option(False, "the full suite: every scenario, 5 seeds (about 30 minutes on 2 CPU cores)")
-    scenarios: list[str] | None = option(None, "scenarios to run: mixture, sources, unpaired, divergence, flips (default: all)")
-    methods: list[str] | None = option(None, "instead of scenarios: these presets on one dataset (--dataset)")
-    dataset: str = option("sources", "dataset for --methods: mix-linear, mix-geometric, sources, flip-20, flip-40")
-    seeds: int | None = option(None, "number of seeds (quick 1, full 5)")
-    steps: int | None = option(None, "optimizer steps per method (quick 30, full 50)")
-    train_pairs: int | None = option(None, "training pairs per dataset (quick 384, full 512)")
-    eval_prompts: int | None = option(None, "held-out prompts for sampling (quick 48, full 64)")
-    samples_per_prompt: int = option(2, "completions sampled per held-out prompt")
-    eval_pairs: int = option(128, "held-out labelled pairs for accuracy and calibration")
-    max_new_tokens: int = option(48, "completion length cap when sampling")
-    batch_size: int = option(16, "pairs per step")
-    lr: float = option(1e-3, "peak learning rate (AdamW, 10% warm-up, cosine)")
-    beta: float = option(0.1, "beta of every method")
+    full: bool = option(False, "the full profile: 8 test + 2 validation seeds, 512 eval prompts (about 30 min per job on one core)")
+    scenarios: list[str] | None = option(None, "scenarios to run: mixture, divergence, flips, unpaired (default: all)")
+    seeds: int | None = option(None, "test seeds (quick 2, full 8)")
+    validation_seeds: int | None = option(None, "validation seeds for the robust methods' own parameters (quick 1, full 2); 0 = the grid's first value")
+    steps: int | None = option(None, "optimizer steps per run (quick 12, full 12)")
+    train_pairs: int | None = option(None, "training pairs per dataset (quick 128, full 480)")
+    flip_pairs: int | None = option(None, "flips: training pairs, fewer so that the steps make several epochs (quick 48, full 48)")
+    flip_rate: float = option(0.3, "flips: the true fraction of flipped training labels")
+    eval_prompts: int | None = option(None, "held-out prompts sampled once per run (quick 64, full 512)")
+    eval_pairs: int | None = option(None, "held-out pairs for accuracy and calibration (quick 64, full 1000)")
+    validation_prompts: int = option(256, "validation prompts (train pool, none of the seed's training prompts)")
+    max_new_tokens: int = option(24, "completion length cap when sampling")
+    batch_size: int = option(16, "pairs per step (the unpaired runs: 2× rows, the same completions per step)")
+    unpaired_batch: int = option(32, "unpaired scenario: pairs per step of the re-paired baseline (AOT-unpaired gets 2× completions)")
+    lr: float = option(2e-3, "peak learning rate (AdamW, 10% warm-up, cosine)")
+    beta: float = option(0.1, "beta of every method not on the β grid")
+    betas: list[float] = option([0.03, 0.1, 0.3], "DPO's β grid: the frontier every claim is judged against")
     reward_a: str = option("sentiment", "gold objective r_a: sentiment, formality, conciseness, specificity")
-    reward_b: str = option("formality", "gold objective r_b")
-    alpha0: float = option(0.7, "training mixture weight α₀ of r_a")
-    alpha_judge: float = option(0.2, "sources: the synthetic judge's mixture weight")
-    synthetic_fraction: float = option(0.7, "sources: fraction of prompts with synthetic responses")
+    reward_b: str = option("formality", "gold objective r_b (negatively correlated with r_a in the corpus)")
+    alpha0: float = option(0.1, "training mixture weight α₀ of r_a (near one end, as in the WDPO paper)")
     label_temperature: float = option(0.1, "Bradley–Terry temperature of the labels")
     alphas: list[float] = option(list(DEFAULT_ALPHAS), "evaluation grid of α")
-    output_dir: str = option("outputs/shift", "where models, results, plots and the report go")
-    keep_models: bool = option(False, "keep each trained model's weights (3.4 MB each) for `dralign eval`")
+    output_dir: str = option("outputs/shift", "where runs, results, plots and the report go")
     cache_dir: str | None = option(None, "where the pretrained world LM is cached (default: $DRALIGN_CACHE or ~/.cache/dralign)")
     lm_steps: int | None = option(None, "pretraining steps of the world LM (default 200)")
 
@@ -92,46 +129,67 @@ class ShiftConfig:
     shift: ShiftOptions = field(default_factory=ShiftOptions)
 
 
-_PROFILES = {False: dict(seeds=1, steps=30, train_pairs=384, eval_prompts=48),
-             True: dict(seeds=5, steps=50, train_pairs=512, eval_prompts=64)}
+_PROFILES = {False: dict(seeds=2, validation_seeds=1, steps=12, train_pairs=128, flip_pairs=48,
+                         eval_prompts=64, eval_pairs=64),
+             True: dict(seeds=8, validation_seeds=2, steps=12, train_pairs=480, flip_pairs=48,
+                        eval_prompts=512, eval_pairs=1000)}
 
 
 def resolve(opts: ShiftOptions) -> ShiftOptions:
     """Fill unset sizes from the profile and check every choice; returns a new ShiftOptions."""
     values = asdict(opts)
     for k, v in _PROFILES[opts.full].items():
-        if values[k] is None:
+        if values.get(k) is None:
             values[k] = v
-    out = ShiftOptions(**values)
+    out = type(opts)(**values)
     for name in (out.scenarios or []):
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
     for key in ("reward_a", "reward_b"):
         if getattr(out, key) not in world.GOLD_OBJECTIVES:
             raise ValueError(f"{key}={getattr(out, key)!r}: choose from {', '.join(world.GOLD_OBJECTIVES)}")
-    if out.methods:
-        from dralign.objectives.presets import PRESETS
-
-        for m in out.methods:
-            if m not in PRESETS:
-                raise ValueError(f"unknown method {m!r}; see `dralign methods`")
-        if out.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {out.dataset!r}; choose from {', '.join(DATASETS)}")
-    for key in ("alpha0", "alpha_judge", "synthetic_fraction"):
-        if not 0.0 <= getattr(out, key) <= 1.0:
-            raise ValueError(f"{key} must lie in [0, 1], got {getattr(out, key)}")
-    if min(out.seeds, out.steps, out.train_pairs, out.eval_prompts, out.samples_per_prompt) < 1:
-        raise ValueError("seeds, steps, train_pairs, eval_prompts and samples_per_prompt must be >= 1")
+    if not 0.0 <= out.alpha0 <= 1.0 or not 0.0 < out.flip_rate < 0.5:
+        raise ValueError("alpha0 must lie in [0, 1] and flip_rate in (0, 0.5)")
+    if min(out.seeds, out.steps, out.train_pairs, out.flip_pairs, out.eval_prompts, out.eval_pairs) < 1:
+        raise ValueError("seeds, steps, train_pairs, flip_pairs, eval_prompts and eval_pairs must be >= 1")
+    if out.validation_seeds < 0 or len(out.betas) < 2:
+        raise ValueError("validation_seeds must be >= 0 and the β grid needs at least 2 values")
     return out
 
 
-def plan(opts: ShiftOptions) -> list[tuple[str, str]]:
-    """Distinct (dataset, method) runs per seed, in order; shared runs appear once."""
-    if opts.methods:
-        return [(DATASET_OF_METHOD.get(m, opts.dataset), m) for m in opts.methods]
-    runs: list[tuple[str, str]] = []
-    for name in opts.scenarios or SCENARIOS:
-        for r in runs_of(SCENARIOS[name]):
-            if r not in runs:
-                runs.append(r)
+def frontier_runs(opts: ShiftOptions, dataset: str) -> list[RunSpec]:
+    """DPO at every β of the grid on `dataset` (the frontier)."""
+    return [RunSpec(dataset, "dpo", (("beta", b),)) for b in opts.betas]
+
+
+def concrete(opts: ShiftOptions, spec: RunSpec) -> RunSpec:
+    """A fixed run with its placeholders filled: ε = −1 means "the true flip rate"."""
+    params = tuple((k, opts.flip_rate if v == -1.0 else v) for k, v in spec.params)
+    return RunSpec(spec.dataset, spec.method, params)
+
+
+def scenarios_of(opts: ShiftOptions) -> list[Scenario]:
+    return [SCENARIOS[n] for n in (opts.scenarios or SCENARIOS)]
+
+
+def plan(opts: ShiftOptions, chosen: dict[tuple[str, str], float] | None = None) -> list[RunSpec]:
+    """Distinct test runs per seed, in order. `chosen` maps (dataset, method) of a tuned method
+    to its frozen parameter; without it (the validation phase) every grid value is a run."""
+    runs: list[RunSpec] = []
+
+    def add(r: RunSpec) -> None:
+        if r not in runs:
+            runs.append(r)
+
+    for sc in scenarios_of(opts):
+        if sc.name != "unpaired":  # the unpaired question is judged against its own baseline
+            for r in frontier_runs(opts, sc.dataset):
+                add(r)
+        for t in sc.tuned:
+            values = [chosen[(t.dataset, t.method)]] if chosen is not None else list(t.grid)
+            for v in values:
+                add(RunSpec(t.dataset, t.method, ((t.param, v),)))
+        if chosen is not None:
+            for f in sc.fixed:
+                add(concrete(opts, f))
     return runs

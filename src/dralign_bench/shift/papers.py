@@ -1,0 +1,96 @@
+"""Each scenario's claims (the papers' statements as comparisons) and its positive control."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .claims import ClaimSpec, Comparison, judge
+from .controls import conflict_control, flip_control, frontier_overlap_control, unpaired_control
+from .scenarios import RunSpec, concrete, frontier_runs, scenarios_of
+
+if TYPE_CHECKING:
+    from .scenarios import ShiftOptions
+
+__all__ = ["evaluate_claims", "claim_specs"]
+
+F = "dpo-frontier"
+
+
+def _tuned_id(sc, method: str, chosen: dict) -> str:
+    t = next(t for t in sc.tuned if t.method == method)
+    return RunSpec(t.dataset, t.method, ((t.param, chosen[(t.dataset, t.method)]),)).id
+
+
+def claim_specs(opts: ShiftOptions, chosen: dict) -> list[ClaimSpec]:
+    specs = []
+    for sc in scenarios_of(opts):
+        fixed = [concrete(opts, f).id for f in sc.fixed]
+        if sc.name == "mixture":
+            kl, wd = _tuned_id(sc, "kldpo", chosen), _tuned_id(sc, "wdpo", chosen)
+            specs.append(ClaimSpec("mixture", "Xu et al. 2025 (WDPO, KLDPO)",
+                                   "Under a shift of the preference mixture, KLDPO and WDPO keep a higher worst-case "
+                                   "gold reward over the α grid than DPO (at matched r(α₀) on DPO's β-frontier).",
+                                   (Comparison(kl, F, "worst", "r0"), Comparison(wd, F, "worst", "r0"))))
+        elif sc.name == "divergence":
+            specs += [
+                ClaimSpec("divergence", "Wang et al. 2024 (f-DPO)",
+                          "Reverse KL (DPO) reaches a higher gold reward than forward KL and JS at matched KL to the start.",
+                          tuple(Comparison(F, r, "r0", "kl") for r in fixed)),
+                ClaimSpec("divergence", "Wang et al. 2024 (f-DPO)",
+                          "Forward KL and JS trade reward for diversity: higher token entropy than reverse KL at matched reward.",
+                          tuple(Comparison(r, F, "entropy", "r0") for r in fixed)),
+                ClaimSpec("divergence", "Wang et al. 2024 (f-DPO)",
+                          "Forward KL and JS are better calibrated than reverse KL (mean |p̂ − p| with each method's own "
+                          "link against the known preference probability, at matched KL).",
+                          tuple(Comparison(r, F, "calib", "kl", sign=-1.0) for r in fixed)),
+            ]
+        elif sc.name == "flips":
+            robust = [_tuned_id(sc, "cdpo", chosen), fixed[1]]
+            specs += [
+                ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO)",
+                          f"With {opts.flip_rate:.0%} of labels flipped, rDPO (ε = true rate) and cDPO rank "
+                          "held-out pairs more accurately (noise-free ordering) than DPO at matched KL.",
+                          tuple(Comparison(r, F, "acc", "kl") for r in robust)),
+                ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO)",
+                          f"With {opts.flip_rate:.0%} of labels flipped, they reach a higher gold reward r(α₀) than DPO at matched KL.",
+                          tuple(Comparison(r, F, "r0", "kl") for r in robust)),
+                ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO)",
+                          "rDPO needs the true flip rate: at ε = true rate it ranks held-out pairs more accurately than at ε = 0.1.",
+                          (Comparison(fixed[1], fixed[2], "acc"),)),
+            ]
+        elif sc.name == "unpaired":
+            specs.append(ClaimSpec("unpaired", "Melnyk et al. 2024 (AOT)",
+                                   "AOT on unpaired data reaches a higher gold reward r(α₀) than an unpaired baseline "
+                                   "(DPO on randomly re-paired completions), the same completions per step.",
+                                   (Comparison(fixed[0], fixed[1], "r0"),)))
+    return specs
+
+
+def control_of(opts: ShiftOptions, scenario: str, metrics: dict, spec: ClaimSpec) -> dict:
+    """The scenario's positive control, computed from the test runs."""
+    if scenario == "mixture":
+        return conflict_control(metrics[RunSpec("mix", "dpo", (("beta", opts.beta),)).id])
+    if scenario == "flips":
+        return flip_control(metrics[RunSpec("clean", "dpo").id], metrics[RunSpec("flip", "dpo", (("beta", opts.beta),)).id])
+    if scenario == "unpaired":
+        paired = 2 * opts.unpaired_batch
+        return unpaired_control(paired, 2 * opts.unpaired_batch, 2 * opts.unpaired_batch)
+    fids = [r.id for r in frontier_runs(opts, "mix")]
+    xs, fr = [], []
+    for c in spec.comparisons:
+        run = c.a if c.a != F else c.b
+        for s, m in enumerate(metrics.get(run, [])):
+            xs.append(m.get(c.x or "kl"))
+            fr.append([metrics[f][s].get(c.x or "kl") for f in fids])
+    return frontier_overlap_control(xs, fr)
+
+
+def evaluate_claims(opts: ShiftOptions, metrics: dict, chosen: dict) -> list[dict]:
+    out = []
+    for spec in claim_specs(opts, chosen):
+        dataset = {"flips": "flip"}.get(spec.scenario, "mix")
+        fids = [r.id for r in frontier_runs(opts, dataset)]
+        if not all(f in metrics for f in fids) and spec.scenario != "unpaired":
+            continue
+        out.append(judge(spec, metrics, fids, control_of(opts, spec.scenario, metrics, spec)))
+    return out
