@@ -92,3 +92,20 @@ def test_packed_gradients_equal_unpacked(models, arch):
     for name in unpacked:
         scale = unpacked[name].abs().max().item()
         torch.testing.assert_close(packed[name], unpacked[name], rtol=1e-5, atol=1e-6 * scale, msg=name)
+
+
+def test_reference_cache_from_packed_batches_equals_unpacked(models, tmp_path):
+    """Every path that hands a batch to a model keeps `pair_ids` (a packed batch scored as rows
+    would give one value per row, not per pair)."""
+    from dralign.data import PreferenceData
+    from dralign.data.report import DataReport
+    from dralign.modeling import build_reference_cache
+
+    model = models["llama", "sdpa"]
+    ex = [PairExample(i, e.prompt_ids, e.chosen_ids, e.rejected_ids) for i, e in enumerate(examples())]
+    data = PreferenceData(ex, "pairs", 0, [], [], {}, DataReport("<memory>", "explicit", len(ex), len(ex)))
+    caches = [build_reference_cache(model, data, lambda d, idx: collate_shared_pairs(
+        [d.examples[i] for i in idx], 0, pack=pack), tmp_path / str(pack), f"fp{pack}", batch_size=6)
+        for pack in (True, False)]
+    for a, b in zip(caches[0].lookup(torch.arange(len(ex))), caches[1].lookup(torch.arange(len(ex)))):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -17,7 +17,7 @@ from dralign.modeling.logps import PairLogps, batch_logps
 from dralign.modeling.wrappers import eval_mode
 
 # The batch keys a model reads: the plain layout's, plus the prefix-shared layout's when present.
-_MODEL_INPUTS = ("input_ids", "attention_mask", "completion_mask", "segment_ids", "position_ids")
+_MODEL_INPUTS = ("input_ids", "attention_mask", "completion_mask", "segment_ids", "position_ids", "pair_ids")
 
 
 class Reference(ABC):
