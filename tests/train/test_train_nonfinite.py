@@ -49,3 +49,12 @@ def test_consecutive_nonfinite_steps_abort_with_a_clear_message(setup):
     root, model, data = setup
     with pytest.raises(TrainingError, match="3 consecutive steps had a non-finite"):
         train(_cfg(root, model, data, "abort", max_steps=5, max_bad_steps=3), after_backward=_poison({0, 1, 2}))
+
+
+def test_float16_weights_advice_names_what_works(setup):
+    """NaN steps with --dtype float16 advise bf16 or fp32 weights, not a setting already in use."""
+    root, model, data = setup
+    with pytest.raises(TrainingError) as e:
+        train(_cfg(root, model, data, "fp16", max_steps=3, max_bad_steps=2, dtype="float16"),
+              after_backward=_poison({0, 1, 2}))
+    assert "--dtype bfloat16 or float32" in str(e.value) and "--mixed-precision no" not in str(e.value)

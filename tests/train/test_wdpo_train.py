@@ -65,3 +65,23 @@ def test_wdpo_on_kldpo_with_accumulation_equals_one_batch(setup):
     _, four = _run(root, model, data, "kw4", *common, "--batch-size", "2", "--grad-accum", "4")
     a, b = (load_file(str(d / "model.safetensors")) for d in (one, four))
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 1e-5
+
+
+def test_sqrt_mean_penalty_under_accumulation_equals_one_big_batch(setup):
+    """ρ·√S with S over the effective batch: 2 micro-batches of 4 give the update of one batch of
+    8 (exact mode, eager attention; the trainer gathers S before the micro-batches' backward)."""
+    root, model, data = setup
+    common = ("--method", "wdpo", "--rho", "5", "--penalty-form", "sqrt_mean", "--penalty-mode", "exact",
+              "--attn-implementation", "eager", "--dtype", "float32", "--prefix-sharing", "off")
+    code, big = _run(root, model, data, "sqrt-big", *common)
+    assert code == 0
+    code, split = main(["train", "--model", model, "--data", str(data), "--output-dir", str(root / "sqrt-split"),
+                        "--max-steps", "1", "--batch-size", "4", "--grad-accum", "2", "--optimizer", "sgd",
+                        "--lr", "0.5", "--scheduler", "constant", "--max-grad-norm", "0", "--no-progress",
+                        *common]), root / "sqrt-split"
+    assert code == 0
+    a, b = load_file(str(big / "model.safetensors")), load_file(str(split / "model.safetensors"))
+    start = load_file(str(next(p for p in __import__("pathlib").Path(model).glob("*.safetensors"))))
+    moved = max(float((a[k] - start[k]).abs().max()) for k in a if k in start)
+    assert moved > 1e-4  # the step did something
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
