@@ -64,3 +64,16 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real data folder {SHARED_DATA} is absent")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def float64_models():
+    """Tiny float64 models in eval mode, keyed by (architecture, attention kernel)."""
+    import torch
+
+    from dralign.modeling.tiny import ARCHITECTURES, tiny_model
+    from helpers import VOCAB
+
+    return {(arch, attn): tiny_model(arch, vocab_size=VOCAB, seed=1, attn_implementation=attn,
+                                     dtype=torch.float64).eval()
+            for arch in ARCHITECTURES for attn in ("sdpa", "eager")}

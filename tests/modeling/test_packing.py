@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from dralign.data import PairExample
-from dralign.data.collate import (CHOSEN, PAD, PROMPT, REJECTED, collate_pairs, collate_shared_pairs,
+from dralign.data.collate import (CHOSEN, PROMPT, REJECTED, collate_pairs, collate_shared_pairs,
                                   pack_rows, padding_fraction)
 from dralign.modeling import pair_logps
 from dralign.modeling.logps import shared_attention_mask, unshared_batch
-from dralign.modeling.tiny import ARCHITECTURES, tiny_model
+from dralign.modeling.tiny import ARCHITECTURES
 from helpers import VOCAB
 
 # row lengths 9, 13, 13, 11, 4, 6: packed into rows of at most 13
@@ -57,17 +57,10 @@ def test_packing_removes_rows_and_padding():
     assert padding_fraction(packed) < padding_fraction(unpacked)
 
 
-@pytest.fixture(scope="module")
-def models():
-    return {(arch, attn): tiny_model(arch, vocab_size=VOCAB, seed=1, attn_implementation=attn,
-                                     dtype=torch.float64).eval()
-            for arch in ARCHITECTURES for attn in ("sdpa", "eager")}
-
-
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_packed_logps_equal_unpacked_and_plain(models, arch, attn):
-    model = models[arch, attn]
+def test_packed_logps_equal_unpacked_and_plain(float64_models, arch, attn):
+    model = float64_models[arch, attn]
     ex = examples()
     packed = pair_logps(model, collate_shared_pairs(ex, 0, pack=True))
     for other in (collate_shared_pairs(ex, 0), collate_pairs(ex, 0)):
@@ -77,8 +70,8 @@ def test_packed_logps_equal_unpacked_and_plain(models, arch, attn):
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_packed_gradients_equal_unpacked(models, arch):
-    model = models[arch, "sdpa"]
+def test_packed_gradients_equal_unpacked(float64_models, arch):
+    model = float64_models[arch, "sdpa"]
     weights = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.5, -1.0], dtype=torch.float64)
 
     def grads(batch):
@@ -94,14 +87,14 @@ def test_packed_gradients_equal_unpacked(models, arch):
         torch.testing.assert_close(packed[name], unpacked[name], rtol=1e-5, atol=1e-6 * scale, msg=name)
 
 
-def test_reference_cache_from_packed_batches_equals_unpacked(models, tmp_path):
+def test_reference_cache_from_packed_batches_equals_unpacked(float64_models, tmp_path):
     """Every path that hands a batch to a model keeps `pair_ids` (a packed batch scored as rows
     would give one value per row, not per pair)."""
     from dralign.data import PreferenceData
     from dralign.data.report import DataReport
     from dralign.modeling import build_reference_cache
 
-    model = models["llama", "sdpa"]
+    model = float64_models["llama", "sdpa"]
     ex = [PairExample(i, e.prompt_ids, e.chosen_ids, e.rejected_ids) for i, e in enumerate(examples())]
     data = PreferenceData(ex, "pairs", 0, [], [], {}, DataReport("<memory>", "explicit", len(ex), len(ex)))
     caches = [build_reference_cache(model, data, lambda d, idx: collate_shared_pairs(

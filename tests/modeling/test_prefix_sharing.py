@@ -79,17 +79,10 @@ def test_rejected_tokens_never_see_chosen_tokens():
     assert (additive[allowed] == 0).all() and (additive[~allowed] == torch.finfo(torch.float64).min).all()
 
 
-@pytest.fixture(scope="module")
-def models():
-    return {(arch, attn): tiny_model(arch, vocab_size=VOCAB, seed=1, attn_implementation=attn,
-                                     dtype=torch.float64).eval()
-            for arch in ARCHITECTURES for attn in ("sdpa", "eager")}
-
-
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_shared_logps_equal_plain_logps(models, arch, attn):
-    model = models[arch, attn]
+def test_shared_logps_equal_plain_logps(float64_models, arch, attn):
+    model = float64_models[arch, attn]
     assert prefix_sharing_support(model) is None
     ex = examples()
     plain, shared = pair_logps(model, collate_pairs(ex, 0)), pair_logps(model, collate_shared_pairs(ex, 0))
@@ -101,8 +94,8 @@ def test_shared_logps_equal_plain_logps(models, arch, attn):
 
 
 @pytest.mark.parametrize("arch,attn", [("llama", "sdpa"), ("gpt2", "eager"), ("qwen2", "sdpa")])
-def test_shared_gradients_equal_plain_gradients(models, arch, attn):
-    model = models[arch, attn]
+def test_shared_gradients_equal_plain_gradients(float64_models, arch, attn):
+    model = float64_models[arch, attn]
     weights = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
 
     def grads(batch):
