@@ -235,7 +235,7 @@ def test_bad_options_are_refused(tmp_path, bad, match):
 
 def test_run_loglinear_reduced(tmp_path):
     opts = LoglinearOptions(seeds=[0, 1], n_grid=[250, 1000, 4000], output_dir=str(tmp_path))
-    results = run_loglinear(LoglinearConfig(opts))
+    run_loglinear(LoglinearConfig(opts))
     saved = json.loads((tmp_path / "results.json").read_text())
     assert (tmp_path / "loglinear.png").stat().st_size > 10_000
     report = (tmp_path / "report.md").read_text()

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dralign.data import PairExample
-from dralign.data.collate import CHOSEN, PROMPT, REJECTED, collate_pairs, collate_shared_pairs
+from dralign.data.collate import collate_pairs, collate_shared_pairs
 from dralign.modeling.logps import sequence_logps
 from dralign.modeling.prefix_sharing import choose_prefix_sharing
 from dralign.modeling.tiny import tiny_model
