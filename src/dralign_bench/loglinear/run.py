@@ -291,7 +291,7 @@ def _report(results: dict, o: LoglinearOptions) -> str:
         f"‖θ_ref‖ = {o.ref_scale}, ‖φ_k‖ = {o.reward_scale}, cos(φ₁, φ₂) = {o.reward_cosine}; "
         f"β = {o.beta}, τ = {o.tau}, ρ = {o.rho} ({o.penalty_form}); labels by Bradley–Terry at "
         f"α₀ = {o.alpha0}; seeds {o.seeds} (each its own world); n ∈ {o.n_grid}. "
-        + (f"θ* = θ_ref + φ(α₀)/β (closed form); " if o.misspecification == 0 else
+        + ("θ* = θ_ref + φ(α₀)/β (closed form); " if o.misspecification == 0 else
            f"**misspecified**: ζ = {o.misspecification} of each reward lies outside the feature span, so no θ "
            "represents r_α; θ* here is DPO's own population optimum at β (fitted). ")
         + "θ∞ = each method's exact population optimum. "
