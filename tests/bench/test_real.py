@@ -27,6 +27,18 @@ def test_pair_correct_is_the_sign_of_the_implicit_reward_margin():
     assert pair_correct(policy, reference).tolist() == [1.0, 0.0, 0.5]
 
 
+def test_prefix_shared_scoring_matches_the_plain_layout(tiny_model_dir, pref_jsonl):
+    from dralign.data import load_rows, tokenize_pairs
+    from dralign.modeling import load_model, load_tokenizer
+    from dralign_bench.real.score import pair_logps
+
+    path = tiny_model_dir()
+    data = tokenize_pairs(load_rows(str(pref_jsonl))[:10], load_tokenizer(path), max_length=64)
+    model = load_model(path)
+    shared, plain = pair_logps(model, data, batch_size=4), pair_logps(model, data, prefix_sharing=False)
+    np.testing.assert_allclose(shared, plain, rtol=1e-4, atol=1e-4)
+
+
 def _row(i, group, **extra):
     good, bad = " yes good fine great" * (1 + i % 3), " no bad" * (1 + i % 2)
     return {"prompt": f"question {i} please", "chosen": good, "rejected": bad, "group": group,

@@ -81,10 +81,11 @@ def heldout_rows(opts: RealOptions, name: str) -> list[dict]:
     return _first(load_split(opts.data_dir, name)[1], opts.eval_pairs)
 
 
-def task_rows(opts: RealOptions, datasets: tuple[str, ...]) -> list[dict]:
-    """The training rows of a task: ``train_pairs`` from each data set's train split (0: all),
-    interleaved so that every batch mixes the data sets."""
-    parts = [_first(load_split(opts.data_dir, name)[0], opts.train_pairs) for name in datasets]
+def task_rows(opts: RealOptions, datasets: tuple[str, ...], n: int | None = None) -> list[dict]:
+    """The training rows of a task: `n` (default ``train_pairs``) from each data set's train
+    split (0: all), interleaved so that every batch mixes the data sets."""
+    n = opts.train_pairs if n is None else n
+    parts = [_first(load_split(opts.data_dir, name)[0], n) for name in datasets]
     out = []
     for i in range(max(map(len, parts))):
         out += [p[i] for p in parts if i < len(p)]

@@ -56,12 +56,12 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 
 # sizes by profile; "cpu" is the committed run (≤ 30 min on 2 shared cores), "gpu" the real one
 PROFILES = {
-    "cpu": dict(seeds=3, steps=3, batch_size=4, max_length=128, max_prompt_length=64,
-                train_pairs=96, eval_pairs=32, lr=1e-3),
+    "cpu": dict(seeds=3, steps=2, batch_size=4, max_length=128, max_prompt_length=48,
+                train_pairs=8, ratio_pairs=48, eval_pairs=16, lr=1e-3),
     "gpu": dict(seeds=5, steps=400, batch_size=16, max_length=512, max_prompt_length=256,
-                train_pairs=0, eval_pairs=0, lr=2e-4),
+                train_pairs=0, ratio_pairs=0, eval_pairs=0, lr=2e-4),
     "tiny": dict(seeds=1, steps=1, batch_size=2, max_length=48, max_prompt_length=16,
-                 train_pairs=8, eval_pairs=6, lr=1e-3),
+                 train_pairs=8, ratio_pairs=12, eval_pairs=6, lr=1e-3),
 }
 
 
@@ -99,6 +99,7 @@ class RealOptions:
     max_length: int | None = option(None, "max tokens of prompt + completion")
     max_prompt_length: int | None = option(None, "prompts are cut from the left to this many tokens")
     train_pairs: int | None = option(None, "training pairs per dataset (0: all of its train split)")
+    ratio_pairs: int | None = option(None, "sources task: training pairs the density ratios are cross-fitted on (0: all; the runs train on the first --train-pairs of them)")
     eval_pairs: int | None = option(None, "held-out pairs per dataset (0: all of its held-out split)")
     lr: float | None = option(None, "peak learning rate (LoRA)")
     lora_r: int = option(8, "LoRA rank")
@@ -131,8 +132,8 @@ def resolve(opts: RealOptions) -> RealOptions:
         for m in out.methods:
             if m not in PRESETS:
                 raise ValueError(f"unknown method {m!r}; see `dralign methods`")
-    if min(out.seeds, out.steps, out.batch_size) < 1 or min(out.train_pairs, out.eval_pairs) < 0:
-        raise ValueError("seeds, steps and batch_size must be >= 1; train_pairs, eval_pairs >= 0")
+    if min(out.seeds, out.steps, out.batch_size) < 1 or min(out.train_pairs, out.ratio_pairs, out.eval_pairs) < 0:
+        raise ValueError("seeds, steps and batch_size must be >= 1; train_pairs, ratio_pairs, eval_pairs >= 0")
     if not 0.0 <= out.length_tolerance < 1.0:
         raise ValueError(f"length_tolerance must lie in [0, 1), got {out.length_tolerance}")
     return out

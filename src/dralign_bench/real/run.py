@@ -115,10 +115,12 @@ def run_real(cfg: RealConfig | RealOptions, console=None, command: str = "dralig
     sets = _heldout(opts, names, tokenizer, reference, device, log)
     ratio_info, raw, timing = None, {}, {"heldout": time.perf_counter() - t_start, "runs": {}}
     for task in tasks:
-        rows = task_rows(opts, task.train)
         methods = _methods(opts, task)
-        if "dora" in methods:
-            rows, ratio_info = _fit_ratios(opts, rows, reference, tokenizer, log)
+        rows = task_rows(opts, task.train)
+        if "dora" in methods:  # every method of the task trains on the same rows, with ratios
+            fitted, ratio_info = _fit_ratios(opts, task_rows(opts, task.train, opts.ratio_pairs),
+                                             reference, tokenizer, log)
+            rows = fitted[:len(rows)]
         train_file = write_jsonl(root / "data" / f"{task.name}.jsonl", rows)
         for seed in range(opts.seeds):
             for method in methods:

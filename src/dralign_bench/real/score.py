@@ -40,12 +40,16 @@ def base_folder(model: str, cache_dir: str | Path, log=print) -> str:
     return str(folder)
 
 
-def pair_logps(model, data, batch_size: int = 16, device=None) -> tuple[np.ndarray, np.ndarray]:
+def pair_logps(model, data, batch_size: int = 16, device=None,
+               prefix_sharing: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Summed completion log-probs (chosen, rejected), float64 [n], of every pair of `data`
-    (a :class:`dralign.data.PreferenceData`), no gradient, in eval mode (plain layout), the
-    batches sent to `device` (default the model's)."""
+    (a :class:`dralign.data.PreferenceData`), no gradient, in eval mode, the batches sent to
+    `device` (default the model's). `prefix_sharing`: each pair one row [prompt | chosen |
+    rejected] (the prompt computed once: the same values up to float rounding, cheaper with
+    long prompts) instead of the plain layout."""
     import torch
 
+    from dralign.data import collate_shared_pairs
     from dralign.modeling import model_logps
 
     model.eval()
@@ -53,7 +57,9 @@ def pair_logps(model, data, batch_size: int = 16, device=None) -> tuple[np.ndarr
     chosen, rejected = [], []
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
-            batch = data.collate(range(start, min(start + batch_size, len(data))))
+            idx = range(start, min(start + batch_size, len(data)))
+            batch = (collate_shared_pairs([data.examples[i] for i in idx], data.pad_token_id)
+                     if prefix_sharing else data.collate(idx))
             out = model_logps(model, {k: v.to(device) for k, v in batch.items()})
             chosen.append(out.chosen_sum.double().numpy())
             rejected.append(out.rejected_sum.double().numpy())
