@@ -30,13 +30,15 @@ def above_chance(block: dict) -> bool:
 
 def _table(results: dict) -> list[list[str]]:
     return [[task, method, f"{name} ({b['domain']})", str(b["n"]), _fmt(b["accuracy"]),
-             _fmt(b["longer_baseline"]), f"{_fmt(b['length_matched']['accuracy'])} (n={b['length_matched']['n']})",
+             f"{min(b['seed_accuracy']):.2f}–{max(b['seed_accuracy']):.2f}", _fmt(b["longer_baseline"]), f"{_fmt(b['length_matched']['accuracy'])} (n={b['length_matched']['n']})",
              f"{b['agrees_with_longer']:.2f}"]
             for task, method, name, b in _rows(results)]
 
 
-HEADER = ["task", "method", "held-out set", "n", "accuracy [95% CI]", "longer baseline",
+HEADER = ["task", "method", "held-out set", "n", "accuracy [95% CI]", "seed range", "longer baseline",
           "length-matched accuracy", "agrees w/ longer"]
+GROUP_HEADER = ["task", "method", "group", "n", "accuracy [95% CI]", "longer baseline",
+                "length-matched accuracy"]
 
 
 def _group_table(results: dict) -> list[list[str]]:
@@ -54,7 +56,7 @@ def print_tables(results: dict, console) -> None:
     from rich.table import Table
 
     for title, header, rows in (("held-out preference accuracy", HEADER, _table(results)),
-                                ("per group", HEADER[:7], _group_table(results))):
+                                ("per group", GROUP_HEADER, _group_table(results))):
         table = Table(title=title)
         for h in header:
             table.add_column(h)
@@ -145,12 +147,14 @@ def write_report(results: dict, path: Path) -> str:
              str(h["length_matched_n"]), _fmt(h["base_logprob"])] for n, h in results["heldout"].items()]
     rf = results.get("ratio_fit")
     lines = [
-        "# dralign bench real — SmolLM2-135M-Instruct with LoRA on real preference data", "",
+        f"# dralign bench real — {Path(results['model']).stem} with LoRA on real preference data", "",
         f"Command: `{results['command']}`", "",
         f"Model: `{Path(results['model']).name}`; profile **{o['profile']}**: {o['seeds']} seeds × "
         f"{o['steps']} steps × batch {o['batch_size']} (LoRA r={o['lora_r']}, lr {o['lr']}, β {o['beta']}), "
         f"max length {o['max_length']}, prompts cut from the left to {o['max_prompt_length']} tokens, "
-        f"{o['train_pairs'] or 'all'} training pairs per data set, {o['eval_pairs'] or 'all'} held-out pairs per set.", "",
+        f"{o['train_pairs'] or 'all'} training pairs per data set (DoRA's ratios fitted on "
+        f"{o['ratio_pairs'] or 'all'}), {o['eval_pairs'] or 'all'} held-out pairs per set. The held-out "
+        "sets are the same for every method and seed.", "",
         f"Wall time {tm['total'] / 60:.1f} min on {env['device']} ({env['cpu_count']} cores, "
         f"OMP_NUM_THREADS={env['omp_num_threads']}; load average at start "
         f"{env['load_average_start'][0]:.1f}, at end {env['load_average_end'][0]:.1f} — the CPU was shared).", "",
@@ -174,6 +178,12 @@ def write_report(results: dict, path: Path) -> str:
                   f"Features: {rf['features']}.", ""]
     lines += ["## Held-out preference accuracy", "", _md(HEADER, _table(results)), "",
               "![accuracy](accuracy.png)", "", "## Per group and the worst group", "",
-              _md(HEADER[:7], _group_table(results)), "", "![groups](groups.png)", ""]
+              _md(GROUP_HEADER, _group_table(results)), "", "![groups](groups.png)", ""]
+    runs = tm.get("runs", {})
+    if runs:
+        lines += ["## Time", "", f"Held-out scoring by the start model {tm['heldout']:.0f} s; "
+                  f"{len(runs)} training runs, {sum(r['train'] for r in runs.values()) / 60:.1f} min training "
+                  f"and {sum(r['total'] - r['train'] for r in runs.values()) / 60:.1f} min scoring; "
+                  f"{tm['total'] / 60:.1f} min in all.", ""]
     path.write_text("\n".join(lines))
     return path.name
