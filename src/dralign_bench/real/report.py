@@ -22,10 +22,32 @@ def _rows(results: dict):
                 yield task, method, name, block
 
 
+MIN_MATCHED = 20  # fewer length-matched pairs than this: a bootstrap interval says nothing
+
+
 def above_chance(block: dict) -> bool:
-    """Whether the length-matched accuracy's 95 % interval lies above 0.5."""
+    """Whether the length-matched accuracy's 95 % interval lies above 0.5, on at least
+    :data:`MIN_MATCHED` length-matched pairs."""
     ci = block["length_matched"]["accuracy"]
-    return bool(ci and ci["low"] > 0.5)
+    return bool(ci and block["length_matched"]["n"] >= MIN_MATCHED and ci["low"] > 0.5)
+
+
+def _shows(results: dict) -> list[str]:
+    """The plain statement of what the run shows about length-controlled accuracy."""
+    blocks = list(_rows(results))
+    above = [f"{task}/{method} on {name}" for task, method, name, b in blocks if above_chance(b)]
+    small = sorted({name for _, _, name, b in blocks if b["length_matched"]["n"] < MIN_MATCHED})
+    out = [("Length-matched held-out accuracy is above chance (95 % interval above 0.5, "
+            f"n ≥ {MIN_MATCHED}) for: " + ", ".join(above) + ".") if above else
+           "**No method's length-matched held-out accuracy is shown above chance** (no 95 % interval "
+           f"above 0.5 on at least {MIN_MATCHED} length-matched pairs). Differences between methods "
+           "here are within the intervals and must not be read as rankings."]
+    if small:
+        ns = {n: results["heldout"][n]["length_matched_n"] for n in small}
+        out.append("Too few length-matched held-out pairs to say anything from length-matched accuracy on: "
+                   + ", ".join(f"{n} (n={k})" for n, k in ns.items())
+                   + "; intervals on so few pairs (and on groups of a few pairs) are not meaningful.")
+    return out
 
 
 def _table(results: dict) -> list[list[str]]:
@@ -141,7 +163,6 @@ def _md(header, rows) -> str:
 def write_report(results: dict, path: Path) -> str:
     """report.md: what was run, the tables, and what the numbers do and do not show."""
     o, env, tm = results["options"], results["environment"], results["timing"]
-    above = [f"{task}/{method} on {name}" for task, method, name, b in _rows(results) if above_chance(b)]
     held = [[n, str(h["pairs"]), str(h["prompts_cut"]), str(h["completions_cut"]), str(h["skipped"]),
              f"{h['mean_tokens_chosen']:.0f} / {h['mean_tokens_rejected']:.0f}", _fmt(h["longer_baseline"]),
              str(h["length_matched_n"]), _fmt(h["base_logprob"])] for n, h in results["heldout"].items()]
@@ -159,11 +180,7 @@ def write_report(results: dict, path: Path) -> str:
         f"OMP_NUM_THREADS={env['omp_num_threads']}; load average at start "
         f"{env['load_average_start'][0]:.1f}, at end {env['load_average_end'][0]:.1f} — the CPU was shared).", "",
         "## What this shows", "",
-        ("Length-matched held-out accuracy is above chance (95 % interval above 0.5) for: "
-         + ", ".join(above) + ".") if above else
-        "**No method's length-matched held-out accuracy is above chance** (no 95 % interval lies above 0.5). "
-        "At this size the runs do not show that any method learned the preferences beyond length; "
-        "differences between methods here are within the intervals and must not be read as rankings.", "",
+        *(x for line in _shows(results) for x in (line, "")),
         "## Definitions", "", *(f"- **{k}**: {v}" for k, v in results["definitions"].items()), "",
         "## Held-out sets", "",
         _md(["set", "pairs", "prompts cut", "completions cut", "skipped", "mean tokens chosen / rejected",
