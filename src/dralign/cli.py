@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
          "weights with the worst case. Every mean with a 95% bootstrap interval.")
 
     bench = _subcommands(sub.add_parser("bench", allow_abbrev=False,
-                                        help="benchmarks: the shift world, the log-linear world, speed against TRL"),
+                                        help="benchmarks: the shift world, the log-linear world, "
+                                             "a real model on real data, speed against TRL"),
                          "bench_command")
     _add(bench, "shift", _config("dralign_bench.shift", "ShiftConfig"), _bench_shift, "the shift-world benchmark",
          "Methods trained from the same pretrained world LM on the same data; gold reward under "
