@@ -139,6 +139,14 @@ def _bench_loglinear(args) -> int:
     return 0
 
 
+@_plotting
+def _bench_real(args) -> int:
+    from dralign_bench.real import RealConfig, run_real
+
+    run_real(from_args(RealConfig, args), command=_command_line(args))
+    return 0
+
+
 def _bench_speed(args) -> int:
     from dralign_bench.speed import SpeedConfig, run_speed
 
@@ -235,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
          "weights with the worst case. Every mean with a 95% bootstrap interval.")
 
     bench = _subcommands(sub.add_parser("bench", allow_abbrev=False,
-                                        help="benchmarks: the shift world, the log-linear world, speed against TRL"),
+                                        help="benchmarks: the shift world, the log-linear world, "
+                                             "a real model on real data, speed against TRL"),
                          "bench_command")
     _add(bench, "shift", _config("dralign_bench.shift", "ShiftConfig"), _bench_shift, "the shift-world benchmark",
          "Methods trained from the same pretrained world LM on the same data; gold reward under "
@@ -243,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
          "--full runs every scenario with 5 seeds.")
     _add(bench, "loglinear", _config("dralign_bench.loglinear", "LoglinearConfig"), _bench_loglinear,
          "the exact log-linear world: closed-form optimum, robustness under shift, error vs n")
+    _add(bench, "real", _config("dralign_bench.real", "RealConfig"), _bench_real,
+         "SmolLM2-135M-Instruct with LoRA on real data: domain shift, groups, human vs model",
+         "Held-out preference accuracy in- and out-of-domain, per group and the worst group, with "
+         "intervals, beside the pick-the-longer-response baseline and the accuracy on length-"
+         "matched pairs; results.json, plots and report.md. --profile gpu is the full run.")
     _add(bench, "speed", _config("dralign_bench.speed", "SpeedConfig"), _bench_speed, "dralign against TRL's DPOTrainer, side by side",
          "Pairs/s, peak RSS and FLOP/s of dralign and TRL 1.16's DPOTrainer on the same model, data "
          "and settings (balanced and prompt-heavy), and each objective's step time against dpo. "

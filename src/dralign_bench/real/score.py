@@ -1,0 +1,94 @@
+"""Scoring held-out pairs for `dralign bench real`: log-probs of a model on every pair, the
+implicit-reward accuracy, and the two length controls reported beside every accuracy.
+
+Length controls (lengths are completion tokens after truncation — what the model scores):
+
+* **longer baseline**: the accuracy of "pick the longer response", 1(L⁺ > L⁻) + ½·1(L⁺ = L⁻);
+* **length-matched pairs**: the pairs with |L⁺ − L⁻| ≤ ``tolerance`` · max(L⁺, L⁻)
+  (default 10 %); the accuracy on them (and their number n) cannot come from length alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["LENGTH_TOLERANCE", "base_folder", "completion_lengths", "length_matched",
+           "longer_wins", "pair_logps", "pair_correct"]
+
+LENGTH_TOLERANCE = 0.10  # |L+ - L-| <= 10 % of the longer one: a "length-matched" pair
+
+
+def base_folder(model: str, cache_dir: str | Path, log=print) -> str:
+    """A safetensors folder of `model`: a `.gguf` file is dequantised once into
+    ``cache_dir/<file stem>`` (float32) so that every run loads plain weights in a second and
+    saves only its LoRA adapter; any other model name is returned as it is."""
+    from dralign.modeling import is_gguf, load_model, load_tokenizer
+
+    if not is_gguf(model):
+        return model
+    folder = Path(cache_dir) / Path(model).stem
+    if (folder / "config.json").is_file():
+        return str(folder)
+    log(f"dequantising {model} once into {folder}")
+    tmp = folder.with_name(folder.name + ".tmp")
+    m = load_model(model, dtype="float32")
+    m.save_pretrained(tmp, safe_serialization=True)
+    load_tokenizer(model).save_pretrained(tmp)
+    tmp.rename(folder)  # atomic: a half-written folder is never taken for a model
+    return str(folder)
+
+
+def pair_logps(model, data, batch_size: int = 16, device=None,
+               prefix_sharing: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Summed completion log-probs (chosen, rejected), float64 [n], of every pair of `data`
+    (a :class:`dralign.data.PreferenceData`), no gradient, in eval mode, the batches sent to
+    `device` (default the model's). `prefix_sharing`: each pair one row [prompt | chosen |
+    rejected] (the prompt computed once: the same values up to float rounding, cheaper with
+    long prompts) instead of the plain layout."""
+    import torch
+
+    from dralign.data import collate_shared_pairs
+    from dralign.modeling import model_logps
+
+    model.eval()
+    device = device if device is not None else next(model.parameters()).device
+    chosen, rejected = [], []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            idx = range(start, min(start + batch_size, len(data)))
+            batch = (collate_shared_pairs([data.examples[i] for i in idx], data.pad_token_id)
+                     if prefix_sharing else data.collate(idx))
+            out = model_logps(model, {k: v.to(device) for k, v in batch.items()})
+            chosen.append(out.chosen_sum.double().numpy())
+            rejected.append(out.rejected_sum.double().numpy())
+    return np.concatenate(chosen), np.concatenate(rejected)
+
+
+def pair_correct(policy: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray]
+                 ) -> np.ndarray:
+    """Per pair 1 if the implicit reward prefers the chosen response, ½ on a tie, else 0:
+    u⁺ − u⁻ with u = log π − log π_ref (β > 0 does not change the sign)."""
+    margin = (policy[0] - reference[0]) - (policy[1] - reference[1])
+    return (margin > 0) + 0.5 * (margin == 0)
+
+
+def completion_lengths(data) -> tuple[np.ndarray, np.ndarray]:
+    """Token lengths (L⁺, L⁻) of the chosen and rejected completions of every pair."""
+    chosen = np.array([len(e.chosen_ids) for e in data.examples], dtype=np.int64)
+    rejected = np.array([len(e.rejected_ids) for e in data.examples], dtype=np.int64)
+    return chosen, rejected
+
+
+def longer_wins(lengths: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Per pair the "pick the longer response" outcome: 1(L⁺ > L⁻) + ½·1(L⁺ = L⁻)."""
+    c, r = lengths
+    return (c > r) + 0.5 * (c == r)
+
+
+def length_matched(lengths: tuple[np.ndarray, np.ndarray],
+                   tolerance: float = LENGTH_TOLERANCE) -> np.ndarray:
+    """Boolean mask of the pairs with |L⁺ − L⁻| ≤ tolerance · max(L⁺, L⁻)."""
+    c, r = lengths
+    return np.abs(c - r) <= tolerance * np.maximum(c, r)
