@@ -14,8 +14,7 @@ import numpy as np
 
 from .data import heldout_rows, invalid_rows, task_rows, write_jsonl
 from .options import TASKS, RealConfig, RealOptions, default_data_dir, resolve, smollm2_gguf
-from .score import (base_folder, completion_lengths, length_matched, longer_wins, pair_correct,
-                    pair_logps)
+from .score import base_folder, completion_lengths, length_matched, pair_correct, pair_logps
 from .summary import summarize
 
 __all__ = ["run_real"]
@@ -33,8 +32,7 @@ def _train_config(opts: RealOptions, base: str, data: Path, method: str, out: Pa
                   max_steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
                   warmup_steps=opts.steps // 10, lora_r=opts.lora_r, max_length=opts.max_length,
                   max_prompt_length=opts.max_prompt_length, beta=opts.beta, seed=seed,
-                  ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"), progress=False,
-                  packing="off")  # packed reference caches fail on this model (reported in docs/real)
+                  ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"), progress=False)
     if method == "wdpo":
         values["attn_implementation"] = "eager"  # the penalty's double backward needs it
     return build(TrainConfig, values)
