@@ -78,3 +78,14 @@ def make_batch(prompt_lens, completion_lens, length=None, vocab=VOCAB, seed=0):
         completion_mask[i, p: p + c] = True
     return {"input_ids": input_ids, "attention_mask": attention_mask,
             "completion_mask": completion_mask, "index": torch.arange(n // 2)}
+
+
+def pair_logp_grads(model, batch, weights) -> dict:
+    """Parameter gradients of Σ_i w_i (log π(y_i⁺) − 0.7 log π(y_i⁻)) over a paired batch (any
+    layout): a fixed, asymmetric function of the pair log-probs, to compare layouts by."""
+    from dralign.modeling import pair_logps
+
+    model.zero_grad(set_to_none=True)
+    lp = pair_logps(model, batch)
+    ((lp.chosen_sum - 0.7 * lp.rejected_sum) * weights).sum().backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}

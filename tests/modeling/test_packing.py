@@ -12,7 +12,7 @@ from dralign.data.collate import (CHOSEN, PROMPT, REJECTED, collate_pairs, colla
 from dralign.modeling import pair_logps
 from dralign.modeling.logps import shared_attention_mask, unshared_batch
 from dralign.modeling.tiny import ARCHITECTURES
-from helpers import VOCAB
+from helpers import VOCAB, pair_logp_grads
 
 # row lengths 9, 13, 13, 11, 4, 6: packed into rows of at most 13
 LENGTHS = [(3, 4, 2), (7, 1, 5), (1, 6, 6), (5, 5, 1), (1, 2, 1), (2, 2, 2)]
@@ -75,10 +75,7 @@ def test_packed_gradients_equal_unpacked(float64_models, arch):
     weights = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.5, -1.0], dtype=torch.float64)
 
     def grads(batch):
-        model.zero_grad(set_to_none=True)
-        lp = pair_logps(model, batch)
-        ((lp.chosen_sum - 0.7 * lp.rejected_sum) * weights).sum().backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return pair_logp_grads(model, batch, weights)
 
     ex = examples(seed=3)
     packed, unpacked = grads(collate_shared_pairs(ex, 0, pack=True)), grads(collate_shared_pairs(ex, 0))

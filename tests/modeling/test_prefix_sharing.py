@@ -16,6 +16,7 @@ from dralign.modeling.prefix_sharing import (ModelDims, choose_prefix_sharing, p
 from dralign.modeling.logps import (prefix_sharing_support, shared_attention_mask, shared_pair_logps,
                                     unshared_batch)
 from dralign.modeling.tiny import ARCHITECTURES, tiny_model
+from helpers import pair_logp_grads
 from dralign.train.penalty import penalized_backward
 
 VOCAB = 384
@@ -99,10 +100,7 @@ def test_shared_gradients_equal_plain_gradients(float64_models, arch, attn):
     weights = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
 
     def grads(batch):
-        model.zero_grad(set_to_none=True)
-        lp = pair_logps(model, batch)
-        ((lp.chosen_sum - 0.7 * lp.rejected_sum) * weights).sum().backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return pair_logp_grads(model, batch, weights)
 
     ex = examples(seed=3)
     plain, shared = grads(collate_pairs(ex, 0)), grads(collate_shared_pairs(ex, 0))

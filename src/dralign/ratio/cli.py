@@ -99,7 +99,7 @@ def fit_file(opts: RatioOptions):
     fit = fit_density_ratios(rows, target=set(opts.target), source_column="source",
                              model=model, tokenizer=tokenizer, encoder=opts.encoder, folds=opts.folds,
                              clip=opts.clip, seed=opts.seed, response_level=opts.response_level,
-                             pair_rule=opts.pair_rule, max_length=opts.max_length)
+                             pair_rule=opts.pair_rule, max_length=opts.max_length, progress=True)
     output = Path(opts.output or Path(opts.data).with_suffix("").as_posix().removesuffix(".jsonl") + ".ratios.jsonl")
     fit.write_jsonl(output, originals)
     print(fit.summary())

@@ -79,9 +79,19 @@ class _eval_mode:
         self.model.train(self.was_training)
 
 
+def _batches(n: int, batch_size: int, progress: bool, description: str):
+    """Batch start indices, with a progress bar when asked (long on real data and CPU)."""
+    starts = range(0, n, batch_size)
+    if progress:
+        from rich.progress import track
+        return track(starts, description=description)
+    return starts
+
+
 @torch.no_grad()
 def response_features(texts_prompt: Sequence[str], texts_response: Sequence[str], model,
-                      tokenizer, *, batch_size: int = 16, max_length: int = 256) -> torch.Tensor:
+                      tokenizer, *, batch_size: int = 16, max_length: int = 256,
+                      progress: bool = False) -> torch.Tensor:
     """Mean-pooled final hidden states of a causal LM over the response tokens → float32 [N, H].
 
     See the module docstring for exactly what is tokenized, truncated and pooled.
@@ -121,7 +131,7 @@ def response_features(texts_prompt: Sequence[str], texts_response: Sequence[str]
     order = sorted(range(n), key=lambda i: len(seqs[i]))
     out = torch.empty(n, 0)
     with _eval_mode(model):
-        for b in range(0, n, batch_size):
+        for b in _batches(n, batch_size, progress, "ratio features"):
             idx = order[b:b + batch_size]
             width = max(len(seqs[i]) for i in idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
@@ -153,7 +163,7 @@ def load_encoder(encoder_name: str):
 @torch.no_grad()
 def encoder_features(texts_prompt: Sequence[str], texts_response: Sequence[str],
                      encoder_name: str | None = None, *, model=None, tokenizer=None,
-                     batch_size: int = 16, max_length: int = 256) -> torch.Tensor:
+                     batch_size: int = 16, max_length: int = 256, progress: bool = False) -> torch.Tensor:
     """Mean-pooled last hidden states of a Hugging Face encoder over (prompt, response) → [N, H].
 
     Give `encoder_name` (hub name or local folder, loaded with `AutoModel`/`AutoTokenizer`),
@@ -174,7 +184,7 @@ def encoder_features(texts_prompt: Sequence[str], texts_response: Sequence[str],
     n = len(texts_prompt)
     chunks = []
     with _eval_mode(model):
-        for b in range(0, n, batch_size):
+        for b in _batches(n, batch_size, progress, "ratio features"):
             enc = tokenizer(list(texts_prompt[b:b + batch_size]),
                             list(texts_response[b:b + batch_size]),
                             truncation="longest_first", max_length=max_length, padding=True,

@@ -299,7 +299,7 @@ def fit_density_ratios(rows: Sequence[Mapping], *, target, source_column: str | 
                        features: torch.Tensor | None = None, folds: int = 5,
                        clip: float | None = None, seed: int = 0, response_level: bool = False,
                        pair_rule: str = "geometric", l2: float = 1e-2, batch_size: int = 16,
-                       max_length: int = 256) -> RatioFit:
+                       max_length: int = 256, progress: bool = False) -> RatioFit:
     """Cross-fit P(target | x, y) on `rows` and turn it into DoRA weights (module docstring).
 
     Args:
@@ -315,7 +315,7 @@ def fit_density_ratios(rows: Sequence[Mapping], *, target, source_column: str | 
             level (all chosen responses, then all rejected).
         folds, seed, l2: cross-fitting (`crossfit_probabilities`).
         clip: maximum weight. pair_rule: `geometric` (default) or `product`.
-        batch_size, max_length: feature extraction.
+        batch_size, max_length, progress: feature extraction (progress: a bar over its batches).
     """
     rows = list(rows)
     _validate_rows(rows)
@@ -347,13 +347,13 @@ def fit_density_ratios(rows: Sequence[Mapping], *, target, source_column: str | 
         if model is not None:
             model, tokenizer, name = _load_causal(model, tokenizer)
             f = response_features(prompts, responses, model, tokenizer,
-                                  batch_size=batch_size, max_length=max_length)
+                                  batch_size=batch_size, max_length=max_length, progress=progress)
             feat_desc = (f"{name} final hidden states mean-pooled over response tokens "
                          f"(H = {f.shape[1]}, max_length {max_length})")
         else:
             enc_model, enc_tok = load_encoder(encoder)
             f = encoder_features(prompts, responses, model=enc_model, tokenizer=enc_tok,
-                                 batch_size=batch_size, max_length=max_length)
+                                 batch_size=batch_size, max_length=max_length, progress=progress)
             feat_desc = f"encoder {encoder} mean-pooled (H = {f.shape[1]}, max_length {max_length})"
         x = f if response_level else torch.cat([f[:n], f[n:]], dim=1)
         if not response_level:

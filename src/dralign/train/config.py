@@ -63,13 +63,13 @@ def _method_options() -> type:
     flag per method parameter — derived from `dralign.objectives.parameters()`, where each
     parameter's default, range and help live (unset = the preset's default)."""
     from ..objectives import parameters
+    from ..objectives.presets import TABLES  # the component tables: a new piece shows up here
 
     fields = [
         ("method", str, option("dpo", "preset name (see `dralign methods`)")),
-        ("divergence", str | None, option(None, "override the preset's score: reverse_kl, forward_kl, js, alpha")),
-        ("coupling", str | None, option(None, "override the coupling: paired, aot, aot_unpaired")),
-        ("link", str | None, option(None, "override the link: sigmoid, robust, hinge, ipo")),
-        ("robust", str | None, option(None, "override the aggregation: mean, kl, kl_official, drdpo, dora, reweight, group, cvar, chi2")),
+        *[(choice, str | None, option(None, f"override the preset's {what}: {', '.join(TABLES[choice])}"))
+          for choice, what in (("divergence", "score"), ("coupling", "coupling"), ("link", "link"),
+                               ("robust", "aggregation"))],
         ("penalty", str | None, option(None, "override the penalty: none, wasserstein")),
     ]
     for name, spec in parameters().items():
