@@ -1,5 +1,7 @@
 """The shift world's data side: text generation, gold objectives, mixtures, labelling."""
 
+import hashlib
+import json
 import math
 import random
 
@@ -75,10 +77,31 @@ def test_corpus_shape_and_variety(corpus):
     assert c[names.index("conciseness"), names.index("specificity")] < -0.1
 
 
+def _sha(obj):
+    return hashlib.sha256(json.dumps(obj).encode()).hexdigest()
+
+
+def test_human_text_pinned():
+    # The world LM is pretrained on human text and cached under WORLD_VERSION: any change to the
+    # human generator must change these hashes and bump WORLD_VERSION.
+    assert w.WORLD_VERSION == "1"
+    assert _sha(generate_corpus(200, seed=0)) == (
+        "f78087d8d0ae6654928535419be993dc83d491379ca6c8861c14673e21088150")
+    assert _sha(generate_responses(generate_prompts(200, seed=0), seed=0)) == (
+        "bb82ac8e094dcade799e4fe56106e383f91b0789e0c67ffdc6e06899cfebc0a3")
+    assert _sha(prompt_response_pairs(generate_prompts(50, seed=1), seed=1)) == (
+        "9ee693d0909cddf0c56629bf8e00b5160278dd86d8a1d22b51c717be9fe3dba2")
+
+
 def test_corpus_synthetic_fraction():
+    human = generate_corpus(400, seed=2)
     texts = generate_corpus(400, seed=2, synthetic_fraction=1.0)
-    share = np.mean([w.text_features(t)["n_synthetic_markers"] > 0 for t in texts])
-    assert share > 0.9
+    length = {k: np.mean([len(w.words(_response(t))) for t in v])
+              for k, v in (("human", human), ("synthetic", texts))}
+    assert length["synthetic"] > length["human"] + 4
+    # at shift 0 the synthetic generator is the human one: the fraction no longer matters
+    assert (generate_corpus(100, seed=2, synthetic_fraction=1.0, shift=0.0)
+            == generate_corpus(100, seed=2))
     with pytest.raises(ValueError):
         generate_corpus(3, seed=0, synthetic_fraction=1.5)
 
@@ -104,7 +127,6 @@ def test_prompt_splits_disjoint_and_fixed():
 def test_prompts_carry_no_gold_signal():
     for p in prompt_pool("train") + prompt_pool("heldout"):
         assert not any(t in lex for t in w.words(p) for lex in LEXICONS)
-    assert not any(m in lex for m in w.SYNTHETIC_MARKERS for lex in LEXICONS)
     # so objectives other than conciseness give the same value on prompt + response
     for text in generate_corpus(50, seed=3):
         for name in ("sentiment", "formality", "specificity"):
@@ -299,23 +321,60 @@ def test_flip_labels():
 
 # --- human vs synthetic sources ---------------------------------------------------------------
 
-def test_assign_sources_fraction_and_detectable_difference():
+def test_assign_sources_fraction_and_determinism():
     prompts = generate_prompts(600, seed=0)
     rows = assign_sources(prompts, synthetic_fraction=0.3, seed=0)
     assert rows == assign_sources(prompts, synthetic_fraction=0.3, seed=0)
     assert rows != assign_sources(prompts, synthetic_fraction=0.3, seed=1)
+    assert rows != assign_sources(prompts, synthetic_fraction=0.3, seed=0, shift=0.2)
     assert [r["prompt"] for r in rows] == prompts
     assert sum(r["source"] == "synthetic" for r in rows) == 180
-    by = {s: [r[k] for r in rows if r["source"] == s for k in ("response_1", "response_2")]
-          for s in w.SOURCES}
-    feats = {s: [w.text_features(t) for t in texts] for s, texts in by.items()}
-    length = {s: np.mean([f["n_words"] for f in fs]) for s, fs in feats.items()}
-    assert length["synthetic"] > length["human"] + 5
-    # a one-feature classifier (any marker word) separates the sources
-    has = {s: np.mean([f["n_synthetic_markers"] > 0 for f in fs]) for s, fs in feats.items()}
-    assert has["human"] == 0.0 and has["synthetic"] > 0.9
-    sent = {s: np.mean([sentiment(t) for t in texts]) for s, texts in by.items()}
-    assert sent["synthetic"] > sent["human"]
-    assert all(5 <= f["n_words"] <= 40 for fs in feats.values() for f in fs)
+    texts = [r[k] for r in rows for k in ("response_1", "response_2")]
+    assert all(5 <= len(w.words(t)) <= 40 for t in texts)
     with pytest.raises(ValueError):
         assign_sources(prompts, synthetic_fraction=2.0)
+    with pytest.raises(ValueError):
+        assign_sources(prompts, synthetic_fraction=0.3, shift=1.5)
+
+
+@pytest.fixture(scope="module")
+def by_source():
+    prompts = generate_prompts(2000, seed=0)
+    return {s: generate_responses(prompts, seed=0, source=s) for s in w.SOURCES}
+
+
+def test_sources_share_every_word(by_source):
+    """Marker-free: over 2,000 responses per source, no word occurs only in synthetic text, and
+    no word's presence separates the sources well (a one-word classifier's per-response AUC is
+    ½ + (df_synthetic − df_human)/2 ≤ 0.625)."""
+    docs = {s: [set(w.words(t)) for t in texts] for s, texts in by_source.items()}
+    vocab = {s: set().union(*d) for s, d in docs.items()}
+    assert vocab["synthetic"] <= vocab["human"]
+    for word in vocab["human"]:
+        df = {s: np.mean([word in d for d in docs[s]]) for s in w.SOURCES}
+        assert abs(df["synthetic"] - df["human"]) < 0.25, word
+
+
+def test_shift_zero_is_the_human_generator():
+    prompts = generate_prompts(50, seed=4)
+    for k, p in enumerate(prompts):
+        assert (w.generate_response(p, random.Random(k), "synthetic", shift=0.0)
+                == w.generate_response(p, random.Random(k), "human"))
+    # the human source ignores the knob
+    assert (generate_responses(prompts, seed=3, source="human", shift=1.0)
+            == generate_responses(prompts, seed=3))
+
+
+def test_shift_moves_the_style():
+    """The knob moves every documented statistic of synthetic text monotonically away from the
+    human one: warmer, more formal, more detailed, longer."""
+    prompts = generate_prompts(1500, seed=1)
+    stats = []
+    for shift in (0.0, 0.4, 0.8):
+        texts = generate_responses(prompts, seed=1, source="synthetic", shift=shift)
+        stats.append([np.mean([f(t) for t in texts]) for f in (sentiment, formality, specificity)]
+                     + [np.mean([len(w.words(t)) for t in texts])])
+    stats = np.array(stats)
+    assert np.all(np.diff(stats, axis=0) > 0), stats
+    assert np.all(stats[-1, :3] - stats[0, :3] > 0.1) and stats[-1, 3] - stats[0, 3] > 5
+    assert w.SYNTHETIC_SHIFT == 0.8  # the tuned default (docstring of SYNTHETIC_SHIFT)

@@ -16,6 +16,12 @@ Everything here is pure Python + NumPy, deterministic per seed, and needs no mod
   A causal LM trained on :func:`generate_corpus` therefore samples completions whose gold
   rewards vary, and pushing one reward up costs another.
 
+* **Sources.** The *synthetic* source uses the same grammar and vocabulary as the human one;
+  only its style distribution differs (warmer, more formal, more detailed, longer), by a
+  single knob :data:`SYNTHETIC_SHIFT` ∈ [0, 1] (0: the human generator itself) tuned so that
+  DoRA's density-ratio classifier separates the sources well but not perfectly (held-out
+  AUC ≈ 0.8). :func:`assign_sources` builds the scenario's rows.
+
 * **Gold objectives** (:data:`GOLD_OBJECTIVES`): four pure functions ``str -> float`` in
   [0, 1], applied to the *response* text only (the prompt pool contains no lexicon word, so
   prompt + response gives the same sentiment, formality and specificity, but not the same
@@ -37,17 +43,16 @@ corpora, sources), :mod:`.labels` (Bradley–Terry labels, flips).
 from __future__ import annotations
 
 from .gold import (DETAIL_WORDS, FORMAL_WORDS, GOLD_OBJECTIVES, INFORMAL_WORDS, NEGATIVE_WORDS,
-                   POSITIVE_WORDS, SYNTHETIC_MARKERS, conciseness, formality, gold_rewards,
-                   make_mixture_reward, mixture_reward, sentiment, specificity, text_features,
-                   words)
+                   POSITIVE_WORDS, conciseness, formality, gold_rewards, make_mixture_reward,
+                   mixture_reward, sentiment, specificity, text_features, words)
 from .labels import bt_label, bt_probability, flip_labels, label_pairs, label_rows
-from .text import (SOURCES, TOPICS, WORLD_VERSION, assign_sources, format_text, generate_corpus,
-                   generate_prompts, generate_response, generate_responses, prompt_pool,
-                   prompt_response_pairs)
+from .text import (SOURCES, SYNTHETIC_SHIFT, TOPICS, WORLD_VERSION, assign_sources, format_text,
+                   generate_corpus, generate_prompts, generate_response, generate_responses,
+                   prompt_pool, prompt_response_pairs)
 
 __all__ = [
     "DETAIL_WORDS", "FORMAL_WORDS", "GOLD_OBJECTIVES", "INFORMAL_WORDS", "NEGATIVE_WORDS",
-    "POSITIVE_WORDS", "SOURCES", "SYNTHETIC_MARKERS", "TOPICS", "WORLD_VERSION",
+    "POSITIVE_WORDS", "SOURCES", "SYNTHETIC_SHIFT", "TOPICS", "WORLD_VERSION",
     "assign_sources", "bt_label", "bt_probability", "conciseness", "flip_labels", "format_text",
     "formality", "generate_corpus", "generate_prompts", "generate_response",
     "generate_responses", "gold_rewards", "label_pairs", "label_rows", "make_mixture_reward",

@@ -13,7 +13,7 @@ from typing import Callable
 from dralign.eval.mixtures import check_alpha, mixture_fn
 
 # =============================================================================================
-# Lexicons (disjoint; no prompt word and no synthetic marker is in any of them)
+# Lexicons (disjoint; no prompt word is in any of them)
 # =============================================================================================
 
 POSITIVE_WORDS = frozenset("""
@@ -44,12 +44,6 @@ MATERIALS = "stone wooden glass iron brick copper marble".split()
 #: Concrete-detail words counted by :func:`specificity` (any all-digit token counts too).
 DETAIL_WORDS = frozenset(NUMBER_WORDS + COLOURS + MATERIALS)
 
-#: Words (lower-case) that only the synthetic generator uses; none is in a gold lexicon.
-SYNTHETIC_MARKERS = frozenset("""
-certainly absolutely course sure thing overall truly essentially essence undeniably vibrant
-tapestry delve realm
-""".split())
-
 
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
@@ -62,7 +56,7 @@ def words(text: str) -> list[str]:
 
 def text_features(text: str) -> dict[str, int]:
     """Counts behind the gold objectives: ``n_words, n_positive, n_negative, n_formal,
-    n_informal, n_detail, n_synthetic_markers``."""
+    n_informal, n_detail``."""
     ws = words(text)
     return {
         "n_words": len(ws),
@@ -71,7 +65,6 @@ def text_features(text: str) -> dict[str, int]:
         "n_formal": sum(w in FORMAL_WORDS for w in ws),
         "n_informal": sum(w in INFORMAL_WORDS for w in ws),
         "n_detail": sum(w in DETAIL_WORDS or w.isdigit() for w in ws),
-        "n_synthetic_markers": sum(w in SYNTHETIC_MARKERS for w in ws),
     }
 
 

@@ -32,8 +32,18 @@ _PROMPT_MODIFIERS = ("", "old ", "new ", "small ", "big ", "local ", "nearby ", 
 _HELDOUT_FRACTION = 0.2
 _SPLIT_SEED = "dralign-shift-world-prompt-split-v1"
 
-# Bump when any text generator changes: cached world models are keyed by it.
+# Bump when the human text changes (pinned by a hash in tests/bench/test_world.py): cached world
+# LMs, pretrained on human text only, are keyed by it. The synthetic generator is not part of it.
 WORLD_VERSION = "1"
+
+#: The gap between the human and the synthetic source, in [0, 1]: 0 makes the synthetic
+#: generator the human one (same draws, same text); 1 is the full synthetic style (warmer, more
+#: formal, more detailed, longer; ``_SYNTHETIC_PERSONA_WEIGHTS`` and ``_SHIFT_*`` below). Both
+#: sources share one grammar and vocabulary, so no word gives the source away. Tuned so that
+#: DoRA's density-ratio classifier (``dralign ratio fit``: world-LM features, row level, 480
+#: train-pool rows, 70 % synthetic, target human) reaches a cross-fitted AUC of about 0.8
+#: (0.79–0.85 over seeds 0–5; 0.74 at shift 0.6, 0.84 at shift 1, 0.5 at shift 0).
+SYNTHETIC_SHIFT = 0.8
 
 # =============================================================================================
 # Prompts
@@ -104,6 +114,16 @@ _PERSONAS = (
     ("plain", 0.20, 0.50, 0.50),
 )
 _KAPPA = 6.0
+# The synthetic style at shift 1 (the shift s ∈ [0, 1] scales every change linearly): an
+# assistant-like persona mix (mostly warm and formal, no grumpy writer), persona positivity
+# +0.5 and formality +0.4 (means capped at 0.95), register rate ×1.5 and detail rate ×2
+# (capped at 1), target length ×2 (capped at 40 words). Every value stays in the human range.
+_SYNTHETIC_PERSONA_WEIGHTS = (0.10, 0.05, 0.70, 0.0, 0.15)
+_SHIFT_POSITIVITY = 0.5
+_SHIFT_FORMALITY = 0.4
+_SHIFT_REGISTER = 0.5
+_SHIFT_DETAIL = 1.0
+_SHIFT_LENGTH = 1.0
 _MIN_WORDS, _MAX_WORDS = 5, 40
 
 _NEUTRAL_ADJ = "large small old new busy open wide tall long plain typical modern simple distant".split()
@@ -143,13 +163,6 @@ _DESCRIPTIVE = (
     "{R} we {V} it with {Q} friends.",
     "{R} this {T} {RP}.",
 )
-_SYNTHETIC_TEMPLATES = (
-    "overall, the {T} is truly {S}.",
-    "in essence, the {T} is a vibrant tapestry of {D} {N}.",
-    "it is undeniably {S} to delve into the {T}.",
-    "essentially, the {T} offers a realm of {Q} {D} {N}.",
-)
-_SYNTHETIC_OPENERS = ("Certainly!", "Of course!", "Absolutely!", "Sure thing!")
 _SLOT_RE = re.compile(r"\{(\w+)\}")
 
 
@@ -161,27 +174,42 @@ class _Style:
     register_rate: float   # P(an optional register slot is filled)
     detail_rate: float     # P(an optional detail slot is filled / a quantity is a number)
     target_words: int
-    source: str
 
 
-def _draw_style(rng: random.Random, source: str) -> _Style:
+def _synthetic_shift(source: str, shift: float | None) -> float:
+    """The gap used for `source`: 0 for human text, `shift` (default :data:`SYNTHETIC_SHIFT`)
+    for synthetic text, validated to lie in [0, 1]."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    s = SYNTHETIC_SHIFT if shift is None else float(shift)
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"shift must lie in [0, 1], got {shift}")
+    return s if source == "synthetic" else 0.0
+
+
+def _draw_style(rng: random.Random, shift: float = 0.0) -> _Style:
+    """A latent style; `shift` ∈ [0, 1] moves it towards the synthetic source (see
+    :data:`SYNTHETIC_SHIFT`). Every draw is made whatever the shift, and the shift
+    only transforms drawn values, so shift 0 is the human generator, draw for draw."""
+    weights = [(1.0 - shift) * w + shift * ws
+               for (_, w, _, _), ws in zip(_PERSONAS, _SYNTHETIC_PERSONA_WEIGHTS)]
     u = rng.random()
     acc = 0.0
-    for name, w, mu_pos, mu_formal in _PERSONAS:
+    for (name, _, mu_pos, mu_formal), w in zip(_PERSONAS, weights):
         acc += w
         if u < acc:
             break
-    if source == "synthetic":  # synthetic responses are more upbeat
-        mu_pos = min(0.95, mu_pos + 0.2)
+    mu_pos = min(0.95, mu_pos + _SHIFT_POSITIVITY * shift)
+    mu_formal = min(0.95, mu_formal + _SHIFT_FORMALITY * shift)
     pos = rng.betavariate(_KAPPA * mu_pos, _KAPPA * (1.0 - mu_pos))
     formal = rng.betavariate(_KAPPA * mu_formal, _KAPPA * (1.0 - mu_formal))
     sent_rate = rng.uniform(0.0, 0.4) if name == "plain" else rng.uniform(0.3, 1.0)
-    reg_rate = rng.uniform(0.2, 0.9)
-    det_rate = rng.uniform(0.0, 0.8)
+    reg_rate = min(1.0, rng.uniform(0.2, 0.9) * (1.0 + _SHIFT_REGISTER * shift))
+    det_rate = min(1.0, rng.uniform(0.0, 0.8) * (1.0 + _SHIFT_DETAIL * shift))
     target = int(round(math.exp(rng.uniform(math.log(_MIN_WORDS), math.log(_MAX_WORDS)))))
-    if source == "synthetic":  # and longer
-        target = int(min(_MAX_WORDS, max(12, round(1.5 * target))))
-    return _Style(pos, formal, sent_rate, reg_rate, det_rate, target, source)
+    if shift:  # longer, within the human range of target lengths
+        target = int(min(_MAX_WORDS, round(target * (1.0 + _SHIFT_LENGTH * shift))))
+    return _Style(pos, formal, sent_rate, reg_rate, det_rate, target)
 
 
 def _fill(template: str, topic: str, st: _Style, rng: random.Random) -> str:
@@ -195,8 +223,6 @@ def _fill(template: str, topic: str, st: _Style, rng: random.Random) -> str:
                 return rng.choice(lex)
             return rng.choice(_NEUTRAL_ADJ)
         if k == "I":
-            if st.source == "synthetic" and rng.random() < 0.3:
-                return "truly"
             if rng.random() < 0.5 * st.register_rate:
                 return rng.choice(_FORMAL_INTENS if rng.random() < st.formality else _INFORMAL_INTENS)
             return ""
@@ -237,14 +263,12 @@ def _on_topic(templates: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(t for t in templates if "{T}" in t)
 
 
-_ON_TOPIC = {id(t): _on_topic(t) for t in (_EVALUATIVE, _DESCRIPTIVE, _SYNTHETIC_TEMPLATES)}
+_ON_TOPIC = {id(t): _on_topic(t) for t in (_EVALUATIVE, _DESCRIPTIVE)}
 
 
 def _sentence(topic: str, st: _Style, rng: random.Random, first: bool) -> str:
     """One sentence; the first sentence of a response always names the topic."""
-    if st.source == "synthetic" and rng.random() < 0.35:
-        pool = _SYNTHETIC_TEMPLATES
-    elif rng.random() < (0.7 if first else 0.45):
+    if rng.random() < (0.7 if first else 0.45):
         pool = _EVALUATIVE
     else:
         pool = _DESCRIPTIVE
@@ -252,27 +276,21 @@ def _sentence(topic: str, st: _Style, rng: random.Random, first: bool) -> str:
     return _fill(tpl, topic, st, rng)
 
 
-def generate_response(prompt: str, rng: random.Random, source: str = "human") -> str:
+def generate_response(prompt: str, rng: random.Random, source: str = "human",
+                      shift: float | None = None) -> str:
     """One response to `prompt`: 5–40 words, whose first sentence names the topic (the
-    prompt's last word).
+    prompt's last word). `rng` is a :class:`random.Random`.
 
-    ``source="human"``: the base grammar. ``source="synthetic"``: detectably different text —
-    usually opens with "Certainly!"/"Of course!"/…, uses the :data:`SYNTHETIC_MARKERS`
-    ("overall", "truly", "vibrant tapestry", "delve", …), is longer (target length ×1.5, at
-    least 12 words) and more positive (persona positivity +0.2). `rng` is a
-    :class:`random.Random`.
+    Both sources use the same grammar and vocabulary; they differ only in the distribution of
+    the latent style. ``source="human"``: the base style. ``source="synthetic"``: the style
+    moved by `shift` ∈ [0, 1] (default :data:`SYNTHETIC_SHIFT`) towards warmer, more formal,
+    more detailed and longer replies; at shift 0 it is the human generator, draw for draw.
     """
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-    st = _draw_style(rng, source)
+    st = _draw_style(rng, _synthetic_shift(source, shift))
     topic = _topic_of(prompt)
     parts: list[str] = []
     count = 0
     n_sentences = 0
-    if source == "synthetic" and rng.random() < 0.8:
-        opener = rng.choice(_SYNTHETIC_OPENERS)
-        parts.append(opener)
-        count += len(words(opener))
     tries = 0
     while count < st.target_words and tries < 50:
         tries += 1
@@ -293,17 +311,20 @@ def generate_response(prompt: str, rng: random.Random, source: str = "human") ->
     return " ".join(parts)
 
 
-def generate_responses(prompts: Sequence[str], seed: int = 0, source: str = "human") -> list[str]:
+def generate_responses(prompts: Sequence[str], seed: int = 0, source: str = "human",
+                       shift: float | None = None) -> list[str]:
     """One response per prompt (see :func:`generate_response`), deterministic per (seed, source)."""
     rng = _rng("responses", source, seed)
-    return [generate_response(p, rng, source) for p in prompts]
+    return [generate_response(p, rng, source, shift) for p in prompts]
 
 
-def generate_corpus(n: int, seed: int = 0, synthetic_fraction: float = 0.0) -> list[str]:
+def generate_corpus(n: int, seed: int = 0, synthetic_fraction: float = 0.0,
+                    shift: float | None = None) -> list[str]:
     """`n` training texts ``"<prompt> <response>"`` for the base LM, deterministic per seed.
 
     Prompts come from the *train* pool only (held-out prompts stay unseen). Each text is from
-    the synthetic generator with probability `synthetic_fraction` (default 0: all human).
+    the synthetic generator (at `shift`, default :data:`SYNTHETIC_SHIFT`) with probability
+    `synthetic_fraction` (default 0: all human).
     """
     if not 0.0 <= synthetic_fraction <= 1.0:
         raise ValueError(f"synthetic_fraction must lie in [0, 1], got {synthetic_fraction}")
@@ -312,26 +333,29 @@ def generate_corpus(n: int, seed: int = 0, synthetic_fraction: float = 0.0) -> l
     out = []
     for p in prompts:
         src = "synthetic" if rng.random() < synthetic_fraction else "human"
-        out.append(format_text(p, generate_response(p, rng, src)))
+        out.append(format_text(p, generate_response(p, rng, src, shift)))
     return out
 
 
-def prompt_response_pairs(prompts: Sequence[str], seed: int = 0,
-                          source: str = "human") -> list[dict[str, str]]:
+def prompt_response_pairs(prompts: Sequence[str], seed: int = 0, source: str = "human",
+                          shift: float | None = None) -> list[dict[str, str]]:
     """Two independent responses per prompt from one source, deterministic per (seed, source).
 
     Returns rows ``{"prompt", "response_1", "response_2", "source"}`` — the input of
     :func:`label_rows`.
     """
     rng = _rng("pairs", source, seed)
-    return [{"prompt": p, "response_1": generate_response(p, rng, source),
-             "response_2": generate_response(p, rng, source), "source": source} for p in prompts]
+    return [{"prompt": p, "response_1": generate_response(p, rng, source, shift),
+             "response_2": generate_response(p, rng, source, shift), "source": source}
+            for p in prompts]
 
 
-def assign_sources(prompts: Sequence[str], synthetic_fraction: float = 0.5,
-                   seed: int = 0) -> list[dict[str, str]]:
+def assign_sources(prompts: Sequence[str], synthetic_fraction: float = 0.5, seed: int = 0,
+                   shift: float | None = None) -> list[dict[str, str]]:
     """Rows for the human-vs-synthetic scenario (DoRA): each prompt gets a source, and both of
-    its responses come from that source's generator.
+    its responses come from that source's generator (synthetic at `shift`, default
+    :data:`SYNTHETIC_SHIFT`: separable from human text by a classifier, held-out AUC ≈ 0.8
+    with world-LM features, but by no single word).
 
     Exactly ``round(synthetic_fraction · n)`` rows (chosen uniformly at random, deterministic per
     seed) are ``"synthetic"``, the rest ``"human"``; row order follows `prompts`. Returns rows
@@ -346,8 +370,8 @@ def assign_sources(prompts: Sequence[str], synthetic_fraction: float = 0.5,
     rows = []
     for i, p in enumerate(prompts):
         src = "synthetic" if i in synthetic else "human"
-        rows.append({"prompt": p, "response_1": generate_response(p, rng, src),
-                     "response_2": generate_response(p, rng, src), "source": src})
+        rows.append({"prompt": p, "response_1": generate_response(p, rng, src, shift),
+                     "response_2": generate_response(p, rng, src, shift), "source": src})
     return rows
 
 
