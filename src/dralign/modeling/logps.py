@@ -38,6 +38,9 @@ from dralign.modeling.wrappers import unwrap
 
 # Chunks of the [T, V] logits are upcast at most this many elements at a time.
 CHUNK_ELEMENTS = 1 << 24
+# Fused head: logits of at most this many elements (32 MiB in float32) are kept for the backward
+# rather than recomputed (e.g. 1,000 tokens at a 4k vocabulary; a 32k vocabulary recomputes).
+RETAIN_ELEMENTS = 1 << 23
 
 
 class SequenceLogps(NamedTuple):
@@ -168,7 +171,8 @@ def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embe
         with head_input(head) as captured:
             model(**inputs, attention_mask=attention_mask, use_cache=False, **extra)
         hidden = captured.hidden.flatten(0, -2).index_select(0, sources)  # [T, H]
-        return head_target_log_probs(hidden, head, targets, chunk_elements=CHUNK_ELEMENTS)
+        return head_target_log_probs(hidden, head, targets, chunk_elements=CHUNK_ELEMENTS,
+                                     retain_elements=RETAIN_ELEMENTS)
     predicting = torch.zeros(input_ids.numel(), dtype=torch.bool, device=input_ids.device)
     predicting[sources] = True
     predicting = predicting.view_as(input_ids)
