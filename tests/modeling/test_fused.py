@@ -26,6 +26,12 @@ def examples(seed=0):
     return [PairExample(i, ids(p), ids(c), ids(r)) for i, (p, c, r) in enumerate(LENGTHS)]
 
 
+@pytest.fixture(autouse=True)
+def recompute_always(monkeypatch):
+    """The chunked, recomputing path even for batches small enough to keep their logits."""
+    monkeypatch.setattr(logps_module, "RETAIN_ELEMENTS", 0)
+
+
 @contextmanager
 def plain_path(monkeypatch):
     """The plain computation (logits, then log-softmax) instead of the fused one."""
@@ -191,3 +197,24 @@ def test_models_with_processed_logits_take_the_plain_path():
     model = tiny_model("llama", vocab_size=VOCAB)
     model.config.model_type = "gemma2"  # soft-caps its logits after the head
     assert fused_head(model) is None
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_small_batches_keep_their_logits_instead_of_recomputing(monkeypatch, tied):
+    """Logits that fit in one chunk and in RETAIN_ELEMENTS are computed once (no recomputation
+    in backward), with the values and gradients of the recomputing path."""
+    model = tiny_model("llama", vocab_size=VOCAB, seed=1, tie_embeddings=tied).eval()
+    batch = collate_shared_pairs(examples(), 0)
+    head = model.get_output_embeddings()
+    rows_seen = []
+    handle = head.register_forward_hook(lambda m, args, out: rows_seen.append(out.shape[:-1].numel()))
+    recomputed = value_and_grads(model, batch, UPSTREAM["llama"])
+    tokens = sum(c + r for _, c, r in LENGTHS)
+    assert sum(rows_seen) == 2 * tokens  # forward + recompute
+    rows_seen.clear()
+    monkeypatch.setattr(logps_module, "RETAIN_ELEMENTS", tokens * VOCAB)
+    kept = value_and_grads(model, batch, UPSTREAM["llama"])
+    handle.remove()
+    assert sum(rows_seen) == tokens  # once, in the forward
+    for name, a, b in zip(("value", "head weight", "upstream", "hidden"), kept, recomputed):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)

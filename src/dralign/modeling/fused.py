@@ -5,7 +5,9 @@
 computed `chunk_elements` logits at a time by calling the model's output head on chunks of the
 hidden states [T, H]; backward recomputes each chunk's logits (a custom autograd function), so
 neither pass ever holds more than one chunk of logits, their float32 copy and gradient. Only the
-positions that predict a completion token are scored.
+positions that predict a completion token are scored. A batch whose logits fit in one chunk and
+in a small budget (`retain_elements`) keeps them for the backward instead (one chunk either way;
+no recomputation).
 
 The head is called as a module, chunk by chunk, never unpacked into a weight: the same code
 serves a plain `nn.Linear`, one whose weight is tied to the input embeddings (the shared
@@ -151,13 +153,20 @@ class _HeadTargetLogProb(torch.autograd.Function):
 
 
 def head_target_log_probs(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, *,
-                          chunk_elements: int) -> torch.Tensor:
+                          chunk_elements: int, retain_elements: int = 0) -> torch.Tensor:
     """log softmax(head(hidden))[targets] [T] for hidden [T, H] and targets [T] (int64), in
     float32 (or wider), `chunk_elements` logits at a time in both passes; differentiable (twice)
-    with respect to `hidden` and the head's parameters."""
+    with respect to `hidden` and the head's parameters.
+
+    When all T × V logits fit in one chunk and in `retain_elements`, they are computed once and
+    kept for the backward (plain autograd) instead of recomputed: at most one chunk's memory
+    either way, and the backward saves the head's forward (measured ≈ 5 % of a dpo step at a
+    4,096-token vocabulary)."""
     vocab = getattr(head, "out_features", None) or head.weight.shape[0]
     chunk_rows = max(1, chunk_elements // vocab)
     if hidden.shape[0] == 0:  # nothing to chunk: the plain (empty) computation keeps the graph
         return _chunk_logps(head, hidden, targets)
+    if hidden.shape[0] <= chunk_rows and hidden.shape[0] * vocab <= retain_elements:
+        return _chunk_logps(head, hidden, targets)  # one chunk, kept: no recomputation
     params = [p for p in head.parameters() if p.requires_grad]
     return _HeadTargetLogProb.apply(hidden, targets, head, chunk_rows, *params)

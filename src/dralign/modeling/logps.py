@@ -38,6 +38,9 @@ from dralign.modeling.wrappers import unwrap
 
 # Chunks of the [T, V] logits are upcast at most this many elements at a time.
 CHUNK_ELEMENTS = 1 << 24
+# Fused head: logits of at most this many elements (32 MiB in float32) are kept for the backward
+# rather than recomputed (e.g. 1,000 tokens at a 4k vocabulary; a 32k vocabulary recomputes).
+RETAIN_ELEMENTS = 1 << 23
 
 
 class SequenceLogps(NamedTuple):
@@ -151,11 +154,100 @@ def supports_logits_mask(model: torch.nn.Module) -> bool:
     return takes_argument and hasattr(module, "slice_logits_to_keep")
 
 
+# Length groups: a batch's rows are run as at most this many forwards of similar lengths, a
+# split being taken only when the cost model saves at least SPLIT_MIN_SAVING of the forward.
+MAX_GROUPS = 3
+SPLIT_MIN_SAVING = 0.05
+
+
+def _row_cost(length: int, hidden: int) -> float:
+    """Forward cost of one row padded to `length`, in token positions: the linear layers cost
+    ∝ length, attention ∝ length² (4·h per (query, key) pair vs ≈ 24·h² per token's weights)."""
+    return length * (1.0 + (length / (6.0 * hidden) if hidden else 0.0))
+
+
+def length_groups(lengths: list[int], hidden: int, max_groups: int = MAX_GROUPS,
+                  min_saving: float = SPLIT_MIN_SAVING) -> list[list[int]]:
+    """Rows grouped by length (each group padded to its own longest row): the contiguous split
+    of the rows sorted by length into at most `max_groups` groups of least estimated cost
+    (`_row_cost`), a further group taken only when it saves `min_saving` of the one-group cost
+    (each group is one more forward call). Rows within a group keep ascending index order."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    s = [lengths[i] for i in order]
+    n = len(s)
+    cost = lambda i, j: (j - i) * _row_cost(s[j - 1], hidden)  # rows order[i:j], one group
+    best = {1: (cost(0, n), [0, n])} if n else {1: (0.0, [0, 0])}
+    if n > 1 and max_groups >= 2:
+        best[2] = min((cost(0, c) + cost(c, n), [0, c, n]) for c in range(1, n))
+    if n > 2 and max_groups >= 3 and n <= 256:  # O(n²) search; larger batches stop at two
+        best[3] = min((cost(0, a) + cost(a, b) + cost(b, n), [0, a, b, n])
+                      for a in range(1, n - 1) for b in range(a + 1, n))
+    chosen = best[1]
+    for k in sorted(best)[1:]:
+        if chosen[0] - best[k][0] >= min_saving * best[1][0]:
+            chosen = best[k]
+    cuts = chosen[1]
+    return [sorted(order[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
 def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embeds,
-                 **extra) -> torch.Tensor:
+                 row_lengths: torch.Tensor | None = None, **extra) -> torch.Tensor:
     """log π(targets[j]) [T] read from the model's output at flat position `sources[j]`
-    (b·L + t of the predicting position); `extra` model inputs (e.g. `position_ids`) are passed
-    through.
+    (b·L + t of the predicting position, in the same row as its target); `extra` model inputs
+    (e.g. `position_ids`, [N, L]) are passed through.
+
+    With `row_lengths` [N] (each row's real length, padding after it), rows of different
+    lengths run as several forwards, each cut to its group's longest row (`length_groups`), so
+    that less compute goes to padding; every token's log-prob is the same (a row's outputs do
+    not depend on the other rows, nor on the padding after it, which a causal mask hides).
+    Not under DDP, whose reducer expects one forward per backward.
+    """
+    groups = ([list(range(input_ids.shape[0]))] if row_lengths is None or _is_ddp(model)
+              else length_groups(row_lengths.tolist(), _hidden_width(model), MAX_GROUPS))
+    if len(groups) == 1:
+        return _token_logps_once(model, input_ids, attention_mask, sources, targets, inputs_embeds, **extra)
+    width = input_ids.shape[1]
+    token_row = torch.div(sources, width, rounding_mode="floor")
+    local_row = torch.full((input_ids.shape[0],), -1, dtype=torch.long, device=input_ids.device)
+    parts, taken = [], []
+    for rows in groups:
+        index = torch.tensor(rows, dtype=torch.long, device=input_ids.device)
+        length = int(row_lengths[index].max())
+        local_row[index] = torch.arange(len(rows), device=input_ids.device)
+        mine = (local_row[token_row] >= 0).nonzero(as_tuple=True)[0]
+        local_sources = local_row[token_row[mine]] * length + sources[mine] % width
+        cut = lambda t: t.index_select(0, index)[:, :length]
+        mask = (cut(attention_mask) if attention_mask.dim() == 2
+                else attention_mask.index_select(0, index)[..., :length, :length])
+        parts.append(_token_logps_once(
+            model, cut(input_ids), mask, local_sources, targets[mine],
+            None if inputs_embeds is None else cut(inputs_embeds),
+            **{k: cut(v) for k, v in extra.items()}))
+        taken.append(mine)
+        local_row[index] = -1
+    return torch.cat(parts)[torch.argsort(torch.cat(taken))]
+
+
+def _is_ddp(model) -> bool:
+    return isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel))
+
+
+def _hidden_width(model) -> int:
+    config = getattr(unwrap(model), "config", None)
+    if config is not None and hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    return int(getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or 0)
+
+
+def _real_lengths(keep: torch.Tensor) -> torch.Tensor:
+    """[N] one past each row's last True position of `keep` [N, L] (0 for none)."""
+    positions = torch.arange(1, keep.shape[1] + 1, device=keep.device)
+    return torch.where(keep, positions, 0).amax(1)
+
+
+def _token_logps_once(model, input_ids, attention_mask, sources, targets, inputs_embeds,
+                      **extra) -> torch.Tensor:
+    """`_token_logps` in one forward over every row.
 
     Fused (`dralign.modeling.fused`, when `fused_head` allows the model): the final hidden
     states at `sources` go through the head chunk by chunk, no [T, V] logits in either pass.
@@ -168,7 +260,8 @@ def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embe
         with head_input(head) as captured:
             model(**inputs, attention_mask=attention_mask, use_cache=False, **extra)
         hidden = captured.hidden.flatten(0, -2).index_select(0, sources)  # [T, H]
-        return head_target_log_probs(hidden, head, targets, chunk_elements=CHUNK_ELEMENTS)
+        return head_target_log_probs(hidden, head, targets, chunk_elements=CHUNK_ELEMENTS,
+                                     retain_elements=RETAIN_ELEMENTS)
     predicting = torch.zeros(input_ids.numel(), dtype=torch.bool, device=input_ids.device)
     predicting[sources] = True
     predicting = predicting.view_as(input_ids)
@@ -200,8 +293,8 @@ def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     predicted = completion_mask[:, 1:]  # [N, L−1]: token t is predicted by the output at t − 1
     rows, cols = completion_mask.nonzero(as_tuple=True)
     sources = rows * input_ids.shape[1] + cols - 1
-    token_logps = _token_logps(model, input_ids, attention_mask, sources,
-                               input_ids[completion_mask], inputs_embeds)  # [T]
+    token_logps = _token_logps(model, input_ids, attention_mask, sources, input_ids[completion_mask],
+                               inputs_embeds, row_lengths=_real_lengths(attention_mask.bool()))  # [T]
     dense = token_logps.new_zeros(predicted.shape).masked_scatter(predicted, token_logps)
     return completion_logps(dense, predicted)
 
@@ -371,7 +464,8 @@ def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
                                  pairs if "pair_ids" in batch else None)
     source = _shared_predictors(seg, pairs, completion_mask)  # [T] flat positions
     token_logps = _token_logps(model, input_ids, mask, source, input_ids[completion_mask],
-                               inputs_embeds, position_ids=batch["position_ids"])  # [T]
+                               inputs_embeds, row_lengths=_real_lengths(pairs >= 0),
+                               position_ids=batch["position_ids"])  # [T]
     token_pair = pairs[completion_mask]
     token_seg = seg[completion_mask].long()
     n = int(pairs.max()) + 1
