@@ -157,7 +157,7 @@ def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     results = json.loads((out_dir / "results.json").read_text())
-    assert set(results["runs"]) == {"start", "mix/dpo[beta=0.1]", "mix/dpo[beta=0.3]", "mix/kldpo[tau=0.5]",
+    assert set(results["runs"]) == {"start", "mix/dpo[beta=0.1]", "mix/dpo[beta=1]", "mix/kldpo[tau=0.5]",
                                     "mix/wdpo[rho=0.01]"}
     assert all(len(run["seeds"]) == 2 for run in results["runs"].values())
     (claim,) = results["claims"]
@@ -167,3 +167,24 @@ def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
         assert Path(path).stat().st_size > 0
         assert path in out.replace("\n", "")
     assert "dralign demo" in (out_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_bench_shift_sources_fits_density_ratios_and_gates_dora_on_its_control(tmp_path):
+    """`dralign bench shift --scenarios sources` at a tiny size: the ratios are cross-fitted once
+    per seed (AUC and ESS saved), DoRA and its tuned baselines are trained, the control reads the
+    human-only DPO run and the AUC."""
+    out_dir = tmp_path / "shift"
+    argv = ["bench", "shift", "--scenarios", "sources", "--seeds", "2", "--validation-seeds", "0", "--steps", "2",
+            "--train-pairs", "80", "--eval-prompts", "4", "--eval-pairs", "8", "--max-new-tokens", "8",
+            "--betas", "0.1", "1", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"),
+            "--output-dir", str(out_dir)]
+    assert main(argv) == 0
+    results = json.loads((out_dir / "results.json").read_text())
+    assert {"human/dpo", "sources/dora[lam=0.5]", "sources/dro[tau=0.5]", "sources/dora-reweight"} <= set(results["runs"])
+    assert len(results["density_ratios"]) == 2 and all(0.0 <= r["auc"] <= 1.0 and 0 < r["ess"] <= 1.0
+                                                       for r in results["density_ratios"])
+    dora_claim = results["claims"][0]
+    assert "AUC" in dora_claim["control"]["detail"] and dora_claim["comparisons"][0]["a"] == "sources/dora[lam=0.5]"
+    assert results["power"]["all"]["comparisons"] == 3
+    assert "Density ratios" in (out_dir / "report.md").read_text()

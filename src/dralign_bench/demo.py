@@ -25,11 +25,11 @@ class DemoOptions(ShiftOptions):
     scenarios: list[str] | None = option([DEMO_SCENARIO], "scenarios to run (default: the mixture conflict)")
     seeds: int | None = option(2, "test seeds")
     validation_seeds: int | None = option(0, "validation seeds (0: the robust methods' grid's first values)")
-    steps: int | None = option(12, "optimizer steps per run")
+    steps: int | None = option(60, "optimizer steps per run")
     train_pairs: int | None = option(480, "training pairs")
     eval_prompts: int | None = option(512, "held-out prompts")
     eval_pairs: int | None = option(256, "held-out pairs")
-    betas: list[float] = option([0.1, 0.3], "DPO's β values")
+    betas: list[float] = option([0.1, 1.0], "DPO's β values")
     output_dir: str = option("outputs/demo", "where results, plots and the report go")
 
 

@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 
 from dralign.stats import holm, paired_t, student_t_cdf, student_t_quantile
-from dralign_bench.shift import (ClaimSpec, Comparison, RunSpec, SeedMetrics, ShiftOptions, build_dataset,
+from dralign_bench import world
+from dralign_bench.shift import (SCENARIOS, ClaimSpec, Comparison, RunSpec, SeedMetrics, ShiftOptions, build_dataset,
                                  calibration_error, clean_accuracy, conflict_control, flip_control,
                                  frontier_at, frontier_overlap_control, judge, own_link_probs, plan, resolve,
                                  unpaired_control, verdict)
+from dralign_bench.shift.controls import sources_control
+from dralign_bench.shift.data import judge_reward, target_reward
+from dralign_bench.shift.merge import judge_results, merge_results
+from dralign_bench.shift.papers import evaluate_claims
+from dralign_bench.shift.report import power_summary
+from dralign_bench.shift.scenarios import frontier_runs
 from dralign_bench.world_lm import WorldLMSpec, world_lm
 
 
@@ -45,15 +52,37 @@ def test_full_profile_meets_the_power_floor_and_plans_frontier_tuned_and_fixed_r
     val = plan(opts)
     assert RunSpec("mix", "kldpo", (("tau", 0.5),)) in val and RunSpec("mix", "kldpo", (("tau", 2.0),)) in val
     assert not any(r.method == "rdpo" for r in val)  # fixed runs are not tuned
-    chosen = {("mix", "kldpo"): 2.0, ("mix", "wdpo"): 0.1, ("flip", "cdpo"): 0.3}
+    chosen = {("mix", "kldpo"): 2.0, ("mix", "wdpo"): 0.1, ("flip", "cdpo"): 0.3, ("flip", "drdpo"): 2.0,
+              ("sources", "dora"): 0.5, ("sources", "dro"): 2.0}
     test = plan(opts, chosen)
     ids = [r.id for r in test]
     assert len(ids) == len(set(ids))
     assert "mix/kldpo[tau=2]" in ids and "mix/kldpo[tau=0.5]" not in ids
     assert {f"mix/dpo[beta={b:g}]" for b in opts.betas} <= set(ids)
     assert "flip/rdpo[label_smoothing=0.3]" in ids and "flip/rdpo[label_smoothing=0.1]" in ids  # true rate, mis-set
+    assert {"flip/drdpo[drdpo_beta=2]", "sources/dora[lam=0.5]", "sources/dro[tau=2]", "human/dpo",
+            "sources/dora-reweight"} <= set(ids)
+    # the divergence frontier reaches below the β grid's KL floor by shorter training; the others do not
+    short = [r for r in frontier_runs(opts, SCENARIOS["divergence"]) if "lr" in dict(r.params)]
+    assert [dict(r.params)["lr"] for r in short] == pytest.approx([0.25 * opts.lr, 0.5 * opts.lr])
+    assert all(r.id in ids for r in short) and len(frontier_runs(opts, SCENARIOS["mixture"])) == len(opts.betas)
     with pytest.raises(ValueError, match="unknown scenario"):
-        resolve(ShiftOptions(scenarios=["sources"]))
+        resolve(ShiftOptions(scenarios=["nonesuch"]))
+
+
+def test_sources_dataset_labels_human_rows_by_the_target_and_synthetic_rows_by_the_judge():
+    opts = small(synthetic_fraction=0.7, judge_alpha=0.9)
+    rows, human = build_dataset(opts, "sources", 5), build_dataset(opts, "human", 5)
+    assert len(rows) == opts.train_pairs and sum(r["source"] == "synthetic" for r in rows) == round(0.7 * len(rows))
+    assert human == [r for r in rows if r["source"] == "human"]
+    prompts = world.generate_prompts(opts.train_pairs, seed=5, split="train")
+    assert [r["prompt"] for r in rows] == prompts  # the original order
+    target, judge_fn = target_reward(opts), judge_reward(opts)
+    for r in rows:  # each row's rewards come from its own labeller
+        fn = target if r["source"] == "human" else judge_fn
+        assert {r["reward_chosen"], r["reward_rejected"]} == {fn(r["chosen"]), fn(r["rejected"])}
+    with pytest.raises(ValueError, match="synthetic_fraction"):
+        small(synthetic_fraction=1.0)
 
 
 # --------------------------------------------------------------------------------------------- controls
@@ -78,6 +107,16 @@ def test_frontier_overlap_and_unpaired_controls():
     assert c["value"] == pytest.approx(1 / 3) and not c["passed"]
     assert unpaired_control(64, 64, 64)["passed"]
     assert not unpaired_control(32, 64, 64)["passed"] and not unpaired_control(64, 64, 16)["passed"]
+
+
+def test_sources_control_needs_the_judge_to_hurt_and_a_ratio_auc_in_range():
+    dpo_all = [m(r0=r) for r in (0.60, 0.62, 0.61, 0.59)]
+    dpo_human = [m(r0=r) for r in (0.65, 0.66, 0.67, 0.63)]
+    c = sources_control(dpo_all, dpo_human, [0.8, 0.82, 0.78, 0.81])
+    assert c["value"] == pytest.approx(np.mean([0.05, 0.04, 0.06, 0.04])) and c["passed"]
+    assert not sources_control(dpo_all, dpo_human, [0.99, 0.98, 0.97, 0.99])["passed"]  # trivially separable
+    assert not sources_control(dpo_all, dpo_human, [0.55, 0.6, 0.5, 0.52])["passed"]  # hardly separable
+    assert not sources_control(dpo_human, dpo_all, [0.8] * 4)["passed"]  # the judge helps the target
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -135,6 +174,33 @@ def test_verdict_classes():
     assert verdict([sig(-0.1), ns], True) == "contradicted"
     assert verdict([ns, ns], True) == "not significant"
     assert verdict([sig(0.1)], False) == "invalid test"
+
+
+def test_power_summary_is_the_median_half_width_on_the_probability_scale():
+    row = lambda metric, hw, se: {"metric": metric, "diff": 0.1, "ci": [0.1 - hw, 0.1 + hw], "se": se}  # noqa: E731
+    claims = [{"control": {"passed": True}, "comparisons": [row("r0 at matched kl", 0.01, 0.004),
+                                                          row("entropy at matched r0", 0.2, 0.08)]},
+              {"control": {"passed": False}, "comparisons": [row("acc", 0.03, 0.012), row("worst", 0.02, 0.008)]}]
+    p = power_summary(claims)
+    assert p["probability_scale"]["median_half_width"] == pytest.approx(0.02)
+    assert p["probability_scale"]["comparisons"] == 3 and p["probability_scale"]["median_se"] == pytest.approx(0.008)
+    assert p["probability_scale_control_passed"]["median_half_width"] == pytest.approx(0.01)
+    assert p["all"]["median_half_width"] == pytest.approx(0.025)
+
+
+def test_merge_judges_the_claims_again_from_the_merged_runs():
+    opts = resolve(ShiftOptions(scenarios=["mixture"], seeds=3, validation_seeds=0))
+    rng = np.random.default_rng(0)
+    runs = {r.id: [m(r0=0.6 + rng.normal(0, 0.01), worst=0.5 + rng.normal(0, 0.01), kl=k + 1.0) for _ in range(3)]
+            for k, r in enumerate(plan(opts, {("mix", "kldpo"): 0.5, ("mix", "wdpo"): 0.01}))}
+    from dataclasses import asdict
+    doc = lambda sc: {"options": {**asdict(opts), "scenarios": sc, "test_seeds": 3}, "scenarios": {},  # noqa: E731
+                      "selection": {}, "validation_runs": {}, "claims": [{"stale": True}], "seconds": 1.0,
+                      "command": "x", "runs": {k: {"seeds": [asdict(x) for x in v]} for k, v in runs.items()}}
+    merged = merge_results([doc(["mixture"]), doc([])])
+    chosen = {("mix", "kldpo"): 0.5, ("mix", "wdpo"): 0.01}  # the grids' first values: no validation seeds
+    assert merged["claims"] == evaluate_claims(opts, runs, chosen) == judge_results(merged)
+    assert merged["claims"][0]["control"]["name"].startswith("DPO's loss")
 
 
 # --------------------------------------------------------------------------------------------- own link

@@ -13,7 +13,7 @@ import numpy as np
 
 from dralign.stats import paired_t
 
-__all__ = ["conflict_control", "flip_control", "frontier_overlap_control", "unpaired_control"]
+__all__ = ["conflict_control", "flip_control", "frontier_overlap_control", "sources_control", "unpaired_control"]
 
 
 def _control(name: str, value: float, threshold: float, passed: bool, detail: str) -> dict:
@@ -42,6 +42,26 @@ def flip_control(clean: Sequence, flipped: Sequence, threshold: float = 0.02) ->
     passed = test.diff >= threshold and (test.n < 2 or test.low > 0)
     return _control("DPO's accuracy drop from clean to flipped labels", test.diff, threshold, passed,
                     f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds")
+
+
+def sources_control(dpo_all: Sequence, dpo_human: Sequence, aucs: Sequence[float], threshold: float = 0.01,
+                    auc_range: tuple[float, float] = (0.7, 0.9)) -> dict:
+    """Sources (DoRA): the synthetic judge hurts the target, and the sources are separable but
+    not trivially.
+
+        value = mean over seeds of r(α₀)(DPO, human rows only) − r(α₀)(DPO, all rows);
+        passes if ≥ threshold with the paired t interval above 0, and the mean held-out AUC of
+        the density-ratio classifier lies in `auc_range` (a classifier near 1 would make DoRA
+        "drop the synthetic rows"; near ½, no ratio to calibrate).
+    """
+    test = paired_t([h.r0 - a.r0 for a, h in zip(dpo_all, dpo_human)])
+    auc = float(np.mean(aucs)) if len(aucs) else float("nan")
+    auc_ok = auc_range[0] <= auc <= auc_range[1]
+    passed = test.diff >= threshold and (test.n < 2 or test.low > 0) and auc_ok
+    return _control("DPO's target reward lost by adding the judged synthetic rows (and ratio AUC in range)",
+                    test.diff, threshold, passed,
+                    f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds; held-out ratio AUC {auc:.3f} "
+                    f"(range {auc_range[0]}–{auc_range[1]}; per seed {', '.join(f'{a:.3f}' for a in aucs)})")
 
 
 def frontier_overlap_control(points_x: Sequence[float], frontier_x: Sequence[Sequence[float]],

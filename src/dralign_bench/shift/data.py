@@ -7,7 +7,11 @@ Datasets (all labelled by Bradley–Terry at temperature T on r(α₀) = α₀ r
   can memorise noise), ``flip`` with ``round(flip_rate · n)`` labels swapped;
 * ``unpaired`` — the ``mix`` pairs split into a desirable and an undesirable completion;
 * ``repaired`` — the unpaired baseline: each desirable completion paired with an undesirable
-  one drawn at random from another prompt (the pairing of the data is not used).
+  one drawn at random from another prompt (the pairing of the data is not used);
+* ``sources`` — `train_pairs` pairs, a fraction `synthetic_fraction` of them from the synthetic
+  generator (both responses) and labelled by a *judge* on r(α_judge) (a conflicting mixture),
+  the rest human and labelled on the target r(α₀); every row keeps its ``source``;
+* ``human`` — the human rows of ``sources`` alone (the target labeller's data only).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DATASETS", "build_dataset", "heldout_pairs", "target_reward", "write_jsonl"]
 
-DATASETS = ("mix", "clean", "flip", "unpaired", "repaired")
+DATASETS = ("mix", "clean", "flip", "unpaired", "repaired", "sources", "human")
 
 
 def target_reward(opts: ShiftOptions):
@@ -39,8 +43,27 @@ def _labelled(opts: ShiftOptions, n: int, seed: int, split: str = "train") -> li
                             opts.label_temperature, seed=seed)
 
 
+def judge_reward(opts: ShiftOptions):
+    """The synthetic judge's reward r(α_judge) (linear mixture): disagrees with the target."""
+    return world.make_mixture_reward(opts.reward_a, opts.reward_b, opts.judge_alpha, "linear")
+
+
+def _sources(opts: ShiftOptions, seed: int) -> list[dict]:
+    rows = world.assign_sources(world.generate_prompts(opts.train_pairs, seed=seed, split="train"),
+                                opts.synthetic_fraction, seed=seed)
+    human = world.label_rows([r for r in rows if r["source"] == "human"], target_reward(opts),
+                             opts.label_temperature, seed=seed)
+    judged = world.label_rows([r for r in rows if r["source"] != "human"], judge_reward(opts),
+                              opts.label_temperature, seed=seed + 1)
+    by_source = {"human": iter(human), "synthetic": iter(judged)}
+    return [next(by_source[r["source"]]) for r in rows]  # the original row order
+
+
 def build_dataset(opts: ShiftOptions, dataset: str, seed: int) -> list[dict]:
     """Training rows of `dataset` for one seed (see the module docstring)."""
+    if dataset in ("sources", "human"):
+        rows = _sources(opts, seed)
+        return rows if dataset == "sources" else [r for r in rows if r["source"] == "human"]
     if dataset in ("clean", "flip"):
         rows = _labelled(opts, opts.flip_pairs, seed)
         return rows if dataset == "clean" else world.flip_labels(rows, opts.flip_rate, seed=seed)

@@ -4,7 +4,8 @@ otherwise) into one results document, with its plots and report.
     python -m dralign_bench.shift.merge OUT_DIR RESULTS_A.json RESULTS_B.json ... [--note TEXT]
 
 The merged ``seconds`` is the wall time of the parallel jobs (their maximum); each job's own
-time and command are kept under ``jobs``.
+time and command are kept under ``jobs``. The claims are judged again from the merged runs (the
+same code as a single job), so a merged report never mixes two versions of the judging code.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-__all__ = ["merge_results"]
+__all__ = ["judge_results", "merge_results"]
 
 _PER_JOB = ("scenarios", "seconds", "command", "files")
 
@@ -33,7 +34,8 @@ def merge_results(parts: list[dict]) -> dict:
     out["scenarios"] = {k: v for p in parts for k, v in p["scenarios"].items()}
     for key in ("runs", "validation_runs", "selection"):
         out[key] = {k: v for p in parts for k, v in p[key].items()}
-    out["claims"] = [c for p in parts for c in p["claims"]]
+    out["density_ratios"] = [r for p in parts for r in p.get("density_ratios", [])]
+    out["claims"] = judge_results(out)
     out["seconds"] = max(p["seconds"] for p in parts)
     out["jobs"] = [{"command": p["command"], "scenarios": p["options"]["scenarios"], "seconds": p["seconds"]}
                    for p in parts]
@@ -41,8 +43,22 @@ def merge_results(parts: list[dict]) -> dict:
     return out
 
 
+def judge_results(results: dict) -> list[dict]:
+    """The claims of a results document, judged from its runs, selection and density ratios."""
+    from .measure import SeedMetrics
+    from .papers import evaluate_claims
+    from .scenarios import ShiftOptions, scenarios_of
+
+    fields = set(ShiftOptions.__dataclass_fields__)
+    opts = ShiftOptions(**{k: v for k, v in results["options"].items() if k in fields})
+    metrics = {rid: [SeedMetrics(**s) for s in run["seeds"]] for rid, run in results["runs"].items()}
+    chosen = {(t.dataset, t.method): t.grid[0] for sc in scenarios_of(opts) for t in sc.tuned}  # as without validation
+    chosen.update({tuple(key.split("/", 1)): rec["chosen"] for key, rec in results["selection"].items()})
+    return evaluate_claims(opts, metrics, chosen, results.get("density_ratios", []))
+
+
 def main(argv: list[str]) -> int:
-    from .report import plot_claims, write_report
+    from .report import plot_claims, power_summary, write_report
 
     note = None
     if "--note" in argv:
@@ -54,6 +70,7 @@ def main(argv: list[str]) -> int:
     if note:
         results["note"] = note
     root.mkdir(parents=True, exist_ok=True)
+    results["power"] = power_summary(results["claims"])
     results["files"] = {"results": str(root / "results.json"), "plots": plot_claims(results, root)}
     results["files"]["report"] = write_report(results, root / "report.md")
     (root / "results.json").write_text(json.dumps(results, indent=2))

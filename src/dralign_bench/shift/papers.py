@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .claims import ClaimSpec, Comparison, judge
-from .controls import conflict_control, flip_control, frontier_overlap_control, unpaired_control
-from .scenarios import RunSpec, concrete, frontier_runs, scenarios_of
+from .controls import (conflict_control, flip_control, frontier_overlap_control, sources_control,
+                       unpaired_control)
+from .scenarios import SCENARIOS, RunSpec, concrete, frontier_runs, scenarios_of
 
 if TYPE_CHECKING:
     from .scenarios import ShiftOptions
@@ -45,18 +46,31 @@ def claim_specs(opts: ShiftOptions, chosen: dict) -> list[ClaimSpec]:
                           tuple(Comparison(r, F, "calib", "kl", sign=-1.0) for r in fixed)),
             ]
         elif sc.name == "flips":
-            robust = [_tuned_id(sc, "cdpo", chosen), fixed[1]]
+            robust = [_tuned_id(sc, "cdpo", chosen), fixed[1], _tuned_id(sc, "drdpo", chosen)]
+            papers = "Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO); Wu et al. 2025 (Dr. DPO)"
             specs += [
-                ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO)",
-                          f"With {opts.flip_rate:.0%} of labels flipped, rDPO (ε = true rate) and cDPO rank "
+                ClaimSpec("flips", papers,
+                          f"With {opts.flip_rate:.0%} of labels flipped, rDPO (ε = true rate), cDPO and Dr. DPO rank "
                           "held-out pairs more accurately (noise-free ordering) than DPO at matched KL.",
                           tuple(Comparison(r, F, "acc", "kl") for r in robust)),
-                ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO)",
+                ClaimSpec("flips", papers,
                           f"With {opts.flip_rate:.0%} of labels flipped, they reach a higher gold reward r(α₀) than DPO at matched KL.",
                           tuple(Comparison(r, F, "r0", "kl") for r in robust)),
                 ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO)",
                           "rDPO needs the true flip rate: at ε = true rate it ranks held-out pairs more accurately than at ε = 0.1.",
                           (Comparison(fixed[1], fixed[2], "acc"),)),
+            ]
+        elif sc.name == "sources":
+            dora, dro = _tuned_id(sc, "dora", chosen), _tuned_id(sc, "dro", chosen)
+            paper = "Zhu et al. 2025 (DoRA)"
+            specs += [
+                ClaimSpec("sources", paper,
+                          "With a synthetic source labelled by a conflicting judge, DoRA reaches a higher target gold "
+                          "reward r(α₀) than DPO on all data (at matched KL) and than vanilla KL-DRO (both tuned).",
+                          (Comparison(dora, F, "r0", "kl"), Comparison(dora, dro, "r0"))),
+                ClaimSpec("sources", paper,
+                          "DoRA's calibrated DRO beats plain importance reweighting by the same density ratios.",
+                          (Comparison(dora, fixed[1], "r0"),)),
             ]
         elif sc.name == "unpaired":
             specs.append(ClaimSpec("unpaired", "Melnyk et al. 2024 (AOT)",
@@ -66,16 +80,20 @@ def claim_specs(opts: ShiftOptions, chosen: dict) -> list[ClaimSpec]:
     return specs
 
 
-def control_of(opts: ShiftOptions, scenario: str, metrics: dict, spec: ClaimSpec) -> dict:
-    """The scenario's positive control, computed from the test runs."""
+def control_of(opts: ShiftOptions, scenario: str, metrics: dict, spec: ClaimSpec, ratios: list[dict]) -> dict:
+    """The scenario's positive control, computed from the test runs (and, for the sources
+    scenario, the per-seed density-ratio fits)."""
     if scenario == "mixture":
         return conflict_control(metrics[RunSpec("mix", "dpo", (("beta", opts.beta),)).id])
     if scenario == "flips":
         return flip_control(metrics[RunSpec("clean", "dpo").id], metrics[RunSpec("flip", "dpo", (("beta", opts.beta),)).id])
+    if scenario == "sources":
+        return sources_control(metrics[RunSpec("sources", "dpo", (("beta", opts.beta),)).id],
+                               metrics[RunSpec("human", "dpo").id], [r["auc"] for r in ratios])
     if scenario == "unpaired":
         paired = 2 * opts.unpaired_batch
         return unpaired_control(paired, 2 * opts.unpaired_batch, 2 * opts.unpaired_batch)
-    fids = [r.id for r in frontier_runs(opts, "mix")]
+    fids = [r.id for r in frontier_runs(opts, SCENARIOS[scenario])]
     xs, fr = [], []
     for c in spec.comparisons:
         run = c.a if c.a != F else c.b
@@ -85,12 +103,11 @@ def control_of(opts: ShiftOptions, scenario: str, metrics: dict, spec: ClaimSpec
     return frontier_overlap_control(xs, fr)
 
 
-def evaluate_claims(opts: ShiftOptions, metrics: dict, chosen: dict) -> list[dict]:
+def evaluate_claims(opts: ShiftOptions, metrics: dict, chosen: dict, ratios: list[dict] = ()) -> list[dict]:
     out = []
     for spec in claim_specs(opts, chosen):
-        dataset = {"flips": "flip"}.get(spec.scenario, "mix")
-        fids = [r.id for r in frontier_runs(opts, dataset)]
+        fids = [r.id for r in frontier_runs(opts, SCENARIOS[spec.scenario])]
         if not all(f in metrics for f in fids) and spec.scenario != "unpaired":
             continue
-        out.append(judge(spec, metrics, fids, control_of(opts, spec.scenario, metrics, spec)))
+        out.append(judge(spec, metrics, fids, control_of(opts, spec.scenario, metrics, spec, list(ratios))))
     return out

@@ -42,10 +42,11 @@ def _train_config(opts: ShiftOptions, lm: Path, data: Path, run: RunSpec, out: P
 class _Seed:
     """One seed's shared material: datasets, prompts, the start model's samples' log-probs, pairs."""
 
-    def __init__(self, opts, seed, validation, tokenizer, start, root):
+    def __init__(self, opts, seed, validation, tokenizer, start, root, lm):
         from dralign.eval.generate import completion_logps
 
-        self.seed, self.dir = seed, root / "runs" / f"seed-{seed}"
+        self.seed, self.dir, self.lm = seed, root / "runs" / f"seed-{seed}", lm
+        self.ratio: dict | None = None  # the sources scenario's density-ratio fit (AUC, ESS)
         if validation:  # validation prompts: the train pool minus this seed's training prompts
             used = training_prompts(opts, seed)
             pool = [p for p in world.generate_prompts(4 * opts.validation_prompts, seed=seed + 77, split="train")
@@ -63,8 +64,27 @@ class _Seed:
 
     def data(self, opts, dataset: str) -> Path:
         if dataset not in self.files:
-            self.files[dataset] = write_jsonl(self.dir / "data" / f"{dataset}.jsonl", build_dataset(opts, dataset, self.seed))
+            path = write_jsonl(self.dir / "data" / f"{dataset}.jsonl", build_dataset(opts, dataset, self.seed))
+            self.files[dataset] = self._with_ratios(path) if dataset == "sources" else path
         return self.files[dataset]
+
+    def _with_ratios(self, path: Path) -> Path:
+        """DoRA's density ratios (target: the human source), cross-fitted once per seed on the
+        start model's features, as every user of `dralign ratio fit` gets them; the file then
+        carries `target_prob` and `ratio` columns (read by dora, ignored by the others)."""
+        import contextlib
+        import io
+
+        from dralign.ratio.cli import RatioOptions, fit_file
+
+        out = path.with_suffix(".ratios.jsonl")
+        with contextlib.redirect_stdout(io.StringIO()):
+            fit = fit_file(RatioOptions(data=str(path), output=str(out), target=["human"], model=str(self.lm),
+                                        seed=self.seed))
+        h = fit.weight.double()
+        self.ratio = {"auc": float(fit.auc), "ece": float(fit.ece), "prior": float(fit.prior),
+                      "ess": float(h.sum() ** 2 / (h ** 2).sum() / len(h)), "weight_max": float(h.max())}
+        return out
 
 
 def _measure_start(opts, tokenizer, start, sd: _Seed, console) -> SeedMetrics:
@@ -109,7 +129,7 @@ def _select(opts, val: dict, chosen: dict, console) -> dict:
     seeds) of y − DPO's frontier at its x. Returns the selection record."""
     record = {}
     for sc in scenarios_of(opts):
-        fids = [r.id for r in frontier_runs(opts, sc.dataset)]
+        fids = [r.id for r in frontier_runs(opts, sc)]
         for t in sc.tuned:
             scores = {}
             for v in t.grid:
@@ -155,7 +175,7 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
         runs = plan(opts)
         console.rule(f"[bold]validation: {len(runs)} runs × {opts.validation_seeds} seed(s)")
         for k in range(opts.validation_seeds):
-            sd = _Seed(opts, VALIDATION_SEED0 + k, True, tokenizer, start, root)
+            sd = _Seed(opts, VALIDATION_SEED0 + k, True, tokenizer, start, root, lm)
             for run in runs:
                 val.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
     selection = _select(opts, val, chosen, console) if opts.validation_seeds else {}
@@ -166,12 +186,16 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
     runs = plan(opts, chosen)
     console.rule(f"[bold]test: {len(runs)} runs × {opts.seeds} seed(s)")
     metrics: dict[str, list[SeedMetrics]] = {}
+    ratios: list[dict] = []
     for seed in range(opts.seeds):
-        sd = _Seed(opts, seed, False, tokenizer, start, root)
+        sd = _Seed(opts, seed, False, tokenizer, start, root, lm)
         metrics.setdefault("start", []).append(_measure_start(opts, tokenizer, start, sd, console))
         for run in runs:
             metrics.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
-    claims = evaluate_claims(opts, metrics, chosen)
+        if sd.ratio is not None:
+            ratios.append(sd.ratio)
+            console.print(f"seed {seed:>4} density ratios: held-out AUC {sd.ratio['auc']:.3f}, ESS {sd.ratio['ess']:.2f}")
+    claims = evaluate_claims(opts, metrics, chosen, ratios)
     results = {
         "options": {**asdict(opts), "test_seeds": opts.seeds},
         "world_lm": json.loads((lm / "pretraining.json").read_text()),
@@ -179,6 +203,7 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
         "selection": selection,
         "runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in metrics.items()},
         "validation_runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in val.items()},
+        "density_ratios": ratios,  # sources scenario, per test seed: held-out AUC, ECE, prior, ESS
         "claims": claims,
         "seconds": time.perf_counter() - t_start,
         "command": command,
@@ -186,7 +211,9 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
     shutil.rmtree(root / "runs", ignore_errors=True)
     shutil.rmtree(root / "ref_cache", ignore_errors=True)
     root.mkdir(parents=True, exist_ok=True)
-    from .report import plot_claims, print_tables, write_report
+    from .report import plot_claims, power_summary, print_tables, write_report
+
+    results["power"] = power_summary(claims)
 
     results["files"] = {"results": str(root / "results.json"), "plots": plot_claims(results, root)}
     results["files"]["report"] = write_report(results, root / "report.md")

@@ -5,7 +5,11 @@ options and profiles of `dralign bench shift`.
 A run is a :class:`RunSpec` (dataset, preset, parameters). A scenario names
 
 * ``frontier``: DPO on the scenario's dataset at every β of ``opts.betas`` — every claim is
-  judged against this frontier, never against DPO at one β;
+  judged against this frontier, never against DPO at one β. Under Adam, β stops controlling the
+  KL to the start above β ≈ 1 (the step size sets a floor), so a scenario whose methods move
+  less than that (forward KL) extends the frontier with shorter training: DPO at the learning
+  rate × each of its ``short`` scales — the (hyper-parameter, checkpoint) frontier of Rafailov et
+  al. 2023, Fig. 2;
 * ``tuned``: robust methods whose own parameter is picked from a small grid on the validation
   seeds (validation prompts), then frozen for the test seeds;
 * ``fixed``: runs whose parameters are set by the question itself (rDPO at ε = the true flip
@@ -65,7 +69,12 @@ class Scenario:
     question: str
     tuned: tuple[Tuned, ...] = ()
     fixed: tuple[RunSpec, ...] = ()
+    short: tuple[float, ...] = ()  # learning-rate scales of the frontier's shorter-training DPO runs
 
+
+#: f-DPO's own β grid per divergence: forward KL moves far less than reverse KL at equal β, so
+#: its grid sits lower (measured: KL to the start 2–4 nats at 0.003–0.03 vs DPO's 5–11 at 0.1–3).
+FDPO_BETAS = {"fdpo-fkl": (0.003, 0.01, 0.03), "fdpo-js": (0.3, 1.0, 3.0)}
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("mixture", "mix",
@@ -75,14 +84,23 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                     Tuned("mix", "wdpo", "rho", (0.01, 0.1), "r0", "worst"))),
     Scenario("divergence", "mix",
              "Reward vs diversity vs calibration across f-divergences, each on its own β grid (Wang et al. 2024).",
-             fixed=(RunSpec("mix", "fdpo-fkl", (("beta", 0.1),)), RunSpec("mix", "fdpo-fkl", (("beta", 0.3),)),
-                    RunSpec("mix", "fdpo-js", (("beta", 0.1),)), RunSpec("mix", "fdpo-js", (("beta", 0.3),)))),
+             fixed=tuple(RunSpec("mix", m, (("beta", b),)) for m, grid in FDPO_BETAS.items() for b in grid),
+             short=(0.25, 0.5)),
     Scenario("flips", "flip",
              "A known fraction of training labels flipped, trained long enough to memorise them; rDPO at the "
-             "true rate (and mis-set at ε = 0.1), cDPO tuned (Chowdhury et al. 2024; Mitchell 2023).",
-             tuned=(Tuned("flip", "cdpo", "label_smoothing", (0.1, 0.3), "kl", "acc"),),
+             "true rate (and mis-set at ε = 0.1), cDPO and Dr. DPO tuned (Chowdhury et al. 2024; Mitchell 2023; "
+             "Wu et al. 2025).",
+             tuned=(Tuned("flip", "cdpo", "label_smoothing", (0.1, 0.3), "kl", "acc"),
+                    Tuned("flip", "drdpo", "drdpo_beta", (0.5, 2.0), "kl", "acc")),
              fixed=(RunSpec("clean", "dpo"), RunSpec("flip", "rdpo", (("label_smoothing", -1.0),)),
                     RunSpec("flip", "rdpo", (("label_smoothing", 0.1),)))),
+    Scenario("sources", "sources",
+             "Human rows labelled on the target r(α₀), synthetic rows (no give-away markers) labelled by a judge on "
+             "a conflicting mixture r(α_judge); DoRA's density ratios from the start model's features; target = "
+             "the human labeller (Zhu et al. 2025, DoRA, against vanilla KL-DRO and reweighting).",
+             tuned=(Tuned("sources", "dora", "lam", (0.5, 2.0), "kl", "r0"),
+                    Tuned("sources", "dro", "tau", (0.5, 2.0), "kl", "r0")),
+             fixed=(RunSpec("human", "dpo"), RunSpec("sources", "dora-reweight"))),
     Scenario("unpaired", "unpaired",
              "AOT on unpaired data (the pairing removed) against an unpaired baseline: DPO on desirable and "
              "undesirable completions re-paired at random; the same completions per step (Melnyk et al. 2024).",
@@ -98,22 +116,24 @@ class ShiftOptions:
     """The shift-world benchmark. Sizes left unset come from the profile (quick, or --full)."""
 
     full: bool = option(False, "the full profile: 8 test + 2 validation seeds, 512 eval prompts (about 30 min per job on one core)")
-    scenarios: list[str] | None = option(None, "scenarios to run: mixture, divergence, flips, unpaired (default: all)")
+    scenarios: list[str] | None = option(None, "scenarios to run: mixture, divergence, flips, sources, unpaired (default: all)")
     seeds: int | None = option(None, "test seeds (quick 2, full 8)")
     validation_seeds: int | None = option(None, "validation seeds for the robust methods' own parameters (quick 1, full 2); 0 = the grid's first value")
-    steps: int | None = option(None, "optimizer steps per run (quick 12, full 12)")
+    steps: int | None = option(None, "optimizer steps per run (quick 30, full 60)")
     train_pairs: int | None = option(None, "training pairs per dataset (quick 128, full 480)")
     flip_pairs: int | None = option(None, "flips: training pairs, fewer so that the steps make several epochs (quick 48, full 48)")
     flip_rate: float = option(0.3, "flips: the true fraction of flipped training labels")
+    synthetic_fraction: float = option(0.7, "sources: fraction of training rows from the synthetic source")
+    judge_alpha: float = option(0.9, "sources: the synthetic judge labels on r(α_judge) (the target labels on α₀)")
     eval_prompts: int | None = option(None, "held-out prompts sampled once per run (quick 64, full 512)")
     eval_pairs: int | None = option(None, "held-out pairs for accuracy and calibration (quick 64, full 1000)")
     validation_prompts: int = option(256, "validation prompts (train pool, none of the seed's training prompts)")
     max_new_tokens: int = option(24, "completion length cap when sampling")
     batch_size: int = option(16, "pairs per step (the unpaired runs: 2× rows, the same completions per step)")
     unpaired_batch: int = option(32, "unpaired scenario: pairs per step of the re-paired baseline (AOT-unpaired gets 2× completions)")
-    lr: float = option(2e-3, "peak learning rate (AdamW, 10% warm-up, cosine)")
+    lr: float = option(1e-3, "peak learning rate (AdamW, 10% warm-up, cosine)")
     beta: float = option(0.1, "beta of every method not on the β grid")
-    betas: list[float] = option([0.03, 0.1, 0.3], "DPO's β grid: the frontier every claim is judged against")
+    betas: list[float] = option([0.1, 0.3, 1.0, 3.0], "DPO's β grid: the frontier every claim is judged against")
     reward_a: str = option("sentiment", "gold objective r_a: sentiment, formality, conciseness, specificity")
     reward_b: str = option("formality", "gold objective r_b (negatively correlated with r_a in the corpus)")
     alpha0: float = option(0.1, "training mixture weight α₀ of r_a (near one end, as in the WDPO paper)")
@@ -129,9 +149,9 @@ class ShiftConfig:
     shift: ShiftOptions = field(default_factory=ShiftOptions)
 
 
-_PROFILES = {False: dict(seeds=2, validation_seeds=1, steps=12, train_pairs=128, flip_pairs=48,
+_PROFILES = {False: dict(seeds=2, validation_seeds=1, steps=30, train_pairs=128, flip_pairs=48,
                          eval_prompts=64, eval_pairs=64),
-             True: dict(seeds=8, validation_seeds=2, steps=12, train_pairs=480, flip_pairs=48,
+             True: dict(seeds=8, validation_seeds=2, steps=60, train_pairs=480, flip_pairs=48,
                         eval_prompts=512, eval_pairs=1000)}
 
 
@@ -148,8 +168,10 @@ def resolve(opts: ShiftOptions) -> ShiftOptions:
     for key in ("reward_a", "reward_b"):
         if getattr(out, key) not in world.GOLD_OBJECTIVES:
             raise ValueError(f"{key}={getattr(out, key)!r}: choose from {', '.join(world.GOLD_OBJECTIVES)}")
-    if not 0.0 <= out.alpha0 <= 1.0 or not 0.0 < out.flip_rate < 0.5:
-        raise ValueError("alpha0 must lie in [0, 1] and flip_rate in (0, 0.5)")
+    if not 0.0 <= out.alpha0 <= 1.0 or not 0.0 <= out.judge_alpha <= 1.0 or not 0.0 < out.flip_rate < 0.5:
+        raise ValueError("alpha0 and judge_alpha must lie in [0, 1] and flip_rate in (0, 0.5)")
+    if not 0.0 < out.synthetic_fraction < 1.0:
+        raise ValueError("synthetic_fraction must lie in (0, 1): DoRA needs both sources")
     if min(out.seeds, out.steps, out.train_pairs, out.flip_pairs, out.eval_prompts, out.eval_pairs) < 1:
         raise ValueError("seeds, steps, train_pairs, flip_pairs, eval_prompts and eval_pairs must be >= 1")
     if out.validation_seeds < 0 or len(out.betas) < 2:
@@ -157,9 +179,11 @@ def resolve(opts: ShiftOptions) -> ShiftOptions:
     return out
 
 
-def frontier_runs(opts: ShiftOptions, dataset: str) -> list[RunSpec]:
-    """DPO at every β of the grid on `dataset` (the frontier)."""
-    return [RunSpec(dataset, "dpo", (("beta", b),)) for b in opts.betas]
+def frontier_runs(opts: ShiftOptions, sc: Scenario) -> list[RunSpec]:
+    """DPO at every β of the grid on the scenario's dataset, then its shorter-training runs (at
+    the grid's largest β, learning rate × each `sc.short` scale): the frontier."""
+    runs = [RunSpec(sc.dataset, "dpo", (("beta", b),)) for b in opts.betas]
+    return runs + [RunSpec(sc.dataset, "dpo", (("beta", max(opts.betas)), ("lr", opts.lr * s))) for s in sc.short]
 
 
 def concrete(opts: ShiftOptions, spec: RunSpec) -> RunSpec:
@@ -183,7 +207,7 @@ def plan(opts: ShiftOptions, chosen: dict[tuple[str, str], float] | None = None)
 
     for sc in scenarios_of(opts):
         if sc.name != "unpaired":  # the unpaired question is judged against its own baseline
-            for r in frontier_runs(opts, sc.dataset):
+            for r in frontier_runs(opts, sc):
                 add(r)
         for t in sc.tuned:
             values = [chosen[(t.dataset, t.method)]] if chosen is not None else list(t.grid)
