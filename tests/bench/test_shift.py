@@ -52,6 +52,8 @@ def test_full_profile_meets_the_power_floor_and_plans_frontier_tuned_and_fixed_r
     val = plan(opts)
     assert RunSpec("mix", "kldpo", (("tau", 0.5),)) in val and RunSpec("mix", "kldpo", (("tau", 2.0),)) in val
     assert not any(r.method == "rdpo" for r in val)  # fixed runs are not tuned
+    assert not any(r.dataset == "mix" and r.method.startswith("fdpo") for r in val)
+    assert not [r for r in val if "lr" in dict(r.params)]  # the divergence frontier serves no choice
     chosen = {("mix", "kldpo"): 2.0, ("mix", "wdpo"): 0.1, ("flip", "cdpo"): 0.3, ("flip", "drdpo"): 2.0,
               ("sources", "dora"): 0.5, ("sources", "dro"): 2.0}
     test = plan(opts, chosen)
@@ -71,7 +73,7 @@ def test_full_profile_meets_the_power_floor_and_plans_frontier_tuned_and_fixed_r
 
 
 def test_sources_dataset_labels_human_rows_by_the_target_and_synthetic_rows_by_the_judge():
-    opts = small(synthetic_fraction=0.7, judge_alpha=0.9)
+    opts = small(synthetic_fraction=0.7, judge="conciseness")
     rows, human = build_dataset(opts, "sources", 5), build_dataset(opts, "human", 5)
     assert len(rows) == opts.train_pairs and sum(r["source"] == "synthetic" for r in rows) == round(0.7 * len(rows))
     assert human == [r for r in rows if r["source"] == "human"]
@@ -83,6 +85,8 @@ def test_sources_dataset_labels_human_rows_by_the_target_and_synthetic_rows_by_t
         assert {r["reward_chosen"], r["reward_rejected"]} == {fn(r["chosen"]), fn(r["rejected"])}
     with pytest.raises(ValueError, match="synthetic_fraction"):
         small(synthetic_fraction=1.0)
+    with pytest.raises(ValueError, match="judge"):
+        small(judge="verbosity")
 
 
 # --------------------------------------------------------------------------------------------- controls
@@ -172,6 +176,7 @@ def test_verdict_classes():
     assert verdict([sig(0.1), sig(0.2)], True) == "reproduced"
     assert verdict([sig(0.1), ns], True) == "partly reproduced"
     assert verdict([sig(-0.1), ns], True) == "contradicted"
+    assert verdict([sig(0.1), sig(-0.1)], True) == "contradicted"  # evidence against outweighs a partial hit
     assert verdict([ns, ns], True) == "not significant"
     assert verdict([sig(0.1)], False) == "invalid test"
 

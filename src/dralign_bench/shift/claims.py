@@ -13,8 +13,8 @@ p-values are Holm-adjusted (:func:`dralign.stats.holm`).
 
 Verdicts (also defined in the report): **invalid test** — the scenario's control failed;
 **reproduced** — every comparison significantly in the claimed direction (Holm p < 0.05);
-**partly reproduced** — some, not all; **contradicted** — at least one significantly against
-and none for; **not significant** — none significant.
+**partly reproduced** — some, not all, and none significantly against; **contradicted** — at
+least one significantly against (whatever the others); **not significant** — none significant.
 """
 
 from __future__ import annotations
@@ -82,13 +82,11 @@ def verdict(rows: Sequence[dict], control_passed: bool) -> str:
     sig = [r for r in rows if r["p_holm"] == r["p_holm"] and r["p_holm"] < ALPHA_LEVEL]
     pos = sum(r["diff"] > 0 for r in sig)
     neg = len(sig) - pos
-    if pos == len(rows):
-        return "reproduced"
-    if pos:
-        return "partly reproduced"
     if neg:
         return "contradicted"
-    return "not significant"
+    if pos == len(rows):
+        return "reproduced"
+    return "partly reproduced" if pos else "not significant"
 
 
 def judge(spec: ClaimSpec, metrics: dict, frontier_ids: Sequence[str], control: dict) -> dict:

@@ -9,7 +9,7 @@ Datasets (all labelled by Bradley–Terry at temperature T on r(α₀) = α₀ r
 * ``repaired`` — the unpaired baseline: each desirable completion paired with an undesirable
   one drawn at random from another prompt (the pairing of the data is not used);
 * ``sources`` — `train_pairs` pairs, a fraction `synthetic_fraction` of them from the synthetic
-  generator (both responses) and labelled by a *judge* on r(α_judge) (a conflicting mixture),
+  generator (both responses) and labelled by a *judge* on another objective (`judge`),
   the rest human and labelled on the target r(α₀); every row keeps its ``source``;
 * ``human`` — the human rows of ``sources`` alone (the target labeller's data only).
 """
@@ -44,8 +44,10 @@ def _labelled(opts: ShiftOptions, n: int, seed: int, split: str = "train") -> li
 
 
 def judge_reward(opts: ShiftOptions):
-    """The synthetic judge's reward r(α_judge) (linear mixture): disagrees with the target."""
-    return world.make_mixture_reward(opts.reward_a, opts.reward_b, opts.judge_alpha, "linear")
+    """The synthetic judge's reward: one gold objective (`opts.judge`) that conflicts with the
+    target on synthetic pairs. Measured on 1,400 synthetic pairs: conciseness agrees with the
+    target's order on 38% (a judge on sentiment alone still agrees on 59%)."""
+    return world.GOLD_OBJECTIVES[opts.judge]
 
 
 def _sources(opts: ShiftOptions, seed: int) -> list[dict]:

@@ -32,19 +32,19 @@ def claim_specs(opts: ShiftOptions, chosen: dict) -> list[ClaimSpec]:
                                    "Under a shift of the preference mixture, KLDPO and WDPO keep a higher worst-case "
                                    "gold reward over the α grid than DPO (at matched r(α₀) on DPO's β-frontier).",
                                    (Comparison(kl, F, "worst", "r0"), Comparison(wd, F, "worst", "r0"))))
-        elif sc.name == "divergence":
-            specs += [
-                ClaimSpec("divergence", "Wang et al. 2024 (f-DPO)",
-                          "Reverse KL (DPO) reaches a higher gold reward than forward KL and JS at matched KL to the start.",
-                          tuple(Comparison(F, r, "r0", "kl") for r in fixed)),
-                ClaimSpec("divergence", "Wang et al. 2024 (f-DPO)",
-                          "Forward KL and JS trade reward for diversity: higher token entropy than reverse KL at matched reward.",
-                          tuple(Comparison(r, F, "entropy", "r0") for r in fixed)),
-                ClaimSpec("divergence", "Wang et al. 2024 (f-DPO)",
-                          "Forward KL and JS are better calibrated than reverse KL (mean |p̂ − p| with each method's own "
-                          "link against the known preference probability, at matched KL).",
-                          tuple(Comparison(r, F, "calib", "kl", sign=-1.0) for r in fixed)),
-            ]
+        elif sc.name == "divergence":  # one claim per divergence and statement, each over its β grid
+            paper = "Wang et al. 2024 (f-DPO)"
+            for method, name in (("fdpo-fkl", "Forward KL"), ("fdpo-js", "JS")):
+                runs = [r for r in fixed if r.startswith(f"mix/{method}[")]
+                specs += [
+                    ClaimSpec("divergence", paper, f"Reverse KL (DPO) reaches a higher gold reward than {name} at "
+                              "matched KL to the start.", tuple(Comparison(F, r, "r0", "kl") for r in runs)),
+                    ClaimSpec("divergence", paper, f"{name} trades reward for diversity: higher token entropy than "
+                              "reverse KL at matched reward.", tuple(Comparison(r, F, "entropy", "r0") for r in runs)),
+                    ClaimSpec("divergence", paper, f"{name} is better calibrated than reverse KL (mean |p̂ − p| with "
+                              "each method's own link against the known preference probability, at matched KL).",
+                              tuple(Comparison(r, F, "calib", "kl", sign=-1.0) for r in runs)),
+                ]
         elif sc.name == "flips":
             robust = [_tuned_id(sc, "cdpo", chosen), fixed[1], _tuned_id(sc, "drdpo", chosen)]
             papers = "Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO); Wu et al. 2025 (Dr. DPO)"

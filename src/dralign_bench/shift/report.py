@@ -17,8 +17,8 @@ __all__ = ["VERDICTS", "plot_claims", "power_summary", "print_tables", "run_tabl
 
 VERDICTS = {
     "reproduced": "every comparison of the claim is significant in the claimed direction (Holm-adjusted p < 0.05)",
-    "partly reproduced": "some comparisons are significant in the claimed direction, not all",
-    "contradicted": "at least one comparison is significant against the claim and none for it",
+    "partly reproduced": "some comparisons are significant in the claimed direction, not all, and none against it",
+    "contradicted": "at least one comparison is significant against the claim (whatever the others show)",
     "not significant": "no comparison is significant after Holm's correction (the MDE says what could have been seen)",
     "invalid test": "the scenario's positive control failed: the run did not create the paper's condition, so it says nothing about the claim",
 }

@@ -171,15 +171,16 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
 
     chosen: dict = {}
     val: dict[str, list[SeedMetrics]] = {}
-    if opts.validation_seeds:
+    tuning = any(sc.tuned for sc in scenarios_of(opts))  # nothing to choose: no validation runs
+    if opts.validation_seeds and tuning:
         runs = plan(opts)
         console.rule(f"[bold]validation: {len(runs)} runs × {opts.validation_seeds} seed(s)")
         for k in range(opts.validation_seeds):
             sd = _Seed(opts, VALIDATION_SEED0 + k, True, tokenizer, start, root, lm)
             for run in runs:
                 val.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
-    selection = _select(opts, val, chosen, console) if opts.validation_seeds else {}
-    if not opts.validation_seeds:
+    selection = _select(opts, val, chosen, console) if opts.validation_seeds and tuning else {}
+    if not selection:
         for sc in scenarios_of(opts):
             for t in sc.tuned:
                 chosen[(t.dataset, t.method)] = t.grid[0]

@@ -95,8 +95,8 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              fixed=(RunSpec("clean", "dpo"), RunSpec("flip", "rdpo", (("label_smoothing", -1.0),)),
                     RunSpec("flip", "rdpo", (("label_smoothing", 0.1),)))),
     Scenario("sources", "sources",
-             "Human rows labelled on the target r(α₀), synthetic rows (no give-away markers) labelled by a judge on "
-             "a conflicting mixture r(α_judge); DoRA's density ratios from the start model's features; target = "
+             "Human rows labelled on the target r(α₀), synthetic rows (no give-away markers) labelled by a judge "
+             "that scores another objective (conciseness, conflicting with the target); DoRA's density ratios from the start model's features; target = "
              "the human labeller (Zhu et al. 2025, DoRA, against vanilla KL-DRO and reweighting).",
              tuned=(Tuned("sources", "dora", "lam", (0.5, 2.0), "kl", "r0"),
                     Tuned("sources", "dro", "tau", (0.5, 2.0), "kl", "r0")),
@@ -124,7 +124,7 @@ class ShiftOptions:
     flip_pairs: int | None = option(None, "flips: training pairs, fewer so that the steps make several epochs (quick 48, full 48)")
     flip_rate: float = option(0.3, "flips: the true fraction of flipped training labels")
     synthetic_fraction: float = option(0.7, "sources: fraction of training rows from the synthetic source")
-    judge_alpha: float = option(0.9, "sources: the synthetic judge labels on r(α_judge) (the target labels on α₀)")
+    judge: str = option("conciseness", "sources: the gold objective the synthetic judge labels on (the target labels on r(α₀)); conciseness agrees with the target on 38% of synthetic pairs")
     eval_prompts: int | None = option(None, "held-out prompts sampled once per run (quick 64, full 512)")
     eval_pairs: int | None = option(None, "held-out pairs for accuracy and calibration (quick 64, full 1000)")
     validation_prompts: int = option(256, "validation prompts (train pool, none of the seed's training prompts)")
@@ -165,11 +165,11 @@ def resolve(opts: ShiftOptions) -> ShiftOptions:
     for name in (out.scenarios or []):
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
-    for key in ("reward_a", "reward_b"):
+    for key in ("reward_a", "reward_b", "judge"):
         if getattr(out, key) not in world.GOLD_OBJECTIVES:
             raise ValueError(f"{key}={getattr(out, key)!r}: choose from {', '.join(world.GOLD_OBJECTIVES)}")
-    if not 0.0 <= out.alpha0 <= 1.0 or not 0.0 <= out.judge_alpha <= 1.0 or not 0.0 < out.flip_rate < 0.5:
-        raise ValueError("alpha0 and judge_alpha must lie in [0, 1] and flip_rate in (0, 0.5)")
+    if not 0.0 <= out.alpha0 <= 1.0 or not 0.0 < out.flip_rate < 0.5:
+        raise ValueError("alpha0 must lie in [0, 1] and flip_rate in (0, 0.5)")
     if not 0.0 < out.synthetic_fraction < 1.0:
         raise ValueError("synthetic_fraction must lie in (0, 1): DoRA needs both sources")
     if min(out.seeds, out.steps, out.train_pairs, out.flip_pairs, out.eval_prompts, out.eval_pairs) < 1:
@@ -206,6 +206,8 @@ def plan(opts: ShiftOptions, chosen: dict[tuple[str, str], float] | None = None)
             runs.append(r)
 
     for sc in scenarios_of(opts):
+        if chosen is None and not sc.tuned:
+            continue  # validation runs serve only the choice of tuned parameters
         if sc.name != "unpaired":  # the unpaired question is judged against its own baseline
             for r in frontier_runs(opts, sc):
                 add(r)
