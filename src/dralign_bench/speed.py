@@ -251,6 +251,10 @@ def time_objectives(o: SpeedOptions, world: dict, root: Path) -> dict:
     ratios["wdpo finite difference"] = t["wdpo finite difference"] / t["dpo"]
     ratios["wdpo finite difference vs dpo plain layout"] = t["wdpo finite difference"] / t["dpo plain layout"]
     ratios[SHARED_WDPO] = t[SHARED_WDPO] / t["dpo"]
+    # the per-sequence penalty needs two passes of the plain layout: its model FLOPs over dpo's
+    # (prefix-shared) bound its step-time ratio from below, whatever the implementation
+    flops = result["model_flops_per_step"]
+    ratios["wdpo finite difference FLOP floor (2 x plain / prefix-shared dpo)"] = 2 * flops["dpo plain layout"] / flops["dpo"]
     ratios["exact vs local (kldpo, accum 4)"] = t["kldpo accum 4 exact"] / t["kldpo accum 4 local"]
     c = result["cpu_step_s"]
     cpu_ratios = {"wdpo finite difference vs dpo plain layout": c["wdpo finite difference"] / c["dpo plain layout"],
@@ -258,6 +262,7 @@ def time_objectives(o: SpeedOptions, world: dict, root: Path) -> dict:
                   **{name: c[name] / c["dpo"] for name in ("kldpo", "dora", "aot", "group-dro",
                                                              "wdpo finite difference", SHARED_WDPO)}}
     return {"step_s": t, "ratio_vs_dpo": ratios, "cpu_ratio": cpu_ratios,
+            "model_flops_per_step": result["model_flops_per_step"],
             "prefix_sharing": result["prefix_sharing"], "exact": result["exact"],
             "peak_rss_mb": result["peak_rss_mb"], "micro_batch_of_accum_variants": micro}
 

@@ -166,8 +166,12 @@ def run_objectives(job: dict) -> dict:
             if step >= job["warmup"]:
                 wall[name].append(time.perf_counter() - w0)
                 cpu[name].append(time.process_time() - c0)
+    from dralign_bench.speed_flops import step_flops
+
+    timed = range(job["warmup"], job["warmup"] + job["steps"])
     return {"step_s": {n: statistics.median(v) for n, v in wall.items()},
             "cpu_step_s": {n: statistics.median(v) for n, v in cpu.items()},
+            "model_flops_per_step": {n: sum(step_flops(t, s) for s in timed) / len(timed) for n, t in trainers.items()},
             "prefix_sharing": {n: t.prefix_sharing for n, t in trainers.items()},
             "exact": {n: t.exact for n, t in trainers.items()}}
 

@@ -44,6 +44,10 @@ def test_quick_run_writes_every_key(tmp_path):
             "wdpo finite difference, shared layout", "exact vs local (kldpo, accum 4)"} <= ratios.keys()
     assert results["objectives"]["prefix_sharing"]["wdpo finite difference, shared layout"]
     assert not results["objectives"]["prefix_sharing"]["wdpo finite difference"]
+    floor = ratios["wdpo finite difference FLOP floor (2 x plain / prefix-shared dpo)"]
+    flops = results["objectives"]["model_flops_per_step"]
+    assert floor == pytest.approx(2 * flops["dpo plain layout"] / flops["dpo"]) and floor > 2.0  # shared < plain
+    assert flops["wdpo finite difference, shared layout"] == pytest.approx(flops["dpo"])  # the same batches
     assert results["objectives"]["exact"]["kldpo accum 4 exact"]
     assert not results["objectives"]["exact"]["kldpo accum 4 local"]
     assert results["matmul_peak_flops_per_s"] > 0
