@@ -158,13 +158,16 @@ def write_report(results: dict, path: Path) -> str:
     o = results["options"]
     lines = [
         "# Shift-world benchmark", "",
-        f"Made by `{results['command']}` in {results['seconds'] / 60:.1f} min. "
+        (f"Made by the {len(results['jobs'])} jobs below (the longest {results['seconds'] / 60:.1f} min, "
+         f"{sum(j['seconds'] for j in results['jobs']) / 60:.1f} min of job time in all). "
+         if len(results.get("jobs", [])) > 1 else
+         f"Made by `{results['command']}` in {results['seconds'] / 60:.1f} min. ") +
         f"{o['test_seeds']} test seeds, {o['validation_seeds']} validation seeds, {o['eval_prompts']} held-out prompts "
         f"and {o['eval_pairs']} held-out pairs per evaluation, {o['steps']} steps per run, DPO's β grid {o['betas']}. "
         f"Gold objectives r_a = {o['reward_a']}, r_b = {o['reward_b']}, α₀ = {o['alpha0']}.", "",
         *[f"- job `{j['command']}` (scenarios {', '.join(j['scenarios'] or ['all'])}): {j['seconds'] / 60:.1f} min"
           for j in results.get("jobs", [])],
-        *([results["note"], ""] if results.get("note") else [""]),
+        *(["", results["note"], ""] if results.get("note") else [""]),
         "## Verdicts", "",
         *[f"- **{k}** — {v}." for k, v in VERDICTS.items()], "",
         "Every difference is oriented so that a positive value is the claim's direction (for a "
