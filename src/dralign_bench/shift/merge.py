@@ -47,12 +47,12 @@ def judge_results(results: dict) -> list[dict]:
     """The claims of a results document, judged from its runs, selection and density ratios."""
     from .measure import SeedMetrics
     from .papers import evaluate_claims
-    from .scenarios import ShiftOptions, scenarios_of
+    from .scenarios import ShiftOptions, default_choices
 
     fields = set(ShiftOptions.__dataclass_fields__)
     opts = ShiftOptions(**{k: v for k, v in results["options"].items() if k in fields})
     metrics = {rid: [SeedMetrics(**s) for s in run["seeds"]] for rid, run in results["runs"].items()}
-    chosen = {(t.dataset, t.method): t.grid[0] for sc in scenarios_of(opts) for t in sc.tuned}  # as without validation
+    chosen = default_choices(opts)
     chosen.update({tuple(key.split("/", 1)): rec["chosen"] for key, rec in results["selection"].items()})
     return evaluate_claims(opts, metrics, chosen, results.get("density_ratios", []))
 

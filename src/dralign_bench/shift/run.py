@@ -17,7 +17,8 @@ from .claims import frontier_at
 from .data import build_dataset, heldout_pairs, training_prompts, write_jsonl
 from .measure import HeldoutPairs, SeedMetrics, evaluate_policy
 from .papers import evaluate_claims
-from .scenarios import RunSpec, ShiftConfig, ShiftOptions, frontier_runs, plan, resolve, scenarios_of
+from .scenarios import (RunSpec, ShiftConfig, ShiftOptions, default_choices, frontier_runs, plan, resolve,
+                        scenarios_of)
 
 __all__ = ["run_shift"]
 
@@ -81,9 +82,8 @@ class _Seed:
         with contextlib.redirect_stdout(io.StringIO()):
             fit = fit_file(RatioOptions(data=str(path), output=str(out), target=["human"], model=str(self.lm),
                                         seed=self.seed))
-        h = fit.weight.double()
         self.ratio = {"auc": float(fit.auc), "ece": float(fit.ece), "prior": float(fit.prior),
-                      "ess": float(h.sum() ** 2 / (h ** 2).sum() / len(h)), "weight_max": float(h.max())}
+                      "ess": fit.ess_fraction, "weight_max": float(fit.weight.max())}
         return out
 
 
@@ -169,21 +169,16 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
     tokenizer = load_tokenizer(str(lm))
     start = load_model(str(lm)).eval()
 
-    chosen: dict = {}
     val: dict[str, list[SeedMetrics]] = {}
-    tuning = any(sc.tuned for sc in scenarios_of(opts))  # nothing to choose: no validation runs
-    if opts.validation_seeds and tuning:
-        runs = plan(opts)
+    runs = plan(opts) if opts.validation_seeds else []  # empty when no scenario tunes anything
+    if runs:
         console.rule(f"[bold]validation: {len(runs)} runs × {opts.validation_seeds} seed(s)")
         for k in range(opts.validation_seeds):
             sd = _Seed(opts, VALIDATION_SEED0 + k, True, tokenizer, start, root, lm)
             for run in runs:
                 val.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
-    selection = _select(opts, val, chosen, console) if opts.validation_seeds and tuning else {}
-    if not selection:
-        for sc in scenarios_of(opts):
-            for t in sc.tuned:
-                chosen[(t.dataset, t.method)] = t.grid[0]
+    chosen = default_choices(opts)
+    selection = _select(opts, val, chosen, console) if runs else {}
     runs = plan(opts, chosen)
     console.rule(f"[bold]test: {len(runs)} runs × {opts.seeds} seed(s)")
     metrics: dict[str, list[SeedMetrics]] = {}

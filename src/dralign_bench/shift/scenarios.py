@@ -27,7 +27,7 @@ from dralign.eval.mixtures import DEFAULT_ALPHAS
 from .. import world
 
 __all__ = ["DEMO_SCENARIO", "SCENARIOS", "RunSpec", "Scenario", "ShiftConfig", "ShiftOptions",
-           "Tuned", "plan", "resolve"]
+           "Tuned", "default_choices", "plan", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,11 @@ def concrete(opts: ShiftOptions, spec: RunSpec) -> RunSpec:
 
 def scenarios_of(opts: ShiftOptions) -> list[Scenario]:
     return [SCENARIOS[n] for n in (opts.scenarios or SCENARIOS)]
+
+
+def default_choices(opts: ShiftOptions) -> dict[tuple[str, str], float]:
+    """Each tuned method's parameter when no validation chose it: its grid's first value."""
+    return {(t.dataset, t.method): t.grid[0] for sc in scenarios_of(opts) for t in sc.tuned}
 
 
 def plan(opts: ShiftOptions, chosen: dict[tuple[str, str], float] | None = None) -> list[RunSpec]:
