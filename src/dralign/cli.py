@@ -108,22 +108,6 @@ def _eval(args) -> int:
     return 0
 
 
-def _plotting(handler):
-    """A handler that plots: without the `bench` extra (matplotlib) it fails in one line."""
-
-    def run(args) -> int:
-        from dralign_bench.plotting import MissingExtraError
-
-        try:
-            return handler(args)
-        except MissingExtraError as e:
-            print(f"dralign {args.command}: error: {e}", file=sys.stderr)
-            return 2
-
-    return run
-
-
-@_plotting
 def _bench_shift(args) -> int:
     from dralign_bench.shift import ShiftConfig, run_shift
 
@@ -131,7 +115,6 @@ def _bench_shift(args) -> int:
     return 0
 
 
-@_plotting
 def _bench_loglinear(args) -> int:
     from dralign_bench.loglinear import LoglinearConfig, run_loglinear
 
@@ -139,7 +122,6 @@ def _bench_loglinear(args) -> int:
     return 0
 
 
-@_plotting
 def _bench_real(args) -> int:
     from dralign_bench.real import RealConfig, run_real
 
@@ -154,7 +136,6 @@ def _bench_speed(args) -> int:
     return 0
 
 
-@_plotting
 def _demo(args) -> int:
     from dralign_bench.demo import DemoConfig, run_demo
 
@@ -281,12 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = argv
     _quiet_libraries()
-    from .data import DataError
-    from .modeling import MissingExtraError
-    from dralign_bench.speed import SpeedBenchError
-    from .train import TrainingError
-    from .train.checkpoint import CheckpointError
-    from .train.run_dir import RunFolderError
+    from .errors import DralignError
 
     try:
         return args.func(args)
@@ -294,11 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f" {e.filename}:" if e.filename else ""
         print(f"dralign {args.command}: error:{where} {e.strerror or e}", file=sys.stderr)
         return 2
-    except (ConfigError, DataError, TrainingError, RunFolderError, CheckpointError, SpeedBenchError,
-            MissingExtraError, ValueError) as e:
+    except (DralignError, ValueError) as e:  # ValueError: torch's and transformers' refusals of a value
         print(f"dralign {args.command}: error: {e}", file=sys.stderr)
         return 2
-
 
 if __name__ == "__main__":
     sys.exit(main())

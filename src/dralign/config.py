@@ -8,6 +8,7 @@ dataclass default < YAML file (`--config`) < command line.
 
 from __future__ import annotations
 
+from .errors import BadOptionError
 import argparse
 import dataclasses
 import math
@@ -55,7 +56,7 @@ def option(default=dataclasses.MISSING, help: str = "", valid: Range | None = No
     return dataclasses.field(default=default, metadata=metadata, **kwargs)
 
 
-class ConfigError(ValueError):
+class ConfigError(BadOptionError):
     """A bad configuration value, naming where it came from."""
 
 

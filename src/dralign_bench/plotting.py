@@ -4,11 +4,10 @@ from __future__ import annotations
 
 __all__ = ["MissingExtraError", "pyplot", "require_matplotlib"]
 
+from dralign.errors import MissingExtraError
+
 INSTALL_HINT = "pip install 'dralign[bench]'"
 
-
-class MissingExtraError(ImportError):
-    """An optional dependency of the benchmarks is not installed; the message says how to get it."""
 
 
 def require_matplotlib() -> None:

@@ -37,6 +37,7 @@ the goal, which is the default layout's); and `kldpo` with accumulation 4 in
 
 from __future__ import annotations
 
+from dralign.errors import RunFailedError
 import json
 import os
 import platform
@@ -144,7 +145,7 @@ def _child_env(threads: int, root: Path, wait_policy: str = "passive", cpu: bool
     return env
 
 
-class SpeedBenchError(RuntimeError):
+class SpeedBenchError(RunFailedError):
     """A benchmark child process failed; the message carries the end of its output."""
 
 

@@ -9,6 +9,7 @@ the bad rows raise :class:`DataError`; under ``"skip"`` they are counted in the
 
 from __future__ import annotations
 
+from ..errors import BadInputError
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -72,7 +73,7 @@ def _format_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{reason}: {n}" for reason, n in counts.items())
 
 
-class DataError(ValueError):
+class DataError(BadInputError):
     """Bad input data. ``bad_rows`` holds every bad row found (the message lists the first 10)."""
 
     def __init__(self, message: str, bad_rows: list[BadRow] | None = None):

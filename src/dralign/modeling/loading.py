@@ -3,6 +3,7 @@ adapters, and attention-kernel capabilities."""
 
 from __future__ import annotations
 
+from ..errors import MissingExtraError
 import copy
 import logging
 from pathlib import Path
@@ -33,9 +34,6 @@ def resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
 
 GGUF_EXTRA = "pip install 'dralign[gguf]'"
 
-
-class MissingExtraError(ImportError):
-    """An optional dependency is missing; the message names the extra that installs it."""
 
 
 def is_gguf(name_or_path) -> bool:

@@ -19,6 +19,7 @@ ones it skipped and why. Writing goes to a temporary folder renamed into place.
 
 from __future__ import annotations
 
+from ..errors import BadRunFolderError
 import hashlib
 import json
 import os
@@ -38,7 +39,7 @@ from ..config import save_yaml
 MANIFEST = "manifest.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(BadRunFolderError):
     """A checkpoint cannot be written or read; the message names the file."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import BadOptionError
 import dataclasses
 
 import torch
@@ -11,7 +12,7 @@ from ..data import cache as data_cache
 from .config import TrainConfig
 
 
-class InputError(ValueError):
+class InputError(BadOptionError):
     """The data cannot be trained on as configured; the message names the option."""
 
 

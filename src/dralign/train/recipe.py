@@ -13,6 +13,7 @@ an object chosen there — a scorer (train/scorers.py) and a gradient strategy
 
 from __future__ import annotations
 
+from ..errors import RunFailedError
 import json
 import math
 import signal
@@ -45,7 +46,7 @@ from .strategies import StepContext, choose_strategy
 from .watch import Watch
 
 
-class TrainingError(RuntimeError):
+class TrainingError(RunFailedError):
     """Training cannot go on; the message says why and what to do."""
 
 

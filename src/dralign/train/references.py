@@ -3,6 +3,7 @@ live model (a frozen copy, a separate reference model, or the base under a disab
 
 from __future__ import annotations
 
+from ..errors import UnsupportedError
 import json
 from pathlib import Path
 from ..data import PreferenceData
@@ -11,7 +12,7 @@ from ..modeling import (AdapterDisabledReference, CachedReference, FrozenReferen
 from .config import TrainConfig
 
 
-class ReferenceError(RuntimeError):
+class ReferenceModelError(UnsupportedError):
     """The reference cannot be set up as asked; the message says what to do."""
 
 
@@ -54,7 +55,7 @@ def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | 
 def live_reference(cfg: TrainConfig, policy, device, unpaired: bool):
     """A reference model held during training (--no-ref-cache)."""
     if unpaired:
-        raise ReferenceError("aot-unpaired reads reference log-probs from the cache: drop --no-ref-cache")
+        raise ReferenceModelError("aot-unpaired reads reference log-probs from the cache: drop --no-ref-cache")
     if cfg.model.ref_model:
         return FrozenReference(load_model(cfg.model.ref_model, dtype=cfg.model.dtype).to(device))
     if cfg.model.lora_r > 0:

@@ -9,6 +9,7 @@ by run, and survives `--overwrite`.
 
 from __future__ import annotations
 
+from ..errors import BadRunFolderError
 import errno
 import fcntl
 import json
@@ -25,7 +26,7 @@ RESUMABLE_CHANGES = {"max_steps", "epochs", "log_every", "eval_every", "save_eve
                      "report_to", "progress", "max_bad_steps", "ref_cache", "ref_cache_dir", "output_dir"}
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(BadRunFolderError):
     """The output folder cannot be used as asked; the message says what to do."""
 
 

@@ -15,6 +15,7 @@ so a strategy never asks which kind of data it trains on.
 
 from __future__ import annotations
 
+from ..errors import BadInputError
 from dataclasses import dataclass
 from typing import Callable
 
@@ -27,7 +28,7 @@ from ..modeling import (CachedReference, Reference, SequenceLogps, choose_packin
 from ..objectives import Objective
 
 
-class ScoringError(ValueError):
+class ScoringError(BadInputError):
     """A batch cannot be scored by the objective; the message says why and what to do."""
 
 

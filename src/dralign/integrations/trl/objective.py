@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...errors import UnsupportedError
 import dataclasses
 import warnings
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 
 
-class UnsupportedObjectiveError(ValueError):
+class UnsupportedObjectiveError(UnsupportedError):
     """The objective (or a TRL setting) cannot run inside TRL's DPOTrainer; the message says why."""
 
 
