@@ -51,11 +51,11 @@ def test_building_the_parser_and_top_level_help_import_no_torch():
                    "print(heavy, 'train' in help and 'bench' in help)")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[] True"
-    # `dralign train --help` builds the train options: only torch (the method flags come from
-    # dralign.objectives), not transformers, accelerate or peft
+    # `dralign train --help` builds the train options: no torch (the method flags come from
+    # dralign.objectives, which imports torch on first use), transformers, accelerate or peft
     done = _python("import sys, dralign.cli\n"
                    "dralign.cli.build_parser().parse_args(['train', '--model', 'm'])\n"
-                   "print([m for m in ('transformers', 'accelerate', 'peft', 'datasets') if m in sys.modules])")
+                   "print([m for m in ('torch', 'transformers', 'accelerate', 'peft', 'datasets') if m in sys.modules])")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 

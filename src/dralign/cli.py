@@ -108,38 +108,14 @@ def _eval(args) -> int:
     return 0
 
 
-def _bench_shift(args) -> int:
-    from dralign_bench.shift import ShiftConfig, run_shift
+def _plugin(command) -> Callable:
+    """The `func` of a subcommand another package registers (`dralign.commands.Command`)."""
 
-    run_shift(from_args(ShiftConfig, args), command=_command_line(args))
-    return 0
+    def run(args) -> int:
+        status = command.runner()(from_args(command.config_class(), args), _command_line(args))
+        return 0 if status is None else status
 
-
-def _bench_loglinear(args) -> int:
-    from dralign_bench.loglinear import LoglinearConfig, run_loglinear
-
-    run_loglinear(from_args(LoglinearConfig, args))
-    return 0
-
-
-def _bench_real(args) -> int:
-    from dralign_bench.real import RealConfig, run_real
-
-    run_real(from_args(RealConfig, args), command=_command_line(args))
-    return 0
-
-
-def _bench_speed(args) -> int:
-    from dralign_bench.speed import SpeedConfig, run_speed
-
-    run_speed(from_args(SpeedConfig, args))
-    return 0
-
-
-def _demo(args) -> int:
-    from dralign_bench.demo import DemoConfig, run_demo
-
-    return run_demo(from_args(DemoConfig, args))
+    return run
 
 
 class _LazyOptionsParser(argparse.ArgumentParser):
@@ -196,9 +172,30 @@ def _subcommands(parser: argparse.ArgumentParser, dest: str):
     return parser.add_subparsers(dest=dest, required=True, parser_class=_LazyOptionsParser)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_plugins(sub) -> None:
+    """The subcommands other packages register through the `dralign.commands` entry points
+    (the benchmarks and the demo); the CLI names none of them."""
+    from .commands import Command, discover
+
+    groups = {(): sub}
+    for path, spec in discover():
+        parent = groups.get(path[:-1])
+        if parent is None:  # a command under a group nobody registered
+            raise ConfigError(f"command {' '.join(path)}: no command group {' '.join(path[:-1])!r}")
+        if isinstance(spec, Command):
+            _add(parent, path[-1], spec.config_class, _plugin(spec), spec.help, spec.description or None)
+        else:
+            group = parent.add_parser(path[-1], help=spec.help, allow_abbrev=False)
+            groups[path] = _subcommands(group, "_".join(path) + "_command")
+
+
+BUILTIN = ("methods", "train", "ratio", "eval")  # the commands of dralign itself; others are plug-ins
+
+
+def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     """The `dralign` parser. Imports no torch: each subcommand's options are added when it is
-    used (see `_LazyOptionsParser`)."""
+    used (see `_LazyOptionsParser`). plugins=False leaves out the commands of other packages
+    (reading the entry points costs a tenth of a second that `dralign train --help` need not wait)."""
     # allow_abbrev=False everywhere: `--target` must never silently mean `--target-prob-column`
     parser = argparse.ArgumentParser(prog="dralign", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = _subcommands(parser, "command")
@@ -223,29 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
          "model under a reward, KL to it, diversity and length of samples; a shift sweep over mixture "
          "weights with the worst case. Every mean with a 95% bootstrap interval.")
 
-    bench = _subcommands(sub.add_parser("bench", allow_abbrev=False,
-                                        help="benchmarks: the shift world, the log-linear world, "
-                                             "a real model on real data, speed against TRL"),
-                         "bench_command")
-    _add(bench, "shift", _config("dralign_bench.shift", "ShiftConfig"), _bench_shift, "the shift-world benchmark",
-         "Methods trained from the same pretrained world LM on the same data; gold reward under "
-         "preference shift, diversity, calibration; table, results.json, plots and report.md. "
-         "--full runs every scenario with 5 seeds.")
-    _add(bench, "loglinear", _config("dralign_bench.loglinear", "LoglinearConfig"), _bench_loglinear,
-         "the exact log-linear world: closed-form optimum, robustness under shift, error vs n")
-    _add(bench, "real", _config("dralign_bench.real", "RealConfig"), _bench_real,
-         "SmolLM2-135M-Instruct with LoRA on real data: domain shift, groups, human vs model",
-         "Held-out preference accuracy in- and out-of-domain, per group and the worst group, with "
-         "intervals, beside the pick-the-longer-response baseline and the accuracy on length-"
-         "matched pairs; results.json, plots and report.md. --profile gpu is the full run.")
-    _add(bench, "speed", _config("dralign_bench.speed", "SpeedConfig"), _bench_speed, "dralign against TRL's DPOTrainer, side by side",
-         "Pairs/s, peak RSS and FLOP/s of dralign and TRL 1.16's DPOTrainer on the same model, data "
-         "and settings (balanced and prompt-heavy), and each objective's step time against dpo. "
-         "Needs the trl extra: pip install 'dralign[trl]'.")
-
-    _add(sub, "demo", _config("dralign_bench.demo", "DemoConfig"), _demo, "the main job on its built-in default (offline, CPU, a few minutes)",
-         "A shortened shift-world run: dpo, kldpo, wdpo, fdpo-js, aot and dora from the same "
-         "pretrained world LM; prints the table and the paths of the plots and the report.")
+    if plugins:
+        _add_plugins(sub)
     return parser
 
 
@@ -259,7 +235,7 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
+    args = build_parser(plugins=argv[:1] not in [[c] for c in BUILTIN]).parse_args(argv)
     args.argv = argv
     _quiet_libraries()
     from .errors import DralignError

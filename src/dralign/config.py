@@ -19,7 +19,6 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import yaml
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,6 +179,8 @@ def build(cls, overrides: dict[str, Any], where: str = "command line"):
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config: a flat mapping of option names (sections may also be nested)."""
+    import yaml  # here, not at the top: `dralign train --help` reads no YAML
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
@@ -225,6 +226,8 @@ def to_flat_dict(config) -> dict[str, Any]:
 
 def save_yaml(config, path: str | Path) -> None:
     """Write the resolved config atomically (sections as nested mappings)."""
+    import yaml
+
     atomic_write_text(path, yaml.safe_dump(to_flat_dict(config), sort_keys=False))
 
 

@@ -25,9 +25,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
+from .lazy import lazy_module
 
 from .params import Component, Param, non_negative, positive
+
+torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 XU = ("Xu et al. 2025, Robust LLM Alignment via Distributionally Robust Direct Preference "
       "Optimization (arXiv 2502.01930)")

@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
+from .lazy import lazy_module
 
 from .params import Component
 
-Score = Callable[[torch.Tensor], torch.Tensor]
+torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
+
+Score = Callable[["torch.Tensor"], "torch.Tensor"]
 MELNYK = ("Melnyk et al. 2024, Distributional Preference Alignment of LLMs via Optimal Transport "
           "(arXiv 2406.05882)")
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
+from .lazy import lazy_module
 
 from .params import Component, Param, positive
+
+torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
+F = lazy_module("torch.nn.functional", globals(), "F")
 
 BETA = positive("beta", 0.1, "beta, the KL-regularisation strength of every pairwise link")
 LABEL_SMOOTHING = Param("label_smoothing", 0.0, "eps, the assumed label-flip rate (cDPO, rDPO, AOT)",

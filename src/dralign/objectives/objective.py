@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import torch
+from .lazy import lazy_module
 
 from .aggregators import Aggregator, check_mass
 from .couplings import Coupling
@@ -23,6 +23,8 @@ from .params import values_of, params_of
 from .penalty import Wasserstein
 from .presets import TABLES, resolve_preset
 from .scores import Score
+
+torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 
 @dataclass

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
+from .lazy import lazy_module
 
 from .params import Component, Param, non_negative
+
+torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 RHO = non_negative("rho", 0.01, "rho of WDPO's gradient penalty")
 PENALTY_FORM = Param("penalty_form", "squared",
