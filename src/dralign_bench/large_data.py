@@ -39,12 +39,12 @@ def main() -> None:
     if args.generate:
         generate(args.file, args.generate)
         return
-    from dralign.data import load_preference_data
+    from dralign.data import Columns, Truncation, load_pairs
     from dralign.modeling.tiny import tiny_tokenizer
 
     tokenizer, start = tiny_tokenizer(), time.perf_counter()
-    data = load_preference_data(args.file, tokenizer, max_length=128, on_bad_row="skip",
-                                **({"cache_dir": args.cache_dir} if args.cache_dir else {}))
+    data = load_pairs(args.file, tokenizer, Columns(), Truncation(max_length=128), on_bad_row="skip",
+                      cache_dir=args.cache_dir)
     print(f"{len(data)} pairs in {time.perf_counter() - start:.1f} s; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 

@@ -13,6 +13,7 @@ import pytest
 from helpers import preference_rows, unpaired_rows, write_jsonl
 from dralign.data import cache, load_preference_data, load_rows, tokenize_pairs
 from dralign.data import loading
+from dralign.data import options as options_module
 from dralign.data import tokenize as tokenize_module
 
 
@@ -124,7 +125,7 @@ def test_load_preference_data_reads_the_cache_the_second_time(tmp_path, tok, mon
     def no_reading(*args, **kwargs):
         raise AssertionError("the rows were read again")
 
-    monkeypatch.setattr(tokenize_module, "load_rows", no_reading)
+    monkeypatch.setattr(options_module, "load_rows", no_reading)
     second = load_preference_data(path, tok, max_length=64, cache_dir=tmp_path / "c")
     assert second.examples == first.examples
     with pytest.raises(AssertionError, match="read again"):  # other settings: another entry

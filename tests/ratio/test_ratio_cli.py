@@ -83,3 +83,38 @@ def test_ratio_fit_names_a_bad_row_and_does_not_crash(marked, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("dralign ratio: error:") and "Traceback" not in err
     assert "row 7 (line 8), field 'chosen'" in err and str(bad) in err
+
+
+def test_inline_ratio_fit_reads_the_users_columns_and_max_length(tmp_path, monkeypatch):
+    """`--ratio-target` fits on the rows the trainer reads: the user's --prompt-column etc. and
+    --max-length reach the features (they were dropped: default columns, max_length 256)."""
+    import dralign.ratio.fit as fit_module
+    from dralign.config import build
+    from dralign.ratio.prepare import with_fitted_ratios
+    from dralign.train.config import TrainConfig
+
+    rows = [{"question": f"q {i}", "good": f"yes {i}", "bad": f"no {i}", "origin": "human" if i % 2 else "web"}
+            for i in range(8)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(rows, **kwargs):
+        seen.update(rows=rows, **kwargs)
+        raise Stop
+
+    monkeypatch.setattr(fit_module, "fit_density_ratios", spy)
+    model = save_tiny(tmp_path / "m", "llama")
+    cfg = build(TrainConfig, {"model": model, "data": str(data), "method": "dora", "ratio_target": ["human"],
+                              "prompt_column": "question", "chosen_column": "good", "rejected_column": "bad",
+                              "source_column": "origin", "max_length": 64,
+                              "output_dir": str(tmp_path / "out")})
+    with pytest.raises(Stop):
+        with_fitted_ratios(cfg, log=lambda *_: None)
+    assert seen["max_length"] == 64
+    assert [r["prompt"] for r in seen["rows"]] == [r["question"] for r in rows]
+    assert [r["chosen"] for r in seen["rows"]] == [r["good"] for r in rows]
+    assert [r["source"] for r in seen["rows"]] == [r["origin"] for r in rows]

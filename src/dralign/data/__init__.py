@@ -12,19 +12,22 @@ Formats (explicit, implicit, conversational, unpaired) and optional columns are 
 (weights, groups, density ratios) in `dralign.data.metadata`.
 """
 
-from .collate import batch_indices, collate_pairs, collate_shared_pairs, collate_unpaired, pad_rows
-from .dataset import PreferenceData
-from .examples import PairExample, RowMeta, UnpairedExample
-from .formats import (FORMATS, ColumnMap, Extras, PairRecord, UnpairedRecord, detect_format,
-                      split_implicit_conversation, split_implicit_prompt, validate_pairs,
-                      validate_unpaired)
-from .loading import Row, load_rows, rows_from_records
-from .report import BadRow, DataError, DataReport
-from .metadata import density_ratios, has_weights, number_names, require_groups, row_ratio
-from .tokenize import (LONG_PROMPTS, load_preference_data, pad_token_id_of, render_conversation,
-                       tokenize_pairs, tokenize_unpaired, truncate)
+# imported on first use (PEP 562): `dralign train --help` reads `dralign.data.options` without
+# torch, which collate and metadata import
+_EXPORTS = {
+    **dict.fromkeys(('batch_indices', 'collate_pairs', 'collate_shared_pairs', 'collate_unpaired', 'pad_rows'), 'collate'),
+    **dict.fromkeys(('PreferenceData',), 'dataset'),
+    **dict.fromkeys(('PairExample', 'RowMeta', 'UnpairedExample'), 'examples'),
+    **dict.fromkeys(('FORMATS', 'ColumnMap', 'Extras', 'PairRecord', 'UnpairedRecord', 'detect_format', 'split_implicit_conversation', 'split_implicit_prompt', 'validate_pairs', 'validate_unpaired'), 'formats'),
+    **dict.fromkeys(('Row', 'load_rows', 'rows_from_records'), 'loading'),
+    **dict.fromkeys(('BadRow', 'DataError', 'DataReport'), 'report'),
+    **dict.fromkeys(('density_ratios', 'has_weights', 'number_names', 'require_groups', 'row_ratio'), 'metadata'),
+    **dict.fromkeys(('Columns', 'ReadOptions', 'Source', 'Truncation', 'load_pairs', 'load_preference_data', 'load_unpaired'), 'options'),
+    **dict.fromkeys(('LONG_PROMPTS', 'pad_token_id_of', 'render_conversation', 'tokenize_pairs', 'tokenize_unpaired', 'truncate'), 'tokenize'),
+}
 
 __all__ = [
+    "Columns", "ReadOptions", "Source", "Truncation", "load_pairs", "load_unpaired",
     "FORMATS", "LONG_PROMPTS", "RowMeta", "collate_shared_pairs", "density_ratios", "has_weights",
     "number_names", "pad_rows", "require_groups", "row_ratio", "BadRow", "ColumnMap", "DataError", "DataReport", "Extras", "PairExample",
     "PairRecord", "PreferenceData", "Row", "UnpairedExample", "UnpairedRecord", "batch_indices",
@@ -33,3 +36,13 @@ __all__ = [
     "split_implicit_prompt", "tokenize_pairs", "tokenize_unpaired", "truncate", "validate_pairs",
     "validate_unpaired",
 ]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value  # later reads are plain attribute reads
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from . import report as R
 from .dataset import ID_FIELDS, META_COLUMNS, ExampleTable, IdColumns, PreferenceData, columns_as_arrays
 from .formats import (HH_ASSISTANT_MARKER, ColumnMap, PairRecord, UnpairedRecord, as_rows,
                       bad_row, validate_pairs, validate_unpaired)
-from .loading import Row, load_rows, progress_bar
+from .loading import Row, progress_bar
 from .metadata import number_names
 from .report import BadRow, DataError, DataReport, check_policy
 
@@ -344,25 +344,3 @@ def _settings(max_length: int, max_prompt_length: int | None, truncation_side: s
               add_eos: bool, long_prompts: str) -> dict:
     return {"max_length": max_length, "max_prompt_length": max_prompt_length,
             "truncation_side": truncation_side, "add_eos": add_eos, "long_prompts": long_prompts}
-
-
-def load_preference_data(source, tokenizer, *, subset: str | None = None, split: str = "train",
-                         unpaired: bool = False, cache_dir=None, progress: bool = False,
-                         **kwargs) -> PreferenceData:
-    """`load_rows` then `tokenize_pairs` (or `tokenize_unpaired`); kwargs go to the latter.
-
-    cache_dir: read the result from, or write it to, the tokenised-data cache there
-    (`dralign.data.cache`; a source that is not a local file or folder is not cached)."""
-    from . import cache
-
-    def build() -> PreferenceData:
-        rows = load_rows(source, subset=subset, split=split, progress=progress)
-        return (tokenize_unpaired if unpaired else tokenize_pairs)(rows, tokenizer,
-                                                                   progress=progress, **kwargs)
-
-    if cache_dir is None:
-        return build()
-    settings = {**kwargs, "subset": subset, "split": split, "unpaired": unpaired}
-    if isinstance(settings.get("columns"), ColumnMap):
-        settings["columns"] = vars(settings["columns"])
-    return cache.cached(build, cache_dir, cache.fingerprint(source, tokenizer, settings))

@@ -19,17 +19,16 @@ JSON, and ``x.png`` (per-group accuracy, reliability diagram) when matplotlib is
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from ..config import atomic_write_text, option, to_flat_dict
+from ..data.options import ReadOptions, prefix_sharing_option
 from .mixtures import DEFAULT_ALPHAS
 from .registry import PROMPTS
 
-__all__ = ["EvalConfig", "EvalDataOptions", "EvalOptions", "load_prompts", "run_eval",
-           "tokenize_options"]
+__all__ = ["EvalConfig", "EvalDataOptions", "EvalOptions", "load_prompts", "run_eval"]
 
 
 @dataclass
@@ -57,45 +56,17 @@ class EvalOptions:
     output: str | None = option(None, "write the results as JSON here, and beside it (x.json -> x.png) per-group accuracy and a reliability diagram (default: print only)")
 
 
-# The options with which `dralign train` reads, validates, cuts and reports its data: eval takes
-# them from the trainer's DataOptions (same flags, defaults and checks), so the two cannot drift.
-SHARED_DATA_OPTIONS = ("data_subset", "format", "prompt_column", "chosen_column", "rejected_column",
-                       "weight_column", "group_column", "source_column", "target_prob_column",
-                       "ratio_column", "max_length", "max_prompt_length", "truncation_side",
-                       "long_prompts", "on_bad_row", "prefix_sharing")
-_COLUMN_FIELDS = ("prompt", "chosen", "rejected", "weight", "group", "source", "target_prob", "ratio")
+@dataclass
+class EvalDataOptions(ReadOptions):
+    """How --data (and a --prompts table's prompt column) is read: as `dralign train` reads its data."""
 
-
-def _data_options() -> type:
-    """EvalDataOptions: the `SHARED_DATA_OPTIONS` fields of `dralign.train.config.DataOptions`."""
-    from ..train.config import DataOptions
-
-    hints = typing.get_type_hints(DataOptions)
-    shared = [(f.name, hints[f.name], dataclasses.field(default=f.default, default_factory=f.default_factory,
-                                                        metadata=f.metadata))
-              for f in dataclasses.fields(DataOptions) if f.name in SHARED_DATA_OPTIONS]
-    return dataclasses.make_dataclass("EvalDataOptions", shared, namespace={
-        "__doc__": "How --data (and a --prompts table's prompt column) is read: as `dralign train` reads its data."})
-
-
-EvalDataOptions = _data_options()
+    prefix_sharing: Literal["auto", "on", "off"] = prefix_sharing_option()
 
 
 @dataclass
 class EvalConfig:
     eval: EvalOptions
     data: EvalDataOptions = dataclasses.field(default_factory=EvalDataOptions)
-
-
-def tokenize_options(d) -> dict:
-    """The keyword arguments of :func:`dralign.data.tokenize_pairs` for data options `d` (an
-    `EvalDataOptions` or the trainer's `DataOptions`), as the trainer passes them."""
-    from ..data import ColumnMap
-
-    return dict(columns=ColumnMap(**{f: getattr(d, f"{f}_column") for f in _COLUMN_FIELDS}),
-                format=None if d.format == "auto" else d.format, on_bad_row=d.on_bad_row,
-                max_length=d.max_length, max_prompt_length=d.max_prompt_length,
-                truncation_side=d.truncation_side, long_prompts=d.long_prompts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +206,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     import torch
     from rich.console import Console
 
-    from ..data import load_rows, tokenize_pairs
+    from ..data import load_pairs
     from ..modeling import load_tokenizer
     from .evaluate import generation_eval, shift_sweep, to_jsonable
     from .groups import preference_report
@@ -255,9 +226,10 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
                                          column=cfg.data.prompt_column)
     data = None
     if opts.data:
-        # read, validated, cut and reported as the trainer reads --eval-data (train/inputs.py)
-        rows = load_rows(opts.data, subset=cfg.data.data_subset, split=opts.data_split)
-        data = tokenize_pairs(rows, tokenizer, **tokenize_options(cfg.data))
+        # read, validated, cut and reported as the trainer reads --eval-data: the same loader and options
+        d = cfg.data
+        data = load_pairs(d.source(opts.data, opts.data_split), tokenizer, d.columns(), d.truncation(),
+                          d.on_bad_row, format=d.row_format())
         console.print(f"eval data: {data.report.summary()}", markup=False)  # nothing dropped silently
         if len(data) == 0:
             r = data.report

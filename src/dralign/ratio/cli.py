@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import option
+from ..data.options import Columns
 
 
 @dataclass
@@ -47,13 +48,14 @@ def _dotted(row: dict, path: str):
     return value
 
 
-def pair_rows(data: str, on_bad_row: str = "error"):
-    """(valid rows' original dicts, their prompt/chosen/rejected texts) via dralign.data."""
+def pair_rows(data: str, on_bad_row: str = "error", columns: Columns = Columns()):
+    """(valid rows' original dicts, their prompt/chosen/rejected texts) via dralign.data, the
+    fields read from `columns`."""
     from ..data import load_rows, validate_pairs
     from ..data.report import DataError
 
     rows = load_rows(data)
-    fmt, records, bad = validate_pairs(rows)
+    fmt, records, bad = validate_pairs(rows, columns=columns)
     if bad and on_bad_row == "error":
         raise DataError.from_bad_rows(bad, len(rows))
     if bad:
@@ -68,8 +70,9 @@ def pair_rows(data: str, on_bad_row: str = "error"):
     return originals, texts
 
 
-def fit_file(opts: RatioOptions):
-    """Fit, print the summary, write the output; returns the RatioFit."""
+def fit_file(opts: RatioOptions, columns: Columns = Columns()):
+    """Fit, print the summary, write the output; returns the RatioFit. columns: where the
+    prompt and responses are (the trainer's column options, for inline fitting)."""
     from ..modeling import load_model, load_tokenizer
     from .fit import fit_density_ratios
 
@@ -79,7 +82,7 @@ def fit_file(opts: RatioOptions):
         raise ValueError("pass --target SOURCE (the source value(s) of the target distribution)")
     if bool(opts.model) == bool(opts.encoder):
         raise ValueError("pass exactly one of --model (reference LM features) or --encoder NAME")
-    originals, texts = pair_rows(opts.data, opts.on_bad_row)
+    originals, texts = pair_rows(opts.data, opts.on_bad_row, columns)
     rows = []
     for i, (orig, text) in enumerate(zip(originals, texts)):
         row = dict(text)

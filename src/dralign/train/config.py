@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, make_dataclass
+from pathlib import Path
 from typing import Literal
 
 from ..config import Range, option
+from ..data.options import ReadOptions, prefix_sharing_option
 
 
 @dataclass
@@ -26,33 +28,16 @@ class ModelOptions:
 
 
 @dataclass
-class DataOptions:
+class DataOptions(ReadOptions):
     """Preference data."""
 
     data: str | None = option(None, "JSONL/JSON/Parquet/CSV (.gz ok), a save_to_disk folder, or a hub dataset name")
-    data_subset: str | None = option(None, "hub dataset subset/config name")
     data_split: str = option("train", "split to train on")
     eval_data: str | None = option(None, "held-out file or folder (default: --eval-split of --data if it exists)")
     eval_split: str | None = option(None, "held-out split name of --data")
     eval_fraction: float = option(0.0, "hold out this fraction of the training rows for evaluation", Range(0, 1, high_open=True))
-    format: Literal["auto", "explicit", "implicit", "conversational", "unpaired"] = option("auto", "row format")
-    prompt_column: str = option("prompt", "column holding the prompt")
-    chosen_column: str = option("chosen", "column holding the chosen response")
-    rejected_column: str = option("rejected", "column holding the rejected response")
-    completion_column: str = option("completion", "column holding an unpaired completion")
-    label_column: str = option("label", "column holding an unpaired label (true = desirable)")
-    weight_column: str = option("weight", "optional column of per-row weights")
-    group_column: str = option("group", "optional column of group names (group-dro)")
-    source_column: str = option("source", "optional column of row sources (dora)")
-    target_prob_column: str = option("target_prob", "optional column of P(target | x, y) (dora)")
-    ratio_column: str = option("ratio", "optional column of density ratios h (dora)")
     ratio_target: list[str] | None = option(None, "dora without ratio columns: the source value(s) of the target distribution; density ratios are then cross-fitted inline on the start model's features from --source-column")
-    max_length: int = option(512, "max tokens of prompt + completion", Range(2))
-    max_prompt_length: int | None = option(None, "max prompt tokens (default: as many as fit)", Range(1))
-    truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")
-    long_prompts: Literal["cut", "strict"] = option("cut", "a prompt that leaves no room for the completion: cut it to --max-prompt-length (default half of --max-length) and count it, or refuse the row (strict)")
-    on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows")
-    prefix_sharing: Literal["auto", "on", "off"] = option("auto", "score chosen and rejected in one sequence [prompt | chosen | rejected] with a 4-D attention mask, so the prompt is computed once (same log-probs up to float rounding); auto = on for paired objectives when the model supports it and the prompts are long enough to pay (never for WDPO's penalty)")
+    prefix_sharing: Literal["auto", "on", "off"] = prefix_sharing_option()
     packing: Literal["auto", "on", "off"] = option("auto", "pack several prefix-shared pairs into one row (first-fit up to the batch's longest pair; positions restart per pair, block-diagonal mask), so no compute goes to padding; same log-probs; auto = on whenever prefix sharing is on")
     penalty_layout: Literal["per_sequence", "shared"] = option("per_sequence", "WDPO's penalty: per_sequence (the authors': chosen and rejected rows each with their own copy of the prompt, the plain layout) or shared (one prompt copy per pair, perturbed once; prefix-shared layout, about 2x a dpo step instead of up to 2.7x; see dralign.train.penalty)")
     group_by_length: bool = option(False, "batch examples of similar length together (less padding); the batch order stays a function of the seed and epoch")
@@ -133,3 +118,8 @@ class TrainConfig:
     method: MethodOptions
     optim: OptimOptions
     logging: LoggingOptions
+
+    def cache_dir(self) -> Path:
+        """The one place the cache folder is chosen: reference log-probs, and tokenised data in
+        its `data/` (both keyed by content, so kept by --overwrite)."""
+        return Path(self.model.ref_cache_dir or Path(self.optim.output_dir) / "ref_cache")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from ..errors import BadOptionError
-import dataclasses
+import functools
 
 import torch
 
-from ..data import ColumnMap, PreferenceData, load_rows, tokenize_pairs, tokenize_unpaired
+from ..data import PreferenceData
 from ..data import cache as data_cache
+from ..data.options import cache_key, load_pairs, load_unpaired
+from ..errors import BadOptionError
 from .config import TrainConfig
 
 
@@ -16,81 +17,64 @@ class InputError(BadOptionError):
     """The data cannot be trained on as configured; the message names the option."""
 
 
-def columns_of(cfg: TrainConfig) -> ColumnMap:
-    d = cfg.data
-    return ColumnMap(prompt=d.prompt_column, chosen=d.chosen_column, rejected=d.rejected_column,
-                     completion=d.completion_column, label=d.label_column, weight=d.weight_column,
-                     group=d.group_column, source=d.source_column, target_prob=d.target_prob_column,
-                     ratio=d.ratio_column)
-
-
 def load_data(cfg: TrainConfig, tokenizer, unpaired: bool, log=print, cache_dir=None,
               progress: bool = False) -> tuple[PreferenceData, PreferenceData | None]:
     """Training and (optional) held-out data, tokenized, with their reports printed.
 
     cache_dir: where tokenised data is cached (`dralign.data.cache`), keyed by the source's
-    content, the tokenizer and every setting below; None: no cache. progress: bars while
-    reading and tokenising (the caller passes it on the main process only)."""
+    content, the tokenizer and the data options (`dralign.data.options.cache_key`); None: no
+    cache. progress: bars while reading and tokenising (the caller passes it on the main
+    process only)."""
     d = cfg.data
     if not d.data:
         raise InputError("no training data: pass --data FILE (or `data:` in --config)")
-    tokenize = tokenize_unpaired if unpaired else tokenize_pairs
-    kwargs = dict(columns=columns_of(cfg), on_bad_row=d.on_bad_row, max_length=d.max_length,
-                  max_prompt_length=d.max_prompt_length, truncation_side=d.truncation_side,
-                  long_prompts=d.long_prompts)
-    if not unpaired:
-        kwargs["format"] = None if d.format == "auto" else d.format
-    elif d.format not in ("auto", "unpaired"):
+    if unpaired and d.format not in ("auto", "unpaired"):
         raise InputError(f"the method needs unpaired rows (prompt, completion, label), got --format {d.format}")
-    settings = {**kwargs, "columns": dataclasses.asdict(kwargs["columns"]), "unpaired": unpaired,
-                "subset": d.data_subset}
-
-    def key(source, part: dict):
-        return None if cache_dir is None else data_cache.fingerprint(source, tokenizer, {**settings, **part})
-
-    def read(source, split):
-        return load_rows(source, subset=d.data_subset, split=split, progress=progress)
-
-    separate = bool(d.eval_data or d.eval_split)
-    eval_source, eval_split = d.eval_data or d.data, d.eval_split or d.data_split
-    train_part = {"split": d.data_split, "eval_fraction": 0.0 if separate else d.eval_fraction,
-                  "seed": cfg.optim.seed if d.eval_fraction > 0 and not separate else None,
-                  "part": "train"}
-    train_key = key(d.data, train_part)
-    if separate or d.eval_fraction == 0:
-        train = data_cache.cached(lambda: tokenize(read(d.data, d.data_split), tokenizer,
-                                                   progress=progress, **kwargs),
-                                  cache_dir, train_key, log)
+    fmt = "unpaired" if unpaired else d.row_format()
+    columns, truncation = d.columns(), d.truncation()
+    load = load_unpaired if unpaired else functools.partial(load_pairs, format=fmt)
+    if d.eval_data or d.eval_split or d.eval_fraction == 0:
+        train = load(d.source(d.data, d.data_split), tokenizer, columns, truncation, d.on_bad_row,
+                     cache_dir=cache_dir, progress=progress, log=log)
         held_out = None
-        if separate:
-            eval_key = key(eval_source, {"split": eval_split, "part": "eval",
-                                         "groups": train.group_names, "sources": train.source_names})
-            held_out = data_cache.cached(
-                lambda: tokenize(read(eval_source, eval_split), tokenizer, groups=train.group_names,
-                                 sources=train.source_names, progress=progress, **kwargs),
-                cache_dir, eval_key, log)
-    else:  # one file split by --eval-fraction: both parts come from one read
-        eval_key = key(d.data, {**train_part, "part": "eval"})
-        train = held_out = None
-        if cache_dir is not None and train_key is not None:
-            train, held_out = (data_cache.load(cache_dir, train_key), data_cache.load(cache_dir, eval_key))
-        if train is None or held_out is None:
-            rows = read(d.data, d.data_split)
-            g = torch.Generator().manual_seed(cfg.optim.seed)
-            perm = torch.randperm(len(rows), generator=g).tolist()
-            n_eval = max(1, int(round(d.eval_fraction * len(rows))))
-            eval_rows = [rows[i] for i in sorted(perm[:n_eval])]
-            rows = [rows[i] for i in sorted(perm[n_eval:])]
-            train = tokenize(rows, tokenizer, progress=progress, **kwargs)
-            del rows  # the raw rows are not held beside the tokenised ones
-            held_out = tokenize(eval_rows, tokenizer, groups=train.group_names,
-                                sources=train.source_names, progress=progress, **kwargs)
-            if cache_dir is not None and train_key is not None:
-                data_cache.save(train, cache_dir, train_key)
-                data_cache.save(held_out, cache_dir, eval_key)
-        else:
-            log(f"tokenised data read from {data_cache.entry_for(cache_dir, train_key)}")
+        if d.eval_data or d.eval_split:
+            held_out = load(d.source(d.eval_data or d.data, d.eval_split or d.data_split), tokenizer,
+                            columns, truncation, d.on_bad_row, like=train, cache_dir=cache_dir,
+                            progress=progress, log=log)
+    else:
+        train, held_out = _split_by_fraction(cfg, tokenizer, load, cache_dir, progress, log)
     log(f"train data: {train.report.summary()}")
     if held_out is not None:
         log(f"eval data: {held_out.report.summary()}")
+    return train, held_out
+
+
+def _split_by_fraction(cfg: TrainConfig, tokenizer, load, cache_dir, progress: bool, log):
+    """One file split by --eval-fraction (seeded): both parts come from one read, cached as a
+    pair under keys that carry the fraction and the seed."""
+    d = cfg.data
+    source, fmt = d.source(d.data, d.data_split), "unpaired" if load is load_unpaired else d.row_format()
+    keys = [None, None]
+    if cache_dir is not None:
+        keys = [cache_key(source, tokenizer, d.columns(), d.truncation(), d.on_bad_row, format=fmt,
+                          unpaired=fmt == "unpaired", eval_fraction=d.eval_fraction,
+                          seed=cfg.optim.seed, part=part) for part in ("train", "eval")]
+    if keys[0] is not None:
+        train, held_out = (data_cache.load(cache_dir, keys[0]), data_cache.load(cache_dir, keys[1]))
+        if train is not None and held_out is not None:
+            log(f"tokenised data read from {data_cache.entry_for(cache_dir, keys[0])}")
+            return train, held_out
+    rows = source.read(progress)
+    g = torch.Generator().manual_seed(cfg.optim.seed)
+    perm = torch.randperm(len(rows), generator=g).tolist()
+    n_eval = max(1, int(round(d.eval_fraction * len(rows))))
+    eval_rows = [rows[i] for i in sorted(perm[:n_eval])]
+    rows = [rows[i] for i in sorted(perm[n_eval:])]
+    train = load(rows, tokenizer, d.columns(), d.truncation(), d.on_bad_row, progress=progress)
+    del rows  # the raw rows are not held beside the tokenised ones
+    held_out = load(eval_rows, tokenizer, d.columns(), d.truncation(), d.on_bad_row, like=train,
+                    progress=progress)
+    if keys[0] is not None:
+        data_cache.save(train, cache_dir, keys[0])
+        data_cache.save(held_out, cache_dir, keys[1])
     return train, held_out

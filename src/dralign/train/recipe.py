@@ -115,7 +115,7 @@ class Recipe:
         self.tokenizer = load_tokenizer(cfg.model.model)
         self.show_progress = cfg.logging.progress and self.accelerator.is_main_process
         # tokenised data is cached beside the reference log-probs: keyed by content, kept on --overwrite
-        data_cache_dir = Path(cfg.model.ref_cache_dir or self.out / "ref_cache") / "data"
+        data_cache_dir = cfg.cache_dir() / "data"
         self.train_data, self.eval_data = load_data(cfg, self.tokenizer, self.objective.unpaired, self.log,
                                                     cache_dir=data_cache_dir, progress=self.show_progress)
         self.ratio = self.eval_ratio = None
@@ -179,7 +179,7 @@ class Recipe:
         self.packing = getattr(self.scorer, "packing", False)
         self.padding = []  # padding fraction of every micro-batch trained on
         if cfg.model.ref_cache:
-            with ckpt.writing(Path(cfg.model.ref_cache_dir or self.out / "ref_cache")):
+            with ckpt.writing(cfg.cache_dir()):
                 train_ref, eval_ref = cached_references(cfg, self.model, [self.train_data, self.eval_data],
                                                         self.accelerator, self.scorer.collate, self.log,
                                                         progress=self.show_progress)

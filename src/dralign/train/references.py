@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from ..errors import UnsupportedError
 import json
-from pathlib import Path
 from ..data import PreferenceData
 from ..modeling import (AdapterDisabledReference, CachedReference, FrozenReference, ReferenceCache,
                         build_reference_cache, load_model, model_fingerprint)
@@ -22,7 +21,7 @@ def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | 
     of the policy are the reference unless --ref-model names another model. progress: a bar
     while computing (only the main process computes)."""
     device = accelerator.device
-    cache_dir = Path(cfg.model.ref_cache_dir or Path(cfg.optim.output_dir) / "ref_cache")
+    cache_dir = cfg.cache_dir()
     ref_source = cfg.model.ref_model or cfg.model.model
     ref_fp = model_fingerprint(ref_source)
     ref_model, references = None, []

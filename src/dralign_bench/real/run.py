@@ -60,14 +60,14 @@ def _fit_ratios(opts: RealOptions, rows: list[dict], reference, tokenizer, log) 
 
 def _heldout(opts, names, tokenizer, reference, device, log) -> dict:
     """Per held-out set: its tokenised pairs, the start model's log-probs and what was cut."""
-    from dralign.data import tokenize_pairs
+    from dralign.data import Columns, Truncation, load_pairs
     from dralign.eval.groups import labels_of
 
     sets = {}
     for name in names:
         rows = heldout_rows(opts, name)
-        data = tokenize_pairs(rows, tokenizer, max_length=opts.max_length,
-                              max_prompt_length=opts.max_prompt_length, on_bad_row="skip")
+        data = load_pairs(rows, tokenizer, Columns(), Truncation(opts.max_length, opts.max_prompt_length),
+                          on_bad_row="skip")
         t0 = time.perf_counter()
         ref = pair_logps(reference, data, device=device)
         lengths = completion_lengths(data)
