@@ -47,7 +47,8 @@ def _ci(values: Any, seed: int, cluster: int = 1) -> MeanCI:
 
 
 def _won(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-pair win indicator 1(a > b) + ½·1(a = b) (its mean is :func:`metrics.win_rate`)."""
+    """Per-pair win indicator 1(a > b) + ½·1(a = b) (its mean is :func:`metrics.win_rate`): the
+    tie rule of `dralign.objectives.preference_accuracy`, on arrays."""
     return (a > b) + 0.5 * (a == b)
 
 
@@ -100,13 +101,13 @@ def symmetric_ece(probs: Any, bins: int = 10) -> float:
                                         np.concatenate([np.ones_like(p), np.zeros_like(p)]), bins)
 
 
-def _pair_logps(scorer, batch: dict) -> tuple[np.ndarray, np.ndarray]:
+def _pair_logps(scorer, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """(chosen, rejected) summed log-probs [B] in float64 from a model or a
     :class:`dralign.modeling.Reference`, without gradients (either batch layout)."""
     from ..modeling import Reference, model_logps
 
     out = scorer.logps(batch) if isinstance(scorer, Reference) else model_logps(scorer, batch)
-    return (out.chosen_sum.double().cpu().numpy(), out.rejected_sum.double().cpu().numpy())
+    return out.chosen_sum.double(), out.rejected_sum.double()
 
 
 def pair_rewards(model, reference, data, *, beta: float, batch_size: int = 32,
@@ -132,14 +133,19 @@ def pair_rewards(model, reference, data, *, beta: float, batch_size: int = 32,
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     from ..data import collate_shared_pairs
+    from ..modeling import score_rows
 
-    parts: list[tuple[np.ndarray, ...]] = []
-    for start in range(0, len(data), batch_size):
-        indices = range(start, min(start + batch_size, len(data)))
-        batch = (collate_shared_pairs([data.examples[i] for i in indices], data.pad_token_id)
-                 if prefix_sharing else data.collate(indices))
-        parts.append((*_pair_logps(model, batch), *_pair_logps(reference, batch)))
-    pc, pr, rc, rr = (np.concatenate(col) for col in zip(*parts))
+    def batch_of(indices: list[int]) -> dict:
+        return (collate_shared_pairs([data.examples[i] for i in indices], data.pad_token_id)
+                if prefix_sharing else data.collate(indices))
+
+    def score(batch: dict) -> dict:
+        (pc, pr), (rc, rr) = _pair_logps(model, batch), _pair_logps(reference, batch)
+        return {"pc": pc, "pr": pr, "rc": rc, "rr": rr}
+
+    scored = score_rows(len(data), batch_of, score, batch_size=batch_size,
+                        model=model)
+    pc, pr, rc, rr = (scored[k].numpy() for k in ("pc", "pr", "rc", "rr"))
     return beta * (pc - rc), beta * (pr - rr)
 
 

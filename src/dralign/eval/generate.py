@@ -45,9 +45,8 @@ bad words, extra stop tokens, …) is deliberately ignored: samples come from π
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -56,6 +55,7 @@ from ..data.collate import collate_unpaired
 from ..data.examples import UnpairedExample
 from ..data.tokenize import pad_token_id_of
 from ..modeling.logps import sequence_logps, supports_logits_mask
+from ..modeling.wrappers import eval_mode
 
 __all__ = ["Completions", "completion_logps", "sample_completions", "tokenize_prompts"]
 
@@ -83,18 +83,6 @@ class Completions:
     def ended_at_eos(self) -> list[bool]:
         """``finished``, or all True when it is unknown."""
         return list(self.finished) if self.finished is not None else [True] * len(self.texts)
-
-
-@contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Dropout off and no autograd for the duration; the previous train/eval mode is restored."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def _device(model: torch.nn.Module) -> torch.device:
@@ -262,7 +250,7 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], *, num_samples:
     uniforms = sampling_uniforms(len(rows), max_new_tokens, seed)
     order = sorted(range(len(rows)), key=lambda k: len(unique_ids[rows[k]]))
     results: list[tuple[list[int], bool] | None] = [None] * len(rows)
-    with eval_mode(model):
+    with torch.inference_mode(), eval_mode(model):
         for start in range(0, len(order), batch_size):
             ks = order[start:start + batch_size]
             batch = _sample_batch(model, [unique_ids[rows[k]] for k in ks], uniforms[ks],
@@ -314,7 +302,7 @@ def completion_logps(model, tokenizer, prompts: Sequence[str],
     out = np.zeros(len(examples), dtype=np.float64)
     pad = pad_token_id_of(tokenizer)
     device = _device(model)
-    with eval_mode(model):
+    with torch.inference_mode(), eval_mode(model):
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             batch = collate_unpaired([examples[i] for i in idx], pad)

@@ -30,6 +30,7 @@ from dralign.modeling.reference import (
     Reference,
     model_logps,
 )
+from dralign.modeling.scoring import score_rows
 from dralign.modeling.wrappers import eval_mode, unwrap
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "normalized",
     "pair_logps",
     "prefix_sharing_cost_ratio",
+    "score_rows",
     "save_model",
     "sequence_logps",
     "split_pairs",

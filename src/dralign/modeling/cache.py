@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 from dralign.modeling.logps import PairLogps
 from dralign.modeling.reference import Reference, model_logps
+from dralign.modeling.scoring import score_rows
 
 logger = logging.getLogger(__name__)
 
@@ -146,28 +147,25 @@ def build_reference_cache(model: torch.nn.Module, data: Sized,
     (default the model's). Values are stored in float32.
     """
     log(f"computing reference log-probs for {len(data)} examples -> {path}")
-    starts = range(0, len(data), batch_size)
-    if progress:
-        from rich.progress import track
-        starts = track(starts, description="reference log-probs")
-    device = device if device is not None else next(model.parameters()).device
-    indices, parts = [], []
-    for start in starts:
-        batch = {k: v.to(device) for k, v in
-                 collate(data, list(range(start, min(start + batch_size, len(data))))).items()}
+
+    def score(batch: dict) -> dict:
         if "label" in batch:  # unpaired: every completion's own values, in the chosen slots
-            values = model_logps(model, {**batch, "label": torch.ones_like(batch["label"],
-                                                                           dtype=torch.bool)})
+            values = model_logps(model, {**batch, "label": torch.ones_like(batch["label"], dtype=torch.bool)})
             values = PairLogps(values.chosen_sum, torch.zeros_like(values.chosen_sum),
                                values.chosen_count, torch.zeros_like(values.chosen_count))
         else:
             values = model_logps(model, batch)
-        indices.append(batch["index"].cpu())
-        parts.append([t.float().cpu() if t.is_floating_point() else t.cpu() for t in values])
-    if not parts:
+        return {"index": batch["index"],
+                **{k: t.float() if t.is_floating_point() else t for k, t in values._asdict().items()}}
+
+    device = device if device is not None else next(model.parameters()).device
+    scored = score_rows(len(data), lambda indices: collate(data, indices), score, batch_size=batch_size,
+                        model=model, device=device, progress=progress, description="reference log-probs")
+    if not scored:
         raise ValueError("no examples to build the reference cache from")
-    values = PairLogps(*(torch.cat(column) for column in zip(*parts)))
-    cache = ReferenceCache.from_values(fingerprint, torch.cat(indices), values)
+    index = scored.pop("index")
+    values = PairLogps(**scored)
+    cache = ReferenceCache.from_values(fingerprint, index, values)
     cache.save(path)
     return cache
 

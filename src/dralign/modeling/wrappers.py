@@ -1,4 +1,4 @@
-"""The two model-handling helpers every part uses: the 🤗 model under its wrappers, and
+"""The two model-handling helpers every part uses (the only `unwrap` and `eval_mode`): the 🤗 model under its wrappers, and
 eval mode for the duration of a block."""
 
 from __future__ import annotations
@@ -9,14 +9,18 @@ from typing import Iterator
 import torch
 
 
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The 🤗 model under DDP-style (`.module`, e.g. Accelerate's DistributedDataParallel) and
-    PEFT (`get_base_model()`) wrappers; the model itself when not wrapped. For inspecting its
-    config, signature and modules; calls should still go through the wrapper."""
-    while isinstance(model, torch.nn.parallel.DistributedDataParallel) or (
+def unwrap(model: torch.nn.Module, keep_peft: bool = False) -> torch.nn.Module:
+    """The 🤗 model under DDP-style (`.module`: DistributedDataParallel, DataParallel, other
+    wrappers without a `config`) and PEFT (`get_base_model()`) wrappers; the model itself when
+    not wrapped. For inspecting its config, signature and modules; calls should still go
+    through the wrapper. keep_peft: stop at a PEFT model (it forwards `get_input_embeddings`
+    and `config`, and its adapters stay in the graph)."""
+    while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) or (
             hasattr(model, "module") and isinstance(model.module, torch.nn.Module)
             and not hasattr(model, "config")):
         model = model.module
+    if keep_peft:
+        return model
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 

@@ -11,10 +11,10 @@ use it alone:
 from .aggregators import AGGREGATORS
 from .couplings import COUPLINGS
 from .links import LINKS
-from .objective import Objective, ObjectiveOutput
+from .objective import Objective, ObjectiveOutput, preference_accuracy
 from .penalty import Wasserstein
 from .presets import PRESETS, parameters
 from .scores import SCORES, trl_alpha_coef
 
 __all__ = ["AGGREGATORS", "COUPLINGS", "LINKS", "Objective", "ObjectiveOutput", "PRESETS",
-           "SCORES", "Wasserstein", "parameters", "trl_alpha_coef"]
+           "SCORES", "Wasserstein", "parameters", "preference_accuracy", "trl_alpha_coef"]

@@ -27,6 +27,13 @@ from .scores import Score
 torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 
+def preference_accuracy(chosen, rejected):
+    """Per comparison 1 when `chosen` > `rejected`, ½ on a tie, else 0: the one tie rule of
+    every accuracy dralign reports (training metrics, `dralign eval`, the benchmarks); a tie,
+    e.g. every pair at step 0 when the policy is the reference, is no preference either way."""
+    return (chosen > rejected).float() + 0.5 * (chosen == rejected).float()
+
+
 @dataclass
 class ObjectiveOutput:
     """What an `Objective` returns for a batch.
@@ -242,8 +249,8 @@ class Objective:
                 "rewards/chosen": chosen.mean(),
                 "rewards/rejected": rejected.mean(),
                 "rewards/margins": chosen.mean() - rejected.mean(),
-                "rewards/accuracies": ((chosen > rejected).float().mean() if chosen.shape == rejected.shape
-                                       else (m > 0).float().mean()),
+                "rewards/accuracies": (preference_accuracy(chosen, rejected).mean() if chosen.shape == rejected.shape
+                                       else preference_accuracy(m, torch.zeros_like(m)).mean()),
                 "logps/chosen": pc.mean(),
                 "logps/rejected": pr.mean(),
             }

@@ -27,6 +27,8 @@ from typing import Sequence
 
 import torch
 
+from ..modeling.wrappers import eval_mode
+
 
 def _check_texts(texts_prompt: Sequence[str], texts_response: Sequence[str]):
     if len(texts_prompt) != len(texts_response):
@@ -65,18 +67,6 @@ def _last_hidden(model, backbone, input_ids, attention_mask) -> torch.Tensor:
         return h if h is not None else out[0]
     out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
     return out.hidden_states[-1]
-
-
-class _eval_mode:
-    def __init__(self, model):
-        self.model = model
-
-    def __enter__(self):
-        self.was_training = self.model.training
-        self.model.eval()
-
-    def __exit__(self, *exc):
-        self.model.train(self.was_training)
 
 
 def _batches(n: int, batch_size: int, progress: bool, description: str):
@@ -130,7 +120,7 @@ def response_features(texts_prompt: Sequence[str], texts_response: Sequence[str]
     backbone = _backbone(model)
     order = sorted(range(n), key=lambda i: len(seqs[i]))
     out = torch.empty(n, 0)
-    with _eval_mode(model):
+    with eval_mode(model):
         for b in _batches(n, batch_size, progress, "ratio features"):
             idx = order[b:b + batch_size]
             width = max(len(seqs[i]) for i in idx)
@@ -183,7 +173,7 @@ def encoder_features(texts_prompt: Sequence[str], texts_response: Sequence[str],
     device = _device_of(model)
     n = len(texts_prompt)
     chunks = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for b in _batches(n, batch_size, progress, "ratio features"):
             enc = tokenizer(list(texts_prompt[b:b + batch_size]),
                             list(texts_response[b:b + batch_size]),

@@ -83,6 +83,7 @@ Two penalty layouts (`shared_prompt`, the trainer's `--penalty-layout`):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, ContextManager
@@ -90,10 +91,13 @@ from typing import Callable, ContextManager
 import torch
 
 from dralign.modeling.loading import attention_supports_double_backward
-from dralign.modeling.logps import pair_of_position, sequence_logps, shared_pair_logps, split_pairs
+from dralign.modeling.wrappers import unwrap  # keep_peft: the adapters must see the perturbed embeddings
 from dralign.objectives.objective import Objective, ObjectiveOutput
 
-__all__ = ["PenaltyResult", "check_penalty_mode", "grad_sq", "penalized_backward", "penalty_active"]
+from .penalty_geometry import (RNGState, check_layout, default_step, input_embeddings, n_pairs, pair_index,
+                               pair_sq_norms, policy_logps)
+
+__all__ = ["PenaltyOptions", "PenaltyResult", "check_penalty_mode", "grad_sq", "penalized_backward", "penalty_active"]
 
 
 @dataclass
@@ -127,15 +131,6 @@ def penalty_active(objective: Objective) -> bool:
     return objective.penalty is not None and objective.penalty.active
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The model under a DDP-style wrapper (`.module`); PEFT models are kept (they forward
-    `get_input_embeddings` and `config`)."""
-    while isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) \
-            or (not hasattr(model, "get_input_embeddings") and hasattr(model, "module")):
-        model = model.module
-    return model
-
-
 def check_penalty_mode(model: torch.nn.Module, objective: Objective) -> None:
     """Raise ValueError, before any training, when the objective's penalty cannot run on `model`:
     exact mode on an attention kernel without a double backward, or a sorting coupling."""
@@ -147,8 +142,8 @@ def check_penalty_mode(model: torch.nn.Module, objective: Objective) -> None:
             "a sorting coupling compares batch quantiles, not examples, so the per-example "
             "gradient penalty ||grad_z l_i||^2 has no per-example loss to differentiate. "
             "Use coupling='paired', or penalty='none'")
-    if objective.penalty.penalty_mode == "exact" and not attention_supports_double_backward(_unwrap(model)):
-        impl = getattr(getattr(_unwrap(model), "config", None), "_attn_implementation", None)
+    if objective.penalty.penalty_mode == "exact" and not attention_supports_double_backward(unwrap(model, keep_peft=True)):
+        impl = getattr(getattr(unwrap(model, keep_peft=True), "config", None), "_attn_implementation", None)
         raise ValueError(
             f"penalty_mode='exact' needs a double backward through attention, which the model's "
             f"attention kernel ({impl!r}) does not have (SDPA and flash attention have none). "
@@ -156,45 +151,85 @@ def check_penalty_mode(model: torch.nn.Module, objective: Objective) -> None:
             "penalty_mode='finite_difference' (the default; any kernel)")
 
 
-def _default_step(z: torch.Tensor) -> float:
-    """√(machine epsilon) of the lowest precision the forward runs in (at most 1e-2), float32 at
-    best: models
-    run norms in float32 even in a float64 model (llama's RMSNorm), so float64 gains nothing."""
-    dtype = z.dtype if torch.finfo(z.dtype).eps > torch.finfo(torch.float32).eps else torch.float32
-    device_type = z.device.type
-    if torch.is_autocast_enabled(device_type):
-        ac = torch.get_autocast_dtype(device_type)
-        if torch.finfo(ac).eps > torch.finfo(dtype).eps:
-            dtype = ac
-    # capped at 1e-2: in bfloat16 √eps = 0.088 is truncation-dominated (measured best ≈ 1e-2)
-    return min(math.sqrt(torch.finfo(dtype).eps), 1e-2)
 
 
-class _RNGState:
-    """CPU and (model-device) CUDA RNG states, to replay dropout masks."""
 
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.device = device
-        self.cpu_state = torch.get_rng_state()
-        self.cuda_state = torch.cuda.get_rng_state(device) if self.cuda else None
 
-    def restore(self):
-        torch.set_rng_state(self.cpu_state)
-        if self.cuda:
-            torch.cuda.set_rng_state(self.cuda_state, self.device)
+@dataclass(frozen=True)
+class PenaltyOptions:
+    """The keyword options of `penalized_backward` (see there), gathered into one value.
+
+    backward, no_sync and autocast are the accelerator's hooks; a trainer passes its
+    `StepContext` (``ctx=``) instead, and they come from its accelerator."""
+
+    meta: dict | None = None
+    weights: torch.Tensor | None = None
+    scale: float = 1.0
+    length_normalize: bool | None = None
+    penalty_total: float | torch.Tensor | None = None
+    fd_step: float | None = None
+    state: dict | None = None
+    backward: Callable[[torch.Tensor], None] | None = None
+    no_sync: Callable[[], ContextManager] | None = None
+    autocast: Callable[[], ContextManager] | None = None
+    shared_prompt: bool = False
+
+    def with_context(self, ctx) -> "PenaltyOptions":
+        """These options with the hooks of `ctx` (a `dralign.train.strategies.StepContext`):
+        its accelerator's backward, autocast and no_sync, and its scorer's layout."""
+        acc = ctx.accelerator
+        return dataclasses.replace(self, backward=acc.backward, autocast=acc.autocast,
+                                   no_sync=lambda: acc.no_sync(ctx.model),
+                                   shared_prompt=getattr(ctx.scorer, "prefix_sharing", False))
+
+
+@dataclass
+class _MicroBatch:
+    """One micro-batch's penalised step: what each of its passes reads."""
+
+    model: torch.nn.Module
+    batch: dict
+    ref_chosen: torch.Tensor
+    ref_rejected: torch.Tensor
+    objective: Objective
+    o: PenaltyOptions
+    fixed_p: torch.Tensor | None = None  # p of pass 1, held fixed in pass 2
+
+    def policy_logps(self, z):
+        ln = self.objective.length_normalize if self.o.length_normalize is None else self.o.length_normalize
+        return policy_logps(self.model, self.batch, z, ln, self.o.shared_prompt)
+
+    def example_losses(self, pc, pr):
+        """Differentiable ℓ_i [B] (the objective's own computation, no aggregation)."""
+        d = torch.float64 if pc.dtype == torch.float64 else torch.float32
+        m = self.objective.margins(pc.to(d), pr.to(d), self.ref_chosen.to(d).detach(),
+                                   self.ref_rejected.to(d).detach())
+        return self.objective.losses(m)
+
+    def pass_loss(self, pc, pr, first: bool):
+        """(surrogate with gradient Σ p_i ∇ℓ_i, value, p, differentiable ℓ, output)."""
+        if self.o.weights is None and first:
+            out = self.objective(pc, pr, self.ref_chosen, self.ref_rejected, state=self.o.state,
+                                 **(self.o.meta or {}))
+            return out.loss, out.loss.detach(), out.weights.detach(), None, out
+        losses = self.example_losses(pc, pr)
+        p = (self.o.weights if self.o.weights is not None else self.fixed_p).to(losses.dtype)
+        surrogate = (p * losses).sum()
+        return surrogate, surrogate.detach(), p, losses, None
+
+    def embeddings(self) -> torch.Tensor:
+        return input_embeddings(unwrap(self.model, keep_peft=True).get_input_embeddings(), self.batch["input_ids"])
+
+    def coefficient(self, s_local, penalty_total):
+        """(k, penalty value) of the penalty at S (ρ = 0 and no penalty alike: 0, 0)."""
+        if self.objective.penalty is None:
+            return 0.0, s_local.new_zeros(())
+        return self.objective.penalty.coefficient(s_local, penalty_total)
 
 
 def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor,
-                       ref_rejected: torch.Tensor, objective: Objective, *,
-                       meta: dict | None = None, weights: torch.Tensor | None = None,
-                       scale: float = 1.0, length_normalize: bool | None = None,
-                       penalty_total: float | torch.Tensor | None = None,
-                       fd_step: float | None = None, state: dict | None = None,
-                       backward: Callable[[torch.Tensor], None] | None = None,
-                       no_sync: Callable[[], ContextManager] | None = None,
-                       autocast: Callable[[], ContextManager] | None = None,
-                       shared_prompt: bool = False) -> PenaltyResult:
+                       ref_rejected: torch.Tensor, objective: Objective, *, ctx=None,
+                       **options) -> PenaltyResult:
     """Forward(s) and backward(s) of one micro-batch of B pairs with WDPO's penalty.
 
     batch: `input_ids`, `attention_mask`, `completion_mask` [2B, L] (chosen rows, then
@@ -203,139 +238,147 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     ref_chosen, ref_rejected: reference log-probs [B] in the objective's units (summed, or
         mean when length-normalised).
     objective: the `Objective`; its `penalty` (a `Wasserstein` value: rho, penalty_form,
-        penalty_mode) picks the penalty. Without a penalty (or ρ = 0) this is one ordinary forward/backward.
-    meta: keyword metadata for the objective (`weight`, `group`, `ratio`) when `weights` is None.
-    weights: p [B] fixed from outside (exact global batch: p computed over the effective batch,
-        data weights included). Then the micro-batch loss is Σ_i p_i ℓ_i, ℓ from
+        penalty_mode) picks the penalty. With ρ = 0 (or no penalty) pass 1 alone runs: an
+        ordinary forward/backward, S still measured.
+    ctx: the trainer's `StepContext`: the accelerator's backward, autocast and no_sync, and the
+        scorer's layout (`shared_prompt`), instead of passing them one by one.
+    options (`PenaltyOptions`):
+      meta: keyword metadata for the objective (`weight`, `group`, `ratio`) when `weights` is None.
+      weights: p [B] fixed from outside (exact global batch: p computed over the effective
+        batch, data weights included). Then the micro-batch loss is Σ_i p_i ℓ_i, ℓ from
         `objective.losses(objective.margins(...))`, the objective is not called (no state
         update) and `output` is None.
-    scale: every gradient is multiplied by it (e.g. 1/grad_accum); reported values are not.
-    length_normalize: mean instead of summed completion log-probs (None: the objective's).
-    penalty_total: S_total, the effective batch's S = Σ_i p_i ‖g_i‖² over every micro-batch and
-        process (from `grad_sq`), so that sqrt_mean's gradient is ρ/(2√S_total)·∇S_micro and
-        the parts add up to the big batch's (default: this micro-batch's S, right only when it
-        is the whole effective batch). Unused by the squared form.
-    state: the objective's state (group DRO's q) when `weights` is None; the advanced state
+      scale: every gradient is multiplied by it (e.g. 1/grad_accum); reported values are not.
+      length_normalize: mean instead of summed completion log-probs (None: the objective's).
+      penalty_total: S_total, the effective batch's S = Σ_i p_i ‖g_i‖² over every micro-batch
+        and process (from `grad_sq`), so that sqrt_mean's gradient is ρ/(2√S_total)·∇S_micro
+        and the parts add up to the big batch's (default: this micro-batch's S, right only
+        when it is the whole effective batch). Unused by the squared form.
+      state: the objective's state (group DRO's q) when `weights` is None; the advanced state
         is `result.output.state`.
-    fd_step: ε₀ of the finite difference (relative step, see the module doc).
-    backward: callable that backpropagates a scalar (default `Tensor.backward`), e.g.
-        `accelerator.backward`.
-    no_sync: context-manager factory for the finite difference's first pass (DDP).
-    autocast: context-manager factory wrapping the forwards (e.g. `accelerator.autocast`).
-    shared_prompt: the batch is prefix-shared and the penalty the shared-prompt one.
+      fd_step: ε₀ of the finite difference (relative step, see the module doc).
+      backward: callable that backpropagates a scalar (default `Tensor.backward`).
+      no_sync: context-manager factory for the finite difference's first pass (DDP).
+      autocast: context-manager factory wrapping the forwards.
+      shared_prompt: the batch is prefix-shared and the penalty the shared-prompt one.
     """
+    o = PenaltyOptions(**options)
+    if ctx is not None:
+        o = o.with_context(ctx)
+    o = dataclasses.replace(o, backward=o.backward or (lambda t: t.backward()),
+                            autocast=o.autocast or contextlib.nullcontext)
     if "label" in batch:
         raise ValueError("penalized_backward takes paired batches (chosen rows then rejected); "
                          "unpaired batches use a sorting coupling, which the penalty does not support")
-    _check_layout(batch, shared_prompt)
-    backward = backward or (lambda t: t.backward())
-    autocast = autocast or contextlib.nullcontext
-    meta = meta or {}
-    ln = objective.length_normalize if length_normalize is None else length_normalize
-    active = penalty_active(objective)
+    check_layout(batch, o.shared_prompt)
     if objective.penalty is not None:
         check_penalty_mode(model, objective)
-    if weights is not None:
+    if o.weights is not None:
         if objective.components.coupling.sorts:
             raise ValueError("fixed per-example weights cannot apply to a sorting coupling")
-        weights = weights.detach()
-    ids, am = batch["input_ids"], batch["attention_mask"]
-    n_pairs = _n_pairs(batch, shared_prompt)
+        o = dataclasses.replace(o, weights=o.weights.detach())
+    mb = _MicroBatch(model, batch, ref_chosen, ref_rejected, objective, o)
+    if objective.penalty is not None and objective.penalty.penalty_mode == "exact" and penalty_active(objective):
+        return _exact(mb)
+    return _finite_difference(mb)
 
-    def policy_logps(z):
-        return _policy_logps(model, batch, z, ln, shared_prompt)
 
-    def dtype_of(pc):
-        return torch.float64 if pc.dtype == torch.float64 else torch.float32
+def _exact(mb: _MicroBatch) -> PenaltyResult:
+    """The exact penalty: g with create_graph, then one (double) backward of L + k·S."""
+    o, count = mb.o, n_pairs(mb.batch, mb.o.shared_prompt)
+    with o.autocast():
+        z = mb.embeddings()
+        pc, pr = mb.policy_logps(z)
+        surrogate, value, p, losses, out = mb.pass_loss(pc, pr, True)
+        if losses is None:
+            losses = mb.example_losses(pc, pr)
+        (g,) = torch.autograd.grad(losses.sum(), z, create_graph=True)
+        sq = pair_sq_norms(g, pair_index(mb.batch, o.shared_prompt), count)
+        s_local = (p.to(sq.dtype) * sq).sum()
+    k, pen_value = mb.coefficient(s_local.detach(), o.penalty_total)
+    o.backward((surrogate + k * s_local.to(surrogate.dtype)) * o.scale)
+    return _result(value, pen_value, s_local.detach(), out, math.nan, mb.objective)
 
-    def example_losses(pc, pr):
-        """Differentiable ℓ_i [B] (the objective's own computation, no aggregation)."""
-        d = dtype_of(pc)
-        m = objective.margins(pc.to(d), pr.to(d), ref_chosen.to(d).detach(), ref_rejected.to(d).detach())
-        return objective.losses(m)
 
-    def pass_loss(pc, pr, first: bool):
-        """(surrogate with gradient Σ p_i ∇ℓ_i, value, p, differentiable ℓ, output)."""
-        if weights is None and first:
-            out = objective(pc, pr, ref_chosen, ref_rejected, state=state, **meta)
-            return out.loss, out.loss.detach(), out.weights.detach(), None, out
-        losses = example_losses(pc, pr)
-        p = (weights if weights is not None else fixed_p).to(losses.dtype)
-        surrogate = (p * losses).sum()
-        return surrogate, surrogate.detach(), p, losses, None
-
-    fixed_p = None
-    embed = _unwrap(model).get_input_embeddings()
-
-    # ---------------------------------------------------------------- no penalty: plain DPO step
-    if objective.penalty is None:
-        with autocast():
-            pc, pr = policy_logps(None)
-            surrogate, value, p, _, out = pass_loss(pc, pr, True)
-        backward(surrogate * scale)
-        zero = value.new_zeros(())
-        return _result(value, zero, zero.new_tensor(math.nan), out, math.nan, objective)
-
-    # ---------------------------------------------------------------- exact: double backward
-    if objective.penalty.penalty_mode == "exact" and active:
-        with autocast():
-            z = _embeddings(embed, ids)
-            pc, pr = policy_logps(z)
-            surrogate, value, p, losses, out = pass_loss(pc, pr, True)
-            if losses is None:
-                losses = example_losses(pc, pr)
-            (g,) = torch.autograd.grad(losses.sum(), z, create_graph=True)
-            sq = _pair_sq_norms(g, _pairs(batch, shared_prompt), n_pairs)
-            p_ = p.to(sq.dtype)
-            s_local = (p_ * sq).sum()
-        k, pen_value = objective.penalty.coefficient(s_local.detach(), penalty_total)
-        backward((surrogate + k * s_local.to(surrogate.dtype)) * scale)
-        return _result(value, pen_value, s_local.detach(), out, math.nan, objective)
-
-    # ---------------------------------------------------------------- finite difference
-    params = [q for q in model.parameters() if q.requires_grad]
-    captured = {}
-    rng = _RNGState(ids.device)
-    fd = active  # ρ = 0: pass 1 only (S is still measured)
+def _finite_difference(mb: _MicroBatch) -> PenaltyResult:
+    """Pass 1 (ordinary backward, G captured, `.grad` rescaled by c1), then, when the penalty
+    is active, pass 2 at z + ε·g (see the module doc)."""
+    o, ids = mb.o, mb.batch["input_ids"]
+    fd = penalty_active(mb.objective)  # ρ = 0 or no penalty: pass 1 only (S is still measured)
+    params = [q for q in mb.model.parameters() if q.requires_grad]
+    rng = RNGState(ids.device)
     saved = [q.grad for q in params] if fd else None
     if fd:
         for q in params:
             q.grad = None
-    with (no_sync() if (fd and no_sync is not None) else contextlib.nullcontext()):
-        with autocast():
-            z = _embeddings(embed, ids)
+    first = _first_pass(mb, fd)
+    if not fd:
+        return _result(first.value, first.pen_value, first.s_local, first.out, math.nan, mb.objective)
+    eps, c2 = _step_size(first)
+    _rescale_grads(params, saved, 1.0 - c2)
+    _second_pass(mb, first.g, eps, c2, rng)
+    return _result(first.value, first.pen_value, first.s_local, first.out, eps, mb.objective)
+
+
+@dataclass
+class _FirstPass:
+    """What pass 1 leaves for the rest of the step."""
+
+    value: torch.Tensor  # the objective's value
+    out: ObjectiveOutput | None
+    g: torch.Tensor  # g_i at every position [rows, L, width]
+    s_local: torch.Tensor  # S of this micro-batch
+    k: float | torch.Tensor  # the penalty's gradient coefficient
+    pen_value: torch.Tensor
+    z_norm: float
+    step: float  # ε₀
+
+
+def _first_pass(mb: _MicroBatch, fd: bool) -> _FirstPass:
+    """Forward at z = embed(ids) and an ordinary backward; g_i = G_i / (c·p_i) from the
+    gradient G captured at z."""
+    o, am = mb.o, mb.batch["attention_mask"]
+    captured = {}
+    with (o.no_sync() if (fd and o.no_sync is not None) else contextlib.nullcontext()):
+        with o.autocast():
+            z = mb.embeddings()
             z.register_hook(lambda grad: captured.__setitem__("G", grad.detach()))
-            pc, pr = policy_logps(z)
-            surrogate, value, p, _, out = pass_loss(pc, pr, True)
+            pc, pr = mb.policy_logps(z)
+            surrogate, value, p, _, out = mb.pass_loss(pc, pr, True)
             surrogate.register_hook(lambda grad: captured.__setitem__("c", grad.detach()))
             z_norm = z.detach().float()[am.bool()].norm()
-            step = _default_step(z) if fd_step is None else fd_step  # autocast is on here
-        backward(surrogate * scale)
-    fixed_p = p
+            step = default_step(z) if o.fd_step is None else o.fd_step  # autocast is on here
+        o.backward(surrogate * o.scale)
+    mb.fixed_p = p
     c_total = captured["c"].double().item()  # = scale × whatever `backward` multiplied by
     G = captured.get("G")
     work = torch.float64 if z.dtype == torch.float64 else torch.float32
-    pairs = _pairs(batch, shared_prompt)  # [rows, L]
+    pairs = pair_index(mb.batch, o.shared_prompt)  # [rows, L]
     p_pos = torch.where(pairs >= 0, p.to(work)[pairs.clamp(min=0)], 0.0)
     if G is None or c_total == 0:
         g = torch.zeros_like(z, dtype=work)
     else:
         inv = torch.where(p_pos > 0, 1.0 / (c_total * p_pos), torch.zeros_like(p_pos))
         g = G.to(work) * inv[..., None]
-    sq = _pair_sq_norms(g, pairs, n_pairs)
+    sq = pair_sq_norms(g, pairs, n_pairs(mb.batch, o.shared_prompt))
     s_local = (p.to(sq.dtype) * sq).sum()
-    k, pen_value = objective.penalty.coefficient(s_local, penalty_total)
-    if not fd:
-        return _result(value, pen_value, s_local, out, math.nan, objective)
+    k, pen_value = mb.coefficient(s_local, o.penalty_total)
+    return _FirstPass(value, out, g, s_local, k, pen_value, float(z_norm), step)
 
-    g_norm = g.norm()
-    finite = bool(torch.isfinite(s_local)) and bool(torch.isfinite(g_norm))
-    if finite and float(g_norm) > 0 and float(z_norm) > 0:
-        eps = step * float(z_norm) / float(g_norm)
-        c2 = 2.0 * float(k) / eps
-    else:  # no gradient to perturb along (or non-finite: the caller's check skips the step)
-        eps, c2 = 0.0, 0.0
-    c1 = 1.0 - c2
+
+def _step_size(first: _FirstPass) -> tuple[float, float]:
+    """(ε, c2): ε = ε₀·‖z‖/‖g‖ and pass 2's coefficient 2k/ε; (0, 0) when there is no
+    gradient to perturb along (or it is not finite: the caller's check skips the step)."""
+    g_norm = first.g.norm()
+    finite = bool(torch.isfinite(first.s_local)) and bool(torch.isfinite(g_norm))
+    if finite and float(g_norm) > 0 and first.z_norm > 0:
+        eps = first.step * first.z_norm / float(g_norm)
+        return eps, 2.0 * float(first.k) / eps
+    return 0.0, 0.0
+
+
+def _rescale_grads(params: list, saved: list, c1: float) -> None:
+    """`.grad` (pass 1's alone) scaled by c1 in place, the set-aside gradient added back."""
     with torch.no_grad():
         for q, old in zip(params, saved):
             if q.grad is None:
@@ -345,20 +388,22 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
                 q.grad.mul_(c1)
             if old is not None:
                 q.grad.add_(old)
-    del saved
 
-    after = _RNGState(ids.device)
+
+def _second_pass(mb: _MicroBatch, g: torch.Tensor, eps: float, c2: float, rng: RNGState) -> None:
+    """Forward at z + ε·g with pass 1's dropout masks and p, backward of c2·L_p."""
+    o = mb.o
+    after = RNGState(mb.batch["input_ids"].device)
     rng.restore()  # same dropout masks as pass 1
     try:
-        with autocast():
-            z2 = _embeddings(embed, ids)
+        with o.autocast():
+            z2 = mb.embeddings()
             z2 = z2 + (eps * g).to(z2.dtype)
-            pc2, pr2 = policy_logps(z2)
-            surrogate2, *_ = pass_loss(pc2, pr2, False)
-        backward(surrogate2 * (c2 * scale))
+            pc2, pr2 = mb.policy_logps(z2)
+            surrogate2, *_ = mb.pass_loss(pc2, pr2, False)
+        o.backward(surrogate2 * (c2 * o.scale))
     finally:
         after.restore()
-    return _result(value, pen_value, s_local, out, eps, objective)
 
 
 def grad_sq(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
@@ -387,14 +432,14 @@ def grad_sq(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor, ref_r
     """
     autocast = autocast or contextlib.nullcontext
     ln = objective.length_normalize if length_normalize is None else length_normalize
-    _check_layout(batch, shared_prompt)
+    check_layout(batch, shared_prompt)
     ids = batch["input_ids"]
-    n_pairs = _n_pairs(batch, shared_prompt)
-    rng = _RNGState(ids.device)
+    count = n_pairs(batch, shared_prompt)
+    rng = RNGState(ids.device)
     try:
         with torch.enable_grad(), autocast():
-            z = _embeddings(_unwrap(model).get_input_embeddings(), ids)
-            pc, pr = _policy_logps(model, batch, z, ln, shared_prompt)
+            z = input_embeddings(unwrap(model, keep_peft=True).get_input_embeddings(), ids)
+            pc, pr = policy_logps(model, batch, z, ln, shared_prompt)
             d = torch.float64 if pc.dtype == torch.float64 else torch.float32
             pc, pr = pc.to(d), pr.to(d)
             losses = objective.losses(objective.margins(pc, pr, ref_chosen.to(d).detach(),
@@ -402,65 +447,20 @@ def grad_sq(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor, ref_r
             (g,) = torch.autograd.grad(losses.sum(), z)
     finally:
         rng.restore()
-    sq = _pair_sq_norms(g.detach(), _pairs(batch, shared_prompt), n_pairs)
+    sq = pair_sq_norms(g.detach(), pair_index(batch, shared_prompt), count)
     return (weights.detach().to(sq.dtype) * sq).sum()
 
 
-def _embeddings(embed: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
-    """z = embed(ids), requiring grad even when the embedding is frozen (LoRA)."""
-    z = embed(ids)
-    if not z.requires_grad:
-        z = z.detach().requires_grad_(True)
-    return z
 
 
-def _pairs(batch: dict, shared_prompt: bool) -> torch.Tensor:
-    """[rows, L] the pair of every position: rows i and B+i are pair i in the plain layout;
-    a prefix-shared batch, packed or not, says it (`pair_of_position`)."""
-    if shared_prompt:
-        return pair_of_position(batch)
-    ids = batch["input_ids"]
-    n = ids.shape[0] // 2
-    return (torch.arange(ids.shape[0], device=ids.device) % max(1, n))[:, None].expand_as(ids)
 
 
-def _pair_sq_norms(g: torch.Tensor, pairs: torch.Tensor, n_pairs: int) -> torch.Tensor:
-    """‖g_i‖² per pair [B]: summed over width and every position of pair i (chosen row i and
-    rejected row B+i in the plain layout; its positions in a prefix-shared batch)."""
-    per_position = g.pow(2).sum(-1)
-    keep = pairs >= 0
-    return per_position.new_zeros(n_pairs).index_add(0, pairs[keep], per_position[keep])
 
 
-def _check_layout(batch: dict, shared_prompt: bool) -> None:
-    """The batch's layout must be the penalty's: plain for per_sequence, prefix-shared for shared."""
-    if "segment_ids" in batch and not shared_prompt:
-        raise ValueError(
-            "penalized_backward got a prefix-shared batch for the per-sequence penalty: its "
-            "||grad_z l_i||^2 counts the prompt's embeddings once in the chosen row and once in the "
-            "rejected row, and a shared prefix has one copy of them, whose gradient is the sum of "
-            "the two; collate with prefix sharing off, or use the shared-prompt penalty "
-            "(--penalty-layout shared)")
-    if shared_prompt and "segment_ids" not in batch:
-        raise ValueError("the shared-prompt penalty takes a prefix-shared batch (collate_shared_pairs)")
 
 
-def _n_pairs(batch: dict, shared_prompt: bool) -> int:
-    rows = batch["input_ids"].shape[0]
-    if shared_prompt:
-        return int(pair_of_position(batch).max()) + 1
-    if rows % 2:
-        raise ValueError(f"a paired batch has an even number of rows; got {rows}")
-    return rows // 2
 
 
-def _policy_logps(model, batch: dict, z: torch.Tensor | None, ln: bool, shared_prompt: bool):
-    """(chosen [B], rejected [B]) policy values at input embeddings z, in the objective's units."""
-    if shared_prompt:
-        return shared_pair_logps(model, batch, inputs_embeds=z).reduce(ln)
-    seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"],
-                         inputs_embeds=z)
-    return split_pairs(seq).reduce(ln)
 
 
 def _result(value, pen_value, s_local, out, eps, objective) -> PenaltyResult:

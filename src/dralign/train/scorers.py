@@ -23,8 +23,8 @@ import torch
 
 from ..data import PreferenceData
 from ..data.collate import collate_pairs, collate_shared_pairs, collate_unpaired
-from ..modeling import (CachedReference, Reference, SequenceLogps, choose_packing, choose_prefix_sharing, eval_mode,
-                        pair_logps, sequence_logps)
+from ..modeling import (CachedReference, Reference, SequenceLogps, choose_packing, choose_prefix_sharing,
+                        pair_logps, score_rows, sequence_logps)
 from ..objectives import Objective
 
 
@@ -165,21 +165,16 @@ def make_scorer(cfg, objective: Objective, model, data: PreferenceData, *, exact
 def evaluate_rows(scorer: Scorer, model, side: DataSide, batch_size: int, device,
                   autocast: Callable = None, progress: bool = False) -> dict[str, torch.Tensor]:
     """Every row of `side` scored without gradients (dropout off), concatenated on the CPU
-    (progress: a bar over the batches)."""
+    (progress: a bar over the batches): `dralign.modeling.score_rows` with the scorer's values."""
     import contextlib
 
     autocast = autocast or contextlib.nullcontext
-    parts = []
-    starts = range(0, len(side.data), batch_size)
-    if progress:
-        from rich.progress import track
-        starts = track(starts, description="evaluation", transient=True)
-    with torch.no_grad(), eval_mode(model):
-        for start in starts:
-            idx = list(range(start, min(start + batch_size, len(side.data))))
-            batch = {k: v.to(device) for k, v in scorer.collate(side.data, idx).items()}
-            with autocast():
-                values = scorer.policy_values(model, batch)
-            rows = scorer.rows(tuple(v.float() for v in values), batch, side)
-            parts.append({k: v.cpu() for k, v in rows.items()})
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+    def score(batch: dict) -> dict:
+        with autocast():
+            values = scorer.policy_values(model, batch)
+        return scorer.rows(tuple(v.float() for v in values), batch, side)
+
+    return score_rows(len(side.data), lambda idx: scorer.collate(side.data, idx), score,
+                      batch_size=batch_size, model=model, device=device, progress=progress,
+                      description="evaluation")

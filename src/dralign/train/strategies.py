@@ -146,13 +146,8 @@ class PenalizedStep:
 
     def _penalized(self, batch: dict, **kwargs):
         ctx = self.ctx
-        acc = ctx.accelerator
         rc, rr = ctx.scorer.reference_values(ctx.side, batch)
-        return penalized_backward(ctx.model, batch, rc, rr, ctx.objective,
-                                  length_normalize=ctx.objective.length_normalize,
-                                  backward=acc.backward, autocast=acc.autocast,
-                                  no_sync=lambda: acc.no_sync(ctx.model),
-                                  shared_prompt=getattr(ctx.scorer, "prefix_sharing", False), **kwargs)
+        return penalized_backward(ctx.model, batch, rc, rr, ctx.objective, ctx=ctx, **kwargs)
 
     def backward(self, micro: list[dict], state: dict) -> StepOutput:
         return self._exact(micro, state) if self.exact else self._local(micro, state)

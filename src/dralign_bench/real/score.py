@@ -47,23 +47,20 @@ def pair_logps(model, data, batch_size: int = 16, device=None,
     `device` (default the model's). `prefix_sharing`: each pair one row [prompt | chosen |
     rejected] (the prompt computed once: the same values up to float rounding, cheaper with
     long prompts) instead of the plain layout."""
-    import torch
-
     from dralign.data import collate_shared_pairs
-    from dralign.modeling import model_logps
+    from dralign.modeling import model_logps, score_rows
 
-    model.eval()
+    def batch_of(idx: list[int]) -> dict:
+        return (collate_shared_pairs([data.examples[i] for i in idx], data.pad_token_id)
+                if prefix_sharing else data.collate(idx))
+
+    def score(batch: dict) -> dict:
+        out = model_logps(model, batch)
+        return {"chosen": out.chosen_sum.double(), "rejected": out.rejected_sum.double()}
+
     device = device if device is not None else next(model.parameters()).device
-    chosen, rejected = [], []
-    with torch.no_grad():
-        for start in range(0, len(data), batch_size):
-            idx = range(start, min(start + batch_size, len(data)))
-            batch = (collate_shared_pairs([data.examples[i] for i in idx], data.pad_token_id)
-                     if prefix_sharing else data.collate(idx))
-            out = model_logps(model, {k: v.to(device) for k, v in batch.items()})
-            chosen.append(out.chosen_sum.double().numpy())
-            rejected.append(out.rejected_sum.double().numpy())
-    return np.concatenate(chosen), np.concatenate(rejected)
+    scored = score_rows(len(data), batch_of, score, batch_size=batch_size, model=model, device=device)
+    return scored["chosen"].numpy(), scored["rejected"].numpy()
 
 
 def pair_correct(policy: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray]

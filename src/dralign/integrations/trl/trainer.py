@@ -10,7 +10,7 @@ from typing import Mapping
 import torch
 
 from ...modeling import SequenceLogps, completion_logps, split_pairs
-from ...objectives import Objective
+from ...objectives import Objective, preference_accuracy
 from .data import ObjectiveColumns, ObjectiveColumnsCollator, plan_columns, split_meta
 from .objective import check_supported, resolve_objective
 
@@ -194,7 +194,7 @@ class DPOTrainer(_TRLDPOTrainer):
         record["rewards/chosen"].append(chosen.mean().item())
         record["rewards/rejected"].append(rejected.mean().item())
         record["rewards/margins"].append((chosen - rejected).mean().item())
-        record["rewards/accuracies"].append((chosen > rejected).float().mean().item())
+        record["rewards/accuracies"].append(preference_accuracy(chosen, rejected).mean().item())
         record["logps/chosen"].append(acc.gather(pc).mean().item())
         record["logps/rejected"].append(acc.gather(pr).mean().item())
         for name, value in out.metric_tensors.items():
