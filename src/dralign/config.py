@@ -217,6 +217,20 @@ def from_args(cls, args: argparse.Namespace, translate=None):
     return build(cls, {**from_yaml, **given}, where="command line")
 
 
+def parse(cls, argv: list[str] | None, prog: str, description: str = ""):
+    """A config `cls` from a command line of its own (`python -m ...` entry points): the same
+    flags, `--config FILE.yaml`, range checks and no abbreviations as the `dralign` commands.
+    A bad value exits with status 2 and one line, as argparse does."""
+    parser = argparse.ArgumentParser(prog=prog, description=description, allow_abbrev=False)
+    parser.add_argument("--config", help="YAML file of options (keys are the option names)")
+    add_arguments(parser, cls)
+    args = parser.parse_args(argv)
+    try:
+        return from_args(cls, args)
+    except ConfigError as err:
+        parser.error(str(err))
+
+
 def to_flat_dict(config) -> dict[str, Any]:
     out = {}
     for section, _ in _sections(type(config)):

@@ -26,7 +26,7 @@ each); the saved weights must agree (max abs difference ≤ `FSDP_TOL` × the up
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -34,12 +34,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import torch
 
-from dralign.config import atomic_write_text
+from dralign.config import Range, atomic_write_text, option, parse
 
 from .speed import SpeedOptions, run_child
 from .speed_data import build_world
@@ -76,24 +77,34 @@ fsdp_config:
 """
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m dralign_bench.gpu", description=__doc__.splitlines()[0],
-                                allow_abbrev=False)
-    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    p.add_argument("--tiny", action="store_true", help="a tiny model and 2 steps (a smoke test, not a measurement)")
-    p.add_argument("--shape", default="qwen2-0.5b", choices=sorted(SHAPES), help="the real model whose shape is used")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-length", type=int, default=1024)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--threads", type=int, default=max(1, min(8, os.cpu_count() or 1)))
-    p.add_argument("--fsdp", choices=["auto", "off"], default="auto", help="auto: the FSDP check when ≥ 2 GPUs are visible")
-    p.add_argument("--json", default="outputs/bench-gpu.json")
-    p.add_argument("--work-dir", default=None, help="default: a temporary folder, removed after")
-    args = p.parse_args(argv)
+@dataclass
+class GpuOptions:
+    """The GPU benchmark: a real model's shape, random weights, timed training steps."""
+
+    device: Literal["cuda", "cpu"] = option("cuda", "where to run")
+    tiny: bool = option(False, "a tiny model and 2 steps (a smoke test, not a measurement)")
+    shape: Literal[tuple(sorted(SHAPES))] = option("qwen2-0.5b", "the real model whose shape is used")
+    dtype: Literal["bfloat16", "float32"] = option("bfloat16", "weights dtype")
+    batch_size: int = option(8, "pairs per step", Range(1))
+    max_length: int = option(1024, "tokens per sequence", Range(2))
+    warmup: int = option(3, "untimed steps first", Range(0))
+    steps: int = option(10, "timed steps", Range(1))
+    threads: int = option(max(1, min(8, os.cpu_count() or 1)), "CPU threads", Range(1))
+    fsdp: Literal["auto", "off"] = option("auto", "auto: the FSDP check when >= 2 GPUs are visible")
+    json: str = option("outputs/bench-gpu.json", "where the results go")
+    work_dir: str | None = option(None, "default: a temporary folder, removed after")
+
+
+@dataclass
+class GpuConfig:
+    gpu: GpuOptions
+
+
+def parse_args(argv: list[str] | None = None) -> GpuOptions:
+    """The options of `python -m dralign_bench.gpu` (typed, range-checked, no abbreviations)."""
+    args = parse(GpuConfig, argv, "python -m dralign_bench.gpu", __doc__.splitlines()[0]).gpu
     if args.tiny:
-        args.shape, args.batch_size, args.max_length, args.warmup, args.steps = "tiny", 2, 64, 1, 2
+        args = dataclasses.replace(args, shape="tiny", batch_size=2, max_length=64, warmup=1, steps=2)
     return args
 
 
@@ -207,7 +218,7 @@ def _print(results: dict) -> None:
               if "skipped" not in f else f"FSDP check skipped: {f['skipped']}")
 
 
-def run(args: argparse.Namespace, log=print) -> dict:
+def run(args: GpuOptions, log=print) -> dict:
     """The whole script: build, compare, FSDP check (≥ 2 GPUs), JSON."""
     import shutil
 

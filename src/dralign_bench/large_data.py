@@ -1,7 +1,7 @@
 """Loading, validating and tokenising a large preference file: time and peak memory.
 
-    python -m dralign_bench.large_data FILE.jsonl --generate 200000     # write the test file once
-    /usr/bin/time -v python -m dralign_bench.large_data FILE.jsonl [--cache-dir DIR]
+    python -m dralign_bench.large_data --file FILE.jsonl --generate 200000     # write the test file once
+    /usr/bin/time -v python -m dralign_bench.large_data --file FILE.jsonl [--cache-dir DIR]
 
 The file holds explicit pairs of generated text (a prompt of ~30 words, responses of 25); the
 tokenizer is the offline tiny BPE. With --cache-dir a second run reads the tokenised cache.
@@ -9,11 +9,14 @@ tokenizer is the offline tiny BPE. With --cache-dir a second run reads the token
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import resource
+import sys
 import time
+from dataclasses import dataclass
+
+from dralign.config import Range, option, parse
 
 WORDS = ("good happy great kind thank you very much bad terrible lazy awful sad the weather "
          "question answer please briefly").split()
@@ -30,12 +33,25 @@ def generate(path: str, rows: int, seed: int = 0) -> None:
                                  "group": "ab"[i % 2]}) + "\n")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("file")
-    parser.add_argument("--generate", type=int, metavar="ROWS", help="write ROWS generated pairs to FILE and stop")
-    parser.add_argument("--cache-dir", help="tokenised-data cache folder")
-    args = parser.parse_args()
+@dataclass
+class LargeDataOptions:
+    """A large preference file: generate it, or time loading it."""
+
+    file: str | None = option(None, "the JSONL file (required)")
+    generate: int = option(0, "write this many generated pairs to --file and stop (0: load it)", Range(0))
+    cache_dir: str | None = option(None, "tokenised-data cache folder")
+
+
+@dataclass
+class LargeDataConfig:
+    large_data: LargeDataOptions
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(LargeDataConfig, argv, "python -m dralign_bench.large_data", __doc__.splitlines()[0]).large_data
+    if not args.file:
+        print("python -m dralign_bench.large_data: error: pass --file FILE.jsonl", file=sys.stderr)
+        raise SystemExit(2)
     if args.generate:
         generate(args.file, args.generate)
         return

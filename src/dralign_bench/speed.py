@@ -419,14 +419,9 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m dralign_bench.speed [options]` (the same options as `dralign bench speed`)."""
-    import argparse
+    from dralign.config import parse
 
-    from dralign.config import add_arguments, from_args
-
-    parser = argparse.ArgumentParser(prog="dralign bench speed", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", help="YAML file of options (keys are the option names)")
-    add_arguments(parser, SpeedConfig)
-    run_speed(from_args(SpeedConfig, parser.parse_args(argv)))
+    run_speed(parse(SpeedConfig, argv, "python -m dralign_bench.speed", __doc__.splitlines()[0]))
     return 0
 
 

@@ -43,11 +43,6 @@ class RunSpec:
         inner = ",".join(f"{k}={v:g}" for k, v in self.params)
         return f"{self.dataset}/{self.method}" + (f"[{inner}]" if inner else "")
 
-    def with_params(self, **kw: float) -> "RunSpec":
-        merged = dict(self.params)
-        merged.update(kw)
-        return RunSpec(self.dataset, self.method, tuple(sorted(merged.items())))
-
 
 @dataclass(frozen=True)
 class Tuned:
