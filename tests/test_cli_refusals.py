@@ -59,7 +59,7 @@ def test_every_exception_class_of_dralign_is_in_the_family():
 def test_every_refusal_class_is_one_line_through_the_cli(cls, monkeypatch, capsys):
     import dralign.ratio.cli as ratio_cli
 
-    def refuse(opts):
+    def refuse(*_):
         raise _instance(cls, "the reason, in words")
 
     monkeypatch.setattr(ratio_cli, "fit_file", refuse)

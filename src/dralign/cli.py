@@ -93,7 +93,8 @@ def _train(args) -> int:
 def _ratio_fit(args) -> int:
     from .ratio.cli import RatioConfig, fit_file
 
-    fit_file(from_args(RatioConfig, args).ratio)
+    cfg = from_args(RatioConfig, args)
+    fit_file(cfg.ratio, cfg.data)
     return 0
 
 

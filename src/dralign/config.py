@@ -177,6 +177,16 @@ def build(cls, overrides: dict[str, Any], where: str = "command line"):
     return cls(**{s: section_cls(**values[s]) for s, section_cls in _sections(cls)})
 
 
+def check_ranges(config) -> None:
+    """Refuse a config built in Python (not through `build`) whose numbers are out of their
+    fields' ranges: the same check, and message, as on the command line."""
+    for section, section_cls in _sections(type(config)):
+        for f, _ in _leaf_fields(section_cls):
+            valid, value = f.metadata.get("valid"), getattr(getattr(config, section), f.name)
+            if valid is not None and isinstance(value, (int, float)) and value not in valid:
+                raise ConfigError(f"{flag(f.name)}: {value!r} is out of range; valid values are {valid}")
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config: a flat mapping of option names (sections may also be nested)."""
     import yaml  # here, not at the top: `dralign train --help` reads no YAML

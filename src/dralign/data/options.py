@@ -30,8 +30,7 @@ if TYPE_CHECKING:
     from .dataset import PreferenceData
 
 __all__ = ["Columns", "ReadOptions", "Source", "Truncation", "cache_key", "load_pairs",
-           "load_preference_data", "load_unpaired",
-           "prefix_sharing_option"]
+           "load_preference_data", "load_unpaired", "SharingOption"]
 
 Columns = ColumnMap  # one class for the column names; `Columns` is its name among the options
 
@@ -108,9 +107,11 @@ class ReadOptions:
         return Source(path, self.data_subset, split)
 
 
-def prefix_sharing_option():
-    """The --prefix-sharing field, declared once: the trainer's data section and eval's carry it."""
-    return option("auto", "score chosen and rejected in one sequence [prompt | chosen | rejected] with a 4-D attention mask, so the prompt is computed once (same log-probs up to float rounding); auto = on for paired objectives when the model supports it and the prompts are long enough to pay (never for WDPO's penalty)")
+@dataclass
+class SharingOption:
+    """The batch layout of scored pairs (train's data section and eval's carry it)."""
+
+    prefix_sharing: Literal["auto", "on", "off"] = option("auto", "score chosen and rejected in one sequence [prompt | chosen | rejected] with a 4-D attention mask, so the prompt is computed once (same log-probs up to float rounding); auto = on for paired objectives when the model supports it and the prompts are long enough to pay (never for WDPO's penalty)")
 
 
 def cache_key(source: Source, tokenizer, columns: Columns, truncation: Truncation, on_bad_row: str,

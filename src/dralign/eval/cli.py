@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import atomic_write_text, option, to_flat_dict
-from ..data.options import ReadOptions, prefix_sharing_option
+from ..config import Range, atomic_write_text, check_ranges, option, to_flat_dict
+from ..data.options import ReadOptions, SharingOption
 from .mixtures import DEFAULT_ALPHAS
 from .registry import PROMPTS
 
@@ -39,28 +39,26 @@ class EvalOptions:
     reference: str | None = option(None, "the start/reference model: needed by --data metrics, by KL and by win rates")
     data: str | None = option(None, "held-out preference file or folder (any format `dralign train` reads); read, cut and reported exactly as `dralign train` reads its --eval-data")
     data_split: str = option("test", "split of --data when it is a hub dataset or a saved DatasetDict")
-    beta: float = option(0.1, "beta of the implicit reward beta*(log pi - log pi_ref) on --data")
+    beta: float = option(0.1, "beta of the implicit reward beta*(log pi - log pi_ref) on --data", Range(0, low_open=True))
     prompts: str | None = option(None, "prompts to sample from: a .txt file (one per line), a JSONL/JSON/Parquet/CSV file with a prompt column (--prompt-column), or a spec a package registers (the shift world's world:heldout:N / world:train:N)")
     reward: list[str] = option([], "reward(s) of the completions: a spec a package registers (the shift world's world:NAME, world:mix:A,B,ALPHA[,linear|geometric]), package.module:function, or a sequence-classification model")
     reward_b: str | None = option(None, "shift sweep: the second reward r_b, mixed with the first --reward r_a")
     alphas: list[float] = option(list(DEFAULT_ALPHAS), "shift sweep: the mixture weights alpha of r_a")
     mixture: Literal["linear", "geometric"] = option("linear", "shift sweep: alpha*r_a + (1-alpha)*r_b or r_a^alpha * r_b^(1-alpha)")
-    num_samples: int = option(1, "completions per prompt")
-    max_new_tokens: int = option(48, "max tokens per completion (eos ends one earlier)")
-    temperature: float = option(1.0, "sampling temperature (1 = the model's distribution; KL is only unbiased at 1; 0 = greedy)")
-    top_p: float = option(1.0, "nucleus sampling mass (1 = off)")
+    num_samples: int = option(1, "completions per prompt", Range(1))
+    max_new_tokens: int = option(48, "max tokens per completion (eos ends one earlier)", Range(1))
+    temperature: float = option(1.0, "sampling temperature (1 = the model's distribution; KL is only unbiased at 1; 0 = greedy)", Range(0))
+    top_p: float = option(1.0, "nucleus sampling mass (1 = off)", Range(0, 1, low_open=True))
     seed: int = option(0, "seed of sampling, world prompts and bootstrap intervals")
-    batch_size: int = option(32, "sequences per forward pass")
+    batch_size: int = option(32, "sequences per forward pass", Range(1))
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "weights dtype when loading")
     device: str | None = option(None, "device to run on (default: cuda if available, else cpu)")
     output: str | None = option(None, "write the results as JSON here, and beside it (x.json -> x.png) per-group accuracy and a reliability diagram (default: print only)")
 
 
 @dataclass
-class EvalDataOptions(ReadOptions):
+class EvalDataOptions(ReadOptions, SharingOption):
     """How --data (and a --prompts table's prompt column) is read: as `dralign train` reads its data."""
-
-    prefix_sharing: Literal["auto", "on", "off"] = prefix_sharing_option()
 
 
 @dataclass
@@ -178,11 +176,7 @@ def _check(cfg: EvalConfig) -> None:
         raise ValueError("--reward and --reward-b score sampled completions: pass --prompts")
     if opts.reward_b and not opts.alphas:
         raise ValueError("--alphas is empty: the shift sweep needs at least one alpha")
-    for name in ("num_samples", "max_new_tokens", "batch_size"):
-        if getattr(opts, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(opts, name)}")
-    if opts.beta <= 0:
-        raise ValueError(f"--beta must be > 0, got {opts.beta}")
+    check_ranges(cfg)  # the fields' ranges, for a config built in Python
     if len(set(opts.reward)) != len(opts.reward):
         raise ValueError(f"--reward lists a reward twice: {opts.reward}")
     if opts.data and cfg.data.format == "unpaired":

@@ -6,11 +6,13 @@ under the response-level rule), ready for `dralign train --method dora --data OU
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from ..config import option
-from ..data.options import Columns
+from ..config import Range, option
+from ..data.options import Columns, ReadOptions
 
 
 @dataclass
@@ -20,23 +22,29 @@ class RatioOptions:
     data: str | None = option(None, "preference file or folder (any format `dralign train` reads)")
     output: str | None = option(None, "where to write the rows with target_prob and ratio (JSONL; default: DATA.ratios.jsonl)")
     target: list[str] = option([], "source value(s) that mark the target distribution, e.g. human")
-    source_column: str = option("source", "row-level source column")
     response_level: bool = option(False, "sources are per response (chosen and rejected separately)")
     chosen_source_column: str = option("chosen_source", "response level: the chosen response's source (dotted path allowed, e.g. meta.chosen_policy)")
     rejected_source_column: str = option("rejected_source", "response level: the rejected response's source (dotted path allowed)")
-    pair_rule: str = option("geometric", "response level: a pair's weight from its two responses' ratios: geometric (sqrt(h+ h-)) or product")
+    pair_rule: Literal["geometric", "product"] = option("geometric", "response level: a pair's weight from its two responses' ratios: geometric (sqrt(h+ h-)) or product")
     model: str | None = option(None, "features: frozen mean-pooled hidden states of this causal LM (normally the reference model)")
     encoder: str | None = option(None, "features: instead, any Hugging Face encoder (AutoModel) by name or path")
-    folds: int = option(5, "cross-fitting folds: no row is scored by a classifier that saw it")
-    clip: float | None = option(None, "cap the weights at this value")
-    max_length: int = option(256, "max tokens per (prompt, response) for the features")
+    folds: int = option(5, "cross-fitting folds: no row is scored by a classifier that saw it", Range(2))
+    clip: float | None = option(None, "cap the weights at this value", Range(0, low_open=True))
     seed: int = option(0, "fold assignment seed")
-    on_bad_row: str = option("error", "error or skip invalid rows")
+
+
+# fit_file's default for programmatic callers (the shift benchmark's fitted ratios): features cut
+# at 256 tokens, as before; `dralign ratio fit` passes its data section (--max-length 512 as train)
+FEATURES = ReadOptions(max_length=256)
 
 
 @dataclass
 class RatioConfig:
+    """`dralign ratio fit`: the fitting options and the data section `dralign train` reads
+    with (columns, --max-length for the features, --on-bad-row, --source-column)."""
+
     ratio: RatioOptions
+    data: ReadOptions = dataclasses.field(default_factory=ReadOptions)
 
 
 def _dotted(row: dict, path: str):
@@ -70,9 +78,10 @@ def pair_rows(data: str, on_bad_row: str = "error", columns: Columns = Columns()
     return originals, texts
 
 
-def fit_file(opts: RatioOptions, columns: Columns = Columns()):
-    """Fit, print the summary, write the output; returns the RatioFit. columns: where the
-    prompt and responses are (the trainer's column options, for inline fitting)."""
+def fit_file(opts: RatioOptions, read: ReadOptions = FEATURES):
+    """Fit, print the summary, write the output; returns the RatioFit. read: how the rows are
+    read (columns, bad rows, the source column) and the features' --max-length: the trainer's
+    data section for inline fitting, `dralign ratio fit`'s own otherwise."""
     from ..modeling import load_model, load_tokenizer
     from .fit import fit_density_ratios
 
@@ -82,7 +91,7 @@ def fit_file(opts: RatioOptions, columns: Columns = Columns()):
         raise ValueError("pass --target SOURCE (the source value(s) of the target distribution)")
     if bool(opts.model) == bool(opts.encoder):
         raise ValueError("pass exactly one of --model (reference LM features) or --encoder NAME")
-    originals, texts = pair_rows(opts.data, opts.on_bad_row, columns)
+    originals, texts = pair_rows(opts.data, read.on_bad_row, read.columns())
     rows = []
     for i, (orig, text) in enumerate(zip(originals, texts)):
         row = dict(text)
@@ -91,7 +100,7 @@ def fit_file(opts: RatioOptions, columns: Columns = Columns()):
                 row["chosen_source"] = str(_dotted(orig, opts.chosen_source_column))
                 row["rejected_source"] = str(_dotted(orig, opts.rejected_source_column))
             else:
-                row["source"] = str(_dotted(orig, opts.source_column))
+                row["source"] = str(_dotted(orig, read.source_column))
         except KeyError as e:
             raise ValueError(f"{opts.data}: row {i}: field '{e.args[0]}' is missing (the row's source)") from None
         rows.append(row)
@@ -102,7 +111,7 @@ def fit_file(opts: RatioOptions, columns: Columns = Columns()):
     fit = fit_density_ratios(rows, target=set(opts.target), source_column="source",
                              model=model, tokenizer=tokenizer, encoder=opts.encoder, folds=opts.folds,
                              clip=opts.clip, seed=opts.seed, response_level=opts.response_level,
-                             pair_rule=opts.pair_rule, max_length=opts.max_length, progress=True)
+                             pair_rule=opts.pair_rule, max_length=read.max_length, progress=True)
     output = Path(opts.output or Path(opts.data).with_suffix("").as_posix().removesuffix(".jsonl") + ".ratios.jsonl")
     fit.write_jsonl(output, originals)
     print(fit.summary())

@@ -36,7 +36,7 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
@@ -294,12 +294,44 @@ def _load_causal(model, tokenizer):
     return model, tokenizer, str(name) if name else type(model).__name__
 
 
+@dataclass(frozen=True)
+class FeatureOptions:
+    """Where the classifier's features come from (exactly one of model, encoder, features)."""
+
+    model: Any = None
+    tokenizer: Any = None
+    encoder: str | None = None
+    features: torch.Tensor | None = None
+    batch_size: int = 16
+    max_length: int = 256
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class CrossFitOptions:
+    """How the probabilities are cross-fitted and turned into weights."""
+
+    folds: int = 5
+    clip: float | None = None
+    seed: int = 0
+    response_level: bool = False
+    pair_rule: str = "geometric"
+    l2: float = 1e-2
+
+
+def _split_options(options: dict) -> tuple[FeatureOptions, CrossFitOptions]:
+    """The keyword options of `fit_density_ratios`, as its two option objects (TypeError on an
+    unknown keyword, as for any function)."""
+    names = {f.name for f in fields(FeatureOptions)}
+    feature = {k: v for k, v in options.items() if k in names}
+    try:
+        return FeatureOptions(**feature), CrossFitOptions(**{k: v for k, v in options.items() if k not in names})
+    except TypeError as err:
+        raise TypeError(f"fit_density_ratios: {err}") from None
+
+
 def fit_density_ratios(rows: Sequence[Mapping], *, target, source_column: str | Callable = "source",
-                       model=None, tokenizer=None, encoder: str | None = None,
-                       features: torch.Tensor | None = None, folds: int = 5,
-                       clip: float | None = None, seed: int = 0, response_level: bool = False,
-                       pair_rule: str = "geometric", l2: float = 1e-2, batch_size: int = 16,
-                       max_length: int = 256, progress: bool = False) -> RatioFit:
+                       **options) -> RatioFit:
     """Cross-fit P(target | x, y) on `rows` and turn it into DoRA weights (module docstring).
 
     Args:
@@ -308,75 +340,83 @@ def fit_density_ratios(rows: Sequence[Mapping], *, target, source_column: str | 
         source_column: row level — the row's field holding its source, or ``fn(row) -> label``;
             response level — a suffix: ``row[f"{side}_{source_column}"]`` for side in chosen /
             rejected, or ``fn(row, side) -> label`` (see `response_source_from_policy`).
+        options (`FeatureOptions`, `CrossFitOptions`):
         model, tokenizer: a causal LM (object or path; normally the reference model) whose
             response-pooled hidden states are the features (`response_features`).
         encoder: instead, an `AutoModel` encoder name/path (`encoder_features`).
         features: instead, precomputed features: [N, H] at row level, [2N, H] at response
             level (all chosen responses, then all rejected).
-        folds, seed, l2: cross-fitting (`crossfit_probabilities`).
+        folds, seed, l2: cross-fitting (`crossfit_probabilities`); response_level: sources per
+            response.
         clip: maximum weight. pair_rule: `geometric` (default) or `product`.
         batch_size, max_length, progress: feature extraction (progress: a bar over its batches).
     """
+    feat, cross = _split_options(options)
     rows = list(rows)
     _validate_rows(rows)
-    if pair_rule not in PAIR_RULES:
-        raise ValueError(f"unknown pair_rule {pair_rule!r}; choose one of {', '.join(PAIR_RULES)}")
-    if clip is not None and not clip > 0:
-        raise ValueError(f"clip must be positive, got {clip}")
+    if cross.pair_rule not in PAIR_RULES:
+        raise ValueError(f"unknown pair_rule {cross.pair_rule!r}; choose one of {', '.join(PAIR_RULES)}")
+    if cross.clip is not None and not cross.clip > 0:
+        raise ValueError(f"clip must be positive, got {cross.clip}")
     is_target_fn, target_desc = _target_fn(target)
-    labels = _labels(rows, source_column, response_level)
+    labels = _labels(rows, source_column, cross.response_level)
     y = torch.tensor([bool(is_target_fn(s)) for s in labels])
+    x, feat_desc = _features(rows, feat, cross.response_level)
+    cf = crossfit_probabilities(x, y, folds=cross.folds, seed=cross.seed, l2=cross.l2)
+    prob, prior = cf.prob, float(y.double().mean())
+    target_prob, weight, response_prob = _weights(prob, prior, len(rows), cross)
+    return RatioFit(
+        target_prob=target_prob, weight=weight,
+        auc=roc_auc(prob, y), ece=expected_calibration_error(prob, y), brier=brier_score(prob, y),
+        prior=prior, n_folds=cross.folds, level="response" if cross.response_level else "row",
+        pair_rule=cross.pair_rule if cross.response_level else None, clip=cross.clip, target=target_desc,
+        features=feat_desc, l2=cross.l2, seed=cross.seed, response_prob=response_prob, item_prob=prob,
+        item_is_target=y, fold=cf.fold)
+
+
+def _features(rows: list, feat: FeatureOptions, response_level: bool) -> tuple[torch.Tensor, str]:
+    """(features [N or 2N, H], a description of them) from exactly one source."""
     n = len(rows)
     n_items = 2 * n if response_level else n
-
-    given = [k for k, v in (("model", model), ("encoder", encoder), ("features", features))
+    given = [k for k, v in (("model", feat.model), ("encoder", feat.encoder), ("features", feat.features))
              if v is not None]
     if len(given) != 1:
         raise ValueError("give exactly one of model (with tokenizer), encoder or features; "
                          f"got {', '.join(given) or 'none'}")
-    if features is not None:
-        x = torch.as_tensor(features)
+    if feat.features is not None:
+        x = torch.as_tensor(feat.features)
         if x.dim() != 2 or x.shape[0] != n_items:
             raise ValueError(f"features must be [{n_items}, H] for {n} rows at "
                              f"{'response' if response_level else 'row'} level, "
                              f"got {tuple(x.shape)}")
-        feat_desc = f"precomputed (H = {x.shape[1]})"
+        return x, f"precomputed (H = {x.shape[1]})"
+    prompts = [r["prompt"] for r in rows] * 2
+    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+    extract = dict(batch_size=feat.batch_size, max_length=feat.max_length, progress=feat.progress)
+    if feat.model is not None:
+        model, tokenizer, name = _load_causal(feat.model, feat.tokenizer)
+        f = response_features(prompts, responses, model, tokenizer, **extract)
+        desc = (f"{name} final hidden states mean-pooled over response tokens "
+                f"(H = {f.shape[1]}, max_length {feat.max_length})")
     else:
-        prompts = [r["prompt"] for r in rows] * 2
-        responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
-        if model is not None:
-            model, tokenizer, name = _load_causal(model, tokenizer)
-            f = response_features(prompts, responses, model, tokenizer,
-                                  batch_size=batch_size, max_length=max_length, progress=progress)
-            feat_desc = (f"{name} final hidden states mean-pooled over response tokens "
-                         f"(H = {f.shape[1]}, max_length {max_length})")
-        else:
-            enc_model, enc_tok = load_encoder(encoder)
-            f = encoder_features(prompts, responses, model=enc_model, tokenizer=enc_tok,
-                                 batch_size=batch_size, max_length=max_length, progress=progress)
-            feat_desc = f"encoder {encoder} mean-pooled (H = {f.shape[1]}, max_length {max_length})"
-        x = f if response_level else torch.cat([f[:n], f[n:]], dim=1)
-        if not response_level:
-            feat_desc += ", [chosen ‖ rejected] per row"
-
-    cf = crossfit_probabilities(x, y, folds=folds, seed=seed, l2=l2)
-    prob = cf.prob
-    prior = float(y.double().mean())
+        enc_model, enc_tok = load_encoder(feat.encoder)
+        f = encoder_features(prompts, responses, model=enc_model, tokenizer=enc_tok, **extract)
+        desc = f"encoder {feat.encoder} mean-pooled (H = {f.shape[1]}, max_length {feat.max_length})"
     if response_level:
+        return f, desc
+    return torch.cat([f[:n], f[n:]], dim=1), desc + ", [chosen ‖ rejected] per row"
+
+
+def _weights(prob: torch.Tensor, prior: float, n: int, cross: CrossFitOptions):
+    """(target_prob [N], weight [N], response_prob [N, 2] or None) from the cross-fitted
+    probabilities: h = c/π_T per item, a pair's weight by the pair rule at response level."""
+    if cross.response_level:
         response_prob = torch.stack([prob[:n], prob[n:]], dim=1)
         h = density_ratio(response_prob, prior)
-        weight = pair_ratio(h[:, 0], h[:, 1], pair_rule)
+        weight = pair_ratio(h[:, 0], h[:, 1], cross.pair_rule)
         target_prob = torch.sqrt(response_prob[:, 0] * response_prob[:, 1])
     else:
-        response_prob = None
-        weight = density_ratio(prob, prior)
-        target_prob = prob
-    if clip is not None:
-        weight = weight.clamp(max=float(clip))
-    return RatioFit(
-        target_prob=target_prob, weight=weight,
-        auc=roc_auc(prob, y), ece=expected_calibration_error(prob, y), brier=brier_score(prob, y),
-        prior=prior, n_folds=folds, level="response" if response_level else "row",
-        pair_rule=pair_rule if response_level else None, clip=clip, target=target_desc,
-        features=feat_desc, l2=l2, seed=seed, response_prob=response_prob, item_prob=prob,
-        item_is_target=y, fold=cf.fold)
+        response_prob, weight, target_prob = None, density_ratio(prob, prior), prob
+    if cross.clip is not None:
+        weight = weight.clamp(max=float(cross.clip))
+    return target_prob, weight, response_prob

@@ -29,10 +29,9 @@ def with_fitted_ratios(cfg: TrainConfig, log=print) -> TrainConfig:
     def fit(source: str, name: str) -> str:
         output = folder / f"{name}.ratios.jsonl"
         log(f"fitting density ratios for {source} (target {', '.join(d.ratio_target)}) -> {output}")
-        # the features see what training sees: the user's columns and --max-length
+        # the features see what training sees: the trainer's data section, passed whole
         fit_file(RatioOptions(data=source, output=str(output), target=list(d.ratio_target),
-                              source_column=d.source_column, model=cfg.model.model, on_bad_row=d.on_bad_row,
-                              max_length=d.max_length), columns=d.columns())
+                              model=cfg.model.model), read=d)
         return str(output)
 
     data = dataclasses.replace(d, data=fit(d.data, "train"), ratio_target=None, ratio_column="ratio",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..config import Range, option
-from ..data.options import ReadOptions, prefix_sharing_option
+from ..data.options import ReadOptions, SharingOption
 
 
 @dataclass
@@ -28,7 +28,7 @@ class ModelOptions:
 
 
 @dataclass
-class DataOptions(ReadOptions):
+class DataOptions(ReadOptions, SharingOption):
     """Preference data."""
 
     data: str | None = option(None, "JSONL/JSON/Parquet/CSV (.gz ok), a save_to_disk folder, or a hub dataset name")
@@ -37,7 +37,6 @@ class DataOptions(ReadOptions):
     eval_split: str | None = option(None, "held-out split name of --data")
     eval_fraction: float = option(0.0, "hold out this fraction of the training rows for evaluation", Range(0, 1, high_open=True))
     ratio_target: list[str] | None = option(None, "dora without ratio columns: the source value(s) of the target distribution; density ratios are then cross-fitted inline on the start model's features from --source-column")
-    prefix_sharing: Literal["auto", "on", "off"] = prefix_sharing_option()
     packing: Literal["auto", "on", "off"] = option("auto", "pack several prefix-shared pairs into one row (first-fit up to the batch's longest pair; positions restart per pair, block-diagonal mask), so no compute goes to padding; same log-probs; auto = on whenever prefix sharing is on")
     penalty_layout: Literal["per_sequence", "shared"] = option("per_sequence", "WDPO's penalty: per_sequence (the authors': chosen and rejected rows each with their own copy of the prompt, the plain layout) or shared (one prompt copy per pair, perturbed once; prefix-shared layout, about 2x a dpo step instead of up to 2.7x; see dralign.train.penalty)")
     group_by_length: bool = option(False, "batch examples of similar length together (less padding); the batch order stays a function of the seed and epoch")
