@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..objectives import Objective
-from ..train.config import TrainConfig
 from .cli import RatioOptions, fit_file
+
+if TYPE_CHECKING:  # the sections it reads (data, method, model, optim); ratio never imports train
+    from ..train.config import TrainConfig
 
 RATIO_FOLDER = "ratios"  # under the output folder; kept by --overwrite like the reference cache
 
