@@ -91,6 +91,7 @@ def test_bench_commands_are_plugins_the_cli_does_not_name():
     cli = (SRC / "cli.py").read_text()
     assert "dralign_bench" not in cli
     paths = {path: spec for path, spec in discover()}
+    assert paths, "no dralign.commands entry points installed: run `pip install -e .` again"
     assert isinstance(paths[("bench",)], CommandGroup)
     assert {p for p, s in paths.items() if isinstance(s, Command)} >= {
         ("bench", "shift"), ("bench", "loglinear"), ("bench", "real"), ("bench", "speed"), ("demo",)}
