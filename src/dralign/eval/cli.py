@@ -200,7 +200,6 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     import torch
     from rich.console import Console
 
-    from ..data import load_pairs
     from ..modeling import load_tokenizer
     from .evaluate import generation_eval, shift_sweep, to_jsonable
     from .groups import preference_report
@@ -218,17 +217,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     if opts.prompts:
         prompts, rendered = load_prompts(opts.prompts, tokenizer=tokenizer, seed=opts.seed,
                                          column=cfg.data.prompt_column)
-    data = None
-    if opts.data:
-        # read, validated, cut and reported as the trainer reads --eval-data: the same loader and options
-        d = cfg.data
-        data = load_pairs(d.source(opts.data, opts.data_split), tokenizer, d.columns(), d.truncation(),
-                          d.on_bad_row, format=d.row_format())
-        console.print(f"eval data: {data.report.summary()}", markup=False)  # nothing dropped silently
-        if len(data) == 0:
-            r = data.report
-            raise ValueError(f"{opts.data}: no valid pairs to evaluate (read {r.rows_read}, "
-                             f"skipped {r.n_skipped}: {r.skipped})")
+    data = _held_out_pairs(cfg, tokenizer, console) if opts.data else None
 
     model = _load(opts, opts.model, device)
     reference = _load(opts, opts.reference, device) if opts.reference else None
@@ -279,6 +268,22 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
         if "preference" in results:
             _plot(results, opts.output, console)
     return results
+
+
+def _held_out_pairs(cfg: EvalConfig, tokenizer, console):
+    """--data read, validated, cut and reported as the trainer reads --eval-data: the same
+    loader (`dralign.data.load_pairs`) and data section; its report printed."""
+    from ..data import load_pairs
+
+    d, path = cfg.data, cfg.eval.data
+    data = load_pairs(d.source(path, cfg.eval.data_split), tokenizer, d.columns(), d.truncation(),
+                      d.on_bad_row, format=d.row_format())
+    console.print(f"eval data: {data.report.summary()}", markup=False)  # nothing dropped silently
+    if len(data) == 0:
+        r = data.report
+        raise ValueError(f"{path}: no valid pairs to evaluate (read {r.rows_read}, "
+                         f"skipped {r.n_skipped}: {r.skipped})")
+    return data
 
 
 def _prefix_sharing(setting: str, model, data, console) -> bool:
