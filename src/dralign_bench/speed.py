@@ -9,8 +9,12 @@ dralign: its reference cache). Each trainer runs in its own subprocess
 first when r is even, dralign first when odd) so that background load affects both alike.
 Timed: the steps after `warmup` warm-up steps, end of step to end of step, the same number for
 both; reference precomputation, model loading and tokenisation happen before the first step and
-are never timed. pairs/s = timed pairs / timed wall seconds over all rounds; cpu_s_per_pair is
-the CPU time (all threads) per pair, which background load disturbs less than wall time.
+are never timed. Each round gives a ratio (dralign's pairs/s over TRL's in that round);
+`ratio_vs_trl` is the median of the rounds' ratios and `ratio_range` their [min, max], so one
+round disturbed by background load moves neither the quoted figure nor hides its spread (two
+runs of 2 rounds each moved the pooled ratio by ±15%). pairs/s are pooled over all rounds;
+cpu_s_per_pair is the CPU time (all threads) per pair, which background load disturbs less than
+wall time. The machine's load average is recorded before and after each workload.
 
 Workloads (``balanced``, ``prompt_heavy`` and ``vocab_32k``, the balanced data on a model with a
 32,768-row vocabulary), the models and the data: :mod:`dralign_bench.speed_data`. The
@@ -32,7 +36,8 @@ variants' steps alternate on the same batches (median step time after warm-up): 
 layout (the authors' per-sequence penalty cannot use prefix sharing, see
 `dralign.train.penalty`); wdpo with `--penalty-layout shared` (prefix-shared, reported beside
 the goal, which is the default layout's); and `kldpo` with accumulation 4 in
-`--global-batch exact` against `local`.
+`--global-batch exact` against `local`. The section runs `objective_rounds` times in fresh
+processes; each ratio is the median over the rounds, with its range.
 """
 
 from __future__ import annotations
@@ -90,8 +95,9 @@ class SpeedOptions:
     max_length: int = option(256, "max tokens of prompt + completion (no example is truncated)")
     warmup: int = option(2, "untimed warm-up steps before the timed ones")
     steps: int = option(16, "timed steps per trainer per round (fewer: the ratio moves ±15% between runs)")
-    rounds: int = option(2, "alternating TRL / dralign runs per workload")
+    rounds: int = option(3, "alternating TRL / dralign rounds per workload; the ratio quoted is the median of the rounds' ratios")
     objective_steps: int = option(20, "timed steps per variant in the objectives section (medians of 6 moved by ±0.1 between runs)")
+    objective_rounds: int = option(3, "fresh-process rounds of the objectives section; each ratio is the median over rounds")
     threads: int = option(2, "torch threads of every child process and of the matmul peak")
     omp_wait_policy: Literal["passive", "active"] = option("passive", "OMP_WAIT_POLICY of the child processes: passive threads sleep between parallel regions; active ones spin, slightly faster on an idle machine but many times slower when other processes share the cores")
     lr: float = option(1e-5, "learning rate (both trainers)")
@@ -107,7 +113,7 @@ class SpeedConfig:
 def quick_options(o: SpeedOptions) -> SpeedOptions:
     """`o` scaled down for `--quick`: a < 60 s smoke run (not a measurement)."""
     return replace(o, layers=2, hidden=64, vocab_size=512, batch_size=4, max_length=64, warmup=1,
-                   steps=2, rounds=1, objective_steps=2, vocab_workload_size=8192,
+                   steps=2, rounds=1, objective_steps=2, objective_rounds=1, vocab_workload_size=8192,
                    vocab_workload_hidden=64, vocab_workload_layers=1, vocab_steps=2)
 
 
@@ -116,7 +122,7 @@ def _check(o: SpeedOptions) -> None:
     if bad:
         raise ValueError(f"unknown section or workload {bad[0]!r}; sections: {', '.join(SECTIONS)}; "
                          f"workloads: {', '.join(WORKLOADS)}")
-    for name in ("layers", "hidden", "batch_size", "warmup", "steps", "rounds", "objective_steps",
+    for name in ("layers", "hidden", "batch_size", "warmup", "steps", "rounds", "objective_steps", "objective_rounds",
                  "threads", "vocab_workload_layers", "vocab_steps"):
         if getattr(o, name) < 1:
             raise ValueError(f"{name} must be ≥ 1, got {getattr(o, name)}")
@@ -177,9 +183,20 @@ def _sum(parts: list[dict], key: str) -> float:
     return sum(p[key] for p in parts)
 
 
+def median_and_range(values: list[float]) -> tuple[float, list[float]]:
+    """The median of `values` (the mean of the middle two for an even count) and [min, max]."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return median, [ordered[0], ordered[-1]]
+
+
 def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
     """Section "trl": per workload, TRL and dralign in alternating subprocesses."""
     runs: dict[tuple[str, str], list[dict]] = {}
+    loads: dict[str, dict] = {}
     if o.quick:  # one process per side for every workload: fewer interpreter start-ups
         for side in ("trl", "dralign"):
             jobs = [_job(o, world, w, root, f"{side}-{w}") for w in o.workloads]
@@ -187,12 +204,14 @@ def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
                 runs.setdefault((side, result["workload"]), []).append(result)
     else:
         for workload in o.workloads:
+            loads[workload] = {"before": _load_average()}
             for r in range(o.rounds):
                 for side in (("trl", "dralign") if r % 2 == 0 else ("dralign", "trl")):
                     tag = f"{side}-{workload}-{r}"
                     log(f"  {workload}: round {r + 1}/{o.rounds}, {side}")
                     job = _job(o, world, workload, root, tag, seed=o.seed + r)
                     runs.setdefault((side, workload), []).extend(run_child(side, [job], o, root, tag))
+            loads[workload]["after"] = _load_average()
     out = {}
     for workload in o.workloads:
         trl, dra = runs["trl", workload], runs["dralign", workload]
@@ -217,7 +236,13 @@ def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
             "model": {k: v for k, v in world["models"][workload].items() if k != "path"},
             **world["stats"][workload],
         }
-        entry["ratio_vs_trl"] = entry["dralign_pairs_per_s"] / entry["trl_pairs_per_s"]
+        # round r of dralign against round r of TRL (they ran back to back, in alternating order)
+        round_ratios = [d / t for d, t in zip(entry["per_round"]["dralign_pairs_per_s"],
+                                              entry["per_round"]["trl_pairs_per_s"], strict=True)]
+        entry["per_round"]["ratio_vs_trl"] = round_ratios
+        entry["ratio_vs_trl"], entry["ratio_range"] = median_and_range(round_ratios)
+        entry["pooled_ratio_vs_trl"] = entry["dralign_pairs_per_s"] / entry["trl_pairs_per_s"]
+        entry["load_average"] = loads.get(workload)
         entry["cpu_ratio_vs_trl"] = entry["trl_cpu_s_per_pair"] / entry["dralign_cpu_s_per_pair"]
         out[workload] = entry
     return out
@@ -245,27 +270,42 @@ def time_objectives(o: SpeedOptions, world: dict, root: Path) -> dict:
     micro = max(1, o.batch_size // 4)
     variants = {name: ({**v, "batch_size": micro} if "grad_accum" in v else dict(v))
                 for name, v in OBJECTIVE_VARIANTS.items()}
-    job = _job(o, world, "balanced", root, "objectives", steps=o.objective_steps, variants=variants)
-    (result,) = run_child("objectives", [job], o, root, "objectives")
-    t = result["step_s"]
-    ratios = {name: t[name] / t["dpo"] for name in ("kldpo", "dora", "aot", "group-dro")}
-    ratios["wdpo finite difference"] = t["wdpo finite difference"] / t["dpo"]
-    ratios["wdpo finite difference vs dpo plain layout"] = t["wdpo finite difference"] / t["dpo plain layout"]
-    ratios[SHARED_WDPO] = t[SHARED_WDPO] / t["dpo"]
+    rounds = []
+    for r in range(o.objective_rounds):
+        job = _job(o, world, "balanced", root, f"objectives-{r}", steps=o.objective_steps, variants=variants,
+                   seed=o.seed + r)
+        rounds.append(run_child("objectives", [job], o, root, f"objectives-{r}")[0])
+    per_round = [_objective_ratios(result) for result in rounds]
+    ratios, ranges = {}, {}
+    for name in per_round[0]["wall"]:
+        ratios[name], ranges[name] = median_and_range([p["wall"][name] for p in per_round])
+    cpu_ratios = {name: median_and_range([p["cpu"][name] for p in per_round])[0] for name in per_round[0]["cpu"]}
+    result = rounds[0]  # layout facts and FLOPs are the same in every round
+    t = {name: median_and_range([r["step_s"][name] for r in rounds])[0] for name in result["step_s"]}
+    return {"step_s": t, "ratio_vs_dpo": ratios, "ratio_range_vs_dpo": ranges, "cpu_ratio": cpu_ratios,
+            "per_round_ratio_vs_dpo": [p["wall"] for p in per_round],
+            "model_flops_per_step": result["model_flops_per_step"],
+            "prefix_sharing": result["prefix_sharing"], "exact": result["exact"],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds), "micro_batch_of_accum_variants": micro}
+
+
+def _objective_ratios(result: dict) -> dict:
+    """One objectives round's step-time ratios: wall ("wall") and process CPU time ("cpu")."""
+    t, c = result["step_s"], result["cpu_step_s"]
+    wall = {name: t[name] / t["dpo"] for name in ("kldpo", "dora", "aot", "group-dro")}
+    wall["wdpo finite difference"] = t["wdpo finite difference"] / t["dpo"]
+    wall["wdpo finite difference vs dpo plain layout"] = t["wdpo finite difference"] / t["dpo plain layout"]
+    wall[SHARED_WDPO] = t[SHARED_WDPO] / t["dpo"]
     # the per-sequence penalty needs two passes of the plain layout: its model FLOPs over dpo's
     # (prefix-shared) bound its step-time ratio from below, whatever the implementation
     flops = result["model_flops_per_step"]
-    ratios["wdpo finite difference FLOP floor (2 x plain / prefix-shared dpo)"] = 2 * flops["dpo plain layout"] / flops["dpo"]
-    ratios["exact vs local (kldpo, accum 4)"] = t["kldpo accum 4 exact"] / t["kldpo accum 4 local"]
-    c = result["cpu_step_s"]
-    cpu_ratios = {"wdpo finite difference vs dpo plain layout": c["wdpo finite difference"] / c["dpo plain layout"],
-                  "exact vs local (kldpo, accum 4)": c["kldpo accum 4 exact"] / c["kldpo accum 4 local"],
-                  **{name: c[name] / c["dpo"] for name in ("kldpo", "dora", "aot", "group-dro",
-                                                             "wdpo finite difference", SHARED_WDPO)}}
-    return {"step_s": t, "ratio_vs_dpo": ratios, "cpu_ratio": cpu_ratios,
-            "model_flops_per_step": result["model_flops_per_step"],
-            "prefix_sharing": result["prefix_sharing"], "exact": result["exact"],
-            "peak_rss_mb": result["peak_rss_mb"], "micro_batch_of_accum_variants": micro}
+    wall["wdpo finite difference FLOP floor (2 x plain / prefix-shared dpo)"] = 2 * flops["dpo plain layout"] / flops["dpo"]
+    wall["exact vs local (kldpo, accum 4)"] = t["kldpo accum 4 exact"] / t["kldpo accum 4 local"]
+    cpu = {"wdpo finite difference vs dpo plain layout": c["wdpo finite difference"] / c["dpo plain layout"],
+           "exact vs local (kldpo, accum 4)": c["kldpo accum 4 exact"] / c["kldpo accum 4 local"],
+           **{name: c[name] / c["dpo"] for name in ("kldpo", "dora", "aot", "group-dro",
+                                                    "wdpo finite difference", SHARED_WDPO)}}
+    return {"wall": wall, "cpu": cpu}
 
 
 # ----------------------------------------------------------------------------- goals and report
@@ -308,7 +348,7 @@ def _print(results: dict, console) -> None:
     if trl:
         table = Table(title="dralign vs TRL DPOTrainer (same model, data, batch, optimizer; "
                             "reference log-probs precomputed; steady-state steps)")
-        for col in ("workload", "vocab", "prompt/resp tokens", "dralign pairs/s", "TRL pairs/s", "ratio",
+        for col in ("workload", "vocab", "prompt/resp tokens", "dralign pairs/s", "TRL pairs/s", "ratio (median, range)",
                     "CPU ratio", "dralign RSS MB", "TRL RSS MB", "dralign GFLOP/s", "% of peak"):
             table.add_column(col, justify="right")
         peak = results["matmul_peak_flops_per_s"]
@@ -316,7 +356,8 @@ def _print(results: dict, console) -> None:
             table.add_row(workload, f"{e['model']['vocab_size']}",
                           f"{e['mean_prompt_tokens']:.0f}/{e['mean_response_tokens']:.0f}",
                           f"{e['dralign_pairs_per_s']:.2f}", f"{e['trl_pairs_per_s']:.2f}",
-                          f"{e['ratio_vs_trl']:.2f}x", f"{e['cpu_ratio_vs_trl']:.2f}x",
+                          f"{e['ratio_vs_trl']:.2f}x [{e['ratio_range'][0]:.2f}, {e['ratio_range'][1]:.2f}]",
+                          f"{e['cpu_ratio_vs_trl']:.2f}x",
                           f"{e['dralign_peak_rss_mb']:.0f}", f"{e['trl_peak_rss_mb']:.0f}",
                           f"{e['dralign_model_flops_per_s'] / 1e9:.1f}",
                           f"{100 * e['dralign_model_flops_per_s'] / peak:.0f}%")

@@ -9,7 +9,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from dralign_bench.speed import GOALS, SpeedConfig, SpeedOptions, goals, quick_options, run_speed
+from dralign_bench.speed import (GOALS, SpeedConfig, SpeedOptions, goals, median_and_range, quick_options,
+                                 run_speed)
 from dralign_bench.speed_flops import batch_flops
 from dralign.data.collate import collate_pairs, collate_shared_pairs
 from dralign.data import PairExample
@@ -36,7 +37,9 @@ def test_quick_run_writes_every_key(tmp_path):
         assert entry["tokens_identical"], f"TRL and dralign tokenised {workload} differently"
         assert entry["dralign_pairs_per_s"] > 0 and entry["trl_pairs_per_s"] > 0
         assert entry["dralign_peak_rss_mb"] > 0 and entry["trl_peak_rss_mb"] > 0
+        # one round (--quick): the median of the rounds' ratios is that round's, the pooled one
         assert entry["ratio_vs_trl"] == pytest.approx(entry["dralign_pairs_per_s"] / entry["trl_pairs_per_s"])
+        assert entry["ratio_range"] == [pytest.approx(entry["ratio_vs_trl"])] * 2
     heavy = results["trl"]["prompt_heavy"]
     assert heavy["mean_prompt_tokens"] >= 2 * heavy["mean_response_tokens"]
     ratios = results["objectives"]["ratio_vs_dpo"]
@@ -52,6 +55,19 @@ def test_quick_run_writes_every_key(tmp_path):
     assert not results["objectives"]["exact"]["kldpo accum 4 local"]
     assert results["matmul_peak_flops_per_s"] > 0
     assert {g["goal"] for g in results["goals"]} >= {"ratio_vs_trl_balanced", "exact_vs_local"}
+
+
+def test_median_and_range():
+    assert median_and_range([3.0, 1.0, 2.0]) == (2.0, [1.0, 3.0])
+    assert median_and_range([4.0, 1.0, 2.0, 10.0]) == (3.0, [1.0, 10.0])  # the middle two's mean
+    assert median_and_range([2.5]) == (2.5, [2.5, 2.5])
+    with pytest.raises(ValueError):
+        median_and_range([])
+
+
+def test_default_timing_is_robust():
+    """Issue 21: at least 3 interleaved rounds per workload and of the objectives section."""
+    assert SpeedOptions().rounds >= 3 and SpeedOptions().objective_rounds >= 3
 
 
 def test_vocab_workload_is_real_size_by_default():
