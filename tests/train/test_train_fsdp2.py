@@ -27,14 +27,18 @@ SGD_ONE_STEP = dict(max_length=64, optimizer="sgd", max_steps=1, scheduler="cons
                     dtype="float32", lr=0.05, beta=1.0)
 ONE_STEP_RUNS = {  # name: (method options, the sharded run's batch options; one process: batch 8)
     "dpo": ({"method": "dpo"}, {"batch_size": 4}),
-    "kldpo": ({"method": "kldpo"}, {"batch_size": 2, "grad_accum": 2}),  # exact global batch
+    # the exact global batch over accumulation and processes, with a LoRA adapter and a held-out set
+    "kldpo-lora": ({"method": "kldpo", "lora_r": 4, "lr": 0.5, "eval_fraction": 0.25},
+                   {"batch_size": 2, "grad_accum": 2}),
 }
 RESUMED = dict(max_length=64, method="kldpo", optimizer="adamw", scheduler="cosine", warmup_steps=1,
                max_steps=4, max_grad_norm=0.5, dtype="float32", lr=1e-3, batch_size=2, grad_accum=2)
 
 
 def weights(out: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(Path(out) / "model.safetensors"))
+    """The saved model's weights (a LoRA run's: its adapter's)."""
+    adapter = Path(out) / "adapter_model.safetensors"
+    return load_file(str(adapter if adapter.exists() else Path(out) / "model.safetensors"))
 
 
 def max_diff(a: dict, b: dict) -> float:
@@ -94,18 +98,25 @@ def runs(tiny_model_dir, tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ONE_STEP_RUNS))
 def test_two_sharded_processes_equal_one(name, runs, tiny_model_dir):
-    """dpo (batch 4 a process) and kldpo (2 micro-batches of 2 a process: the exact global batch
-    over accumulation and processes) on 2 FSDP2 processes: the weights of one process with
-    batch 8 to 1e-5 after one SGD step, and its logged loss."""
+    """dpo (batch 4 a process) and kldpo with LoRA (2 micro-batches of 2 a process: the exact
+    global batch over accumulation and processes) on 2 FSDP2 processes: the weights (the
+    adapter's) of one process with batch 8 to 1e-5 after one SGD step, its logged loss and its
+    held-out evaluation."""
     root, output = runs
     assert "FSDP2: 2 decoder layers and the root sharded over 2 processes (cpu)" in output
     card = (root / f"two-{name}" / "README.md").read_text()
     assert "2 processes" in card
     one, two = weights(root / f"one-{name}"), weights(root / f"two-{name}")
-    assert max_diff(one, weights(tiny_model_dir("llama"))) > 1e-3  # the step did something
+    lora = "lora" in name  # the step did something: LoRA's B starts at 0, full weights at the start model's
+    moved = (max(v.abs().max().item() for k, v in one.items() if "lora_B" in k) if lora
+             else max_diff(one, weights(tiny_model_dir("llama"))))
+    assert moved > 1e-3
     assert max_diff(one, two) <= TOL
     loss_one, loss_two = metrics(root / f"one-{name}")[0]["loss"], metrics(root / f"two-{name}")[0]["loss"]
     assert loss_two == pytest.approx(loss_one, rel=1e-5)
+    final = [json.loads((root / f"{n}-{name}" / "final_metrics.json").read_text()) for n in ("one", "two")]
+    if lora:
+        assert final[1]["eval/loss"] == pytest.approx(final[0]["eval/loss"], rel=1e-5)
 
 
 @pytest.mark.slow
