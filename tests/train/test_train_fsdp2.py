@@ -189,3 +189,18 @@ def test_sharding_refuses_fp16_and_accelerate_fsdp():
     with pytest.raises(BadOptionError, match="Accelerate already runs FSDP"):
         check_sharding(SimpleNamespace(distributed_type=DistributedType.FSDP, num_processes=2),
                        build(TrainConfig, {"sharding": "fsdp2"}), penalized=False)
+
+
+def test_torchrun_without_cpu_flag_is_refused_with_the_fix(monkeypatch):
+    """torchrun on CPU without ACCELERATE_USE_CPU: Accelerate 1.15 runs each process alone; the
+    refusal says which variable to set (measured: `torchrun --nproc-per-node 2 -m dralign.cli
+    train --sharding fsdp2 ...` on this machine)."""
+    from types import SimpleNamespace
+
+    from dralign.errors import DralignError
+    from dralign.train.checkpoint import check_launch
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(DralignError, match="ACCELERATE_USE_CPU=true.*torchrun and --sharding fsdp2"):
+        check_launch(SimpleNamespace(num_processes=1))
+    check_launch(SimpleNamespace(num_processes=2))  # launched together, trained together

@@ -265,8 +265,8 @@ def check_launch(accelerator) -> None:
     if launched > accelerator.num_processes:
         raise CheckpointError(f"{launched} processes were launched but Accelerate runs them as "
                               f"{accelerator.num_processes}: they would train alone and write one folder. "
-                              "On CPU use ACCELERATE_USE_CPU=true with --multi_gpu (DDP), or torchrun with "
-                              "--sharding fsdp2 (docs/launch/fsdp2-multinode.sh)")
+                              "On CPU set ACCELERATE_USE_CPU=true: with accelerate launch --multi_gpu (DDP), or with "
+                              "torchrun and --sharding fsdp2 (docs/launch/fsdp2-multinode.sh)")
 
 
 def save_run(accelerator, model, root: Path, config, parts: dict, step: int) -> Path:
