@@ -69,6 +69,9 @@ def shard(model: torch.nn.Module, device: torch.device, log=print) -> torch.nn.M
     for layer in layers:
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
+    if not layers:  # still correct, but every forward gathers all the weights at once
+        log("note: FSDP2 found no decoder layers (the model names no `_no_split_modules`): the whole "
+            "model is one unit")
     log(f"FSDP2: {len(layers)} decoder layers and the root sharded over {mesh.size()} processes ({device.type})")
     return model
 
