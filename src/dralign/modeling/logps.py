@@ -200,9 +200,10 @@ def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embe
     lengths run as several forwards, each cut to its group's longest row (`length_groups`), so
     that less compute goes to padding; every token's log-prob is the same (a row's outputs do
     not depend on the other rows, nor on the padding after it, which a causal mask hides).
-    Not under DDP, whose reducer expects one forward per backward.
+    Not under DDP, whose reducer expects one forward per backward, nor FSDP2, whose every forward
+    is a collective (processes would run different numbers of them and wait on each other forever).
     """
-    groups = ([list(range(input_ids.shape[0]))] if row_lengths is None or _is_ddp(model)
+    groups = ([list(range(input_ids.shape[0]))] if row_lengths is None or _distributed(model)
               else length_groups(row_lengths.tolist(), _hidden_width(model), MAX_GROUPS))
     if len(groups) == 1:
         return _token_logps_once(model, input_ids, attention_mask, sources, targets, inputs_embeds, **extra)
@@ -228,8 +229,10 @@ def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embe
     return torch.cat(parts)[torch.argsort(torch.cat(taken))]
 
 
-def _is_ddp(model) -> bool:
-    return isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel))
+def _distributed(model) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel, FSDPModule))
 
 
 def _hidden_width(model) -> int:

@@ -35,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import save_yaml
+from .sharding import full_model_state, is_sharded, load_model_state
 
 MANIFEST = "manifest.json"
 
@@ -248,9 +249,12 @@ def load_checkpoint(accelerator, folder: Path) -> dict:
 
 
 def sharded_state(accelerator, model) -> dict | None:
-    """Under FSDP the full weights, gathered on every process (a collective); else None."""
+    """Under FSDP the full weights (a collective: on every process with Accelerate's FSDP, on
+    process 0 with `--sharding fsdp2`); else None."""
     from accelerate.utils import DistributedType
 
+    if is_sharded(model):
+        return full_model_state(model)
     return accelerator.get_state_dict(model) if accelerator.distributed_type == DistributedType.FSDP else None
 
 
@@ -261,7 +265,8 @@ def check_launch(accelerator) -> None:
     if launched > accelerator.num_processes:
         raise CheckpointError(f"{launched} processes were launched but Accelerate runs them as "
                               f"{accelerator.num_processes}: they would train alone and write one folder. "
-                              "On CPU use ACCELERATE_USE_CPU=true with --multi_gpu (DDP); FSDP needs GPUs")
+                              "On CPU set ACCELERATE_USE_CPU=true: with accelerate launch --multi_gpu (DDP), or with "
+                              "torchrun and --sharding fsdp2 (docs/launch/fsdp2-multinode.sh)")
 
 
 def save_run(accelerator, model, root: Path, config, parts: dict, step: int) -> Path:
@@ -277,8 +282,11 @@ def load_run(accelerator, model, folder: Path) -> dict:
     from accelerate.utils import DistributedType
 
     if accelerator.distributed_type == DistributedType.FSDP:
-        raise CheckpointError("--resume under FSDP is not supported yet (the optimizer state is sharded); "
-                              "resume with DDP or on one process")
+        raise CheckpointError("--resume under Accelerate's FSDP is not supported (its optimizer state is "
+                              "sharded): train with torchrun and --sharding fsdp2, which resumes")
     parts = load_checkpoint(accelerator, folder)
-    load_parameters(accelerator.unwrap_model(model), parts.pop("model"))
+    if is_sharded(model):  # every process reads the full weights and keeps its shard
+        load_model_state(model, parts.pop("model"))
+    else:
+        load_parameters(accelerator.unwrap_model(model), parts.pop("model"))
     return parts

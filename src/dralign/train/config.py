@@ -93,6 +93,7 @@ class OptimOptions:
     scheduler: Literal["cosine", "linear", "constant"] = option("cosine", "decay after warmup")
     max_grad_norm: float = option(1.0, "clip the global gradient norm; 0 disables", Range(0))
     mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "autocast precision")
+    sharding: Literal["none", "fsdp2"] = option("none", "fsdp2: shard weights, gradients and optimizer state over the processes with FSDP2 (each decoder layer, then the root); launch with torchrun (docs/launch/fsdp2-multinode.sh)")
     global_batch: Literal["auto", "exact", "local"] = option("auto", "robust statistics over the effective batch (exact) or per micro-batch (local); auto = exact when the objective couples examples")
     seed: int = option(0, "seed of data order and initialisation")
     max_bad_steps: int = option(5, "abort after this many consecutive non-finite steps", Range(1))

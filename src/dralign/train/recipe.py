@@ -43,6 +43,8 @@ from .references import cached_references, live_reference
 from .run_dir import RunFolder, check_resumable, truncate_metrics
 from .schedule import make_scheduler
 from .scorers import DataSide, evaluate_rows, make_scorer
+from .sharding import (check_sharding, full_optimizer_state, full_value, load_optimizer_state,
+                       shard)
 from .strategies import StepContext, choose_strategy
 from .watch import Watch
 
@@ -105,6 +107,7 @@ class Recipe:
         m = self.cfg.method
         self.objective = Objective.from_preset(m.method, **m.objective_kwargs())
         self.penalized = penalty_active(self.objective)
+        self.sharded = check_sharding(self.accelerator, self.cfg, self.penalized)
 
     def _setup_data(self):
         cfg = self.cfg
@@ -198,12 +201,19 @@ class Recipe:
 
     def _setup_optimizer(self):
         o = self.cfg.optim
+        if self.sharded:  # after the reference cache (full weights), before the optimizer (sharded parameters)
+            self.model = shard(self.model, self.accelerator.device, self.log)
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = (torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay) if o.optimizer == "adamw"
                      else torch.optim.SGD(params, lr=o.lr))
         scheduler = make_scheduler(optimizer, warmup_steps=o.warmup_steps, total_steps=self.total_steps,
                                    kind=o.scheduler)
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.model, optimizer, scheduler)
+        # the scheduler stays ours: Accelerate's wrapper steps it once per process at every step
+        self.scheduler = scheduler
+        if self.sharded:  # FSDP2 owns the model: no DDP wrapper
+            self.optimizer = self.accelerator.prepare(optimizer)
+        else:
+            self.model, self.optimizer = self.accelerator.prepare(self.model, optimizer)
         self.state = TrainerState()
         ctx = StepContext(self.accelerator, self.model, self.objective, self.scorer, self.train_side)
         self.strategy = choose_strategy(ctx, exact=self.exact, penalized=self.penalized)
@@ -229,8 +239,9 @@ class Recipe:
         if o.max_grad_norm > 0:
             grad_norm = self.accelerator.clip_grad_norm_(params, o.max_grad_norm)
         else:
-            grads = [p.grad.norm() for p in params if p.grad is not None]
-            grad_norm = torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.tensor(0.0)
+            grads = [p.grad for p in params if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads) if grads else torch.tensor(0.0)
+        grad_norm = full_value(grad_norm)  # a DTensor when the parameters are sharded
         finite = bool(torch.isfinite(result.loss)) and bool(torch.isfinite(torch.as_tensor(grad_norm)))
         if finite:
             self.optimizer.step()
@@ -281,12 +292,16 @@ class Recipe:
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
         return ckpt.save_run(self.accelerator, self.model, self.out / "checkpoints", self.cfg, {
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": (full_optimizer_state(self.model, self.optimizer) if self.sharded
+                          else self.optimizer.state_dict()), "scheduler": self.scheduler.state_dict(),
             "objective": self.objective_state, "trainer": vars(self.state)}, self.state.step)
 
     def load_checkpoint(self, folder: Path) -> None:
         parts = ckpt.load_run(self.accelerator, self.model, folder)
-        self.optimizer.load_state_dict(parts["optimizer"])
+        if self.sharded:
+            load_optimizer_state(self.model, self.optimizer, parts["optimizer"])
+        else:
+            self.optimizer.load_state_dict(parts["optimizer"])
         self.scheduler.load_state_dict(parts["scheduler"])
         self.objective_state = parts["objective"]
         self.state = TrainerState(**parts["trainer"])
