@@ -29,7 +29,7 @@ import numpy as np
 from .dataset import ExampleTable, PreferenceData
 from .report import BadRow, DataReport
 
-VERSION = 1  # bump when the stored layout or the tokenisation rules change
+VERSION = 2  # bump when the stored layout or the tokenisation rules change
 
 
 def source_digest(source: str | os.PathLike) -> str | None:
