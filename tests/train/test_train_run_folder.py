@@ -50,3 +50,24 @@ def test_a_held_out_group_unseen_in_training_is_no_group(tiny_model_dir, tmp_pat
     final = json.loads((out / "final_metrics.json").read_text())
     assert final["eval/rows_without_group"] == 3
     assert (out / "model.safetensors").is_file() and list((out / "checkpoints").iterdir())
+
+
+# ----------------------------------------------------------------------------- caches
+def test_a_flipped_byte_in_the_data_cache_is_detected_and_rebuilt(base, tmp_path, capsys, caplog):
+    """Issue 18 item 12 (README: "a truncated or altered cache is rebuilt, with a message"): one
+    flipped byte in `ref_cache/data/*/arrays.npz` is one warning line and a rebuild, also
+    under --overwrite; before, a BadZipFile traceback on every later run."""
+    out = tmp_path / "o"
+    assert run(*base, "--max-steps", 1, "--output-dir", out) == 0
+    (arrays,) = (out / "ref_cache" / "data").glob("*/arrays.npz")
+    raw = bytearray(arrays.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    arrays.write_bytes(bytes(raw))
+    capsys.readouterr()
+    assert run(*base, "--max-steps", 1, "--output-dir", out, "--overwrite") == 0
+    warnings = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
+    assert len(warnings) == 1 and "will be rebuilt" in warnings[0], caplog.text
+    assert "Traceback" not in capsys.readouterr().err
+    caplog.clear()
+    assert run(*base, "--max-steps", 1, "--output-dir", out, "--overwrite") == 0  # healed
+    assert "tokenised data read from" in capsys.readouterr().out and "damaged" not in caplog.text
