@@ -1,7 +1,38 @@
 """Reliability, round 3 (issue 18, the run-folder part): a run never loses its steps or the
 user's files, `--resume` notices changed inputs, a model is never paired with a reference of
 another tokenizer, and the caches heal themselves. Each test reproduces one item of the issue
-on tiny models built from configs."""
+on tiny models built from configs.
+
+The README's promises about run folders, resume and caches, and the test of each
+(R: tests/train/test_train_reliability.py, F: this file, M: tests/modeling/test_modeling.py):
+
+- a lock while a run writes the folder, removed at every exit — R test_a_locked_folder_is_refused,
+  F test_no_lock_is_left_after_success_or_error_and_a_failed_start_removes_its_folder,
+  F test_a_signal_during_set_up_stops_it_in_one_line_and_leaves_no_lock
+- the lock and run.json before any work — F test_the_lock_comes_before_any_work
+- a start that fails removes what it created — F test_no_lock_is_left_after_success_or_error_and_a_failed_start_removes_its_folder,
+  F test_a_failed_resume_leaves_a_foreign_folder_as_it_was
+- an occupied folder is refused naming --resume and --overwrite — R test_an_occupied_folder_is_refused_naming_resume_and_overwrite
+- --resume refuses another method/data/model/seed listing the keys — R test_resume_refuses_another_method_listing_the_keys
+- --resume refuses inputs whose content changed — F test_resume_refuses_changed_data_content_under_the_same_path,
+  F test_resume_refuses_a_changed_model_folder
+- --overwrite deletes only the manifest's names, never an input — F test_overwrite_deletes_only_what_the_run_manifest_lists,
+  F test_overwrite_refuses_to_delete_an_input_of_the_run, R test_overwrite_refuses_a_folder_that_is_not_a_run,
+  R test_overwrite_replaces_the_run_and_keeps_the_reference_cache
+- a reference must share the model's tokenizer — F test_a_reference_with_another_tokenizer_is_refused_in_train,
+  F test_a_reference_with_another_tokenizer_is_refused_in_eval
+- checkpoints on SIGINT/SIGTERM — R test_sigterm_message_says_no_model_was_written
+- no pickle — R test_checkpoints_hold_no_pickle_and_a_planted_pickle_is_never_loaded
+- the newest checkpoint that verifies, naming skipped ones — R test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one,
+  R test_a_checkpoint_without_manifest_is_incomplete
+- the final files (staged, readable, machine-readable metrics) — R test_final_files_are_readable_and_final_metrics_are_machine_readable
+- model and checkpoint before the final evaluation; a signal there loses nothing — F test_sigterm_during_the_final_evaluation_keeps_the_model_and_checkpoint
+- a --resume with no step left keeps the metrics — F test_a_resume_with_no_step_left_keeps_the_final_metrics
+- held-out groups unseen in training are "no group" — F test_a_held_out_group_unseen_in_training_is_no_group
+- a truncated or altered cache is rebuilt with a message — M test_truncated_cache_is_refused_with_one_line_and_rebuilt,
+  M test_altered_cache_values_fail_the_checksum, F test_a_flipped_byte_in_the_data_cache_is_detected_and_rebuilt
+- --overwrite keeps the reference cache — R test_overwrite_replaces_the_run_and_keeps_the_reference_cache
+"""
 
 from __future__ import annotations
 
@@ -292,3 +323,16 @@ def test_sigterm_during_the_final_evaluation_keeps_the_model_and_checkpoint(base
     assert main(["train", *FAST, *map(str, args), "--resume"]) == 0
     final = json.loads((out / "final_metrics.json").read_text())
     assert final["step"] == 2 and "eval/loss" in final
+
+
+def test_the_promise_list_names_tests_that_exist():
+    """The module docstring's list of README promises names only tests that exist."""
+    import re
+
+    files = {"R": "test_train_reliability.py", "F": "test_train_run_folder.py", "M": "../modeling/test_modeling.py"}
+    here = os.path.dirname(__file__)
+    named = re.findall(r"\b([RFM]) (test_\w+)", __doc__)
+    assert len(named) >= 20
+    for kind, name in named:
+        with open(os.path.join(here, files[kind])) as fh:
+            assert f"def {name}(" in fh.read(), f"{files[kind]} has no {name}"
