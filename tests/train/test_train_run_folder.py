@@ -336,3 +336,11 @@ def test_the_promise_list_names_tests_that_exist():
     for kind, name in named:
         with open(os.path.join(here, files[kind])) as fh:
             assert f"def {name}(" in fh.read(), f"{files[kind]} has no {name}"
+
+
+def test_a_resume_into_a_missing_folder_creates_nothing(base, tmp_path, capsys):
+    """`--resume` with a mistyped --output-dir: one line, and no folder left behind."""
+    out = tmp_path / "typo"
+    assert run(*base, "--max-steps", 1, "--output-dir", out, "--resume") == 2
+    assert "holds no dralign run to continue" in one_line_error(capsys)
+    assert not out.exists()

@@ -124,8 +124,9 @@ def load_tokenizer(name_or_path: str, *,
 def vocabulary_fingerprint(tokenizer) -> str:
     """sha256 of what makes two tokenizers' ids mean the same text: the vocabulary (token →
     id, added tokens included) and the special tokens with their ids."""
+    # not the pad token: padded positions are masked out, and a GGUF copy often sets another one
     special = {k: [str(v), tokenizer.convert_tokens_to_ids(v) if isinstance(v, str) else None]
-               for k, v in sorted(tokenizer.special_tokens_map.items())}
+               for k, v in sorted(tokenizer.special_tokens_map.items()) if k != "pad_token"}
     state = {"vocab": sorted(tokenizer.get_vocab().items()), "special": special}
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 

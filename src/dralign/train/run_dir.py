@@ -67,8 +67,8 @@ class RunFolder:
         if resume:
             self.info = self._read_marker()
             if self.info is None:
-                raise RunFolderError(f"--resume: {self.path} holds no dralign run (no readable {MARKER}); "
-                                     "nothing was changed; check --output-dir")
+                raise RunFolderError(f"--resume: {self.path} holds no dralign run to continue (no readable "
+                                     f"{MARKER}, so no checkpoint of it); nothing was changed; check --output-dir")
             self.claimed = self.resumed = True
             return
         occupied = self._occupied()
@@ -169,12 +169,20 @@ class RunFolder:
         self.info["fingerprints"] = fingerprints
 
     def final_metrics(self) -> dict:
-        """The final metrics an earlier session of this run wrote ({} when none)."""
+        """The final metrics an earlier session of this run wrote; else its last logged step's
+        record; {} when neither can be read."""
         try:
             metrics = json.loads((self.path / "final_metrics.json").read_text())
+            if isinstance(metrics, dict):
+                return metrics
+        except (OSError, ValueError):
+            pass
+        try:
+            lines = (self.path / "metrics.jsonl").read_text().splitlines()
+            record = json.loads(lines[-1]) if lines else {}
         except (OSError, ValueError):
             return {}
-        return metrics if isinstance(metrics, dict) else {}
+        return record if isinstance(record, dict) else {}
 
     def save_final(self, model, tokenizer, config, metrics: dict, card: str, state_dict: dict | None = None) -> None:
         """The model and tokenizer, the resolved config, final_metrics.json and the model card,
