@@ -25,6 +25,7 @@ import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -130,7 +131,7 @@ def load(cache_dir: str | os.PathLike, key: str) -> PreferenceData | None:
         return PreferenceData(ExampleTable(meta["kind"], arrays, meta["files"]), meta["kind"],
                               meta["pad_token_id"], meta["group_names"], meta["source_names"],
                               meta["settings"], DataReport(**report))
-    except Exception as err:  # partial or damaged (any reader error, e.g. BadZipFile): rebuild it
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:  # damaged: rebuild
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         logger.warning("tokenised-data cache %s is damaged (%s); it will be rebuilt", folder, reason)
         shutil.rmtree(folder, ignore_errors=True)  # else the rebuilt entry could not take its place
