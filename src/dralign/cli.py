@@ -77,13 +77,18 @@ def _train(args) -> int:
     from .train.recipe import train
     from .train.trl_config import translate
 
-    cfg = with_fitted_ratios(from_args(TrainConfig, args, translate=translate))
-    result = train(cfg)
+    cfg = from_args(TrainConfig, args, translate=translate)
+    # the ratios are fitted into the output folder once the run holds it; --config is an input
+    result = train(cfg, inputs=[args.config] if getattr(args, "config", None) else [],
+                   prepare=with_fitted_ratios)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
         if result.status == "completed":
             print(f"completed: {result.steps} steps; model, card and final_metrics.json in {result.output_dir}")
+        elif result.model_saved:
+            print(f"interrupted after {result.steps} steps, before the final evaluation; the model is "
+                  f"saved in {result.output_dir}; evaluate with --resume --output-dir {result.output_dir}")
         else:
             print(f"interrupted after {result.steps} steps; no final model was written; continue with "
                   f"--resume --output-dir {result.output_dir}")
@@ -250,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DralignError, ValueError) as e:  # ValueError: torch's and transformers' refusals of a value
         print(f"dralign {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (train's set-up): one line, no traceback
+        print(f"dralign {args.command}: {e or 'stopped by SIGINT'}", file=sys.stderr)
+        return 130
 
 if __name__ == "__main__":
     sys.exit(main())

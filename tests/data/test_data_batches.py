@@ -247,6 +247,8 @@ def test_group_numbering_one_rule_known_names_first_then_integers_numerically_th
     assert ids == {"-1": 0, "2": 1, "10": 2, "a": 3, "b": 4}
     names, ids = number_names(["south", "north"], ["north", "east"])  # held-out: training ids kept
     assert ids == {"south": 0, "north": 1, "east": 2}
+    names, ids = number_names(["south", "north"], ["north", "east"], extend=False)
+    assert names == ["south", "north"] and "east" not in ids  # an unseen held-out group: no group
     tok = CharTokenizer()
     rows = [{"prompt": "a", "chosen": "x", "rejected": "y", "group": g} for g in ("10", "9", "x")]
     assert tokenize_pairs(rows, tok).group_names == ["9", "10", "x"]

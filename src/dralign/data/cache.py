@@ -9,18 +9,23 @@ Hub name) is not cached: its content cannot be hashed without downloading it.
 One entry is a folder ``data-<digest>/`` holding ``arrays.npz`` (the `ExampleTable`'s columns:
 token ids as flat int32 arrays with offsets, the per-row metadata one array each) and ``meta.json`` (kind, pad
 id, group and source names, settings, the data report with every bad row, and the full
-fingerprint, compared on reading). It is written into a temporary folder and renamed, so a
-reader never sees half an entry; an entry that does not read back is ignored and rebuilt.
+fingerprint, compared on reading, and the sha256 of ``arrays.npz``, checked on reading). It is
+written into a temporary folder and renamed, so a reader never sees half an entry; an entry
+that does not read back or fails its checksum (a damaged disk, a flipped byte) is reported in
+one warning line and rebuilt.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
+import logging
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -29,7 +34,9 @@ import numpy as np
 from .dataset import ExampleTable, PreferenceData
 from .report import BadRow, DataReport
 
-VERSION = 1  # bump when the stored layout or the tokenisation rules change
+VERSION = 2  # bump when the stored layout or the tokenisation rules change
+
+logger = logging.getLogger(__name__)
 
 
 def source_digest(source: str | os.PathLike) -> str | None:
@@ -87,7 +94,8 @@ def save(data: PreferenceData, cache_dir: str | os.PathLike, key: str) -> Path:
         np.savez(staging / "arrays.npz", **table.arrays)
         files = table.files
         report = dataclasses.asdict(data.report)
-        meta = {"key": key, "kind": data.kind, "pad_token_id": data.pad_token_id,
+        checksum = hashlib.sha256((staging / "arrays.npz").read_bytes()).hexdigest()
+        meta = {"key": key, "checksum": checksum, "kind": data.kind, "pad_token_id": data.pad_token_id,
                 "group_names": data.group_names, "source_names": data.source_names,
                 "settings": data.settings, "files": files, "report": report}
         (staging / "meta.json").write_text(json.dumps(meta))
@@ -104,20 +112,29 @@ def save(data: PreferenceData, cache_dir: str | os.PathLike, key: str) -> Path:
 
 
 def load(cache_dir: str | os.PathLike, key: str) -> PreferenceData | None:
-    """The cached data for `key`, or None when absent, of another key, or unreadable."""
+    """The cached data for `key`, or None when absent, of another key, or damaged (then with
+    one warning line naming the entry: the caller rebuilds it)."""
     folder = entry_for(cache_dir, key)
+    if not (folder / "meta.json").is_file():
+        return None
     try:
         meta = json.loads((folder / "meta.json").read_text())
         if meta["key"] != key:
             return None
-        with np.load(folder / "arrays.npz") as z:
+        raw = (folder / "arrays.npz").read_bytes()
+        if hashlib.sha256(raw).hexdigest() != meta["checksum"]:
+            raise ValueError("arrays.npz does not match its checksum")
+        with np.load(io.BytesIO(raw)) as z:
             arrays = {name: z[name] for name in z.files}
         report = dict(meta["report"])
         report["bad_rows"] = [BadRow(**b) for b in report["bad_rows"]]
         return PreferenceData(ExampleTable(meta["kind"], arrays, meta["files"]), meta["kind"],
                               meta["pad_token_id"], meta["group_names"], meta["source_names"],
                               meta["settings"], DataReport(**report))
-    except (OSError, ValueError, KeyError, TypeError):  # absent, partial or damaged: rebuild it
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:  # damaged: rebuild
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        logger.warning("tokenised-data cache %s is damaged (%s); it will be rebuilt", folder, reason)
+        shutil.rmtree(folder, ignore_errors=True)  # else the rebuilt entry could not take its place
         return None
 
 

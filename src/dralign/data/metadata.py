@@ -6,6 +6,8 @@ these semantics from, so the two cannot disagree:
 - group and source numbering (`number_names`): names fixed first (a training set's, so that
   held-out data uses the same ids), then new names in one order: integer names numerically,
   then the others as strings ("2" < "10" < "a"). Integer groups in a column are names too.
+  Held-out groups are numbered with `extend=False`: a group unseen in training is "no group"
+  (−1), since a group-robust objective has no weight for it.
 - weights: w ≥ 0 per row, 1 when absent (`has_weights`).
 - groups: a method that uses groups needs one on every row (`require_groups`).
 - DoRA's calibration weight (`density_ratios`, `row_ratio`): h = ``ratio`` when the row gives
@@ -31,10 +33,14 @@ def _name_order(name: str) -> tuple:
     return (0, int(name), "") if text.isdigit() else (1, 0, name)
 
 
-def number_names(known: Sequence[str], new: Iterable[object]) -> tuple[list[str], dict[str, int]]:
+def number_names(known: Sequence[str], new: Iterable[object], *,
+                 extend: bool = True) -> tuple[list[str], dict[str, int]]:
     """(names, name → id): `known` keep their ids 0..k−1; the other names among `new` (None
-    skipped; values compared as ``str``) follow in `_name_order`."""
+    skipped; values compared as ``str``) follow in `_name_order`, or, with `extend=False`,
+    get no id (the caller reads a missing name as "no group")."""
     names = [str(n) for n in known]
+    if not extend:  # held-out rows: the training set's groups are all the objective knows
+        return names, {n: i for i, n in enumerate(names)}
     added = sorted({str(n) for n in new if n is not None} - set(names), key=_name_order)
     names = [*names, *added]
     return names, {n: i for i, n in enumerate(names)}

@@ -192,7 +192,9 @@ def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad:
     bad.sort(key=lambda b: (b.file, b.row))
     if bad and on_bad_row == "error":
         raise DataError.from_bad_rows(bad, len(rows))
-    group_names, group_ids = number_names(groups or [], [r.extras.group for r in records])
+    # a held-out group unseen in training is "no group" (-1): the objective has no weight for it
+    group_names, group_ids = number_names(groups or [], [r.extras.group for r in records],
+                                          extend=groups is None)
     source_names, source_ids = number_names(sources or [], [r.extras.source for r in records])
     example_files = sorted({r.file for r in records})
     file_ids = {f: i for i, f in enumerate(example_files)}
@@ -229,8 +231,8 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
     `rows` come from `load_rows` (or are plain dicts). `format`/`columns`/`marker`: see
     `validate_pairs`. `on_bad_row="error"` raises DataError listing the bad rows (validation
     and tokenization ones together); ``"skip"`` drops them, counted in ``data.report``.
-    `groups`/`sources`: names whose ids are fixed first (e.g. a training set's), new names
-    follow. Truncation: see the module docstring. `progress`: show a bar while tokenising
+    `groups`/`sources`: names whose ids are fixed first (a training set's); new sources
+    follow, while a group not in `groups` is "no group" (−1). Truncation: see the module docstring. `progress`: show a bar while tokenising
     (the records are tokenised CHUNK at a time, so the tokenizer's output for the whole set is
     never held at once).
     """

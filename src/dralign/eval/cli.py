@@ -200,7 +200,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     import torch
     from rich.console import Console
 
-    from ..modeling import load_tokenizer
+    from ..modeling import check_same_tokenizer, load_tokenizer
     from .evaluate import generation_eval, shift_sweep, to_jsonable
     from .groups import preference_report
     from .rewards import load_reward
@@ -213,6 +213,9 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     rewards = {spec: load_reward(spec, device=device) for spec in opts.reward}
     reward_b = load_reward(opts.reward_b, device=device) if opts.reward_b else None
     tokenizer = load_tokenizer(opts.model)
+    if opts.reference:  # a renumbered vocabulary of the same size would score other texts
+        check_same_tokenizer(tokenizer, load_tokenizer(opts.reference), opts.model, opts.reference,
+                             flags=("--model", "--reference"))
     prompts = rendered = None
     if opts.prompts:
         prompts, rendered = load_prompts(opts.prompts, tokenizer=tokenizer, seed=opts.seed,

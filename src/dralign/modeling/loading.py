@@ -3,8 +3,10 @@ adapters, and attention-kernel capabilities."""
 
 from __future__ import annotations
 
-from ..errors import MissingExtraError
+from ..errors import MissingExtraError, UnsupportedError
 import copy
+import hashlib
+import json
 import logging
 from pathlib import Path
 
@@ -117,6 +119,33 @@ def load_tokenizer(name_or_path: str, *,
         logger.info("tokenizer of %s has no pad token; padding with eos %r",
                     name_or_path, tokenizer.eos_token)
     return tokenizer
+
+
+def vocabulary_fingerprint(tokenizer) -> str:
+    """sha256 of what makes two tokenizers' ids mean the same text: the vocabulary (token →
+    id, added tokens included) and the special tokens with their ids."""
+    # not the pad token: padded positions are masked out, and a GGUF copy often sets another one
+    special = {k: [str(v), tokenizer.convert_tokens_to_ids(v) if isinstance(v, str) else None]
+               for k, v in sorted(tokenizer.special_tokens_map.items()) if k != "pad_token"}
+    state = {"vocab": sorted(tokenizer.get_vocab().items()), "special": special}
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class TokenizerMismatchError(UnsupportedError):
+    """A model and its reference whose tokenizers differ: their log-probs are of different texts."""
+
+
+def check_same_tokenizer(model_tokenizer, reference_tokenizer, model: str, reference: str,
+                         flags: tuple[str, str] = ("--model", "--ref-model")) -> None:
+    """Refuse a policy and a reference whose vocabularies or special tokens differ (a renumbered
+    vocabulary of the same size included): log π − log π_ref compares ids, not words."""
+    if vocabulary_fingerprint(model_tokenizer) == vocabulary_fingerprint(reference_tokenizer):
+        return
+    sizes = (len(model_tokenizer), len(reference_tokenizer))
+    what = (f"{sizes[0]} vs {sizes[1]} tokens" if sizes[0] != sizes[1]
+            else f"the same size, {sizes[0]} tokens, but other ids or special tokens")
+    raise TokenizerMismatchError(f"{flags[0]} {model} and {flags[1]} {reference} have different tokenizers "
+                                 f"({what}); the reference must share the model's tokenizer")
 
 
 def save_model(model: PreTrainedModel, folder: str | Path, state_dict: dict | None = None) -> None:

@@ -16,11 +16,10 @@ from __future__ import annotations
 from ..errors import RunFailedError
 import json
 import math
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -29,7 +28,7 @@ from accelerate.utils import set_seed
 from ..config import save_yaml, to_flat_dict
 from ..data import density_ratios, has_weights, require_groups
 from ..data.collate import padding_fraction
-from ..modeling import apply_lora, load_model, load_tokenizer
+from ..modeling import apply_lora, check_same_tokenizer, load_model, load_tokenizer
 from ..modeling.compiling import compile_blocks, compile_refusal
 from ..objectives import Objective
 from . import checkpoint as ckpt
@@ -40,11 +39,12 @@ from .inputs import load_data
 from .penalty import check_penalty_mode, penalty_active
 from .progress import Progress
 from .references import cached_references, live_reference
-from .run_dir import RunFolder, check_resumable, truncate_metrics
+from .run_dir import RunFolder, check_resumable, input_fingerprints, truncate_metrics
 from .schedule import make_scheduler
 from .scorers import DataSide, evaluate_rows, make_scorer
 from .sharding import (check_sharding, full_optimizer_state, full_value, load_optimizer_state,
                        shard)
+from .signals import Stopped, StopSignals
 from .strategies import StepContext, choose_strategy
 from .watch import Watch
 
@@ -69,6 +69,7 @@ class TrainResult:
     status: str  # "completed" or "interrupted"
     metrics: dict = field(default_factory=dict)
     skipped_steps: int = 0
+    model_saved: bool = False  # an interruption during the final evaluation comes after the save
 
 
 StepHook = Callable[[int, dict], None]          # (step, record) after each step
@@ -76,20 +77,34 @@ BackwardHook = Callable[[int, torch.nn.Module], None]  # (step, model) after the
 
 
 class Recipe:
-    """Holds the run's components; `run()` trains, checkpoints and saves."""
+    """Holds the run's components; `run()` trains, checkpoints and saves.
+
+    inputs: more paths the run reads (its --config file), never deleted by --overwrite;
+    prepare: f(cfg) -> cfg run once the folder is claimed (e.g. fitting density ratios into it)."""
 
     def __init__(self, cfg: TrainConfig, callbacks: list[StepHook] = (),
-                 after_backward: list[BackwardHook] = ()):
+                 after_backward: list[BackwardHook] = (), inputs: Sequence[str] = (),
+                 prepare: Callable[[TrainConfig], TrainConfig] | None = None):
         self.cfg, self.callbacks, self.after_backward = cfg, list(callbacks), list(after_backward)
-        self._setup_accelerator()
-        self._setup_objective()
-        self._setup_data()
-        self._setup_batches()
-        self._setup_model()
-        self._setup_scoring()
-        self._setup_optimizer()
-        self.callbacks.append(Watch(self.total_steps, self.objective.beta, cfg.optim.lr, self.log))
-        self._stop_signal = None
+        self.signals = StopSignals()  # a signal during set-up stops it at once (nothing to lose)
+        with self.signals.installed("set-up"):
+            try:
+                self._setup_accelerator()
+                self._claim(inputs)  # the lock and run.json before any work
+                self.given = self.cfg  # as given: its inputs are fingerprinted
+                self.cfg = prepare(self.cfg) if prepare is not None else self.cfg
+                self._check_resume()
+                self._setup_objective()
+                self._setup_data()
+                self._setup_batches()
+                self._setup_model()
+                self._setup_scoring()
+                self._setup_optimizer()
+            except BaseException:
+                if hasattr(self, "folder"):
+                    self.folder.abandon()  # a failed start removes what it created
+                raise
+        self.callbacks.append(Watch(self.total_steps, self.objective.beta, self.cfg.optim.lr, self.log))
 
     # ------------------------------------------------------------------ setup
     def _setup_accelerator(self):
@@ -102,6 +117,26 @@ class Recipe:
         self.out = Path(o.output_dir)
         self.folder = RunFolder(self.out)
         set_seed(o.seed)
+
+    def _claim(self, inputs: Sequence[str]):
+        """Claim the output folder (main process) and, on --resume, find the checkpoint to
+        continue and check its configuration: all before any work."""
+        cfg, acc = self.cfg, self.accelerator
+        d, m = cfg.data, cfg.model
+        reads = [p for p in (d.data, d.eval_data, m.model, m.ref_model, *inputs) if p]
+        if acc.is_main_process:
+            self.folder.claim(cfg, resume=cfg.logging.resume, overwrite=cfg.logging.overwrite, inputs=reads)
+        acc.wait_for_everyone()
+
+    def _check_resume(self):
+        """On --resume: the checkpoint to continue, written under a compatible configuration."""
+        self.resume_from = None
+        if self.cfg.logging.resume:
+            self.resume_from = ckpt.newest_valid(self.out / "checkpoints", self.log)
+            if self.resume_from is None:
+                raise TrainingError(f"--resume: no checkpoint under {self.out / 'checkpoints'} that is complete and intact")
+            from ..config import load_yaml
+            check_resumable(load_yaml(self.resume_from / "config.yaml"), self.cfg)
 
     def _setup_objective(self):
         m = self.cfg.method
@@ -117,6 +152,11 @@ class Recipe:
             if name and name.startswith((".", "/", "~")) and not Path(name).expanduser().exists():
                 raise TrainingError(f"model folder {name} does not exist")
         self.tokenizer = load_tokenizer(cfg.model.model)
+        if cfg.model.ref_model:  # refused before any work: log-probs of other ids are of other texts
+            check_same_tokenizer(self.tokenizer, load_tokenizer(cfg.model.ref_model), cfg.model.model,
+                                 cfg.model.ref_model)
+        if self.accelerator.is_main_process:  # on --resume: refuse inputs changed under the same path
+            self.folder.check_fingerprints(input_fingerprints(self.given, self.tokenizer))
         self.show_progress = cfg.logging.progress and self.accelerator.is_main_process
         # tokenised data is cached beside the reference log-probs: keyed by content, kept on --overwrite
         data_cache_dir = cfg.cache_dir() / "data"
@@ -307,24 +347,13 @@ class Recipe:
         self.state = TrainerState(**parts["trainer"])
 
     # ------------------------------------------------------------------ the run
-    def _on_signal(self, signum, frame):
-        self._stop_signal = signum
-
     def _start(self) -> Path:
-        """Claim the output folder; on --resume, load the newest valid checkpoint."""
+        """On --resume, load the checkpoint found at set-up; mark the run started."""
         cfg, acc = self.cfg, self.accelerator
         metrics_file = self.out / "metrics.jsonl"
-        if acc.is_main_process:
-            self.folder.claim(cfg, resume=cfg.logging.resume, overwrite=cfg.logging.overwrite)
-        acc.wait_for_everyone()
-        if cfg.logging.resume:
-            folder = ckpt.newest_valid(self.out / "checkpoints", self.log)
-            if folder is None:
-                raise TrainingError(f"--resume: no checkpoint under {self.out / 'checkpoints'} that is complete and intact")
-            from ..config import load_yaml
-            check_resumable(load_yaml(folder / "config.yaml"), cfg)
-            self.load_checkpoint(folder)
-            self.log(f"resumed from {folder} at step {self.state.step}")
+        if self.resume_from is not None:
+            self.load_checkpoint(self.resume_from)
+            self.log(f"resumed from {self.resume_from} at step {self.state.step}")
             if acc.is_main_process and metrics_file.exists():  # drop steps after the checkpoint
                 truncate_metrics(metrics_file, self.state.step, self.log)
         if acc.is_main_process:
@@ -333,8 +362,10 @@ class Recipe:
         return metrics_file
 
     def run(self) -> TrainResult:
+        """Train, checkpoint, save, evaluate; SIGINT/SIGTERM are handled until the final save."""
         try:
-            return self._run()
+            with self.signals.installed(None):  # during steps and saves: recorded, acted on after
+                return self._run()
         except BaseException:
             if self.folder.claimed:
                 self.folder.mark(self.cfg, "failed")  # never looks complete
@@ -347,51 +378,76 @@ class Recipe:
         metrics_file = self._start()
         if cfg.logging.report_to != "none":
             acc.init_trackers("dralign", config=tracker_config(cfg))
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        status, last = "completed", {}
-        progress = Progress(self.total_steps, self.state.step, enabled=cfg.logging.progress and acc.is_main_process)
-        try:
-            with progress:
-                while self.state.step < self.total_steps:
-                    t0 = time.perf_counter()
-                    record = self.step(self.state.step)
-                    self.state.step += 1
-                    record["step"] = self.state.step
-                    record["pairs_per_s"] = self.plan.effective / (time.perf_counter() - t0)
-                    ev, sv = cfg.logging.eval_every, cfg.logging.save_every
-                    if ev and self.state.step % ev == 0 and self.state.step < self.total_steps:
-                        record.update(self.evaluate())
-                    last = record
-                    if self.state.step % cfg.logging.log_every == 0:
-                        self._log_record(metrics_file, record)
-                    progress.update(record)
-                    for callback in self.callbacks:
-                        callback(self.state.step, record)
-                    if self._stop_signal is not None:
-                        path = self.save_checkpoint()
-                        self.log(f"stopped by signal {signal.Signals(self._stop_signal).name} after step "
-                                 f"{self.state.step}; checkpoint {path}; continue with --resume")
-                        status = "interrupted"
-                        break
-                    if sv and self.state.step % sv == 0:
-                        self.save_checkpoint()
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+        first = self.state.step
+        status, last = self._train(metrics_file)
+        saved = False
         if status == "completed":
-            final = self.evaluate(progress=self.show_progress)  # written to final_metrics.json with the last step's values
-            if final:
-                self.log("final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
-            last = {**last, **final}
+            status, last = self._finish(last, trained=self.state.step > first)
+            saved = True
+        if acc.is_main_process:
+            self.folder.mark(cfg, status)
+        if cfg.logging.report_to != "none":
+            acc.end_training()
+        return TrainResult(self.out, self.state.step, status, last, self.state.skipped_steps, saved)
+
+    def _train(self, metrics_file: Path) -> tuple[str, dict]:
+        """The training loop: ("completed" or "interrupted", the last step's record)."""
+        cfg, last = self.cfg, {}
+        progress = Progress(self.total_steps, self.state.step,
+                            enabled=cfg.logging.progress and self.accelerator.is_main_process)
+        with progress:
+            while self.state.step < self.total_steps:
+                t0 = time.perf_counter()
+                record = self.step(self.state.step)
+                self.state.step += 1
+                record["step"] = self.state.step
+                record["pairs_per_s"] = self.plan.effective / (time.perf_counter() - t0)
+                ev, sv = cfg.logging.eval_every, cfg.logging.save_every
+                if ev and self.state.step % ev == 0 and self.state.step < self.total_steps:
+                    record.update(self.evaluate())
+                last = record
+                if self.state.step % cfg.logging.log_every == 0:
+                    self._log_record(metrics_file, record)
+                progress.update(record)
+                for callback in self.callbacks:
+                    callback(self.state.step, record)
+                if self.signals.received is not None:
+                    path = self.save_checkpoint()
+                    self.log(f"stopped by signal {self.signals.name} after step {self.state.step}; "
+                             f"checkpoint {path}; continue with --resume")
+                    return "interrupted", last
+                if sv and self.state.step % sv == 0:
+                    self.save_checkpoint()
+        return "completed", last
+
+    def _finish(self, last: dict, trained: bool) -> tuple[str, dict]:
+        """The final checkpoint and model first, then the final evaluation (a signal there
+        loses nothing), then final_metrics.json and the card with its results."""
+        if trained:
             if self.padding:  # the run summary: how much compute went to padding
                 last["padding_fraction"] = sum(self.padding) / len(self.padding)
                 self.log(f"padding: {100 * last['padding_fraction']:.1f}% of token positions "
                          f"({'packed' if self.packing else 'not packed'})")
             self.save_checkpoint()
-            self.save_final(last)
-        if cfg.logging.report_to != "none":
-            acc.end_training()
-        return TrainResult(self.out, self.state.step, status, last, self.state.skipped_steps)
+        else:  # a --resume with no step left: the earlier session's metrics stand
+            last = {**self.folder.final_metrics(), **last}
+        self.save_final(last)
+        if self.signals.received is not None:
+            self.log(f"stopped by signal {self.signals.name} before the final evaluation; the model "
+                     f"and the checkpoint of step {self.state.step} are saved; --resume evaluates")
+            return "interrupted", last
+        try:
+            with self.signals.during("the final evaluation"):
+                final = self.evaluate(progress=self.show_progress)
+        except Stopped as stop:
+            self.log(f"{stop}; the model and the checkpoint of step {self.state.step} are saved; "
+                     "--resume evaluates")
+            return "interrupted", last
+        if final:  # written to final_metrics.json with the last step's values
+            self.log("final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
+            last = {**last, **final}
+            self.save_final(last, metrics_only=True)
+        return "completed", last
 
     def _log_record(self, metrics_file: Path, record: dict) -> None:
         acc = self.accelerator
@@ -403,18 +459,22 @@ class Recipe:
             acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))},
                     step=self.state.step)
 
-    def save_final(self, metrics: dict) -> None:
+    def save_final(self, metrics: dict, metrics_only: bool = False) -> None:
         """The model and tokenizer (save_pretrained), the resolved config, a model card and the
-        final metrics, written into a staging folder and then renamed into place."""
+        final metrics, written into a staging folder and then renamed into place (metrics_only:
+        the card and final_metrics.json alone)."""
         acc = self.accelerator
         acc.wait_for_everyone()
-        full = ckpt.sharded_state(acc, self.model)  # a collective: every process takes part
+        full = None if metrics_only else ckpt.sharded_state(acc, self.model)  # a collective
         if not acc.is_main_process:
             return
         card = model_card(self.cfg, self.objective, self.train_data, metrics, self.state.step,
                           self.state.skipped_steps, acc.num_processes)
         with ckpt.writing(self.out / ".final-tmp"):
-            self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card, full)
+            if metrics_only:
+                self.folder.save_metrics(metrics, card)
+            else:
+                self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card, full)
 
 def tracker_config(cfg: TrainConfig) -> dict:
     """The resolved options as one flat mapping of scalars (`section/option`): TensorBoard's
@@ -427,9 +487,11 @@ def tracker_config(cfg: TrainConfig) -> dict:
     return flat
 
 
-def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list[BackwardHook] = ()) -> TrainResult:
+def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list[BackwardHook] = (),
+          inputs: Sequence[str] = (), prepare: Callable[[TrainConfig], TrainConfig] | None = None) -> TrainResult:
     """Train per `cfg` (see `dralign train --help`); returns where the model went and the metrics.
 
     callbacks: called as f(step, record) after every step; after_backward: f(step, model) after
-    each step's backward and before the update (e.g. to inspect or alter gradients in a test)."""
-    return Recipe(cfg, callbacks, after_backward).run()
+    each step's backward and before the update (e.g. to inspect or alter gradients in a test);
+    inputs, prepare: see `Recipe`."""
+    return Recipe(cfg, callbacks, after_backward, inputs, prepare).run()
