@@ -8,13 +8,18 @@ from typing import Literal
 from ..config import Range, option
 
 
+# one help for every --dtype (train, eval): what "auto" resolves to is said where it is shown
+DTYPE_HELP = ("weights dtype when loading: auto = the checkpoint's own (float32 for a GGUF file, "
+              "whose quantised blocks are dequantised)")
+
+
 @dataclass
 class ModelOptions:
     """Model, reference and adapters."""
 
-    model: str | None = option(None, "causal LM: a local folder or a Hugging Face hub name")
-    ref_model: str | None = option(None, "reference model (default: the start weights of --model)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "weights dtype when loading")
+    model: str | None = option(None, "causal LM: a local folder, a Hugging Face hub name or a GGUF file (dequantised at load; needs dralign[gguf])")
+    ref_model: str | None = option(None, "reference model, a folder, hub name or GGUF file (default: the start weights of --model)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", DTYPE_HELP)
     attn_implementation: str | None = option(None, "attention kernel: eager, sdpa, flash_attention_2 (default: the model's)")
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
     lora_r: int = option(0, "LoRA rank; 0 trains all weights", Range(0))
@@ -48,7 +53,7 @@ class DataOptions:
     ratio_column: str = option("ratio", "optional column of density ratios h (dora)")
     ratio_target: list[str] | None = option(None, "dora without ratio columns: the source value(s) of the target distribution; density ratios are then cross-fitted inline on the start model's features from --source-column")
     max_length: int = option(512, "max tokens of prompt + completion", Range(2))
-    max_prompt_length: int | None = option(None, "max prompt tokens (default: as many as fit)", Range(1))
+    max_prompt_length: int | None = option(None, "max prompt tokens; unset, a prompt is cut only when it leaves no room for its completion (>= --max-length tokens), and then to half of --max-length", Range(1))
     truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")
     long_prompts: Literal["cut", "strict"] = option("cut", "a prompt that leaves no room for the completion: cut it to --max-prompt-length (default half of --max-length) and count it, or refuse the row (strict)")
     on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows")
@@ -119,6 +124,7 @@ class LoggingOptions:
 
     log_every: int = option(1, "write metrics every N steps", Range(1))
     eval_every: int = option(0, "evaluate on the held-out set every N steps (0: only at the end)", Range(0))
+    length_tolerance: float = option(0.10, "held-out evaluation: a pair is length-matched when its completions differ by at most this fraction of the longer one, in tokens (eval/length/* metrics)", Range(0, 1, high_open=True))
     save_every: int = option(0, "write a checkpoint every N steps (0: only at the end)", Range(0))
     resume: bool = option(False, "continue the run in --output-dir from its newest complete checkpoint (same method, data, model and seed)")
     overwrite: bool = option(False, "replace the run that --output-dir holds (its reference cache is kept)")

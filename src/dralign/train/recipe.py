@@ -29,6 +29,7 @@ from accelerate.utils import set_seed
 from ..config import save_yaml, to_flat_dict
 from ..data import density_ratios, has_weights, require_groups
 from ..data.collate import padding_fraction
+from ..lengths import completion_lengths, flat_length_metrics, length_report, outcomes
 from ..modeling import apply_lora, load_model, load_tokenizer
 from ..objectives import Objective
 from . import checkpoint as ckpt
@@ -267,9 +268,21 @@ class Recipe:
             missing = int((rows["group"] < 0).sum())
             out = Objective.from_preset("dpo", beta=self.objective.beta)(*args, **meta)
             return {"eval/loss_without_groups": float(out.loss), "eval/rows_without_group": missing,
-                    **{f"eval/{k}": v for k, v in out.metrics.items()}}
+                    **{f"eval/{k}": v for k, v in out.metrics.items()}, **self._length_metrics(rows)}
         out = self.objective(*args, **meta, state=self.objective_state)
-        return {"eval/loss": float(out.loss), **{f"eval/{k}": v for k, v in out.metrics.items()}}
+        return {"eval/loss": float(out.loss), **{f"eval/{k}": v for k, v in out.metrics.items()},
+                **self._length_metrics(rows)}
+
+    def _length_metrics(self, rows: dict) -> dict:
+        """The length controls of the held-out pairs (`dralign.lengths`, as `dralign eval`
+        reports them): eval/length/longer_baseline, …_accuracy and …_n of the length-matched,
+        chosen-longer and chosen-shorter pairs. Unpaired data has no pairs to compare."""
+        if "policy_chosen" not in rows:
+            return {}
+        u = (rows["policy_chosen"] - rows["ref_chosen"]) - (rows["policy_rejected"] - rows["ref_rejected"])
+        report = length_report(outcomes(u.double().numpy()), *completion_lengths(self.eval_data),
+                               tolerance=self.cfg.logging.length_tolerance, seed=self.cfg.optim.seed)
+        return flat_length_metrics(report, prefix="eval/length/")
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
