@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..errors import MissingExtraError
 import copy
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -33,6 +34,20 @@ def resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
 
 
 GGUF_EXTRA = "pip install 'dralign[gguf]'"
+
+# Deprecations that a user cannot act on, only these, by category and message: peft reads the
+# model's `is_gradient_checkpointing` (transformers 5 renamed it). (The sampler passes the KV
+# cache under the name the installed transformers takes: no `past_key_values` warning to hide.)
+THIRD_PARTY_WARNINGS = ((FutureWarning, r"`is_gradient_checkpointing` is deprecated"),)
+
+
+def quiet_third_party_warnings() -> None:
+    """Ignore the warnings of `THIRD_PARTY_WARNINGS` (each by category and message start)."""
+    for category, message in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+quiet_third_party_warnings()  # at import: every model dralign loads goes through this module
 
 
 
