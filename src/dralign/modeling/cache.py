@@ -148,8 +148,8 @@ def build_reference_cache(model: torch.nn.Module, data: Sized,
     log(f"computing reference log-probs for {len(data)} examples -> {path}")
     starts = range(0, len(data), batch_size)
     if progress:
-        from rich.progress import track
-        starts = track(starts, description="reference log-probs")
+        from dralign.console import track  # a bar on a terminal, plain lines in a log
+        starts = track(starts, "reference log-probs", unit="batch")
     device = device if device is not None else next(model.parameters()).device
     indices, parts = [], []
     for start in starts:

@@ -129,7 +129,8 @@ class LoggingOptions:
     resume: bool = option(False, "continue the run in --output-dir from its newest complete checkpoint (same method, data, model and seed)")
     overwrite: bool = option(False, "replace the run that --output-dir holds (its reference cache is kept)")
     report_to: Literal["none", "tensorboard", "wandb"] = option("none", "also log to this tracker")
-    progress: bool = option(True, "show a progress bar")
+    progress: bool = option(True, "show progress: a bar on a terminal; when stdout is not one (nohup, a log file), a plain line every --progress-every seconds for each long phase")
+    progress_every: float = option(30.0, "seconds between two progress lines when stdout is not a terminal", Range(0))
 
 
 @dataclass

@@ -27,6 +27,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from ..config import save_yaml, to_flat_dict
+from ..console import set_log_every
 from ..data import density_ratios, has_weights, require_groups
 from ..data.collate import padding_fraction
 from ..lengths import completion_lengths, flat_length_metrics, length_report, outcomes
@@ -96,6 +97,7 @@ class Recipe:
                                        log_with=None if lg.report_to == "none" else lg.report_to,
                                        project_dir=o.output_dir)
         self.log = self.accelerator.print
+        set_log_every(lg.progress_every)  # progress lines in a log: every phase from here on
         ckpt.check_launch(self.accelerator)
         self.out = Path(o.output_dir)
         self.folder = RunFolder(self.out)
@@ -160,12 +162,14 @@ class Recipe:
 
     def _setup_model(self):
         m = self.cfg.model
+        t0 = time.perf_counter()
         self.model = load_model(m.model, dtype=m.dtype, attn_implementation=m.attn_implementation,
                                 gradient_checkpointing=m.gradient_checkpointing)
         if m.lora_r > 0:
             self.model = apply_lora(self.model, r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout,
                                     target_modules=m.lora_target_modules)
         self.model.to(self.accelerator.device)
+        self.log(f"model loaded in {time.perf_counter() - t0:.1f} s")  # a log shows each phase end
         if self.objective.penalty is not None:
             check_penalty_mode(self.model, self.objective)
 
@@ -348,7 +352,9 @@ class Recipe:
                     record = self.step(self.state.step)
                     self.state.step += 1
                     record["step"] = self.state.step
-                    record["pairs_per_s"] = self.plan.effective / (time.perf_counter() - t0)
+                    seconds = time.perf_counter() - t0
+                    record["pairs_per_s"] = self.plan.effective / seconds
+                    record.update(progress.timing(seconds))  # step_seconds, eta_seconds
                     ev, sv = cfg.logging.eval_every, cfg.logging.save_every
                     if ev and self.state.step % ev == 0 and self.state.step < self.total_steps:
                         record.update(self.evaluate())

@@ -172,8 +172,8 @@ def evaluate_rows(scorer: Scorer, model, side: DataSide, batch_size: int, device
     parts = []
     starts = range(0, len(side.data), batch_size)
     if progress:
-        from rich.progress import track
-        starts = track(starts, description="evaluation", transient=True)
+        from ..console import track  # a transient bar on a terminal, plain lines in a log
+        starts = track(starts, "evaluation", unit="batch")
     with torch.no_grad(), eval_mode(model):
         for start in starts:
             idx = list(range(start, min(start + batch_size, len(side.data))))
