@@ -134,17 +134,21 @@ def load_tokenizer(name_or_path: str, *,
     return tokenizer
 
 
-def save_model(model: PreTrainedModel, folder: str | Path, state_dict: dict | None = None) -> None:
+def save_model(model: PreTrainedModel, folder: str | Path, state_dict: dict | None = None,
+               merge: bool | None = None) -> None:
     """Write `model` as a folder that `from_pretrained` loads (safetensors); `state_dict`, when
     given, holds the full weights (gathered from FSDP shards by the caller).
 
-    A LoRA adapter is saved as an adapter folder naming its base model — except over a base
-    loaded from a GGUF file, which an adapter config cannot name for `from_pretrained`: the
-    adapter is then merged into a copy of the base and the whole model is saved.
+    A LoRA adapter is merged into a copy of the base and the whole model saved when `merge`;
+    otherwise the adapter alone is saved (`adapter_model.safetensors`, `adapter_config.json`
+    naming its base). `merge` None: merged over a base loaded from a GGUF file (which an adapter
+    config cannot name for `from_pretrained`), the adapter alone over any other base.
     """
     from peft import PeftModel
 
-    if isinstance(model, PeftModel) and is_gguf(model.get_base_model().name_or_path):
+    if merge is None:
+        merge = isinstance(model, PeftModel) and is_gguf(model.get_base_model().name_or_path)
+    if isinstance(model, PeftModel) and merge:
         model = copy.deepcopy(model).merge_and_unload()  # a copy: the trained adapter stays as it was
     model.save_pretrained(folder, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
 

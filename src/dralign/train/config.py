@@ -26,6 +26,7 @@ class ModelOptions:
     lora_alpha: float = option(16.0, "LoRA scaling alpha", Range(0, low_open=True))
     lora_dropout: float = option(0.0, "LoRA dropout", Range(0, 1, high_open=True))
     lora_target_modules: list[str] | None = option(None, "module names to adapt (default: all linear layers)")
+    save_adapter: bool | None = option(None, "LoRA: save the adapter alone (adapter_model.safetensors + adapter_config.json, loaded with PEFT over the base) or, with --no-save-adapter, merged into the base as a whole model (default: alone over a folder or hub model; merged over a GGUF file, which an adapter config cannot name for from_pretrained)")
     ref_cache: bool = option(True, "precompute reference log-probs once into a cache keyed by model+data+tokenisation; the reference model is then never held during training")
     ref_cache_dir: str | None = option(None, "where reference caches live (default: OUTPUT_DIR/ref_cache)")
 

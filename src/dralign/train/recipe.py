@@ -35,7 +35,7 @@ from ..modeling import apply_lora, load_model, load_tokenizer
 from ..objectives import Objective
 from . import checkpoint as ckpt
 from .batching import BatchPlan
-from .card import model_card
+from .card import model_card, weights_form
 from .config import TrainConfig
 from .inputs import load_data
 from .penalty import check_penalty_mode, penalty_active
@@ -162,6 +162,9 @@ class Recipe:
 
     def _setup_model(self):
         m = self.cfg.model
+        if m.save_adapter is not None and m.lora_r == 0:
+            raise TrainingError(f"--{'' if m.save_adapter else 'no-'}save-adapter is about a LoRA adapter: "
+                                "pass --lora-r N, or drop the flag")
         t0 = time.perf_counter()
         self.model = load_model(m.model, dtype=m.dtype, attn_implementation=m.attn_implementation,
                                 gradient_checkpointing=m.gradient_checkpointing)
@@ -411,7 +414,8 @@ class Recipe:
         card = model_card(self.cfg, self.objective, self.train_data, metrics, self.state.step,
                           self.state.skipped_steps, acc.num_processes)
         with ckpt.writing(self.out / ".final-tmp"):
-            self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card, full)
+            self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card, full,
+                                   merge=weights_form(self.cfg) == "merged")  # what the card says
 
 def tracker_config(cfg: TrainConfig) -> dict:
     """The resolved options as one flat mapping of scalars (`section/option`): TensorBoard's
