@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import pytest
 from rich.console import Console
@@ -92,7 +93,10 @@ def test_length_controls_and_the_per_pair_file(trained, monkeypatch, tmp_path):
     # the trainer's held-out evaluation reports the same controls (at its default 10 %)
     final = json.loads((out / "final_metrics.json").read_text())
     assert final["eval/length/longer_baseline"] == pytest.approx(length["longer_baseline"].mean)
-    at_ten = evaluate(start, out, held_out, monkeypatch)[0]["preference"]["length"]
-    for key in ("length_matched", "chosen_longer", "chosen_shorter"):
-        assert final[f"eval/length/{key}_n"] == at_ten[key]["n"]
-        assert final[f"eval/length/{key}_accuracy"] == pytest.approx(at_ten[key]["accuracy"].mean)
+    at_ten = evaluate(start, out, held_out, monkeypatch)[0]
+    at_ten, groups = at_ten["preference"]["length"], at_ten["groups"]
+    for prefix, block in (("", at_ten), ("group/a/", groups["a"]["length"]), ("group/b/", groups["b"]["length"])):
+        for key in ("length_matched", "chosen_longer", "chosen_shorter"):
+            assert final[f"eval/length/{prefix}{key}_n"] == block[key]["n"]
+            got, want = final[f"eval/length/{prefix}{key}_accuracy"], block[key]["accuracy"]
+            assert (math.isnan(got) and want is None) or got == pytest.approx(want.mean)

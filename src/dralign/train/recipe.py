@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
@@ -283,13 +284,21 @@ class Recipe:
     def _length_metrics(self, rows: dict) -> dict:
         """The length controls of the held-out pairs (`dralign.lengths`, as `dralign eval`
         reports them): eval/length/longer_baseline, …_accuracy and …_n of the length-matched,
-        chosen-longer and chosen-shorter pairs. Unpaired data has no pairs to compare."""
+        chosen-longer and chosen-shorter pairs; the same per group and per source under
+        eval/length/group/NAME/… and eval/length/source/NAME/…. Unpaired data has no pairs."""
         if "policy_chosen" not in rows:
             return {}
         u = (rows["policy_chosen"] - rows["ref_chosen"]) - (rows["policy_rejected"] - rows["ref_rejected"])
-        report = length_report(outcomes(u.double().numpy()), *completion_lengths(self.eval_data),
-                               tolerance=self.cfg.logging.length_tolerance, seed=self.cfg.optim.seed)
-        return flat_length_metrics(report, prefix="eval/length/")
+        o, lengths = outcomes(u.double().numpy()), completion_lengths(self.eval_data)
+        kw = dict(tolerance=self.cfg.logging.length_tolerance, seed=self.cfg.optim.seed)
+        out = flat_length_metrics(length_report(o, *lengths, **kw), prefix="eval/length/")
+        for column, names in (("group", self.eval_data.group_names), ("source", self.eval_data.source_names)):
+            ids = np.array([getattr(e, column) for e in self.eval_data.examples])
+            for i, name in enumerate(names):  # rows without a value are in the overall numbers only
+                if (mask := ids == i).any():
+                    out.update(flat_length_metrics(length_report(o[mask], lengths[0][mask], lengths[1][mask], **kw),
+                                                   prefix=f"eval/length/{column}/{name}/"))
+        return out
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
