@@ -329,10 +329,9 @@ def _preference(cfg: EvalConfig, model, reference, data, console) -> dict:
 
     opts = cfg.eval
     sharing = _prefix_sharing(cfg.data.prefix_sharing, model, data, console)
-    with console.status("preference metrics on held-out pairs"):
-        scores = score_pairs(model, reference, data, beta=opts.beta, batch_size=opts.batch_size,
-                             prefix_sharing=sharing)
-        out = report_scores(data, scores, seed=opts.seed, tolerance=opts.length_tolerance)
+    scores = score_pairs(model, reference, data, beta=opts.beta, batch_size=opts.batch_size,
+                         prefix_sharing=sharing, progress=True)  # a bar, or lines in a log
+    out = report_scores(data, scores, seed=opts.seed, tolerance=opts.length_tolerance)
     if opts.per_pair:
         console.print(f"wrote {write_per_pair(opts.per_pair, data, scores)} "
                       f"({len(data)} pairs, one JSON line each)", markup=False)

@@ -133,13 +133,14 @@ class PairScores:
 
 
 def score_pairs(model, reference, data, *, beta: float, batch_size: int = 32,
-                prefix_sharing: bool = False) -> PairScores:
+                prefix_sharing: bool = False, progress: bool = False) -> PairScores:
     """The policy's and the reference's log-probs of every held-out pair (:class:`PairScores`).
 
     `reference` is a model or a :class:`dralign.modeling.Reference` (e.g. a cached one).
     Models run in eval mode without gradients. `prefix_sharing`: score each pair as one row
     [prompt | chosen | rejected] (the trainer's layout when it shares prefixes; the same values
-    up to float rounding, and exactly the trainer's when it did).
+    up to float rounding, and exactly the trainer's when it did). `progress`: a bar on a
+    terminal, plain lines in a log (:func:`dralign.console.track`).
     """
     if reference is None:
         raise ValueError("preference_eval needs a reference model: the implicit reward is "
@@ -151,10 +152,11 @@ def score_pairs(model, reference, data, *, beta: float, batch_size: int = 32,
         raise ValueError("preference_eval: the data has no pairs")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from ..console import track
     from ..data import collate_shared_pairs
 
     parts: list[tuple[np.ndarray, ...]] = []
-    for start in range(0, len(data), batch_size):
+    for start in track(range(0, len(data), batch_size), "held-out pairs", enabled=progress, unit="batch"):
         indices = range(start, min(start + batch_size, len(data)))
         batch = (collate_shared_pairs([data.examples[i] for i in indices], data.pad_token_id)
                  if prefix_sharing else data.collate(indices))

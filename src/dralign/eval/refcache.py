@@ -54,5 +54,5 @@ def cached_eval_reference(opts, data, device: str, log=print):
         return None
     model = load_model(opts.reference, dtype=opts.dtype).to(device)
     cache = build_reference_cache(model, data, lambda d, idx: d.collate(idx), cache_dir, key,
-                                  batch_size=opts.batch_size, device=device, log=log)
+                                  batch_size=opts.batch_size, device=device, log=log, progress=True)
     return CachedReference(cache)
