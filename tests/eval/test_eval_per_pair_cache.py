@@ -66,11 +66,13 @@ def test_a_cache_of_other_pairs_is_not_read(trained, monkeypatch, tmp_path):
     assert "no reference cache of these pairs" in log and loaded == [str(out), start]
 
 
-def test_length_controls_and_the_per_pair_file(trained, monkeypatch, tmp_path):
+def test_length_controls_and_the_per_pair_file(trained, monkeypatch, tmp_path, capsys):
     start, out, held_out = trained
     per_pair = tmp_path / "pairs.jsonl"
     results, log, _ = evaluate(start, out, held_out, monkeypatch, per_pair=str(per_pair),
                                length_tolerance=0.5)
+    # stdout is not a terminal here: the scoring's progress is a plain line (3 batches of 5)
+    assert "held-out pairs 3/3 · " in capsys.readouterr().out
     lines = [json.loads(line) for line in per_pair.read_text().splitlines()]
     assert len(lines) == results["preference"]["n"] == 12
     assert [x["row"] for x in lines] == sorted(x["row"] for x in lines)
