@@ -61,14 +61,10 @@ def _methods(args) -> int:
 
 
 def _methods_console(width: int | None):
-    """A console `width` wide; on a terminal its width; piped, wide enough never to wrap
-    (rich would otherwise cut every row at 80 columns)."""
-    from rich.console import Console
+    """A console `width` wide; on a terminal its width; piped, full width (`dralign.console`)."""
+    from .console import table_console
 
-    if width:
-        return Console(width=width)
-    console = Console()
-    return console if console.is_terminal else Console(width=100_000, soft_wrap=True)
+    return table_console(width)
 
 
 def _train(args) -> int:

@@ -1,5 +1,6 @@
-"""`dralign bench real`: the length controls (hand-computed), the fixed splits, and the whole
-pipeline end to end on a tiny model and tiny data (every results key, every file)."""
+"""`dralign bench real`: the fixed splits and the whole pipeline end to end on a tiny model and
+tiny data (every results key, every file); the length controls are `dralign.lengths`', tested by
+hand in tests/eval/test_lengths.py."""
 
 import json
 
@@ -10,14 +11,7 @@ from helpers import write_jsonl
 from dralign_bench.real import RealOptions, resolve
 from dralign_bench.real.data import load_split, task_rows
 from dralign_bench.real.options import DATA_FILES
-from dralign_bench.real.score import length_matched, longer_wins, pair_correct
-
-
-def test_longer_baseline_and_length_matched_pairs_by_hand():
-    lengths = (np.array([10, 10, 100, 50, 20]), np.array([5, 10, 91, 56, 40]))
-    assert longer_wins(lengths).tolist() == [1.0, 0.5, 1.0, 0.0, 0.0]
-    # |10-5|=5 > 1; 0 <= 1; 9 <= 10; 6 > 5.6; 20 > 4
-    assert length_matched(lengths, 0.10).tolist() == [False, True, True, False, False]
+from dralign_bench.real.score import pair_correct
 
 
 def test_pair_correct_is_the_sign_of_the_implicit_reward_margin():
@@ -125,7 +119,8 @@ def test_pipeline_end_to_end_on_a_tiny_model_writes_every_key(tmp_path, tiny_mod
     shift = saved["tasks"]["shift"]["methods"]["dpo"]["sets"]
     assert shift["ultrafeedback"]["domain"] == "in" and shift["hhh"]["domain"] == "out"
     for block in shift.values():
-        for key in ("n", "accuracy", "seed_accuracy", "longer_baseline", "length_matched", "agrees_with_longer"):
+        for key in ("n", "accuracy", "seed_accuracy", "longer_baseline", "length_matched", "agrees_with_longer",
+                    "chosen_longer", "chosen_shorter"):
             assert key in block
         assert {"n", "accuracy"} <= set(block["length_matched"])
     groups = saved["tasks"]["groups"]["methods"]["group-dro"]

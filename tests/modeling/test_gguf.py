@@ -258,6 +258,36 @@ def test_train_on_a_tiny_gguf_through_the_cli(tiny_gguf, tmp_path, lora_r):
     assert load_tokenizer(str(out))("two plus two")["input_ids"] == load_tokenizer(str(file))("two plus two")["input_ids"]
 
 
+@needs_gguf
+@pytest.mark.parametrize("save_adapter", [None, True])
+def test_the_card_of_a_lora_run_on_a_gguf_base_says_what_the_folder_holds(tiny_gguf, tmp_path, save_adapter):
+    """Over a GGUF base the adapter is merged by default (an adapter config cannot name a GGUF
+    file); --save-adapter keeps it alone, and the card's way of loading it works."""
+    from peft import PeftModel
+
+    from dralign.cli import main
+
+    file, _ = tiny_gguf
+    data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"Question {i}:", "chosen": " a good answer",
+                                                  "rejected": " no"} for i in range(4)])
+    out = tmp_path / "run"
+    flags = ["--save-adapter"] if save_adapter else []
+    assert main(["train", "--model", str(file), "--lora-r", "4", "--max-steps", "1", "--max-length", "32",
+                 "--batch-size", "2", "--data", str(data), "--output-dir", str(out), "--no-progress",
+                 "--lr", "1e-2", *flags]) == 0
+    card = (out / "README.md").read_text()
+    if not save_adapter:
+        assert "merged into it: the whole model" in card and (out / "model.safetensors").is_file()
+        assert not (out / "adapter_config.json").exists()
+        return
+    assert "The LoRA adapter alone (r=4)" in card and not (out / "model.safetensors").exists()
+    assert f'PeftModel.from_pretrained(dralign.modeling.load_model("{file}"), "{out}")' in card
+    model = PeftModel.from_pretrained(load_model(str(file)), str(out))
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        assert not torch.allclose(model(ids).logits, load_model(str(file))(ids).logits)
+
+
 @needs_smollm2
 @pytest.mark.slow
 def test_smollm2_gguf_trains_with_kldpo_lora_and_saves_a_folder_that_answers_paris(tmp_path):

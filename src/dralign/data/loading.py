@@ -30,7 +30,6 @@ import json
 import math
 import os
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -58,22 +57,15 @@ class Row:
     error_reason: str | None = None
 
 
-@contextmanager
 def progress_bar(description: str, total: int | None, enabled: bool = True, bytes: bool = False):
-    """A rich progress bar for a long phase (loading, tokenising, ...); yields advance(n).
+    """Progress of a long phase (loading, tokenising, ...); yields advance(n): a transient bar on
+    a terminal, plain lines in a log (:func:`dralign.console.phase_progress`).
 
     Shown only when `enabled` (the caller decides: --no-progress, the main process, a phase
-    long enough to be worth a bar); it is transient, so the log keeps only the summaries."""
-    if not enabled:
-        yield lambda n=1: None
-        return
-    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress,
-                               TextColumn, TimeRemainingColumn)
-    count = DownloadColumn() if bytes else MofNCompleteColumn()
-    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), count, TimeRemainingColumn(),
-                  transient=True) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+    long enough to be worth it)."""
+    from ..console import phase_progress
+
+    return phase_progress(description, total, enabled=enabled, bytes=bytes, unit="rows")
 
 
 def rows_from_records(records: Iterable[Any], file: str = "<memory>") -> list[Row]:

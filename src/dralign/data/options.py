@@ -88,7 +88,7 @@ class ReadOptions:
     target_prob_column: str = option("target_prob", "optional column of P(target | x, y) (dora)")
     ratio_column: str = option("ratio", "optional column of density ratios h (dora)")
     max_length: int = option(512, "max tokens of prompt + completion", Range(2))
-    max_prompt_length: int | None = option(None, "max prompt tokens (default: as many as fit)", Range(1))
+    max_prompt_length: int | None = option(None, "max prompt tokens; unset, a prompt is cut only when it leaves no room for its completion (>= --max-length tokens), and then to half of --max-length", Range(1))
     truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")
     long_prompts: Literal["cut", "strict"] = option("cut", "a prompt that leaves no room for the completion: cut it to --max-prompt-length (default half of --max-length) and count it, or refuse the row (strict)")
     on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows")

@@ -132,11 +132,19 @@ class DataReport:
                 f"kept {self.kept}, skipped {self.n_skipped}")
         if self.bad_rows:
             text += f" ({_format_counts(self.skipped)})"
-        cut_to = self.settings.get("max_prompt_length") or self.settings.get("max_length", 0) // 2
-        text += (f". Truncated: {self.truncated_prompt} prompts cut to {cut_to} tokens (their end kept "
-                 f"with truncation_side=left), completions cut in {self.truncated_completion} rows")
-        if self.settings:
-            text += " (" + ", ".join(f"{k}={v}" for k, v in self.settings.items()) + ")"
+        settings = dict(self.settings)
+        cut_to = settings.get("max_prompt_length") or settings.get("max_length", 0) // 2
+        side = settings.get("truncation_side", "left")
+        text += (f". Truncated: {self.truncated_prompt} prompts cut to {cut_to} tokens (their "
+                 f"{'end' if side == 'left' else 'start'} kept with truncation_side={side}), "
+                 f"completions cut in {self.truncated_completion} rows")
+        if "max_prompt_length" in settings and settings["max_prompt_length"] is None:
+            # the resolved limit, not None: unset, only a prompt that fills max_length is cut
+            settings["max_prompt_length"] = ("none (long prompts refused)"
+                                             if settings.get("long_prompts") == "strict"
+                                             else f"{cut_to} (prompts of >= max_length tokens only)")
+        if settings:
+            text += " (" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")"
         text += "."
         if self.bad_rows:
             shown = "; ".join(str(b) for b in self.bad_rows[:max_listed])

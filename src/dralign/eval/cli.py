@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from ..config import Range, atomic_write_text, check_ranges, option, to_flat_dict
 from ..data.options import ReadOptions, SharingOption
+from ..lengths import LENGTH_TOLERANCE
+from ..train.config import DTYPE_HELP
 from .mixtures import DEFAULT_ALPHAS
 from .registry import PROMPTS
 
@@ -35,11 +37,14 @@ __all__ = ["EvalConfig", "EvalDataOptions", "EvalOptions", "load_prompts", "run_
 class EvalOptions:
     """Evaluation of a trained model (preference pairs, generations, shift sweeps)."""
 
-    model: str | None = option(None, "the model to evaluate: a local folder or a Hugging Face hub name")
-    reference: str | None = option(None, "the start/reference model: needed by --data metrics, by KL and by win rates")
+    model: str | None = option(None, "the model to evaluate: a local folder, a Hugging Face hub name or a GGUF file")
+    reference: str | None = option(None, "the start/reference model (a folder, hub name or GGUF file): needed by --data metrics, by KL and by win rates")
     data: str | None = option(None, "held-out preference file or folder (any format `dralign train` reads); read, cut and reported exactly as `dralign train` reads its --eval-data")
     data_split: str = option("test", "split of --data when it is a hub dataset or a saved DatasetDict")
     beta: float = option(0.1, "beta of the implicit reward beta*(log pi - log pi_ref) on --data", Range(0, low_open=True))
+    length_tolerance: float = option(LENGTH_TOLERANCE, "--data: a pair is length-matched when its chosen and rejected completions differ by at most this fraction of the longer one, in tokens", Range(0, 1, high_open=True))
+    per_pair: str | None = option(None, "--data: also write one JSON line per pair here (file, row, group, source, token lengths, policy and reference log-probs, margin, p_chosen)")
+    ref_cache_dir: str | None = option(None, "--data: read the reference log-probs from the cache in this folder (written there first when it has none); default: the cache of the training run --model comes from, when it holds these pairs")
     prompts: str | None = option(None, "prompts to sample from: a .txt file (one per line), a JSONL/JSON/Parquet/CSV file with a prompt column (--prompt-column), or a spec a package registers (the shift world's world:heldout:N / world:train:N)")
     reward: list[str] = option([], "reward(s) of the completions: a spec a package registers (the shift world's world:NAME, world:mix:A,B,ALPHA[,linear|geometric]), package.module:function, or a sequence-classification model")
     reward_b: str | None = option(None, "shift sweep: the second reward r_b, mixed with the first --reward r_a")
@@ -51,7 +56,7 @@ class EvalOptions:
     top_p: float = option(1.0, "nucleus sampling mass (1 = off)", Range(0, 1, low_open=True))
     seed: int = option(0, "seed of sampling, world prompts and bootstrap intervals")
     batch_size: int = option(32, "sequences per forward pass", Range(1))
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "weights dtype when loading")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", DTYPE_HELP)
     device: str | None = option(None, "device to run on (default: cuda if available, else cpu)")
     output: str | None = option(None, "write the results as JSON here, and beside it (x.json -> x.png) per-group accuracy and a reliability diagram (default: print only)")
 
@@ -198,16 +203,16 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     or input raise ValueError / DataError with a one-line message.
     """
     import torch
-    from rich.console import Console
 
+    from ..console import table_console
     from ..modeling import check_same_tokenizer, load_tokenizer
     from .evaluate import generation_eval, shift_sweep, to_jsonable
-    from .groups import preference_report
+    from .refcache import cached_eval_reference
     from .rewards import load_reward
 
     opts = cfg.eval
     _check(cfg)
-    console = console or Console()
+    console = console or table_console()  # piped: tables at full width, not cut at 80 columns
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # Everything that can fail cheaply fails before the models load.
     rewards = {spec: load_reward(spec, device=device) for spec in opts.reward}
@@ -223,7 +228,11 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     data = _held_out_pairs(cfg, tokenizer, console) if opts.data else None
 
     model = _load(opts, opts.model, device)
-    reference = _load(opts, opts.reference, device) if opts.reference else None
+    # a fitting reference cache spares the reference model (and its pass) for --data alone
+    cached = (cached_eval_reference(opts, data, device, log=console.print)
+              if data is not None else None)
+    reference = (_load(opts, opts.reference, device)
+                 if opts.reference and (cached is None or prompts is not None) else None)
     if reference is not None:
         sizes = (model.get_input_embeddings().num_embeddings,
                  reference.get_input_embeddings().num_embeddings)
@@ -234,11 +243,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     results: dict[str, Any] = {"model": opts.model, "reference": opts.reference}
     if data is not None:
         results["data"] = data.report.counts()
-        sharing = _prefix_sharing(cfg.data.prefix_sharing, model, data, console)
-        with console.status("preference metrics on held-out pairs"):
-            results.update(preference_report(model, reference, data, beta=opts.beta,
-                                             batch_size=opts.batch_size, seed=opts.seed,
-                                             prefix_sharing=sharing))
+        results.update(_preference(cfg, model, cached or reference, data, console))
     if prompts is not None:
         from .generate import sample_completions
 
@@ -289,6 +294,24 @@ def _held_out_pairs(cfg: EvalConfig, tokenizer, console):
     return data
 
 
+def _preference(cfg: EvalConfig, model, reference, data, console) -> dict:
+    """The held-out pair metrics (:func:`dralign.eval.groups.report_scores`), the length controls
+    included; with --per-pair, the per-pair file written."""
+    from .evaluate import score_pairs
+    from .groups import report_scores
+    from .pairs import write_per_pair
+
+    opts = cfg.eval
+    sharing = _prefix_sharing(cfg.data.prefix_sharing, model, data, console)
+    scores = score_pairs(model, reference, data, beta=opts.beta, batch_size=opts.batch_size,
+                         prefix_sharing=sharing, progress=True)  # a bar, or lines in a log
+    out = report_scores(data, scores, seed=opts.seed, tolerance=opts.length_tolerance)
+    if opts.per_pair:
+        console.print(f"wrote {write_per_pair(opts.per_pair, data, scores)} "
+                      f"({len(data)} pairs, one JSON line each)", markup=False)
+    return out
+
+
 def _prefix_sharing(setting: str, model, data, console) -> bool:
     """The trainer's layout choice (`dralign.modeling.choose_prefix_sharing`), on the held-out
     data: the same layout gives the trainer's held-out numbers to the last float bit."""
@@ -329,6 +352,8 @@ def _rows(results: dict) -> list[tuple[str, str, Any]]:
     if pref:
         for key in ("accuracy", "margin", "reward_chosen", "reward_rejected", "ece", "brier"):
             rows.append(("preference", key, pref[key]))
+        if pref.get("length"):
+            rows += _length_rows(pref["length"])
     gen = results.get("generation")
     if gen:
         for name, r in gen["rewards"].items():
@@ -353,6 +378,17 @@ def _rows(results: dict) -> list[tuple[str, str, Any]]:
         if "worst_win_rate" in sweep:
             w = sweep["worst_win_rate"]
             rows.append(("shift sweep", f"worst win rate (alpha={w['alpha']:g})", w["win_rate"]))
+    return rows
+
+
+def _length_rows(length: dict) -> list[tuple[str, str, Any]]:
+    """The length controls (:func:`dralign.lengths.length_report`) as table rows."""
+    t = length["tolerance"]
+    rows = [("length", "pick-the-longer baseline", length["longer_baseline"])]
+    for key, label in (("length_matched", f"accuracy, length-matched (|dL| <= {t:g} x longer)"),
+                       ("chosen_longer", "accuracy, chosen longer"),
+                       ("chosen_shorter", "accuracy, chosen shorter")):
+        rows.append(("length", label, length[key]["accuracy"] or "no such pairs"))
     return rows
 
 
@@ -384,6 +420,21 @@ def print_results(results: dict, console) -> None:
                       f"and r_b = {s['reward_b']}")
 
 
+def _length_cells(length: dict | None) -> tuple[str, str, str]:
+    """(longer baseline, length-matched accuracy [interval] (n), chosen longer / shorter)."""
+    if not length:
+        return "", "", ""
+
+    def mean(block: dict) -> str:
+        return "-" if block["accuracy"] is None else f"{block['accuracy'].mean:.3f}"
+
+    lm = length["length_matched"]
+    matched = ("- (n=0)" if lm["accuracy"] is None else
+               f"{lm['accuracy'].mean:.3f} [{lm['accuracy'].low:.2f}, {lm['accuracy'].high:.2f}] (n={lm['n']})")
+    return (f"{length['longer_baseline'].mean:.3f}", matched,
+            f"{mean(length['chosen_longer'])} / {mean(length['chosen_shorter'])}")
+
+
 def print_breakdown(results: dict, column: str, console) -> None:
     """The per-group (or per-source) table, the worst one marked, and a line naming it."""
     from rich.table import Table
@@ -393,14 +444,16 @@ def print_breakdown(results: dict, column: str, console) -> None:
     by, worst = results[f"{column}s"], results[f"worst_{column}"]
     table = Table(title=f"held-out pairs by {column} (intervals of ece and brier: in the JSON)")
     for col, justify in ((column, "left"), ("n", "right"), ("accuracy [95%]", "right"),
-                         ("margin [95%]", "right"), ("ece", "right"), ("brier", "right")):
+                         ("margin [95%]", "right"), ("ece", "right"), ("brier", "right"),
+                         ("longer baseline", "right"), ("length-matched [95%] (n)", "right"),
+                         ("chosen longer / shorter", "right")):
         table.add_column(col, justify=justify, overflow="fold")
     for name, m in by.items():
         acc, margin = m["accuracy"], m["margin"]
         table.add_row(name + (" (worst)" if name == worst else ""), str(m["n"]),
                       f"{acc.mean:.3f} [{acc.low:.2f}, {acc.high:.2f}]",
                       f"{margin.mean:.3g} [{margin.low:.3g}, {margin.high:.3g}]",
-                      f"{m['ece'].mean:.3f}", f"{m['brier'].mean:.3f}")
+                      f"{m['ece'].mean:.3f}", f"{m['brier'].mean:.3f}", *_length_cells(m.get("length")))
     console.print(table)
     if worst is not None:
         console.print(f"worst {column}: {worst} (accuracy {by[worst]['accuracy']}, "

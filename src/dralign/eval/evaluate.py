@@ -14,6 +14,7 @@ The point estimate is still the mean over all completions.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -24,8 +25,8 @@ from .mixtures import MIXTURES
 from .generate import Completions, completion_logps, sample_completions
 from .rewards import RewardFn
 
-__all__ = ["generation_eval", "pair_rewards", "preference_eval", "preference_metrics",
-           "shift_sweep", "symmetric_ece", "to_jsonable"]
+__all__ = ["PairScores", "generation_eval", "pair_rewards", "preference_eval", "preference_metrics",
+           "score_pairs", "shift_sweep", "symmetric_ece", "to_jsonable"]
 
 N_RESAMPLES = 1000
 LEVEL = 0.95
@@ -110,17 +111,37 @@ def _pair_logps(scorer, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return out.chosen_sum.double(), out.rejected_sum.double()
 
 
-def pair_rewards(model, reference, data, *, beta: float, batch_size: int = 32,
-                 prefix_sharing: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """The implicit rewards (β u⁺, β u⁻) of every held-out pair, float64 arrays [n] in the
-    order of ``data.examples``:
+@dataclass(frozen=True)
+class PairScores:
+    """Summed completion log-probs of every held-out pair, float64 [n] in the order of
+    ``data.examples``, of the policy and the reference, and the β of the implicit reward."""
 
-        u_i^± = log π(y_i^±|x_i) − log π_ref(y_i^±|x_i)
+    policy_chosen: np.ndarray
+    policy_rejected: np.ndarray
+    ref_chosen: np.ndarray
+    ref_rejected: np.ndarray
+    beta: float
+
+    @property
+    def reward_chosen(self) -> np.ndarray:
+        """β u⁺ = β (log π(y⁺|x) − log π_ref(y⁺|x))."""
+        return self.beta * (self.policy_chosen - self.ref_chosen)
+
+    @property
+    def reward_rejected(self) -> np.ndarray:
+        """β u⁻ = β (log π(y⁻|x) − log π_ref(y⁻|x))."""
+        return self.beta * (self.policy_rejected - self.ref_rejected)
+
+
+def score_pairs(model, reference, data, *, beta: float, batch_size: int = 32,
+                prefix_sharing: bool = False, progress: bool = False) -> PairScores:
+    """The policy's and the reference's log-probs of every held-out pair (:class:`PairScores`).
 
     `reference` is a model or a :class:`dralign.modeling.Reference` (e.g. a cached one).
     Models run in eval mode without gradients. `prefix_sharing`: score each pair as one row
     [prompt | chosen | rejected] (the trainer's layout when it shares prefixes; the same values
-    up to float rounding, and exactly the trainer's when it did).
+    up to float rounding, and exactly the trainer's when it did). `progress`: a bar on a
+    terminal, plain lines in a log (:func:`dralign.console.track`).
     """
     if reference is None:
         raise ValueError("preference_eval needs a reference model: the implicit reward is "
@@ -143,10 +164,24 @@ def pair_rewards(model, reference, data, *, beta: float, batch_size: int = 32,
         (pc, pr), (rc, rr) = _pair_logps(model, batch), _pair_logps(reference, batch)
         return {"pc": pc, "pr": pr, "rc": rc, "rr": rr}
 
-    scored = score_rows(len(data), batch_of, score, batch_size=batch_size,
-                        model=model)
+    scored = score_rows(len(data), batch_of, score, batch_size=batch_size, model=model,
+                        progress=progress, description="held-out pairs")
     pc, pr, rc, rr = (scored[k].numpy() for k in ("pc", "pr", "rc", "rr"))
-    return beta * (pc - rc), beta * (pr - rr)
+    return PairScores(pc, pr, rc, rr, float(beta))
+
+
+def pair_rewards(model, reference, data, *, beta: float, batch_size: int = 32,
+                 prefix_sharing: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The implicit rewards (β u⁺, β u⁻) of every held-out pair, float64 arrays [n] in the
+    order of ``data.examples``:
+
+        u_i^± = log π(y_i^±|x_i) − log π_ref(y_i^±|x_i)
+
+    (:func:`score_pairs`, whose arguments these are.)
+    """
+    s = score_pairs(model, reference, data, beta=beta, batch_size=batch_size,
+                    prefix_sharing=prefix_sharing)
+    return s.reward_chosen, s.reward_rejected
 
 
 def preference_metrics(reward_chosen: Any, reward_rejected: Any, *, seed: int = 0,

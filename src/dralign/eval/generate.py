@@ -157,13 +157,24 @@ def draw_tokens(logits: torch.Tensor, u: torch.Tensor, *, temperature: float = 1
     return tokens.clamp(max=logits.shape[-1] - 1)
 
 
+def _cache_argument(model) -> str:
+    """The name of the KV-cache argument of `model`'s forward: `cache` (transformers ≥ 5.x, where
+    `past_key_values` is deprecated) or `past_key_values` (transformers 4.x)."""
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT: **kwargs
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def _forward(model, input_ids, attention_mask, position_ids, past, keep_last: bool):
-    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                  past_key_values=past, use_cache=True)
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask,
+              "position_ids": position_ids, _cache_argument(model): past, "use_cache": True}
     if keep_last:
         kwargs["logits_to_keep"] = 1
     out = model(**kwargs)
-    return out.logits[:, -1, :], out.past_key_values
+    # transformers 5 names the returned cache `cache` (its `past_key_values` logs a deprecation)
+    cache = out["cache"] if "cache" in out else out.past_key_values
+    return out.logits[:, -1, :], cache
 
 
 def _sample_batch(model, prompt_ids: list[list[int]], uniforms: np.ndarray, *, eos: int,

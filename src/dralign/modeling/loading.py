@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -35,6 +36,20 @@ def resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
 
 
 GGUF_EXTRA = "pip install 'dralign[gguf]'"
+
+# Deprecations that a user cannot act on, only these, by category and message: peft reads the
+# model's `is_gradient_checkpointing` (transformers 5 renamed it). (The sampler passes the KV
+# cache under the name the installed transformers takes: no `past_key_values` warning to hide.)
+THIRD_PARTY_WARNINGS = ((FutureWarning, r"`is_gradient_checkpointing` is deprecated"),)
+
+
+def quiet_third_party_warnings() -> None:
+    """Ignore the warnings of `THIRD_PARTY_WARNINGS` (each by category and message start)."""
+    for category, message in THIRD_PARTY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
+quiet_third_party_warnings()  # at import: every model dralign loads goes through this module
 
 
 
@@ -148,17 +163,21 @@ def check_same_tokenizer(model_tokenizer, reference_tokenizer, model: str, refer
                                  f"({what}); the reference must share the model's tokenizer")
 
 
-def save_model(model: PreTrainedModel, folder: str | Path, state_dict: dict | None = None) -> None:
+def save_model(model: PreTrainedModel, folder: str | Path, state_dict: dict | None = None,
+               merge: bool | None = None) -> None:
     """Write `model` as a folder that `from_pretrained` loads (safetensors); `state_dict`, when
     given, holds the full weights (gathered from FSDP shards by the caller).
 
-    A LoRA adapter is saved as an adapter folder naming its base model — except over a base
-    loaded from a GGUF file, which an adapter config cannot name for `from_pretrained`: the
-    adapter is then merged into a copy of the base and the whole model is saved.
+    A LoRA adapter is merged into a copy of the base and the whole model saved when `merge`;
+    otherwise the adapter alone is saved (`adapter_model.safetensors`, `adapter_config.json`
+    naming its base). `merge` None: merged over a base loaded from a GGUF file (which an adapter
+    config cannot name for `from_pretrained`), the adapter alone over any other base.
     """
     from peft import PeftModel
 
-    if isinstance(model, PeftModel) and is_gguf(model.get_base_model().name_or_path):
+    if merge is None:
+        merge = isinstance(model, PeftModel) and is_gguf(model.get_base_model().name_or_path)
+    if isinstance(model, PeftModel) and merge:
         model = copy.deepcopy(model).merge_and_unload()  # a copy: the trained adapter stays as it was
     model.save_pretrained(folder, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
 

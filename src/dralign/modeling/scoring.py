@@ -32,8 +32,9 @@ def score_rows(n: int, batch_of: Callable[[list[int]], dict], score: Callable[[d
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     starts = range(0, n, batch_size)
     if progress:
-        from rich.progress import track
-        starts = track(starts, description=description, transient=True)
+        from ..console import track  # a transient bar on a terminal, plain lines in a log
+
+        starts = track(starts, description, unit="batch")
     parts: list[dict[str, torch.Tensor]] = []
     mode = eval_mode(model) if model is not None else contextlib.nullcontext()
     with torch.no_grad(), mode:

@@ -73,8 +73,8 @@ def _batches(n: int, batch_size: int, progress: bool, description: str):
     """Batch start indices, with a progress bar when asked (long on real data and CPU)."""
     starts = range(0, n, batch_size)
     if progress:
-        from rich.progress import track
-        return track(starts, description=description)
+        from ..console import track  # a bar on a terminal, plain lines in a log
+        return track(starts, description, unit="batch")
     return starts
 
 

@@ -6,17 +6,22 @@ from dataclasses import dataclass, make_dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..config import Range, option
+from ..config import Range, option, to_flat_dict
 from ..data.options import ReadOptions, SharingOption
+
+
+# one help for every --dtype (train, eval): what "auto" resolves to is said where it is shown
+DTYPE_HELP = ("weights dtype when loading: auto = the checkpoint's own (float32 for a GGUF file, "
+              "whose quantised blocks are dequantised)")
 
 
 @dataclass
 class ModelOptions:
     """Model, reference and adapters."""
 
-    model: str | None = option(None, "causal LM: a local folder or a Hugging Face hub name")
-    ref_model: str | None = option(None, "reference model (default: the start weights of --model)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "weights dtype when loading")
+    model: str | None = option(None, "causal LM: a local folder, a Hugging Face hub name or a GGUF file (dequantised at load; needs dralign[gguf])")
+    ref_model: str | None = option(None, "reference model, a folder, hub name or GGUF file (default: the start weights of --model)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", DTYPE_HELP)
     attn_implementation: str | None = option(None, "attention kernel: eager, sdpa, flash_attention_2 (default: the model's)")
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
     compile: bool = option(False, "torch.compile each transformer block (dynamic shapes); the first steps pay the compilation (about a minute of CPU for a small model); refused for WDPO's exact penalty and on a CPU without a C++ compiler")
@@ -24,6 +29,7 @@ class ModelOptions:
     lora_alpha: float = option(16.0, "LoRA scaling alpha", Range(0, low_open=True))
     lora_dropout: float = option(0.0, "LoRA dropout", Range(0, 1, high_open=True))
     lora_target_modules: list[str] | None = option(None, "module names to adapt (default: all linear layers)")
+    save_adapter: bool | None = option(None, "LoRA: save the adapter alone (adapter_model.safetensors + adapter_config.json, loaded with PEFT over the base) or, with --no-save-adapter, merged into the base as a whole model (default: alone over a folder or hub model; merged over a GGUF file, which an adapter config cannot name for from_pretrained)")
     ref_cache: bool = option(True, "precompute reference log-probs once into a cache keyed by model+data+tokenisation; the reference model is then never held during training")
     ref_cache_dir: str | None = option(None, "where reference caches live (default: OUTPUT_DIR/ref_cache)")
 
@@ -105,11 +111,13 @@ class LoggingOptions:
 
     log_every: int = option(1, "write metrics every N steps", Range(1))
     eval_every: int = option(0, "evaluate on the held-out set every N steps (0: only at the end)", Range(0))
+    length_tolerance: float = option(0.10, "held-out evaluation: a pair is length-matched when its completions differ by at most this fraction of the longer one, in tokens (eval/length/* metrics)", Range(0, 1, high_open=True))
     save_every: int = option(0, "write a checkpoint every N steps (0: only at the end)", Range(0))
     resume: bool = option(False, "continue the run in --output-dir from its newest complete checkpoint (same method, data, model and seed)")
     overwrite: bool = option(False, "replace the run that --output-dir holds (its reference cache is kept)")
     report_to: Literal["none", "tensorboard", "wandb"] = option("none", "also log to this tracker")
-    progress: bool = option(True, "show a progress bar")
+    progress: bool = option(True, "show progress: a bar on a terminal; when stdout is not one (nohup, a log file), a plain line every --progress-every seconds for each long phase")
+    progress_every: float = option(30.0, "seconds between two progress lines when stdout is not a terminal", Range(0))
 
 
 @dataclass
@@ -124,3 +132,14 @@ class TrainConfig:
         """The one place the cache folder is chosen: reference log-probs, and tokenised data in
         its `data/` (both keyed by content, so kept by --overwrite)."""
         return Path(self.model.ref_cache_dir or Path(self.optim.output_dir) / "ref_cache")
+
+
+def tracker_config(cfg: TrainConfig) -> dict:
+    """The resolved options as one flat mapping of scalars (`section/option`): TensorBoard's
+    hparams take int, float, str or bool only (a list or None made `--report-to tensorboard` fail)."""
+    flat = {}
+    for section, options in to_flat_dict(cfg).items():
+        for name, value in options.items():
+            scalar = isinstance(value, (int, float, str, bool))
+            flat[f"{section}/{name}"] = value if scalar else ("" if value is None else str(value))
+    return flat

@@ -25,16 +25,18 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from ..config import save_yaml, to_flat_dict
+from ..config import save_yaml
+from ..console import set_log_every
 from ..data import density_ratios, has_weights, require_groups
 from ..data.collate import padding_fraction
+from ..lengths import held_out_length_metrics
 from ..modeling import apply_lora, check_same_tokenizer, load_model, load_tokenizer
 from ..modeling.compiling import compile_blocks, compile_refusal
 from ..objectives import Objective
 from . import checkpoint as ckpt
 from .batching import BatchPlan
-from .card import model_card
-from .config import TrainConfig
+from .card import model_card, weights_form
+from .config import TrainConfig, tracker_config
 from .inputs import load_data
 from .penalty import check_penalty_mode, penalty_active
 from .progress import Progress
@@ -113,6 +115,7 @@ class Recipe:
                                        log_with=None if lg.report_to == "none" else lg.report_to,
                                        project_dir=o.output_dir)
         self.log = self.accelerator.print
+        set_log_every(lg.progress_every)  # progress lines in a log: every phase from here on
         ckpt.check_launch(self.accelerator)
         self.out = Path(o.output_dir)
         self.folder = RunFolder(self.out)
@@ -203,12 +206,17 @@ class Recipe:
 
     def _setup_model(self):
         m = self.cfg.model
+        if m.save_adapter is not None and m.lora_r == 0:
+            raise TrainingError(f"--{'' if m.save_adapter else 'no-'}save-adapter is about a LoRA adapter: "
+                                "pass --lora-r N, or drop the flag")
+        t0 = time.perf_counter()
         self.model = load_model(m.model, dtype=m.dtype, attn_implementation=m.attn_implementation,
                                 gradient_checkpointing=m.gradient_checkpointing)
         if m.lora_r > 0:
             self.model = apply_lora(self.model, r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout,
                                     target_modules=m.lora_target_modules)
         self.model.to(self.accelerator.device)
+        self.log(f"model loaded in {time.perf_counter() - t0:.1f} s")  # a log shows each phase end
         if self.objective.penalty is not None:
             check_penalty_mode(self.model, self.objective)
         if m.compile:
@@ -318,6 +326,8 @@ class Recipe:
         rows = evaluate_rows(self.scorer, self.model, self.eval_side, self.cfg.optim.batch_size * 2,
                              self.accelerator.device, self.accelerator.autocast, progress=progress)
         args, meta = self.scorer.arguments(rows)
+        lengths = held_out_length_metrics(rows, self.eval_data, tolerance=self.cfg.logging.length_tolerance,
+                                          seed=self.cfg.optim.seed)
         if "group" in meta and (meta["group"] < 0).any():
             # rows without a group (held-out groups may be missing): the group-robust value is
             # undefined there, so score the objective without groups and count them
@@ -325,9 +335,9 @@ class Recipe:
             missing = int((rows["group"] < 0).sum())
             out = Objective.from_preset("dpo", beta=self.objective.beta)(*args, **meta)
             return {"eval/loss_without_groups": float(out.loss), "eval/rows_without_group": missing,
-                    **{f"eval/{k}": v for k, v in out.metrics.items()}}
+                    **{f"eval/{k}": v for k, v in out.metrics.items()}, **lengths}
         out = self.objective(*args, **meta, state=self.objective_state)
-        return {"eval/loss": float(out.loss), **{f"eval/{k}": v for k, v in out.metrics.items()}}
+        return {"eval/loss": float(out.loss), **{f"eval/{k}": v for k, v in out.metrics.items()}, **lengths}
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
@@ -401,7 +411,9 @@ class Recipe:
                 record = self.step(self.state.step)
                 self.state.step += 1
                 record["step"] = self.state.step
-                record["pairs_per_s"] = self.plan.effective / (time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                record["pairs_per_s"] = self.plan.effective / seconds
+                record.update(progress.timing(seconds))  # step_seconds, eta_seconds
                 ev, sv = cfg.logging.eval_every, cfg.logging.save_every
                 if ev and self.state.step % ev == 0 and self.state.step < self.total_steps:
                     record.update(self.evaluate())
@@ -474,17 +486,8 @@ class Recipe:
             if metrics_only:
                 self.folder.save_metrics(metrics, card)
             else:
-                self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card, full)
-
-def tracker_config(cfg: TrainConfig) -> dict:
-    """The resolved options as one flat mapping of scalars (`section/option`): TensorBoard's
-    hparams take int, float, str or bool only (a list or None made `--report-to tensorboard` fail)."""
-    flat = {}
-    for section, options in to_flat_dict(cfg).items():
-        for name, value in options.items():
-            scalar = isinstance(value, (int, float, str, bool))
-            flat[f"{section}/{name}"] = value if scalar else ("" if value is None else str(value))
-    return flat
+                self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card, full,
+                                       merge=weights_form(self.cfg) == "merged")  # what the card says
 
 
 def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list[BackwardHook] = (),

@@ -15,6 +15,17 @@ class ReferenceModelError(UnsupportedError):
     """The reference cannot be set up as asked; the message says what to do."""
 
 
+def reference_fingerprint(model_fp: str, data: PreferenceData, dtype: str,
+                          attn_implementation: str | None) -> str:
+    """The reference cache key of `data` scored by the model whose `model_fingerprint` is
+    `model_fp`, loaded in `dtype`: the one definition, shared by training and `dralign eval`. The values
+    also depend on the dtype and the attention kernel; not on the batch layout (with or without
+    prefix sharing they agree to float rounding)."""
+    return json.dumps({"reference": model_fp, "data": data.fingerprint(),
+                       "length_normalize": False, "dtype": dtype,
+                       "attn_implementation": attn_implementation})
+
+
 def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | None], accelerator,
                       collate, log=print, progress: bool = False) -> list:
     """One reference per dataset, read from (or first written to) the cache. The start weights
@@ -22,17 +33,13 @@ def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | 
     while computing (only the main process computes)."""
     device = accelerator.device
     cache_dir = cfg.cache_dir()
-    ref_source = cfg.model.ref_model or cfg.model.model
-    ref_fp = model_fingerprint(ref_source)
+    ref_fp = model_fingerprint(cfg.model.ref_model or cfg.model.model)
     ref_model, references = None, []
     for data in datasets:
         if data is None:
             references.append(None)
             continue
-        # the values also depend on the dtype the reference is loaded in (and its kernel); not
-        # on the batch layout: with or without prefix sharing they agree to float rounding
-        fp = json.dumps({"reference": ref_fp, "data": data.fingerprint(), "length_normalize": False,
-                         "dtype": cfg.model.dtype, "attn_implementation": cfg.model.attn_implementation})
+        fp = reference_fingerprint(ref_fp, data, cfg.model.dtype, cfg.model.attn_implementation)
         cache = None
         if accelerator.is_main_process:
             cache = ReferenceCache.load(cache_dir, fp)

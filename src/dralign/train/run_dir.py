@@ -184,7 +184,8 @@ class RunFolder:
             return {}
         return record if isinstance(record, dict) else {}
 
-    def save_final(self, model, tokenizer, config, metrics: dict, card: str, state_dict: dict | None = None) -> None:
+    def save_final(self, model, tokenizer, config, metrics: dict, card: str, state_dict: dict | None = None,
+                   merge: bool | None = None) -> None:
         """The model and tokenizer, the resolved config, final_metrics.json and the model card,
         staged in a temporary folder and moved into place; each name joins the manifest."""
         from ..config import save_yaml
@@ -194,7 +195,7 @@ class RunFolder:
         if staging.exists():
             shutil.rmtree(staging)
         staging.mkdir()
-        save_model(model, staging, state_dict)
+        save_model(model, staging, state_dict, merge=merge)  # merge: a LoRA adapter into its base
         tokenizer.save_pretrained(staging)
         save_yaml(config, staging / "config.yaml")
         atomic_write_text(staging / "final_metrics.json", json.dumps(metrics, indent=1) + "\n")

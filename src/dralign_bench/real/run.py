@@ -14,7 +14,9 @@ import numpy as np
 
 from .data import heldout_rows, invalid_rows, task_rows, write_jsonl
 from .options import TASKS, RealConfig, RealOptions, default_data_dir, resolve, smollm2_gguf
-from .score import base_folder, completion_lengths, length_matched, pair_correct, pair_logps
+from dralign.lengths import completion_lengths, length_matched
+
+from .score import base_folder, pair_correct, pair_logps
 from .summary import summarize
 
 __all__ = ["run_real"]
@@ -72,7 +74,7 @@ def _heldout(opts, names, tokenizer, reference, device, log) -> dict:
         ref = pair_logps(reference, data, device=device)
         lengths = completion_lengths(data)
         sets[name] = {"data": data, "reference": ref, "lengths": lengths,
-                      "matched": length_matched(lengths, opts.length_tolerance),
+                      "matched": length_matched(*lengths, opts.length_tolerance),
                       "groups": labels_of(data, "group"),
                       "info": {"rows": len(rows), "pairs": len(data),
                                "invalid_rows_dropped_from_file": invalid_rows(opts.data_dir, name),

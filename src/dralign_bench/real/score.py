@@ -1,11 +1,6 @@
-"""Scoring held-out pairs for `dralign bench real`: log-probs of a model on every pair, the
-implicit-reward accuracy, and the two length controls reported beside every accuracy.
-
-Length controls (lengths are completion tokens after truncation — what the model scores):
-
-* **longer baseline**: the accuracy of "pick the longer response", 1(L⁺ > L⁻) + ½·1(L⁺ = L⁻);
-* **length-matched pairs**: the pairs with |L⁺ − L⁻| ≤ ``tolerance`` · max(L⁺, L⁻)
-  (default 10 %); the accuracy on them (and their number n) cannot come from length alone.
+"""Scoring held-out pairs for `dralign bench real`: log-probs of a model on every pair and the
+implicit-reward accuracy. The length controls reported beside every accuracy are those of
+`dralign eval` and the trainer (:mod:`dralign.lengths`).
 """
 
 from __future__ import annotations
@@ -14,10 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LENGTH_TOLERANCE", "base_folder", "completion_lengths", "length_matched",
-           "longer_wins", "pair_logps", "pair_correct"]
-
-LENGTH_TOLERANCE = 0.10  # |L+ - L-| <= 10 % of the longer one: a "length-matched" pair
+__all__ = ["base_folder", "pair_logps", "pair_correct"]
 
 
 def base_folder(model: str, cache_dir: str | Path, log=print) -> str:
@@ -69,23 +61,3 @@ def pair_correct(policy: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndar
     u⁺ − u⁻ with u = log π − log π_ref (β > 0 does not change the sign)."""
     margin = (policy[0] - reference[0]) - (policy[1] - reference[1])
     return (margin > 0) + 0.5 * (margin == 0)
-
-
-def completion_lengths(data) -> tuple[np.ndarray, np.ndarray]:
-    """Token lengths (L⁺, L⁻) of the chosen and rejected completions of every pair."""
-    chosen = np.array([len(e.chosen_ids) for e in data.examples], dtype=np.int64)
-    rejected = np.array([len(e.rejected_ids) for e in data.examples], dtype=np.int64)
-    return chosen, rejected
-
-
-def longer_wins(lengths: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-    """Per pair the "pick the longer response" outcome: 1(L⁺ > L⁻) + ½·1(L⁺ = L⁻)."""
-    c, r = lengths
-    return (c > r) + 0.5 * (c == r)
-
-
-def length_matched(lengths: tuple[np.ndarray, np.ndarray],
-                   tolerance: float = LENGTH_TOLERANCE) -> np.ndarray:
-    """Boolean mask of the pairs with |L⁺ − L⁻| ≤ tolerance · max(L⁺, L⁻)."""
-    c, r = lengths
-    return np.abs(c - r) <= tolerance * np.maximum(c, r)
