@@ -136,3 +136,21 @@ def test_unknown_target_is_one_line(tmp_path):
     path = write_jsonl(tmp_path / "s.jsonl", [row("p", " a", " b", source="x"), row("q", " a", " b", source="y")])
     with pytest.raises(BadOptionError, match="--target z: not a source of the data"):
         quiet(path, target=["z"])
+
+
+def test_outcome_interval_matches_the_resampling_bootstrap():
+    import numpy as np
+
+    from dralign.diagnosis.measure import outcome_ci
+    from dralign.stats import MeanCI
+
+    values = np.random.default_rng(3).choice([0.0, 0.5, 1.0], size=400, p=[0.3, 0.1, 0.6])
+    fast, slow = outcome_ci(values, seed=0), MeanCI.from_values(values, seed=0)
+    assert fast.mean == slow.mean and fast.n == slow.n == 400
+    # the same bootstrap distribution, other random numbers: the bounds agree to Monte-Carlo error
+    assert abs(fast.low - slow.low) < 0.015 and abs(fast.high - slow.high) < 0.015
+    assert fast.high - fast.low == pytest.approx(slow.high - slow.low, abs=0.02)
+    one = outcome_ci(np.array([1.0]), seed=0)
+    assert (one.low, one.mean, one.high) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="0, 0.5 or 1"):
+        outcome_ci(np.array([0.3]), seed=0)

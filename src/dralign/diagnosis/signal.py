@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stats import MeanCI
-from .measure import NO_NAME, names_of
+from .measure import NO_NAME, names_of, outcome_ci
 
 
 def score_pairs(model, data, rows: np.ndarray, batch_size: int, progress: bool):
@@ -36,7 +35,7 @@ def prefers(chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
 
 
 def _split(values: np.ndarray, labels: np.ndarray, order: list[str], seed: int) -> dict:
-    return {name: MeanCI.from_values(values[labels == name], seed=seed)
+    return {name: outcome_ci(values[labels == name], seed)
             for name in [*order, NO_NAME] if (labels == name).any()}
 
 
@@ -51,8 +50,8 @@ def label_signal(model, data, *, max_rows: int, batch_size: int, seed: int, prog
     summed = prefers(cs, rs)
     per_token = prefers(cs / np.maximum(cn, 1), rs / np.maximum(rn, 1))
     out = {"model": model_name, "pairs_scored": int(rows.size), "pairs": len(data),
-           "prefers_chosen": MeanCI.from_values(summed, seed=seed),
-           "prefers_chosen_per_token": MeanCI.from_values(per_token, seed=seed)}
+           "prefers_chosen": outcome_ci(summed, seed),
+           "prefers_chosen_per_token": outcome_ci(per_token, seed)}
     for column, names in (("group", data.group_names), ("source", data.source_names)):
         if names:
             labels = np.asarray(names_of(data, column), dtype=object)[rows]
