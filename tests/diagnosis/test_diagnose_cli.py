@@ -77,6 +77,21 @@ def test_bad_option_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "no source column" in err
 
 
+def test_without_the_plotting_extra_the_png_is_skipped_with_one_line(tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    monkeypatch.delitem(sys.modules, "dralign.diagnosis.plots", raising=False)
+    data = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"p{i}", "chosen": " yes", "rejected": " no"}
+                                              for i in range(3)])
+    out = tmp_path / "d.json"
+    assert main(["diagnose", "--data", str(data), "--json", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert out.is_file() and not (tmp_path / "d.png").exists()
+    assert [line for line in printed.splitlines() if line.startswith("no plot")] == [
+        f"no plot: matplotlib is not installed (pip install 'dralign[bench]' to get {tmp_path / 'd.png'})"]
+
+
 REAL = ["hh-rlhf/harmless-base_test.jsonl.gz", "ultrafeedback/train1000.jsonl",
         "summarize-from-feedback/tldr_batch18.jsonl", "pandalm/testset_majority.jsonl",
         "hhh-alignment/hhh_alignment.jsonl"]

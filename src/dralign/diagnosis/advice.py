@@ -11,6 +11,7 @@ from it: where a rule cites it, the finding says at which condition it was teste
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -75,7 +76,7 @@ def _cuts(m: dict, ev: dict) -> Advice | None:
         return None
     return Advice("max_length",
                   f"--max-length {lengths['max_length']} cuts {_pct(p)} of prompts and {_pct(c)} "
-                  f"of completions (longest pair: {lengths['prompt'].get('max', 0)} prompt tokens)",
+                  "of completions",
                   "train with a larger --max-length (or a smaller --max-prompt-length when only "
                   "prompts are long)", NO_EVIDENCE,
                   f"fires above {_pct(PROMPTS_CUT)} of prompts or {_pct(COMPLETIONS_CUT)} of completions cut (a judgement)")
@@ -101,7 +102,7 @@ def _flips(m: dict, ev: dict) -> Advice | None:
         "label_noise", f"{con['pairs']} pairs appear with chosen and rejected swapped ({con['rows']} "
         f"rows): at least {_pct(eps)} of the labels are flipped",
         f"rDPO with ε estimated, at least the lower bound: --method rdpo --label-smoothing "
-        f"{max(eps, 0.01):.2f} (or cDPO); evaluate on de-duplicated, consistent pairs",
+        f"{math.ceil(100 * eps) / 100:.2f} (or cDPO); evaluate on de-duplicated, consistent pairs",
         cite(ev, "flips", "rDPO"),
         f"fires at a {_pct(FLIP_LOWER_BOUND)} lower bound (a judgement)"
         + (f"; the evidence was measured at a {_pct(tested)} flip rate" if tested else "")))

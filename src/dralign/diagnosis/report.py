@@ -9,8 +9,8 @@ from ..config import atomic_write_text
 from ..stats import MeanCI
 
 
-def _ci(x: MeanCI | None) -> str:
-    return "n/a" if x is None else f"{x.mean:.3f} [{x.low:.3f}, {x.high:.3f}]"
+def _ci(x: MeanCI | None, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x.mean:.{digits}f} [{x.low:.{digits}f}, {x.high:.{digits}f}]"
 
 
 def _table(title: str, columns: tuple[str, ...]):
@@ -60,13 +60,13 @@ def _lengths(d, console) -> None:
 
 
 def _named(title: str, section: dict, console, signal: dict | None) -> None:
-    columns = ("name", "pairs", "chosen longer", "longer acc.") + (("model prefers chosen",) if signal else ())
+    columns = ("name", "pairs", "chosen longer", "longer acc.") + (("model prefers chosen (per token)",) if signal else ())
     table = _table(title, columns)
     for name, b in section.items():
-        row = [name, str(b["n"]), f"{100 * b['chosen_longer_fraction']:.0f}%", f"{b['longer_baseline_accuracy'].mean:.3f}"]
+        row = [name, str(b["n"]), f"{100 * b['chosen_longer_fraction']:.0f}%", f"{b['longer_baseline_accuracy'].mean:.2f}"]
         if signal:
             s = signal.get(name)
-            row.append(_ci(s["prefers_chosen_per_token"]) if s else "")
+            row.append(_ci(s["prefers_chosen_per_token"], 2) if s else "")
         table.add_row(*row)
     console.print(table)
 
@@ -133,7 +133,7 @@ def write_outputs(d, path: str, console) -> None:
         from .plots import write_plot
     except ImportError:
         console.print(f"no plot: matplotlib is not installed (pip install 'dralign[bench]' to get {png})",
-                      markup=False)
+                      markup=False, soft_wrap=True)  # one line, whatever the console's width
         return
     write_plot(d, png)
     console.print(f"wrote {png}", markup=False)
