@@ -44,7 +44,7 @@ def load_evidence() -> tuple[dict, str]:
     """(evidence, where it came from): docs/shift/results.json in a source checkout, else the
     table shipped in the package."""
     if RESULTS.is_file():
-        return claims_from_results(json.loads(RESULTS.read_text())), str(RESULTS)
+        return claims_from_results(json.loads(RESULTS.read_text())), "docs/shift/results.json (this checkout)"
     from .evidence_table import EVIDENCE
 
     return EVIDENCE, "dralign.diagnosis.evidence_table (from docs/shift/results.json)"
