@@ -8,9 +8,9 @@ import json
 import re
 
 import pytest
+from helpers import REPO_ROOT, SHARED_DATA, STORIES, write_jsonl
 
 from dralign.cli import main
-from helpers import REPO_ROOT, SHARED_DATA, STORIES, write_jsonl
 
 KEYS = {"rows", "duplicates", "leakage", "lengths", "groups", "sources", "label_signal", "advice"}
 
@@ -138,7 +138,12 @@ def test_real_model_and_real_data_with_eval_and_target(tmp_path):
 
 
 def test_shipped_evidence_table_is_fresh():
-    from dralign.diagnosis.evidence import RESULTS, TABLE, claims_from_results, render_table
+    from dralign.diagnosis.evidence import (
+        RESULTS,
+        TABLE,
+        claims_from_results,
+        render_table,
+    )
 
     if not RESULTS.is_file():
         pytest.skip("docs/shift/results.json is absent (an installed package)")

@@ -5,10 +5,10 @@ tokenizer given)."""
 from __future__ import annotations
 
 import pytest
+from helpers import write_jsonl
 
 from dralign import diagnose
 from dralign.diagnosis.advice import advise
-from helpers import write_jsonl
 
 
 def row(prompt, chosen, rejected, **extra):
@@ -112,7 +112,7 @@ def test_imbalanced_groups_advice_and_its_control(tmp_path):
     def data(n_b):
         return ([row(f"a{i}", " yes", " no", group="a") for i in range(12)]
                 + [row(f"b{i}", " yes", " no", group="b") for i in range(n_b)])
-    rules = lambda d: {a.rule for a in d.advice}  # noqa: E731
+    rules = lambda d: {a.rule for a in d.advice}
     assert "groups" in rules(quiet(write_jsonl(tmp_path / "x.jsonl", data(3))))
     assert "groups" not in rules(quiet(write_jsonl(tmp_path / "y.jsonl", data(10))))
 

@@ -12,8 +12,8 @@ from it: where a rule cites it, the finding says at which condition it was teste
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .evidence import NO_EVIDENCE
 

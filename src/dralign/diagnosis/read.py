@@ -19,8 +19,14 @@ def read_data(cfg: DiagnoseConfig, tokenizer, *, max_length: int | None = None, 
 
     The one place diagnose touches the loader: re-point it here when the loader moves.
     `max_length`: overrides --max-length (the byte-count mode passes `NO_CUT`)."""
-    from ..train.config import (DataOptions, LoggingOptions, MethodOptions, ModelOptions,
-                                OptimOptions, TrainConfig)
+    from ..train.config import (
+        DataOptions,
+        LoggingOptions,
+        MethodOptions,
+        ModelOptions,
+        OptimOptions,
+        TrainConfig,
+    )
     from ..train.inputs import load_data
 
     data = DataOptions(**dataclasses.asdict(cfg.data), eval_data=cfg.diagnose.eval)
