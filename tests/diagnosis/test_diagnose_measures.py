@@ -154,3 +154,16 @@ def test_outcome_interval_matches_the_resampling_bootstrap():
     assert (one.low, one.mean, one.high) == (1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="0, 0.5 or 1"):
         outcome_ci(np.array([0.3]), seed=0)
+
+
+def test_refusals_before_reading(tmp_path):
+    from dralign.diagnosis import DiagnoseConfig
+    from dralign.errors import BadOptionError
+
+    path = write_jsonl(tmp_path / "u.jsonl", [{"prompt": "p", "completion": " a", "label": True}])
+    with pytest.raises(BadOptionError, match="--format unpaired: diagnose reads preference pairs"):
+        quiet(path, format="unpaired")
+    with pytest.raises(BadOptionError, match="pass --data"):
+        diagnose(progress=False, log=lambda text: None)
+    with pytest.raises(TypeError, match="not both"):
+        diagnose(DiagnoseConfig(), data=str(path))
