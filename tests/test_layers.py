@@ -13,7 +13,7 @@ LAYERS = {  # package prefix -> layer (the longest matching prefix wins)
     "dralign.objectives": 1, "dralign.data": 1, "dralign.modeling": 1, "dralign.stats": 1,
     "dralign.config": 1, "dralign": 1,
     "dralign.train": 2, "dralign.ratio": 2,
-    "dralign.eval": 3, "dralign.integrations": 3,
+    "dralign.eval": 3, "dralign.integrations": 3, "dralign.diagnosis": 3,
     "dralign_bench": 4,
     "dralign.cli": 5,
 }

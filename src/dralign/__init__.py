@@ -2,7 +2,7 @@
 causal LMs (WDPO, KLDPO, f-DPO, DoRA, AOT and the DPO family) on one composable core."""
 
 __version__ = "0.1.0"
-__all__ = ["Objective", "ObjectiveOutput", "PRESETS", "__version__"]
+__all__ = ["Objective", "ObjectiveOutput", "PRESETS", "__version__", "diagnose"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,8 @@ def __getattr__(name: str):
         from . import objectives
 
         return getattr(objectives, name)
+    if name == "diagnose":  # `dralign.diagnose(data=...)`: see dralign.diagnosis
+        from .diagnosis import diagnose
+
+        return diagnose
     raise AttributeError(f"module 'dralign' has no attribute {name!r}")

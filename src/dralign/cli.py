@@ -110,9 +110,15 @@ def _eval(args) -> int:
     return 0
 
 
+def _diagnose(args) -> int:
+    from .diagnosis import DiagnoseConfig, run_diagnose
+
+    run_diagnose(from_args(DiagnoseConfig, args))
+    return 0
+
+
 def _plugin(command) -> Callable:
     """The `func` of a subcommand another package registers (`dralign.commands.Command`)."""
-
     def run(args) -> int:
         status = command.runner()(from_args(command.config_class(), args), _command_line(args))
         return 0 if status is None else status
@@ -221,6 +227,13 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
          "Preference accuracy, margins and calibration on held-out pairs; win rate against the start "
          "model under a reward, KL to it, diversity and length of samples; a shift sweep over mixture "
          "weights with the worst case. Every mean with a 95% bootstrap interval.")
+
+    _add(sub, "diagnose", _config("dralign.diagnosis", "DiagnoseConfig"), _diagnose,
+         "look at a preference file before training: integrity, lengths, groups, sources, advice",
+         "Rows and bad rows (read as `dralign train` reads them), duplicates and contradictory "
+         "pairs, leakage into --eval, the pick-the-longer baseline and what --max-length cuts, "
+         "groups, the density-ratio fit against --target, the label signal of --model; advice "
+         "with the evidence it rests on. --json writes the report (and a PNG beside it).")
 
     if plugins:
         _add_plugins(sub)
