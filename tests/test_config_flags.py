@@ -26,6 +26,7 @@ SAME_NAME_OTHER_MEANING = {
     "output": "eval: the results JSON; ratio fit: the rows with their ratios",
     "batch_size": "train: pairs per micro-batch; eval: sequences per forward pass",
     "beta": "train: the method's beta (default: the preset's); eval: the implicit reward's beta",
+    "ref_cache_dir": "train: where the run writes and reads its caches (default OUTPUT_DIR/ref_cache); eval: a cache to read for --data (default: the training run's)",
     "dtype": "train's model section and eval's options each load models (one loading section: later)",
 }
 

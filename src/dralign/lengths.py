@@ -17,10 +17,12 @@ a tie, 0 otherwise (:func:`outcomes`). Reported beside the accuracy:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+from .config import Range, option
 from .stats import MeanCI
 
 __all__ = ["LENGTH_TOLERANCE", "completion_lengths", "flat_length_metrics", "length_matched",
@@ -122,3 +124,11 @@ def held_out_length_metrics(rows: dict, data, *, tolerance: float, seed: int) ->
                 report = length_report(o[mask], lengths[0][mask], lengths[1][mask], tolerance=tolerance, seed=seed)
                 out.update(flat_length_metrics(report, prefix=f"eval/length/{column}/{name}/"))
     return out
+
+
+@dataclass
+class LengthOption:
+    """The length-matching tolerance: a config section part that `dralign train` (its held-out
+    evaluation) and `dralign eval` both compose, so the option is declared once."""
+
+    length_tolerance: float = option(LENGTH_TOLERANCE, "a held-out pair is length-matched when its chosen and rejected completions differ by at most this fraction of the longer one, in tokens (the length-matched accuracy; eval/length/* in training)", Range(0, 1, high_open=True))

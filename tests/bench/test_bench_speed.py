@@ -9,8 +9,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from dralign_bench.speed import (GOALS, SpeedConfig, SpeedOptions, goals, median_and_range, quick_options,
-                                 run_speed)
+from dralign_bench.speed import SpeedConfig, SpeedOptions, median_and_range, quick_options, run_speed
+from dralign_bench.speed_report import GOALS, goals
 from dralign_bench.speed_flops import batch_flops
 from dralign.data.collate import collate_pairs, collate_shared_pairs
 from dralign.data import PairExample

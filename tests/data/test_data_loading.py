@@ -269,7 +269,8 @@ def test_column_map_and_optional_fields(tok):
     assert str(data.report.bad_rows[0]) == ("<memory>: row 2, field 'bad': "
                                             "empty or whitespace-only string")
     fixed = tokenize_pairs(rows[:2], tok, columns=cols, groups=["10", "7"])
-    assert fixed.group_names == ["10", "7", "2"] and fixed.examples[0].group == 0
+    # given the training groups (held-out data), an unseen group is "no group" (-1), not a new id
+    assert fixed.group_names == ["10", "7"] and [e.group for e in fixed.examples] == [0, -1]
     with pytest.raises(ValueError, match="unknown fields in column map: \\['answer'\\]"):
         tokenize_pairs(rows, tok, columns={"answer": "good"})
 

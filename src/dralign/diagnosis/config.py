@@ -1,26 +1,16 @@
-"""`dralign diagnose` options: its own (`DiagnoseOptions`) and the data options, which are the
-trainer's own fields (`dralign.train.config.DataOptions`), so the file is read as `dralign train`
-reads it: same flags, defaults, checks and bad-row report."""
+"""`dralign diagnose` options: its own (`DiagnoseOptions`) and the data section the trainer also
+composes (`ReadOptions`), so the file is read as `dralign train` reads it: same flags, defaults,
+checks and bad-row report (only --on-bad-row defaults to skip here)."""
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass
 
+from typing import Literal
+
 from ..config import Range, option
-
-# The trainer's data fields that say how one file is read, validated, tokenised and cut. Left out:
-# the held-out split options (diagnose's --eval names the held-out file), the ratio target
-# (diagnose's --target), unpaired columns (diagnose reads pairs), batch layout options.
-SHARED_DATA_OPTIONS = ("data", "data_subset", "data_split", "format", "prompt_column",
-                       "chosen_column", "rejected_column", "weight_column", "group_column",
-                       "source_column", "target_prob_column", "ratio_column", "max_length",
-                       "max_prompt_length", "truncation_side", "long_prompts", "on_bad_row")
-
-# A diagnosis reports bad rows rather than stopping at them (the report is the one train prints).
-DEFAULTS = {"on_bad_row": "skip"}
-
+from ..data.options import ReadOptions
 
 @dataclass
 class DiagnoseOptions:
@@ -39,21 +29,15 @@ class DiagnoseOptions:
     progress: bool = option(True, "show progress bars")
 
 
-def _data_options() -> type:
-    """DiagnoseDataOptions: the `SHARED_DATA_OPTIONS` fields of the trainer's `DataOptions`,
-    their defaults, help and ranges included (the same mechanics as `dralign eval`'s)."""
-    from ..train.config import DataOptions
+@dataclass
+class DiagnoseDataOptions(ReadOptions):
+    """Preference data, read as `dralign train` reads it: the data section both compose
+    (`dralign.data.options.ReadOptions`), plus the file and its split."""
 
-    hints = typing.get_type_hints(DataOptions)
-    fields = [(f.name, hints[f.name], dataclasses.field(default=DEFAULTS.get(f.name, f.default),
-                                                        default_factory=f.default_factory,
-                                                        metadata=f.metadata))
-              for f in dataclasses.fields(DataOptions) if f.name in SHARED_DATA_OPTIONS]
-    return dataclasses.make_dataclass("DiagnoseDataOptions", fields, namespace={
-        "__doc__": "Preference data, read as `dralign train` reads it (same options)."})
-
-
-DiagnoseDataOptions = _data_options()
+    data: str | None = option(None, "JSONL/JSON/Parquet/CSV (.gz ok), a save_to_disk folder, or a hub dataset name")
+    data_split: str = option("train", "split to read")
+    # a diagnosis reports bad rows (train's own report) rather than stopping at the first one
+    on_bad_row: Literal["error", "skip"] = option("skip", "what to do with invalid rows: skip them and count them by reason (the default here), or stop at the first (error, train's default)")
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from ..config import Range, atomic_write_text, check_ranges, option, to_flat_dict
 from ..data.options import ReadOptions, SharingOption
-from ..lengths import LENGTH_TOLERANCE
+from ..lengths import LengthOption
 from ..train.config import DTYPE_HELP
 from .mixtures import DEFAULT_ALPHAS
 from .registry import PROMPTS
@@ -34,7 +34,7 @@ __all__ = ["EvalConfig", "EvalDataOptions", "EvalOptions", "load_prompts", "run_
 
 
 @dataclass
-class EvalOptions:
+class EvalOptions(LengthOption):
     """Evaluation of a trained model (preference pairs, generations, shift sweeps)."""
 
     model: str | None = option(None, "the model to evaluate: a local folder, a Hugging Face hub name or a GGUF file")
@@ -42,7 +42,6 @@ class EvalOptions:
     data: str | None = option(None, "held-out preference file or folder (any format `dralign train` reads); read, cut and reported exactly as `dralign train` reads its --eval-data")
     data_split: str = option("test", "split of --data when it is a hub dataset or a saved DatasetDict")
     beta: float = option(0.1, "beta of the implicit reward beta*(log pi - log pi_ref) on --data", Range(0, low_open=True))
-    length_tolerance: float = option(LENGTH_TOLERANCE, "--data: a pair is length-matched when its chosen and rejected completions differ by at most this fraction of the longer one, in tokens", Range(0, 1, high_open=True))
     per_pair: str | None = option(None, "--data: also write one JSON line per pair here (file, row, group, source, token lengths, policy and reference log-probs, margin, p_chosen)")
     ref_cache_dir: str | None = option(None, "--data: read the reference log-probs from the cache in this folder (written there first when it has none); default: the cache of the training run --model comes from, when it holds these pairs")
     prompts: str | None = option(None, "prompts to sample from: a .txt file (one per line), a JSONL/JSON/Parquet/CSV file with a prompt column (--prompt-column), or a spec a package registers (the shift world's world:heldout:N / world:train:N)")

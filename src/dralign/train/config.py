@@ -8,6 +8,7 @@ from typing import Literal
 
 from ..config import Range, option, to_flat_dict
 from ..data.options import ReadOptions, SharingOption
+from ..lengths import LengthOption
 
 
 # one help for every --dtype (train, eval): what "auto" resolves to is said where it is shown
@@ -106,12 +107,11 @@ class OptimOptions:
 
 
 @dataclass
-class LoggingOptions:
+class LoggingOptions(LengthOption):
     """Logging, evaluation and checkpoints."""
 
     log_every: int = option(1, "write metrics every N steps", Range(1))
     eval_every: int = option(0, "evaluate on the held-out set every N steps (0: only at the end)", Range(0))
-    length_tolerance: float = option(0.10, "held-out evaluation: a pair is length-matched when its completions differ by at most this fraction of the longer one, in tokens (eval/length/* metrics)", Range(0, 1, high_open=True))
     save_every: int = option(0, "write a checkpoint every N steps (0: only at the end)", Range(0))
     resume: bool = option(False, "continue the run in --output-dir from its newest complete checkpoint (same method, data, model and seed)")
     overwrite: bool = option(False, "replace the run that --output-dir holds (its reference cache is kept)")
