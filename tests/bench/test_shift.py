@@ -158,14 +158,14 @@ def test_judge_compares_with_the_frontier_per_seed_applies_holm_and_gates_on_the
     # the frontier at r0 = 0.55 has worst 0.35; the method has 0.38 ± noise → +0.03
     rob = [m(r0=0.55, worst=0.38 + e) for e in (0.001, -0.002, 0.0, 0.001)]
     metrics = {**front, "mix/kldpo[tau=1]": rob}
-    spec = ClaimSpec("mixture", "p", "c", (Comparison("mix/kldpo[tau=1]", "dpo-frontier", "worst", "r0"),))
+    spec = ClaimSpec("mixture", "p", "c", (Comparison("mix/kldpo[tau=1]", "dpo-frontier", "worst", "r0"),), 0.01)
     ok = {"passed": True}
     claim = judge(spec, metrics, list(front), ok)
     (row,) = claim["comparisons"]
     assert row["diff"] == pytest.approx(0.03) and row["p_holm"] == pytest.approx(row["p"])
     assert claim["verdict"] == "reproduced"
     assert judge(spec, metrics, list(front), {"passed": False})["verdict"] == "invalid test"
-    two = ClaimSpec("mixture", "p", "c", spec.comparisons * 2)
+    two = ClaimSpec("mixture", "p", "c", spec.comparisons * 2, 0.01)
     rows = judge(two, metrics, list(front), ok)["comparisons"]
     assert rows[0]["p_holm"] == pytest.approx(min(1.0, 2 * rows[0]["p"]))
 

@@ -53,6 +53,7 @@ class ClaimSpec:
     paper: str
     claim: str
     comparisons: tuple[Comparison, ...]
+    effect_of_interest: float  # the smallest difference (metric's units) the claim is about, declared before the run
 
 
 def _seed_diffs(metrics: dict, frontier_ids: Sequence[str], c: Comparison) -> np.ndarray:
