@@ -90,6 +90,12 @@ def test_holm_over_the_whole_report_is_one_family_and_decides_the_verdicts():
     # sorted .01, .03, .04 → ×3, ×2, ×1 = .03, .06, .04 → .06 (monotone)
     assert [r["p_holm_report"] for c in claims for r in c["comparisons"]] == pytest.approx([0.03, 0.06, 0.06])
     assert [c["verdict"] for c in claims] == ["partly reproduced", "not significant"]
+    with_se = holm_report([{**_claim([0.01, 0.2]), "comparisons": [
+        {"diff": 0.05, "p": p, "se": 0.01, "seeds": 10, "mde": 0.03} for p in (0.01, 0.2)]}])
+    # 80 % power at Holm's first step, α/m = 0.025 two-sided: (t₉(0.9875) + t₉(0.8))·SE
+    from dralign.stats import student_t_quantile
+    expect = (student_t_quantile(0.9875, 9) + student_t_quantile(0.8, 9)) * 0.01
+    assert with_se[0]["mde_report"] == pytest.approx(expect) and expect > 0.03
 
 
 def test_a_claim_whose_mde_exceeds_its_effect_of_interest_is_underpowered_never_not_significant():
@@ -256,3 +262,19 @@ def test_one_command_runs_scenarios_as_parallel_workers_and_records_provenance(t
     report = (out / "report.md").read_text()
     assert "## Provenance" in report and "mixture at offset 0: tried while developing" in report
     assert prov["commit"] is None or prov["commit"] in (out / "command.txt").read_text()
+
+
+def test_maps_are_merged_and_rendered_as_tables_with_each_cells_interval_and_control():
+    from dralign_bench.shift.report import _map_lines
+
+    cells = [{"row": 0.05, "col": 0.6, "diff": 0.031, "ci": [0.01, 0.052], "control_passed": True},
+             {"row": 0.05, "col": 0.9, "diff": -0.004, "ci": [-0.02, 0.012], "control_passed": False}]
+    mp = {"title": "DoRA's gain over the best baseline", "rows": {"name": "human fraction", "values": [0.05]},
+          "cols": {"name": "agreement", "values": [0.6, 0.9]}, "cells": cells}
+    a, b = _part(["mixture"]), _part(["sources"])
+    b["maps"] = {"dora": mp}
+    merged = merge_results([a, b])
+    assert merged["maps"] == {"dora": mp}
+    text = "\n".join(_map_lines(merged))
+    assert "| 0.05 | +0.031 [+0.010, +0.052] | -0.004 [-0.020, +0.012] (control failed) |" in text
+    assert _map_lines({"maps": {}}) == []

@@ -198,6 +198,20 @@ def holm_report(claims: list[dict]) -> list[dict]:
     rows = [r for c in claims for r in c["comparisons"]]
     for r, p in zip(rows, holm([r["p"] for r in rows])):
         r["p_holm_report"] = p
+    m = sum(1 for r in rows if np.isfinite(r["p"]))
+    for r in rows:  # what Holm's first step (level α/m) could see: the MDE is stated unadjusted
+        r["mde_report"] = _mde_at(r, ALPHA_LEVEL / max(m, 1))
     for c in claims:
+        c["mde_report"] = max((r["mde_report"] for r in c["comparisons"]), default=float("nan"))
         c["verdict"] = _judged(c)
     return claims
+
+
+def _mde_at(row: dict, level: float) -> float:
+    """MDE = (t_{n−1, 1−level/2} + t_{n−1, 0.8})·SE: 80 % power at a two-sided `level`."""
+    from dralign.stats import student_t_quantile
+
+    n, se = row.get("seeds", 0), row.get("se", float("nan"))
+    if n < 2 or not np.isfinite(se):
+        return float("nan")
+    return float((student_t_quantile(1 - level / 2, n - 1) + student_t_quantile(0.8, n - 1)) * se)

@@ -79,6 +79,7 @@ def run_parallel(opts: ShiftOptions, console, command: str) -> dict:
             try:
                 parts[name] = fut.result()
             except Exception as e:  # a failed worker fails the run: no report from a subset
+                pool.shutdown(wait=False, cancel_futures=True)  # the scenarios not started never start
                 raise RunFailedError(f"scenario {name} failed in its worker: {e} "
                                      f"(see {opts.output_dir}/jobs/{name}/log.txt)") from e
             console.print(f"{name}: done in {parts[name]['seconds'] / 60:.1f} min")

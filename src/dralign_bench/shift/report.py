@@ -344,7 +344,9 @@ def _claim_section(c: dict) -> list[str]:
                   f"{'passed' if ov['passed'] else 'FAILED'}; {ov['detail']}.", ""]
     if "effect_of_interest" in c:
         lines += [f"Effect of interest {c['effect_of_interest']:g}; MDE {c['mde']:.4f}"
-                  + (" — underpowered." if not c["mde"] <= c["effect_of_interest"] else "."), ""]
+                  + (" — underpowered" if not c["mde"] <= c["effect_of_interest"] else "")
+                  + (f" (at the level of Holm's first step over the report: {c['mde_report']:.4f})"
+                     if "mde_report" in c else "") + ".", ""]
     return lines + [f"- {_fmt_cmp(d)}" for d in c["comparisons"]] + [""]
 
 
