@@ -187,6 +187,10 @@ def test_power_summary_is_the_median_half_width_on_the_probability_scale():
     assert p["probability_scale"]["comparisons"] == 3 and p["probability_scale"]["median_se"] == pytest.approx(0.008)
     assert p["probability_scale_control_passed"]["median_half_width"] == pytest.approx(0.01)
     assert p["all"]["median_half_width"] == pytest.approx(0.025)
+    claims[0]["overlap"] = {"passed": False}  # an invalid test by its overlap control counts as not passed
+    claims[1]["comparisons"].append({**row("acc", 0.0, float("nan")), "ci": [float("nan")] * 2})  # no interval
+    p = power_summary(claims)
+    assert p["probability_scale_control_passed"]["comparisons"] == 0 and p["probability_scale"]["comparisons"] == 3
 
 
 def test_merge_judges_the_claims_again_from_the_merged_runs():

@@ -203,7 +203,8 @@ def test_merge_keeps_notes_and_unshown_runs_and_spans_the_jobs():
 def _demo_like_results():
     rid = ["mix/dpo[beta=0.1]", "mix/dpo[beta=1]", "mix/kldpo[tau=0.5]", "mix/wdpo[rho=0.01]",
            "flip/rdpo[label_smoothing=0.3]"]
-    runs = {r: {"seeds": [asdict(m(acc=float("nan"), calib=float("nan")))] * 2} for r in ["start", *rid]}
+    runs = {r: {"seeds": [asdict(m(acc=float("nan"), calib=float("nan")))] * 2} for r in rid}
+    runs["start"] = {"seeds": [asdict(m(acc=0.5, calib=0.3))] * 2}  # the start is scored on pairs regardless
     row = {"a": rid[2], "b": F, "metric": "worst at matched r0", "diff": 0.004, "se": 0.01, "ci": [-0.12, 0.13],
            "p": 0.7, "mde": 0.045, "seeds": 2, "inside": 1.0, "p_holm": 0.7, "p_holm_report": 0.7}
     claim = {"scenario": "mixture", "paper": "Xu et al. 2025 (WDPO, KLDPO)",
@@ -223,7 +224,13 @@ def test_console_tables_read_cleanly_at_80_columns_and_end_in_plain_words():
     assert max(len(line) for line in out.splitlines()) <= 80
     for rid in ("mix/dpo[β=0.1]", "mix/dpo[β=1]", "mix/kldpo[τ=0.5]", "mix/wdpo[ρ=0.01]", "flip/rdpo[ε=0.3]"):
         assert rid in out  # whole, never cut
-    assert "nan" not in out and "…" not in out
+    assert "nan" not in out and "…" not in out and "acc" not in out.split("claims")[0]  # no column of dashes
+    results = _demo_like_results()
+    results["claims"][0]["comparisons"][0].update(ci=[float("nan")] * 2, seeds=1)
+    results["claims"][0]["mde"] = float("nan")
+    console = Console(file=io.StringIO(), width=80, color_system=None)
+    print_tables(results, console)
+    assert "nan" not in console.file.getvalue() and "no interval from 1 seed(s)" in console.file.getvalue()
     summary = plain_summary(_demo_like_results())
     assert "control passed" in summary and "could only detect 0.045" in summary
     assert out.rstrip().endswith(summary.split()[-1])
@@ -278,3 +285,11 @@ def test_maps_are_merged_and_rendered_as_tables_with_each_cells_interval_and_con
     text = "\n".join(_map_lines(merged))
     assert "| 0.05 | +0.031 [+0.010, +0.052] | -0.004 [-0.020, +0.012] (control failed) |" in text
     assert _map_lines({"maps": {}}) == []
+
+
+def test_a_runs_progress_line_fits_80_columns_and_shows_no_nan():
+    from dralign_bench.shift.run import _progress
+
+    line = _progress(1003, "mix/kldpo[tau=0.5]", m(kl=12.345, acc=float("nan"), calib=float("nan")), 69.0)
+    assert len(line) <= 80 and "nan" not in line and "mix/kldpo[τ=0.5]" in line
+    assert "acc 0.700" in _progress(3, "flip/rdpo[label_smoothing=0.3]", m())

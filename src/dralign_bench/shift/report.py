@@ -41,15 +41,20 @@ PROBABILITY_SCALE = ("r0", "worst", "acc", "calib")
 
 def power_summary(claims: list[dict]) -> dict:
     """Median paired 95 % half-width and SE over the comparisons on the probability scale (all
-    claims, and those whose control passed), and over every comparison."""
+    claims, and those whose controls — the scenario's and the overlap — passed), and over every
+    comparison; comparisons without an interval (fewer than 2 seeds) are left out of the medians."""
     def stats(rows):
+        rows = [r for r in rows if np.isfinite(r["ci"][1]) and np.isfinite(r["se"])]
         hw = [r["ci"][1] - r["diff"] for r in rows]
         return {"comparisons": len(rows), "median_half_width": float(np.median(hw)) if hw else float("nan"),
                 "median_se": float(np.median([r["se"] for r in rows])) if rows else float("nan")}
 
+    def valid(c):
+        return c["control"]["passed"] and (c.get("overlap") or {"passed": True})["passed"]
+
     prob = [(c, r) for c in claims for r in c["comparisons"] if r["metric"].split(" ")[0] in PROBABILITY_SCALE]
     return {"probability_scale": stats([r for _, r in prob]),
-            "probability_scale_control_passed": stats([r for c, r in prob if c["control"]["passed"]]),
+            "probability_scale_control_passed": stats([r for c, r in prob if valid(c)]),
             "all": stats([r for c in claims for r in c["comparisons"]])}
 
 
@@ -57,13 +62,16 @@ def _mean(run: dict, key: str) -> float:
     return float(np.mean([s[key] for s in run["seeds"]]))
 
 
+def _num(v: float, digits: int) -> str:
+    return f"{v:.{digits}f}" if np.isfinite(v) else "—"  # not measured (e.g. no held-out pairs in the scenario)
+
+
 def run_table(results: dict) -> list[list[str]]:
-    """One row per test run: means over test seeds."""
+    """One row per test run: means over test seeds ("—": not measured for that run)."""
     rows = []
     for rid, run in results["runs"].items():
-        rows.append([rid, f"{_mean(run, 'r0'):.3f}", f"{_mean(run, 'worst'):.3f}", f"{_mean(run, 'kl'):.2f}",
-                     f"{_mean(run, 'entropy'):.3f}", f"{_mean(run, 'acc'):.3f}", f"{_mean(run, 'calib'):.3f}",
-                     f"{_mean(run, 'seconds'):.0f}"])
+        rows.append([rid, *(_num(_mean(run, k), d) for k, d in (("r0", 3), ("worst", 3), ("kl", 2), ("entropy", 3),
+                                                                ("acc", 3), ("calib", 3), ("seconds", 0)))])
     return rows
 
 
@@ -84,10 +92,16 @@ def _p(v: float) -> str:
     return f"{v:.3g}" if np.isfinite(v) else "n/a"
 
 
-def _fmt_cmp(c: dict) -> str:
+def _ci(c: dict, digits: int = 4) -> str:
     lo, hi = c["ci"]
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return f"no interval from {c.get('seeds', 0)} seed(s)"
+    return f"95% CI {lo:+.{digits}f}, {hi:+.{digits}f}"
+
+
+def _fmt_cmp(c: dict) -> str:
     inside = f"; {c['seeds']} seeds inside DPO's range ({c['inside']:.0%})" if "inside" in c and "matched" in c["metric"] else ""
-    return (f"{c['a']} − {c['b']} [{c['metric']}]: {c['diff']:+.4f} (95% CI {lo:+.4f}, {hi:+.4f}; "
+    return (f"{c['a']} − {c['b']} [{c['metric']}]: {c['diff']:+.4f} ({_ci(c)}; "
             f"SE {c['se']:.4f}; MDE {c['mde']:.4f}; Holm p {_p(c['p_holm'])} in the claim, "
             f"{_p(c.get('p_holm_report', c['p_holm']))} over the report{inside})")
 
@@ -99,7 +113,8 @@ def _console_run_table(results: dict):
     from rich.table import Table
 
     rows = [[short_id(r[0]), *r[1:-1]] for r in run_table(results)]  # training seconds: in the report only
-    cols = [k for k in range(len(_RUN_COLUMNS) - 1) if k == 0 or any(r[k] != "nan" for r in rows)]
+    # a column only the start model fills (its acc and |p̂−p| say nothing: u = 0) is left out
+    cols = [k for k in range(len(_RUN_COLUMNS) - 1) if k == 0 or any(r[k] != "—" for r in rows if r[0] != "start")]
     table = Table(title="test runs (means over test seeds)", title_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False)
     for k in cols:
@@ -118,11 +133,10 @@ def _claim_lines(c: dict) -> list[str]:
         lines.append(f"  overlap: {ov['value']:.0%} of seeds inside DPO's range (threshold {ov['threshold']:.0%}): "
                      f"{'passed' if ov['passed'] else 'FAILED'}")
     if "effect_of_interest" in c:
-        lines.append(f"  effect of interest {c['effect_of_interest']:g}, MDE {c['mde']:.4f}")
+        lines.append(f"  effect of interest {c['effect_of_interest']:g}, MDE {_num(c['mde'], 4)}")
     for d in c["comparisons"]:
-        lo, hi = d["ci"]
         lines.append(f"  {short_id(d['a'])} − {short_id(d['b'])} [{d['metric']}]: {d['diff']:+.4f} "
-                     f"(95% CI {lo:+.4f}, {hi:+.4f}; Holm p {_p(d.get('p_holm_report', d['p_holm']))})")
+                     f"({_ci(d)}; Holm p {_p(d.get('p_holm_report', d['p_holm']))})")
     return lines
 
 
@@ -151,8 +165,8 @@ def _sentence_of(c: dict) -> str:
     if ov and not ov["passed"]:
         return (f"{head} The control passed, but the methods lay outside DPO's range on too many seeds "
                 f"({ov['value']:.0%} inside, {ov['threshold']:.0%} required) to compare at matched settings.")
-    found = "; ".join(f"{short_id(d['a'])} vs {short_id(d['b'])}, {d['metric']}: {d['diff']:+.3f} "
-                      f"(95% CI {d['ci'][0]:+.3f} to {d['ci'][1]:+.3f})" for d in c["comparisons"])
+    found = "; ".join(f"{short_id(d['a'])} vs {short_id(d['b'])}, {d['metric']}: {d['diff']:+.3f} ({_ci(d, 3)})"
+                      for d in c["comparisons"])
     meaning = {
         "reproduced": "every difference is in the claimed direction and significant after Holm's correction over the "
                       "whole report, so the run supports the claim",
@@ -160,9 +174,11 @@ def _sentence_of(c: dict) -> str:
         "contradicted": "at least one difference is significant against the claim",
         "not significant": f"no difference is significant, and the run could have detected {c.get('mde', float('nan')):.3f} "
                            f"(the claim is about {c.get('effect_of_interest', float('nan')):g}): no sign of the effect",
-        "underpowered": f"no difference is significant, but the run could only detect {c.get('mde', float('nan')):.3f}, "
-                        f"more than the {c.get('effect_of_interest', float('nan')):g} the claim is about: too few seeds "
-                        "to tell",
+        "underpowered": (f"no difference is significant, but the run could only detect {c['mde']:.3f}, more than "
+                         f"the {c.get('effect_of_interest', float('nan')):g} the claim is about: too few seeds to tell"
+                         if np.isfinite(c.get("mde", float("nan"))) else
+                         "no difference is significant, and too few seeds gave a difference to say what the run "
+                         "could have detected"),
     }.get(c["verdict"], c["verdict"])
     return (f"{head} The control passed ({ctl['name']}: {ctl['value']:.3f}, threshold {ctl['threshold']:.3f}). "
             f"Found: {found}. Verdict {c['verdict']}: {meaning}.")
@@ -298,7 +314,7 @@ def _noise_lines(results: dict) -> list[str]:
     """Evaluation noise measured on split halves, beside the seed-to-seed spread of the differences."""
     out = []
     for metric in ("r0", "worst", "kl", "entropy", "acc", "calib"):
-        ev = evaluation_noise({rid: run["seeds"] for rid, run in results["runs"].items()}, metric)
+        ev = evaluation_noise({rid: run["seeds"] for rid, run in results["runs"].items() if rid != "start"}, metric)
         rows = [r for c in results["claims"] for r in c["comparisons"] if r["metric"].split(" ")[0] == metric
                 and np.isfinite(r["se"])]
         sd = float(np.median([r["se"] * np.sqrt(r["seeds"]) for r in rows])) if rows else float("nan")
@@ -343,9 +359,9 @@ def _claim_section(c: dict) -> list[str]:
         lines += [f"Overlap control: {ov['name']} = {ov['value']:.0%} (threshold {ov['threshold']:.0%}) — "
                   f"{'passed' if ov['passed'] else 'FAILED'}; {ov['detail']}.", ""]
     if "effect_of_interest" in c:
-        lines += [f"Effect of interest {c['effect_of_interest']:g}; MDE {c['mde']:.4f}"
-                  + (" — underpowered" if not c["mde"] <= c["effect_of_interest"] else "")
-                  + (f" (at the level of Holm's first step over the report: {c['mde_report']:.4f})"
+        lines += [f"Effect of interest {c['effect_of_interest']:g}; MDE {_num(c['mde'], 4)}"
+                  + (": underpowered" if not c["mde"] <= c["effect_of_interest"] else "")
+                  + (f" (at the level of Holm's first step over the report: {_num(c['mde_report'], 4)})"
                      if "mde_report" in c else "") + ".", ""]
     return lines + [f"- {_fmt_cmp(d)}" for d in c["comparisons"]] + [""]
 
@@ -364,7 +380,8 @@ def write_report(results: dict, path: Path) -> str:
         lines += [f"- {k}: {v['param']} = {v['chosen']:g} from {v['grid']} ({v['criterion']}; scores "
                   f"{', '.join(f'{g}: {s:+.4f}' for g, s in v['validation_scores'].items())})"
                   for k, v in results["selection"].items()] + [""]
-    lines += ["## Test runs (means over test seeds)", "", "| " + " | ".join(_RUN_COLUMNS) + " |",
+    lines += ["## Test runs (means over test seeds)", "",
+              "| " + " | ".join(c.replace("|", "\\|") for c in _RUN_COLUMNS) + " |",  # a pipe would split the column
               "|" + "---|" * len(_RUN_COLUMNS)]
     lines += ["| " + " | ".join(r) + " |" for r in run_table(results)] + [""]
     lines += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in results["files"]["plots"]] + [""]

@@ -98,16 +98,25 @@ def _measure_start(opts, tokenizer, start, sd: _Seed, console) -> SeedMetrics:
     with torch.no_grad():
         m = evaluate_policy(start, start, tokenizer, opts, sd.prompts, sd.seed, sd.start_logps, sd.pairs,
                             "reverse_kl", opts.beta)
-    console.print(f"seed {sd.seed:>4} {'start':<34} r(α₀) {m.r0:.3f} worst {m.worst:.3f} acc {m.acc:.3f}")
+    console.print(_progress(sd.seed, "start", m))
     return m
+
+
+def _progress(seed: int, rid: str, m: SeedMetrics, seconds: float | None = None) -> str:
+    """One run's line (80 columns where the scenario has no held-out pairs; no NaN shown)."""
+    from rich.markup import escape
+
+    from .report import short_id
+
+    pairs = f" acc {m.acc:.3f} |p̂−p| {m.calib:.3f}" if np.isfinite(m.acc) and rid != "start" else ""
+    return (f"seed {seed:>4} {escape(f'{short_id(rid):<22}')} r(α₀) {m.r0:.3f} worst {m.worst:.3f} KL {m.kl:5.2f}{pairs}"
+            + (f" ({seconds:.0f}s)" if seconds is not None else ""))
 
 
 def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, console) -> SeedMetrics:
     import torch
 
     from dralign.modeling import load_model
-    from rich.markup import escape
-
     from dralign.train import train
 
     out = sd.dir / run.id.replace("/", "__")
@@ -123,8 +132,7 @@ def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, cons
                             _DIVERGENCE.get(run.method, "reverse_kl"), beta)
     m.seconds = seconds
     shutil.rmtree(out, ignore_errors=True)  # weights and optimizer state are not reused
-    console.print(f"seed {sd.seed:>4} {escape(run.id):<34} r(α₀) {m.r0:.3f} worst {m.worst:.3f} KL {m.kl:6.2f} "
-                  f"acc {m.acc:.3f} calib {m.calib:.3f} ({seconds:.0f}s)")
+    console.print(_progress(sd.seed, run.id, m, seconds))
     return m
 
 
