@@ -77,6 +77,16 @@ def test_judge_uses_the_start_and_drops_seeds_outside_dpos_range_into_the_overla
     assert judge(direct, metrics, list(front), {"passed": True})["overlap"] is None  # no x, no overlap control
 
 
+def test_dpo_as_the_claimant_is_read_on_its_hull_not_on_the_best_side():
+    front = {"mix/dpo[beta=0.1]": [m(kl=2.0, r0=0.7)] * 3, "mix/dpo[beta=1]": [m(kl=4.0, r0=0.6)] * 3}
+    metrics = {**front, "start": [m(kl=0.0, r0=0.4)] * 3, "mix/f": [m(kl=3.0, r0=0.62 + e) for e in (0, 1e-3, -1e-3)]}
+    dpo_claims = ClaimSpec("divergence", "p", "c", (Comparison(F, "mix/f", "r0", "kl"),), 0.01)
+    method_claims = ClaimSpec("divergence", "p", "c", (Comparison("mix/f", F, "r0", "kl"),), 0.01)
+    # hull at KL 3: (.7 + .6)/2 = .65; the best DPO reward at KL ≤ 3 is .7
+    assert judge(dpo_claims, metrics, list(front), {"passed": True})["comparisons"][0]["diff"] == pytest.approx(0.03)
+    assert judge(method_claims, metrics, list(front), {"passed": True})["comparisons"][0]["diff"] == pytest.approx(-0.08)
+
+
 # --------------------------------------------------------------------------------------------- statistics
 
 def _claim(ps, mde=0.01, eoi=0.02):
