@@ -237,10 +237,13 @@ def test_console_tables_read_cleanly_at_80_columns_and_end_in_plain_words():
     assert "nan" not in out and "…" not in out and "acc" not in out.split("claims")[0]  # no column of dashes
     results = _demo_like_results()
     results["claims"][0]["comparisons"][0].update(ci=[float("nan")] * 2, seeds=1)
+    results["claims"][0]["comparisons"].append({**results["claims"][0]["comparisons"][0], "diff": float("nan"),
+                                                "seeds": 0})  # no seed inside DPO's range
     results["claims"][0]["mde"] = float("nan")
     console = Console(file=io.StringIO(), width=80, color_system=None)
     print_tables(results, console)
-    assert "nan" not in console.file.getvalue() and "no interval from 1 seed(s)" in console.file.getvalue()
+    text = console.file.getvalue()
+    assert "nan" not in text and "no interval from 1 seed(s)" in text and "no value" in text
     summary = plain_summary(_demo_like_results())
     assert "control passed" in summary and "could only detect 0.045" in summary
     assert out.rstrip().endswith(summary.split()[-1])

@@ -92,6 +92,10 @@ def _p(v: float) -> str:
     return f"{v:.3g}" if np.isfinite(v) else "n/a"
 
 
+def _diff(c: dict, digits: int = 4) -> str:
+    return f"{c['diff']:+.{digits}f}" if np.isfinite(c["diff"]) else "no value (no seed inside DPO's range)"
+
+
 def _ci(c: dict, digits: int = 4) -> str:
     lo, hi = c["ci"]
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -101,7 +105,7 @@ def _ci(c: dict, digits: int = 4) -> str:
 
 def _fmt_cmp(c: dict) -> str:
     inside = f"; {c['seeds']} seeds inside DPO's range ({c['inside']:.0%})" if "inside" in c and "matched" in c["metric"] else ""
-    return (f"{c['a']} − {c['b']} [{c['metric']}]: {c['diff']:+.4f} ({_ci(c)}; "
+    return (f"{c['a']} − {c['b']} [{c['metric']}]: {_diff(c)} ({_ci(c)}; "
             f"SE {c['se']:.4f}; MDE {c['mde']:.4f}; Holm p {_p(c['p_holm'])} in the claim, "
             f"{_p(c.get('p_holm_report', c['p_holm']))} over the report{inside})")
 
@@ -135,7 +139,7 @@ def _claim_lines(c: dict) -> list[str]:
     if "effect_of_interest" in c:
         lines.append(f"  effect of interest {c['effect_of_interest']:g}, MDE {_num(c['mde'], 4)}")
     for d in c["comparisons"]:
-        lines.append(f"  {short_id(d['a'])} − {short_id(d['b'])} [{d['metric']}]: {d['diff']:+.4f} "
+        lines.append(f"  {short_id(d['a'])} − {short_id(d['b'])} [{d['metric']}]: {_diff(d)} "
                      f"({_ci(d)}; Holm p {_p(d.get('p_holm_report', d['p_holm']))})")
     return lines
 
@@ -165,7 +169,7 @@ def _sentence_of(c: dict) -> str:
     if ov and not ov["passed"]:
         return (f"{head} The control passed, but the methods lay outside DPO's range on too many seeds "
                 f"({ov['value']:.0%} inside, {ov['threshold']:.0%} required) to compare at matched settings.")
-    found = "; ".join(f"{short_id(d['a'])} vs {short_id(d['b'])}, {d['metric']}: {d['diff']:+.3f} ({_ci(d, 3)})"
+    found = "; ".join(f"{short_id(d['a'])} vs {short_id(d['b'])}, {d['metric']}: {_diff(d, 3)} ({_ci(d, 3)})"
                       for d in c["comparisons"])
     meaning = {
         "reproduced": "every difference is in the claimed direction and significant after Holm's correction over the "
