@@ -10,8 +10,8 @@ from dralign.stats import holm, paired_t, student_t_cdf, student_t_quantile
 from dralign_bench import world
 from dralign_bench.shift import (SCENARIOS, ClaimSpec, Comparison, RunSpec, SeedMetrics, ShiftOptions, build_dataset,
                                  calibration_error, clean_accuracy, conflict_control, flip_control,
-                                 frontier_at, frontier_overlap_control, judge, own_link_probs, plan, resolve,
-                                 unpaired_control, verdict)
+                                 frontier_overlap_control, judge, own_link_probs, plan, resolve,
+                                 holm_report, unpaired_control, verdict)
 from dralign_bench.shift.controls import sources_control
 from dralign_bench.shift.data import judge_reward, target_reward
 from dralign_bench.shift.merge import judge_results, merge_results
@@ -146,38 +146,34 @@ def test_holm_step_down_by_hand():
     assert math.isnan(out[0]) and out[1] == pytest.approx(0.02)
 
 
-def test_frontier_interpolates_and_clamps():
-    xs, ys = [2.0, 0.5, 1.0], [0.8, 0.5, 0.6]
-    assert frontier_at(xs, ys, 1.5) == pytest.approx(0.7)
-    assert frontier_at(xs, ys, 0.1) == pytest.approx(0.5) and frontier_at(xs, ys, 9.0) == pytest.approx(0.8)
-
-
 def test_judge_compares_with_the_frontier_per_seed_applies_holm_and_gates_on_the_control():
     front = {f"mix/dpo[beta={b}]": [m(r0=0.50 + 0.1 * k, worst=0.40 - 0.1 * k) for _ in range(4)]
              for k, b in enumerate((0.3, 0.1, 0.03))}
     # the frontier at r0 = 0.55 has worst 0.35; the method has 0.38 ± noise → +0.03
     rob = [m(r0=0.55, worst=0.38 + e) for e in (0.001, -0.002, 0.0, 0.001)]
     metrics = {**front, "mix/kldpo[tau=1]": rob}
-    spec = ClaimSpec("mixture", "p", "c", (Comparison("mix/kldpo[tau=1]", "dpo-frontier", "worst", "r0"),))
+    spec = ClaimSpec("mixture", "p", "c", (Comparison("mix/kldpo[tau=1]", "dpo-frontier", "worst", "r0"),), 0.01)
     ok = {"passed": True}
     claim = judge(spec, metrics, list(front), ok)
     (row,) = claim["comparisons"]
     assert row["diff"] == pytest.approx(0.03) and row["p_holm"] == pytest.approx(row["p"])
     assert claim["verdict"] == "reproduced"
     assert judge(spec, metrics, list(front), {"passed": False})["verdict"] == "invalid test"
-    two = ClaimSpec("mixture", "p", "c", spec.comparisons * 2)
+    two = ClaimSpec("mixture", "p", "c", spec.comparisons * 2, 0.01)
     rows = judge(two, metrics, list(front), ok)["comparisons"]
     assert rows[0]["p_holm"] == pytest.approx(min(1.0, 2 * rows[0]["p"]))
 
 
 def test_verdict_classes():
-    sig = lambda d: {"diff": d, "p_holm": 0.01}  # noqa: E731
-    ns = {"diff": 0.01, "p_holm": 0.4}
+    sig = lambda d: {"diff": d, "p_holm_report": 0.01}  # noqa: E731
+    ns = {"diff": 0.01, "p_holm_report": 0.4}
     assert verdict([sig(0.1), sig(0.2)], True) == "reproduced"
     assert verdict([sig(0.1), ns], True) == "partly reproduced"
     assert verdict([sig(-0.1), ns], True) == "contradicted"
     assert verdict([sig(0.1), sig(-0.1)], True) == "contradicted"  # evidence against outweighs a partial hit
     assert verdict([ns, ns], True) == "not significant"
+    assert verdict([ns, ns], True, underpowered=True) == "underpowered"
+    assert verdict([sig(0.1)], True, underpowered=True) == "reproduced"  # significance outranks power
     assert verdict([sig(0.1)], False) == "invalid test"
 
 
@@ -191,6 +187,10 @@ def test_power_summary_is_the_median_half_width_on_the_probability_scale():
     assert p["probability_scale"]["comparisons"] == 3 and p["probability_scale"]["median_se"] == pytest.approx(0.008)
     assert p["probability_scale_control_passed"]["median_half_width"] == pytest.approx(0.01)
     assert p["all"]["median_half_width"] == pytest.approx(0.025)
+    claims[0]["overlap"] = {"passed": False}  # an invalid test by its overlap control counts as not passed
+    claims[1]["comparisons"].append({**row("acc", 0.0, float("nan")), "ci": [float("nan")] * 2})  # no interval
+    p = power_summary(claims)
+    assert p["probability_scale_control_passed"]["comparisons"] == 0 and p["probability_scale"]["comparisons"] == 3
 
 
 def test_merge_judges_the_claims_again_from_the_merged_runs():
@@ -199,12 +199,16 @@ def test_merge_judges_the_claims_again_from_the_merged_runs():
     runs = {r.id: [m(r0=0.6 + rng.normal(0, 0.01), worst=0.5 + rng.normal(0, 0.01), kl=k + 1.0) for _ in range(3)]
             for k, r in enumerate(plan(opts, {("mix", "kldpo"): 0.5, ("mix", "wdpo"): 0.01}))}
     from dataclasses import asdict
+    prov = {"commit": "abc", "dirty": False, "diff_sha256": None, "versions": {}, "started": "2026-01-01T00:00:00+00:00",
+            "finished": "2026-01-01T00:10:00+00:00", "wall_seconds": 600.0}
     doc = lambda sc: {"options": {**asdict(opts), "scenarios": sc, "test_seeds": 3}, "scenarios": {},  # noqa: E731
+                      "provenance": prov,
                       "selection": {}, "validation_runs": {}, "claims": [{"stale": True}], "seconds": 1.0,
                       "command": "x", "runs": {k: {"seeds": [asdict(x) for x in v]} for k, v in runs.items()}}
     merged = merge_results([doc(["mixture"]), doc([])])
     chosen = {("mix", "kldpo"): 0.5, ("mix", "wdpo"): 0.01}  # the grids' first values: no validation seeds
-    assert merged["claims"] == evaluate_claims(opts, runs, chosen) == judge_results(merged)
+    assert merged["claims"] == holm_report(evaluate_claims(opts, runs, chosen)) == judge_results(merged)
+    assert merged["seconds"] == 600.0 and merged["provenance"]["commit"] == "abc"
     assert merged["claims"][0]["control"]["name"].startswith("DPO's loss")
 
 

@@ -10,7 +10,7 @@ on the same held-out pairs, so differences between methods are paired by prompt 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .scenarios import ShiftOptions
 
 __all__ = ["HeldoutPairs", "SeedMetrics", "calibration_error", "clean_accuracy", "evaluate_policy",
-           "gold_grid", "own_link_probs"]
+           "evaluation_noise", "gold_grid", "own_link_probs"]
 
 
 @dataclass
@@ -39,6 +39,9 @@ class SeedMetrics:
     acc: float               # accuracy against the noise-free ordering on held-out pairs
     calib: float             # mean |p̂ − p| with the method's own link
     seconds: float = 0.0
+    # the same metrics on each half of the prompts (and of the pairs): |a − b|/2 estimates the
+    # evaluation noise of the full mean (its SE), measured rather than guessed
+    halves: dict[str, list[float]] = field(default_factory=dict)
 
     def get(self, name: str) -> float:
         return float(getattr(self, name))
@@ -117,13 +120,37 @@ def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Seque
     a0 = int(np.argmin(np.abs(np.asarray(opts.alphas) - opts.alpha0)))
     kl = completion_logps(policy, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos) \
         - start_logps_of(comp)
+    halves = {k: [] for k in ("r0", "worst", "kl", "entropy")}
+    for part in _halves(len(comp.texts)):
+        halves["r0"].append(float(grid[part, a0].mean()))
+        halves["worst"].append(float(grid[part].mean(axis=0).min()))
+        halves["kl"].append(float(kl[part].mean()))
+        halves["entropy"].append(float(token_entropy([comp.token_ids[i] for i in part])))
     acc = calib = math.nan
     if pairs is not None:
         u1 = completion_logps(policy, tokenizer, pairs.prompts, pairs.ids_1) - pairs.start_1
         u2 = completion_logps(policy, tokenizer, pairs.prompts, pairs.ids_2) - pairs.start_2
+        p_hat = own_link_probs(u1, u2, divergence, beta)
         acc = clean_accuracy(u1, u2, pairs.r_1, pairs.r_2)
-        calib = calibration_error(own_link_probs(u1, u2, divergence, beta), pairs.r_1, pairs.r_2,
-                                  opts.label_temperature)
+        calib = calibration_error(p_hat, pairs.r_1, pairs.r_2, opts.label_temperature)
+        halves["acc"] = [clean_accuracy(u1[h], u2[h], pairs.r_1[h], pairs.r_2[h]) for h in _halves(len(u1))]
+        halves["calib"] = [calibration_error(p_hat[h], pairs.r_1[h], pairs.r_2[h], opts.label_temperature)
+                           for h in _halves(len(u1))]
     return SeedMetrics(curve=curve.tolist(), r0=float(curve[a0]), worst=float(curve.min()), kl=float(kl.mean()),
                        entropy=float(token_entropy(comp.token_ids)), distinct2=float(distinct_n(comp.token_ids, 2)),
-                       acc=acc, calib=calib)
+                       acc=acc, calib=calib, halves=halves)
+
+
+def _halves(n: int) -> list[np.ndarray]:
+    """Index arrays of the first and second half of n items (the halves of a seed's prompts or pairs)."""
+    return [np.arange(0, n // 2), np.arange(n // 2, n)] if n >= 2 else []
+
+
+def evaluation_noise(runs: dict[str, list[SeedMetrics]], metric: str) -> float:
+    """The evaluation noise of one run's mean of `metric` on a seed, measured: the root mean
+    square over runs and seeds of (a − b)/2, a and b the means on the two halves (the SE of the
+    full mean when the halves are independent). NaN where no run stored halves of `metric`."""
+    d = [(h[0] - h[1]) / 2 for ms in runs.values() for m in ms
+         for h in [m.halves.get(metric) if isinstance(m, SeedMetrics) else m.get("halves", {}).get(metric)]
+         if h and len(h) == 2 and np.isfinite(h[0]) and np.isfinite(h[1])]
+    return float(np.sqrt(np.mean(np.square(d)))) if d else float("nan")

@@ -31,19 +31,22 @@ def claim_specs(opts: ShiftOptions, chosen: dict) -> list[ClaimSpec]:
             specs.append(ClaimSpec("mixture", "Xu et al. 2025 (WDPO, KLDPO)",
                                    "Under a shift of the preference mixture, KLDPO and WDPO keep a higher worst-case "
                                    "gold reward over the α grid than DPO (at matched r(α₀) on DPO's β-frontier).",
-                                   (Comparison(kl, F, "worst", "r0"), Comparison(wd, F, "worst", "r0"))))
+                                   (Comparison(kl, F, "worst", "r0"), Comparison(wd, F, "worst", "r0")), effect_of_interest=0.015))
         elif sc.name == "divergence":  # one claim per divergence and statement, each over its β grid
             paper = "Wang et al. 2024 (f-DPO)"
             for method, name in (("fdpo-fkl", "Forward KL"), ("fdpo-js", "JS")):
                 runs = [r for r in fixed if r.startswith(f"mix/{method}[")]
                 specs += [
                     ClaimSpec("divergence", paper, f"Reverse KL (DPO) reaches a higher gold reward than {name} at "
-                              "matched KL to the start.", tuple(Comparison(F, r, "r0", "kl") for r in runs)),
+                              "matched KL to the start.", tuple(Comparison(F, r, "r0", "kl") for r in runs),
+                              effect_of_interest=0.02),
                     ClaimSpec("divergence", paper, f"{name} trades reward for diversity: higher token entropy than "
-                              "reverse KL at matched reward.", tuple(Comparison(r, F, "entropy", "r0") for r in runs)),
+                              "reverse KL at matched reward.", tuple(Comparison(r, F, "entropy", "r0") for r in runs),
+                              effect_of_interest=0.05),  # nats
                     ClaimSpec("divergence", paper, f"{name} is better calibrated than reverse KL (mean |p̂ − p| with "
                               "each method's own link against the known preference probability, at matched KL).",
-                              tuple(Comparison(r, F, "calib", "kl", sign=-1.0) for r in runs)),
+                              tuple(Comparison(r, F, "calib", "kl", sign=-1.0) for r in runs),
+                              effect_of_interest=0.02),
                 ]
         elif sc.name == "flips":
             robust = [_tuned_id(sc, "cdpo", chosen), fixed[1], _tuned_id(sc, "drdpo", chosen)]
@@ -52,13 +55,13 @@ def claim_specs(opts: ShiftOptions, chosen: dict) -> list[ClaimSpec]:
                 ClaimSpec("flips", papers,
                           f"With {opts.flip_rate:.0%} of labels flipped, rDPO (ε = true rate), cDPO and Dr. DPO rank "
                           "held-out pairs more accurately (noise-free ordering) than DPO at matched KL.",
-                          tuple(Comparison(r, F, "acc", "kl") for r in robust)),
+                          tuple(Comparison(r, F, "acc", "kl") for r in robust), effect_of_interest=0.01),
                 ClaimSpec("flips", papers,
                           f"With {opts.flip_rate:.0%} of labels flipped, they reach a higher gold reward r(α₀) than DPO at matched KL.",
-                          tuple(Comparison(r, F, "r0", "kl") for r in robust)),
+                          tuple(Comparison(r, F, "r0", "kl") for r in robust), effect_of_interest=0.01),
                 ClaimSpec("flips", "Chowdhury et al. 2024 (rDPO)",
                           "rDPO needs the true flip rate: at ε = true rate it ranks held-out pairs more accurately than at ε = 0.1.",
-                          (Comparison(fixed[1], fixed[2], "acc"),)),
+                          (Comparison(fixed[1], fixed[2], "acc"),), effect_of_interest=0.01),
             ]
         elif sc.name == "sources":
             dora, dro = _tuned_id(sc, "dora", chosen), _tuned_id(sc, "dro", chosen)
@@ -67,16 +70,16 @@ def claim_specs(opts: ShiftOptions, chosen: dict) -> list[ClaimSpec]:
                 ClaimSpec("sources", paper,
                           "With a synthetic source labelled by a conflicting judge, DoRA reaches a higher target gold "
                           "reward r(α₀) than DPO on all data (at matched KL) and than vanilla KL-DRO (both tuned).",
-                          (Comparison(dora, F, "r0", "kl"), Comparison(dora, dro, "r0"))),
+                          (Comparison(dora, F, "r0", "kl"), Comparison(dora, dro, "r0")), effect_of_interest=0.02),
                 ClaimSpec("sources", paper,
                           "DoRA's calibrated DRO beats plain importance reweighting by the same density ratios.",
-                          (Comparison(dora, fixed[1], "r0"),)),
+                          (Comparison(dora, fixed[1], "r0"),), effect_of_interest=0.01),
             ]
         elif sc.name == "unpaired":
             specs.append(ClaimSpec("unpaired", "Melnyk et al. 2024 (AOT)",
                                    "AOT on unpaired data reaches a higher gold reward r(α₀) than an unpaired baseline "
                                    "(DPO on randomly re-paired completions), the same completions per step.",
-                                   (Comparison(fixed[0], fixed[1], "r0"),)))
+                                   (Comparison(fixed[0], fixed[1], "r0"),), effect_of_interest=0.02))
     return specs
 
 

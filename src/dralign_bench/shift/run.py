@@ -1,6 +1,7 @@
-"""`dralign bench shift`'s runner: validation seeds pick each robust method's own parameter
-(against DPO's frontier on validation prompts), then every test run is trained per test seed,
-measured with common random numbers, and the claims are judged (steps in :mod:`dralign_bench.shift`)."""
+"""The shift world's runs in one process: validation seeds pick each robust method's own
+parameter (against DPO's envelope on validation prompts), then every test run is trained per
+test seed, measured with common random numbers, and the claims are judged (steps in
+:mod:`dralign_bench.shift`; the command itself: :mod:`.command`)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,20 @@ from pathlib import Path
 
 import numpy as np
 
+from dralign.errors import BadOptionError
+
 from .. import world
-from .claims import frontier_at
+from . import provenance
+from .claims import X_DIRECTION, frontier_y, holm_report
 from .data import build_dataset, heldout_pairs, training_prompts, write_jsonl
 from .measure import HeldoutPairs, SeedMetrics, evaluate_policy
 from .papers import evaluate_claims
-from .scenarios import (RunSpec, ShiftConfig, ShiftOptions, default_choices, frontier_runs, plan, resolve,
+from .scenarios import (RunSpec, ShiftOptions, default_choices, frontier_runs, plan,
                         scenarios_of)
 
-__all__ = ["run_shift"]
+__all__ = ["execute", "seed_values"]
 
-VALIDATION_SEED0 = 1000  # validation seeds 1000, 1001, … never coincide with test seeds 0…7
+VALIDATION_SEED0 = 1000  # validation seeds 1000, 1001, …; resolve_seeds refuses test seeds among them
 
 _DIVERGENCE = {"fdpo-fkl": "forward_kl", "fdpo-js": "js"}
 
@@ -94,16 +98,25 @@ def _measure_start(opts, tokenizer, start, sd: _Seed, console) -> SeedMetrics:
     with torch.no_grad():
         m = evaluate_policy(start, start, tokenizer, opts, sd.prompts, sd.seed, sd.start_logps, sd.pairs,
                             "reverse_kl", opts.beta)
-    console.print(f"seed {sd.seed:>4} {'start':<34} r(α₀) {m.r0:.3f} worst {m.worst:.3f} acc {m.acc:.3f}")
+    console.print(_progress(sd.seed, "start", m))
     return m
+
+
+def _progress(seed: int, rid: str, m: SeedMetrics, seconds: float | None = None) -> str:
+    """One run's line (80 columns where the scenario has no held-out pairs; no NaN shown)."""
+    from rich.markup import escape
+
+    from .report import short_id
+
+    pairs = f" acc {m.acc:.3f} |p̂−p| {m.calib:.3f}" if np.isfinite(m.acc) and rid != "start" else ""
+    return (f"seed {seed:>4} {escape(f'{short_id(rid):<22}')} r(α₀) {m.r0:.3f} worst {m.worst:.3f} KL {m.kl:5.2f}{pairs}"
+            + (f" ({seconds:.0f}s)" if seconds is not None else ""))
 
 
 def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, console) -> SeedMetrics:
     import torch
 
     from dralign.modeling import load_model
-    from rich.markup import escape
-
     from dralign.train import train
 
     out = sd.dir / run.id.replace("/", "__")
@@ -119,51 +132,56 @@ def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, cons
                             _DIVERGENCE.get(run.method, "reverse_kl"), beta)
     m.seconds = seconds
     shutil.rmtree(out, ignore_errors=True)  # weights and optimizer state are not reused
-    console.print(f"seed {sd.seed:>4} {escape(run.id):<34} r(α₀) {m.r0:.3f} worst {m.worst:.3f} KL {m.kl:6.2f} "
-                  f"acc {m.acc:.3f} calib {m.calib:.3f} ({seconds:.0f}s)")
+    console.print(_progress(sd.seed, run.id, m, seconds))
     return m
 
 
 def _select(opts, val: dict, chosen: dict, console) -> dict:
     """Each tuned method's parameter: the grid value with the largest mean (over validation
-    seeds) of y − DPO's frontier at its x. Returns the selection record."""
+    seeds where the method lies inside DPO's range) of y − DPO's envelope at its x. Returns
+    the selection record."""
     record = {}
     for sc in scenarios_of(opts):
         fids = [r.id for r in frontier_runs(opts, sc)]
         for t in sc.tuned:
             scores = {}
             for v in t.grid:
-                rid = RunSpec(t.dataset, t.method, ((t.param, v),)).id
-                ms = val.get(rid, [])
-                scores[v] = float(np.mean([m.get(t.y) - frontier_at([val[f][s].get(t.x) for f in fids],
-                                                                     [val[f][s].get(t.y) for f in fids], m.get(t.x))
-                                           for s, m in enumerate(ms)])) if ms else float("nan")
+                ms = val.get(RunSpec(t.dataset, t.method, ((t.param, v),)).id, [])
+                gaps = [m.get(t.y) - frontier_y(val, fids, s, t.x, t.y, m.get(t.x), X_DIRECTION[t.x])
+                        for s, m in enumerate(ms)]
+                gaps = [g for g in gaps if np.isfinite(g)]  # outside DPO's range: no value, never extrapolated
+                scores[v] = float(np.mean(gaps)) if gaps else float("nan")
             best = max(t.grid, key=lambda v: -np.inf if np.isnan(scores[v]) else scores[v])
             chosen[(t.dataset, t.method)] = best
             record[f"{t.dataset}/{t.method}"] = {"param": t.param, "grid": list(t.grid), "chosen": best,
-                                                 "criterion": f"{t.y} − DPO frontier at matched {t.x}",
+                                                 "criterion": f"{t.y} − DPO envelope at matched {t.x}",
                                                  "validation_scores": {str(k): v for k, v in scores.items()}}
             console.print(f"selected {t.method} {t.param}={best:g} (validation scores {scores})")
     return record
 
 
-def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dralign bench shift") -> dict:
-    """Run the benchmark of `cfg`; write results.json, the plots and report.md; return the results.
+def seed_values(opts: ShiftOptions) -> tuple[list[int], list[int]]:
+    """The test and validation seed values; BadOptionError if they would overlap."""
+    test = list(range(opts.seed_offset, opts.seed_offset + opts.seeds))
+    val = list(range(VALIDATION_SEED0, VALIDATION_SEED0 + opts.validation_seeds))
+    if opts.seed_offset < 0 or set(test) & set(val):
+        raise BadOptionError(f"--seed-offset {opts.seed_offset}: the test seeds {test[0]}–{test[-1]} must be >= 0 "
+                             f"and miss the validation seeds {val}")
+    return test, val
 
-    `command` is recorded in the report as the command that made it."""
+
+def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None) -> dict:
+    """The runs of resolved `opts` in this process: validation, selection, test runs, claims
+    (report-wide Holm); the results document, provenance included (nothing written but scratch)."""
     import torch
-    from rich.console import Console
 
     from dralign.modeling import load_model, load_tokenizer
 
-    from ..plotting import require_matplotlib
     from ..world_lm import DEFAULT_CACHE_DIR, WorldLMSpec, world_lm
 
-    opts = resolve(cfg.shift if isinstance(cfg, ShiftConfig) else cfg)
-    require_matplotlib()  # before the runs, not after them
-    console = console or Console()
+    prov = prov or provenance.start()
+    test_seeds, val_seeds = seed_values(opts)
     root = Path(opts.output_dir)
-    t_start = time.perf_counter()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     lm = world_lm(WorldLMSpec(steps=opts.lm_steps or WorldLMSpec.steps), opts.cache_dir or DEFAULT_CACHE_DIR, console)
     tokenizer = load_tokenizer(str(lm))
@@ -172,18 +190,19 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
     val: dict[str, list[SeedMetrics]] = {}
     runs = plan(opts) if opts.validation_seeds else []  # empty when no scenario tunes anything
     if runs:
-        console.rule(f"[bold]validation: {len(runs)} runs × {opts.validation_seeds} seed(s)")
-        for k in range(opts.validation_seeds):
-            sd = _Seed(opts, VALIDATION_SEED0 + k, True, tokenizer, start, root, lm)
+        console.rule(f"[bold]validation: {len(runs)} runs × seeds {val_seeds}")
+        for seed in val_seeds:
+            sd = _Seed(opts, seed, True, tokenizer, start, root, lm)
+            val.setdefault("start", []).append(_measure_start(opts, tokenizer, start, sd, console))  # the envelope's corner
             for run in runs:
                 val.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
     chosen = default_choices(opts)
     selection = _select(opts, val, chosen, console) if runs else {}
     runs = plan(opts, chosen)
-    console.rule(f"[bold]test: {len(runs)} runs × {opts.seeds} seed(s)")
+    console.rule(f"[bold]test: {len(runs)} runs × seeds {test_seeds[0]}–{test_seeds[-1]}")
     metrics: dict[str, list[SeedMetrics]] = {}
     ratios: list[dict] = []
-    for seed in range(opts.seeds):
+    for seed in test_seeds:
         sd = _Seed(opts, seed, False, tokenizer, start, root, lm)
         metrics.setdefault("start", []).append(_measure_start(opts, tokenizer, start, sd, console))
         for run in runs:
@@ -191,28 +210,21 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
         if sd.ratio is not None:
             ratios.append(sd.ratio)
             console.print(f"seed {seed:>4} density ratios: held-out AUC {sd.ratio['auc']:.3f}, ESS {sd.ratio['ess']:.2f}")
-    claims = evaluate_claims(opts, metrics, chosen, ratios)
-    results = {
-        "options": {**asdict(opts), "test_seeds": opts.seeds},
+    shutil.rmtree(root / "runs", ignore_errors=True)
+    shutil.rmtree(root / "ref_cache", ignore_errors=True)
+    prov = provenance.finish(prov)
+    return {
+        "provenance": prov,
+        "options": {**asdict(opts), "test_seeds": opts.seeds, "test_seed_values": test_seeds,
+                    "validation_seed_values": val_seeds},
         "world_lm": json.loads((lm / "pretraining.json").read_text()),
         "scenarios": {sc.name: sc.question for sc in scenarios_of(opts)},
         "selection": selection,
         "runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in metrics.items()},
         "validation_runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in val.items()},
         "density_ratios": ratios,  # sources scenario, per test seed: held-out AUC, ECE, prior, ESS
-        "claims": claims,
-        "seconds": time.perf_counter() - t_start,
+        "claims": holm_report(evaluate_claims(opts, metrics, chosen, ratios)),
+        "maps": {},  # where each method helps: filled by the scenarios that declare maps
+        "seconds": prov["wall_seconds"],
         "command": command,
     }
-    shutil.rmtree(root / "runs", ignore_errors=True)
-    shutil.rmtree(root / "ref_cache", ignore_errors=True)
-    root.mkdir(parents=True, exist_ok=True)
-    from .report import plot_claims, power_summary, print_tables, write_report
-
-    results["power"] = power_summary(claims)
-
-    results["files"] = {"results": str(root / "results.json"), "plots": plot_claims(results, root)}
-    results["files"]["report"] = write_report(results, root / "report.md")
-    (root / "results.json").write_text(json.dumps(results, indent=2))
-    print_tables(results, console)
-    return results

@@ -110,9 +110,10 @@ DEMO_SCENARIO = "mixture"
 class ShiftOptions:
     """The shift-world benchmark. Sizes left unset come from the profile (quick, or --full)."""
 
-    full: bool = option(False, "the full profile: 8 test + 2 validation seeds, 512 eval prompts (about 30 min per job on one core)")
+    full: bool = option(False, "the full profile: 10 test + 2 validation seeds, 512 eval prompts (every scenario: about 2 h of one-core job time; --jobs 2 on 2 cores about 1 h)")
     scenarios: list[str] | None = option(None, "scenarios to run: mixture, divergence, flips, sources, unpaired (default: all)")
-    seeds: int | None = option(None, "test seeds (quick 2, full 8)")
+    seeds: int | None = option(None, "test seeds (quick 2, full 10)")
+    seed_offset: int = option(0, "the first test seed: the test seeds are K, K+1, … (a committed run uses a range never used while developing)")
     validation_seeds: int | None = option(None, "validation seeds for the robust methods' own parameters (quick 1, full 2); 0 = the grid's first value")
     steps: int | None = option(None, "optimizer steps per run (quick 30, full 60)")
     train_pairs: int | None = option(None, "training pairs per dataset (quick 128, full 480)")
@@ -137,6 +138,9 @@ class ShiftOptions:
     output_dir: str = option("outputs/shift", "where runs, results, plots and the report go")
     cache_dir: str | None = option(None, "where the pretrained world LM is cached (default: $DRALIGN_CACHE or ~/.cache/dralign)")
     lm_steps: int | None = option(None, "pretraining steps of the world LM (default 200)")
+    jobs: int = option(1, "worker processes, one scenario at a time each, one thread each; their parts are merged and judged together")
+    note: str | None = option(None, "a note recorded in results.json and printed in the report")
+    unshown_runs: list[str] = option([], "runs made for this report and not shown in it, each 'what: why' (failed controls included); listed in the report")
 
 
 @dataclass
@@ -146,7 +150,7 @@ class ShiftConfig:
 
 _PROFILES = {False: dict(seeds=2, validation_seeds=1, steps=30, train_pairs=128, flip_pairs=48,
                          eval_prompts=64, eval_pairs=64),
-             True: dict(seeds=8, validation_seeds=2, steps=60, train_pairs=480, flip_pairs=48,
+             True: dict(seeds=10, validation_seeds=2, steps=60, train_pairs=480, flip_pairs=48,
                         eval_prompts=512, eval_pairs=1000)}
 
 
