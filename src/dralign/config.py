@@ -89,6 +89,8 @@ def _convert(value: Any, tp, where: str):
             return None
         raise ConfigError(f"{where}: a value is required")
     origin = get_origin(tp)
+    if origin not in (list, tuple) and isinstance(value, (list, tuple, dict)):
+        raise ConfigError(f"{where}: {_shown(value)} is a {type(value).__name__}; one value is expected")
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
@@ -123,6 +125,32 @@ def _convert(value: Any, tp, where: str):
     if tp is float:
         raise ConfigError(f"{where}: {value!r} is not a finite number")
     return value
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters (a message stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def field_specs(cls) -> dict[str, tuple[Any, Range | None]]:
+    """{field: (type, valid range)} of a flat dataclass or of one composed of sections."""
+    hints = typing.get_type_hints(cls)
+    specs: dict[str, tuple[Any, Range | None]] = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            specs.update(field_specs(hints[f.name]))
+        else:
+            specs[f.name] = (hints[f.name], f.metadata.get("valid"))
+    return specs
+
+
+def check_value(value: Any, tp, valid: Range | None, label: str):
+    """`value` converted to `tp` and checked against `valid`, or ConfigError naming `label`."""
+    converted = _convert(value, tp, label)
+    if valid is not None and converted is not None and converted not in valid:
+        raise ConfigError(f"{label}: {converted!r} is out of range; valid values are {valid}")
+    return converted
 
 
 def flag(name: str) -> str:
@@ -170,11 +198,7 @@ def build(cls, overrides: dict[str, Any], where: str = "command line"):
     for name, value in overrides.items():
         section, tp = known[name]
         label = f"{where}: {flag(name) if where == 'command line' else name}"
-        converted = _convert(value, tp, label)
-        valid = ranges.get(name)
-        if valid is not None and converted is not None and converted not in valid:
-            raise ConfigError(f"{label}: {converted!r} is out of range; valid values are {valid}")
-        values[section][name] = converted
+        values[section][name] = check_value(value, tp, ranges.get(name), label)
     return cls(**{s: section_cls(**values[s]) for s, section_cls in _sections(cls)})
 
 
