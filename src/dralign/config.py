@@ -202,15 +202,35 @@ def build(cls, overrides: dict[str, Any], where: str = "command line"):
     return cls(**{s: section_cls(**values[s]) for s, section_cls in _sections(cls)})
 
 
+MAX_YAML_BYTES = 1 << 20  # a config is a page of option: value lines; 1 MiB is far beyond one
+MAX_YAML_VALUES = 10_000  # values once aliases are expanded: an alias bomb stops here, cheaply
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config: a flat mapping of option names (sections may also be nested)."""
+    """Read a YAML config: a flat mapping of option names (sections may also be nested).
+
+    Refused in one line: a file over `MAX_YAML_BYTES`, and one whose values, counted with every
+    alias (``*name``) expanded, exceed `MAX_YAML_VALUES` (a "billion laughs" alias bomb).
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES >> 20} MiB; a config is a "
+                              "mapping of option: value")
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
+        _count_values(data, path)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value")
     flat = {}
@@ -219,7 +239,27 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             flat.update(value)
         else:
             flat[key] = value
+    for key in flat:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: key {_shown(key)} is not an option name")
     return {k.replace("-", "_"): v for k, v in flat.items()}
+
+
+def _count_values(data: Any, path: Path) -> None:
+    """Raise ConfigError once `data` holds more than MAX_YAML_VALUES values, counting a value
+    that aliases share once per use (as printing, converting or saving it would)."""
+    stack, count = [data], 0
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise ConfigError(f"{path}: more than {MAX_YAML_VALUES} values once its aliases are "
+                              "expanded; a config is a mapping of option: value")
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple, set)):
+            stack.extend(value)
 
 
 def option_names(cls) -> set[str]:
