@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import atomic_write_text, option, to_flat_dict
+from ..printable import shown_markup  # group names, sources, values: data, printed inert
 from .mixtures import DEFAULT_ALPHAS
 from .registry import PROMPTS
 
@@ -388,26 +389,26 @@ def print_results(results: dict, console) -> None:
 
     from ..stats import MeanCI
 
-    table = Table(title=f"dralign eval: {results.get('model')}")
+    table = Table(title=f"dralign eval: {shown_markup(results.get('model'))}")
     for col, justify in (("section", "left"), ("metric", "left"), ("value", "right"),
                          ("95% interval", "right"), ("n", "right")):
         table.add_column(col, justify=justify, overflow="fold")
     for section, metric, value in _rows(results):
         if isinstance(value, MeanCI):
-            table.add_row(section, metric, f"{value.mean:.4g}",
+            table.add_row(shown_markup(section), shown_markup(metric), f"{value.mean:.4g}",
                           f"[{value.low:.4g}, {value.high:.4g}]", str(value.n))
         elif isinstance(value, float):
-            table.add_row(section, metric, f"{value:.4g}", "", "")
+            table.add_row(shown_markup(section), shown_markup(metric), f"{value:.4g}", "", "")
         else:
-            table.add_row(section, metric, str(value), "", "")
+            table.add_row(shown_markup(section), shown_markup(metric), shown_markup(value), "", "")
     console.print(table)
     for column in ("group", "source"):
         if results.get(f"{column}s"):
             print_breakdown(results, column, console)
     if results.get("shift_sweep"):
         s = results["shift_sweep"]
-        console.print(f"shift sweep: r(alpha) = {s['mixture']} mixture of r_a = {s['reward_a']} "
-                      f"and r_b = {s['reward_b']}")
+        console.print(shown_markup(f"shift sweep: r(alpha) = {s['mixture']} mixture of r_a = "
+                                   f"{s['reward_a']} and r_b = {s['reward_b']}"))
 
 
 def print_breakdown(results: dict, column: str, console) -> None:
@@ -423,13 +424,13 @@ def print_breakdown(results: dict, column: str, console) -> None:
         table.add_column(col, justify=justify, overflow="fold")
     for name, m in by.items():
         acc, margin = m["accuracy"], m["margin"]
-        table.add_row(name + (" (worst)" if name == worst else ""), str(m["n"]),
+        table.add_row(shown_markup(name) + (" (worst)" if name == worst else ""), str(m["n"]),
                       f"{acc.mean:.3f} [{acc.low:.2f}, {acc.high:.2f}]",
                       f"{margin.mean:.3g} [{margin.low:.3g}, {margin.high:.3g}]",
                       f"{m['ece'].mean:.3f}", f"{m['brier'].mean:.3f}")
     console.print(table)
     if worst is not None:
-        console.print(f"worst {column}: {worst} (accuracy {by[worst]['accuracy']}, "
+        console.print(f"worst {column}: {shown_markup(worst)} (accuracy {by[worst]['accuracy']}, "
                       f"{by[worst]['n']} pairs)")
     missing = results[f"rows_without_{column}"]
     if missing:
