@@ -120,7 +120,7 @@ class Recipe:
                                                     cache_dir=data_cache_dir, progress=self.show_progress)
         self.ratio = self.eval_ratio = None
         if self.objective.uses_ratio:
-            self.ratio, prior = density_ratios(self.train_data.examples)
+            self.ratio, prior = density_ratios(self.train_data.examples, column=cfg.data.ratio_column)
             if self.eval_data is not None:  # held-out rows are divided by the training prior
                 self.eval_ratio, _ = density_ratios(self.eval_data.examples, prior)
         self.weighted = has_weights(self.train_data.examples)
