@@ -13,7 +13,7 @@ an object chosen there — a scorer (train/scorers.py) and a gradient strategy
 
 from __future__ import annotations
 
-from ..errors import RunFailedError
+from ..errors import BadOptionError, RunFailedError
 import json
 import math
 import signal
@@ -102,7 +102,10 @@ class Recipe:
 
     def _setup_objective(self):
         m = self.cfg.method
-        self.objective = Objective.from_preset(m.method, **m.objective_kwargs())
+        try:
+            self.objective = Objective.from_preset(m.method, **m.objective_kwargs())
+        except ValueError as err:  # the preset and its overrides are options: say which
+            raise BadOptionError(f"method {m.method!r}: {err}") from None
         self.penalized = penalty_active(self.objective)
 
     def _setup_data(self):
@@ -140,7 +143,7 @@ class Recipe:
         self.plan = BatchPlan(self.train_data, batch_size=o.batch_size, grad_accum=o.grad_accum,
                               processes=world, seed=o.seed, group_by_length=cfg.data.group_by_length)
         if self.plan.steps_per_epoch == 0:
-            raise TrainingError(f"{len(self.train_data)} training examples are fewer than one effective batch "
+            raise TrainingError(f"{cfg.data.data}: {len(self.train_data)} training examples are fewer than one effective batch "
                                 f"({o.batch_size} x {o.grad_accum} accumulation x {world} processes)")
         if self.plan.left_out_per_epoch:
             self.log(f"note: each epoch trains {self.plan.steps_per_epoch * self.plan.effective} of "
