@@ -74,3 +74,14 @@ def test_trl_bridge_names_the_row_without_a_target_prob():
                                "ratio": [0.0, 0.0]})
     with pytest.raises(BadInputError, match="every training row's density ratio is 0"):
         plan_columns(dralign.Objective.from_preset("dora"), zeros)
+
+
+@pytest.mark.parametrize("name, content", [("e.jsonl", ""), ("e.json", "[]"), ("e.csv", "prompt,chosen\n")])
+def test_a_file_without_rows_is_one_line_naming_it(tmp_path, name, content):
+    """It was '<no rows>: cannot detect the data format' (found by the fuzz target)."""
+    from dralign.data import load_rows
+
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(DataError, match=rf"^{path}: no rows"):
+        load_rows(path)

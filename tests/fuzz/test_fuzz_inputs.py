@@ -4,7 +4,8 @@ stops with exit 2 and one line naming the file (and the row and field, or the op
 traceback, a second line or any other exit fails the test.
 
 The examples are derandomised and bounded (`FUZZ_EXAMPLES`, default 12 per target) so the test
-runs in CI in well under a minute; set DRALIGN_FUZZ_EXAMPLES=500 to search harder locally.
+runs in CI in well under a minute; set DRALIGN_FUZZ_EXAMPLES=500 to search harder locally (then
+with fresh random examples each run).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from hypothesis import strategies as st  # noqa: E402
 from dralign.cli import main  # noqa: E402
 
 FUZZ_EXAMPLES = int(os.environ.get("DRALIGN_FUZZ_EXAMPLES", "12"))
-FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True, database=None,
+SEARCH = "DRALIGN_FUZZ_EXAMPLES" in os.environ  # a local search draws new examples each run
+FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=not SEARCH, database=None,
                 suppress_health_check=list(HealthCheck))
 
 GOOD = [{"prompt": f"Human: question {i}?\n\nAssistant:", "chosen": f" a kind answer {i}.",
@@ -153,4 +155,5 @@ def test_a_random_yaml_config_trains_or_is_one_line(tiny_model_dir, workdir, pre
     with contextlib.chdir(folder):  # a relative path in the config lands here
         code, err = run_train("--config", str(config), "--data", str(pref_jsonl),
                               *tiny_args(tiny_model_dir("llama"), folder / "out"))
-    check_outcome(code, err, config.name, *keys)  # the file, or the option (YAML key or TRL field)
+    flags = ["--" + key.replace("_", "-") for key in keys]
+    check_outcome(code, err, config.name, *keys, *flags)  # the file, or the option (key or flag)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import option
+from ..printable import shown  # source and target names are data: printed inert
 
 
 @dataclass
@@ -102,6 +103,6 @@ def fit_file(opts: RatioOptions):
                              pair_rule=opts.pair_rule, max_length=opts.max_length, progress=True)
     output = Path(opts.output or Path(opts.data).with_suffix("").as_posix().removesuffix(".jsonl") + ".ratios.jsonl")
     fit.write_jsonl(output, originals)
-    print(fit.summary())
+    print(shown(fit.summary()))
     print(f"wrote {len(originals)} rows with target_prob and ratio to {output}")
     return fit
