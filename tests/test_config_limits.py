@@ -59,3 +59,13 @@ def test_a_bad_config_file_is_one_line_naming_it(tmp_path, content, match):
 def test_a_folder_given_as_config_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="cannot be read"):
         load_yaml(tmp_path)
+
+
+def test_a_seed_outside_numpys_range_is_refused_as_an_option(tmp_path, capsys):
+    """`seed: -1` failed in numpy ('Seed must be between 0 and 2**32 - 1'), naming no option
+    (found by the fuzz target)."""
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: -1\nmodel: m\ndata: d\n")
+    assert main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"dralign train: error: {path}: seed: -1 is out of range; valid values are >= 0 and <= 4.29497e+09"

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from dralign.cli import main
 from dralign.eval.cli import EvalConfig, EvalDataOptions, EvalOptions, run_eval
-from dralign.printable import shown, shown_markup
+from dralign.printable import shown, shown_lines, shown_markup
 from helpers import preference_rows, write_jsonl
 
 CLEAR = "\x1b[2J"
@@ -20,6 +20,7 @@ def test_control_characters_are_written_as_visible_escapes():
     assert shown(f"a{CLEAR}b\r\u202ec") == "a\\x1b[2Jb\\x0d\\u202ec"
     assert shown("héllo wörld 你好 🙂") == "héllo wörld 你好 🙂"  # printable text stays as it is
     assert shown_markup("[red]x") == "\\[red]x"
+    assert shown_lines(f"3 bad rows:\n  row 1: {CLEAR}") == "3 bad rows:\n  row 1: \\x1b[2J"  # a list stays one
 
 
 def test_eval_prints_group_and_source_names_inert(tiny_model_dir, tmp_path):

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     _quiet_libraries()
     from .errors import DralignError
-    from .printable import shown  # a message quotes values from data: printed inert, one line
+    from .printable import shown, shown_lines  # a message quotes values from data: printed inert
 
     try:
         return args.func(args)
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dralign {args.command}: error:{shown(where)} {shown(e.strerror or e)}", file=sys.stderr)
         return 2
     except (DralignError, ValueError) as e:  # ValueError: torch's and transformers' refusals of a value
-        print(f"dralign {args.command}: error: {shown(e)}", file=sys.stderr)
+        print(f"dralign {args.command}: error: {shown_lines(e)}", file=sys.stderr)
         return 2
 
 if __name__ == "__main__":

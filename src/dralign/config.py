@@ -47,6 +47,9 @@ class Range:
         return " and ".join(parts)
 
 
+SEED_RANGE = Range(0, 2**32 - 1)  # numpy's seeds; a seed outside them failed deep in set_seed
+
+
 def option(default=dataclasses.MISSING, help: str = "", valid: Range | None = None, **kwargs):
     """A dataclass field with help text (shown by --help) and, for numbers, its valid range
     (checked when the config is built, from YAML or the command line)."""

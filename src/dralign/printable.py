@@ -26,6 +26,12 @@ def shown(value: Any) -> str:
     return _CONTROL.sub(_escape, str(value))
 
 
+def shown_lines(value: Any) -> str:
+    """`shown` for each line of str(value), the line breaks kept (a message that is a list, such
+    as the bad rows of a file, stays a list)."""
+    return "\n".join(shown(line) for line in str(value).split("\n"))
+
+
 def shown_markup(value: Any) -> str:
     """`shown(value)` with rich markup escaped too (``[red]`` printed as it is, not as colour)."""
     from rich.markup import escape

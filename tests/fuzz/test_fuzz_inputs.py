@@ -118,7 +118,10 @@ def check_outcome(code: int, err: str, *names: str) -> None:
     if code == 0:
         return
     lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("dralign train: error: "), err
+    assert code == 2 and lines[0].startswith("dralign train: error: "), err
+    if len(lines) > 1:  # the one list form: bad rows, each naming file, row and field
+        assert "bad row(s)" in lines[0] and lines[-1].startswith("Fix these rows"), err
+        assert all(line.startswith("  ") for line in lines[1:-1]), err
     assert any(name in lines[0] for name in names), err
 
 

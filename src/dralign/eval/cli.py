@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import atomic_write_text, option, to_flat_dict
+from ..config import SEED_RANGE, atomic_write_text, option, to_flat_dict
 from ..printable import shown_markup  # group names, sources, values: data, printed inert
 from .mixtures import DEFAULT_ALPHAS
 from .registry import PROMPTS
@@ -51,7 +51,7 @@ class EvalOptions:
     max_new_tokens: int = option(48, "max tokens per completion (eos ends one earlier)")
     temperature: float = option(1.0, "sampling temperature (1 = the model's distribution; KL is only unbiased at 1; 0 = greedy)")
     top_p: float = option(1.0, "nucleus sampling mass (1 = off)")
-    seed: int = option(0, "seed of sampling, world prompts and bootstrap intervals")
+    seed: int = option(0, "seed of sampling, world prompts and bootstrap intervals", SEED_RANGE)
     batch_size: int = option(32, "sequences per forward pass")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", "weights dtype when loading")
     device: str | None = option(None, "device to run on (default: cuda if available, else cpu)")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import option
+from ..config import SEED_RANGE, option
 from ..printable import shown  # source and target names are data: printed inert
 
 
@@ -30,7 +30,7 @@ class RatioOptions:
     folds: int = option(5, "cross-fitting folds: no row is scored by a classifier that saw it")
     clip: float | None = option(None, "cap the weights at this value")
     max_length: int = option(256, "max tokens per (prompt, response) for the features")
-    seed: int = option(0, "fold assignment seed")
+    seed: int = option(0, "fold assignment seed", SEED_RANGE)
     on_bad_row: str = option("error", "error or skip invalid rows")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, make_dataclass
 from typing import Literal
 
-from ..config import Range, option
+from ..config import SEED_RANGE, Range, option
 
 
 @dataclass
@@ -109,7 +109,7 @@ class OptimOptions:
     max_grad_norm: float = option(1.0, "clip the global gradient norm; 0 disables", Range(0))
     mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "autocast precision")
     global_batch: Literal["auto", "exact", "local"] = option("auto", "robust statistics over the effective batch (exact) or per micro-batch (local); auto = exact when the objective couples examples")
-    seed: int = option(0, "seed of data order and initialisation")
+    seed: int = option(0, "seed of data order and initialisation", SEED_RANGE)
     max_bad_steps: int = option(5, "abort after this many consecutive non-finite steps", Range(1))
 
 
