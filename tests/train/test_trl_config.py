@@ -162,3 +162,11 @@ def test_a_badly_typed_trl_field_through_the_cli_is_one_line(tmp_path, capsys):
     assert main(["train", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert "lr_scheduler_type" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_every_given_loss_field_gets_its_line():
+    lines = []
+    translate({"loss_type": "sigmoid", "label_smoothing": 0.0, "f_alpha_divergence_coef": 0.5,
+               "f_divergence_type": "reverse_kl", "learning_rate": 1e-6}, log=lines.append)
+    for key in ("loss_type", "label_smoothing", "f_alpha_divergence_coef", "f_divergence_type"):
+        assert any(line.strip().startswith(f"{key}: ") for line in lines), (key, lines)

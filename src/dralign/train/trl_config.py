@@ -137,7 +137,11 @@ def _loss(data: dict, out: dict, lines: list, refused: list) -> None:
     refused.extend(loss.refusals)
     if loss.refusals:
         return
-    lines.extend(note for note in loss.notes if note.split(":", 1)[0] in data)
+    noted = [note for note in loss.notes if note.split(":", 1)[0] in data]
+    lines.extend(noted)
+    for key in LOSS_FIELDS:  # one line per given field, also when it changes nothing
+        if key in data and not any(note.startswith(f"{key}:") for note in noted):
+            lines.append(f"{key}: {data[key]} -> (nothing to set: as dralign does by default)")
     if "loss_type" in data:
         out["method"] = loss.preset
     if "label_smoothing" in loss.parameters:
