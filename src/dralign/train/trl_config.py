@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from ..config import ConfigError, check_value, field_specs, option, option_names
 from ..objectives.trl import LOSS_FIELDS, trl_loss
+from ..printable import shown
 from .config import TrainConfig
 
 RENAMED = {
@@ -238,7 +239,7 @@ def translate(data: dict[str, Any], where: str = "config",
     log = log or _main_process_print
     log(f"{where}: a TRL DPOConfig, translated to dralign options:")
     for line in lines:
-        log(f"  {line}")
+        log(f"  {shown(line)}")  # values from a file: printed inert
     return out
 
 
