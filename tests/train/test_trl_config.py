@@ -143,6 +143,7 @@ def test_trl_values_are_typed_as_flags_are():
     ("max_steps", None), ("loss_type", None), ("loss_weights", "heavy"), ("lr_scheduler_type", ["cosine"]),
     ("label_smoothing", "abc"), ("bf16", "maybe"), ("learning_rate", "fast"),
     ("per_device_train_batch_size", 0), ("f_alpha_divergence_coef", [0.5]),
+    ("f_alpha_divergence_coef", -0.5),
 ])
 def test_a_badly_typed_trl_field_is_one_line_naming_it(field, value):
     with pytest.raises(ConfigError) as err:

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..config import ConfigError, check_value, field_specs, option, option_names
+from ..config import ConfigError, Range, check_value, field_specs, option, option_names
 from ..objectives.trl import LOSS_FIELDS, trl_loss
 from ..printable import shown
 from .config import TrainConfig
@@ -102,7 +102,8 @@ class TrlFields:
     loss_weights: list[float] | None = option(None)
     label_smoothing: float = option(0.0)
     f_divergence_type: str = option("reverse_kl")
-    f_alpha_divergence_coef: float = option(0.5)
+    # c = 1 − α with dralign's α in (0, 1); c = 1 is reverse KL: so c in (0, 1], named as TRL's field
+    f_alpha_divergence_coef: float = option(0.5, valid=Range(0, 1, low_open=True))
     max_steps: int = option(-1)
     lr_scheduler_type: str = option("linear")
     report_to: list[str] | None = option(None)
