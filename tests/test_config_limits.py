@@ -69,3 +69,14 @@ def test_a_seed_outside_numpys_range_is_refused_as_an_option(tmp_path, capsys):
     assert main(["train", "--config", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"dralign train: error: {path}: seed: -1 is out of range; valid values are >= 0 and <= 4.29497e+09"
+
+
+def test_a_bad_method_is_one_line_naming_the_option_also_with_inline_ratios(tmp_path, capsys):
+    """`method: false` said "unknown preset 'False'", naming no option, on the inline ratio
+    path as well as in the recipe (found by the fuzz target)."""
+    for extra in ("", "ratio_target: [x]\n"):
+        path = tmp_path / "c.yaml"
+        path.write_text("method: false\nmodel: m\ndata: d\n" + extra)
+        assert main(["train", "--config", str(path)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("dralign train: error: method 'False': unknown preset"), err

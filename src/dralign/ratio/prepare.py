@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..objectives import Objective
 from ..train.config import TrainConfig
 from .cli import RatioOptions, fit_file
 
@@ -18,7 +17,7 @@ def with_fitted_ratios(cfg: TrainConfig, log=print) -> TrainConfig:
     """`cfg` itself when it asks for no inline ratios; else a copy whose data files carry
     cross-fitted ratios from the start model's features (see `dralign ratio fit`)."""
     d = cfg.data
-    if not d.ratio_target or not Objective.from_preset(cfg.method.method, **cfg.method.objective_kwargs()).uses_ratio:
+    if not d.ratio_target or not cfg.method.objective().uses_ratio:
         return cfg
     if d.data_subset or (d.eval_split and not d.eval_data):
         raise ValueError("--ratio-target fits ratios on local files; for a hub dataset run "

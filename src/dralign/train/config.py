@@ -6,6 +6,7 @@ from dataclasses import dataclass, make_dataclass
 from typing import Literal
 
 from ..config import SEED_RANGE, Range, option
+from ..errors import BadOptionError
 
 
 @dataclass
@@ -84,8 +85,17 @@ def _method_options() -> type:
         """The given overrides, as keyword arguments of `Objective.from_preset`."""
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
+    def objective(self):
+        """The `Objective` these options name; BadOptionError naming the method when refused."""
+        from ..objectives import Objective
+
+        try:
+            return Objective.from_preset(self.method, **self.objective_kwargs())
+        except ValueError as err:  # the preset and its overrides are options: say which
+            raise BadOptionError(f"method {self.method!r}: {err}") from None
+
     return make_dataclass("MethodOptions", fields, namespace={
-        "objective_kwargs": objective_kwargs,
+        "objective_kwargs": objective_kwargs, "objective": objective,
         "__doc__": "Method: a preset and its parameters (unset = the preset's default)."})
 
 

@@ -13,7 +13,7 @@ an object chosen there — a scorer (train/scorers.py) and a gradient strategy
 
 from __future__ import annotations
 
-from ..errors import BadOptionError, RunFailedError
+from ..errors import RunFailedError
 import json
 import math
 import signal
@@ -101,11 +101,7 @@ class Recipe:
         set_seed(o.seed)
 
     def _setup_objective(self):
-        m = self.cfg.method
-        try:
-            self.objective = Objective.from_preset(m.method, **m.objective_kwargs())
-        except ValueError as err:  # the preset and its overrides are options: say which
-            raise BadOptionError(f"method {m.method!r}: {err}") from None
+        self.objective = self.cfg.method.objective()
         self.penalized = penalty_active(self.objective)
 
     def _setup_data(self):
