@@ -65,3 +65,16 @@ def test_the_command_line_names_the_missing_model(monkeypatch, tmp_path, capsys,
                  str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and MISSING in err, err
+
+
+def test_a_lora_rank_above_every_layer_is_refused_before_allocating(tiny_model_dir):
+    """A random config's `lora_r` of about 10**9 allocated adapters until the OOM killer came
+    (found by the fuzz target); a rank past min(in, out) of every layer adds nothing."""
+    from dralign.errors import BadOptionError
+    from dralign.modeling.loading import apply_lora
+
+    model = load_model(tiny_model_dir("llama"))
+    with pytest.raises(BadOptionError, match=r"^lora_r \(--lora-r\) 1000000000 is above"):
+        apply_lora(model, r=10**9)
+    widest = max(min(m.weight.shape) for m in model.modules() if hasattr(m, "in_features"))
+    assert apply_lora(model, r=widest) is not None

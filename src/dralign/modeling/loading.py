@@ -3,7 +3,7 @@ adapters, and attention-kernel capabilities."""
 
 from __future__ import annotations
 
-from ..errors import BadInputError, MissingExtraError
+from ..errors import BadInputError, BadOptionError, MissingExtraError
 import copy
 import logging
 from pathlib import Path
@@ -189,6 +189,11 @@ def apply_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: flo
     if isinstance(model, PeftModel):
         raise ValueError("model already has a PEFT adapter; apply LoRA to the base model")
     uses_conv1d = any(isinstance(m, Conv1D) for m in model.modules())  # gpt2 stores W transposed
+    widest = max((min(m.weight.shape) for m in model.modules()
+                  if isinstance(m, (torch.nn.Linear, Conv1D))), default=0)
+    if r > widest:  # a rank past min(in, out) adds nothing, and a huge one exhausted memory
+        raise BadOptionError(f"lora_r (--lora-r) {r} is above the rank any layer of the model can "
+                             f"have ({widest}, its widest min(in, out)); choose at most {widest}")
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=target_modules or "all-linear", task_type="CAUSAL_LM",
                         fan_in_fan_out=uses_conv1d)
