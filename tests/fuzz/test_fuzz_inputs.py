@@ -170,4 +170,4 @@ def test_a_random_yaml_config_trains_or_is_one_line(tiny_model_dir, workdir, pre
         code, err = run_train("--config", str(config), "--data", str(pref_jsonl),
                               *tiny_args(tiny_model_dir("llama"), folder / "out"))
     flags = ["--" + key.replace("_", "-") for key in keys]
-    check_outcome(code, err, config.name, *keys, *flags)  # the file, or the option (key or flag)
+    check_outcome(code, err, config.name, pref_jsonl.name, *keys, *flags)  # a file, or the option

@@ -140,7 +140,7 @@ class Recipe:
                               processes=world, seed=o.seed, group_by_length=cfg.data.group_by_length)
         if self.plan.steps_per_epoch == 0:
             raise TrainingError(f"{cfg.data.data}: {len(self.train_data)} training examples are fewer than one effective batch "
-                                f"({o.batch_size} x {o.grad_accum} accumulation x {world} processes)")
+                                f"(--batch-size {o.batch_size} x --grad-accum {o.grad_accum} x {world} processes)")
         if self.plan.left_out_per_epoch:
             self.log(f"note: each epoch trains {self.plan.steps_per_epoch * self.plan.effective} of "
                      f"{len(self.train_data)} rows: {self.plan.left_out_per_epoch} do not fill an effective "
