@@ -254,15 +254,16 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = argv
     _quiet_libraries()
     from .errors import DralignError
+    from .printable import shown, shown_lines  # a message quotes values from data: printed inert
 
     try:
         return args.func(args)
     except OSError as e:  # a full disk, a missing permission: one line naming the path
         where = f" {e.filename}:" if e.filename else ""
-        print(f"dralign {args.command}: error:{where} {e.strerror or e}", file=sys.stderr)
+        print(f"dralign {args.command}: error:{shown(where)} {shown(e.strerror or e)}", file=sys.stderr)
         return 2
     except (DralignError, ValueError) as e:  # ValueError: torch's and transformers' refusals of a value
-        print(f"dralign {args.command}: error: {e}", file=sys.stderr)
+        print(f"dralign {args.command}: error: {shown_lines(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (train's set-up): one line, no traceback
         print(f"dralign {args.command}: {e or 'stopped by SIGINT'}", file=sys.stderr)

@@ -46,6 +46,9 @@ class Range:
         return " and ".join(parts)
 
 
+SEED_RANGE = Range(0, 2**32 - 1)  # numpy's seeds; a seed outside them failed deep in set_seed
+
+
 def option(default=dataclasses.MISSING, help: str = "", valid: Range | None = None, **kwargs):
     """A dataclass field with help text (shown by --help) and, for numbers, its valid range
     (checked when the config is built, from YAML or the command line)."""
@@ -88,6 +91,8 @@ def _convert(value: Any, tp, where: str):
             return None
         raise ConfigError(f"{where}: a value is required")
     origin = get_origin(tp)
+    if origin not in (list, tuple) and isinstance(value, (list, tuple, dict)):
+        raise ConfigError(f"{where}: {_shown(value)} is a {type(value).__name__}; one value is expected")
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
@@ -122,6 +127,32 @@ def _convert(value: Any, tp, where: str):
     if tp is float:
         raise ConfigError(f"{where}: {value!r} is not a finite number")
     return value
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters (a message stays one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def field_specs(cls) -> dict[str, tuple[Any, Range | None]]:
+    """{field: (type, valid range)} of a flat dataclass or of one composed of sections."""
+    hints = typing.get_type_hints(cls)
+    specs: dict[str, tuple[Any, Range | None]] = {}
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            specs.update(field_specs(hints[f.name]))
+        else:
+            specs[f.name] = (hints[f.name], f.metadata.get("valid"))
+    return specs
+
+
+def check_value(value: Any, tp, valid: Range | None, label: str):
+    """`value` converted to `tp` and checked against `valid`, or ConfigError naming `label`."""
+    converted = _convert(value, tp, label)
+    if valid is not None and converted is not None and converted not in valid:
+        raise ConfigError(f"{label}: {converted!r} is out of range; valid values are {valid}")
+    return converted
 
 
 def flag(name: str) -> str:
@@ -169,11 +200,7 @@ def build(cls, overrides: dict[str, Any], where: str = "command line"):
     for name, value in overrides.items():
         section, tp = known[name]
         label = f"{where}: {flag(name) if where == 'command line' else name}"
-        converted = _convert(value, tp, label)
-        valid = ranges.get(name)
-        if valid is not None and converted is not None and converted not in valid:
-            raise ConfigError(f"{label}: {converted!r} is out of range; valid values are {valid}")
-        values[section][name] = converted
+        values[section][name] = check_value(value, tp, ranges.get(name), label)
     return cls(**{s: section_cls(**values[s]) for s, section_cls in _sections(cls)})
 
 
@@ -187,17 +214,35 @@ def check_ranges(config) -> None:
                 raise ConfigError(f"{flag(f.name)}: {value!r} is out of range; valid values are {valid}")
 
 
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config: a flat mapping of option names (sections may also be nested)."""
-    import yaml  # here, not at the top: `dralign train --help` reads no YAML
+MAX_YAML_BYTES = 1 << 20  # a config is a page of option: value lines; 1 MiB is far beyond one
+MAX_YAML_VALUES = 10_000  # values once aliases are expanded: an alias bomb stops here, cheaply
 
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config: a flat mapping of option names (sections may also be nested).
+
+    Refused in one line: a file over `MAX_YAML_BYTES`, and one whose values, counted with every
+    alias (``*name``) expanded, exceed `MAX_YAML_VALUES` (a "billion laughs" alias bomb).
+    """
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES >> 20} MiB; a config is a "
+                              "mapping of option: value")
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
+        _count_values(data, path)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of option: value")
     flat = {}
@@ -206,7 +251,27 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
             flat.update(value)
         else:
             flat[key] = value
+    for key in flat:
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: key {_shown(key)} is not an option name")
     return {k.replace("-", "_"): v for k, v in flat.items()}
+
+
+def _count_values(data: Any, path: Path) -> None:
+    """Raise ConfigError once `data` holds more than MAX_YAML_VALUES values, counting a value
+    that aliases share once per use (as printing, converting or saving it would)."""
+    stack, count = [data], 0
+    while stack:
+        value = stack.pop()
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise ConfigError(f"{path}: more than {MAX_YAML_VALUES} values once its aliases are "
+                              "expanded; a config is a mapping of option: value")
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple, set)):
+            stack.extend(value)
 
 
 def option_names(cls) -> set[str]:

@@ -248,3 +248,40 @@ def test_bridge_numbers_groups_and_forms_ratios_as_dralign_train():
     assert dora.target_prior == pytest.approx(0.4)
     held_out = dora.tensors([{"target_prob": 0.8}, {"target_prob": 0.4}])
     assert held_out["dralign_ratio"].tolist() == pytest.approx([2.0, 1.0])
+
+
+@pytest.mark.parametrize("fields", [
+    {"loss_type": ["hinge"]}, {"loss_type": ["robust"], "label_smoothing": 0.2},
+    {"loss_type": ["sigmoid"], "f_divergence_type": "alpha_divergence", "f_alpha_divergence_coef": 0.3},
+    {"loss_type": ["aot"], "label_smoothing": 0.1}, {"loss_type": ["ipo"], "label_smoothing": 0.1},
+    {"loss_type": ["sigmoid"], "f_divergence_type": "alpha_divergence", "f_alpha_divergence_coef": 1.0},
+])
+def test_the_drop_in_and_a_dpo_config_yaml_translate_alike(tmp_path, fields):
+    """One translation (dralign.objectives.trl.trl_loss) behind both paths: the objective the
+    DPOTrainer drop-in runs is the one `dralign train --config dpo.yaml` builds."""
+    from dralign.integrations.trl import objective_from_trl_config
+    from dralign.train.trl_config import translate
+
+    out = translate({**fields, "beta": 0.3}, log=lambda _: None)
+    params = {k: out[k] for k in ("divergence", "alpha", "label_smoothing") if k in out}
+    yaml_path = dralign.Objective.from_preset(out["method"], beta=out["beta"], **params)
+    drop_in = objective_from_trl_config(config(tmp_path, beta=0.3, **fields))
+    def what(o):
+        return o.divergence, o.coupling, o.link, o.robust, o.parameters()
+
+    assert what(drop_in) == what(yaml_path)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"loss_type": ["ipo"], "loss_weights": [2.0]}, "rescales the learning rate"),
+    ({"loss_type": ["ipo"], "f_divergence_type": "js_divergence"}, "length-normalises"),
+])
+def test_the_drop_in_refuses_what_a_dpo_config_yaml_refuses(tmp_path, fields, match):
+    from dralign.config import ConfigError
+    from dralign.integrations.trl import objective_from_trl_config
+    from dralign.train.trl_config import translate
+
+    with pytest.raises(ConfigError, match=match):
+        translate({**fields, "learning_rate": 1e-6})
+    with pytest.raises(UnsupportedObjectiveError, match=match):
+        objective_from_trl_config(config(tmp_path, **fields))

@@ -125,3 +125,49 @@ def test_an_unknown_field_stops_the_command_by_name(tmp_path, capsys):
     assert main(["train", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "sync_ref_model" in err and "no dralign counterpart" in err
+
+
+# ---------------------------------------------------------------------------- typed like flags
+def test_trl_values_are_typed_as_flags_are():
+    """`bf16: 'false'` is false (any non-empty string used to be true); a fractional max_steps is
+    refused (it used to become 1), as `--max-steps 1.9` is."""
+    out = translate({"bf16": "false", "fp16": "no", "learning_rate": 1e-6}, log=lambda _: None)
+    assert "mixed_precision" not in out
+    assert translate({"bf16": "true", "beta": 0.1, "learning_rate": 1e-6},
+                     log=lambda _: None)["mixed_precision"] == "bf16"
+    with pytest.raises(ConfigError, match=r"^dpo.yaml: max_steps: 1.9 is not a valid int$"):
+        translate({"max_steps": 1.9, "learning_rate": 1e-6}, where="dpo.yaml")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("max_steps", None), ("loss_type", None), ("loss_weights", "heavy"), ("lr_scheduler_type", ["cosine"]),
+    ("label_smoothing", "abc"), ("bf16", "maybe"), ("learning_rate", "fast"),
+    ("per_device_train_batch_size", 0), ("f_alpha_divergence_coef", [0.5]),
+    ("f_alpha_divergence_coef", -0.5),
+])
+def test_a_badly_typed_trl_field_is_one_line_naming_it(field, value):
+    with pytest.raises(ConfigError) as err:
+        translate({field: value, "learning_rate": 1e-6} if field != "learning_rate" else {field: value},
+                  where="dpo.yaml")
+    message = str(err.value)
+    assert message.startswith(f"dpo.yaml: {field}: ") and "\n" not in message
+
+
+def test_a_single_loss_weight_reads_as_a_list_as_the_flag_does():
+    out = translate({"loss_type": "ipo", "loss_weights": 1.0}, log=lambda _: None)  # was a TypeError
+    assert out == {"method": "ipo"}
+
+
+def test_a_badly_typed_trl_field_through_the_cli_is_one_line(tmp_path, capsys):
+    config = trl_yaml(tmp_path, learning_rate=1e-6, lr_scheduler_type=["cosine"], model="m", data="d")
+    assert main(["train", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "lr_scheduler_type" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_every_given_loss_field_gets_its_line():
+    lines = []
+    translate({"loss_type": "sigmoid", "label_smoothing": 0.0, "f_alpha_divergence_coef": 0.5,
+               "f_divergence_type": "reverse_kl", "learning_rate": 1e-6}, log=lines.append)
+    for key in ("loss_type", "label_smoothing", "f_alpha_divergence_coef", "f_divergence_type"):
+        assert any(line.strip().startswith(f"{key}: ") for line in lines), (key, lines)

@@ -472,6 +472,10 @@ def _validate_pair(row: Row, fmt: str, cols: ColumnMap, marker: str) -> PairReco
                                           f" (none, or none ending with {marker!r})"))
         prompt, chosen, rejected = split
     for column, completion in ((cols.chosen, chosen), (cols.rejected, rejected)):
+        if conversational and not any(m["role"] == "assistant" for m in completion):
+            roles = ", ".join(sorted({m["role"] for m in completion}))
+            raise _Bad(column, R.BAD_MESSAGE, f"the response has no 'assistant' message (roles: "
+                       f"{_short(roles)}); a response is what the assistant says")
         if not _content(completion).strip():
             raise _Bad(column, R.EMPTY, "empty completion" + ("" if has_prompt else
                        " after removing the shared prompt (the text is only the prompt)"))

@@ -78,17 +78,22 @@ def load_rows(source: str | os.PathLike, *, subset: str | None = None,
     """Read every row of `source` (a file, a saved dataset folder or a Hub dataset name).
 
     See the module docstring for the formats. Raises DataError when the source as a whole
-    cannot be read (missing file, unknown suffix, malformed ``.json``, missing split).
+    cannot be read (missing file, unknown suffix, malformed ``.json``, missing split) or holds
+    no row.
     `progress`: a bar over the bytes of a JSONL file above PROGRESS_BYTES.
     """
     path = Path(source)
     if path.is_dir():
-        return _load_saved_dataset(path, split)
-    if path.is_file():
-        return _load_file(path, progress)
-    if _looks_like_path(str(source)):
+        rows = _load_saved_dataset(path, split)
+    elif path.is_file():
+        rows = _load_file(path, progress)
+    elif _looks_like_path(str(source)):
         raise DataError(f"data file not found: {source}")
-    return _load_hub(str(source), subset, split)
+    else:
+        rows = _load_hub(str(source), subset, split)
+    if not rows:  # named here: further on, with no row, nothing knows the file
+        raise DataError(f"{source}: no rows (an empty file, list or split)")
+    return rows
 
 
 def _looks_like_path(source: str) -> bool:

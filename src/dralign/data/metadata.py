@@ -87,14 +87,15 @@ def row_ratio(ratio: float | None, target_prob: float | None, prior: float | Non
     return float(target_prob) / prior
 
 
-def density_ratios(examples: Sequence[RowMeta], prior: float | None = None
-                   ) -> tuple[torch.Tensor, float | None]:
+def density_ratios(examples: Sequence[RowMeta], prior: float | None = None, *,
+                   column: str = "ratio") -> tuple[torch.Tensor, float | None]:
     """(h [n] float32, π_T) for DoRA: per row `row_ratio`.
 
     `prior` None: these are training rows, and π_T is estimated from those that give a
     target_prob (None when every row gives a ratio). Held-out rows pass the training π_T:
     the prior is a property of the training mixture, not of the rows being scored.
-    DataError naming the first row that has neither a ratio nor a target_prob.
+    DataError naming the first row that has neither a ratio nor a target_prob, and DataError
+    naming `column` when every training row's h is 0 (every weight 0: nothing would train).
     """
     missing = [e for e in examples if e.ratio is None and e.target_prob is None]
     if missing:
@@ -103,9 +104,13 @@ def density_ratios(examples: Sequence[RowMeta], prior: float | None = None
                         f"or `target_prob` column; see `dralign ratio fit`); {len(missing)} rows "
                         "lack both")
     # held-out rows keep the training π_T: the prior is a property of the training mixture
+    training = prior is None
     if prior is None and any(e.ratio is None for e in examples):
         prior = target_prior(e.target_prob for e in examples if e.target_prob is not None)
     h = [row_ratio(e.ratio, e.target_prob, prior) for e in examples]
     if not all(math.isfinite(x) for x in h):
         raise DataError("a density ratio is not finite")
+    if training and h and not any(h):  # DoRA's loss and gradient would be 0 at every step
+        raise DataError(f"{examples[0].file}: column '{column}': every row's density ratio is 0, "
+                        "so every weight is 0 and nothing would train (see `dralign ratio fit`)")
     return torch.tensor(h, dtype=torch.float32), prior

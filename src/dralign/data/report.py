@@ -9,6 +9,7 @@ the bad rows raise :class:`DataError`; under ``"skip"`` they are counted in the
 
 from __future__ import annotations
 
+from .. import printable
 from ..errors import BadInputError
 from collections import Counter
 from dataclasses import dataclass, field
@@ -150,4 +151,4 @@ class DataReport:
             shown = "; ".join(str(b) for b in self.bad_rows[:max_listed])
             more = f"; and {self.n_skipped - max_listed} more" if self.n_skipped > max_listed else ""
             text += f" Skipped: {shown}{more}."
-        return text
+        return printable.shown(text)  # file names and quoted values are data: printed inert

@@ -14,6 +14,12 @@ Truncation, in this order:
    With ``long_prompts="strict"`` such a row is a bad row (``prompt_fills_max_length``) instead.
 2. each completion is cut on the right so that prompt + completion ≤ ``max_length``.
 A pair whose two completions become identical is a bad row.
+
+Before tokenising, a text longer than `char_bound` characters (max_length × the longest token's
+length in characters × 2) is cut to that many characters: its end kept for a prompt cut from
+the left, its start otherwise. Such a text has more than 2·max_length tokens either way, so the
+token-level rules above cut it anyway; the bound only spares the tokenizer (a 50 MB prompt took
+minutes and gigabytes). Texts within the bound are tokenised exactly as before.
 """
 
 from __future__ import annotations
@@ -66,6 +72,34 @@ def truncate(prompt: list[int], completions: Sequence[list[int]], *, max_length:
     room = max(max_length - len(prompt), 0)
     completion_cut = any(len(c) > room for c in completions)
     return prompt, [c[:room] for c in completions], prompt_cut, completion_cut
+
+
+CHAR_BOUND_MARGIN = 2  # ×2: a text cut to the bound still has ≥ 2·max_length tokens
+
+
+def char_bound(tokenizer, max_length: int) -> int:
+    """The characters of one text that can matter at `max_length` tokens: max_length × the
+    longest token string of the vocabulary (a token covers at most that many characters; a
+    byte-level symbol stands for ≥ 1 byte of text) × CHAR_BOUND_MARGIN."""
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    longest = max(map(len, vocab), default=64)  # 64: no vocabulary to read, a generous guess
+    return max_length * max(longest, 1) * CHAR_BOUND_MARGIN
+
+
+def cut_text(text: str, bound: int, keep_end: bool) -> str:
+    """`text` cut to `bound` characters (its end kept when `keep_end`); unchanged if it fits."""
+    if len(text) <= bound:
+        return text
+    return text[len(text) - bound:] if keep_end else text[:bound]
+
+
+def _cut_texts(prompts: list[str], completions: list[list[str]], bound: int, truncation_side: str
+               ) -> tuple[list[str], list[list[str]]]:
+    """Prompts and completions cut to `bound` characters before tokenising (see the module
+    docstring): a prompt keeps the side `truncation_side` keeps, a completion its start."""
+    keep_end = truncation_side == "left"
+    return ([cut_text(p, bound, keep_end) for p in prompts],
+            [[cut_text(c, bound, keep_end=False) for c in column] for column in completions])
 
 
 def render_conversation(tokenizer, prompt: list, completion: list) -> tuple[str, str]:
@@ -242,10 +276,11 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
     fmt, records, bad = validate_pairs(rows, format=format, columns=columns, marker=marker)
     _require_chat_template(tokenizer, records)
     kept, encoded, cuts = [], IdColumns(ID_FIELDS["pairs"]), [0, 0]
+    bound = char_bound(tokenizer, max_length)
     for chunk in _chunks(records, progress, "tokenising pairs"):
         _encode_pairs(tokenizer, chunk, cols, fmt, bad, kept, encoded, cuts, add_eos=add_eos,
                       max_length=max_length, max_prompt_length=max_prompt_length,
-                      truncation_side=truncation_side, long_prompts=long_prompts)
+                      truncation_side=truncation_side, long_prompts=long_prompts, bound=bound)
     settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
     return _finish("pairs", tokenizer, rows, fmt, kept, bad, encoded, tuple(cuts), on_bad_row,
                    groups, sources, settings)
@@ -254,10 +289,11 @@ def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer,
 def _encode_pairs(tokenizer, records: list[PairRecord], cols: ColumnMap, fmt: str,
                   bad: list[BadRow], kept: list, encoded: IdColumns, cuts: list[int], *, add_eos: bool,
                   max_length: int, max_prompt_length: int | None, truncation_side: str,
-                  long_prompts: str) -> None:
+                  long_prompts: str, bound: int) -> None:
     """Render, tokenize and truncate one chunk of records; append to kept/encoded/bad/cuts."""
     records, prompts, (chosen, rejected) = _texts(tokenizer, records, ("chosen", "rejected"),
                                                   cols, bad)
+    prompts, (chosen, rejected) = _cut_texts(prompts, [chosen, rejected], bound, truncation_side)
     prompt_ids, (chosen_ids, rejected_ids) = _tokenize_texts(
         tokenizer, prompts, [chosen, rejected], special_prompt=fmt != "conversational",
         add_eos=add_eos)
@@ -293,10 +329,11 @@ def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokeniz
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     records, bad = validate_unpaired(rows, columns=columns)
     kept, encoded, cuts = [], IdColumns(ID_FIELDS["unpaired"]), [0, 0]
+    bound = char_bound(tokenizer, max_length)
     for chunk in _chunks(records, progress, "tokenising examples"):
         _encode_unpaired(tokenizer, chunk, cols, bad, kept, encoded, cuts, add_eos=add_eos,
                          max_length=max_length, max_prompt_length=max_prompt_length,
-                         truncation_side=truncation_side, long_prompts=long_prompts)
+                         truncation_side=truncation_side, long_prompts=long_prompts, bound=bound)
     settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
     return _finish("unpaired", tokenizer, rows, "unpaired", kept, bad, encoded, tuple(cuts),
                    on_bad_row, groups, sources, settings)
@@ -305,9 +342,10 @@ def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokeniz
 def _encode_unpaired(tokenizer, records: list[UnpairedRecord], cols: ColumnMap,
                      bad: list[BadRow], kept: list, encoded: IdColumns, cuts: list[int], *,
                      add_eos: bool, max_length: int, max_prompt_length: int | None,
-                     truncation_side: str, long_prompts: str) -> None:
+                     truncation_side: str, long_prompts: str, bound: int) -> None:
     """As `_encode_pairs`, for unpaired records."""
     records, prompts, (completions,) = _texts(tokenizer, records, ("completion",), cols, bad)
+    prompts, (completions,) = _cut_texts(prompts, [completions], bound, truncation_side)
     prompt_ids, (completion_ids,) = _tokenize_texts(tokenizer, prompts, [completions],
                                                     special_prompt=True, add_eos=add_eos)
     for record, p, c in zip(records, prompt_ids, completion_ids):

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import Range, atomic_write_text, check_ranges, option, to_flat_dict
+from ..config import SEED_RANGE, Range, atomic_write_text, check_ranges, option, to_flat_dict
 from ..data.options import ReadOptions, SharingOption
 from ..lengths import LengthOption
+from ..printable import shown_markup  # group names, sources, values: data, printed inert
 from ..train.config import DTYPE_HELP
 from .mixtures import DEFAULT_ALPHAS
 from .registry import PROMPTS
@@ -53,7 +54,7 @@ class EvalOptions(LengthOption):
     max_new_tokens: int = option(48, "max tokens per completion (eos ends one earlier)", Range(1))
     temperature: float = option(1.0, "sampling temperature (1 = the model's distribution; KL is only unbiased at 1; 0 = greedy)", Range(0))
     top_p: float = option(1.0, "nucleus sampling mass (1 = off)", Range(0, 1, low_open=True))
-    seed: int = option(0, "seed of sampling, world prompts and bootstrap intervals")
+    seed: int = option(0, "seed of sampling, world prompts and bootstrap intervals", SEED_RANGE)
     batch_size: int = option(32, "sequences per forward pass", Range(1))
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", DTYPE_HELP)
     device: str | None = option(None, "device to run on (default: cuda if available, else cpu)")
@@ -397,26 +398,26 @@ def print_results(results: dict, console) -> None:
 
     from ..stats import MeanCI
 
-    table = Table(title=f"dralign eval: {results.get('model')}")
+    table = Table(title=f"dralign eval: {shown_markup(results.get('model'))}")
     for col, justify in (("section", "left"), ("metric", "left"), ("value", "right"),
                          ("95% interval", "right"), ("n", "right")):
         table.add_column(col, justify=justify, overflow="fold")
     for section, metric, value in _rows(results):
         if isinstance(value, MeanCI):
-            table.add_row(section, metric, f"{value.mean:.4g}",
+            table.add_row(shown_markup(section), shown_markup(metric), f"{value.mean:.4g}",
                           f"[{value.low:.4g}, {value.high:.4g}]", str(value.n))
         elif isinstance(value, float):
-            table.add_row(section, metric, f"{value:.4g}", "", "")
+            table.add_row(shown_markup(section), shown_markup(metric), f"{value:.4g}", "", "")
         else:
-            table.add_row(section, metric, str(value), "", "")
+            table.add_row(shown_markup(section), shown_markup(metric), shown_markup(value), "", "")
     console.print(table)
     for column in ("group", "source"):
         if results.get(f"{column}s"):
             print_breakdown(results, column, console)
     if results.get("shift_sweep"):
         s = results["shift_sweep"]
-        console.print(f"shift sweep: r(alpha) = {s['mixture']} mixture of r_a = {s['reward_a']} "
-                      f"and r_b = {s['reward_b']}")
+        console.print(shown_markup(f"shift sweep: r(alpha) = {s['mixture']} mixture of r_a = "
+                                   f"{s['reward_a']} and r_b = {s['reward_b']}"))
 
 
 def _length_cells(length: dict | None) -> tuple[str, str, str]:
@@ -449,13 +450,13 @@ def print_breakdown(results: dict, column: str, console) -> None:
         table.add_column(col, justify=justify, overflow="fold")
     for name, m in by.items():
         acc, margin = m["accuracy"], m["margin"]
-        table.add_row(name + (" (worst)" if name == worst else ""), str(m["n"]),
+        table.add_row(shown_markup(name) + (" (worst)" if name == worst else ""), str(m["n"]),
                       f"{acc.mean:.3f} [{acc.low:.2f}, {acc.high:.2f}]",
                       f"{margin.mean:.3g} [{margin.low:.3g}, {margin.high:.3g}]",
                       f"{m['ece'].mean:.3f}", f"{m['brier'].mean:.3f}", *_length_cells(m.get("length")))
     console.print(table)
     if worst is not None:
-        console.print(f"worst {column}: {worst} (accuracy {by[worst]['accuracy']}, "
+        console.print(f"worst {column}: {shown_markup(worst)} (accuracy {by[worst]['accuracy']}, "
                       f"{by[worst]['n']} pairs)")
     missing = results[f"rows_without_{column}"]
     if missing:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..printable import shown  # group names are data: drawn inert
+
 __all__ = ["INSTALL_HINT", "plot_path", "write_plot"]
 
 INSTALL_HINT = "pip install 'dralign[bench]'"
@@ -28,11 +30,11 @@ def _bars(ax, by: dict, worst: str | None, title: str) -> None:
     ax.bar(range(len(names)), means, yerr=[lows, highs], capsize=3, color=colors)
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)  # chance
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([f"{n}\n(n={by[n]['n']})" for n in names], rotation=30, ha="right",
+    ax.set_xticklabels([f"{shown(n)}\n(n={by[n]['n']})" for n in names], rotation=30, ha="right",
                        fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("preference accuracy")
-    ax.set_title(title + (f" (worst: {worst})" if worst else ""))
+    ax.set_title(title + (f" (worst: {shown(worst)})" if worst else ""))
 
 
 def _reliability(ax, bins: list[dict]) -> None:

@@ -3,7 +3,7 @@ adapters, and attention-kernel capabilities."""
 
 from __future__ import annotations
 
-from ..errors import MissingExtraError, UnsupportedError
+from ..errors import BadInputError, BadOptionError, MissingExtraError, UnsupportedError
 import copy
 import hashlib
 import json
@@ -71,6 +71,44 @@ def _gguf_location(path) -> tuple[str, dict]:
     return str(file.parent), {"gguf_file": file.name}
 
 
+class ModelNotFoundError(BadInputError, OSError):
+    """A model name that is neither a local folder or file, nor in the Hugging Face cache, nor
+    (asked once, without retries) on the hub; the message names the model."""
+
+
+def check_model_exists(name_or_path: str) -> None:
+    """Raise ModelNotFoundError naming `name_or_path` unless it can be loaded: a local path, a
+    hub name in the local cache, or one the hub has. The hub is asked once (no retries, 10 s at
+    most) and not at all under HF_HUB_OFFLINE=1: a missing model took 51 s of retried downloads
+    (minutes with no network) and ended in a message that did not name it."""
+    if Path(name_or_path).expanduser().exists():
+        return
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError
+
+    where = f"model {name_or_path!r}"
+    try:
+        if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
+            return  # in the local Hugging Face cache
+    except HFValidationError:
+        raise ModelNotFoundError(f"{where}: no such local folder or file, and not a valid hub "
+                                 "name (organisation/name)") from None
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFoundError(f"{where}: no such local folder or file, and not in the Hugging "
+                                 "Face cache (HF_HUB_OFFLINE is set, so the hub was not asked)")
+    try:
+        model_info(name_or_path, timeout=10)
+    except RepositoryNotFoundError:
+        raise ModelNotFoundError(f"{where}: not found locally (no such folder or file, not in the "
+                                 "Hugging Face cache) nor on the hub (a private model needs "
+                                 "`huggingface-cli login`)") from None
+    except Exception as err:  # no network, a proxy, a timeout: say so rather than retry for minutes
+        reason = " ".join(str(err).split())[:120]
+        raise ModelNotFoundError(f"{where}: not found locally (no such folder or file, not in the "
+                                 f"Hugging Face cache), and the hub could not be asked ({reason})"
+                                 ) from None
+
+
 def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto",
                attn_implementation: str | None = None, gradient_checkpointing: bool = False,
                trust_remote_code: bool = False) -> PreTrainedModel:
@@ -95,6 +133,8 @@ def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto",
         extra["quantization_config"] = GgufConfig(dequantize=True)
         if dtype == "auto":
             dtype = torch.float32  # the blocks have no float dtype of their own
+    else:
+        check_model_exists(source)
     model = AutoModelForCausalLM.from_pretrained(
         source, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation,
         trust_remote_code=trust_remote_code, **extra)
@@ -125,6 +165,8 @@ def load_tokenizer(name_or_path: str, *,
     source, extra = str(name_or_path), {}
     if is_gguf(name_or_path):  # the vocabulary, merges and chat template live in the file
         source, extra = _gguf_location(name_or_path)
+    else:
+        check_model_exists(source)
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -195,6 +237,11 @@ def apply_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: flo
     if isinstance(model, PeftModel):
         raise ValueError("model already has a PEFT adapter; apply LoRA to the base model")
     uses_conv1d = any(isinstance(m, Conv1D) for m in model.modules())  # gpt2 stores W transposed
+    widest = max((min(m.weight.shape) for m in model.modules()
+                  if isinstance(m, (torch.nn.Linear, Conv1D))), default=0)
+    if r > widest:  # a rank past min(in, out) adds nothing, and a huge one exhausted memory
+        raise BadOptionError(f"lora_r (--lora-r) {r} is above the rank any layer of the model can "
+                             f"have ({widest}, its widest min(in, out)); choose at most {widest}")
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=target_modules or "all-linear", task_type="CAUSAL_LM",
                         fan_in_fan_out=uses_conv1d)

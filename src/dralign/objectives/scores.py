@@ -110,5 +110,6 @@ SCORES = {c.name: c for c in (ReverseKL, ForwardKL, JS, Alpha)}
 
 
 def trl_alpha_coef(alpha: float) -> float:
-    """TRL's `f_alpha_divergence_coef` for the paper's α: c = 1 − α."""
+    """TRL's `f_alpha_divergence_coef` c for the paper's α, c = 1 − α; the map is its own
+    inverse, so the same function gives α = 1 − c (the convention, named once: `objectives.trl`)."""
     return 1.0 - alpha

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..config import Range, option
+from ..config import SEED_RANGE, Range, option
 from ..data.options import Columns, ReadOptions
+from ..printable import shown  # source and target names are data: printed inert
 
 
 @dataclass
@@ -30,7 +31,7 @@ class RatioOptions:
     encoder: str | None = option(None, "features: instead, any Hugging Face encoder (AutoModel) by name or path")
     folds: int = option(5, "cross-fitting folds: no row is scored by a classifier that saw it", Range(2))
     clip: float | None = option(None, "cap the weights at this value", Range(0, low_open=True))
-    seed: int = option(0, "fold assignment seed")
+    seed: int = option(0, "fold assignment seed", SEED_RANGE)
 
 
 # fit_file's default for programmatic callers (the shift benchmark's fitted ratios): features cut
@@ -114,6 +115,6 @@ def fit_file(opts: RatioOptions, read: ReadOptions = FEATURES):
                              pair_rule=opts.pair_rule, max_length=read.max_length, progress=True)
     output = Path(opts.output or Path(opts.data).with_suffix("").as_posix().removesuffix(".jsonl") + ".ratios.jsonl")
     fit.write_jsonl(output, originals)
-    print(fit.summary())
+    print(shown(fit.summary()))
     print(f"wrote {len(originals)} rows with target_prob and ratio to {output}")
     return fit

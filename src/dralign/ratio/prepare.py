@@ -8,7 +8,6 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..objectives import Objective
 from .cli import RatioOptions, fit_file
 
 if TYPE_CHECKING:  # the sections it reads (data, method, model, optim); ratio never imports train
@@ -21,7 +20,7 @@ def with_fitted_ratios(cfg: TrainConfig, log=print) -> TrainConfig:
     """`cfg` itself when it asks for no inline ratios; else a copy whose data files carry
     cross-fitted ratios from the start model's features (see `dralign ratio fit`)."""
     d = cfg.data
-    if not d.ratio_target or not Objective.from_preset(cfg.method.method, **cfg.method.objective_kwargs()).uses_ratio:
+    if not d.ratio_target or not cfg.method.objective().uses_ratio:
         return cfg
     if d.data_subset or (d.eval_split and not d.eval_data):
         raise ValueError("--ratio-target fits ratios on local files; for a hub dataset run "

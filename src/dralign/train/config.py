@@ -6,7 +6,8 @@ from dataclasses import dataclass, make_dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..config import Range, option, to_flat_dict
+from ..config import SEED_RANGE, Range, option, to_flat_dict
+from ..errors import BadOptionError
 from ..data.options import ReadOptions, SharingOption
 from ..lengths import LengthOption
 
@@ -76,8 +77,17 @@ def _method_options() -> type:
         """The given overrides, as keyword arguments of `Objective.from_preset`."""
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
+    def objective(self):
+        """The `Objective` these options name; BadOptionError naming the method when refused."""
+        from ..objectives import Objective
+
+        try:
+            return Objective.from_preset(self.method, **self.objective_kwargs())
+        except ValueError as err:  # the preset and its overrides are options: say which
+            raise BadOptionError(f"method {self.method!r}: {err}") from None
+
     return make_dataclass("MethodOptions", fields, namespace={
-        "objective_kwargs": objective_kwargs,
+        "objective_kwargs": objective_kwargs, "objective": objective,
         "__doc__": "Method: a preset and its parameters (unset = the preset's default)."})
 
 
@@ -102,7 +112,7 @@ class OptimOptions:
     mixed_precision: Literal["no", "bf16", "fp16"] = option("no", "autocast precision")
     sharding: Literal["none", "fsdp2"] = option("none", "fsdp2: shard weights, gradients and optimizer state over the processes with FSDP2 (each decoder layer, then the root); launch with torchrun (docs/launch/fsdp2-multinode.sh)")
     global_batch: Literal["auto", "exact", "local"] = option("auto", "robust statistics over the effective batch (exact) or per micro-batch (local); auto = exact when the objective couples examples")
-    seed: int = option(0, "seed of data order and initialisation")
+    seed: int = option(0, "seed of data order and initialisation", SEED_RANGE)
     max_bad_steps: int = option(5, "abort after this many consecutive non-finite steps", Range(1))
 
 

@@ -142,8 +142,7 @@ class Recipe:
             check_resumable(load_yaml(self.resume_from / "config.yaml"), self.cfg)
 
     def _setup_objective(self):
-        m = self.cfg.method
-        self.objective = Objective.from_preset(m.method, **m.objective_kwargs())
+        self.objective = self.cfg.method.objective()
         self.penalized = penalty_active(self.objective)
         self.sharded = check_sharding(self.accelerator, self.cfg, self.penalized)
 
@@ -167,7 +166,7 @@ class Recipe:
                                                     cache_dir=data_cache_dir, progress=self.show_progress)
         self.ratio = self.eval_ratio = None
         if self.objective.uses_ratio:
-            self.ratio, prior = density_ratios(self.train_data.examples)
+            self.ratio, prior = density_ratios(self.train_data.examples, column=cfg.data.ratio_column)
             if self.eval_data is not None:  # held-out rows are divided by the training prior
                 self.eval_ratio, _ = density_ratios(self.eval_data.examples, prior)
         self.weighted = has_weights(self.train_data.examples)
@@ -187,8 +186,8 @@ class Recipe:
         self.plan = BatchPlan(self.train_data, batch_size=o.batch_size, grad_accum=o.grad_accum,
                               processes=world, seed=o.seed, group_by_length=cfg.data.group_by_length)
         if self.plan.steps_per_epoch == 0:
-            raise TrainingError(f"{len(self.train_data)} training examples are fewer than one effective batch "
-                                f"({o.batch_size} x {o.grad_accum} accumulation x {world} processes)")
+            raise TrainingError(f"{cfg.data.data}: {len(self.train_data)} training examples are fewer than one effective batch "
+                                f"(--batch-size {o.batch_size} x --grad-accum {o.grad_accum} x {world} processes)")
         if self.plan.left_out_per_epoch:
             self.log(f"note: each epoch trains {self.plan.steps_per_epoch * self.plan.effective} of "
                      f"{len(self.train_data)} rows: {self.plan.left_out_per_epoch} do not fill an effective "

@@ -7,26 +7,24 @@ field is then translated (`translate`), one printed line per field
 the reason, in one line. Keys that are already dralign options (``data``, ``method``, ...) pass
 through unchanged, so a TRL config can name the data file dralign reads.
 
-The translation of the loss is that of `dralign.integrations.trl` (the same tables, kept here
-so that neither needs TRL installed): ``loss_type`` sigmoid → dpo, ipo → ipo, hinge → hinge,
-robust → rdpo, aot → aot; ``f_divergence_type`` → ``divergence`` with α = 1 −
-``f_alpha_divergence_coef`` (coefficient 1 is reverse KL, as in TRL). Nothing here imports TRL.
+The loss fields (``loss_type``, ``loss_weights``, ``label_smoothing``, ``f_divergence_type``,
+``f_alpha_divergence_coef``) are translated by `dralign.objectives.trl.trl_loss`, the same
+function the `DPOTrainer` drop-in uses. Every TRL value is first read through a typed field
+(`TrlFields`, or the dralign option it becomes) with the checks of a flag, so ``bf16: 'false'``
+is false and ``max_steps: 1.9`` is refused, naming the field. Nothing here imports TRL.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..config import ConfigError, option_names
+from ..config import ConfigError, Range, check_value, field_specs, option, option_names
+from ..objectives.trl import LOSS_FIELDS, trl_loss
+from ..printable import shown
 from .config import TrainConfig
-
-TRL_LOSS_PRESETS = {"sigmoid": "dpo", "hinge": "hinge", "ipo": "ipo", "robust": "rdpo", "aot": "aot"}
-"""TRL `loss_type` → the dralign preset computing the same loss."""
-
-TRL_DIVERGENCES = {"reverse_kl": "reverse_kl", "forward_kl": "forward_kl",
-                   "js_divergence": "js", "alpha_divergence": "alpha"}
-"""TRL `f_divergence_type` → dralign divergence (α = 1 − `f_alpha_divergence_coef`)."""
 
 RENAMED = {
     # DPOConfig / TrainingArguments
@@ -77,11 +75,6 @@ REFUSED = {
 }
 """TRL fields refused with the reason (a field in neither table is refused as unknown)."""
 
-SPECIAL = ("loss_type", "loss_weights", "label_smoothing", "f_divergence_type",
-           "f_alpha_divergence_coef", "max_steps", "lr_scheduler_type", "report_to", "bf16", "fp16",
-           "truncation_mode", "torch_dtype", "dtype", "optim")
-"""TRL fields whose value is translated (see `_special`)."""
-
 _SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant",
                "constant_with_warmup": "constant"}
 _TRACKERS = ("none", "tensorboard", "wandb")
@@ -100,66 +93,65 @@ def is_trl_config(data: dict[str, Any]) -> bool:
     return any(key in trl_fields() - own for key in data)
 
 
-def trl_alpha(coef: float) -> float:
-    """The paper's α of TRL's `f_alpha_divergence_coef` c: α = 1 − c (`objectives.trl_alpha_coef`
-    is the inverse)."""
-    return 1.0 - coef
+@dataclass
+class TrlFields:
+    """The types of the TRL fields whose value is translated (TRL's own types: a YAML value is
+    checked against them as a flag would be, before any translation)."""
+
+    loss_type: list[str] = option(["sigmoid"])
+    loss_weights: list[float] | None = option(None)
+    label_smoothing: float = option(0.0)
+    f_divergence_type: str = option("reverse_kl")
+    # c = 1 − α with dralign's α in (0, 1); c = 1 is reverse KL: so c in (0, 1], named as TRL's field
+    f_alpha_divergence_coef: float = option(0.5, valid=Range(0, 1, low_open=True))
+    max_steps: int = option(-1)
+    lr_scheduler_type: str = option("linear")
+    report_to: list[str] | None = option(None)
+    bf16: bool = option(False)
+    fp16: bool = option(False)
+    truncation_mode: str = option("keep_end")
+    torch_dtype: str | None = option(None)
+    dtype: str | None = option(None)
+    optim: str = option("adamw_torch")
+
+
+SPECIAL = tuple(f.name for f in dataclasses.fields(TrlFields))
+"""TRL fields whose value is translated (the loss's by `trl_loss`, the others by `_special`)."""
+
+
+def _typed(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """`data` with each translated TRL field converted to its type, and each renamed one checked
+    against the dralign option it becomes; a bad value raises ConfigError naming the TRL field."""
+    special, own = field_specs(TrlFields), field_specs(TrainConfig)
+    out = dict(data)
+    for key, value in data.items():
+        if key in special:
+            out[key] = check_value(value, *special[key], f"{where}: {key}")
+        elif key in RENAMED:
+            # checked here to name the TRL field; passed on as given (build converts it the same way)
+            check_value(value, *own[RENAMED[key]], f"{where}: {key}")
+    return out
 
 
 def _loss(data: dict, out: dict, lines: list, refused: list) -> None:
-    """loss_type (+ loss_weights, label_smoothing, f_divergence_type, f_alpha_divergence_coef)."""
-    loss = data.get("loss_type", "sigmoid")
-    given = "loss_type" in data
-    losses = [loss] if isinstance(loss, str) else list(loss)
-    weights = data.get("loss_weights")
-    if len(losses) != 1:
-        refused.append(f"loss_type={losses} (with loss_weights={weights}): a weighted sum of TRL "
-                       "losses has no dralign objective; give one loss_type or a dralign method")
+    """The loss fields, through the one translation (`objectives.trl.trl_loss`)."""
+    loss = trl_loss(data)
+    refused.extend(loss.refusals)
+    if loss.refusals:
         return
-    if weights is not None:
-        if len(weights) != 1 or float(weights[0]) != 1.0:
-            refused.append(f"loss_weights={weights}: a weight other than 1 on a single loss only "
-                           "rescales the learning rate; drop it and set learning_rate")
-            return
-        lines.append(f"loss_weights: {weights} -> (one loss of weight 1: nothing to set)")
-    (loss,) = losses
-    if loss not in TRL_LOSS_PRESETS:
-        refused.append(f"loss_type={loss!r}: no dralign equivalent (mapped: "
-                       f"{', '.join(f'{k} -> {v}' for k, v in TRL_LOSS_PRESETS.items())})")
-        return
-    if given:
-        out["method"] = TRL_LOSS_PRESETS[loss]
-        lines.append(f"loss_type: {data['loss_type']} -> method: {out['method']}")
-    if "label_smoothing" in data:
-        eps = float(data["label_smoothing"])
-        if loss in ("robust", "aot"):
-            out["label_smoothing"] = eps
-            lines.append(f"label_smoothing: {data['label_smoothing']} -> label_smoothing")
-        elif eps:
-            # TRL 1.16's sigmoid (and ipo, hinge) loss ignores it; dralign's cdpo is the smoothed DPO
-            lines.append(f"label_smoothing: {data['label_smoothing']} -> (ignored, as TRL's "
-                         f"{loss} loss ignores it; method cdpo is label-smoothed DPO)")
-        else:
-            lines.append("label_smoothing: 0 -> (the default)")
-    divergence = data.get("f_divergence_type", "reverse_kl")
-    if divergence not in TRL_DIVERGENCES:
-        refused.append(f"f_divergence_type={divergence!r}: not one of {', '.join(TRL_DIVERGENCES)}")
-        return
-    coef = data.get("f_alpha_divergence_coef")
-    if coef is not None and divergence != "alpha_divergence":
-        lines.append(f"f_alpha_divergence_coef: {coef} -> (unused: f_divergence_type is {divergence})")
-    if divergence == "alpha_divergence" and abs(float(coef if coef is not None else 0.5) - 1) < 1e-6:
-        divergence = "reverse_kl"  # TRL: coefficient 1 is reverse KL
+    noted = [note for note in loss.notes if note.split(":", 1)[0] in data]
+    lines.extend(noted)
+    for key in LOSS_FIELDS:  # one line per given field, also when it changes nothing
+        if key in data and not any(note.startswith(f"{key}:") for note in noted):
+            lines.append(f"{key}: {data[key]} -> (nothing to set: as dralign does by default)")
+    if "loss_type" in data:
+        out["method"] = loss.preset
+    if "label_smoothing" in loss.parameters:
+        out["label_smoothing"] = loss.parameters["label_smoothing"]
     if "f_divergence_type" in data:
-        out["divergence"] = TRL_DIVERGENCES[divergence]
-        lines.append(f"f_divergence_type: {data['f_divergence_type']} -> divergence: {out['divergence']}")
-        if divergence != "reverse_kl" and loss == "ipo":
-            refused.append("f_divergence_type with loss_type ipo: TRL length-normalises the "
-                           "f-scores, dralign the log-probs; they differ for a nonlinear score")
-    if divergence == "alpha_divergence":
-        c = float(coef if coef is not None else 0.5)  # TRL's default coefficient
-        out["alpha"] = trl_alpha(c)
-        lines.append(f"f_alpha_divergence_coef: {c} -> alpha: {out['alpha']:g} (alpha = 1 - coef)")
+        out["divergence"] = loss.parameters["divergence"]
+        if "alpha" in loss.parameters:
+            out["alpha"] = loss.parameters["alpha"]
 
 
 def _special(key: str, value, out: dict, lines: list, refused: list) -> None:
@@ -182,7 +174,7 @@ def _special(key: str, value, out: dict, lines: list, refused: list) -> None:
             refused.append(f"report_to={value!r}: dralign logs to one of {', '.join(_TRACKERS)}")
         else:
             put("report_to", trackers[0])
-    elif key in ("bf16", "fp16"):
+    elif key in ("bf16", "fp16"):  # typed by _typed: 'false' is False
         if value:
             if out.get("mixed_precision") not in (None, "no"):
                 refused.append("bf16 and fp16 are both true")
@@ -196,7 +188,7 @@ def _special(key: str, value, out: dict, lines: list, refused: list) -> None:
         else:
             # TRL cuts the whole sequence; dralign cuts the prompt on this side (completions on the right)
             put("truncation_side", _TRUNCATION[value])
-    elif key in ("torch_dtype", "dtype"):
+    elif key in ("torch_dtype", "dtype") and value is not None:  # None: the model's own dtype
         put("dtype", {"float": "float32", "half": "float16"}.get(str(value), str(value)))
     elif key == "optim":
         if value not in _OPTIMIZERS:
@@ -215,15 +207,14 @@ def translate(data: dict[str, Any], where: str = "config",
     if not is_trl_config(data):
         return data
     own = option_names(TrainConfig)
+    data = _typed(data, where)
     out: dict[str, Any] = {}
     lines: list[str] = []
     refused: list[str] = []
-    loss_keys = ("loss_type", "loss_weights", "label_smoothing", "f_divergence_type",
-                 "f_alpha_divergence_coef")
-    if any(k in data for k in loss_keys):
+    if any(k in data for k in LOSS_FIELDS):
         _loss(data, out, lines, refused)
     for key, value in data.items():
-        if key in loss_keys:
+        if key in LOSS_FIELDS:
             continue
         if key in RENAMED:
             if RENAMED[key] != key and RENAMED[key] in data:
@@ -249,7 +240,7 @@ def translate(data: dict[str, Any], where: str = "config",
     log = log or _main_process_print
     log(f"{where}: a TRL DPOConfig, translated to dralign options:")
     for line in lines:
-        log(f"  {line}")
+        log(f"  {shown(line)}")  # values from a file: printed inert
     return out
 
 

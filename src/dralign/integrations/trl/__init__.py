@@ -42,7 +42,8 @@ How it maps to TRL
   `f_divergence_type`/`f_alpha_divergence_coef` are ignored with a warning; `beta` is the
   objective's β (a preset name takes `args.beta` unless `objective_kwargs` sets it), and
   `label_smoothing` feeds the presets that have ε (cdpo, rdpo, aot). Without an objective,
-  TRL's single `loss_type` is mapped to its dralign preset (`TRL_LOSS_PRESETS`, with
+  TRL's single `loss_type` is mapped to its dralign preset by the one translation
+  `dralign.objectives.trl.trl_loss` (that of a DPOConfig YAML too; `TRL_LOSS_PRESETS`, with
   `f_divergence_type` mapped to the score), so the import alone changes nothing; loss types
   dralign does not have are refused.
 - Logs: TRL's metrics (`rewards/chosen|rejected|margins|accuracies`, `logps/chosen|rejected`,
@@ -60,7 +61,8 @@ Modules: `objective` (which dralign objective replaces TRL's loss, and what is r
 from __future__ import annotations
 
 from .data import META_KEYS, ObjectiveColumns, ObjectiveColumnsCollator, plan_columns
-from .objective import (TRL_DIVERGENCES, TRL_LOSS_PRESETS, DralignDPOConfig,
+from ...objectives.trl import TRL_DIVERGENCES, TRL_LOSS_PRESETS
+from .objective import (DralignDPOConfig,
                         UnsupportedObjectiveError, check_supported, objective_from_trl_config,
                         resolve_objective)
 from .trainer import OBJECTIVE_STATE_FILE, DPOTrainer

@@ -10,6 +10,7 @@ from typing import Callable, Mapping, Sequence
 import torch
 
 from ...data.metadata import number_names, row_ratio, target_prior
+from ...errors import BadInputError
 from ...objectives import Objective
 from .objective import UnsupportedObjectiveError
 
@@ -93,6 +94,17 @@ def _column_values(dataset, column) -> list | None:
     return list(dataset[column]) if isinstance(dataset, datasets.Dataset) else None
 
 
+def _numbers(values: Sequence, column: str, which: str = "training") -> list[float]:
+    """The column's values as numbers; BadInputError naming the first row that has none."""
+    out = []
+    for i, value in enumerate(values):
+        try:
+            out.append(ObjectiveColumns._number({column: value}, column))
+        except ValueError as err:
+            raise BadInputError(f"{which} dataset row {i}: {err}") from None
+    return out
+
+
 def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = (), *,
                  weight_column: str | None = "weight", group_column: str | None = "group",
                  ratio_column: str | None = "ratio",
@@ -125,13 +137,18 @@ def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = 
             raise UnsupportedObjectiveError(
                 f"{label}: numbering the {group_column!r} column's groups needs the whole training "
                 "set, which an IterableDataset cannot give; use a map-style datasets.Dataset")
-        if any(v is None for v in values):
-            raise ValueError(f"column {group_column!r}: a training row has no group")
+        if None in values:
+            raise BadInputError(f"training dataset row {values.index(None)}: column "
+                                f"{group_column!r}: no group (the objective needs one per row)")
         _, columns.group_ids = number_names([], values)
         columns.num_groups = len(columns.group_ids)
     if objective.uses_ratio:
         if ratio_column and ratio_column in names:
             columns.ratio = ratio_column
+            values = _column_values(train_dataset, ratio_column)
+            if values is not None and not any(_numbers(values, ratio_column)):
+                raise BadInputError(f"column {ratio_column!r}: every training row's density ratio "
+                                    "is 0, so every weight is 0 and nothing would train")
         elif target_prob_column and target_prob_column in names:
             values = _column_values(train_dataset, target_prob_column)
             if values is None:
@@ -139,8 +156,7 @@ def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = 
                     f"{label}: a {target_prob_column!r} column needs the training set's mean as the "
                     "target prior, which an IterableDataset cannot give; add a `ratio` column")
             columns.target_prob = target_prob_column
-            columns.target_prior = target_prior(
-                ObjectiveColumns._number({"p": v}, "p") for v in values)
+            columns.target_prior = target_prior(_numbers(values, target_prob_column))
         else:
             raise UnsupportedObjectiveError(
                 f"{label} needs a density ratio per row: the training data has neither a "
@@ -151,6 +167,10 @@ def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = 
         if missing:
             raise UnsupportedObjectiveError(f"{label}: an eval dataset lacks the column(s) "
                                             f"{', '.join(map(repr, missing))}")
+        for column in (columns.ratio, columns.target_prob):  # checked here, where rows have numbers
+            values = _column_values(dataset, column) if column else None
+            if values is not None:
+                _numbers(values, column, "eval")
     return columns
 
 

@@ -8,8 +8,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ...objectives import PRESETS, Objective, trl_alpha_coef
-from ...train.trl_config import TRL_DIVERGENCES, TRL_LOSS_PRESETS  # shared with a DPOConfig YAML
+from ...objectives import PRESETS, Objective
+from ...objectives.trl import LOSS_FIELDS, UNPAIRED_REASON, trl_loss  # the one translation, shared with a DPOConfig YAML
 
 try:
     from trl import DPOConfig
@@ -52,47 +52,17 @@ def _setting(args, name: str):
 
 
 def objective_from_trl_config(args=None) -> Objective:
-    """The dralign objective equal to TRL's loss for `args.loss_type` (one loss type only).
+    """The dralign objective equal to TRL's loss for `args` (one loss type only), by the one
+    translation `dralign.objectives.trl.trl_loss` (the rules and the α convention are there).
 
-    sigmoid → dpo, hinge → hinge, ipo → ipo (length-normalised), robust → rdpo (ε =
-    `label_smoothing`), aot → aot (ε = `label_smoothing`); `f_divergence_type` selects the score
-    (alpha: α = 1 − `f_alpha_divergence_coef`; coefficient 1 is reverse KL, as in TRL). TRL 1.16's
-    sigmoid loss ignores `label_smoothing`, and so does the mapping.
+    TRL 1.16's sigmoid loss ignores `label_smoothing`, and so does the mapping.
     """
-    loss_types = list(_setting(args, "loss_type"))
-    if len(loss_types) != 1:
+    loss = trl_loss({name: _setting(args, name) for name in LOSS_FIELDS})
+    if loss.refusals:
         raise UnsupportedObjectiveError(
-            f"loss_type={loss_types} combines several TRL losses (with loss_weights); dralign has "
-            "no such objective. Pass objective=<a dralign preset>, or use trl.DPOTrainer")
-    loss_type = loss_types[0]
-    if loss_type == "aot_unpaired":
-        raise UnsupportedObjectiveError(_UNPAIRED_REASON)
-    if loss_type not in TRL_LOSS_PRESETS:
-        raise UnsupportedObjectiveError(
-            f"TRL's loss_type={loss_type!r} has no dralign equivalent (mapped: "
-            f"{', '.join(f'{k} -> {v}' for k, v in TRL_LOSS_PRESETS.items())}). Pass "
-            "objective=<a dralign preset>, or use trl.DPOTrainer for this loss")
-    params = {"beta": _setting(args, "beta")}
-    if loss_type in ("robust", "aot"):
-        params["label_smoothing"] = _setting(args, "label_smoothing")
-    divergence = _setting(args, "f_divergence_type")
-    if divergence not in TRL_DIVERGENCES:
-        raise UnsupportedObjectiveError(f"unknown f_divergence_type {divergence!r}")
-    if divergence == "alpha_divergence":
-        coef = _setting(args, "f_alpha_divergence_coef")
-        if abs(coef - 1.0) < 1e-6:
-            divergence = "reverse_kl"
-        else:
-            params["alpha"] = trl_alpha_coef(coef)  # c = 1 − α, so α = 1 − c
-    if divergence != "reverse_kl":
-        if loss_type == "ipo":
-            raise UnsupportedObjectiveError(
-                "loss_type='ipo' with a non-reverse-KL f_divergence_type: TRL length-normalises the "
-                "f-scores, dralign the log-probs, which differ for a nonlinear score. Pass an "
-                "explicit objective, e.g. objective=dralign.Objective(divergence='js', link='ipo', "
-                "length_normalize=True)")
-        params["divergence"] = TRL_DIVERGENCES[divergence]
-    return Objective.from_preset(TRL_LOSS_PRESETS[loss_type], **params)
+            "; ".join(loss.refusals) + ". Pass objective=<a dralign preset>, or use "
+            "trl.DPOTrainer for this loss")
+    return Objective.from_preset(loss.preset, beta=_setting(args, "beta"), **loss.parameters)
 
 
 def resolve_objective(objective=None, objective_kwargs: Mapping | None = None, args=None) -> Objective:
@@ -156,18 +126,10 @@ def resolve_objective(objective=None, objective_kwargs: Mapping | None = None, a
     return resolved
 
 
-_UNPAIRED_REASON = (
-    "unpaired objectives (aot-unpaired, coupling='aot_unpaired') are not supported inside TRL's "
-    "DPOTrainer: it reads paired rows (prompt, chosen, rejected) only, so the unpaired data the "
-    "method is for (separate sets of desirable and undesirable responses, of different sizes and "
-    "prompts) cannot reach the objective. Use `dralign train --method aot-unpaired`, or "
-    "objective='aot' for paired data")
-
-
 def check_supported(objective: Objective, args=None) -> None:
     """Refuse what TRL's DPOTrainer step cannot compute, saying why."""
     if objective.unpaired:
-        raise UnsupportedObjectiveError(_UNPAIRED_REASON)
+        raise UnsupportedObjectiveError(f"not supported inside TRL's DPOTrainer: {UNPAIRED_REASON}")
     if objective.penalty is not None:
         raise UnsupportedObjectiveError(
             f"penalty={objective.penalty.name!r} (WDPO) is not supported inside TRL's DPOTrainer: the "
