@@ -224,6 +224,8 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     Refused in one line: a file over `MAX_YAML_BYTES`, and one whose values, counted with every
     alias (``*name``) expanded, exceed `MAX_YAML_VALUES` (a "billion laughs" alias bomb).
     """
+    import yaml  # here, not at the top: `dralign train --help` reads no YAML
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
