@@ -3,7 +3,8 @@
 - cli.md: every subcommand's flags, from the argparse parser `dralign.cli.build_parser` (flags,
   groups, choices, help) and the typed configs behind it (section, default, valid range);
 - methods.md: every preset and every component of the objective algebra, as `dralign methods`
-  derives them from `dralign.objectives`.
+  derives them from `dralign.objectives`;
+- troubleshooting.md: every one-line error the source raises, grouped (docs/gen_errors.py).
 
 `make docs` runs it before the build; tests/test_docs.py fails when a committed page differs from
 what it writes now (run `python docs/gen_reference.py` to regenerate).
@@ -129,7 +130,14 @@ def methods_page() -> str:
     return "".join(lines)
 
 
-PAGES = {"cli.md": cli_page, "methods.md": methods_page}
+def troubleshooting_page() -> str:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from gen_errors import errors_page
+
+    return errors_page(HEADER)
+
+
+PAGES = {"cli.md": cli_page, "methods.md": methods_page, "troubleshooting.md": troubleshooting_page}
 
 
 def main(out: Path = OUT) -> int:

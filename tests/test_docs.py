@@ -47,3 +47,17 @@ def test_method_table_has_every_preset():
     page = GEN.methods_page()
     for name in PRESETS:
         assert f"| `{name}` |" in page
+
+
+def test_troubleshooting_lists_raised_errors_by_family():
+    path = GEN.OUT.parent / "gen_errors.py"
+    spec = importlib.util.spec_from_file_location("gen_errors", path)
+    errors = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(errors)
+    found = errors.harvest()
+    # ConfigError derives from BadOptionError: its range refusal in dralign.config.build is listed there
+    assert any("is out of range" in msg and name == "ConfigError" and where == "dralign.config.build"
+               for msg, name, where in found["BadOptionError"])
+    # DataError derives from BadInputError
+    assert any(name == "DataError" for _, name, _ in found["BadInputError"])
+    assert not any(name == "DataError" for _, name, _ in found["BadOptionError"])
