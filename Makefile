@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast docs docs-reference docs-serve bench-speed bench-gpu clean
+.PHONY: demo test test-fast dist docs docs-reference docs-serve bench-speed bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: $(STAMP)
 # the suite without the multi-process, subprocess and end-to-end tests marked slow
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+# the release files in dist/: a wheel and an sdist, checked by twine (build and twine go into .venv)
+dist: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check build twine
+	rm -rf dist
+	$(PY) -m build -o dist .
+	$(VENV)/bin/twine check dist/*
 
 # the site in site/: generated reference pages (CLI flags, method table) rewritten from the code,
 # then a strict build (any warning, broken link or missing reference fails); no network needed

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 import pytest
@@ -55,7 +54,8 @@ def test_wheel_installs_into_fresh_venv_and_trains(tmp_path):
     _ok(_run([sys.executable, "-m", "venv", "--without-pip", venv]))  # its own old setuptools would shadow ours
     py = venv / "bin" / "python"
     purelib = Path(_ok(_run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])).strip())
-    (purelib / "parent-env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    parent_sites = [p for p in sys.path if p.endswith("site-packages")]  # this env's, and any it chains to
+    (purelib / "parent-env.pth").write_text("\n".join(parent_sites) + "\n")
     _ok(_run([py, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation", wheel]))
 
     where = _ok(_run([py, "-c", "import dralign; print(dralign.__file__)"])).strip()
@@ -73,3 +73,14 @@ def test_wheel_installs_into_fresh_venv_and_trains(tmp_path):
                     "--output-dir", tmp_path / "run"]))
     assert "completed: 1 steps" in out
     assert (tmp_path / "run" / "metrics.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_build_makes_wheel_and_sdist_that_twine_accepts(tmp_path):
+    """`make dist`'s check: python -m build, then twine check (both installed by `make dist`)."""
+    pytest.importorskip("build", reason="`make dist` installs build")
+    pytest.importorskip("twine", reason="`make dist` installs twine")
+    _ok(_run([sys.executable, "-m", "build", "-o", tmp_path, REPO_ROOT]))
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == [f"dralign-{dralign.__version__}-py3-none-any.whl", f"dralign-{dralign.__version__}.tar.gz"]
+    _ok(_run([sys.executable, "-m", "twine", "check", "--strict", *tmp_path.iterdir()]))
