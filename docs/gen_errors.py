@@ -97,6 +97,12 @@ def harvest() -> dict[str, list[tuple[str, str, str]]]:
     return {kind: sorted(rows, key=lambda r: (r[2], r[0])) for kind, rows in found.items()}
 
 
+def bad_row_reasons() -> list[str]:
+    """The reason codes a bad row is counted under (module-level codes of dralign/data/report.py)."""
+    constants = _constants(ast.parse((SRC / "dralign" / "data" / "report.py").read_text()))
+    return [code for code in constants.values() if code.replace("_", "").isalpha() and code.islower()]
+
+
 def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|").replace("<", "&lt;")
 
@@ -114,4 +120,8 @@ def errors_page(header: str) -> str:
         lines.append(f"\n## {title}\n\n`{kind}`. **What to do:** {todo}\n\n"
                      "| message | error | raised in |\n|---|---|---|\n")
         lines.extend(f"| {_cell(msg)} | `{name}` | `{where}` |\n" for msg, name, where in rows)
+    lines.append("\n## Bad rows\n\nA bad row is not raised on its own: the data report lists the first of them, each "
+                 "with file, row, line, field and reason, counts them by reason code, and stops the run "
+                 "(`--on-bad-row error`) or drops them with the count (`--on-bad-row skip`). The reason codes: "
+                 + ", ".join(f"`{code}`" for code in bad_row_reasons()) + ".\n")
     return "".join(lines)

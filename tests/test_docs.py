@@ -61,6 +61,9 @@ def test_troubleshooting_lists_raised_errors_by_family():
     # DataError derives from BadInputError
     assert any(name == "DataError" for _, name, _ in found["BadInputError"])
     assert not any(name == "DataError" for _, name, _ in found["BadOptionError"])
+    from dralign.data import report
+
+    assert report.CHOSEN_EQUALS_REJECTED in errors.bad_row_reasons()
 
 
 API_MODULES = ["dralign.objectives", "dralign.train", "dralign.eval", "dralign.ratio",
