@@ -55,8 +55,8 @@ def test_troubleshooting_lists_raised_errors_by_family():
     errors = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(errors)
     found = errors.harvest()
-    # ConfigError derives from BadOptionError: its range refusal in dralign.config.build is listed there
-    assert any("is out of range" in msg and name == "ConfigError" and where == "dralign.config.build"
+    # ConfigError derives from BadOptionError: its range refusal in dralign.config.check_value is listed there
+    assert any("is out of range" in msg and name == "ConfigError" and where == "dralign.config.check_value"
                for msg, name, where in found["BadOptionError"])
     # DataError derives from BadInputError
     assert any(name == "DataError" for _, name, _ in found["BadInputError"])

@@ -66,8 +66,7 @@ class TrainerState:
 
 @dataclass
 class TrainResult:
-    """What `train` returns: the output folder, the steps taken, how the run ended, the final
-    metrics and the count of skipped (non-finite) steps."""
+    """What `train` returns: folder, steps, "completed"/"interrupted", final metrics, skipped steps."""
 
     output_dir: Path
     steps: int
@@ -77,7 +76,7 @@ class TrainResult:
     model_saved: bool = False  # an interruption during the final evaluation comes after the save
 
 
-StepHook = Callable[[int, dict], None]          # (step, record) after each step
+StepHook = Callable[[int, dict], None]  # (step, record) after each step
 BackwardHook = Callable[[int, torch.nn.Module], None]  # (step, model) after the backward, before the update
 
 
@@ -496,7 +495,6 @@ def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list
           inputs: Sequence[str] = (), prepare: Callable[[TrainConfig], TrainConfig] | None = None) -> TrainResult:
     """Train per `cfg` (see `dralign train --help`); returns where the model went and the metrics.
 
-    callbacks: called as f(step, record) after every step; after_backward: f(step, model) after
-    each step's backward and before the update (e.g. to inspect or alter gradients in a test);
-    inputs, prepare: see `Recipe`."""
+    callbacks: f(step, record) after every step; after_backward: f(step, model) after each step's
+    backward, before the update (e.g. to alter gradients in a test); inputs, prepare: see `Recipe`."""
     return Recipe(cfg, callbacks, after_backward, inputs, prepare).run()
