@@ -149,16 +149,18 @@ class RatioFit:
     l2: float = 1e-2
     seed: int = 0
     response_prob: torch.Tensor | None = None
-    item_prob: torch.Tensor = field(default=None, repr=False)
-    item_is_target: torch.Tensor = field(default=None, repr=False)
-    fold: torch.Tensor = field(default=None, repr=False)
+    item_prob: torch.Tensor | None = field(default=None, repr=False)
+    item_is_target: torch.Tensor | None = field(default=None, repr=False)
+    fold: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def n_items(self) -> int:
+        assert self.item_is_target is not None, "set by the fit"
         return int(self.item_is_target.numel())
 
     @property
     def n_target(self) -> int:
+        assert self.item_is_target is not None, "set by the fit"
         return int(self.item_is_target.sum().item())
 
     @property
