@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Callable
+from typing import Any, Callable
 
 from . import __version__
 from .config import ConfigError, add_arguments, from_args
@@ -186,7 +186,7 @@ def _add_plugins(sub) -> None:
     (the benchmarks and the demo); the CLI names none of them."""
     from .commands import Command, discover
 
-    groups = {(): sub}
+    groups: dict[tuple[str, ...], Any] = {(): sub}
     for path, spec in discover():
         parent = groups.get(path[:-1])
         if parent is None:  # a command under a group nobody registered

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sized
 
 __all__ = ["LOG_EVERY", "LogLines", "duration", "is_terminal", "phase_progress",
            "set_log_every", "table_console", "track"]
@@ -110,7 +110,10 @@ def phase_progress(description: str, total: int | None, enabled: bool = True, by
     keeps only the summaries); otherwise :class:`LogLines`; nothing when not `enabled` (the
     caller decides: --no-progress, the main process, a phase long enough to be worth it)."""
     if not enabled:
-        yield lambda n=1: None
+        def skip(n: int = 1) -> None:
+            """Nothing to show."""
+
+        yield skip
         return
     if not is_terminal():
         scale = 1 << 20 if bytes else 1  # bytes are counted in MB in a log
@@ -133,13 +136,17 @@ def phase_progress(description: str, total: int | None, enabled: bool = True, by
     with Progress(TextColumn(f"[bold]{description}"), BarColumn(), count, TimeRemainingColumn(),
                   transient=True) as bar:
         task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+
+        def step(n: int = 1) -> None:
+            bar.advance(task, n)
+
+        yield step
 
 
 def track(items: Iterable, description: str, total: int | None = None, enabled: bool = True,
           unit: str = "") -> Iterator:
     """Iterate `items` with :func:`phase_progress` (total: ``len(items)`` when not given)."""
-    if total is None and hasattr(items, "__len__"):
+    if total is None and isinstance(items, Sized):  # Sized: a class with __len__
         total = len(items)
     with phase_progress(description, total, enabled=enabled, unit=unit) as advance:
         for item in items:

@@ -27,7 +27,7 @@ import shutil
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -91,7 +91,8 @@ def save(data: PreferenceData, cache_dir: str | os.PathLike, key: str) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
         table = _table(data)
-        np.savez(staging / "arrays.npz", **table.arrays)
+        arrays: dict[str, Any] = table.arrays  # names as keywords: numpy's stub mixes them with allow_pickle
+        np.savez(staging / "arrays.npz", **arrays)
         files = table.files
         report = dataclasses.asdict(data.report)
         checksum = hashlib.sha256((staging / "arrays.npz").read_bytes()).hexdigest()

@@ -7,7 +7,7 @@ import hashlib
 import json
 from array import array
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class ExampleTable(Sequence):
             ids.append([getattr(e, f) for f in ids.fields])
         files = sorted({e.file for e in examples})
         file_id = {f: i for i, f in enumerate(files)}
-        meta = {name: [] for name in META_COLUMNS + (("label",) if kind == "unpaired" else ())}
+        meta: dict[str, list] = {name: [] for name in META_COLUMNS + (("label",) if kind == "unpaired" else ())}
         for e in examples:
             for name in META_COLUMNS:
                 value = file_id[e.file] if name == "file_id" else getattr(e, name)
@@ -106,7 +106,7 @@ class ExampleTable(Sequence):
             return False
         return all(x == y for x, y in zip(self, other))
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a list (it defines __eq__)
 
     def lengths(self, field: str) -> np.ndarray:
         """The number of ids of `field` in each example."""
@@ -150,7 +150,7 @@ class PreferenceData:
 
     def collate(self, indices: Sequence[int]) -> dict:
         """The batch of the examples at `indices` (see `collate_pairs` / `collate_unpaired`)."""
-        batch = [self.examples[i] for i in indices]
+        batch: list[Any] = [self.examples[i] for i in indices]  # all PairExample or all UnpairedExample (kind)
         collate = collate_pairs if self.kind == "pairs" else collate_unpaired
         return collate(batch, self.pad_token_id)
 
@@ -160,10 +160,11 @@ class PreferenceData:
             t = self.examples
             longest = np.maximum.reduce([t.lengths(f) for f in t.fields[1:]])
             return (t.lengths("prompt_ids") + longest).tolist()
+        examples: list[Any] = self.examples  # all PairExample or all UnpairedExample (kind)
         if self.kind == "pairs":
             return [len(e.prompt_ids) + max(len(e.chosen_ids), len(e.rejected_ids))
-                    for e in self.examples]
-        return [len(e.prompt_ids) + len(e.completion_ids) for e in self.examples]
+                    for e in examples]
+        return [len(e.prompt_ids) + len(e.completion_ids) for e in examples]
 
     def fingerprint(self) -> str:
         """sha256 over the settings and every example's index and token ids (and label).
@@ -185,7 +186,8 @@ class PreferenceData:
                 if labels is not None:
                     digest.update(np.asarray([int(labels[i])], dtype=np.int64).tobytes())
             return digest.hexdigest()
-        for e in self.examples:
+        examples: list[Any] = self.examples  # all PairExample or all UnpairedExample (kind)
+        for e in examples:
             parts = ((e.prompt_ids, e.chosen_ids, e.rejected_ids) if self.kind == "pairs"
                      else (e.prompt_ids, e.completion_ids, (int(e.label),)))
             digest.update(np.asarray([e.index, *map(len, parts)], dtype=np.int64).tobytes())

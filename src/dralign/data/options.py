@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 from typing import TYPE_CHECKING
 
@@ -131,7 +131,7 @@ def _tokenize(rows: Sequence[Row], tokenizer, columns: Columns, truncation: Trun
               format: str | None, like: PreferenceData | None, progress: bool) -> PreferenceData:
     from .tokenize import tokenize_pairs, tokenize_unpaired
 
-    names = {"groups": like.group_names, "sources": like.source_names} if like is not None else {}
+    names: dict[str, Any] = {"groups": like.group_names, "sources": like.source_names} if like is not None else {}
     format = None if format == "auto" else format
     if format == "unpaired":
         return tokenize_unpaired(rows, tokenizer, columns=columns, on_bad_row=on_bad_row,
@@ -174,7 +174,8 @@ def _load(source, tokenizer, columns: Columns, truncation: Truncation, on_bad_ro
 
     if cache_dir is None:
         return build()
-    names = {"groups": like.group_names, "sources": like.source_names} if like is not None else {}
+    names: dict[str, Any] = ({"groups": like.group_names, "sources": like.source_names}
+                             if like is not None else {})
     key = cache_key(source, tokenizer, columns, truncation, on_bad_row, format=format,
                     unpaired=format == "unpaired", **names)
     from . import cache

@@ -26,7 +26,8 @@ def _column_keys(table, field: str) -> list[int]:
 
 def pair_keys(data) -> tuple[list[int], list[int], list[int]]:
     """(prompt, chosen, rejected) hash keys of every pair of `data` (a paired PreferenceData)."""
-    return tuple(_column_keys(data.examples, f) for f in FIELDS)
+    prompt, chosen, rejected = (_column_keys(data.examples, f) for f in FIELDS)
+    return prompt, chosen, rejected
 
 
 def rows_report(data) -> dict:

@@ -65,7 +65,7 @@ def diagnose(cfg: DiagnoseConfig | None = None, *, log=print, progress: bool | N
         raise DataError(f"{cfg.data.data}: no valid pairs (read {r.rows_read}, skipped "
                                 f"{r.n_skipped}: {r.skipped})")
     keys = measure.pair_keys(data)
-    measured = {"rows": measure.rows_report(data), "duplicates": measure.duplicates(keys),
+    measured: dict[str, Any] = {"rows": measure.rows_report(data), "duplicates": measure.duplicates(keys),
                 "leakage": measure.leakage(keys, measure.pair_keys(held_out)) if held_out is not None else None,
                 "lengths": measure.lengths_report(data, unit, opts.seed, cuts_known=unit == "tokens"),
                 "groups": measure.groups_report(data, "group", opts.seed),
@@ -85,7 +85,9 @@ def _label_signal(cfg: DiagnoseConfig, data, progress: bool) -> dict:
     from .signal import label_signal
 
     opts = cfg.diagnose
+    assert opts.model is not None  # called only with --model
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_model(opts.model, dtype="auto").to(device)
+    # transformers' stub types `to` through a wrapper that refuses a device string
+    model = load_model(opts.model, dtype="auto").to(device)  # type: ignore[arg-type]
     return label_signal(model, data, max_rows=opts.max_rows, batch_size=opts.batch_size,
                         seed=opts.seed, progress=progress, model_name=opts.model)

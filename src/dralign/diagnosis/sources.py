@@ -47,6 +47,7 @@ def sources_report(data, target: list[str], seed: int) -> dict:
     if not names:
         raise BadOptionError(f"--target {' '.join(target)}: the data has no source column "
                              "(set --source-column)")
+    assert labels is not None  # names is non-empty here
     unknown = [t for t in target if t not in names]
     if unknown:
         raise BadOptionError(f"--target {', '.join(unknown)}: not a source of the data "

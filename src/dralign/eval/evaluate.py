@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from . import metrics as M
 from .mixtures import MIXTURES
 from .generate import Completions, completion_logps, sample_completions
 from .rewards import RewardFn
+
+if TYPE_CHECKING:  # annotations only: evaluation imports torch where it scores
+    import torch
 
 __all__ = ["PairScores", "generation_eval", "pair_rewards", "preference_eval", "preference_metrics",
            "score_pairs", "shift_sweep", "symmetric_ece", "to_jsonable"]
@@ -294,10 +297,10 @@ def generation_eval(policy, start, tokenizer, prompts: Sequence[str], *,
         raise ValueError("generation_eval needs at least one prompt")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    sample_kwargs = dict(num_samples=num_samples, max_new_tokens=max_new_tokens,
-                         temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
-                         add_special_tokens=add_special_tokens,
-                         max_prompt_length=max_prompt_length)
+    sample_kwargs: dict[str, Any] = dict(num_samples=num_samples, max_new_tokens=max_new_tokens,
+                                         temperature=temperature, top_p=top_p, seed=seed,
+                                         batch_size=batch_size, add_special_tokens=add_special_tokens,
+                                         max_prompt_length=max_prompt_length)
     if policy_completions is None:
         if policy is None:
             raise ValueError("generation_eval needs a policy model or policy_completions")
@@ -322,9 +325,9 @@ def generation_eval(policy, start, tokenizer, prompts: Sequence[str], *,
 
     kl = None
     if policy is not None and start is not None:
-        logp_kwargs = dict(batch_size=batch_size, append_eos=pc.ended_at_eos,
-                           add_special_tokens=add_special_tokens,
-                           max_prompt_length=max_prompt_length)
+        logp_kwargs: dict[str, Any] = dict(batch_size=batch_size, append_eos=pc.ended_at_eos,
+                                           add_special_tokens=add_special_tokens,
+                                           max_prompt_length=max_prompt_length)
         lp_policy = completion_logps(policy, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
         lp_start = completion_logps(start, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
         kl = _ci(lp_policy - lp_start, seed, num_samples)

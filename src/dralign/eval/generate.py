@@ -270,11 +270,13 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], *, num_samples:
             for k, result in zip(ks, batch):
                 results[k] = result
     prompts = list(prompts)
+    done_rows = [r for r in results if r is not None]
+    assert len(done_rows) == len(results)  # every row was sampled above
     return Completions(
         prompts=[prompts[i] for i in rows],
-        texts=[_decode(tokenizer, unique_ids[i], ids) for i, (ids, _) in zip(rows, results)],
-        token_ids=[ids for ids, _ in results],
-        finished=[done for _, done in results],
+        texts=[_decode(tokenizer, unique_ids[i], ids) for i, (ids, _) in zip(rows, done_rows)],
+        token_ids=[ids for ids, _ in done_rows],
+        finished=[done for _, done in done_rows],
     )
 
 

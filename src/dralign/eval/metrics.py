@@ -140,7 +140,7 @@ def _as_token_lists(seqs: Iterable[Any]) -> list[list[Hashable]]:
     out: list[list[Hashable]] = []
     for s in seqs:
         if isinstance(s, str):
-            out.append(s.split())
+            out.append(list(s.split()))  # list[Hashable], for the checker (lists are invariant)
         elif hasattr(s, "tolist"):
             out.append(list(np.asarray(s.detach().cpu() if hasattr(s, "detach") else s)
                             .reshape(-1).tolist()))
@@ -157,7 +157,7 @@ def token_entropy(token_id_lists: Iterable[Any]) -> float:
     Counts are pooled over all sequences (corpus level). Strings are split on whitespace
     (word-level entropy); token-id lists / tensors are used as they are. No tokens → 0.0.
     """
-    counts = Counter()
+    counts: Counter[Hashable] = Counter()
     for toks in _as_token_lists(token_id_lists):
         counts.update(toks)
     total = sum(counts.values())

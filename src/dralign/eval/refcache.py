@@ -52,7 +52,8 @@ def cached_eval_reference(opts, data, device: str, log=print):
     if not opts.ref_cache_dir:  # a training run's folder is read, never written by eval
         log(f"no reference cache of these pairs in {cache_dir}: scoring --reference")
         return None
-    model = load_model(opts.reference, dtype=opts.dtype).to(device)
+    # transformers' stub types `to` through a wrapper that refuses a device string
+    model = load_model(opts.reference, dtype=opts.dtype).to(device)  # type: ignore[arg-type]
     cache = build_reference_cache(model, data, lambda d, idx: d.collate(idx), cache_dir, key,
                                   batch_size=opts.batch_size, device=device, log=log, progress=True)
     return CachedReference(cache)

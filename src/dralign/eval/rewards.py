@@ -84,14 +84,19 @@ def _checked(fn: Callable[[list[str], list[str]], object], name: str) -> RewardF
 
 def text_reward(fn: Callable[[str], float], name: str | None = None) -> RewardFn:
     """A batched reward that scores each response text alone: r_i = fn(responses[i])."""
-    name = name or getattr(fn, "__name__", "text_reward")
-    return _checked(lambda prompts, responses: [float(fn(r)) for r in responses], name)
+    return _checked(lambda prompts, responses: [float(fn(r)) for r in responses],
+                    name or _name_of(fn, "text_reward"))
 
 
 def batched_reward(fn: Callable[[list[str], list[str]], object],
                    name: str | None = None) -> RewardFn:
     """A checked batched reward from ``fn(prompts, responses) -> array-like [N]``."""
-    return _checked(fn, name or getattr(fn, "__name__", "reward"))
+    return _checked(fn, name or _name_of(fn, "reward"))
+
+
+def _name_of(fn: Callable, default: str) -> str:
+    """`fn.__name__`, or `default` for a callable without one."""
+    return getattr(fn, "__name__", default)
 
 
 def _is_batched(fn: Callable) -> bool:

@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sized
+from typing import Any, Callable, Sized
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -136,7 +136,7 @@ class ReferenceCache:
 
 
 def build_reference_cache(model: torch.nn.Module, data: Sized,
-                          collate: Callable[[object, list[int]], dict], path: str | os.PathLike,
+                          collate: Callable[[Any, list[int]], dict], path: str | os.PathLike,
                           fingerprint: str, *, batch_size: int, device=None, log=print,
                           progress: bool = False) -> ReferenceCache:
     """Score every example of `data` with `model` (eval mode, no grad), save the cache

@@ -162,7 +162,8 @@ def head_target_log_probs(hidden: torch.Tensor, head: torch.nn.Module, targets: 
     kept for the backward (plain autograd) instead of recomputed: at most one chunk's memory
     either way, and the backward saves the head's forward (measured ≈ 5 % of a dpo step at a
     4,096-token vocabulary)."""
-    vocab = getattr(head, "out_features", None) or head.weight.shape[0]
+    # torch types a module's attributes as Tensor | Module; the head's weight is a tensor
+    vocab = getattr(head, "out_features", None) or head.weight.shape[0]  # type: ignore[index]
     chunk_rows = max(1, chunk_elements // vocab)
     if hidden.shape[0] == 0:  # nothing to chunk: the plain (empty) computation keeps the graph
         return _chunk_logps(head, hidden, targets)

@@ -3,6 +3,8 @@ adapters, and attention-kernel capabilities."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import BadInputError, BadOptionError, MissingExtraError, UnsupportedError
 import copy
 import hashlib
@@ -22,8 +24,8 @@ from transformers.pytorch_utils import Conv1D
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
-          "float16": torch.float16}
+DTYPES: dict[str, str | torch.dtype] = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
+                                         "float16": torch.float16}
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
@@ -123,6 +125,7 @@ def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto",
     exact penalty needs "eager". With `gradient_checkpointing`, activations are recomputed in
     the backward (non-reentrant) and the KV cache is turned off.
     """
+    extra: dict[str, Any]
     source, extra = str(name_or_path), {}
     if is_gguf(name_or_path):
         source, extra = _gguf_location(name_or_path)
@@ -162,6 +165,7 @@ def load_tokenizer(name_or_path: str, *,
     Padding tokens never enter a loss here (the completion mask excludes them), so reusing eos
     is safe.
     """
+    extra: dict[str, Any]
     source, extra = str(name_or_path), {}
     if is_gguf(name_or_path):  # the vocabulary, merges and chat template live in the file
         source, extra = _gguf_location(name_or_path)
@@ -221,7 +225,8 @@ def save_model(model: PreTrainedModel, folder: str | Path, state_dict: dict | No
         merge = isinstance(model, PeftModel) and is_gguf(model.get_base_model().name_or_path)
     if isinstance(model, PeftModel) and merge:
         model = copy.deepcopy(model).merge_and_unload()  # a copy: the trained adapter stays as it was
-    model.save_pretrained(folder, safe_serialization=True, **({"state_dict": state_dict} if state_dict else {}))
+    kwargs: dict[str, Any] = {"state_dict": state_dict} if state_dict else {}
+    model.save_pretrained(folder, safe_serialization=True, **kwargs)
 
 
 def apply_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float = 0.0,

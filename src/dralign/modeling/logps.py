@@ -48,7 +48,7 @@ class SequenceLogps(NamedTuple):
     completion token counts `count` [N] (int64) of N sequences."""
 
     sum: torch.Tensor
-    count: torch.Tensor
+    count: torch.Tensor  # type: ignore[assignment]  # shadows tuple.count: the public field name
 
     def reduce(self, length_normalize: bool) -> torch.Tensor:
         """The objective's value per sequence [N]: `sum`, or `sum / count` (`normalized`)."""
@@ -211,6 +211,7 @@ def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embe
     token_row = torch.div(sources, width, rounding_mode="floor")
     local_row = torch.full((input_ids.shape[0],), -1, dtype=torch.long, device=input_ids.device)
     parts, taken = [], []
+    assert row_lengths is not None  # without lengths there is one group, returned above
     for rows in groups:
         index = torch.tensor(rows, dtype=torch.long, device=input_ids.device)
         length = int(row_lengths[index].max())
@@ -262,6 +263,7 @@ def _token_logps_once(model, input_ids, attention_mask, sources, targets, inputs
     if head is not None:
         with head_input(head) as captured:
             model(**inputs, attention_mask=attention_mask, use_cache=False, **extra)
+        assert captured.hidden is not None, "the head's pre-hook captures its input"
         hidden = captured.hidden.flatten(0, -2).index_select(0, sources)  # [T, H]
         return head_target_log_probs(hidden, head, targets, chunk_elements=CHUNK_ELEMENTS,
                                      retain_elements=RETAIN_ELEMENTS)
@@ -374,7 +376,7 @@ def prefix_sharing_support(model: torch.nn.Module) -> str | None:
     return None
 
 
-def shared_attention_mask(segment_ids: torch.Tensor, kernel: str,
+def shared_attention_mask(segment_ids: torch.Tensor, kernel: str | None,
                           dtype: torch.dtype = torch.float32,
                           pair_ids: torch.Tensor | None = None) -> torch.Tensor:
     """The [R, 1, L, L] attention mask of a prefix-shared (possibly packed) batch.

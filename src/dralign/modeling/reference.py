@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 
@@ -70,7 +71,7 @@ class AdapterDisabledReference(Reference):
             raise TypeError(f"{type(peft_model).__name__} is not a PEFT model "
                             "(no disable_adapter()); "
                             "use FrozenReference.from_policy for a full-weight policy")
-        self.peft_model = peft_model
+        self.peft_model: Any = peft_model  # a peft.PeftModel (its disable_adapter is not Module's)
 
     def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:
         with self.peft_model.disable_adapter():

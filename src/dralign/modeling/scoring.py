@@ -8,7 +8,7 @@ which the caller passes as two functions.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, Iterable
 
 import torch
 
@@ -30,7 +30,7 @@ def score_rows(n: int, batch_of: Callable[[list[int]], dict], score: Callable[[d
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    starts = range(0, n, batch_size)
+    starts: Iterable[int] = range(0, n, batch_size)
     if progress:
         from ..console import track  # a transient bar on a terminal, plain lines in a log
 

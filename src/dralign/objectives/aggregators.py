@@ -22,6 +22,8 @@ next one, and `weights`/`value` read the state they are given. Nothing is mutate
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass
 
@@ -29,7 +31,10 @@ from .lazy import lazy_module
 
 from .params import Component, Param, non_negative, positive
 
-torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
+if TYPE_CHECKING:  # the real module for the checker; lazy at run time
+    import torch
+else:
+    torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 XU = ("Xu et al. 2025, Robust LLM Alignment via Distributionally Robust Direct Preference "
       "Optimization (arXiv 2502.01930)")

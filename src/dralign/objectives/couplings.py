@@ -9,13 +9,16 @@ quantiles, not examples: its comparisons carry no example identity, so per-examp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .lazy import lazy_module
 
 from .params import Component
 
-torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
+if TYPE_CHECKING:  # the real module for the checker; lazy at run time
+    import torch
+else:
+    torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 Score = Callable[["torch.Tensor"], "torch.Tensor"]
 MELNYK = ("Melnyk et al. 2024, Distributional Preference Alignment of LLMs via Optimal Transport "

@@ -6,14 +6,20 @@ All use β, the KL-regularisation strength, and are computed with softplus so th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 from .lazy import lazy_module
 
 from .params import Component, Param, positive
 
-torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
-F = lazy_module("torch.nn.functional", globals(), "F")
+if TYPE_CHECKING:  # the real modules for the checker; lazy at run time
+    import torch
+    import torch.nn.functional as F
+else:
+    torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
+    F = lazy_module("torch.nn.functional", globals(), "F")
 
 BETA = positive("beta", 0.1, "beta, the KL-regularisation strength of every pairwise link")
 LABEL_SMOOTHING = Param("label_smoothing", 0.0, "eps, the assumed label-flip rate (cDPO, rDPO, AOT)",
@@ -22,6 +28,8 @@ LABEL_SMOOTHING = Param("label_smoothing", 0.0, "eps, the assumed label-flip rat
 
 class Link(Component):
     """ℓ(m) elementwise; every link has β."""
+
+    beta: float  # declared by each (dataclass) link; here for the checker only
 
     def __call__(self, m: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError

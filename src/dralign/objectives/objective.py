@@ -12,7 +12,7 @@ The penalty (WDPO's gradient penalty) needs the model's input embeddings and is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from .lazy import lazy_module
 
@@ -24,7 +24,10 @@ from .penalty import Wasserstein
 from .presets import TABLES, resolve_preset
 from .scores import Score
 
-torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
+if TYPE_CHECKING:  # the real module for the checker; lazy at run time
+    import torch
+else:
+    torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 
 def preference_accuracy(chosen, rejected):

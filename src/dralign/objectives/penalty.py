@@ -16,13 +16,18 @@ must measure S_total first (see `dralign.train.penalty.penalty_total`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 from .lazy import lazy_module
 
 from .params import Component, Param, non_negative
 
-torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
+if TYPE_CHECKING:  # the real module for the checker; lazy at run time
+    import torch
+else:
+    torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 RHO = non_negative("rho", 0.01, "rho of WDPO's gradient penalty")
 PENALTY_FORM = Param("penalty_form", "squared",

@@ -4,6 +4,7 @@ contract, and every other combination is reachable by naming the four choices.""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from .aggregators import AGGREGATORS, XU, ZHU
@@ -16,8 +17,8 @@ from .scores import SCORES, WANG
 CHOICES = ("divergence", "coupling", "link", "robust", "penalty", "length_normalize")
 """Keywords that pick components (not parameters)."""
 
-TABLES = {"divergence": SCORES, "coupling": COUPLINGS, "link": LINKS, "robust": AGGREGATORS,
-          "penalty": PENALTIES}
+TABLES: dict[str, Mapping[str, type]] = {"divergence": SCORES, "coupling": COUPLINGS, "link": LINKS,
+                                         "robust": AGGREGATORS, "penalty": PENALTIES}
 """For each choice, its component classes by name."""
 
 

@@ -101,6 +101,8 @@ class LogisticHead:
     def decision_function(self, features) -> torch.Tensor:
         """The logit ((x − μ)/σ)·w + b, float64 [N]."""
         self._check_fitted()
+        assert self.coef is not None and self.mean is not None and self.scale is not None  # fit() sets them
+        assert self.intercept is not None
         x = _features(features)
         if x.shape[1] != self.coef.numel():
             raise ValueError(f"features have width {x.shape[1]}, head was fit on {self.coef.numel()}")

@@ -149,16 +149,18 @@ class RatioFit:
     l2: float = 1e-2
     seed: int = 0
     response_prob: torch.Tensor | None = None
-    item_prob: torch.Tensor = field(default=None, repr=False)
-    item_is_target: torch.Tensor = field(default=None, repr=False)
-    fold: torch.Tensor = field(default=None, repr=False)
+    item_prob: torch.Tensor | None = field(default=None, repr=False)
+    item_is_target: torch.Tensor | None = field(default=None, repr=False)
+    fold: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def n_items(self) -> int:
+        assert self.item_is_target is not None, "set by the fit"
         return int(self.item_is_target.numel())
 
     @property
     def n_target(self) -> int:
+        assert self.item_is_target is not None, "set by the fit"
         return int(self.item_is_target.sum().item())
 
     @property
@@ -392,13 +394,14 @@ def _features(rows: list, feat: FeatureOptions, response_level: bool) -> tuple[t
         return x, f"precomputed (H = {x.shape[1]})"
     prompts = [r["prompt"] for r in rows] * 2
     responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
-    extract = dict(batch_size=feat.batch_size, max_length=feat.max_length, progress=feat.progress)
+    extract: dict[str, Any] = dict(batch_size=feat.batch_size, max_length=feat.max_length, progress=feat.progress)
     if feat.model is not None:
         model, tokenizer, name = _load_causal(feat.model, feat.tokenizer)
         f = response_features(prompts, responses, model, tokenizer, **extract)
         desc = (f"{name} final hidden states mean-pooled over response tokens "
                 f"(H = {f.shape[1]}, max_length {feat.max_length})")
     else:
+        assert feat.encoder is not None  # exactly one source was given (checked above)
         enc_model, enc_tok = load_encoder(feat.encoder)
         f = encoder_features(prompts, responses, model=enc_model, tokenizer=enc_tok, **extract)
         desc = f"encoder {feat.encoder} mean-pooled (H = {f.shape[1]}, max_length {feat.max_length})"

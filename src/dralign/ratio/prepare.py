@@ -27,12 +27,13 @@ def with_fitted_ratios(cfg: TrainConfig, log=print) -> TrainConfig:
                          "`dralign ratio fit` on a saved copy first")
     folder = Path(cfg.optim.output_dir) / RATIO_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
+    target = d.ratio_target
 
-    def fit(source: str, name: str) -> str:
+    def fit(source: str | None, name: str) -> str:  # None: no --data, refused by fit_file
         output = folder / f"{name}.ratios.jsonl"
-        log(f"fitting density ratios for {source} (target {', '.join(d.ratio_target)}) -> {output}")
+        log(f"fitting density ratios for {source} (target {', '.join(target)}) -> {output}")
         # the features see what training sees: the trainer's data section, passed whole
-        fit_file(RatioOptions(data=source, output=str(output), target=list(d.ratio_target),
+        fit_file(RatioOptions(data=source, output=str(output), target=list(target),
                               model=cfg.model.model), read=d)
         return str(output)
 

@@ -19,6 +19,8 @@ ones it skipped and why. Writing goes to a temporary folder renamed into place.
 
 from __future__ import annotations
 
+from typing import cast
+
 from ..errors import BadRunFolderError
 import hashlib
 import json
@@ -111,7 +113,8 @@ def load_state(folder: Path, name: str):
 # ----------------------------------------------------------------------------- random generators
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    # the legacy tuple (numpy's stub also allows the dict of get_state(legacy=False))
+    kind, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
     state["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "cached": float(cached)}
     if torch.cuda.is_available():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, make_dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import SEED_RANGE, Range, option, to_flat_dict
 from ..errors import BadOptionError
@@ -58,7 +58,7 @@ def _method_options() -> type:
     from ..objectives import parameters
     from ..objectives.presets import TABLES  # the component tables: a new piece shows up here
 
-    fields = [
+    fields: list[tuple[str, Any, Any]] = [  # (name, type, field): make_dataclass's spec
         ("method", str, option("dpo", "preset name (see `dralign methods`)")),
         *[(choice, str | None, option(None, f"override the preset's {what}: {', '.join(TABLES[choice])}"))
           for choice, what in (("divergence", "score"), ("coupling", "coupling"), ("link", "link"),
@@ -91,7 +91,10 @@ def _method_options() -> type:
         "__doc__": "Method: a preset and its parameters (unset = the preset's default)."})
 
 
-MethodOptions = _method_options()
+if TYPE_CHECKING:  # built by make_dataclass (its fields are the objective's parameters): opaque to the checker
+    MethodOptions = Any
+else:
+    MethodOptions = _method_options()
 
 
 @dataclass

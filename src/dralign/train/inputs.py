@@ -53,16 +53,18 @@ def _split_by_fraction(cfg: TrainConfig, tokenizer, load, cache_dir, progress: b
     """One file split by --eval-fraction (seeded): both parts come from one read, cached as a
     pair under keys that carry the fraction and the seed."""
     d = cfg.data
+    assert d.data is not None  # the caller refused a run without --data
     source, fmt = d.source(d.data, d.data_split), "unpaired" if load is load_unpaired else d.row_format()
-    keys = [None, None]
-    if cache_dir is not None:
-        keys = [cache_key(source, tokenizer, d.columns(), d.truncation(), d.on_bad_row, format=fmt,
+    train_key: str | None = None
+    eval_key: str | None = None
+    if cache_dir is not None:  # one source: both keys are None (not cacheable) or neither
+        train_key, eval_key = (cache_key(source, tokenizer, d.columns(), d.truncation(), d.on_bad_row, format=fmt,
                           unpaired=fmt == "unpaired", eval_fraction=d.eval_fraction,
-                          seed=cfg.optim.seed, part=part) for part in ("train", "eval")]
-    if keys[0] is not None:
-        train, held_out = (data_cache.load(cache_dir, keys[0]), data_cache.load(cache_dir, keys[1]))
+                          seed=cfg.optim.seed, part=part) for part in ("train", "eval"))
+    if train_key is not None and eval_key is not None:
+        train, held_out = (data_cache.load(cache_dir, train_key), data_cache.load(cache_dir, eval_key))
         if train is not None and held_out is not None:
-            log(f"tokenised data read from {data_cache.entry_for(cache_dir, keys[0])}")
+            log(f"tokenised data read from {data_cache.entry_for(cache_dir, train_key)}")
             return train, held_out
     rows = source.read(progress)
     g = torch.Generator().manual_seed(cfg.optim.seed)
@@ -74,7 +76,7 @@ def _split_by_fraction(cfg: TrainConfig, tokenizer, load, cache_dir, progress: b
     del rows  # the raw rows are not held beside the tokenised ones
     held_out = load(eval_rows, tokenizer, d.columns(), d.truncation(), d.on_bad_row, like=train,
                     progress=progress)
-    if keys[0] is not None:
-        data_cache.save(train, cache_dir, keys[0])
-        data_cache.save(held_out, cache_dir, keys[1])
+    if train_key is not None and eval_key is not None:
+        data_cache.save(train, cache_dir, train_key)
+        data_cache.save(held_out, cache_dir, eval_key)
     return train, held_out

@@ -213,7 +213,9 @@ class _MicroBatch:
                                  **(self.o.meta or {}))
             return out.loss, out.loss.detach(), out.weights.detach(), None, out
         losses = self.example_losses(pc, pr)
-        p = (self.o.weights if self.o.weights is not None else self.fixed_p).to(losses.dtype)
+        p = self.o.weights if self.o.weights is not None else self.fixed_p
+        assert p is not None, "pass 2 reads pass 1's p (fixed_p)"
+        p = p.to(losses.dtype)
         surrogate = (p * losses).sum()
         return surrogate, surrogate.detach(), p, losses, None
 
@@ -286,6 +288,7 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
 def _exact(mb: _MicroBatch) -> PenaltyResult:
     """The exact penalty: g with create_graph, then one (double) backward of L + k·S."""
     o, count = mb.o, n_pairs(mb.batch, mb.o.shared_prompt)
+    assert o.autocast is not None and o.backward is not None, "set by penalized_backward"
     with o.autocast():
         z = mb.embeddings()
         pc, pr = mb.policy_logps(z)
@@ -307,7 +310,7 @@ def _finite_difference(mb: _MicroBatch) -> PenaltyResult:
     fd = penalty_active(mb.objective)  # ρ = 0 or no penalty: pass 1 only (S is still measured)
     params = [q for q in mb.model.parameters() if q.requires_grad]
     rng = RNGState(ids.device)
-    saved = [q.grad for q in params] if fd else None
+    saved = [q.grad for q in params] if fd else []  # read only when fd
     if fd:
         for q in params:
             q.grad = None
@@ -338,7 +341,8 @@ def _first_pass(mb: _MicroBatch, fd: bool) -> _FirstPass:
     """Forward at z = embed(ids) and an ordinary backward; g_i = G_i / (c·p_i) from the
     gradient G captured at z."""
     o, am = mb.o, mb.batch["attention_mask"]
-    captured = {}
+    assert o.autocast is not None and o.backward is not None, "set by penalized_backward"
+    captured: dict[str, torch.Tensor] = {}
     with (o.no_sync() if (fd and o.no_sync is not None) else contextlib.nullcontext()):
         with o.autocast():
             z = mb.embeddings()
@@ -393,6 +397,7 @@ def _rescale_grads(params: list, saved: list, c1: float) -> None:
 def _second_pass(mb: _MicroBatch, g: torch.Tensor, eps: float, c2: float, rng: RNGState) -> None:
     """Forward at z + ε·g with pass 1's dropout masks and p, backward of c2·L_p."""
     o = mb.o
+    assert o.autocast is not None and o.backward is not None, "set by penalized_backward"
     after = RNGState(mb.batch["input_ids"].device)
     rng.restore()  # same dropout masks as pass 1
     try:

@@ -33,8 +33,11 @@ def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | 
     while computing (only the main process computes)."""
     device = accelerator.device
     cache_dir = cfg.cache_dir()
-    ref_fp = model_fingerprint(cfg.model.ref_model or cfg.model.model)
-    ref_model, references = None, []
+    start = cfg.model.ref_model or cfg.model.model
+    assert start is not None  # the recipe refused a run without --model
+    ref_fp = model_fingerprint(start)
+    ref_model = None
+    references: list[CachedReference | None] = []
     for data in datasets:
         if data is None:
             references.append(None)
@@ -54,6 +57,7 @@ def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | 
                 log(f"reference log-probs read from {ReferenceCache.file_for(cache_dir, fp)}")
         accelerator.wait_for_everyone()
         cache = cache or ReferenceCache.load(cache_dir, fp)
+        assert cache is not None, "the main process wrote it before wait_for_everyone"
         references.append(CachedReference(cache))
     return references
 

@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import IO
 
 from ..config import atomic_write_text, to_flat_dict
 
@@ -51,7 +52,7 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._lock = None
+        self._lock: IO | None = None
         self.claimed = False  # this run may write the folder (claim() succeeded)
         self.resumed = False  # claimed by --resume: run.json is the earlier run's
         self.info: dict = {}  # run.json's content
@@ -65,10 +66,11 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
         self._acquire_lock()
         if resume:
-            self.info = self._read_marker()
-            if self.info is None:
+            info = self._read_marker()
+            if info is None:
                 raise RunFolderError(f"--resume: {self.path} holds no dralign run to continue (no readable "
                                      f"{MARKER}, so no checkpoint of it); nothing was changed; check --output-dir")
+            self.info = info
             self.claimed = self.resumed = True
             return
         occupied = self._occupied()
@@ -131,7 +133,10 @@ class RunFolder:
                                          "wait for it to finish or choose another --output-dir") from None
                 raise
             if _same_file(fh, self.path / LOCK):
-                fh.seek(0), fh.truncate(), fh.write(str(os.getpid())), fh.flush()
+                fh.seek(0)
+                fh.truncate()
+                fh.write(str(os.getpid()))
+                fh.flush()
                 self._lock = fh
                 return
             fh.close()  # locked a file its holder had just removed: try the new one

@@ -80,17 +80,18 @@ class PairedScorer:
         if self.objective.uses_group:
             meta["group"] = batch["group"]
         if self.objective.uses_ratio:
+            assert side.ratio is not None, "a ratio objective's side carries its ratios (recipe)"
             meta["ratio"] = side.ratio[batch["index"].cpu()].to(batch["index"].device)
         return meta
 
     @staticmethod
-    def arguments(rows: dict) -> tuple[tuple, dict]:
+    def arguments(rows: dict) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], dict]:
         args = (rows["policy_chosen"], rows["policy_rejected"], rows["ref_chosen"], rows["ref_rejected"])
         return args, {k: rows[k] for k in ("weight", "group", "ratio") if k in rows}
 
-    def coefficients(self, objective: Objective, rows: dict, **kwargs):
+    def coefficients(self, objective: Objective, rows: dict, *, state: dict | None = None):
         args, meta = self.arguments(rows)
-        out, c_chosen, c_rejected = objective.coefficients(*args, **meta, **kwargs)
+        out, c_chosen, c_rejected = objective.coefficients(*args, **meta, state=state)
         return out, [c_chosen, c_rejected]
 
 
@@ -124,6 +125,7 @@ class UnpairedScorer:
 
     def rows(self, values, batch: dict, side: DataSide) -> dict[str, torch.Tensor]:
         # per row, not split by label: the cache's chosen slots hold each completion's values
+        assert isinstance(side.reference, CachedReference), "unpaired data always reads the cache (references.py)"
         ref = side.reference.cache.lookup(batch["index"].cpu())
         ref_values = SequenceLogps(ref.chosen_sum, ref.chosen_count).reduce(self.length_normalize)
         return {"policy": values[0], "ref": ref_values.float().to(values[0].device), "label": batch["label"]}
@@ -134,9 +136,9 @@ class UnpairedScorer:
         policy, ref = rows["policy"], rows["ref"]
         return (policy[label], policy[~label], ref[label], ref[~label]), {}
 
-    def coefficients(self, objective: Objective, rows: dict, **kwargs):
+    def coefficients(self, objective: Objective, rows: dict, *, state: dict | None = None):
         args, _ = self.arguments(rows)
-        out, c_chosen, c_rejected = objective.coefficients(*args, **kwargs)
+        out, c_chosen, c_rejected = objective.coefficients(*args, state=state)
         coef = torch.zeros_like(rows["policy"])
         coef[rows["label"]], coef[~rows["label"]] = c_chosen, c_rejected
         return out, [coef]
@@ -163,7 +165,7 @@ def make_scorer(cfg, objective: Objective, model, data: PreferenceData, *, exact
 
 
 def evaluate_rows(scorer: Scorer, model, side: DataSide, batch_size: int, device,
-                  autocast: Callable = None, progress: bool = False) -> dict[str, torch.Tensor]:
+                  autocast: Callable | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
     """Every row of `side` scored without gradients (dropout off), concatenated on the CPU
     (progress: a bar over the batches): `dralign.modeling.score_rows` with the scorer's values."""
     import contextlib

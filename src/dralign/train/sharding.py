@@ -17,6 +17,8 @@ gathered the same way and saved with `save_pretrained`.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 
 from ..errors import BadOptionError
@@ -99,7 +101,8 @@ def full_model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The full weights on process 0, on CPU ({} elsewhere); a collective."""
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
-    return get_model_state_dict(model, options=_options(cpu_offload=True))
+    # torch types the values as any state-dict value; a model's are tensors
+    return cast(dict[str, torch.Tensor], get_model_state_dict(model, options=_options(cpu_offload=True)))
 
 
 def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
@@ -110,7 +113,7 @@ def load_model_state(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -
     unknown = sorted(set(weights) - {n for n, _ in model.named_parameters()})
     if unknown:
         raise BadOptionError(f"the checkpoint holds parameters the model lacks: {', '.join(unknown[:5])}")
-    set_model_state_dict(model, weights, options=_options(strict=False))
+    set_model_state_dict(model, cast(dict, weights), options=_options(strict=False))  # stub: dict[str, ValueType]
 
 
 def _inner(optimizer):

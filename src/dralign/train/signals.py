@@ -28,7 +28,7 @@ class Stopped(KeyboardInterrupt):
 class StopSignals:
     """The run's handler of SIGINT and SIGTERM; `received` is the last signal (None: none)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.received: int | None = None
         self.phase: str | None = "set-up"  # None: record only; else raise Stopped naming it
         self._previous: dict = {}

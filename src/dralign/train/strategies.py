@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..objectives import Objective
 from .penalty import grad_sq, penalized_backward
-from .scorers import DataSide, Scorer
+from .scorers import DataSide, PairedScorer, Scorer
 
 
 @dataclass
@@ -41,7 +42,7 @@ class StepContext:
     """What every strategy reads: the prepared model, its accelerator, the objective, the
     scorer and the training side (data, reference, ratios)."""
 
-    accelerator: object
+    accelerator: Any  # accelerate.Accelerator (or a test double); accelerate ships no stubs
     model: torch.nn.Module
     objective: Objective
     scorer: Scorer
@@ -72,7 +73,8 @@ class LocalStep:
 
     def backward(self, micro: list[dict], state: dict) -> StepOutput:
         ctx, k = self.ctx, len(micro)
-        loss, metrics = 0.0, {}
+        loss: float | torch.Tensor = 0.0
+        metrics: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             with ctx.sync(i == k - 1):
                 rows = ctx.scorer.rows(ctx.policy_values(batch), batch, ctx.side)
@@ -144,9 +146,16 @@ class PenalizedStep:
     def __init__(self, ctx: StepContext, exact: bool):
         self.ctx, self.exact = ctx, exact
 
+    @property
+    def scorer(self) -> PairedScorer:
+        """The run's scorer: paired, as the gradient penalty is of paired objectives."""
+        scorer = self.ctx.scorer
+        assert isinstance(scorer, PairedScorer), "the gradient penalty needs a paired scorer"
+        return scorer
+
     def _penalized(self, batch: dict, **kwargs):
         ctx = self.ctx
-        rc, rr = ctx.scorer.reference_values(ctx.side, batch)
+        rc, rr = self.scorer.reference_values(ctx.side, batch)
         return penalized_backward(ctx.model, batch, rc, rr, ctx.objective, ctx=ctx, **kwargs)
 
     def backward(self, micro: list[dict], state: dict) -> StepOutput:
@@ -155,10 +164,11 @@ class PenalizedStep:
     def _effective_grad_sq(self, micro: list[dict], own_weights: torch.Tensor) -> torch.Tensor:
         """S = Σ_i p_i ‖∇_{z_i} ℓ_i‖² over the effective batch (all micro-batches and processes):
         sqrt_mean's penalty ρ·√S is of the whole batch, not of each micro-batch."""
-        ctx, offset, total = self.ctx, 0, 0.0
+        ctx, offset = self.ctx, 0
+        total: float | torch.Tensor = 0.0
         for batch in micro:
             n = batch["index"].shape[0]
-            rc, rr = ctx.scorer.reference_values(ctx.side, batch)
+            rc, rr = self.scorer.reference_values(ctx.side, batch)
             total = total + grad_sq(ctx.model, batch, rc, rr, ctx.objective,
                                     weights=own_weights[offset:offset + n], autocast=ctx.accelerator.autocast,
                                     shared_prompt=getattr(ctx.scorer, "prefix_sharing", False))
@@ -167,10 +177,11 @@ class PenalizedStep:
 
     def _local(self, micro: list[dict], state: dict) -> StepOutput:
         ctx, k = self.ctx, len(micro)
-        loss, metrics = 0.0, {}
+        loss: float | torch.Tensor = 0.0
+        metrics: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             with ctx.sync(i == k - 1):
-                result = self._penalized(batch, meta=ctx.scorer.metadata(batch, ctx.side), scale=1.0 / k,
+                result = self._penalized(batch, meta=self.scorer.metadata(batch, ctx.side), scale=1.0 / k,
                                          state=state)
             state = result.output.state
             loss += torch.as_tensor(result.loss).detach().float() / k

@@ -69,7 +69,7 @@ def overfitting(records: Sequence[Record], evaluations: int = 3) -> bool:
     if evaluations < 2 or len(evals) < evaluations:
         return False
     last = evals[-evaluations:]
-    held_out = [_eval_loss(records[i]) for i in last]
+    held_out = [v for i in last if (v := _eval_loss(records[i])) is not None]  # all are (evals)
     if not all(b > a for a, b in zip(held_out, held_out[1:])):
         return False
 
