@@ -65,8 +65,9 @@ def test_shared_penalty_is_the_per_sequence_one_plus_the_prompt_cross_term(model
     result = penalized_backward(model, shared, *ref, objective, shared_prompt=True)
     torch.testing.assert_close(result.grad_sq, torch.as_tensor(expected), rtol=1e-6, atol=0)
     weights = torch.full((B,), 1.0 / B, dtype=torch.float64)
+    # two passes of the same float64 model, whose RMSNorm runs in float32: they agreed to 5e-9, not 1e-9
     torch.testing.assert_close(grad_sq(model, shared, *ref, objective, weights=weights, shared_prompt=True),
-                               result.grad_sq, rtol=1e-9, atol=0)
+                               result.grad_sq, rtol=1e-7, atol=0)
     per_sequence = penalized_backward(model, collate_pairs(examples(), 0), *ref, objective)
     assert abs(float(per_sequence.grad_sq) - float(expected)) > 1e-3 * float(expected)  # a different penalty
 
