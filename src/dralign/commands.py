@@ -15,9 +15,10 @@ strings, imported only when the command runs or prints its own help.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["GROUP", "Command", "CommandGroup", "discover"]
 

@@ -8,7 +8,6 @@ dataclass default < YAML file (`--config`) < command line.
 
 from __future__ import annotations
 
-from .errors import BadOptionError
 import argparse
 import dataclasses
 import math
@@ -19,6 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
+from .errors import BadOptionError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Callable, Iterable, Iterator, Sized
+from collections.abc import Callable, Iterable, Iterator, Sized
 
 __all__ = ["LOG_EVERY", "LogLines", "duration", "is_terminal", "phase_progress",
            "set_log_every", "table_console", "track"]
@@ -130,8 +130,7 @@ def phase_progress(description: str, total: int | None, enabled: bool = True, by
         yield advance
         lines.close()
         return
-    from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress,
-                               TextColumn, TimeRemainingColumn)
+    from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
     count = DownloadColumn() if bytes else MofNCompleteColumn()
     with Progress(TextColumn(f"[bold]{description}"), BarColumn(), count, TimeRemainingColumn(),
                   transient=True) as bar:

@@ -17,8 +17,9 @@ a tie, 0 otherwise (:func:`outcomes`). Reported beside the accuracy:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

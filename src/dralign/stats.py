@@ -9,8 +9,9 @@ everything is computed in float64 NumPy, and scalars come back as plain Python f
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -177,7 +178,7 @@ class MeanCI:
 
     @classmethod
     def from_values(cls, values: Any, level: float = 0.95, n_resamples: int = 1000,
-                    seed: int = 0) -> "MeanCI":
+                    seed: int = 0) -> MeanCI:
         """Mean of `values` with :func:`bootstrap_ci` (stat = mean) bounds."""
         v = as_array(values)
         est, lo, hi = bootstrap_ci(v, np.mean, level=level, n_resamples=n_resamples, seed=seed)

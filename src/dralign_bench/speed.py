@@ -47,7 +47,6 @@ compiled variant's warm-up steps.
 
 from __future__ import annotations
 
-from dralign.errors import RunFailedError
 import json
 import os
 import platform
@@ -62,10 +61,11 @@ from typing import Literal
 import torch
 
 from dralign.config import atomic_write_text, option
+from dralign.errors import RunFailedError
 
 from .speed_data import REAL_WORKLOADS, VOCAB_WORKLOADS, WORKLOADS, build_world
-from .speed_report import SHARED_WDPO, goals, print_results
 from .speed_flops import matmul_peak
+from .speed_report import SHARED_WDPO, goals, print_results
 
 SECTIONS = ("trl", "objectives", "compile")
 

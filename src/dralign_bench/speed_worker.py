@@ -129,10 +129,10 @@ def _train_config(job: dict, **overrides):
 
 def run_dralign(job: dict) -> dict:
     """dralign's trainer (preset dpo) on the job's model and data, reference log-probs cached."""
-    from dralign_bench.speed_flops import matmul_peak, plain_flops_per_pair, step_flops
-    from dralign.train import Recipe
-
     import torch
+
+    from dralign.train import Recipe
+    from dralign_bench.speed_flops import matmul_peak, plain_flops_per_pair, step_flops
 
     device, bf16 = job.get("device", "cpu"), job.get("dtype") == "bfloat16"
     peak = matmul_peak(torch.get_num_threads(), n=job.get("matmul_n", 1024),  # before, untimed

@@ -7,10 +7,10 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from importlib.metadata import EntryPoint
 
 import pytest
+import tomllib
 
 from dralign.eval import registry
 from dralign.eval.registry import SchemeRegistry

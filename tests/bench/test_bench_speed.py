@@ -9,11 +9,11 @@ import pytest
 import torch
 from rich.console import Console
 
-from dralign_bench.speed import SpeedConfig, SpeedOptions, median_and_range, quick_options, run_speed
-from dralign_bench.speed_report import GOALS, goals
-from dralign_bench.speed_flops import batch_flops
-from dralign.data.collate import collate_pairs, collate_shared_pairs
 from dralign.data import PairExample
+from dralign.data.collate import collate_pairs, collate_shared_pairs
+from dralign_bench.speed import SpeedConfig, SpeedOptions, median_and_range, quick_options, run_speed
+from dralign_bench.speed_flops import batch_flops
+from dralign_bench.speed_report import GOALS, goals
 
 WORKLOAD_KEYS = {"dralign_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "dralign_peak_rss_mb",
                  "trl_peak_rss_mb", "dralign_cpu_s_per_pair", "trl_cpu_s_per_pair",

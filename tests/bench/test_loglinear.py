@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from dralign.objectives import Objective
 from dralign_bench.loglinear import (
     LoglinearConfig,
     LoglinearOptions,
@@ -30,7 +31,6 @@ from dralign_bench.loglinear import (
     run_loglinear,
     sample_pairs,
 )
-from dralign.objectives import Objective
 
 BETA = 0.5
 
@@ -241,7 +241,7 @@ def test_run_loglinear_reduced(tmp_path):
     report = (tmp_path / "report.md").read_text()
     assert "| dpo |" in report and "kldpo" in report and "wdpo" in report
     assert set(saved["methods"]) == {"dpo", "kldpo", "wdpo"}
-    for name, rec in saved["methods"].items():
+    for rec in saved["methods"].values():
         assert set(rec["slopes"]) == {"to_optimum", "to_own_optimum"}
         assert len(rec["reward"]) == 2 and len(rec["reward"][0]) == len(opts.alphas)
         assert rec["max_grad_norm"] < 1e-5

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from helpers import write_jsonl
 from dralign_bench.real import RealOptions, resolve
 from dralign_bench.real.data import load_split, task_rows
 from dralign_bench.real.options import DATA_FILES
 from dralign_bench.real.score import pair_correct
+from helpers import write_jsonl
 
 
 def test_pair_correct_is_the_sign_of_the_implicit_reward_margin():

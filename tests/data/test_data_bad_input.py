@@ -10,11 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from helpers import preference_rows, write_jsonl
-from dralign.data import (ColumnMap, DataError, detect_format, load_rows, rows_from_records,
-                          tokenize_pairs, tokenize_unpaired, validate_pairs)
+from dralign.data import (
+    ColumnMap,
+    DataError,
+    detect_format,
+    load_rows,
+    rows_from_records,
+    tokenize_pairs,
+    tokenize_unpaired,
+    validate_pairs,
+)
 from dralign.data.formats import MAX_WEIGHT, column_value
 from dralign.modeling.tiny import tiny_tokenizer
+from helpers import preference_rows, write_jsonl
 
 GOOD = {"prompt": "p", "chosen": "a", "rejected": "b"}
 GOOD_LINE = json.dumps(GOOD).encode()

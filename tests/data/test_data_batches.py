@@ -5,8 +5,17 @@ import math
 import pytest
 import torch
 
-from dralign.data import (DataError, PairExample, UnpairedExample, batch_indices, collate_pairs,
-                          collate_unpaired, load_preference_data, tokenize_pairs, truncate)
+from dralign.data import (
+    DataError,
+    PairExample,
+    UnpairedExample,
+    batch_indices,
+    collate_pairs,
+    collate_unpaired,
+    load_preference_data,
+    tokenize_pairs,
+    truncate,
+)
 from dralign.modeling.tiny import tiny_tokenizer
 
 BOS, EOS = 1, 2

@@ -6,9 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from dralign.data import (ColumnMap, DataError, detect_format, load_rows, rows_from_records,
-                          split_implicit_conversation, split_implicit_prompt, tokenize_pairs,
-                          tokenize_unpaired, validate_pairs, validate_unpaired)
+from dralign.data import (
+    ColumnMap,
+    DataError,
+    detect_format,
+    load_rows,
+    rows_from_records,
+    split_implicit_conversation,
+    split_implicit_prompt,
+    tokenize_pairs,
+    tokenize_unpaired,
+    validate_pairs,
+    validate_unpaired,
+)
 from dralign.modeling.tiny import tiny_tokenizer
 from helpers import SHARED_DATA
 

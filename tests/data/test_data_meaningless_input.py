@@ -4,8 +4,6 @@ column value that is not a number."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from dralign.cli import main

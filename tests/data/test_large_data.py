@@ -10,11 +10,10 @@ import random
 
 import pytest
 
-from helpers import preference_rows, unpaired_rows, write_jsonl
-from dralign.data import cache, load_preference_data, load_rows, tokenize_pairs
-from dralign.data import loading
+from dralign.data import cache, load_preference_data, load_rows, loading, tokenize_pairs
 from dralign.data import options as options_module
 from dralign.data import tokenize as tokenize_module
+from helpers import preference_rows, unpaired_rows, write_jsonl
 
 
 def _messy_bytes(seed: int) -> bytes:

@@ -8,9 +8,9 @@ import json
 import re
 
 import pytest
-from helpers import REPO_ROOT, SHARED_DATA, STORIES, write_jsonl
 
 from dralign.cli import main
+from helpers import REPO_ROOT, SHARED_DATA, STORIES, write_jsonl
 
 KEYS = {"rows", "duplicates", "leakage", "lengths", "groups", "sources", "label_signal", "advice"}
 

@@ -5,10 +5,10 @@ tokenizer given)."""
 from __future__ import annotations
 
 import pytest
-from helpers import write_jsonl
 
 from dralign import diagnose
 from dralign.diagnosis.advice import advise
+from helpers import write_jsonl
 
 
 def row(prompt, chosen, rejected, **extra):

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from dralign_bench.world import generate_corpus, generate_prompts
 from dralign.data import tokenize_pairs
 from dralign.eval.generate import (
     Completions,
@@ -17,6 +16,7 @@ from dralign.eval.generate import (
     tokenize_prompts,
 )
 from dralign.modeling.tiny import tiny_model, tiny_tokenizer
+from dralign_bench.world import generate_corpus, generate_prompts
 
 EOS_BOOST = 4.0
 

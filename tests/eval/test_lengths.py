@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from dralign.lengths import (flat_length_metrics, length_matched, length_report, longer_wins,
-                             outcomes)
+from dralign.lengths import flat_length_metrics, length_matched, length_report, longer_wins, outcomes
 
 CHOSEN = np.array([10, 10, 100, 50, 20, 30])
 REJECTED = np.array([5, 10, 91, 56, 40, 30])

@@ -18,8 +18,15 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
-from dralign.modeling import (MissingExtraError, apply_lora, is_gguf, load_model, load_tokenizer,
-                              model_fingerprint, save_model)
+from dralign.modeling import (
+    MissingExtraError,
+    apply_lora,
+    is_gguf,
+    load_model,
+    load_tokenizer,
+    model_fingerprint,
+    save_model,
+)
 from dralign.modeling.tiny import tiny_tokenizer
 from helpers import write_jsonl
 

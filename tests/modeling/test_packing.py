@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from dralign.data import PairExample
-from dralign.data.collate import (CHOSEN, PROMPT, REJECTED, collate_pairs, collate_shared_pairs,
-                                  pack_rows, padding_fraction)
+from dralign.data.collate import (
+    CHOSEN,
+    PROMPT,
+    REJECTED,
+    collate_pairs,
+    collate_shared_pairs,
+    pack_rows,
+    padding_fraction,
+)
 from dralign.modeling import pair_logps
 from dralign.modeling.logps import shared_attention_mask, unshared_batch
 from dralign.modeling.tiny import ARCHITECTURES
@@ -95,7 +102,7 @@ def test_reference_cache_from_packed_batches_equals_unpacked(float64_models, tmp
     ex = [PairExample(i, e.prompt_ids, e.chosen_ids, e.rejected_ids) for i, e in enumerate(examples())]
     data = PreferenceData(ex, "pairs", 0, [], [], {}, DataReport("<memory>", "explicit", len(ex), len(ex)))
     caches = [build_reference_cache(model, data, lambda d, idx: collate_shared_pairs(
-        [d.examples[i] for i in idx], 0, pack=pack), tmp_path / str(pack), f"fp{pack}", batch_size=6)
+        [d.examples[i] for i in idx], 0, pack=pack), tmp_path / str(pack), f"fp{pack}", batch_size=6)  # noqa: B023 (called at once)
         for pack in (True, False)]
     for a, b in zip(caches[0].lookup(torch.arange(len(ex))), caches[1].lookup(torch.arange(len(ex)))):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -11,13 +11,16 @@ from dralign import Objective
 from dralign.data import PairExample
 from dralign.data.collate import CHOSEN, PAD, PROMPT, REJECTED, collate_pairs, collate_shared_pairs
 from dralign.modeling import apply_lora, pair_logps
-from dralign.modeling.prefix_sharing import (ModelDims, choose_prefix_sharing, pair_forward_flops,
-                                             prefix_sharing_cost_ratio)
-from dralign.modeling.logps import (prefix_sharing_support, shared_attention_mask, shared_pair_logps,
-                                    unshared_batch)
+from dralign.modeling.logps import prefix_sharing_support, shared_attention_mask, shared_pair_logps, unshared_batch
+from dralign.modeling.prefix_sharing import (
+    ModelDims,
+    choose_prefix_sharing,
+    pair_forward_flops,
+    prefix_sharing_cost_ratio,
+)
 from dralign.modeling.tiny import ARCHITECTURES, tiny_model
-from helpers import pair_logp_grads
 from dralign.train.penalty import penalized_backward
+from helpers import pair_logp_grads
 
 VOCAB = 384
 # prompt, chosen, rejected lengths: varied prompts, chosen longer or shorter, padding in both layouts

@@ -15,7 +15,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dralign import Objective
 from dralign.objectives import aggregators as agg

@@ -8,8 +8,14 @@ import pytest
 import torch
 
 from dralign.modeling.tiny import tiny_model, tiny_tokenizer
-from dralign.ratio import (RatioFit, density_ratio, fit_density_ratios, pair_ratio,
-                           ratios_from_columns, response_source_from_policy)
+from dralign.ratio import (
+    RatioFit,
+    density_ratio,
+    fit_density_ratios,
+    pair_ratio,
+    ratios_from_columns,
+    response_source_from_policy,
+)
 
 WORDS = ("the quick brown fox jumps over lazy dog happy child reads good book please answer "
          "question politely weather terrible today thank you very much").split()

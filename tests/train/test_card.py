@@ -4,7 +4,6 @@ adapter merged into its base, or the adapter alone) and how to load it, and the 
 
 from __future__ import annotations
 
-import pytest
 import torch
 from transformers import AutoModelForCausalLM
 

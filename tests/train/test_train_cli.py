@@ -14,9 +14,9 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM
 
-from helpers import NEGATIVE, POSITIVE, preference_rows, write_jsonl
 from dralign.cli import main
 from dralign.objectives.presets import PRESETS
+from helpers import NEGATIVE, POSITIVE, preference_rows, write_jsonl
 
 FAST = ["--no-progress", "--max-length", "64", "--batch-size", "8"]
 

@@ -9,9 +9,8 @@ import pytest
 import yaml
 
 from dralign.cli import main
-from dralign.config import ConfigError
+from dralign.config import ConfigError, option_names
 from dralign.train.config import TrainConfig
-from dralign.config import option_names
 from dralign.train.trl_config import RENAMED, is_trl_config, translate
 
 

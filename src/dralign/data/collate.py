@@ -41,7 +41,7 @@ mask (rejected never sees chosen) is not expressible there, so packing needs SDP
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -6,15 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from .collate import collate_pairs, collate_unpaired
 from .examples import PairExample, UnpairedExample
 from .report import DataReport
-
 
 ID_FIELDS = {"pairs": ("prompt_ids", "chosen_ids", "rejected_ids"),
              "unpaired": ("prompt_ids", "completion_ids")}
@@ -61,7 +61,7 @@ class ExampleTable(Sequence):
         self._n = len(arrays["index"])
 
     @classmethod
-    def from_examples(cls, kind: str, examples: Iterable) -> "ExampleTable":
+    def from_examples(cls, kind: str, examples: Iterable) -> ExampleTable:
         examples = list(examples)
         ids = IdColumns(ID_FIELDS[kind])
         for e in examples:

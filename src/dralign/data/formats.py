@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 from . import report as R
 from .loading import Row, rows_from_records
@@ -41,7 +42,7 @@ PAIR_FORMATS = ("explicit", "implicit", "conversational")
 HH_ASSISTANT_MARKER = "\n\nAssistant:"
 
 Messages = list  # a list of {"role": str, "content": str} dicts
-Text = Union[str, Messages]
+Text = str | Messages
 
 # Largest accepted weight or ratio. Larger values are almost surely corrupt (or a ratio whose
 # classifier saw a near-zero prior) and overflow float32 sums of a batch's weights.
@@ -70,7 +71,7 @@ class ColumnMap:
         return f"--{field.replace('_', '-')}-column"
 
     @classmethod
-    def of(cls, columns: "ColumnMap | Mapping[str, str] | None") -> "ColumnMap":
+    def of(cls, columns: ColumnMap | Mapping[str, str] | None) -> ColumnMap:
         """Accept a ColumnMap, a ``{field: column}`` dict, or None (the defaults)."""
         if columns is None:
             return cls()

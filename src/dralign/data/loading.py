@@ -30,9 +30,10 @@ import json
 import math
 import os
 import zlib
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 from .report import INVALID_JSON, INVALID_UTF8, NOT_AN_OBJECT, DataError
 

@@ -19,7 +19,7 @@ these semantics from, so the two cannot disagree:
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Sequence
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import Range, option
 from .formats import ColumnMap
@@ -140,7 +139,7 @@ def _tokenize(rows: Sequence[Row], tokenizer, columns: Columns, truncation: Trun
                           progress=progress, **names, **truncation.kwargs())
 
 
-def load_pairs(source: Source | str | os.PathLike | Sequence[Row], tokenizer, columns: Columns = Columns(),
+def load_pairs(source: Source | str | os.PathLike | Sequence[Row], tokenizer, columns: Columns = Columns(),  # noqa: B008 (frozen)
                truncation: Truncation = Truncation(), on_bad_row: str = "error", *,
                format: str | None = None, like: PreferenceData | None = None, cache_dir=None,
                progress: bool = False, log=print) -> PreferenceData:
@@ -154,7 +153,7 @@ def load_pairs(source: Source | str | os.PathLike | Sequence[Row], tokenizer, co
     return _load(source, tokenizer, columns, truncation, on_bad_row, format, like, cache_dir, progress, log)
 
 
-def load_unpaired(source: Source | str | os.PathLike | Sequence[Row], tokenizer, columns: Columns = Columns(),
+def load_unpaired(source: Source | str | os.PathLike | Sequence[Row], tokenizer, columns: Columns = Columns(),  # noqa: B008 (frozen)
                   truncation: Truncation = Truncation(), on_bad_row: str = "error", *,
                   like: PreferenceData | None = None, cache_dir=None,
                   progress: bool = False, log=print) -> PreferenceData:

@@ -9,10 +9,11 @@ the bad rows raise :class:`DataError`; under ``"skip"`` they are counted in the
 
 from __future__ import annotations
 
-from .. import printable
-from ..errors import BadInputError
 from collections import Counter
 from dataclasses import dataclass, field
+
+from .. import printable
+from ..errors import BadInputError
 
 # Reason codes of bad rows (the keys of ``DataReport.skipped``).
 INVALID_UTF8 = "invalid_utf8"
@@ -82,7 +83,7 @@ class DataError(BadInputError):
         self.bad_rows = list(bad_rows or [])
 
     @classmethod
-    def from_bad_rows(cls, bad_rows: list[BadRow], rows_read: int) -> "DataError":
+    def from_bad_rows(cls, bad_rows: list[BadRow], rows_read: int) -> DataError:
         """The error raised under ``on_bad_row="error"``: lists up to 10 rows and the total."""
         files = sorted({b.file for b in bad_rows})
         lines = [f"{len(bad_rows)} bad row(s) out of {rows_read} read from {', '.join(files)} "

@@ -24,12 +24,21 @@ minutes and gigabytes). Texts within the bound are tokenised exactly as before.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import report as R
 from .dataset import ID_FIELDS, META_COLUMNS, ExampleTable, IdColumns, PreferenceData, columns_as_arrays
-from .formats import (HH_ASSISTANT_MARKER, ColumnMap, PairRecord, UnpairedRecord, as_rows,
-                      bad_row, validate_pairs, validate_unpaired)
+from .formats import (
+    HH_ASSISTANT_MARKER,
+    ColumnMap,
+    PairRecord,
+    UnpairedRecord,
+    as_rows,
+    bad_row,
+    validate_pairs,
+    validate_unpaired,
+)
 from .loading import Row, progress_bar
 from .metadata import number_names
 from .report import BadRow, DataError, DataReport, check_policy

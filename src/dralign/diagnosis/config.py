@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-
 from typing import Literal
 
 from ..config import Range, option
 from ..data.options import ReadOptions
+
 
 @dataclass
 class DiagnoseOptions:

@@ -15,11 +15,20 @@ length-matched pairs and with the chosen response longer / shorter), :mod:`drali
 """
 
 from ..lengths import LENGTH_TOLERANCE, length_matched, length_report, longer_wins
-from .evaluate import (PairScores, generation_eval, pair_rewards, preference_eval,
-                       preference_metrics, score_pairs, shift_sweep, symmetric_ece, to_jsonable)
+from .evaluate import (
+                       PairScores,
+                       generation_eval,
+                       pair_rewards,
+                       preference_eval,
+                       preference_metrics,
+                       score_pairs,
+                       shift_sweep,
+                       symmetric_ece,
+                       to_jsonable,
+)
+from .generate import Completions, completion_logps, sample_completions, tokenize_prompts
 from .groups import breakdown, preference_report, report_scores
 from .pairs import per_pair_records, write_per_pair
-from .generate import Completions, completion_logps, sample_completions, tokenize_prompts
 from .registry import register_prompts, register_reward
 from .rewards import RewardFn, hf_reward, load_reward, text_reward
 

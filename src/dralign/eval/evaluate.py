@@ -14,15 +14,16 @@ The point estimate is still the mean over all completions.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..stats import MeanCI, bootstrap_ci, expected_calibration_error, reliability_bins
 from . import metrics as M
-from .mixtures import MIXTURES
 from .generate import Completions, completion_logps, sample_completions
+from .mixtures import MIXTURES
 from .rewards import RewardFn
 
 if TYPE_CHECKING:  # annotations only: evaluation imports torch where it scores

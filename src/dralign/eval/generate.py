@@ -45,8 +45,8 @@ bad words, extra stop tokens, …) is deliberately ignored: samples come from π
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch

@@ -12,7 +12,8 @@ Rows without a group are never dropped: they form the bucket :data:`NO_GROUP` an
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -37,8 +37,7 @@ def cached_eval_reference(opts, data, device: str, log=print):
 
     `opts`: the :class:`dralign.eval.cli.EvalOptions` (``reference``, ``model``,
     ``ref_cache_dir``, ``dtype``, ``batch_size``)."""
-    from ..modeling import CachedReference, ReferenceCache, build_reference_cache, load_model
-    from ..modeling import model_fingerprint
+    from ..modeling import CachedReference, ReferenceCache, build_reference_cache, load_model, model_fingerprint
     from ..train.references import reference_fingerprint
 
     cache_dir = Path(opts.ref_cache_dir) if opts.ref_cache_dir else run_cache_dir(opts.model)

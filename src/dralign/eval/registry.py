@@ -20,8 +20,9 @@ Either raises ValueError with the reason when the body is malformed. A factory m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["PROMPTS", "REWARDS", "SchemeRegistry", "register_prompts", "register_reward"]
 

@@ -30,8 +30,8 @@ import importlib
 import inspect
 import os
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 

@@ -16,9 +16,10 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sized
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -83,7 +84,7 @@ class ReferenceCache:
 
     @classmethod
     def from_values(cls, fingerprint: str, index: torch.Tensor,
-                    values: PairLogps) -> "ReferenceCache":
+                    values: PairLogps) -> ReferenceCache:
         """A cache holding `values` (each [m]) for the examples `index` [m]; others absent."""
         n = int(index.max()) + 1
         columns = {}
@@ -108,7 +109,7 @@ class ReferenceCache:
         return target
 
     @classmethod
-    def load(cls, path: str | os.PathLike, fingerprint: str) -> "ReferenceCache | None":
+    def load(cls, path: str | os.PathLike, fingerprint: str) -> ReferenceCache | None:
         """The cache for `fingerprint` under `path`, or None when there is none, when its stored
         fingerprint or format differs, or when it fails verification (unreadable, truncated, or
         values that do not match their checksum); each refusal is logged in one line."""

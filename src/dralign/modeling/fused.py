@@ -26,7 +26,7 @@ known to do so (others, e.g. with logit soft-capping or scaling, take the plain 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 

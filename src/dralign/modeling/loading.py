@@ -3,15 +3,13 @@ adapters, and attention-kernel capabilities."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from ..errors import BadInputError, BadOptionError, MissingExtraError, UnsupportedError
 import copy
 import hashlib
 import json
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import (
@@ -21,6 +19,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 from transformers.pytorch_utils import Conv1D
+
+from ..errors import BadInputError, BadOptionError, MissingExtraError, UnsupportedError
 
 logger = logging.getLogger(__name__)
 

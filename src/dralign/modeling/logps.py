@@ -218,7 +218,7 @@ def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embe
         local_row[index] = torch.arange(len(rows), device=input_ids.device)
         mine = (local_row[token_row] >= 0).nonzero(as_tuple=True)[0]
         local_sources = local_row[token_row[mine]] * length + sources[mine] % width
-        cut = lambda t: t.index_select(0, index)[:, :length]
+        cut = lambda t: t.index_select(0, index)[:, :length]  # noqa: B023 (used in this iteration only)
         mask = (cut(attention_mask) if attention_mask.dim() == 2
                 else attention_mask.index_select(0, index)[..., :length, :length])
         parts.append(_token_logps_once(

@@ -6,7 +6,8 @@ The layout itself (one row [prompt | chosen | rejected], a 4-D mask, restarted p
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 

@@ -54,7 +54,7 @@ class FrozenReference(Reference):
         self.model = model.eval().requires_grad_(False)
 
     @classmethod
-    def from_policy(cls, policy: torch.nn.Module) -> "FrozenReference":
+    def from_policy(cls, policy: torch.nn.Module) -> FrozenReference:
         """A frozen deep copy of `policy` as it is now (call before training starts)."""
         return cls(copy.deepcopy(policy))
 

@@ -8,7 +8,7 @@ which the caller passes as two functions.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 

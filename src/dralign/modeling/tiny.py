@@ -6,7 +6,7 @@ built from configs with random weights.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from transformers import (

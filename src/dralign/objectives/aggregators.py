@@ -22,13 +22,11 @@ next one, and `weights`/`value` read the state they are given. Nothing is mutate
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .lazy import lazy_module
-
 from .params import Component, Param, non_negative, positive
 
 if TYPE_CHECKING:  # the real module for the checker; lazy at run time

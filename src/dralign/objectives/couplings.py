@@ -8,11 +8,11 @@ quantiles, not examples: its comparisons carry no example identity, so per-examp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from .lazy import lazy_module
-
 from .params import Component
 
 if TYPE_CHECKING:  # the real module for the checker; lazy at run time

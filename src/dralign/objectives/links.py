@@ -6,12 +6,10 @@ All use β, the KL-regularisation strength, and are computed with softplus so th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dataclasses import dataclass
-
 from .lazy import lazy_module
-
 from .params import Component, Param, positive
 
 if TYPE_CHECKING:  # the real modules for the checker; lazy at run time

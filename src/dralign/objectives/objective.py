@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from .lazy import lazy_module
-
 from .aggregators import Aggregator, check_mass
 from .couplings import Coupling
+from .lazy import lazy_module
 from .links import Link
-from .params import values_of, params_of
+from .params import params_of, values_of
 from .penalty import Wasserstein
 from .presets import TABLES, resolve_preset
 from .scores import Score
@@ -126,7 +125,7 @@ class Objective:
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
-    def from_preset(cls, name: str, **params) -> "Objective":
+    def from_preset(cls, name: str, **params) -> Objective:
         """The objective of a named preset; `params` (and choice keywords) override its
         defaults. A parameter that the resolved objective does not use is refused."""
         preset = resolve_preset(name)

@@ -10,8 +10,9 @@ components that use each, for the CLI's flags and help and for ``dralign methods
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 
 @dataclass(frozen=True)

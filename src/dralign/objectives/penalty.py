@@ -16,12 +16,10 @@ must measure S_total first (see `dralign.train.penalty.penalty_total`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dataclasses import dataclass
-
 from .lazy import lazy_module
-
 from .params import Component, Param, non_negative
 
 if TYPE_CHECKING:  # the real module for the checker; lazy at run time

@@ -15,7 +15,6 @@ import math
 from dataclasses import dataclass
 
 from .lazy import lazy_module
-
 from .params import Component, Param
 
 torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch

@@ -14,8 +14,9 @@ so the rules live here once. Nothing here imports TRL.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from .scores import trl_alpha_coef
 

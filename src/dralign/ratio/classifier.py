@@ -60,7 +60,7 @@ class LogisticHead:
         self.intercept: torch.Tensor | None = None
         self.loss: float | None = None
 
-    def fit(self, features, labels) -> "LogisticHead":
+    def fit(self, features, labels) -> LogisticHead:
         x = _features(features)
         y = _labels(labels)
         if x.shape[0] != y.shape[0]:

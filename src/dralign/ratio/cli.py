@@ -57,7 +57,7 @@ def _dotted(row: dict, path: str):
     return value
 
 
-def pair_rows(data: str, on_bad_row: str = "error", columns: Columns = Columns()):
+def pair_rows(data: str, on_bad_row: str = "error", columns: Columns = Columns()):  # noqa: B008 (frozen)
     """(valid rows' original dicts, their prompt/chosen/rejected texts) via dralign.data, the
     fields read from `columns`."""
     from ..data import load_rows, validate_pairs

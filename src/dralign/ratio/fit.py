@@ -36,14 +36,15 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 
+from ..stats import brier_score, expected_calibration_error, roc_auc
 from .classifier import crossfit_probabilities
 from .features import encoder_features, load_encoder, response_features
-from ..stats import brier_score, expected_calibration_error, roc_auc
 
 PAIR_RULES = ("geometric", "product")
 SIDES = ("chosen", "rejected")

@@ -19,9 +19,6 @@ ones it skipped and why. Writing goes to a temporary folder renamed into place.
 
 from __future__ import annotations
 
-from typing import cast
-
-from ..errors import BadRunFolderError
 import hashlib
 import json
 import os
@@ -30,6 +27,7 @@ import re
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -37,6 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import save_yaml
+from ..errors import BadRunFolderError
 from .sharding import full_model_state, is_sharded, load_model_state
 
 MANIFEST = "manifest.json"

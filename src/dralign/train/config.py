@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import SEED_RANGE, Range, option, to_flat_dict
-from ..errors import BadOptionError
 from ..data.options import ReadOptions, SharingOption
+from ..errors import BadOptionError
 from ..lengths import LengthOption
-
 
 # one help for every --dtype (train, eval): what "auto" resolves to is said where it is shown
 DTYPE_HELP = ("weights dtype when loading: auto = the checkpoint's own (float32 for a GGUF file, "

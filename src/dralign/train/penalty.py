@@ -85,8 +85,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass, field
-from typing import Callable, ContextManager
 
 import torch
 
@@ -94,8 +95,16 @@ from dralign.modeling.loading import attention_supports_double_backward
 from dralign.modeling.wrappers import unwrap  # keep_peft: the adapters must see the perturbed embeddings
 from dralign.objectives.objective import Objective, ObjectiveOutput
 
-from .penalty_geometry import (RNGState, check_layout, default_step, input_embeddings, n_pairs, pair_index,
-                               pair_sq_norms, policy_logps)
+from .penalty_geometry import (
+    RNGState,
+    check_layout,
+    default_step,
+    input_embeddings,
+    n_pairs,
+    pair_index,
+    pair_sq_norms,
+    policy_logps,
+)
 
 __all__ = ["PenaltyOptions", "PenaltyResult", "check_penalty_mode", "grad_sq", "penalized_backward", "penalty_active"]
 
@@ -174,7 +183,7 @@ class PenaltyOptions:
     autocast: Callable[[], ContextManager] | None = None
     shared_prompt: bool = False
 
-    def with_context(self, ctx) -> "PenaltyOptions":
+    def with_context(self, ctx) -> PenaltyOptions:
         """These options with the hooks of `ctx` (a `dralign.train.strategies.StepContext`):
         its accelerator's backward, autocast and no_sync, and its scorer's layout."""
         acc = ctx.accelerator
@@ -306,7 +315,7 @@ def _exact(mb: _MicroBatch) -> PenaltyResult:
 def _finite_difference(mb: _MicroBatch) -> PenaltyResult:
     """Pass 1 (ordinary backward, G captured, `.grad` rescaled by c1), then, when the penalty
     is active, pass 2 at z + ε·g (see the module doc)."""
-    o, ids = mb.o, mb.batch["input_ids"]
+    ids = mb.batch["input_ids"]
     fd = penalty_active(mb.objective)  # ρ = 0 or no penalty: pass 1 only (S is still measured)
     params = [q for q in mb.model.parameters() if q.requires_grad]
     rng = RNGState(ids.device)

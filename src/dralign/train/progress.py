@@ -26,7 +26,8 @@ class Progress:
         self.terminal = is_terminal() if terminal is None else terminal
         self.bar = self.lines = None
         if enabled and self.terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as Bar, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
             self.bar = Bar(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                            TimeRemainingColumn(), TextColumn("{task.fields[stats]}"))
             self.task = self.bar.add_task("train", total=total, completed=completed, stats="")

@@ -13,13 +13,12 @@ an object chosen there — a scorer (train/scorers.py) and a gradient strategy
 
 from __future__ import annotations
 
-from ..errors import RunFailedError
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from accelerate import Accelerator
@@ -29,6 +28,7 @@ from ..config import save_yaml
 from ..console import set_log_every
 from ..data import density_ratios, has_weights, require_groups
 from ..data.collate import padding_fraction
+from ..errors import RunFailedError
 from ..lengths import held_out_length_metrics
 from ..modeling import apply_lora, check_same_tokenizer, load_model, load_tokenizer
 from ..modeling.compiling import compile_blocks, compile_refusal
@@ -44,8 +44,7 @@ from .references import cached_references, live_reference
 from .run_dir import RunFolder, check_resumable, input_fingerprints, truncate_metrics
 from .schedule import make_scheduler
 from .scorers import DataSide, evaluate_rows, make_scorer
-from .sharding import (check_sharding, full_optimizer_state, full_value, load_optimizer_state,
-                       shard)
+from .sharding import check_sharding, full_optimizer_state, full_value, load_optimizer_state, shard
 from .signals import Stopped, StopSignals
 from .strategies import StepContext, choose_strategy
 from .watch import Watch

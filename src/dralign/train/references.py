@@ -3,11 +3,19 @@ live model (a frozen copy, a separate reference model, or the base under a disab
 
 from __future__ import annotations
 
-from ..errors import UnsupportedError
 import json
+
 from ..data import PreferenceData
-from ..modeling import (AdapterDisabledReference, CachedReference, FrozenReference, ReferenceCache,
-                        build_reference_cache, load_model, model_fingerprint)
+from ..errors import UnsupportedError
+from ..modeling import (
+    AdapterDisabledReference,
+    CachedReference,
+    FrozenReference,
+    ReferenceCache,
+    build_reference_cache,
+    load_model,
+    model_fingerprint,
+)
 from .config import TrainConfig
 
 

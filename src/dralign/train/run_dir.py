@@ -13,7 +13,6 @@ manifest lists, never a foreign file or an input of the new run). The caches (`r
 
 from __future__ import annotations
 
-from ..errors import BadRunFolderError
 import errno
 import fcntl
 import json
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from ..config import atomic_write_text, to_flat_dict
+from ..errors import BadRunFolderError
 
 MARKER, LOCK = "run.json", ".dralign.lock"
 KEEP_ON_OVERWRITE = {"ref_cache", "ratios", LOCK}  # keyed by content, not by run

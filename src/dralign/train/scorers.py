@@ -15,16 +15,24 @@ so a strategy never asks which kind of data it trains on.
 
 from __future__ import annotations
 
-from ..errors import BadInputError
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
 from ..data import PreferenceData
 from ..data.collate import collate_pairs, collate_shared_pairs, collate_unpaired
-from ..modeling import (CachedReference, Reference, SequenceLogps, choose_packing, choose_prefix_sharing,
-                        pair_logps, score_rows, sequence_logps)
+from ..errors import BadInputError
+from ..modeling import (
+    CachedReference,
+    Reference,
+    SequenceLogps,
+    choose_packing,
+    choose_prefix_sharing,
+    pair_logps,
+    score_rows,
+    sequence_logps,
+)
 from ..objectives import Objective
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..config import ConfigError, Range, check_value, field_specs, option, option_names
 from ..objectives.trl import LOSS_FIELDS, trl_loss

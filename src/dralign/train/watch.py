@@ -17,7 +17,7 @@ records and prints each warning once.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 Record = dict
 """One step's metrics, as written to metrics.jsonl: `step`, `loss`, `rewards/margins`, …,

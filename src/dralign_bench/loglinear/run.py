@@ -18,8 +18,16 @@ from dralign.objectives import Objective
 
 from ..plotting import pyplot, require_matplotlib
 from .fit import fit, method_objective
-from .world import (LoglinearWorld, expected_reward, kl_dro_optimum, kl_to_reference, make_world,
-                    optimum, pair_distribution, sample_pairs)
+from .world import (
+    LoglinearWorld,
+    expected_reward,
+    kl_dro_optimum,
+    kl_to_reference,
+    make_world,
+    optimum,
+    pair_distribution,
+    sample_pairs,
+)
 
 # =============================================================================================
 # Options

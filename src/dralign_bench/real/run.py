@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import heldout_rows, invalid_rows, task_rows, write_jsonl
-from .options import TASKS, RealConfig, RealOptions, default_data_dir, resolve, smollm2_gguf
 from dralign.lengths import completion_lengths, length_matched
 
+from .data import heldout_rows, invalid_rows, task_rows, write_jsonl
+from .options import TASKS, RealConfig, RealOptions, default_data_dir, resolve, smollm2_gguf
 from .score import base_folder, pair_correct, pair_logps
 from .summary import summarize
 

@@ -12,9 +12,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from dralign.stats import MeanCI
-
 from dralign.lengths import LENGTH_TOLERANCE, length_report, longer_wins
+from dralign.stats import MeanCI
 
 __all__ = ["DEFINITIONS", "accuracy_block", "summarize"]
 

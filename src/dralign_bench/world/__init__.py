@@ -42,13 +42,38 @@ corpora, sources), :mod:`.labels` (Bradley–Terry labels, flips).
 
 from __future__ import annotations
 
-from .gold import (DETAIL_WORDS, FORMAL_WORDS, GOLD_OBJECTIVES, INFORMAL_WORDS, NEGATIVE_WORDS,
-                   POSITIVE_WORDS, conciseness, formality, gold_rewards, make_mixture_reward,
-                   mixture_reward, sentiment, specificity, text_features, words)
+from .gold import (
+                   DETAIL_WORDS,
+                   FORMAL_WORDS,
+                   GOLD_OBJECTIVES,
+                   INFORMAL_WORDS,
+                   NEGATIVE_WORDS,
+                   POSITIVE_WORDS,
+                   conciseness,
+                   formality,
+                   gold_rewards,
+                   make_mixture_reward,
+                   mixture_reward,
+                   sentiment,
+                   specificity,
+                   text_features,
+                   words,
+)
 from .labels import bt_label, bt_probability, flip_labels, label_pairs, label_rows
-from .text import (SOURCES, SYNTHETIC_SHIFT, TOPICS, WORLD_VERSION, assign_sources, format_text,
-                   generate_corpus, generate_prompts, generate_response, generate_responses,
-                   prompt_pool, prompt_response_pairs)
+from .text import (
+                   SOURCES,
+                   SYNTHETIC_SHIFT,
+                   TOPICS,
+                   WORLD_VERSION,
+                   assign_sources,
+                   format_text,
+                   generate_corpus,
+                   generate_prompts,
+                   generate_response,
+                   generate_responses,
+                   prompt_pool,
+                   prompt_response_pairs,
+)
 
 __all__ = [
     "DETAIL_WORDS", "FORMAL_WORDS", "GOLD_OBJECTIVES", "INFORMAL_WORDS", "NEGATIVE_WORDS",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from dralign.eval.mixtures import check_alpha, mixture_fn
 

@@ -6,7 +6,8 @@ Labelling draws from ``numpy.random.default_rng(seed)``: deterministic per seed.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .gold import GOLD_OBJECTIVES, make_mixture_reward
 from .text import generate_prompts

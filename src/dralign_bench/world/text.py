@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from .gold import COLOURS, MATERIALS, NEGATIVE_WORDS, NUMBER_WORDS, POSITIVE_WORDS, words
 
@@ -195,7 +196,7 @@ def _draw_style(rng: random.Random, shift: float = 0.0) -> _Style:
                for (_, w, _, _), ws in zip(_PERSONAS, _SYNTHETIC_PERSONA_WEIGHTS)]
     u = rng.random()
     acc = 0.0
-    for (name, _, mu_pos, mu_formal), w in zip(_PERSONAS, weights):
+    for (name, _, mu_pos, mu_formal), w in zip(_PERSONAS, weights):  # noqa: B007 (the drawn persona, read after the loop)
         acc += w
         if u < acc:
             break

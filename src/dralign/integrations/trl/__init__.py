@@ -60,11 +60,15 @@ Modules: `objective` (which dralign objective replaces TRL's loss, and what is r
 
 from __future__ import annotations
 
-from .data import META_KEYS, ObjectiveColumns, ObjectiveColumnsCollator, plan_columns
 from ...objectives.trl import TRL_DIVERGENCES, TRL_LOSS_PRESETS
-from .objective import (DralignDPOConfig,
-                        UnsupportedObjectiveError, check_supported, objective_from_trl_config,
-                        resolve_objective)
+from .data import META_KEYS, ObjectiveColumns, ObjectiveColumnsCollator, plan_columns
+from .objective import (
+                        DralignDPOConfig,
+                        UnsupportedObjectiveError,
+                        check_supported,
+                        objective_from_trl_config,
+                        resolve_objective,
+)
 from .trainer import OBJECTIVE_STATE_FILE, DPOTrainer
 
 __all__ = ["DPOTrainer", "DralignDPOConfig", "META_KEYS", "OBJECTIVE_STATE_FILE",

@@ -4,8 +4,8 @@ metadata semantics (`dralign.data.metadata`): group numbering, the target prior,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 import torch
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from ...errors import UnsupportedError
 import dataclasses
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
+from ...errors import UnsupportedError
 from ...objectives import PRESETS, Objective
-from ...objectives.trl import LOSS_FIELDS, UNPAIRED_REASON, trl_loss  # the one translation, shared with a DPOConfig YAML
+from ...objectives.trl import (  # the one translation, shared with a DPOConfig YAML
+    LOSS_FIELDS,
+    UNPAIRED_REASON,
+    trl_loss,
+)
 
 try:
     from trl import DPOConfig

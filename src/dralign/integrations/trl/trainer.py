@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import warnings
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
