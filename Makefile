@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast dist docs docs-reference docs-serve bench-speed bench-gpu clean
+.PHONY: demo test test-fast lint dist docs docs-reference docs-serve bench-speed bench-gpu clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/dralign demo
 
-# the suite, then the documentation site (a broken link or reference fails CI)
+# lint and types, the suite, then the documentation site (a broken link or reference fails CI)
 test: $(STAMP)
+	$(MAKE) lint
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) docs
+
+# ruff's rules (pyproject.toml [tool.ruff]) on the whole tree; mypy on src/dralign ([tool.mypy])
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # the suite without the multi-process, subprocess and end-to-end tests marked slow
 test-fast: $(STAMP)
