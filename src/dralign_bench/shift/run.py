@@ -48,6 +48,8 @@ class _Seed:
 
         self.seed, self.dir, self.lm = seed, root / "runs" / f"seed-{seed}", lm
         self.ratio: dict | None = None  # the sources scenario's density-ratio fit (AUC, ESS)
+        self.seen: dict[str, list[int]] = {}  # completions per step each run's trainer drew
+        self.tokenizer, self.start = tokenizer, start
         if validation:  # validation prompts: the train pool minus this seed's training prompts
             used = training_prompts(opts, seed)
             pool = [p for p in world.generate_prompts(4 * opts.validation_prompts, seed=seed + 77, split="train")
@@ -65,7 +67,14 @@ class _Seed:
 
     def data(self, opts, dataset: str) -> Path:
         if dataset not in self.files:
-            path = write_jsonl(self.dir / "data" / f"{dataset}.jsonl", build_dataset(opts, dataset, self.seed))
+            rows = build_dataset(opts, dataset, self.seed)
+            path = write_jsonl(self.dir / "data" / f"{dataset}.jsonl", rows)
+            if dataset == "sources-oracle":  # the oracle ratio: the upper reference of reweighting
+                from .oracle import write_oracle_file
+
+                path = path.with_suffix(".ratios.jsonl")
+                oracle = write_oracle_file(opts, rows, path, self.start, self.tokenizer)
+                self.ratio = {**(self.ratio or {}), **oracle}
             self.files[dataset] = self._with_ratios(path) if dataset == "sources" else path
         return self.files[dataset]
 
@@ -82,7 +91,7 @@ class _Seed:
         with contextlib.redirect_stdout(io.StringIO()):
             fit = fit_file(RatioOptions(data=str(path), output=str(out), target=["human"], model=str(self.lm),
                                         seed=self.seed))
-        self.ratio = {"auc": float(fit.auc), "ece": float(fit.ece), "prior": float(fit.prior),
+        self.ratio = {**(self.ratio or {}), "auc": float(fit.auc), "ece": float(fit.ece), "prior": float(fit.prior),
                       "ess": fit.ess_fraction, "weight_max": float(fit.weight.max())}
         return out
 
@@ -104,11 +113,11 @@ def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, cons
     from dralign.modeling import load_model
     from rich.markup import escape
 
-    from dralign.train import train
+    from .seen import train_counting
 
     out = sd.dir / run.id.replace("/", "__")
     t0 = time.perf_counter()
-    result = train(_train_config(opts, lm, sd.data(opts, run.dataset), run, out, sd.seed))
+    result, sd.seen[run.id] = train_counting(_train_config(opts, lm, sd.data(opts, run.dataset), run, out, sd.seed))
     seconds = time.perf_counter() - t0
     policy = load_model(str(result.output_dir)).eval()
     beta = dict(run.params).get("beta", opts.beta)
@@ -183,15 +192,18 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
     console.rule(f"[bold]test: {len(runs)} runs × {opts.seeds} seed(s)")
     metrics: dict[str, list[SeedMetrics]] = {}
     ratios: list[dict] = []
+    seen: dict[str, list[int]] = {}  # completions per step, every step of every seed
     for seed in range(opts.seeds):
         sd = _Seed(opts, seed, False, tokenizer, start, root, lm)
         metrics.setdefault("start", []).append(_measure_start(opts, tokenizer, start, sd, console))
         for run in runs:
             metrics.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
+        for rid, counts in sd.seen.items():
+            seen.setdefault(rid, []).extend(counts)
         if sd.ratio is not None:
             ratios.append(sd.ratio)
             console.print(f"seed {seed:>4} density ratios: held-out AUC {sd.ratio['auc']:.3f}, ESS {sd.ratio['ess']:.2f}")
-    claims = evaluate_claims(opts, metrics, chosen, ratios)
+    claims = evaluate_claims(opts, metrics, chosen, ratios, seen)
     results = {
         "options": {**asdict(opts), "test_seeds": opts.seeds},
         "world_lm": json.loads((lm / "pretraining.json").read_text()),
@@ -199,7 +211,7 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
         "selection": selection,
         "runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in metrics.items()},
         "validation_runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in val.items()},
-        "density_ratios": ratios,  # sources scenario, per test seed: held-out AUC, ECE, prior, ESS
+        "density_ratios": ratios,  # sources scenario, per test seed: held-out AUC, ECE, prior, ESS, oracle AUC
         "claims": claims,
         "seconds": time.perf_counter() - t_start,
         "command": command,

@@ -70,6 +70,10 @@ class Scenario:
     tuned: tuple[Tuned, ...] = ()
     fixed: tuple[RunSpec, ...] = ()
     short: tuple[float, ...] = ()  # learning-rate scales of the frontier's shorter-training DPO runs
+    # the frontier's datasets (default: the scenario's own): sources takes the upper envelope of DPO on
+    # all rows and DPO on the human rows; unpaired, DPO on the re-paired completions
+    frontier_datasets: tuple[str, ...] = ()
+    extra_betas: tuple[float, ...] = ()  # β values added to the frontier's grid for this scenario
 
 
 #: f-DPO's own β grid per divergence: forward KL moves far less than reverse KL at equal β, so
@@ -77,11 +81,13 @@ class Scenario:
 FDPO_BETAS = {"fdpo-fkl": (0.003, 0.01, 0.03), "fdpo-js": (0.3, 1.0, 3.0)}
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("mixture", "mix",
-             "Labels from a Bradley–Terry judge on r(α₀) = α₀·r_a + (1−α₀)·r_b with α₀ near one end and r_a, r_b "
-             "negatively correlated in the corpus; gold reward for every α (Xu et al. 2025, WDPO/KLDPO).",
-             tuned=(Tuned("mix", "kldpo", "tau", (0.5, 2.0), "r0", "worst"),
-                    Tuned("mix", "wdpo", "rho", (0.01, 0.1), "r0", "worst"))),
+    Scenario("mixture", "labmix",
+             "Labels from a mixture of labellers: each pair by a Bradley–Terry judge on r_a with probability α₀, "
+             "else on r_b (not Bradley–Terry on any one reward), α₀ near one end and r_a, r_b negatively correlated "
+             "in the corpus; gold reward for every α (Xu et al. 2025, WDPO/KLDPO).",
+             # τ and ρ from the authors' released τ = 0.05 up to 2
+             tuned=(Tuned("labmix", "kldpo", "tau", (0.05, 0.3, 2.0), "r0", "worst"),
+                    Tuned("labmix", "wdpo", "rho", (0.05, 0.3, 2.0), "r0", "worst"))),
     Scenario("divergence", "mix",
              "Reward vs diversity vs calibration across f-divergences, each on its own β grid (Wang et al. 2024).",
              fixed=tuple(RunSpec("mix", m, (("beta", b),)) for m, grid in FDPO_BETAS.items() for b in grid),
@@ -95,16 +101,21 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              fixed=(RunSpec("clean", "dpo"), RunSpec("flip", "rdpo", (("label_smoothing", -1.0),)),
                     RunSpec("flip", "rdpo", (("label_smoothing", 0.1),)))),
     Scenario("sources", "sources",
-             "Human rows labelled on the target r(α₀), synthetic rows (no give-away markers) labelled by a judge "
-             "that scores another objective (conciseness, conflicting with the target); DoRA's density ratios from the start model's features; target = "
-             "the human labeller (Zhu et al. 2025, DoRA, against vanilla KL-DRO and reweighting).",
+             "Scarce human rows labelled on the target r(α₀); plentiful synthetic rows (no give-away markers, "
+             "overlapping the human ones) labelled by a judge that agrees with the target on most pairs (useful "
+             "but shifted); DoRA's density ratios from the start model's features; target = the human labeller "
+             "(Zhu et al. 2025, DoRA, against DPO on all rows and on the human rows, vanilla KL-DRO, reweighting "
+             "by the estimated ratios, and reweighting by oracle ratios as an upper reference).",
              tuned=(Tuned("sources", "dora", "lam", (0.5, 2.0), "kl", "r0"),
                     Tuned("sources", "dro", "tau", (0.5, 2.0), "kl", "r0")),
-             fixed=(RunSpec("human", "dpo"), RunSpec("sources", "dora-reweight"))),
+             fixed=(RunSpec("sources", "dora-reweight"), RunSpec("sources-oracle", "dora-reweight")),
+             frontier_datasets=("sources", "human")),
     Scenario("unpaired", "unpaired",
-             "AOT on unpaired data (the pairing removed) against an unpaired baseline: DPO on desirable and "
-             "undesirable completions re-paired at random; the same completions per step (Melnyk et al. 2024).",
-             fixed=(RunSpec("unpaired", "aot-unpaired"), RunSpec("repaired", "dpo"))),
+             "AOT on unpaired data (the pairing removed) against an unpaired baseline at matched KL: DPO on "
+             "desirable and undesirable completions re-paired at random, on a β grid; the same completions per "
+             "step (Melnyk et al. 2024).",
+             fixed=(RunSpec("unpaired", "aot-unpaired"),),
+             frontier_datasets=("repaired",), extra_betas=(0.01, 0.03)),
 )}
 
 #: `dralign demo`: the mixture conflict (DPO at two β, KLDPO, WDPO) with its control.
@@ -123,8 +134,9 @@ class ShiftOptions:
     train_pairs: int | None = option(None, "training pairs per dataset (quick 128, full 480)")
     flip_pairs: int | None = option(None, "flips: training pairs, fewer so that the steps make several epochs (quick 48, full 48)")
     flip_rate: float = option(0.3, "flips: the true fraction of flipped training labels")
-    synthetic_fraction: float = option(0.7, "sources: fraction of training rows from the synthetic source")
-    judge: str = option("conciseness", "sources: the gold objective the synthetic judge labels on (the target labels on r(α₀)); conciseness agrees with the target on 38% of synthetic pairs")
+    synthetic_fraction: float = option(0.9, "sources: fraction of training rows from the synthetic source (human rows are scarce)")
+    judge: str = option("conciseness", "sources: the gold objective the synthetic judge leans towards (alone, conciseness agrees with the target on 38% of synthetic pairs)")
+    judge_agreement: float = option(0.75, "sources: share of synthetic pairs on which the judge's noise-free order agrees with the target's (its lean towards `judge` is solved for it)")
     eval_prompts: int | None = option(None, "held-out prompts sampled once per run (quick 64, full 512)")
     eval_pairs: int | None = option(None, "held-out pairs for accuracy and calibration (quick 64, full 1000)")
     validation_prompts: int = option(256, "validation prompts (train pool, none of the seed's training prompts)")
@@ -172,6 +184,8 @@ def resolve(opts: ShiftOptions) -> ShiftOptions:
         raise ValueError("alpha0 must lie in [0, 1] and flip_rate in (0, 0.5)")
     if not 0.0 < out.synthetic_fraction < 1.0:
         raise ValueError("synthetic_fraction must lie in (0, 1): DoRA needs both sources")
+    if not 0.0 < out.judge_agreement <= 1.0:
+        raise ValueError("judge_agreement must lie in (0, 1]")
     if min(out.seeds, out.steps, out.train_pairs, out.flip_pairs, out.eval_prompts, out.eval_pairs) < 1:
         raise ValueError("seeds, steps, train_pairs, flip_pairs, eval_prompts and eval_pairs must be >= 1")
     if out.validation_seeds < 0 or len(out.betas) < 2:
@@ -180,9 +194,11 @@ def resolve(opts: ShiftOptions) -> ShiftOptions:
 
 
 def frontier_runs(opts: ShiftOptions, sc: Scenario) -> list[RunSpec]:
-    """DPO at every β of the grid on the scenario's dataset, then its shorter-training runs (at
-    the grid's largest β, learning rate × each `sc.short` scale): the frontier."""
-    runs = [RunSpec(sc.dataset, "dpo", (("beta", b),)) for b in opts.betas]
+    """DPO at every β of the grid (with the scenario's extra β) on each of the scenario's frontier
+    datasets, then its shorter-training runs (at the grid's largest β, learning rate × each
+    `sc.short` scale): the frontier."""
+    betas = sorted(set(opts.betas) | set(sc.extra_betas))
+    runs = [RunSpec(d, "dpo", (("beta", b),)) for d in (sc.frontier_datasets or (sc.dataset,)) for b in betas]
     return runs + [RunSpec(sc.dataset, "dpo", (("beta", max(opts.betas)), ("lr", opts.lr * s))) for s in sc.short]
 
 
@@ -213,9 +229,8 @@ def plan(opts: ShiftOptions, chosen: dict[tuple[str, str], float] | None = None)
     for sc in scenarios_of(opts):
         if chosen is None and not sc.tuned:
             continue  # validation runs serve only the choice of tuned parameters
-        if sc.name != "unpaired":  # the unpaired question is judged against its own baseline
-            for r in frontier_runs(opts, sc):
-                add(r)
+        for r in frontier_runs(opts, sc):
+            add(r)
         for t in sc.tuned:
             values = [chosen[(t.dataset, t.method)]] if chosen is not None else list(t.grid)
             for v in values:

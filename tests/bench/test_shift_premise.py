@@ -1,0 +1,127 @@
+"""Each shift scenario's premise: the labeller mixture, the judge's agreement knob, the two-sided
+controls with hand values, the oracle ratio, what the trainer saw, the tempered calibration and
+the maps' plumbing."""
+
+import math
+
+import numpy as np
+import pytest
+
+from dralign_bench import world
+from dralign_bench.shift import SeedMetrics, ShiftOptions, resolve
+from dralign_bench.shift.calibration import fit_temperature, tempered_calibration_error
+from dralign_bench.shift.controls import conflict_control, sources_control, unpaired_control
+from dralign_bench.shift.data import agreement, build_dataset, judge_reward, judge_weight, target_reward
+from dralign_bench.shift.seen import completions_per_step
+
+
+def small(**kw):
+    return resolve(ShiftOptions(**{"train_pairs": 60, "flip_pairs": 20, "eval_pairs": 16, **kw}))
+
+
+def m(r0=0.5, worst=0.4, kl=1.0) -> SeedMetrics:
+    return SeedMetrics(curve=[worst, r0], r0=r0, worst=worst, kl=kl, entropy=4.0, distinct2=0.8, acc=0.7, calib=0.1)
+
+
+# --------------------------------------------------------------------------------------------- data
+
+def test_labeller_mixture_labels_each_pair_by_one_labeller_drawn_with_probability_alpha0():
+    opts = small(alpha0=0.3, train_pairs=400)
+    rows = build_dataset(opts, "labmix", 7)
+    assert rows == build_dataset(opts, "labmix", 7) and len(rows) == 400
+    share_a = np.mean([r["labeller"] == "a" for r in rows])
+    assert abs(share_a - 0.3) < 4 * math.sqrt(0.3 * 0.7 / 400)
+    fa, fb = world.GOLD_OBJECTIVES[opts.reward_a], world.GOLD_OBJECTIVES[opts.reward_b]
+    for r in rows:  # the row's rewards are its own labeller's
+        fn = fa if r["labeller"] == "a" else fb
+        assert (r["reward_chosen"], r["reward_rejected"]) == (fn(r["chosen"]), fn(r["rejected"]))
+    # α₀ = 1 is labeller a alone; the pairs are mix's pairs
+    only_a = build_dataset(small(alpha0=1.0, train_pairs=50), "labmix", 7)
+    assert all(r["labeller"] == "a" for r in only_a)
+    mix = build_dataset(small(alpha0=1.0, train_pairs=50), "mix", 7)
+    assert [r["prompt"] for r in only_a] == [r["prompt"] for r in mix]
+
+
+@pytest.mark.parametrize("wanted", [0.6, 0.75, 0.9])
+def test_the_judge_agrees_with_the_target_on_the_asked_share_of_synthetic_pairs(wanted):
+    opts = small(judge_agreement=wanted)
+    w = judge_weight(opts)
+    assert 0.0 < w < 1.0
+    rows = world.prompt_response_pairs(world.generate_prompts(1500, seed=31, split="train"), seed=31,
+                                       source="synthetic")  # fresh pairs, not the calibration sample
+    assert agreement(target_reward(opts), judge_reward(opts), rows) == pytest.approx(wanted, abs=0.03)
+    assert judge_weight(small(judge_agreement=min(1.0, wanted + 0.05))) <= w  # more agreement, less lean
+
+
+def test_agreement_by_hand_and_an_impossible_agreement_is_refused():
+    rows = [{"response_1": "a", "response_2": "bb"}, {"response_1": "ccc", "response_2": "d"},
+            {"response_1": "ee", "response_2": "ff"}]  # the last is tied under length: dropped
+    assert agreement(len, lambda t: -len(t), rows) == 0.0 and agreement(len, len, rows) == 1.0
+    with pytest.raises(ValueError, match="agrees with the target on"):
+        judge_weight(small(judge_agreement=0.05))
+
+
+def test_sources_rows_scarce_human_and_the_oracle_dataset_has_the_same_rows():
+    opts = small(synthetic_fraction=0.9)
+    rows = build_dataset(opts, "sources", 4)
+    assert sum(r["source"] == "human" for r in rows) == round(0.1 * len(rows))
+    assert build_dataset(opts, "sources-oracle", 4) == rows
+    judge = judge_reward(opts)
+    for r in rows:
+        if r["source"] == "synthetic":
+            assert {r["reward_chosen"], r["reward_rejected"]} == {judge(r["chosen"]), judge(r["rejected"])}
+
+
+# --------------------------------------------------------------------------------------------- controls
+
+def test_conflict_control_needs_dpo_below_the_start_models_worst_case():
+    start = [m(worst=w) for w in (0.40, 0.42, 0.41, 0.40)]
+    below = [m(r0=0.7, worst=w) for w in (0.35, 0.38, 0.36, 0.37)]  # 0.05, 0.04, 0.05, 0.03
+    c = conflict_control(below, start)
+    assert c["value"] == pytest.approx(0.0425) and c["passed"]
+    # a large drop from DPO's own r(α₀) is not a loss if the worst case stays above the start's
+    gain = [m(r0=0.9, worst=w) for w in (0.41, 0.43, 0.42, 0.41)]
+    assert conflict_control(gain, start)["value"] == pytest.approx(-0.01) and not conflict_control(gain, start)["passed"]
+    noisy = [m(worst=w) for w in (0.20, 0.50, 0.30, 0.45)]  # mean gap 0.045 but the interval covers 0
+    assert not conflict_control(noisy, start)["passed"]
+
+
+def test_sources_control_is_two_sided():
+    human = [m(r0=r) for r in (0.50, 0.52, 0.51, 0.49)]
+    all_rows = [m(r0=r) for r in (0.55, 0.56, 0.57, 0.54)]     # useful: +0.05, +0.04, +0.06, +0.05
+    oracle = [m(r0=r) for r in (0.58, 0.59, 0.59, 0.57)]       # shifted: +0.03, +0.03, +0.02, +0.03
+    aucs = [0.8, 0.82, 0.78, 0.8]
+    c = sources_control(all_rows, human, oracle, aucs)
+    assert c["passed"] and c["value"] == pytest.approx(min(0.05, 0.0275))
+    assert not sources_control(human, all_rows, oracle, aucs)["passed"]     # synthetic rows hurt: not useful
+    assert not sources_control(all_rows, human, all_rows, aucs)["passed"]   # oracle weighting gains nothing
+    assert not sources_control(all_rows, human, oracle, [0.97, 0.99, 0.98, 0.99])["passed"]  # no overlap
+
+
+def test_unpaired_control_counts_what_the_trainers_saw_per_step():
+    assert completions_per_step(32, unpaired=False) == 64 and completions_per_step(64, unpaired=True) == 64
+    assert unpaired_control([64] * 5, [64] * 5)["passed"]
+    c = unpaired_control([64, 64, 48], [64, 64, 64])  # a short last step on one side
+    assert not c["passed"] and c["value"] == 48
+    assert not unpaired_control([32] * 4, [32] * 4)["passed"]  # too few values to sort
+    assert not unpaired_control([], [])["passed"]  # nothing counted is no evidence
+
+
+# --------------------------------------------------------------------------------------------- calibration
+
+def test_fit_temperature_recovers_the_scale_of_a_shrunk_link():
+    z = np.linspace(-3, 3, 41)
+    p = 1 / (1 + np.exp(-z))
+    assert fit_temperature(0.01 * z, p) == pytest.approx(100.0, rel=1e-4)
+    assert fit_temperature(np.zeros(5), p[:5]) == 1.0
+
+
+def test_tempered_calibration_ignores_the_links_scale_but_not_its_shape():
+    z = np.linspace(-3, 3, 200)
+    p = 1 / (1 + np.exp(-z))
+    tiny = 1 / (1 + np.exp(-0.003 * z))  # σ(β·Δs) at a small β: ≈ ½ whatever was learned
+    assert np.mean(np.abs(tiny - p)) > 0.15 and tempered_calibration_error(tiny, p) < 1e-6
+    wrong = 1 / (1 + np.exp(-np.sign(z) * z ** 2))  # a different shape: no scale fixes it
+    assert tempered_calibration_error(wrong, p) > 0.02
+    # fitted on even pairs, measured on odd ones: hand case with two pairs
+    assert tempered_calibration_error(np.array([0.5, 0.7]), np.array([0.5, 0.6])) == pytest.approx(0.1)
