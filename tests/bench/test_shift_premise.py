@@ -125,3 +125,53 @@ def test_tempered_calibration_ignores_the_links_scale_but_not_its_shape():
     assert tempered_calibration_error(wrong, p) > 0.02
     # fitted on even pairs, measured on odd ones: hand case with two pairs
     assert tempered_calibration_error(np.array([0.5, 0.7]), np.array([0.5, 0.6])) == pytest.approx(0.1)
+
+
+# --------------------------------------------------------------------------------------------- maps
+
+def test_maps_plumbing_on_a_fake_trainer(tmp_path):
+    """Every cell trains its scenario's runs per seed; the gain is the method minus its best
+    baseline (frontier at matched x, or another baseline); the control and PNG come along, and
+    `maps` lands in an existing results.json without touching its other keys."""
+    import json
+
+    from dralign_bench.shift.maps import MAPS, run_maps
+
+    opts = resolve(ShiftOptions(maps=True, seeds=3, output_dir=str(tmp_path), betas=[0.1, 1.0]))
+    assert opts.seeds == 3 and opts.validation_seeds == 0
+    (tmp_path / "results.json").write_text(json.dumps({"claims": ["kept"]}))
+    calls = []
+
+    def fake(o, runs, seed):
+        calls.append((o.synthetic_fraction, o.judge_agreement, o.flip_rate, seed, len(runs)))
+        got = {}
+        for r in runs:
+            beta = dict(r.params).get("beta")
+            kl = {0.1: 4.0, 1.0: 1.0}.get(beta, 2.0)
+            r0 = {0.1: 0.60, 1.0: 0.54}.get(beta, 0.55)
+            if r.dataset == "human":
+                r0 -= 0.05  # DPO on the human rows: below DPO on all rows (synthetic rows useful)
+            if r.method == "dora":
+                r0 = 0.58 + 0.1 * o.judge_agreement + 0.001 * seed
+            if r.dataset == "sources-oracle":
+                r0 = 0.60 + 0.01 * seed
+            acc = 0.7 + (0.05 + 0.001 * seed if r.method == "rdpo" else 0.0) - (0.1 * o.flip_rate if r.dataset == "flip" else 0)
+            got[r.id] = SeedMetrics(curve=[r0], r0=r0, worst=r0, kl=kl, entropy=4.0, distinct2=0.8, acc=acc, calib=0.1)
+        return got, [0.8]
+
+    maps = run_maps(opts, fake)
+    dora, rdpo = maps["dora"], maps["rdpo"]
+    assert len(dora["cells"]) == 12 and len(rdpo["cells"]) == 4
+    assert len(calls) == (12 + 4) * 3 and {c[3] for c in calls} == {0, 1, 2}
+    cell = next(c for c in dora["cells"] if c["coords"] == {"human_fraction": 0.05, "judge_agreement": 0.75})
+    # frontier at KL 2: between (1, 0.54) and (4, 0.60) → 0.56; reweight and KL-DRO at 0.55; DoRA 0.655 + 0.001·s
+    assert cell["gain"] == pytest.approx(0.655 + 0.001 - 0.56) and cell["seeds"] == 3
+    assert cell["ci"][0] < cell["gain"] < cell["ci"][1]
+    # useful: sources DPO − human DPO = 0.05; shifted: oracle (0.60 + 0.01 s) − 0.60 → 0.01 mean, passes only by ≥ 0.01
+    assert cell["control"]["value"] == pytest.approx(0.01)
+    first = rdpo["cells"][0]
+    assert first["coords"] == {"flip_rate": 0.1} and first["method"] == "flip/rdpo[label_smoothing=0.1]"
+    assert first["gain"] == pytest.approx(0.05 + 0.001) and first["control"]["name"].startswith("DPO's accuracy drop")
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["claims"] == ["kept"] and set(saved["maps"]) == set(MAPS)
+    assert (tmp_path / "map-dora.png").stat().st_size > 5_000 and (tmp_path / "map-rdpo.png").exists()

@@ -156,6 +156,15 @@ def _select(opts, val: dict, chosen: dict, console) -> dict:
     return record
 
 
+def _cell_trainer(lm, tokenizer, start, root: Path, console):
+    """The maps' `train_cell`: one seed's runs of one cell, measured like the test runs."""
+    def train_cell(opts: ShiftOptions, runs: list[RunSpec], seed: int) -> tuple[dict, list[float]]:
+        sd = _Seed(opts, seed, False, tokenizer, start, root, lm)
+        got = {r.id: _train_and_measure(opts, lm, tokenizer, start, sd, r, console) for r in runs}
+        return got, [sd.ratio["auc"]] if sd.ratio and "auc" in sd.ratio else []
+    return train_cell
+
+
 def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dralign bench shift") -> dict:
     """Run the benchmark of `cfg`; write results.json, the plots and report.md; return the results.
 
@@ -177,6 +186,12 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
     lm = world_lm(WorldLMSpec(steps=opts.lm_steps or WorldLMSpec.steps), opts.cache_dir or DEFAULT_CACHE_DIR, console)
     tokenizer = load_tokenizer(str(lm))
     start = load_model(str(lm)).eval()
+    if opts.maps:  # the second profile: maps only (:mod:`.maps`)
+        from .maps import run_maps
+
+        maps = run_maps(opts, _cell_trainer(lm, tokenizer, start, root, console), console=console)
+        shutil.rmtree(root / "runs", ignore_errors=True)
+        return {"maps": maps}
 
     val: dict[str, list[SeedMetrics]] = {}
     runs = plan(opts) if opts.validation_seeds else []  # empty when no scenario tunes anything

@@ -127,6 +127,7 @@ class ShiftOptions:
     """The shift-world benchmark. Sizes left unset come from the profile (quick, or --full)."""
 
     full: bool = option(False, "the full profile: 8 test + 2 validation seeds, 512 eval prompts (about 30 min per job on one core)")
+    maps: bool = option(False, "the maps profile: where each method helps (DoRA over human fraction × judge agreement, rDPO over flip rates), 4 seeds per cell; writes `maps` into results.json and map-*.png")
     scenarios: list[str] | None = option(None, "scenarios to run: mixture, divergence, flips, sources, unpaired (default: all)")
     seeds: int | None = option(None, "test seeds (quick 2, full 8)")
     validation_seeds: int | None = option(None, "validation seeds for the robust methods' own parameters (quick 1, full 2); 0 = the grid's first value")
@@ -163,6 +164,8 @@ class ShiftConfig:
 
 _PROFILES = {False: dict(seeds=2, validation_seeds=1, steps=30, train_pairs=128, flip_pairs=48,
                          eval_prompts=64, eval_pairs=64),
+             "maps": dict(seeds=4, validation_seeds=0, steps=60, train_pairs=480, flip_pairs=48,
+                          eval_prompts=256, eval_pairs=512),
              True: dict(seeds=8, validation_seeds=2, steps=60, train_pairs=480, flip_pairs=48,
                         eval_prompts=512, eval_pairs=1000)}
 
@@ -170,7 +173,7 @@ _PROFILES = {False: dict(seeds=2, validation_seeds=1, steps=30, train_pairs=128,
 def resolve(opts: ShiftOptions) -> ShiftOptions:
     """Fill unset sizes from the profile and check every choice; returns a new ShiftOptions."""
     values = asdict(opts)
-    for k, v in _PROFILES[opts.full].items():
+    for k, v in _PROFILES["maps" if opts.maps else opts.full].items():
         if values.get(k) is None:
             values[k] = v
     out = type(opts)(**values)
