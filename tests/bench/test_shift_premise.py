@@ -175,3 +175,20 @@ def test_maps_plumbing_on_a_fake_trainer(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["claims"] == ["kept"] and set(saved["maps"]) == set(MAPS)
     assert (tmp_path / "map-dora.png").stat().st_size > 5_000 and (tmp_path / "map-rdpo.png").exists()
+
+
+def test_train_counting_reports_the_completions_each_step_drew(tiny_model_dir, pref_jsonl, unpaired_jsonl, tmp_path):
+    """The counts come from the training loop: a pair is two completions, an unpaired row one."""
+    from dralign.config import build
+    from dralign.train.config import TrainConfig
+    from dralign_bench.shift.seen import train_counting
+
+    def cfg(data, method, batch, out):
+        return build(TrainConfig, dict(model=tiny_model_dir("llama"), data=str(data), method=method,
+                                       output_dir=str(tmp_path / out), max_steps=2, batch_size=batch,
+                                       progress=False, max_length=64))
+
+    _, paired = train_counting(cfg(pref_jsonl, "dpo", 4, "p"))
+    _, unpaired = train_counting(cfg(unpaired_jsonl, "aot-unpaired", 8, "u"))
+    assert paired == [8, 8] and unpaired == [8, 8]
+    assert unpaired_control(unpaired, paired, minimum=8)["passed"]
