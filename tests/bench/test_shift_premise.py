@@ -192,3 +192,27 @@ def test_train_counting_reports_the_completions_each_step_drew(tiny_model_dir, p
     _, unpaired = train_counting(cfg(unpaired_jsonl, "aot-unpaired", 8, "u"))
     assert paired == [8, 8] and unpaired == [8, 8]
     assert unpaired_control(unpaired, paired, minimum=8)["passed"]
+
+
+def test_oracle_ratio_is_a_classifier_fitted_on_twenty_times_more_rows_of_another_seed(tiny_model_dir, tmp_path,
+                                                                                       monkeypatch):
+    import json
+
+    from dralign.modeling import load_model, load_tokenizer
+    from dralign_bench.shift import data as data_mod
+    from dralign_bench.shift import oracle
+
+    opts = small(train_pairs=20, synthetic_fraction=0.7)
+    rows = build_dataset(opts, "sources", 3)
+    drawn = []
+    real = data_mod.build_dataset
+    monkeypatch.setattr(data_mod, "build_dataset", lambda o, d, s: drawn.append((o.train_pairs, d, s)) or real(o, d, s))
+    path = tmp_path / "oracle.jsonl"
+    model_dir = tiny_model_dir("llama")
+    info = oracle.write_oracle_file(opts, rows, path, load_model(model_dir), load_tokenizer(model_dir))
+    assert drawn == [(oracle.ORACLE_FACTOR * 20, "sources", oracle.ORACLE_SEED)] and oracle.ORACLE_FACTOR >= 20
+    out = [json.loads(line) for line in path.read_text().splitlines()]
+    prior = np.mean([r["source"] == "human" for r in rows])
+    assert [{k: v for k, v in r.items() if k not in ("target_prob", "ratio")} for r in out] == rows
+    assert all(0 < r["target_prob"] < 1 and r["ratio"] == pytest.approx(r["target_prob"] / prior) for r in out)
+    assert 0.0 <= info["oracle_auc"] <= 1.0 and "20×" in info["oracle"]
