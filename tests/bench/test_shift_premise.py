@@ -216,3 +216,21 @@ def test_oracle_ratio_is_a_classifier_fitted_on_twenty_times_more_rows_of_anothe
     assert [{k: v for k, v in r.items() if k not in ("target_prob", "ratio")} for r in out] == rows
     assert all(0 < r["target_prob"] < 1 and r["ratio"] == pytest.approx(r["target_prob"] / prior) for r in out)
     assert 0.0 <= info["oracle_auc"] <= 1.0 and "20×" in info["oracle"]
+
+
+def test_mixture_regret_against_dpo_trained_at_each_alpha_by_hand():
+    from dralign_bench.shift.papers import mixture_regret
+
+    opts = resolve(ShiftOptions(scenarios=["mixture"], alphas=[0.0, 0.1, 0.5, 1.0], alpha0=0.1))
+    curve = lambda *v: SeedMetrics(curve=list(v), r0=v[1], worst=min(v), kl=1.0, entropy=4.0, distinct2=0.8,  # noqa: E731
+                                   acc=0.7, calib=0.1)
+    metrics = {"labmix-a0/dpo": [curve(0.9, 0.5, 0.4, 0.1)] * 2, "labmix-a0.5/dpo": [curve(0.5, 0.5, 0.7, 0.5)] * 2,
+               "labmix-a1/dpo": [curve(0.1, 0.2, 0.5, 0.8)] * 2, "labmix/dpo[beta=0.1]": [curve(0.8, 0.75, 0.5, 0.2)] * 2,
+               "labmix/kldpo[tau=0.05]": [curve(0.6, 0.6, 0.6, 0.5), curve(0.6, 0.7, 0.6, 0.3)], "mix/dpo": [curve(0, 0, 0, 0)]}
+    out = mixture_regret(opts, metrics)
+    assert set(out) == {k for k in metrics if k.startswith("labmix")}
+    assert out["labmix/kldpo[tau=0.05]"] == pytest.approx({"0": 0.3, "0.1": 0.1, "0.5": 0.1, "1": 0.4})
+    assert out["labmix/dpo[beta=0.1]"]["0.1"] == 0.0
+    rows, other = build_dataset(small(), "labmix-a1", 2), build_dataset(small(alpha0=1.0), "labmix", 2)
+    assert rows == other  # labmix-aA is labmix at α₀ = A
+    assert mixture_regret(resolve(ShiftOptions(scenarios=["flips"])), metrics) == {}

@@ -7,6 +7,8 @@ Datasets (labelled by Bradley–Terry at temperature T on r(α₀) = α₀ r_a +
   each pair by Bradley–Terry on r_a with probability α₀, else on r_b. A mixture of
   Bradley–Terry models is not Bradley–Terry on any one reward, so DPO's implicit reward cannot
   fit it exactly;
+* ``labmix-aA`` — the ``labmix`` pairs labelled by the labeller mixture at α = A (DPO trained
+  there is the reference of every method's regret at A);
 * ``clean`` / ``flip`` — `flip_pairs` pairs (fewer, so the steps make several epochs and DPO
   can memorise noise), ``flip`` with ``round(flip_rate · n)`` labels swapped;
 * ``unpaired`` — the ``mix`` pairs split into a desirable and an undesirable completion;
@@ -25,6 +27,7 @@ Datasets (labelled by Bradley–Terry at temperature T on r(α₀) = α₀ r_a +
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -139,6 +142,8 @@ def build_dataset(opts: ShiftOptions, dataset: str, seed: int) -> list[dict]:
         return rows if dataset != "human" else [r for r in rows if r["source"] == "human"]
     if dataset == "labmix":
         return _labeller_mixture(opts, opts.train_pairs, seed)
+    if dataset.startswith("labmix-a"):  # the same pairs, labelled by the labeller mixture at another α
+        return _labeller_mixture(replace(opts, alpha0=float(dataset[len("labmix-a"):])), opts.train_pairs, seed)
     if dataset in ("clean", "flip"):
         rows = _labelled(opts, opts.flip_pairs, seed)
         return rows if dataset == "clean" else world.flip_labels(rows, opts.flip_rate, seed=seed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from .claims import ClaimSpec, Comparison, judge
 from .controls import (conflict_control, flip_control, frontier_overlap_control, sources_control,
                        unpaired_control)
@@ -12,7 +14,7 @@ from .scenarios import SCENARIOS, RunSpec, concrete, frontier_runs, scenarios_of
 if TYPE_CHECKING:
     from .scenarios import ShiftOptions
 
-__all__ = ["evaluate_claims", "claim_specs"]
+__all__ = ["evaluate_claims", "claim_specs", "mixture_regret"]
 
 F = "dpo-frontier"
 
@@ -110,6 +112,24 @@ def control_of(opts: ShiftOptions, scenario: str, metrics: dict, spec: ClaimSpec
             xs.append(m.get(c.x or "kl"))
             fr.append([metrics[f][s].get(c.x or "kl") for f in fids])
     return frontier_overlap_control(xs, fr)
+
+
+def mixture_regret(opts: ShiftOptions, metrics: dict) -> dict:
+    """Mixture: each run's regret at α = r(α) of DPO trained at α (same pairs, the labeller
+    mixture at α, default β) minus the run's r(α), mean over seeds, at every α that has such a DPO
+    run (α₀ included: DPO at the default β). {run id: {α: regret}}; empty without the scenario."""
+    if "mixture" not in [s.name for s in scenarios_of(opts)]:
+        return {}
+    refs = {a: RunSpec(f"labmix-a{a:g}", "dpo").id for a in (0.0, 0.5, 1.0)}
+    refs[opts.alpha0] = _dpo(opts, "labmix")
+    idx = {a: int(np.argmin(np.abs(np.asarray(opts.alphas) - a))) for a in refs}
+    out = {}
+    for rid, ms in metrics.items():
+        if rid != "start" and not rid.startswith("labmix"):
+            continue
+        out[rid] = {f"{a:g}": float(np.mean([r.curve[idx[a]] - m.curve[idx[a]] for r, m in zip(metrics[ref], ms)]))
+                    for a, ref in sorted(refs.items()) if ref in metrics}
+    return out
 
 
 def evaluate_claims(opts: ShiftOptions, metrics: dict, chosen: dict, ratios: list[dict] = (),

@@ -219,6 +219,7 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
             ratios.append(sd.ratio)
             console.print(f"seed {seed:>4} density ratios: held-out AUC {sd.ratio['auc']:.3f}, ESS {sd.ratio['ess']:.2f}")
     claims = evaluate_claims(opts, metrics, chosen, ratios, seen)
+    from .papers import mixture_regret
     results = {
         "options": {**asdict(opts), "test_seeds": opts.seeds},
         "world_lm": json.loads((lm / "pretraining.json").read_text()),
@@ -228,6 +229,7 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
         "validation_runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in val.items()},
         "density_ratios": ratios,  # sources scenario, per test seed: held-out AUC, ECE, prior, ESS, oracle AUC
         "claims": claims,
+        "regret": mixture_regret(opts, metrics),  # mixture: each run's regret at α against DPO trained at α
         "seconds": time.perf_counter() - t_start,
         "command": command,
     }

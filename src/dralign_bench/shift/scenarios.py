@@ -87,7 +87,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "in the corpus; gold reward for every α (Xu et al. 2025, WDPO/KLDPO).",
              # τ and ρ from the authors' released τ = 0.05 up to 2
              tuned=(Tuned("labmix", "kldpo", "tau", (0.05, 0.3, 2.0), "r0", "worst"),
-                    Tuned("labmix", "wdpo", "rho", (0.05, 0.3, 2.0), "r0", "worst"))),
+                    Tuned("labmix", "wdpo", "rho", (0.05, 0.3, 2.0), "r0", "worst")),
+             # DPO trained at other α (the same pairs, the labeller mixture at α): each method's regret at α
+             fixed=tuple(RunSpec(f"labmix-a{a:g}", "dpo") for a in (0.0, 0.5, 1.0))),
     Scenario("divergence", "mix",
              "Reward vs diversity vs calibration across f-divergences, each on its own β grid (Wang et al. 2024).",
              fixed=tuple(RunSpec("mix", m, (("beta", b),)) for m, grid in FDPO_BETAS.items() for b in grid),
