@@ -57,8 +57,9 @@ def test_agreement_by_hand_and_an_impossible_agreement_is_refused():
     rows = [{"response_1": "a", "response_2": "bb"}, {"response_1": "ccc", "response_2": "d"},
             {"response_1": "ee", "response_2": "ff"}]  # the last is tied under length: dropped
     assert agreement(len, lambda t: -len(t), rows) == 0.0 and agreement(len, len, rows) == 1.0
-    with pytest.raises(ValueError, match="agrees with the target on"):
-        judge_weight(small(judge_agreement=0.05))
+    with pytest.raises(ValueError, match="agrees with the target on"):  # refused when the options resolve
+        resolve(ShiftOptions(scenarios=["sources"], judge_agreement=0.05))
+    resolve(ShiftOptions(scenarios=["flips"], judge_agreement=0.05))  # no judge in this run: no refusal
 
 
 def test_sources_rows_scarce_human_and_the_oracle_dataset_has_the_same_rows():

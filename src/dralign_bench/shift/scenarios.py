@@ -191,6 +191,10 @@ def resolve(opts: ShiftOptions) -> ShiftOptions:
         raise ValueError("synthetic_fraction must lie in (0, 1): DoRA needs both sources")
     if not 0.0 < out.judge_agreement <= 1.0:
         raise ValueError("judge_agreement must lie in (0, 1]")
+    if "sources" in [s.name for s in scenarios_of(out)] or out.maps:
+        from .data import judge_weight
+
+        judge_weight(out)  # an agreement the judge cannot reach is refused now, not mid-run
     if min(out.seeds, out.steps, out.train_pairs, out.flip_pairs, out.eval_prompts, out.eval_pairs) < 1:
         raise ValueError("seeds, steps, train_pairs, flip_pairs, eval_prompts and eval_pairs must be >= 1")
     if out.validation_seeds < 0 or len(out.betas) < 2:
