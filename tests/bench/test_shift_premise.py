@@ -235,3 +235,14 @@ def test_mixture_regret_against_dpo_trained_at_each_alpha_by_hand():
     rows, other = build_dataset(small(), "labmix-a1", 2), build_dataset(small(alpha0=1.0), "labmix", 2)
     assert rows == other  # labmix-aA is labmix at α₀ = A
     assert mixture_regret(resolve(ShiftOptions(scenarios=["flips"])), metrics) == {}
+
+
+def test_the_mixture_scenario_trains_twice_as_long_and_only_it():
+    from dralign_bench.shift import RunSpec
+    from dralign_bench.shift.scenarios import steps_of
+
+    opts = small(steps=30)
+    assert steps_of(opts, RunSpec("labmix", "kldpo", (("tau", 0.05),))) == 60
+    assert steps_of(opts, RunSpec("labmix-a0.5", "dpo")) == 60
+    assert steps_of(opts, RunSpec("mix", "dpo", (("beta", 0.1),))) == 30
+    assert steps_of(opts, RunSpec("sources", "dora", (("lam", 0.5),))) == 30

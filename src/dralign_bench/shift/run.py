@@ -18,7 +18,7 @@ from .data import build_dataset, heldout_pairs, training_prompts, write_jsonl
 from .measure import HeldoutPairs, SeedMetrics, evaluate_policy
 from .papers import evaluate_claims
 from .scenarios import (RunSpec, ShiftConfig, ShiftOptions, default_choices, frontier_runs, plan, resolve,
-                        scenarios_of)
+                        scenarios_of, steps_of)
 
 __all__ = ["run_shift"]
 
@@ -33,7 +33,8 @@ def _train_config(opts: ShiftOptions, lm: Path, data: Path, run: RunSpec, out: P
 
     batch = {"unpaired": 2 * opts.unpaired_batch, "repaired": opts.unpaired_batch}.get(run.dataset, opts.batch_size)
     values = dict(model=str(lm), data=str(data), method=run.method, output_dir=str(out), overwrite=True,
-                  max_steps=opts.steps, batch_size=batch, lr=opts.lr, warmup_steps=max(1, opts.steps // 10),
+                  max_steps=steps_of(opts, run), batch_size=batch, lr=opts.lr,
+                  warmup_steps=max(1, steps_of(opts, run) // 10),
                   max_length=128, beta=opts.beta, seed=seed, progress=False,
                   ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"))
     values.update(dict(run.params))
