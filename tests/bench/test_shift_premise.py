@@ -246,3 +246,11 @@ def test_the_mixture_scenario_trains_twice_as_long_and_only_it():
     assert steps_of(opts, RunSpec("labmix-a0.5", "dpo")) == 60
     assert steps_of(opts, RunSpec("mix", "dpo", (("beta", 0.1),))) == 30
     assert steps_of(opts, RunSpec("sources", "dora", (("lam", 0.5),))) == 30
+
+
+def test_human_rows_count_matches_the_dataset():
+    from dralign_bench.shift.data import human_rows
+
+    for frac, n in ((0.9, 80), (0.95, 128), (0.7, 60)):
+        opts = small(synthetic_fraction=frac, train_pairs=n)
+        assert human_rows(opts) == len(build_dataset(opts, "human", 1))

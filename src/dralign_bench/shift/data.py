@@ -135,6 +135,11 @@ def _sources(opts: ShiftOptions, seed: int) -> list[dict]:
     return [next(by_source[r["source"]]) for r in rows]  # the original row order
 
 
+def human_rows(opts: ShiftOptions) -> int:
+    """Rows of the ``human`` dataset (as :func:`world.assign_sources` splits the sources)."""
+    return opts.train_pairs - int(round(opts.synthetic_fraction * opts.train_pairs))
+
+
 def build_dataset(opts: ShiftOptions, dataset: str, seed: int) -> list[dict]:
     """Training rows of `dataset` for one seed (see the module docstring)."""
     if dataset in ("sources", "human", "sources-oracle"):

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import world
 from .claims import frontier_at
-from .data import build_dataset, heldout_pairs, training_prompts, write_jsonl
+from .data import build_dataset, heldout_pairs, human_rows, training_prompts, write_jsonl
 from .measure import HeldoutPairs, SeedMetrics, evaluate_policy
 from .papers import evaluate_claims
 from .scenarios import (RunSpec, ShiftConfig, ShiftOptions, default_choices, frontier_runs, plan, resolve,
@@ -32,6 +32,8 @@ def _train_config(opts: ShiftOptions, lm: Path, data: Path, run: RunSpec, out: P
     from dralign.train.config import TrainConfig
 
     batch = {"unpaired": 2 * opts.unpaired_batch, "repaired": opts.unpaired_batch}.get(run.dataset, opts.batch_size)
+    if run.dataset == "human":  # scarce human rows: a smaller batch rather than none
+        batch = min(batch, human_rows(opts))
     values = dict(model=str(lm), data=str(data), method=run.method, output_dir=str(out), overwrite=True,
                   max_steps=steps_of(opts, run), batch_size=batch, lr=opts.lr,
                   warmup_steps=max(1, steps_of(opts, run) // 10),
