@@ -157,8 +157,8 @@ def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     results = json.loads((out_dir / "results.json").read_text())
-    assert set(results["runs"]) == {"start", "mix/dpo[beta=0.1]", "mix/dpo[beta=1]", "mix/kldpo[tau=0.5]",
-                                    "mix/wdpo[rho=0.01]"}
+    assert set(results["runs"]) == {"start", "labmix/dpo[beta=0.1]", "labmix/dpo[beta=1]", "labmix/kldpo[tau=0.05]",
+                                    "labmix/wdpo[rho=0.05]", "labmix-a0/dpo", "labmix-a0.5/dpo", "labmix-a1/dpo"}
     assert all(len(run["seeds"]) == 2 for run in results["runs"].values())
     (claim,) = results["claims"]
     assert set(claim["control"]) >= {"name", "value", "threshold", "passed"}
@@ -173,7 +173,7 @@ def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
 def test_bench_shift_sources_fits_density_ratios_and_gates_dora_on_its_control(tmp_path):
     """`dralign bench shift --scenarios sources` at a tiny size: the ratios are cross-fitted once
     per seed (AUC and ESS saved), DoRA and its tuned baselines are trained, the control reads the
-    human-only DPO run and the AUC."""
+    DPO runs on all rows and on the human rows, the oracle-weighted run and the AUC."""
     out_dir = tmp_path / "shift"
     argv = ["bench", "shift", "--scenarios", "sources", "--seeds", "2", "--validation-seeds", "0", "--steps", "2",
             "--train-pairs", "80", "--eval-prompts", "4", "--eval-pairs", "8", "--max-new-tokens", "8",
@@ -181,8 +181,10 @@ def test_bench_shift_sources_fits_density_ratios_and_gates_dora_on_its_control(t
             "--output-dir", str(out_dir)]
     assert main(argv) == 0
     results = json.loads((out_dir / "results.json").read_text())
-    assert {"human/dpo", "sources/dora[lam=0.5]", "sources/dro[tau=0.5]", "sources/dora-reweight"} <= set(results["runs"])
+    assert {"human/dpo[beta=0.1]", "human/dpo[beta=1]", "sources/dora[lam=0.5]", "sources/dro[tau=0.5]",
+            "sources/dora-reweight", "sources-oracle/dora-reweight"} <= set(results["runs"])
     assert len(results["density_ratios"]) == 2 and all(0.0 <= r["auc"] <= 1.0 and 0 < r["ess"] <= 1.0
+                                                       and 0.0 <= r["oracle_auc"] <= 1.0
                                                        for r in results["density_ratios"])
     dora_claim = results["claims"][0]
     assert "AUC" in dora_claim["control"]["detail"] and dora_claim["comparisons"][0]["a"] == "sources/dora[lam=0.5]"

@@ -1,10 +1,11 @@
 """`dralign demo` (= `make demo`): the mixture conflict, offline on a CPU in a few minutes.
 
 A shortened shift-world run (:mod:`dralign_bench.shift`), the one scenario where the effect is
-clearest: preferences labelled at α₀ = 0.1 on two negatively correlated gold objectives; DPO
-at two β (its frontier), KLDPO and WDPO trained from the same pretrained world LM; each sampled
-on the 512 held-out prompts and scored at every mixture weight α; the control (DPO's loss from
-r(α₀) to its worst α) is computed in the same run. No validation seeds here (KLDPO's τ and
+clearest: preferences labelled by a mixture of two labellers (r_a with probability α₀ = 0.1,
+else r_b) on two negatively correlated gold objectives; DPO at two β (its frontier), KLDPO and
+WDPO trained from the same pretrained world LM; each sampled on the 512 held-out prompts and
+scored at every mixture weight α; the control (DPO's worst case below the start model's) is
+computed in the same run. No validation seeds here (KLDPO's τ and
 WDPO's ρ are the grid's first values; `dralign bench shift --full` tunes them). Every `dralign
 bench shift` option applies; only the defaults differ.
 """

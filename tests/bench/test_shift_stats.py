@@ -272,7 +272,8 @@ def test_one_command_runs_scenarios_as_parallel_workers_and_records_provenance(t
     assert prov["started"] < prov["finished"] and prov["wall_seconds"] > 0
     o = results["options"]
     assert o["test_seed_values"] == [50, 51] and o["validation_seed_values"] == [] and o["jobs"] == 2
-    assert {"mix/kldpo[tau=0.5]", "unpaired/aot-unpaired"} <= set(results["runs"]) and results["maps"] == {}
+    assert {"labmix/kldpo[tau=0.05]", "unpaired/aot-unpaired"} <= set(results["runs"]) and results["maps"] == {}
+    assert results["regret"] and results["seen"]["unpaired/aot-unpaired"]  # the premise's records, merged
     assert [j["scenarios"] for j in results["jobs"]] == [["unpaired"], ["mixture"]]  # the parts, in order
     assert all((out / "jobs" / sc / "results.json").exists() for sc in ("mixture", "unpaired"))
     assert all(len(s["halves"]["r0"]) == 2 for run in results["runs"].values() for s in run["seeds"])

@@ -19,6 +19,7 @@ from dralign.objectives import Objective
 from ..plotting import pyplot, require_matplotlib
 from .fit import fit, method_objective
 from .world import (
+    LABELS,
     LoglinearWorld,
     expected_reward,
     kl_dro_optimum,
@@ -47,6 +48,7 @@ class LoglinearOptions:
     reward_cosine: float = option(-0.5, "cosine between phi_1 and phi_2 (negative: the two rewards conflict)")
     beta: float = option(0.5, "beta, the KL-regularisation strength (here KL(pi* || pi_ref) is 0.3-1 nat at alpha0)")
     alpha0: float = option(0.2, "training mixture: labels by Bradley-Terry on alpha0*r_1 + (1-alpha0)*r_2")
+    labels: Literal["bt", "labeller_mixture"] = option("bt", "bt: Bradley-Terry on the mixed reward; labeller_mixture: each pair labelled by r_1 with probability alpha0, else by r_2 (not Bradley-Terry)")
     alphas: list[float] = option([round(0.1 * i, 1) for i in range(11)], "evaluation mixtures alpha in [0, 1]")
     methods: list[str] = option(["dpo", "kldpo", "wdpo"], "presets of the paired family to train (dpo, ipo, cdpo, rdpo, fdpo-*, kldpo, wdpo, dro, drdpo, cvar, hinge)")
     tau: float = option(1.0, "tau, KLDPO temperature, smaller = more robust (the library's default)")
@@ -87,6 +89,8 @@ def _check_options(o: LoglinearOptions) -> None:
         raise ValueError(f"alpha0 must lie in [0, 1], got {o.alpha0}")
     if not o.alphas or not all(0 <= a <= 1 for a in o.alphas):
         raise ValueError(f"alphas: give mixtures in [0, 1], got {o.alphas}")
+    if o.labels not in LABELS:
+        raise ValueError(f"labels must be one of {', '.join(LABELS)}, got {o.labels!r}")
     if not o.methods:
         raise ValueError("methods: give at least one preset")
     if o.max_iter < 1:
@@ -134,25 +138,43 @@ def frontier_worst_at(frontier: list[dict], r0: float) -> float:
     return float(np.interp(r0, [p["r0"] for p in pts], [p["worst"] for p in pts]))
 
 
+def _closed_form_holds(o: LoglinearOptions, world: LoglinearWorld) -> bool:
+    """θ* = θ_ref + φ(α₀)/β is DPO's population optimum: a realisable reward and BT labels."""
+    return world.realisable and o.labels == "bt"
+
+
+def _dpo_at_each_alpha(o: LoglinearOptions, world: LoglinearWorld) -> list[float]:
+    """R(θ_DPO(α), α) for every α of the grid, θ_DPO(α) DPO's population optimum on data labelled
+    at α (the same labelling kind): the reference of each method's regret at α."""
+    out = []
+    for a in o.alphas:
+        support, mass = pair_distribution(world, a, o.labels)
+        theta, _ = fit(method_objective("dpo", o.beta), world, support, mass, start=optimum(world, a, o.beta),
+                       max_iter=o.max_iter)
+        out.append(expected_reward(world, theta, a))
+    return out
+
+
 def _run_seed(o: LoglinearOptions, seed: int, objectives: dict, advance) -> dict:
     """One world: θ*, every method's θ_∞ and θ̂_n on the n grid; errors and reward curves."""
     world = _world_of(o, seed)
-    support, mass = pair_distribution(world, o.alpha0)
+    support, mass = pair_distribution(world, o.alpha0, o.labels)
     star = optimum(world, o.alpha0, o.beta)
-    if not world.realisable:  # θ* is not in the class: DPO's own population optimum is the target
+    if not _closed_form_holds(o, world):  # θ* is not DPO's optimum: DPO's own population optimum is the target
         star, _ = fit(method_objective("dpo", o.beta), world, support, mass, start=star, max_iter=o.max_iter)
     curve = lambda th: [expected_reward(world, th, a) for a in o.alphas]  # noqa: E731
     i0 = int(np.argmin([abs(a - o.alpha0) for a in o.alphas]))
     frontier = _frontier(o, world, support, mass, curve)
-    out = {"reference": curve(world.theta_ref), "oracle": curve(star), "methods": {}, "frontier": frontier}
-    data = {n: sample_pairs(world, n, o.alpha0, [seed, n]) for n in o.n_grid}
+    out = {"reference": curve(world.theta_ref), "oracle": curve(star), "methods": {}, "frontier": frontier,
+           "dpo_at_alpha": _dpo_at_each_alpha(o, world)}
+    data = {n: sample_pairs(world, n, o.alpha0, [seed, n], o.labels) for n in o.n_grid}
     for name, obj in objectives.items():
         pop, pop_grad = fit(obj, world, support, mass, start=star, max_iter=o.max_iter)
         rec = {"bias": float((pop - star).norm()), "population_reward": curve(pop),
                "grad_norms": [pop_grad], "to_optimum": [], "to_own_optimum": []}
         pr = rec["population_reward"]
         rec["frontier_gain_population"] = min(pr) - frontier_worst_at(frontier, pr[i0])
-        if _is_kldpo(obj) and world.realisable:
+        if _is_kldpo(obj) and _closed_form_holds(o, world):
             rec["theory_bias"] = float((kl_dro_optimum(world, o.alpha0, o.beta, obj.aggregator.tau) - star).norm())
         for n in o.n_grid:
             theta, g = fit(obj, world, data[n], max_iter=o.max_iter)
@@ -162,6 +184,7 @@ def _run_seed(o: LoglinearOptions, seed: int, objectives: dict, advance) -> dict
             if n == max(o.n_grid):
                 rec["reward"], rec["kl"] = curve(theta), kl_to_reference(world, theta)
                 rec["frontier_gain"] = min(rec["reward"]) - frontier_worst_at(frontier, rec["reward"][i0])
+                rec["regret"] = [d - r for d, r in zip(out["dpo_at_alpha"], rec["reward"])]
             advance()
         out["methods"][name] = rec
     return out
@@ -203,6 +226,8 @@ def _aggregate(o: LoglinearOptions, per_seed: list[dict], objectives: dict) -> d
             "population_reward": population.tolist(),
             "population_worst_case": _summary(population.min(1)),
             "kl": _summary([rec["kl"] for rec in recs]),
+            "regret": np.array([rec["regret"] for rec in recs]).mean(0).tolist(),
+            "max_regret": _summary([max(rec["regret"]) for rec in recs]),
             "max_grad_norm": max(max(rec["grad_norms"]) for rec in recs),
         }
     comparison = {}
@@ -218,6 +243,7 @@ def _aggregate(o: LoglinearOptions, per_seed: list[dict], objectives: dict) -> d
                                 "population_worst_case_gain": _summary(r_pop.min(1) - dpo_pop.min(1)),
                                 "alpha0_gain": _summary(r[:, i0] - dpo[:, i0])}
     return {
+        "control": _start_control(per_seed),
         "frontier": [r["frontier"] for r in per_seed],
         "n_grid": list(o.n_grid), "alphas": list(o.alphas), "alpha0_index": i0,
         "methods": methods, "comparison": comparison,
@@ -226,6 +252,16 @@ def _aggregate(o: LoglinearOptions, per_seed: list[dict], objectives: dict) -> d
         "oracle": {"reward": [r["oracle"] for r in per_seed],
                    "worst_case": _summary([min(r["oracle"]) for r in per_seed])},
     }
+
+
+def _start_control(per_seed: list[dict], threshold: float = 0.03) -> dict | None:
+    """The mixture premise: DPO trained at α₀ (n_max) ends below the reference's worst case over
+    the α grid by ≥ `threshold` (mean over seeds), so there is a real loss to protect against."""
+    if "dpo" not in per_seed[0]["methods"]:
+        return None
+    gaps = [min(r["reference"]) - min(r["methods"]["dpo"]["reward"]) for r in per_seed]
+    return {"name": "reference worst case − DPO's worst case", "value": float(np.mean(gaps)),
+            "threshold": threshold, "passed": bool(np.mean(gaps) >= threshold), "per_seed": gaps}
 
 
 def _plot(results: dict, path: Path) -> None:
@@ -282,12 +318,14 @@ def _rows(results: dict) -> list[list[str]]:
             _fmt(rec["worst_case"]),
             "—" if cmp is None else f"{_fmt(cmp['worst_case_gain'])} ({cmp['wins']}/{cmp['seeds']})",
             _fmt(rec["frontier_gain_population"], 4),
+            _fmt(rec["max_regret"]),
         ])
     return rows
 
 
 COLUMNS = ("method", "slope → θ∞", "slope → θ*", "‖θ∞ − θ*‖", "err → θ∞ @ n_max",
-           "R(α₀)", "worst-case R", "Δ worst vs dpo (wins)", "Δ worst vs DPO β-frontier at matched R(α₀) (population)")
+           "R(α₀)", "worst-case R", "Δ worst vs dpo (wins)", "Δ worst vs DPO β-frontier at matched R(α₀) (population)",
+           "max over α of regret vs DPO trained at α")
 
 
 def _report(results: dict, o: LoglinearOptions) -> str:
@@ -297,9 +335,12 @@ def _report(results: dict, o: LoglinearOptions) -> str:
         "",
         f"πθ(a|s) ∝ exp(θᵀψ(s,a)); S = {o.states} states, A = {o.actions} actions, d = {o.dim}; "
         f"‖θ_ref‖ = {o.ref_scale}, ‖φ_k‖ = {o.reward_scale}, cos(φ₁, φ₂) = {o.reward_cosine}; "
-        f"β = {o.beta}, τ = {o.tau}, ρ = {o.rho} ({o.penalty_form}); labels by Bradley–Terry at "
-        f"α₀ = {o.alpha0}; seeds {o.seeds} (each its own world); n ∈ {o.n_grid}. "
-        + ("θ* = θ_ref + φ(α₀)/β (closed form); " if o.misspecification == 0 else
+        f"β = {o.beta}, τ = {o.tau}, ρ = {o.rho} ({o.penalty_form}); labels "
+        + ("by Bradley–Terry at " if o.labels == "bt" else "by a labeller mixture (r_1 with probability α₀, else r_2) at ")
+        + f"α₀ = {o.alpha0}; seeds {o.seeds} (each its own world); n ∈ {o.n_grid}. "
+        + ("θ* = θ_ref + φ(α₀)/β (closed form); " if o.misspecification == 0 and o.labels == "bt" else
+           "θ* = DPO's own population optimum at β (fitted: labeller-mixture labels are not Bradley–Terry). "
+           if o.misspecification == 0 else
            f"**misspecified**: ζ = {o.misspecification} of each reward lies outside the feature span, so no θ "
            "represents r_α; θ* here is DPO's own population optimum at β (fitted). ")
         + "θ∞ = each method's exact population optimum. "
@@ -312,6 +353,10 @@ def _report(results: dict, o: LoglinearOptions) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in _rows(results)]
     lines += ["", f"Reference π_ref worst case: {_fmt(results['reference']['worst_case'])}; "
               f"θ*(α₀) worst case: {_fmt(results['oracle']['worst_case'])}.", ""]
+    ctl = results["control"]
+    if ctl is not None:
+        lines += [f"Control ({'passed' if ctl['passed'] else 'failed'}): {ctl['name']} = {ctl['value']:+.4f} "
+                  f"(needs ≥ {ctl['threshold']}); regret at α = R(DPO trained at α, α) − R(method, α).", ""]
     for name, cmp in results["comparison"].items():
         verdict = "beats" if cmp["beats_dpo"] else "does not beat"
         lines.append(f"- **{name}** {verdict} DPO in worst-case expected reward: mean gain "
@@ -328,7 +373,7 @@ def _report(results: dict, o: LoglinearOptions) -> str:
             g, gp = rec["frontier_gain"], rec["frontier_gain_population"]
             lines.append(f"- **{name}**: {_fmt(gp, 4)} at the population optimum, {_fmt(g, 4)} trained on "
                          f"n = {max(o.n_grid)} (mean ± sd over seeds).")
-    if o.misspecification == 0:
+    if o.misspecification == 0 and o.labels == "bt":
         lines += ["", "Under realisability KLDPO's population optimum is exactly DPO's at β′ = β(1+τ)/τ "
                   "(derivation in `kl_dro_optimum`; tested against the closed form): its worst-case gain "
                   "over DPO at one β is a β effect, and its frontier gain is 0."]

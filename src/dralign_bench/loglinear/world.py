@@ -151,28 +151,45 @@ def _pair_table(world: LoglinearWorld) -> torch.Tensor:
     return table / table.sum((1, 2), keepdim=True)
 
 
-def pair_distribution(world: LoglinearWorld, alpha: float) -> tuple[Pairs, torch.Tensor]:
+LABELS = ("bt", "labeller_mixture")
+"""How a pair at α is labelled: ``bt`` — Bradley–Terry on the mixed reward r_α; ``labeller_mixture``
+— by labeller 1 (BT on r_1) with probability α, else by labeller 2 (BT on r_2). The second is a
+mixture of Bradley–Terry models, which is not Bradley–Terry: no reward, linear or not, gives its
+preference probabilities, so DPO's implicit reward cannot equal it."""
+
+
+def preference_probability(world: LoglinearWorld, alpha: float, labels: str = "bt") -> torch.Tensor:
+    """P(a ≻ a′ | s) [S, A, A]: σ(r_α(s,a) − r_α(s,a′)) (``bt``), or
+    α·σ(r_1(s,a) − r_1(s,a′)) + (1 − α)·σ(r_2(s,a) − r_2(s,a′)) (``labeller_mixture``)."""
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {', '.join(LABELS)}, got {labels!r}")
+    gap = lambda r: torch.sigmoid(r[:, :, None] - r[:, None, :])  # noqa: E731
+    if labels == "bt":
+        return gap(rewards(world, alpha))
+    return alpha * gap(rewards(world, 1.0)) + (1 - alpha) * gap(rewards(world, 0.0))
+
+
+def pair_distribution(world: LoglinearWorld, alpha: float, labels: str = "bt") -> tuple[Pairs, torch.Tensor]:
     """The population of labelled pairs: every (s, c, r) with c ≠ r and its mass
-    q = (2/S)·P(c, r | s)·σ(r_α(s,c) − r_α(s,r)) (Σ q = 1)."""
+    q = (2/S)·P(c, r | s)·P(c ≻ r | s) (Σ q = 1; the preference as `labels` says, see
+    :data:`LABELS`)."""
     S, A = world.states, world.actions
     s, c, r = torch.meshgrid(torch.arange(S), torch.arange(A), torch.arange(A), indexing="ij")
     keep = c != r
     s, c, r = s[keep], c[keep], r[keep]
-    rew = rewards(world, alpha)
-    mass = 2.0 / S * _pair_table(world)[s, c, r] * torch.sigmoid(rew[s, c] - rew[s, r])
+    mass = 2.0 / S * _pair_table(world)[s, c, r] * preference_probability(world, alpha, labels)[s, c, r]
     return Pairs(s, c, r), mass
 
 
-def sample_pairs(world: LoglinearWorld, n: int, alpha: float, seed) -> Pairs:
+def sample_pairs(world: LoglinearWorld, n: int, alpha: float, seed, labels: str = "bt") -> Pairs:
     """n pairs drawn with `numpy.random.default_rng(seed)`: s uniform, (a, a′) ~ P(·,·|s)
-    (distinct, from π_ref), the first preferred with probability σ(r_α(s,a) − r_α(s,a′))."""
+    (distinct, from π_ref), the first preferred with probability P(a ≻ a′ | s) (`labels`)."""
     rng = np.random.default_rng(seed)
     S, A = world.states, world.actions
     cdf = np.cumsum(_pair_table(world).reshape(S, A * A).numpy(), axis=1)
     s = rng.integers(S, size=n)
     flat = np.minimum((cdf[s] < rng.random(n)[:, None]).sum(1), A * A - 1)
     a, b = flat // A, flat % A
-    rew = rewards(world, alpha).numpy()
-    first = rng.random(n) < 1 / (1 + np.exp(-(rew[s, a] - rew[s, b])))
+    first = rng.random(n) < preference_probability(world, alpha, labels).numpy()[s, a, b]
     chosen, rejected = np.where(first, a, b), np.where(first, b, a)
     return Pairs(*(torch.as_tensor(x, dtype=torch.long) for x in (s, chosen, rejected)))

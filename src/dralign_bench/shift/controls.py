@@ -21,14 +21,18 @@ def _control(name: str, value: float, threshold: float, passed: bool, detail: st
             "detail": detail}
 
 
-def conflict_control(dpo: Sequence, threshold: float = 0.05) -> dict:
-    """Mixture: DPO trained at α₀ loses gold reward away from α₀.
+def conflict_control(dpo: Sequence, start: Sequence, threshold: float = 0.03) -> dict:
+    """Mixture: DPO trained at α₀ ends *below the start model's* worst-case reward over the α
+    grid — a real loss to protect against (a drop from its own r(α₀), which is mostly its gain at
+    α₀, is not one).
 
-        value = mean over seeds of [r(α₀) − min_α r(α)]   of DPO at the default β;  passes if ≥ threshold.
+        value = mean over seeds of [worst(start) − worst(DPO at the default β)];
+        passes if ≥ threshold and the paired t interval over seeds lies above 0.
     """
-    gaps = np.array([m.r0 - m.worst for m in dpo])
-    return _control("DPO's loss from r(α₀) to its worst α", gaps.mean(), threshold, gaps.mean() >= threshold,
-                    f"per seed: {', '.join(f'{g:.3f}' for g in gaps)}")
+    test = paired_t([s.worst - d.worst for d, s in zip(dpo, start)])
+    passed = test.diff >= threshold and (test.n < 2 or test.low > 0)
+    return _control("the start model's worst-case reward minus DPO's", test.diff, threshold, passed,
+                    f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds")
 
 
 def flip_control(clean: Sequence, flipped: Sequence, threshold: float = 0.02) -> dict:
@@ -44,24 +48,28 @@ def flip_control(clean: Sequence, flipped: Sequence, threshold: float = 0.02) ->
                     f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds")
 
 
-def sources_control(dpo_all: Sequence, dpo_human: Sequence, aucs: Sequence[float], threshold: float = 0.01,
-                    auc_range: tuple[float, float] = (0.7, 0.9)) -> dict:
-    """Sources (DoRA): the synthetic judge hurts the target, and the sources are separable but
-    not trivially.
+def sources_control(dpo_all: Sequence, dpo_human: Sequence, dpo_oracle: Sequence, aucs: Sequence[float],
+                    threshold: float = 0.01, max_auc: float = 0.9) -> dict:
+    """Sources (DoRA), two-sided: the synthetic rows are *useful* and *shifted*, and the sources
+    overlap.
 
-        value = mean over seeds of r(α₀)(DPO, human rows only) − r(α₀)(DPO, all rows);
-        passes if ≥ threshold with the paired t interval above 0, and the mean held-out AUC of
-        the density-ratio classifier lies in `auc_range` (a classifier near 1 would make DoRA
-        "drop the synthetic rows"; near ½, no ratio to calibrate).
+        useful  = mean over seeds of r(α₀)(DPO, all rows) − r(α₀)(DPO, human rows only);
+        shifted = mean over seeds of r(α₀)(DPO weighted by the oracle ratios) − r(α₀)(DPO, all rows);
+        value = min(useful, shifted); passes if each is ≥ threshold with its paired t interval above
+        0, and the mean held-out AUC of the density-ratio classifier is ≤ `max_auc` (well below 1:
+        near 1 the oracle ratio is "drop the synthetic rows"). All three DPO runs at the same β.
     """
-    test = paired_t([h.r0 - a.r0 for a, h in zip(dpo_all, dpo_human)])
+    useful = paired_t([a.r0 - h.r0 for a, h in zip(dpo_all, dpo_human)])
+    shifted = paired_t([o.r0 - a.r0 for a, o in zip(dpo_all, dpo_oracle)])
     auc = float(np.mean(aucs)) if len(aucs) else float("nan")
-    auc_ok = auc_range[0] <= auc <= auc_range[1]
-    passed = test.diff >= threshold and (test.n < 2 or test.low > 0) and auc_ok
-    return _control("DPO's target reward lost by adding the judged synthetic rows (and ratio AUC in range)",
-                    test.diff, threshold, passed,
-                    f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds; held-out ratio AUC {auc:.3f} "
-                    f"(range {auc_range[0]}–{auc_range[1]}; per seed {', '.join(f'{a:.3f}' for a in aucs)})")
+    ok = lambda t: t.diff >= threshold and (t.n < 2 or t.low > 0)  # noqa: E731
+    passed = ok(useful) and ok(shifted) and auc <= max_auc
+    return _control("min(synthetic rows useful, shift costs) in target reward; ratio AUC ≤ max", min(useful.diff, shifted.diff),
+                    threshold, passed,
+                    f"useful: DPO all − DPO human {useful.diff:+.3f} [{useful.low:.3f}, {useful.high:.3f}]; "
+                    f"shifted: DPO oracle-weighted − DPO all {shifted.diff:+.3f} [{shifted.low:.3f}, {shifted.high:.3f}] "
+                    f"over {useful.n} seeds; held-out ratio AUC {auc:.3f} (≤ {max_auc}; per seed "
+                    f"{', '.join(f'{a:.3f}' for a in aucs)})")
 
 
 def frontier_overlap_control(points_x: Sequence[float], frontier_x: Sequence[Sequence[float]],
@@ -77,10 +85,19 @@ def frontier_overlap_control(points_x: Sequence[float], frontier_x: Sequence[Seq
                     share >= threshold, f"{sum(inside)} of {len(inside)} points")
 
 
-def unpaired_control(paired_completions: int, unpaired_completions: int, sorted_values: int,
-                     minimum: int = 64) -> dict:
-    """Unpaired: AOT-unpaired sees the same completions per step as the paired baseline and
-    sorts over at least `minimum` values. value = the values sorted per step."""
-    ok = paired_completions == unpaired_completions and sorted_values >= minimum
-    return _control("values sorted per step (completions per step equal)", sorted_values, minimum, ok,
-                    f"paired baseline {paired_completions}, AOT-unpaired {unpaired_completions} completions per step")
+def unpaired_control(aot_seen: Sequence[int], baseline_seen: Sequence[int], minimum: int = 64) -> dict:
+    """Unpaired: AOT-unpaired and the re-paired baseline saw the same number of completions at
+    every optimizer step, and AOT sorted at least `minimum` values per step. The counts are what
+    the trainers reported per step (:func:`.seen.completions_per_step`), one list per run, all
+    steps of all seeds concatenated.
+
+        value = the fewest completions AOT saw in a step; passes if every step's count equals
+        the baseline's at that step and value ≥ `minimum`.
+    """
+    aot, base = list(aot_seen), list(baseline_seen)
+    same = len(aot) == len(base) and len(aot) > 0 and all(a == b for a, b in zip(aot, base))
+    fewest = min(aot) if aot else 0
+    return _control("completions AOT sorted per step (equal to the baseline's at every step)", fewest, minimum,
+                    same and fewest >= minimum,
+                    f"{len(aot)} AOT steps ({min(aot, default=0)}–{max(aot, default=0)} completions), {len(base)} "
+                    f"baseline steps ({min(base, default=0)}–{max(base, default=0)})")

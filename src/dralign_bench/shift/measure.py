@@ -68,9 +68,13 @@ def own_link_probs(u1: np.ndarray, u2: np.ndarray, divergence: str, beta: float)
 
 
 def calibration_error(p_hat: np.ndarray, r1: np.ndarray, r2: np.ndarray, temperature: float) -> float:
-    """mean |p̂ − p| against the known preference probability p = σ((r₁ − r₂)/T) (no binning)."""
+    """mean |p̂ − p| against the known preference probability p = σ((r₁ − r₂)/T) (no binning),
+    after a temperature on p̂'s logit fitted on other pairs of the run (:mod:`.calibration`: the
+    link's scale must not decide calibration)."""
+    from .calibration import tempered_calibration_error
+
     p = 1.0 / (1.0 + np.exp(-(np.asarray(r1) - np.asarray(r2)) / temperature))
-    return float(np.mean(np.abs(np.asarray(p_hat) - p)))
+    return tempered_calibration_error(p_hat, p)
 
 
 def clean_accuracy(u1: np.ndarray, u2: np.ndarray, r1: np.ndarray, r2: np.ndarray) -> float:

@@ -49,7 +49,7 @@ def merge_results(parts: list[dict], command: str | None = None, note: str | Non
                       "note": " ".join(dict.fromkeys(n for n in notes if n)) or None,
                       "unshown_runs": list(dict.fromkeys([u for p in parts for u in p["options"].get("unshown_runs", [])]
                                                          + list(unshown)))}
-    for key in ("scenarios", "runs", "validation_runs", "selection", "maps"):
+    for key in ("scenarios", "runs", "validation_runs", "selection", "maps", "seen", "regret"):
         out[key] = _union(parts, key)
     out["density_ratios"] = [r for p in parts for r in p.get("density_ratios", [])]
     out["claims"] = judge_results(out)
@@ -62,8 +62,8 @@ def merge_results(parts: list[dict], command: str | None = None, note: str | Non
 
 
 def judge_results(results: dict) -> list[dict]:
-    """The claims of a results document, judged from its runs, selection and density ratios
-    (Holm over all of them as one family)."""
+    """The claims of a results document, judged from its runs, selection, density ratios and
+    completions per step (Holm over all of them as one family)."""
     from .claims import holm_report
     from .measure import SeedMetrics
     from .papers import evaluate_claims
@@ -74,7 +74,8 @@ def judge_results(results: dict) -> list[dict]:
     metrics = {rid: [SeedMetrics(**s) for s in run["seeds"]] for rid, run in results["runs"].items()}
     chosen = default_choices(opts)
     chosen.update({tuple(key.split("/", 1)): rec["chosen"] for key, rec in results["selection"].items()})
-    return holm_report(evaluate_claims(opts, metrics, chosen, results.get("density_ratios", [])))
+    return holm_report(evaluate_claims(opts, metrics, chosen, results.get("density_ratios", []),
+                                       results.get("seen") or {}))
 
 
 def _flag(argv: list[str], name: str) -> tuple[list[str], list[str]]:

@@ -255,7 +255,9 @@ def _ratio_lines(results: dict) -> list[str]:
     return ["## Density ratios (sources scenario)", "",
             f"Cross-fitted on the start model's features, target = the human source (π_T = {ratios[0]['prior']:.2f}), "
             f"per test seed: held-out AUC {col('auc')}; effective sample size (share of rows) {col('ess')}; "
-            f"ECE {col('ece')}; largest weight {col('weight_max')}.", ""]
+            f"ECE {col('ece')}; largest weight {col('weight_max')}"
+            + (f"; the oracle ratio's AUC {col('oracle_auc')}" if all("oracle_auc" in r for r in ratios) else "")
+            + ".", ""]
 
 
 def _header_lines(results: dict) -> list[str]:
@@ -341,14 +343,16 @@ def _map_lines(results: dict) -> list[str]:
         return []
     lines = ["## Maps: where does each method help?", ""]
     for name, mp in maps.items():
-        rows, cols = mp["rows"], mp["cols"]
-        cells = {(c["row"], c["col"]): c for c in mp["cells"]}
+        rows, cols = mp["rows"], mp.get("cols") or {"name": "gain", "values": [None]}  # a 1-D map: one column
+        cells = {(c["row"], c.get("col")): c for c in mp["cells"]}
         lines += [f"### {mp.get('title', name)}", "", f"| {rows['name']} \\ {cols['name']} | "
-                  + " | ".join(f"{v:g}" for v in cols["values"]) + " |", "|" + "---|" * (len(cols["values"]) + 1)]
+                  + " | ".join("" if v is None else f"{v:g}" for v in cols["values"]) + " |",
+                  "|" + "---|" * (len(cols["values"]) + 1)]
         for r in rows["values"]:
             cell = [cells.get((r, c)) for c in cols["values"]]
             lines.append(f"| {r:g} | " + " | ".join(
-                "—" if x is None else f"{x['diff']:+.3f} [{x['ci'][0]:+.3f}, {x['ci'][1]:+.3f}]"
+                "—" if x is None else "no value (outside DPO's range)" if not np.isfinite(x["diff"])
+                else f"{x['diff']:+.3f} [{x['ci'][0]:+.3f}, {x['ci'][1]:+.3f}]"
                 + ("" if x.get("control_passed", True) else " (control failed)") for x in cell) + " |")
         lines += (["", f"![{name}]({Path(mp['plot']).name})"] if mp.get("plot") else []) + [""]
     return lines

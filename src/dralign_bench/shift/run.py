@@ -18,11 +18,11 @@ from dralign.errors import BadOptionError
 from .. import world
 from . import provenance
 from .claims import X_DIRECTION, frontier_y, holm_report
-from .data import build_dataset, heldout_pairs, training_prompts, write_jsonl
+from .data import build_dataset, heldout_pairs, human_rows, training_prompts, write_jsonl
 from .measure import HeldoutPairs, SeedMetrics, evaluate_policy
-from .papers import evaluate_claims
+from .papers import evaluate_claims, mixture_regret
 from .scenarios import (RunSpec, ShiftOptions, default_choices, frontier_runs, plan,
-                        scenarios_of)
+                        scenarios_of, steps_of)
 
 __all__ = ["execute", "seed_values"]
 
@@ -36,8 +36,11 @@ def _train_config(opts: ShiftOptions, lm: Path, data: Path, run: RunSpec, out: P
     from dralign.train.config import TrainConfig
 
     batch = {"unpaired": 2 * opts.unpaired_batch, "repaired": opts.unpaired_batch}.get(run.dataset, opts.batch_size)
+    if run.dataset == "human":  # scarce human rows: a smaller batch rather than none
+        batch = min(batch, human_rows(opts))
     values = dict(model=str(lm), data=str(data), method=run.method, output_dir=str(out), overwrite=True,
-                  max_steps=opts.steps, batch_size=batch, lr=opts.lr, warmup_steps=max(1, opts.steps // 10),
+                  max_steps=steps_of(opts, run), batch_size=batch, lr=opts.lr,
+                  warmup_steps=max(1, steps_of(opts, run) // 10),
                   max_length=128, beta=opts.beta, seed=seed, progress=False,
                   ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"))
     values.update(dict(run.params))
@@ -52,6 +55,8 @@ class _Seed:
 
         self.seed, self.dir, self.lm = seed, root / "runs" / f"seed-{seed}", lm
         self.ratio: dict | None = None  # the sources scenario's density-ratio fit (AUC, ESS)
+        self.seen: dict[str, list[int]] = {}  # completions per step each run's trainer drew
+        self.tokenizer, self.start = tokenizer, start
         if validation:  # validation prompts: the train pool minus this seed's training prompts
             used = training_prompts(opts, seed)
             pool = [p for p in world.generate_prompts(4 * opts.validation_prompts, seed=seed + 77, split="train")
@@ -69,7 +74,14 @@ class _Seed:
 
     def data(self, opts, dataset: str) -> Path:
         if dataset not in self.files:
-            path = write_jsonl(self.dir / "data" / f"{dataset}.jsonl", build_dataset(opts, dataset, self.seed))
+            rows = build_dataset(opts, dataset, self.seed)
+            path = write_jsonl(self.dir / "data" / f"{dataset}.jsonl", rows)
+            if dataset == "sources-oracle":  # the oracle ratio: the upper reference of reweighting
+                from .oracle import write_oracle_file
+
+                path = path.with_suffix(".ratios.jsonl")
+                oracle = write_oracle_file(opts, rows, path, self.start, self.tokenizer)
+                self.ratio = {**(self.ratio or {}), **oracle}
             self.files[dataset] = self._with_ratios(path) if dataset == "sources" else path
         return self.files[dataset]
 
@@ -86,7 +98,7 @@ class _Seed:
         with contextlib.redirect_stdout(io.StringIO()):
             fit = fit_file(RatioOptions(data=str(path), output=str(out), target=["human"], model=str(self.lm),
                                         seed=self.seed))
-        self.ratio = {"auc": float(fit.auc), "ece": float(fit.ece), "prior": float(fit.prior),
+        self.ratio = {**(self.ratio or {}), "auc": float(fit.auc), "ece": float(fit.ece), "prior": float(fit.prior),
                       "ess": fit.ess_fraction, "weight_max": float(fit.weight.max())}
         return out
 
@@ -117,11 +129,11 @@ def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, cons
     import torch
 
     from dralign.modeling import load_model
-    from dralign.train import train
+    from .seen import train_counting
 
     out = sd.dir / run.id.replace("/", "__")
     t0 = time.perf_counter()
-    result = train(_train_config(opts, lm, sd.data(opts, run.dataset), run, out, sd.seed))
+    result, sd.seen[run.id] = train_counting(_train_config(opts, lm, sd.data(opts, run.dataset), run, out, sd.seed))
     seconds = time.perf_counter() - t0
     policy = load_model(str(result.output_dir)).eval()
     beta = dict(run.params).get("beta", opts.beta)
@@ -170,6 +182,31 @@ def seed_values(opts: ShiftOptions) -> tuple[list[int], list[int]]:
     return test, val
 
 
+def _cell_trainer(lm, tokenizer, start, root: Path, console):
+    """The maps' `train_cell`: one seed's runs of one cell, measured like the test runs."""
+    def train_cell(opts: ShiftOptions, runs: list[RunSpec], seed: int) -> tuple[dict, list[float]]:
+        sd = _Seed(opts, seed, False, tokenizer, start, root, lm)
+        got = {"start": _measure_start(opts, tokenizer, start, sd, console)}  # the envelope's corner
+        got.update({r.id: _train_and_measure(opts, lm, tokenizer, start, sd, r, console) for r in runs})
+        return got, [sd.ratio["auc"]] if sd.ratio and "auc" in sd.ratio else []
+    return train_cell
+
+
+def _maps_results(opts: ShiftOptions, maps: dict, root: Path, prov: dict, lm: Path, command: str) -> dict:
+    """The maps profile's results: an earlier run's results.json in the output folder kept, the
+    maps (and their provenance and command) added; else a document of the maps alone."""
+    shutil.rmtree(root / "runs", ignore_errors=True)
+    shutil.rmtree(root / "ref_cache", ignore_errors=True)
+    saved = json.loads((root / "results.json").read_text())  # run_maps put `maps` into it
+    if "claims" in saved and "runs" in saved:
+        return {**saved, "maps": maps, "maps_provenance": prov, "maps_command": command}
+    return {"provenance": prov, "options": {**asdict(opts), "test_seeds": opts.seeds, "test_seed_values": [],
+                                            "validation_seed_values": []},
+            "world_lm": json.loads((lm / "pretraining.json").read_text()), "scenarios": {}, "selection": {},
+            "runs": {}, "validation_runs": {}, "density_ratios": [], "claims": [], "seen": {}, "regret": {},
+            "maps": maps, "seconds": prov["wall_seconds"], "command": command}
+
+
 def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None) -> dict:
     """The runs of resolved `opts` in this process: validation, selection, test runs, claims
     (report-wide Holm); the results document, provenance included (nothing written but scratch)."""
@@ -186,6 +223,11 @@ def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None)
     lm = world_lm(WorldLMSpec(steps=opts.lm_steps or WorldLMSpec.steps), opts.cache_dir or DEFAULT_CACHE_DIR, console)
     tokenizer = load_tokenizer(str(lm))
     start = load_model(str(lm)).eval()
+    if opts.maps:  # the second profile: maps only (:mod:`.maps`)
+        from .maps import run_maps
+
+        maps = run_maps(opts, _cell_trainer(lm, tokenizer, start, root, console), console=console)
+        return _maps_results(opts, maps, root, provenance.finish(prov), lm, command)
 
     val: dict[str, list[SeedMetrics]] = {}
     runs = plan(opts) if opts.validation_seeds else []  # empty when no scenario tunes anything
@@ -202,11 +244,14 @@ def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None)
     console.rule(f"[bold]test: {len(runs)} runs × seeds {test_seeds[0]}–{test_seeds[-1]}")
     metrics: dict[str, list[SeedMetrics]] = {}
     ratios: list[dict] = []
+    seen: dict[str, list[int]] = {}  # completions per step, every step of every seed
     for seed in test_seeds:
         sd = _Seed(opts, seed, False, tokenizer, start, root, lm)
         metrics.setdefault("start", []).append(_measure_start(opts, tokenizer, start, sd, console))
         for run in runs:
             metrics.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
+        for rid, counts in sd.seen.items():
+            seen.setdefault(rid, []).extend(counts)
         if sd.ratio is not None:
             ratios.append(sd.ratio)
             console.print(f"seed {seed:>4} density ratios: held-out AUC {sd.ratio['auc']:.3f}, ESS {sd.ratio['ess']:.2f}")
@@ -222,9 +267,11 @@ def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None)
         "selection": selection,
         "runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in metrics.items()},
         "validation_runs": {rid: {"seeds": [asdict(m) for m in ms]} for rid, ms in val.items()},
-        "density_ratios": ratios,  # sources scenario, per test seed: held-out AUC, ECE, prior, ESS
-        "claims": holm_report(evaluate_claims(opts, metrics, chosen, ratios)),
-        "maps": {},  # where each method helps: filled by the scenarios that declare maps
+        "density_ratios": ratios,  # sources scenario, per test seed: held-out AUC, ECE, prior, ESS, oracle AUC
+        "claims": holm_report(evaluate_claims(opts, metrics, chosen, ratios, seen)),
+        "seen": seen,  # completions per step each run's trainer drew (the unpaired control reads them)
+        "regret": mixture_regret(opts, metrics),  # mixture: each run's regret at α against DPO trained at α
+        "maps": {},  # where each method helps: the maps profile (--maps) fills it
         "seconds": prov["wall_seconds"],
         "command": command,
     }
