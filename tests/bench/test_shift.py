@@ -8,10 +8,25 @@ import pytest
 
 from dralign.stats import holm, paired_t, student_t_cdf, student_t_quantile
 from dralign_bench import world
-from dralign_bench.shift import (SCENARIOS, ClaimSpec, Comparison, RunSpec, SeedMetrics, ShiftOptions, build_dataset,
-                                 calibration_error, clean_accuracy, flip_control,
-                                 frontier_overlap_control, judge, own_link_probs, plan, resolve,
-                                 holm_report, verdict)
+from dralign_bench.shift import (
+    SCENARIOS,
+    ClaimSpec,
+    Comparison,
+    RunSpec,
+    SeedMetrics,
+    ShiftOptions,
+    build_dataset,
+    calibration_error,
+    clean_accuracy,
+    flip_control,
+    frontier_overlap_control,
+    holm_report,
+    judge,
+    own_link_probs,
+    plan,
+    resolve,
+    verdict,
+)
 from dralign_bench.shift.data import judge_reward, target_reward
 from dralign_bench.shift.merge import judge_results, merge_results
 from dralign_bench.shift.papers import evaluate_claims

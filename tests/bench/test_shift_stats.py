@@ -12,8 +12,17 @@ import numpy as np
 import pytest
 
 from dralign.errors import BadInputError, BadOptionError
-from dralign_bench.shift import (ClaimSpec, Comparison, SeedMetrics, ShiftOptions, envelope_at, holm_report, judge,
-                                 resolve, upper_hull)
+from dralign_bench.shift import (
+    ClaimSpec,
+    Comparison,
+    SeedMetrics,
+    ShiftOptions,
+    envelope_at,
+    holm_report,
+    judge,
+    resolve,
+    upper_hull,
+)
 from dralign_bench.shift.measure import evaluation_noise
 from dralign_bench.shift.merge import main as merge_main
 from dralign_bench.shift.merge import merge_results

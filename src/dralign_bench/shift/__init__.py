@@ -12,10 +12,10 @@ report (:mod:`.report`). Datasets: :mod:`.data`.
 from __future__ import annotations
 
 from .claims import ClaimSpec, Comparison, compare, envelope_at, holm_report, judge, upper_hull, verdict
+from .command import run_shift
 from .controls import conflict_control, flip_control, frontier_overlap_control, unpaired_control
 from .data import DATASETS, build_dataset, heldout_pairs
 from .measure import SeedMetrics, calibration_error, clean_accuracy, own_link_probs
-from .command import run_shift
 from .scenarios import DEMO_SCENARIO, SCENARIOS, RunSpec, Scenario, ShiftConfig, ShiftOptions, plan, resolve
 
 __all__ = ["ClaimSpec", "Comparison", "DATASETS", "DEMO_SCENARIO", "SCENARIOS", "RunSpec", "Scenario",

@@ -27,8 +27,8 @@ run could not have seen the effect the claim is about).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -7,7 +7,7 @@ a run id to its per-test-seed :class:`~.measure.SeedMetrics` (same seeds, same o
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -27,9 +27,10 @@ Datasets (labelled by Bradley–Terry at temperature T on r(α₀) = α₀ r_a +
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 

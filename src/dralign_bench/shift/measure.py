@@ -10,8 +10,9 @@ on the same held-out pairs, so differences between methods are paired by prompt 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -100,7 +101,7 @@ class HeldoutPairs:
     start_2: np.ndarray
 
     @classmethod
-    def build(cls, rows: list[dict], tokenizer, start) -> "HeldoutPairs":
+    def build(cls, rows: list[dict], tokenizer, start) -> HeldoutPairs:
         from dralign.eval.generate import completion_logps
 
         enc = lambda key: tokenizer([r[key] for r in rows], add_special_tokens=False)["input_ids"]  # noqa: E731

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .claims import ClaimSpec, Comparison, judge
-from .controls import (conflict_control, flip_control, frontier_overlap_control, sources_control,
-                       unpaired_control)
+from .controls import conflict_control, flip_control, frontier_overlap_control, sources_control, unpaired_control
 from .scenarios import SCENARIOS, RunSpec, concrete, frontier_runs, scenarios_of
 
 if TYPE_CHECKING:

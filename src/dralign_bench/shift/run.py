@@ -21,8 +21,7 @@ from .claims import X_DIRECTION, frontier_y, holm_report
 from .data import build_dataset, heldout_pairs, human_rows, training_prompts, write_jsonl
 from .measure import HeldoutPairs, SeedMetrics, evaluate_policy
 from .papers import evaluate_claims, mixture_regret
-from .scenarios import (RunSpec, ShiftOptions, default_choices, frontier_runs, plan,
-                        scenarios_of, steps_of)
+from .scenarios import RunSpec, ShiftOptions, default_choices, frontier_runs, plan, scenarios_of, steps_of
 
 __all__ = ["execute", "seed_values"]
 
@@ -129,6 +128,7 @@ def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, cons
     import torch
 
     from dralign.modeling import load_model
+
     from .seen import train_counting
 
     out = sd.dir / run.id.replace("/", "__")
