@@ -10,7 +10,7 @@ __all__ = ["GOALS", "SHARED_WDPO", "goals", "print_results"]
 # WDPO with the shared-prompt penalty (one prompt copy per pair, prefix-shared; dralign.train.penalty)
 SHARED_WDPO = "wdpo finite difference, shared layout"
 
-# the goals of issue 14 (docs: README "Speed")
+# the goals of issue 14 (docs: docs/benchmarks/speed.md)
 GOALS = {
     "ratio_vs_trl_prompt_heavy": (">=", 3.5),
     "ratio_vs_trl_balanced": (">=", 3.0),

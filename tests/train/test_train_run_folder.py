@@ -3,7 +3,8 @@ user's files, `--resume` notices changed inputs, a model is never paired with a 
 another tokenizer, and the caches heal themselves. Each test reproduces one item of the issue
 on tiny models built from configs.
 
-The README's promises about run folders, resume and caches, and the test of each
+The promises about run folders, resume and caches (docs/training.md and docs/data.md, once the
+README's), and the test of each
 (R: tests/train/test_train_reliability.py, F: this file, M: tests/modeling/test_modeling.py):
 
 - a lock while a run writes the folder, removed at every exit — R test_a_locked_folder_is_refused,
@@ -84,8 +85,8 @@ def test_a_held_out_group_unseen_in_training_is_no_group(tiny_model_dir, tmp_pat
 
 # ----------------------------------------------------------------------------- caches
 def test_a_flipped_byte_in_the_data_cache_is_detected_and_rebuilt(base, tmp_path, capsys, caplog):
-    """Issue 18 item 12 (README: "a truncated or altered cache is rebuilt, with a message"): one
-    flipped byte in `ref_cache/data/*/arrays.npz` is one warning line and a rebuild, also
+    """Issue 18 item 12 (docs/training.md: "a truncated or altered cache is rebuilt, with a
+    message"): one flipped byte in `ref_cache/data/*/arrays.npz` is one warning line and a rebuild, also
     under --overwrite; before, a BadZipFile traceback on every later run."""
     out = tmp_path / "o"
     assert run(*base, "--max-steps", 1, "--output-dir", out) == 0
@@ -325,7 +326,7 @@ def test_sigterm_during_the_final_evaluation_keeps_the_model_and_checkpoint(base
 
 
 def test_the_promise_list_names_tests_that_exist():
-    """The module docstring's list of README promises names only tests that exist."""
+    """The module docstring's list of documented promises names only tests that exist."""
     import re
 
     files = {"R": "test_train_reliability.py", "F": "test_train_run_folder.py", "M": "../modeling/test_modeling.py"}
