@@ -47,7 +47,9 @@ def test_tiny_run_on_cpu_reports_both_trainers(tmp_path):
     c = results["compare"]
     assert c["dralign_pairs_per_s"] > 0 and c["trl_pairs_per_s"] > 0
     assert c["ratio_vs_trl"] == pytest.approx(c["dralign_pairs_per_s"] / c["trl_pairs_per_s"])
-    assert 0 < c["dralign_mfu"] < 1
+    # > 0 only: on a CPU a bf16 n×n matmul is no upper bound of the training step's kernels
+    # (MFU 1.34 at f79ae48 and 1.73 now on an idle 2-core machine); on a GPU the peak bounds it
+    assert c["dralign_mfu"] > 0
     assert c["tokens_identical"] and c["timed_steps_each"] == 2
     assert c["dralign_peak_gpu_mb"] is None  # no GPU memory on CPU
     assert results["model"]["shape"] == "tiny" and results["model"]["vocab_size"] == SHAPES["tiny"]["vocab_size"]

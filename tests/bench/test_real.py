@@ -164,7 +164,8 @@ def test_real_model_scores_real_pairs_beside_the_length_controls(tmp_path, share
     from dralign.data import tokenize_pairs
     from dralign.modeling import load_model, load_tokenizer
     from dralign_bench.real.data import load_split
-    from dralign_bench.real.score import base_folder, completion_lengths, pair_correct, pair_logps
+    from dralign.lengths import completion_lengths
+    from dralign_bench.real.score import base_folder, pair_correct, pair_logps
 
     folder = base_folder(gguf, tmp_path)
     assert base_folder(gguf, tmp_path) == folder  # converted once
