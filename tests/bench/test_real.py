@@ -162,9 +162,9 @@ def test_real_model_scores_real_pairs_beside_the_length_controls(tmp_path, share
         pytest.skip(f"the real model is absent: {e}")
     pytest.importorskip("gguf", reason="reading the GGUF file needs the gguf package")
     from dralign.data import tokenize_pairs
+    from dralign.lengths import completion_lengths
     from dralign.modeling import load_model, load_tokenizer
     from dralign_bench.real.data import load_split
-    from dralign.lengths import completion_lengths
     from dralign_bench.real.score import base_folder, pair_correct, pair_logps
 
     folder = base_folder(gguf, tmp_path)
