@@ -101,7 +101,8 @@ def cli_page() -> str:
 
 
 def methods_page() -> str:
-    from dralign.objectives import AGGREGATORS, COUPLINGS, LINKS, PRESETS, SCORES, Objective, parameters
+    from dralign.objectives import AGGREGATORS, COUPLINGS, LINKS, PRESETS, SCORES, parameters
+    from dralign.objectives.objective import preset_summary
 
     lines = [HEADER, "# Method table\n\n",
              "Every preset is a point in the objective algebra (see [Concepts](../concepts.md)); "
@@ -112,12 +113,8 @@ def methods_page() -> str:
         if preset.alias_of is not None:
             lines.append(f"| `{name}` | alias of `{preset.alias_of}` | | | {_cell(preset.paper)} |\n")
             continue
-        obj = Objective.from_preset(name)
-        choices = f"{obj.divergence} / {obj.coupling} / {obj.link} / {obj.robust}"
-        if obj.penalty is not None:
-            choices += f" + {obj.penalty.name}"
-        params = ", ".join(f"{k}={v}" for k, v in obj.parameters().items())
-        lines.append(f"| `{name}` | {choices} | {_cell(obj.describe())} | {_cell(params)} | {_cell(preset.paper)} |\n")
+        choices, formula, params = preset_summary(name)
+        lines.append(f"| `{name}` | {choices} | {_cell(formula)} | {_cell(params)} | {_cell(preset.paper)} |\n")
     for title, flag, table in (("Scores", "--divergence", SCORES), ("Couplings", "--coupling", COUPLINGS),
                                ("Links", "--link", LINKS), ("Robust aggregations", "--robust", AGGREGATORS)):
         lines.append(f"\n## {title} (`{flag}`)\n\n| name | formula | paper |\n|---|---|---|\n")

@@ -89,3 +89,14 @@ def pair_logp_grads(model, batch, weights) -> dict:
     lp = pair_logps(model, batch)
     ((lp.chosen_sum - 0.7 * lp.rejected_sum) * weights).sum().backward()
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+# `dralign train` on a tiny model, fast: the reliability and run-folder tests' common flags
+TRAIN_FAST = ["--no-progress", "--max-length", "64", "--batch-size", "8", "--lr", "1e-3"]
+
+
+def train_cli(*args) -> int:
+    """`dralign train` with `TRAIN_FAST` and `args` (any values, turned into strings)."""
+    from dralign.cli import main
+
+    return main(["train", *TRAIN_FAST, *map(str, args)])

@@ -21,7 +21,8 @@ def _methods(args) -> int:
     from rich import box
     from rich.table import Table
 
-    from .objectives import Objective, parameters
+    from .objectives import parameters
+    from .objectives.objective import preset_summary
     from .objectives.presets import PRESETS
 
     console = _methods_console(args.width)
@@ -38,17 +39,13 @@ def _methods(args) -> int:
     for name, preset in PRESETS.items():
         if preset.alias_of is not None:  # the same objective: named on its target's row
             continue
-        obj = Objective.from_preset(name)
-        choices = f"{obj.divergence} / {obj.coupling} / {obj.link} / {obj.robust}"
-        if obj.penalty is not None:
-            choices += f" + {obj.penalty.name}"
-        params = ", ".join(f"{k}={v}" for k, v in obj.parameters().items())
+        choices, formula, params = preset_summary(name)
         label, paper = name, preset.paper
         for alias in aliases.get(name, []):
             label += f" (alias: {alias})"
             if PRESETS[alias].paper != preset.paper:
                 paper += f"; as {alias}: {PRESETS[alias].paper}"
-        table.add_row(label, choices, obj.describe(), params, paper)
+        table.add_row(label, choices, formula, params, paper)
     if piped:
         with console.capture() as captured:
             console.print(table)

@@ -47,17 +47,8 @@ import pytest
 
 from dralign.cli import main
 from helpers import REPO_ROOT, preference_rows, write_jsonl
-
-FAST = ["--no-progress", "--max-length", "64", "--batch-size", "8", "--lr", "1e-3"]
-
-
-def run(*args) -> int:
-    return main(["train", *FAST, *map(str, args)])
-
-
-@pytest.fixture
-def base(tiny_model_dir, pref_jsonl):
-    return ["--model", tiny_model_dir("llama"), "--data", pref_jsonl]
+from helpers import TRAIN_FAST as FAST
+from helpers import train_cli as run
 
 
 def one_line_error(capsys) -> str:

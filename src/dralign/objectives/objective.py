@@ -282,3 +282,14 @@ class Objective:
         grad_r = torch.zeros_like(pr) if grad_r is None else grad_r
         out.loss = out.loss.detach()
         return out, grad_c.detach(), grad_r.detach()
+
+
+def preset_summary(name: str) -> tuple[str, str, str]:
+    """(choices, formula, parameters) of preset `name` as `dralign methods` and the docs' method
+    table print them: "divergence / coupling / link / robust [+ penalty]", the objective's
+    formula, and "name=value, ..." of its parameters."""
+    obj = Objective.from_preset(name)
+    choices = f"{obj.divergence} / {obj.coupling} / {obj.link} / {obj.robust}"
+    if obj.penalty is not None:
+        choices += f" + {obj.penalty.name}"
+    return choices, obj.describe(), ", ".join(f"{k}={v}" for k, v in obj.parameters().items())

@@ -25,7 +25,7 @@ class ModelOptions:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", DTYPE_HELP)
     attn_implementation: str | None = option(None, "attention kernel: eager, sdpa, flash_attention_2 (default: the model's)")
     gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
-    compile: bool = option(False, "torch.compile each transformer block (dynamic shapes); the first steps pay the compilation (about a minute of CPU for a small model); refused for WDPO's exact penalty and on a CPU without a C++ compiler")
+    compile: bool = option(False, "torch.compile each transformer block (dynamic shapes); the first steps pay the compilation (see docs/benchmarks/speed.md); refused for WDPO's exact penalty and on a CPU without a C++ compiler")
     lora_r: int = option(0, "LoRA rank; 0 trains all weights", Range(0))
     lora_alpha: float = option(16.0, "LoRA scaling alpha", Range(0, low_open=True))
     lora_dropout: float = option(0.0, "LoRA dropout", Range(0, 1, high_open=True))
