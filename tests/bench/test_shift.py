@@ -19,9 +19,9 @@ from dralign_bench.shift import (
     calibration_error,
     clean_accuracy,
     flip_control,
-    frontier_overlap_control,
     holm_report,
     judge,
+    learning_control,
     own_link_probs,
     plan,
     resolve,
@@ -94,10 +94,11 @@ def test_sources_dataset_labels_human_rows_by_the_target_and_synthetic_rows_by_t
     assert human == [r for r in rows if r["source"] == "human"]
     prompts = world.generate_prompts(opts.train_pairs, seed=5, split="train")
     assert [r["prompt"] for r in rows] == prompts  # the original order
-    target, judge_fn = target_reward(opts), judge_reward(opts)
-    for r in rows:  # each row's rewards come from its own labeller
-        fn = target if r["source"] == "human" else judge_fn
+    target = target_reward(opts)
+    for r in rows:  # each row's rewards come from its own labeller: the target, or the judge at the row's shift
+        fn = target if r["source"] == "human" else judge_reward(opts, r["shift"])
         assert {r["reward_chosen"], r["reward_rejected"]} == {fn(r["chosen"]), fn(r["rejected"])}
+        assert (r["shift"] == 0.0) == (r["source"] == "human")
     with pytest.raises(ValueError, match="synthetic_fraction"):
         small(synthetic_fraction=1.0)
     with pytest.raises(ValueError, match="judge"):
@@ -115,9 +116,13 @@ def test_flip_control_needs_a_significant_accuracy_drop():
     assert not flip_control(clean, noisy)["passed"]  # mean drop but the interval covers 0
 
 
-def test_frontier_overlap_and_unpaired_controls():
-    c = frontier_overlap_control([1.0, 5.0, 2.0], [[0.5, 3.0], [0.5, 3.0], [2.5, 4.0]])
-    assert c["value"] == pytest.approx(1 / 3) and not c["passed"]
+def test_learning_control_needs_dpo_to_raise_the_target_reward_above_the_start():
+    start = [m(r0=r) for r in (0.50, 0.51, 0.50, 0.49)]
+    learnt = [m(r0=r) for r in (0.55, 0.57, 0.54, 0.53)]  # gains 0.05, 0.06, 0.04, 0.04
+    c = learning_control(learnt, start)
+    assert c["value"] == pytest.approx(0.0475) and c["passed"]
+    assert not learning_control([m(r0=r) for r in (0.51, 0.52, 0.50, 0.50)], start)["passed"]  # +0.0075 < 0.02
+    assert not learning_control([m(r0=r) for r in (0.60, 0.45, 0.58, 0.44)], start)["passed"]  # interval covers 0
 
 
 # --------------------------------------------------------------------------------------------- statistics
@@ -247,3 +252,14 @@ def test_world_lm_is_trained_once_then_read_from_the_cache(tmp_path):
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     assert model.config.hidden_size == 32 and model.config.eos_token_id == tok.eos_token_id
+
+
+def test_job_cost_weights_each_run_by_its_steps():
+    """--jobs schedules the longest scenarios first: mixture's runs train twice the steps, so they count twice."""
+    from dralign_bench.shift.parallel import job_cost
+    from dralign_bench.shift.scenarios import default_choices
+
+    mix, flips = (resolve(ShiftOptions(full=True, scenarios=[s])) for s in ("mixture", "flips"))
+    runs = len(plan(mix, default_choices(mix))) * mix.seeds + len(plan(mix)) * mix.validation_seeds
+    assert job_cost(mix) == 2 * runs
+    assert job_cost(flips) == len(plan(flips, default_choices(flips))) * flips.seeds + len(plan(flips)) * flips.validation_seeds

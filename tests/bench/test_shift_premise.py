@@ -11,7 +11,15 @@ from dralign_bench import world
 from dralign_bench.shift import SeedMetrics, ShiftOptions, resolve
 from dralign_bench.shift.calibration import fit_temperature, tempered_calibration_error
 from dralign_bench.shift.controls import conflict_control, sources_control, unpaired_control
-from dralign_bench.shift.data import agreement, build_dataset, judge_reward, judge_weight, target_reward
+from dralign_bench.shift.data import (
+    SHIFT_LEVELS,
+    _synthetic_rows,
+    agreement,
+    build_dataset,
+    judge_reward,
+    judge_slope,
+    target_reward,
+)
 from dralign_bench.shift.seen import completions_per_step
 
 
@@ -45,12 +53,17 @@ def test_labeller_mixture_labels_each_pair_by_one_labeller_drawn_with_probabilit
 @pytest.mark.parametrize("wanted", [0.6, 0.75, 0.9])
 def test_the_judge_agrees_with_the_target_on_the_asked_share_of_synthetic_pairs(wanted):
     opts = small(judge_agreement=wanted)
-    w = judge_weight(opts)
-    assert 0.0 < w < 1.0
-    rows = world.prompt_response_pairs(world.generate_prompts(1500, seed=31, split="train"), seed=31,
-                                       source="synthetic")  # fresh pairs, not the calibration sample
-    assert agreement(target_reward(opts), judge_reward(opts), rows) == pytest.approx(wanted, abs=0.03)
-    assert judge_weight(small(judge_agreement=min(1.0, wanted + 0.05))) <= w  # more agreement, less lean
+    k = judge_slope(opts)
+    assert k > 0.0
+    synthetic = _synthetic_rows(1500, 31)  # fresh unlabelled pairs at drawn distances, not the calibration sample
+    judged = [sum(agreement(target_reward(opts), judge_reward(opts, s), [r]) == 1.0
+                  for r in synthetic if r["shift"] == s) for s in SHIFT_LEVELS]
+    counted = [sum(not math.isnan(agreement(target_reward(opts), judge_reward(opts, s), [r]))
+                   for r in synthetic if r["shift"] == s) for s in SHIFT_LEVELS]
+    assert sum(judged) / sum(counted) == pytest.approx(wanted, abs=0.03)
+    assert judge_slope(small(judge_agreement=min(1.0, wanted + 0.05))) <= k  # more agreement, less lean
+    shares = [j / c for j, c in zip(judged, counted)]
+    assert shares[0] > shares[-1] + 0.1  # reliable on human-like text, misleading far from it
 
 
 def test_agreement_by_hand_and_an_impossible_agreement_is_refused():
@@ -67,9 +80,9 @@ def test_sources_rows_scarce_human_and_the_oracle_dataset_has_the_same_rows():
     rows = build_dataset(opts, "sources", 4)
     assert sum(r["source"] == "human" for r in rows) == round(0.1 * len(rows))
     assert build_dataset(opts, "sources-oracle", 4) == rows
-    judge = judge_reward(opts)
     for r in rows:
         if r["source"] == "synthetic":
+            judge = judge_reward(opts, r["shift"])
             assert {r["reward_chosen"], r["reward_rejected"]} == {judge(r["chosen"]), judge(r["rejected"])}
 
 
@@ -138,7 +151,7 @@ def test_maps_plumbing_on_a_fake_trainer(tmp_path):
 
     from dralign_bench.shift.maps import MAPS, run_maps
 
-    opts = resolve(ShiftOptions(maps=True, seeds=3, output_dir=str(tmp_path), betas=[0.1, 1.0]))
+    opts = resolve(ShiftOptions(maps=True, seeds=3, seed_offset=500, output_dir=str(tmp_path), betas=[0.1, 1.0]))
     assert opts.seeds == 3 and opts.validation_seeds == 0
     (tmp_path / "results.json").write_text(json.dumps({"claims": ["kept"]}))
     calls = []
@@ -153,17 +166,18 @@ def test_maps_plumbing_on_a_fake_trainer(tmp_path):
             if r.dataset == "human":
                 r0 -= 0.05  # DPO on the human rows: below DPO on all rows (synthetic rows useful)
             if r.method == "dora":
-                r0 = 0.58 + 0.1 * o.judge_agreement + 0.001 * seed
+                r0 = 0.58 + 0.1 * o.judge_agreement + 0.001 * (seed - 500)
             if r.dataset == "sources-oracle":
-                r0 = 0.60 + 0.01 * seed
-            acc = 0.7 + (0.05 + 0.001 * seed if r.method == "rdpo" else 0.0) - (0.1 * o.flip_rate if r.dataset == "flip" else 0)
+                r0 = 0.60 + 0.01 * (seed - 500)
+            acc = 0.7 + (0.05 + 0.001 * (seed - 500) if r.method == "rdpo" else 0.0) - (0.1 * o.flip_rate if r.dataset == "flip" else 0)
             got[r.id] = SeedMetrics(curve=[r0], r0=r0, worst=r0, kl=kl, entropy=4.0, distinct2=0.8, acc=acc, calib=0.1)
         return got, [0.8]
 
     maps = run_maps(opts, fake)
     dora, rdpo = maps["dora"], maps["rdpo"]
     assert len(dora["cells"]) == 12 and len(rdpo["cells"]) == 4
-    assert len(calls) == (12 + 4) * 3 and {c[3] for c in calls} == {0, 1, 2}
+    assert len(calls) == (12 + 4) * 3 and {c[3] for c in calls} == {500, 501, 502}  # the test seeds from --seed-offset
+    assert dora["seed_values"] == rdpo["seed_values"] == [500, 501, 502]
     cell = next(c for c in dora["cells"] if c["coords"] == {"human_fraction": 0.05, "judge_agreement": 0.75})
     # frontier at KL 2: between (1, 0.54) and (4, 0.60) → 0.56; reweight and KL-DRO at 0.55; DoRA 0.655 + 0.001·s
     assert cell["gain"] == pytest.approx(0.655 + 0.001 - 0.56) and cell["seeds"] == 3

@@ -335,6 +335,14 @@ def test_assign_sources_fraction_and_determinism():
         assign_sources(prompts, synthetic_fraction=2.0)
     with pytest.raises(ValueError):
         assign_sources(prompts, synthetic_fraction=0.3, shift=1.5)
+    # one shift per prompt: a constant list is the scalar; a list that differs changes those synthetic rows
+    assert assign_sources(prompts, synthetic_fraction=0.3, seed=0, shift=[0.2] * 600) == \
+        assign_sources(prompts, synthetic_fraction=0.3, seed=0, shift=0.2)
+    first = next(i for i, r in enumerate(rows) if r["source"] == "synthetic")
+    per_row = assign_sources(prompts, synthetic_fraction=0.3, seed=0, shift=[0.2 if i == first else None for i in range(600)])
+    assert per_row[:first] == rows[:first] and per_row[first]["response_1"] != rows[first]["response_1"]
+    with pytest.raises(ValueError, match="600 prompts"):
+        assign_sources(prompts, synthetic_fraction=0.3, shift=[0.2] * 5)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import numpy as np
 
 from dralign.stats import paired_t
 
-__all__ = ["conflict_control", "flip_control", "frontier_overlap_control", "sources_control", "unpaired_control"]
+__all__ = ["conflict_control", "flip_control", "learning_control", "sources_control", "unpaired_control"]
 
 
 def _control(name: str, value: float, threshold: float, passed: bool, detail: str) -> dict:
@@ -72,17 +72,19 @@ def sources_control(dpo_all: Sequence, dpo_human: Sequence, dpo_oracle: Sequence
                     f"{', '.join(f'{a:.3f}' for a in aucs)})")
 
 
-def frontier_overlap_control(points_x: Sequence[float], frontier_x: Sequence[Sequence[float]],
-                             threshold: float = 0.5) -> dict:
-    """Frontier claims: a matched comparison needs the method inside DPO's range.
+def learning_control(dpo: Sequence, start: Sequence, threshold: float = 0.02) -> dict:
+    """Divergence (f-DPO): the preference is learnable in this world — DPO at the default β
+    raises the target reward above the start model's, so reward differences at matched KL
+    compare real movement, not noise. (Whether each method lies inside DPO's KL range is the
+    per-claim overlap control, :func:`.claims.overlap_control`.)
 
-        value = share of (method, seed) points whose x lies within [min, max] of that seed's DPO
-        β-grid x values; passes if ≥ threshold.
+        value = mean over seeds of r(α₀)(DPO) − r(α₀)(start); passes if ≥ threshold and the
+        paired t interval over seeds lies above 0.
     """
-    inside = [min(f) <= x <= max(f) for x, f in zip(points_x, frontier_x)]
-    share = float(np.mean(inside)) if inside else 0.0
-    return _control("share of points inside DPO's β-frontier (matched comparison possible)", share, threshold,
-                    share >= threshold, f"{sum(inside)} of {len(inside)} points")
+    test = paired_t([d.r0 - s.r0 for d, s in zip(dpo, start)])
+    passed = test.diff >= threshold and (test.n < 2 or test.low > 0)
+    return _control("DPO's target-reward gain over the start model", test.diff, threshold, passed,
+                    f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds")
 
 
 def unpaired_control(aot_seen: Sequence[int], baseline_seen: Sequence[int], minimum: int = 64) -> dict:

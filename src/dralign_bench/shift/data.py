@@ -15,10 +15,13 @@ Datasets (labelled by Bradley–Terry at temperature T on r(α₀) = α₀ r_a +
 * ``repaired`` — the unpaired baseline: each desirable completion paired with an undesirable
   one drawn at random from another prompt (the pairing of the data is not used);
 * ``sources`` — `train_pairs` pairs, a fraction `synthetic_fraction` of them from the synthetic
-  generator (both responses) and labelled by a *judge* whose reward leans towards another
-  objective (`judge`) just enough that its noise-free order agrees with the target's on a share
-  `judge_agreement` of synthetic pairs (:func:`judge_weight`), the rest human and labelled on the
-  target r(α₀); every row keeps its ``source``;
+  generator (both responses), each at a distance ``shift`` from the human style drawn from
+  :data:`SHIFT_LEVELS`, and labelled by a *judge* that leans towards another objective (`judge`)
+  the more, the further the text is from the human style — just enough that its noise-free order
+  agrees with the target's on a share `judge_agreement` of synthetic pairs (:func:`judge_slope`);
+  the rest human and labelled on the target r(α₀); every row keeps its ``source`` and ``shift``.
+  So the synthetic rows are useful where they look human and misleading where they do not: the
+  shift DoRA's density ratios are meant to correct;
 * ``human`` — the human rows of ``sources`` alone (the target labeller's data only);
 * ``sources-oracle`` — the ``sources`` rows; the runner adds the *oracle* density ratio
   (:mod:`.oracle`), the upper reference of reweighting.
@@ -39,8 +42,8 @@ from .. import world
 if TYPE_CHECKING:
     from .scenarios import ShiftOptions
 
-__all__ = ["DATASETS", "agreement", "build_dataset", "heldout_pairs", "judge_reward", "judge_weight", "target_reward",
-           "write_jsonl"]
+__all__ = ["DATASETS", "SHIFT_LEVELS", "agreement", "build_dataset", "heldout_pairs", "judge_reward", "judge_slope",
+           "target_reward", "write_jsonl"]
 
 DATASETS = ("mix", "labmix", "clean", "flip", "unpaired", "repaired", "sources", "human", "sources-oracle")
 #: the seed of the synthetic pairs on which the judge's weight is solved: none of the test or
@@ -83,57 +86,88 @@ def agreement(reward_1, reward_2, rows: Sequence[dict]) -> float:
     return agree / total if total else float("nan")
 
 
-def _judge_of(opts: ShiftOptions, weight: float):
+#: The synthetic rows' distances from the human style (each row draws one uniformly): synthetic
+#: text ranges from near-human (0.2) to the full synthetic style (1.0), so a density-ratio
+#: classifier can tell how synthetic a row looks, not only which source it came from.
+SHIFT_LEVELS = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def _judge_at(opts: ShiftOptions, slope: float, shift: float):
+    """The judge on text at distance `shift` from the human style: (1 − w)·r(α₀) + w·r_judge with
+    w = min(1, slope · shift) — a judge that is reliable on human-like text and leans further
+    towards `opts.judge` the further the text drifts from the style it knows."""
     target, other = target_reward(opts), world.GOLD_OBJECTIVES[opts.judge]
-    return lambda text: (1.0 - weight) * target(text) + weight * other(text)
+    w = min(1.0, slope * shift)
+    return lambda text: (1.0 - w) * target(text) + w * other(text)
 
 
-_WEIGHTS: dict[tuple, float] = {}
+def _shift_levels(n: int, seed: int) -> list[float]:
+    """Each of `n` rows' synthetic distance, drawn uniformly from :data:`SHIFT_LEVELS` (its own stream)."""
+    return [SHIFT_LEVELS[i] for i in np.random.default_rng([seed, 31]).integers(len(SHIFT_LEVELS), size=n)]
 
 
-def judge_weight(opts: ShiftOptions) -> float:
-    """The weight w of `opts.judge` in the judge's reward (1 − w)·r(α₀) + w·r_judge at which the
-    judge's noise-free order agrees with the target's on `opts.judge_agreement` of synthetic pairs
-    (bisection on :data:`JUDGE_CALIBRATION_PAIRS` synthetic pairs of a fixed seed; agreement falls
-    as w grows, from 1 at w = 0). Agreement below the judge objective's own (w = 1) is refused."""
+def _synthetic_rows(n: int, seed: int) -> list[dict]:
+    """`n` synthetic pairs, each row at its own drawn distance (``shift``)."""
+    shifts = _shift_levels(n, seed)
+    rows = world.assign_sources(world.generate_prompts(n, seed=seed, split="train"), 1.0, seed=seed, shift=shifts)
+    return [{**r, "shift": s} for r, s in zip(rows, shifts)]
+
+
+_SLOPES: dict[tuple, float] = {}
+
+
+def judge_slope(opts: ShiftOptions) -> float:
+    """The slope of the judge's lean (:func:`_judge_at`) at which its noise-free order agrees with
+    the target's on `opts.judge_agreement` of synthetic pairs, over the shift levels (bisection on
+    :data:`JUDGE_CALIBRATION_PAIRS` synthetic pairs of a fixed seed; agreement falls as the slope
+    grows, from 1 at slope 0 to the judge objective's own at slope 1/min(level)). An agreement
+    below the judge objective's own is refused."""
     key = (opts.reward_a, opts.reward_b, opts.alpha0, opts.judge, opts.judge_agreement)
-    if key not in _WEIGHTS:
-        prompts = world.generate_prompts(JUDGE_CALIBRATION_PAIRS, seed=JUDGE_CALIBRATION_SEED, split="train")
-        rows = world.prompt_response_pairs(prompts, seed=JUDGE_CALIBRATION_SEED, source="synthetic")
+    if key not in _SLOPES:
+        rows = _synthetic_rows(JUDGE_CALIBRATION_PAIRS, JUDGE_CALIBRATION_SEED)
         t, o = ([[f(r[k]) for r in rows] for k in ("response_1", "response_2")]
                 for f in (target_reward(opts), world.GOLD_OBJECTIVES[opts.judge]))
         dt, do = np.subtract(*t), np.subtract(*o)  # the target's and the judge objective's gaps
+        shift = np.array([r["shift"] for r in rows])
+        top = 1.0 / min(SHIFT_LEVELS)
 
-        def at(w: float) -> float:  # agreement of the judge at weight w (vectorised `agreement`)
+        def at(slope: float) -> float:  # agreement of the judge at this slope (vectorised `agreement`)
+            w = np.minimum(1.0, slope * shift)
             dj = (1.0 - w) * dt + w * do
             keep = (dt != 0) & (dj != 0)
             return float(np.mean((dt[keep] > 0) == (dj[keep] > 0)))
-        if at(1.0) > opts.judge_agreement:
+        if at(top) > opts.judge_agreement:
             raise ValueError(f"judge_agreement={opts.judge_agreement}: a judge on {opts.judge} alone agrees with the "
-                             f"target on {at(1.0):.2f} of synthetic pairs; ask for at least that")
-        lo, hi = 0.0, 1.0
-        for _ in range(30):  # agreement is a step function of w: bisection to 1e-9
+                             f"target on {at(top):.2f} of synthetic pairs; ask for at least that")
+        lo, hi = 0.0, top
+        for _ in range(30):  # agreement is a step function of the slope: bisection to ~1e-9
             mid = (lo + hi) / 2
             lo, hi = (mid, hi) if at(mid) >= opts.judge_agreement else (lo, mid)
-        _WEIGHTS[key] = lo
-    return _WEIGHTS[key]
+        _SLOPES[key] = lo
+    return _SLOPES[key]
 
 
-def judge_reward(opts: ShiftOptions):
-    """The synthetic judge's reward (1 − w)·r(α₀) + w·r_judge, w = :func:`judge_weight`: a judge
-    that agrees with the target on `opts.judge_agreement` of synthetic pairs (noise-free order)."""
-    return _judge_of(opts, judge_weight(opts))
+def judge_reward(opts: ShiftOptions, shift: float):
+    """The synthetic judge's reward on text at distance `shift` (:func:`_judge_at` at
+    :func:`judge_slope`): over the shift levels it agrees with the target on
+    `opts.judge_agreement` of synthetic pairs (noise-free order)."""
+    return _judge_at(opts, judge_slope(opts), shift)
 
 
 def _sources(opts: ShiftOptions, seed: int) -> list[dict]:
-    rows = world.assign_sources(world.generate_prompts(opts.train_pairs, seed=seed, split="train"),
-                                opts.synthetic_fraction, seed=seed)
+    prompts = world.generate_prompts(opts.train_pairs, seed=seed, split="train")
+    shifts = _shift_levels(len(prompts), seed)
+    rows = [{**r, "shift": s if r["source"] == "synthetic" else 0.0}
+            for r, s in zip(world.assign_sources(prompts, opts.synthetic_fraction, seed=seed, shift=shifts), shifts)]
     human = world.label_rows([r for r in rows if r["source"] == "human"], target_reward(opts),
                              opts.label_temperature, seed=seed)
-    judged = world.label_rows([r for r in rows if r["source"] != "human"], judge_reward(opts),
-                              opts.label_temperature, seed=seed + 1)
-    by_source = {"human": iter(human), "synthetic": iter(judged)}
-    return [next(by_source[r["source"]]) for r in rows]  # the original row order
+    judged = {}  # each shift level's rows labelled by the judge at that level (its own label stream)
+    for j, level in enumerate(SHIFT_LEVELS):
+        at_level = [r for r in rows if r["source"] == "synthetic" and r["shift"] == level]
+        judged[level] = iter(world.label_rows(at_level, judge_reward(opts, level), opts.label_temperature,
+                                              seed=seed + 1 + j))
+    by_human = iter(human)
+    return [next(by_human) if r["source"] == "human" else next(judged[r["shift"]]) for r in rows]  # row order kept
 
 
 def human_rows(opts: ShiftOptions) -> int:

@@ -170,8 +170,10 @@ TrainCell = Callable[[ShiftOptions, list[RunSpec], int], tuple[dict, list[float]
 def run_maps(opts: ShiftOptions, train_cell: TrainCell, names: list[str] | None = None, console=None) -> dict:
     """Every map of `names` (default: all): `train_cell(cell options, runs, seed)` trains and
     measures the runs on one seed and returns ({run id: SeedMetrics}, ratio AUCs); the seeds are
-    ``range(opts.seeds)``. Writes ``maps`` into output_dir/results.json and a PNG per map."""
+    the test seeds ``seed_offset, seed_offset + 1, …`` (``opts.seeds`` of them), recorded in each
+    map as ``seed_values``. Writes ``maps`` into output_dir/results.json and a PNG per map."""
     root = Path(opts.output_dir)
+    seeds = list(range(opts.seed_offset, opts.seed_offset + opts.seeds))
     maps = {}
     for name in names or list(MAPS):
         spec, cells = MAPS[name], []
@@ -180,7 +182,7 @@ def run_maps(opts: ShiftOptions, train_cell: TrainCell, names: list[str] | None 
             runs = map_runs(o, spec)[0]
             metrics: dict[str, list] = {}
             aucs: list[float] = []
-            for seed in range(opts.seeds):
+            for seed in seeds:
                 got, seed_aucs = train_cell(o, runs, seed)
                 aucs += seed_aucs
                 for rid, m in got.items():
@@ -188,7 +190,7 @@ def run_maps(opts: ShiftOptions, train_cell: TrainCell, names: list[str] | None 
             cells.append((coords, metrics, aucs))
             if console is not None:
                 console.print(f"map {name} cell {coords}: {len(runs)} runs × {opts.seeds} seeds done")
-        maps[name] = summarise_map(opts, spec, cells)
+        maps[name] = {**summarise_map(opts, spec, cells), "seed_values": seeds}
         maps[name]["png"] = maps[name]["plot"] = plot_map(maps[name], root / f"map-{name}.png")
     path = root / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"options": {"maps_only": True}}

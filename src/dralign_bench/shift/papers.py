@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .claims import ClaimSpec, Comparison, judge
-from .controls import conflict_control, flip_control, frontier_overlap_control, sources_control, unpaired_control
+from .controls import conflict_control, flip_control, learning_control, sources_control, unpaired_control
 from .scenarios import SCENARIOS, RunSpec, concrete, frontier_runs, scenarios_of
 
 if TYPE_CHECKING:
@@ -92,8 +92,7 @@ def _dpo(opts: ShiftOptions, dataset: str) -> str:
     return RunSpec(dataset, "dpo", (("beta", opts.beta),)).id
 
 
-def control_of(opts: ShiftOptions, scenario: str, metrics: dict, spec: ClaimSpec, ratios: list[dict],
-               seen: dict | None = None) -> dict:
+def control_of(opts: ShiftOptions, scenario: str, metrics: dict, ratios: list[dict], seen: dict | None = None) -> dict:
     """The scenario's positive control, computed from the test runs (and, for the sources
     scenario, the per-seed density-ratio fits; for the unpaired one, the completions each
     trainer drew per step, `seen`)."""
@@ -107,14 +106,7 @@ def control_of(opts: ShiftOptions, scenario: str, metrics: dict, spec: ClaimSpec
     if scenario == "unpaired":
         seen = seen or {}
         return unpaired_control(seen.get(RunSpec("unpaired", "aot-unpaired").id, []), seen.get(_dpo(opts, "repaired"), []))
-    fids = [r.id for r in frontier_runs(opts, SCENARIOS[scenario])]
-    xs, fr = [], []
-    for c in spec.comparisons:
-        run = c.a if c.a != F else c.b
-        for s, m in enumerate(metrics.get(run, [])):
-            xs.append(m.get(c.x or "kl"))
-            fr.append([metrics[f][s].get(c.x or "kl") for f in fids])
-    return frontier_overlap_control(xs, fr)
+    return learning_control(metrics[_dpo(opts, "mix")], metrics["start"])
 
 
 def mixture_regret(opts: ShiftOptions, metrics: dict) -> dict:
@@ -142,6 +134,6 @@ def evaluate_claims(opts: ShiftOptions, metrics: dict, chosen: dict, ratios: lis
         fids = [r.id for r in frontier_runs(opts, SCENARIOS[spec.scenario])]
         if not all(f in metrics for f in fids):
             continue
-        control = control_of(opts, spec.scenario, metrics, spec, list(ratios), seen)
+        control = control_of(opts, spec.scenario, metrics, list(ratios), seen)
         out.append(judge(spec, metrics, fids, control))
     return out

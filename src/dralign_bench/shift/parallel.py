@@ -27,11 +27,15 @@ __all__ = ["job_cost", "run_parallel"]
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
-def job_cost(opts: ShiftOptions) -> int:
-    """A scenario's work in training runs: test runs × test seeds + validation runs × validation seeds."""
-    from .scenarios import default_choices
+def job_cost(opts: ShiftOptions) -> float:
+    """A scenario's work in training runs of `opts.steps` steps: test runs × test seeds +
+    validation runs × validation seeds, each run weighted by its steps (mixture's train 2×)."""
+    from .scenarios import default_choices, steps_of
 
-    return len(plan(opts, default_choices(opts))) * opts.seeds + len(plan(opts)) * opts.validation_seeds
+    def runs(specs) -> float:
+        return sum(steps_of(opts, r) / opts.steps for r in specs)
+
+    return runs(plan(opts, default_choices(opts))) * opts.seeds + runs(plan(opts)) * opts.validation_seeds
 
 
 def _one_thread() -> None:

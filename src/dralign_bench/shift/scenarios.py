@@ -102,8 +102,9 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
                     RunSpec("flip", "rdpo", (("label_smoothing", 0.1),)))),
     Scenario("sources", "sources",
              "Scarce human rows labelled on the target r(α₀); plentiful synthetic rows (no give-away markers, "
-             "overlapping the human ones) labelled by a judge that agrees with the target on most pairs (useful "
-             "but shifted); DoRA's density ratios from the start model's features; target = the human labeller "
+             "at five distances from the human style, overlapping the human ones) labelled by a judge that agrees "
+             "with the target on most pairs, reliably on human-like text and less so the further the text drifts "
+             "(useful but shifted); DoRA's density ratios from the start model's features; target = the human labeller "
              "(Zhu et al. 2025, DoRA, against DPO on all rows and on the human rows, vanilla KL-DRO, reweighting "
              "by the estimated ratios, and reweighting by oracle ratios as an upper reference).",
              tuned=(Tuned("sources", "dora", "lam", (0.5, 2.0), "kl", "r0"),
@@ -136,9 +137,9 @@ class ShiftOptions:
     train_pairs: int | None = option(None, "training pairs per dataset (quick 128, full 480)")
     flip_pairs: int | None = option(None, "flips: training pairs, fewer so that the steps make several epochs (quick 48, full 48)")
     flip_rate: float = option(0.3, "flips: the true fraction of flipped training labels")
-    synthetic_fraction: float = option(0.9, "sources: fraction of training rows from the synthetic source (human rows are scarce)")
-    judge: str = option("conciseness", "sources: the gold objective the synthetic judge leans towards (alone, conciseness agrees with the target on 38% of synthetic pairs)")
-    judge_agreement: float = option(0.75, "sources: share of synthetic pairs on which the judge's noise-free order agrees with the target's (its lean towards `judge` is solved for it)")
+    synthetic_fraction: float = option(0.95, "sources: fraction of training rows from the synthetic source (human rows are scarce: 5%, 24 of 480; validation seeds 1000–1001: at 10% DPO on the 48 human rows alone matched DPO on all rows)")
+    judge: str = option("conciseness", "sources: the gold objective the synthetic judge leans towards, the more the further the text is from the human style (alone, conciseness agrees with the target on 43% of synthetic pairs)")
+    judge_agreement: float = option(0.7, "sources: share of synthetic pairs on which the judge's noise-free order agrees with the target's (the slope of its lean towards `judge` is solved for it)")
     eval_prompts: int | None = option(None, "held-out prompts sampled once per run (quick 64, full 512)")
     eval_pairs: int | None = option(None, "held-out pairs for accuracy and calibration (quick 64, full 1000)")
     validation_prompts: int = option(256, "validation prompts (train pool, none of the seed's training prompts)")
@@ -194,9 +195,9 @@ def resolve(opts: ShiftOptions) -> ShiftOptions:
     if not 0.0 < out.judge_agreement <= 1.0:
         raise ValueError("judge_agreement must lie in (0, 1]")
     if "sources" in [s.name for s in scenarios_of(out)] or out.maps:
-        from .data import judge_weight
+        from .data import judge_slope
 
-        judge_weight(out)  # an agreement the judge cannot reach is refused now, not mid-run
+        judge_slope(out)  # an agreement the judge cannot reach is refused now, not mid-run
     if min(out.seeds, out.steps, out.train_pairs, out.flip_pairs, out.eval_prompts, out.eval_pairs) < 1:
         raise ValueError("seeds, steps, train_pairs, flip_pairs, eval_prompts and eval_pairs must be >= 1")
     if out.validation_seeds < 0 or len(out.betas) < 2:

@@ -352,11 +352,12 @@ def prompt_response_pairs(prompts: Sequence[str], seed: int = 0, source: str = "
 
 
 def assign_sources(prompts: Sequence[str], synthetic_fraction: float = 0.5, seed: int = 0,
-                   shift: float | None = None) -> list[dict[str, str]]:
+                   shift: float | Sequence[float] | None = None) -> list[dict[str, str]]:
     """Rows for the human-vs-synthetic scenario (DoRA): each prompt gets a source, and both of
     its responses come from that source's generator (synthetic at `shift`, default
     :data:`SYNTHETIC_SHIFT`: separable from human text by a classifier, held-out AUC ≈ 0.8
-    with world-LM features, but by no single word).
+    with world-LM features, but by no single word). `shift` may also be one value per prompt
+    (used where the row is synthetic): synthetic text at several distances from the human style.
 
     Exactly ``round(synthetic_fraction · n)`` rows (chosen uniformly at random, deterministic per
     seed) are ``"synthetic"``, the rest ``"human"``; row order follows `prompts`. Returns rows
@@ -365,14 +366,17 @@ def assign_sources(prompts: Sequence[str], synthetic_fraction: float = 0.5, seed
     if not 0.0 <= synthetic_fraction <= 1.0:
         raise ValueError(f"synthetic_fraction must lie in [0, 1], got {synthetic_fraction}")
     n = len(prompts)
+    shifts = [shift] * n if shift is None or isinstance(shift, (int, float)) else list(shift)
+    if len(shifts) != n:
+        raise ValueError(f"shift: {len(shifts)} values for {n} prompts")
     k = int(round(synthetic_fraction * n))
     rng = _rng("sources", seed)
     synthetic = set(rng.sample(range(n), k))
     rows = []
-    for i, p in enumerate(prompts):
+    for i, (p, s) in enumerate(zip(prompts, shifts)):
         src = "synthetic" if i in synthetic else "human"
-        rows.append({"prompt": p, "response_1": generate_response(p, rng, src, shift),
-                     "response_2": generate_response(p, rng, src, shift), "source": src})
+        rows.append({"prompt": p, "response_1": generate_response(p, rng, src, s),
+                     "response_2": generate_response(p, rng, src, s), "source": src})
     return rows
 
 
