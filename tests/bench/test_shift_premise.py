@@ -149,7 +149,7 @@ def test_maps_plumbing_on_a_fake_trainer(tmp_path):
     `maps` lands in an existing results.json without touching its other keys."""
     import json
 
-    from dralign_bench.shift.maps import MAPS, run_maps
+    from dralign_bench.shift.maps import MAPS, in_turn, map_names, run_maps
 
     opts = resolve(ShiftOptions(maps=True, seeds=3, seed_offset=500, output_dir=str(tmp_path), betas=[0.1, 1.0]))
     assert opts.seeds == 3 and opts.validation_seeds == 0
@@ -173,7 +173,7 @@ def test_maps_plumbing_on_a_fake_trainer(tmp_path):
             got[r.id] = SeedMetrics(curve=[r0], r0=r0, worst=r0, kl=kl, entropy=4.0, distinct2=0.8, acc=acc, calib=0.1)
         return got, [0.8]
 
-    maps = run_maps(opts, fake)
+    maps = run_maps(opts, in_turn(opts, fake))
     dora, rdpo = maps["dora"], maps["rdpo"]
     assert len(dora["cells"]) == 12 and len(rdpo["cells"]) == 4
     assert len(calls) == (12 + 4) * 3 and {c[3] for c in calls} == {500, 501, 502}  # the test seeds from --seed-offset
@@ -189,6 +189,7 @@ def test_maps_plumbing_on_a_fake_trainer(tmp_path):
     assert first["gain"] == pytest.approx(0.05 + 0.001) and first["control"]["name"].startswith("DPO's accuracy drop")
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["claims"] == ["kept"] and set(saved["maps"]) == set(MAPS)
+    assert map_names(resolve(ShiftOptions(maps=True, scenarios=["flips"]))) == ["rdpo"]  # --scenarios picks the maps
     assert (tmp_path / "map-dora.png").stat().st_size > 5_000 and (tmp_path / "map-rdpo.png").exists()
     from dralign_bench.shift.report import _map_lines  # the report's tables read the same records (1-D maps too)
 

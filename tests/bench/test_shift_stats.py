@@ -294,6 +294,24 @@ def test_one_command_runs_scenarios_as_parallel_workers_and_records_provenance(t
     assert prov["commit"] is None or prov["commit"] in (out / "command.txt").read_text()
 
 
+@pytest.mark.slow
+def test_maps_run_their_cells_on_parallel_workers_at_the_test_seeds(tmp_path):
+    """`dralign bench shift --maps --jobs 2` at a tiny size: the rDPO map's four cells on two worker
+    processes (each its own scratch folder and log), at the seeds from --seed-offset."""
+    from dralign.cli import main
+
+    out = tmp_path / "maps"
+    argv = ["bench", "shift", "--maps", "--scenarios", "flips", "--jobs", "2", "--seeds", "1", "--seed-offset", "60",
+            "--steps", "2", "--flip-pairs", "16", "--eval-prompts", "4", "--eval-pairs", "4", "--max-new-tokens", "8",
+            "--betas", "0.1", "1", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(out)]
+    assert main(argv) == 0
+    rdpo = json.loads((out / "results.json").read_text())["maps"]["rdpo"]
+    assert [c["coords"]["flip_rate"] for c in rdpo["cells"]] == [0.1, 0.2, 0.3, 0.4] and rdpo["seed_values"] == [60]
+    logs = sorted(out.glob("jobs/maps-*/log.txt"))
+    assert 1 <= len(logs) <= 2 and all(not p.is_dir() for d in out.glob("jobs/maps-*") for p in d.iterdir())
+    assert "flip/rdpo" in "".join(p.read_text() for p in logs)
+
+
 def test_maps_are_merged_and_rendered_as_tables_with_each_cells_interval_and_control():
     from dralign_bench.shift.report import _map_lines
 

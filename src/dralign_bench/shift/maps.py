@@ -37,7 +37,8 @@ from .claims import X_DIRECTION, frontier_y
 from .controls import flip_control, sources_control
 from .scenarios import SCENARIOS, RunSpec, ShiftOptions, default_choices, frontier_runs
 
-__all__ = ["MAPS", "MapSpec", "cell_gain", "map_runs", "plot_map", "run_maps", "summarise_map"]
+__all__ = ["MAPS", "MapSpec", "cell_gain", "in_turn", "map_cells", "map_names", "map_runs", "measure_cell", "plot_map",
+           "run_maps", "seed_list", "summarise_map"]
 
 
 @dataclass(frozen=True)
@@ -165,32 +166,66 @@ def _coords(spec: MapSpec) -> list[dict[str, float]]:
 
 
 TrainCell = Callable[[ShiftOptions, list[RunSpec], int], tuple[dict, list[float]]]
+Cell = tuple[str, dict[str, float]]  # (map name, coords)
+Measured = tuple[dict, list[float]]  # ({run id: [SeedMetrics per seed]}, ratio AUCs)
 
 
-def run_maps(opts: ShiftOptions, train_cell: TrainCell, names: list[str] | None = None, console=None) -> dict:
-    """Every map of `names` (default: all): `train_cell(cell options, runs, seed)` trains and
-    measures the runs on one seed and returns ({run id: SeedMetrics}, ratio AUCs); the seeds are
-    the test seeds ``seed_offset, seed_offset + 1, …`` (``opts.seeds`` of them), recorded in each
-    map as ``seed_values``. Writes ``maps`` into output_dir/results.json and a PNG per map."""
-    root = Path(opts.output_dir)
-    seeds = list(range(opts.seed_offset, opts.seed_offset + opts.seeds))
-    maps = {}
-    for name in names or list(MAPS):
-        spec, cells = MAPS[name], []
-        for coords in _coords(spec):
-            o = cell_options(opts, spec, coords)
-            runs = map_runs(o, spec)[0]
-            metrics: dict[str, list] = {}
-            aucs: list[float] = []
-            for seed in seeds:
-                got, seed_aucs = train_cell(o, runs, seed)
-                aucs += seed_aucs
-                for rid, m in got.items():
-                    metrics.setdefault(rid, []).append(m)
-            cells.append((coords, metrics, aucs))
+def map_names(opts: ShiftOptions) -> list[str]:
+    """The maps of `opts`: those whose scenario is among `opts.scenarios` (default: every map)."""
+    return [n for n, spec in MAPS.items() if opts.scenarios is None or spec.scenario in opts.scenarios]
+
+
+def map_cells(opts: ShiftOptions) -> list[Cell]:
+    """Every cell of every map of `opts`, in order."""
+    return [(name, coords) for name in map_names(opts) for coords in _coords(MAPS[name])]
+
+
+def seed_list(opts: ShiftOptions) -> list[int]:
+    """The maps' test seeds: ``seed_offset, seed_offset + 1, …`` (``opts.seeds`` of them)."""
+    return list(range(opts.seed_offset, opts.seed_offset + opts.seeds))
+
+
+def measure_cell(opts: ShiftOptions, cell: Cell, train_cell: TrainCell) -> Measured:
+    """One cell: `train_cell(cell options, runs, seed)` trains and measures the cell's runs on
+    each seed and returns ({run id: SeedMetrics}, ratio AUCs); gathered over the seeds."""
+    name, coords = cell
+    o = cell_options(opts, MAPS[name], coords)
+    runs = map_runs(o, MAPS[name])[0]
+    metrics: dict[str, list] = {}
+    aucs: list[float] = []
+    for seed in seed_list(opts):
+        got, seed_aucs = train_cell(o, runs, seed)
+        aucs += seed_aucs
+        for rid, m in got.items():
+            metrics.setdefault(rid, []).append(m)
+    return metrics, aucs
+
+
+def in_turn(opts: ShiftOptions, train_cell: TrainCell, console=None) -> Callable[[list[Cell]], list[Measured]]:
+    """Measure cells one after another in this process (the parallel twin is
+    :func:`.parallel.measure_cells_in_workers`)."""
+    def measure(cells: list[Cell]) -> list[Measured]:
+        out = []
+        for cell in cells:
+            out.append(measure_cell(opts, cell, train_cell))
             if console is not None:
-                console.print(f"map {name} cell {coords}: {len(runs)} runs × {opts.seeds} seeds done")
-        maps[name] = {**summarise_map(opts, spec, cells), "seed_values": seeds}
+                console.print(f"map {cell[0]} cell {cell[1]}: {opts.seeds} seeds done")
+        return out
+    return measure
+
+
+def run_maps(opts: ShiftOptions, measure: Callable[[list[Cell]], list[Measured]]) -> dict:
+    """Every map of `opts` (:func:`map_names`): `measure(cells)` measures every cell (:func:`in_turn`,
+    or in worker processes); each map is summarised with its seeds (``seed_values``). Writes
+    ``maps`` into output_dir/results.json and a PNG per map."""
+    root = Path(opts.output_dir)
+    cells = map_cells(opts)
+    measured = dict(zip(((n, tuple(c.items())) for n, c in cells), measure(cells)))
+    maps = {}
+    for name in map_names(opts):
+        spec = MAPS[name]
+        rows = [(coords, *measured[(name, tuple(coords.items()))]) for coords in _coords(spec)]
+        maps[name] = {**summarise_map(opts, spec, rows), "seed_values": seed_list(opts)}
         maps[name]["png"] = maps[name]["plot"] = plot_map(maps[name], root / f"map-{name}.png")
     path = root / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"options": {"maps_only": True}}

@@ -23,7 +23,7 @@ from .measure import HeldoutPairs, SeedMetrics, evaluate_policy
 from .papers import evaluate_claims, mixture_regret
 from .scenarios import RunSpec, ShiftOptions, default_choices, frontier_runs, plan, scenarios_of, steps_of
 
-__all__ = ["execute", "seed_values"]
+__all__ = ["cell_trainer", "execute", "seed_values", "world_models"]
 
 VALIDATION_SEED0 = 1000  # validation seeds 1000, 1001, …; resolve_seeds refuses test seeds among them
 
@@ -182,7 +182,17 @@ def seed_values(opts: ShiftOptions) -> tuple[list[int], list[int]]:
     return test, val
 
 
-def _cell_trainer(lm, tokenizer, start, root: Path, console):
+def world_models(opts: ShiftOptions, console) -> tuple[Path, object, object]:
+    """(world LM folder, its tokenizer, the start model in eval mode): trained once and cached."""
+    from dralign.modeling import load_model, load_tokenizer
+
+    from ..world_lm import DEFAULT_CACHE_DIR, WorldLMSpec, world_lm
+
+    lm = world_lm(WorldLMSpec(steps=opts.lm_steps or WorldLMSpec.steps), opts.cache_dir or DEFAULT_CACHE_DIR, console)
+    return lm, load_tokenizer(str(lm)), load_model(str(lm)).eval()
+
+
+def cell_trainer(lm, tokenizer, start, root: Path, console):
     """The maps' `train_cell`: one seed's runs of one cell, measured like the test runs."""
     def train_cell(opts: ShiftOptions, runs: list[RunSpec], seed: int) -> tuple[dict, list[float]]:
         sd = _Seed(opts, seed, False, tokenizer, start, root, lm)
@@ -212,22 +222,18 @@ def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None)
     (report-wide Holm); the results document, provenance included (nothing written but scratch)."""
     import torch
 
-    from dralign.modeling import load_model, load_tokenizer
-
-    from ..world_lm import DEFAULT_CACHE_DIR, WorldLMSpec, world_lm
-
     prov = prov or provenance.start()
     test_seeds, val_seeds = seed_values(opts)
     root = Path(opts.output_dir)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    lm = world_lm(WorldLMSpec(steps=opts.lm_steps or WorldLMSpec.steps), opts.cache_dir or DEFAULT_CACHE_DIR, console)
-    tokenizer = load_tokenizer(str(lm))
-    start = load_model(str(lm)).eval()
-    if opts.maps:  # the second profile: maps only (:mod:`.maps`)
-        from .maps import run_maps
+    lm, tokenizer, start = world_models(opts, console)
+    if opts.maps:  # the second profile: maps only (:mod:`.maps`), its cells in turn or on `jobs` workers
+        from .maps import in_turn, run_maps
+        from .parallel import measure_cells_in_workers
 
-        maps = run_maps(opts, _cell_trainer(lm, tokenizer, start, root, console), console=console)
-        return _maps_results(opts, maps, root, provenance.finish(prov), lm, command)
+        measure = (measure_cells_in_workers(opts, console) if opts.jobs > 1
+                   else in_turn(opts, cell_trainer(lm, tokenizer, start, root, console), console))
+        return _maps_results(opts, run_maps(opts, measure), root, provenance.finish(prov), lm, command)
 
     val: dict[str, list[SeedMetrics]] = {}
     runs = plan(opts) if opts.validation_seeds else []  # empty when no scenario tunes anything
