@@ -51,8 +51,8 @@ class Recipe(TrainingLoop):
     inputs: more paths the run reads (its --config file), never deleted by --overwrite;
     prepare: f(cfg) -> cfg run once the folder is claimed (e.g. fitting density ratios into it)."""
 
-    def __init__(self, cfg: TrainConfig, callbacks: list[StepHook] = (),
-                 after_backward: list[BackwardHook] = (), inputs: Sequence[str] = (),
+    def __init__(self, cfg: TrainConfig, callbacks: Sequence[StepHook] = (),
+                 after_backward: Sequence[BackwardHook] = (), inputs: Sequence[str] = (),
                  prepare: Callable[[TrainConfig], TrainConfig] | None = None):
         self.cfg, self.callbacks, self.after_backward = cfg, list(callbacks), list(after_backward)
         self.signals = StopSignals()  # a signal during set-up stops it at once (nothing to lose)
@@ -233,7 +233,7 @@ class Recipe(TrainingLoop):
         self.strategy = choose_strategy(ctx, exact=self.exact, penalized=self.penalized)
 
 
-def train(cfg: TrainConfig, callbacks: list[StepHook] = (), after_backward: list[BackwardHook] = (),
+def train(cfg: TrainConfig, callbacks: Sequence[StepHook] = (), after_backward: Sequence[BackwardHook] = (),
           inputs: Sequence[str] = (), prepare: Callable[[TrainConfig], TrainConfig] | None = None) -> TrainResult:
     """Train per `cfg` (see `dralign train --help`); returns where the model went and the metrics.
 
