@@ -102,7 +102,8 @@ def _check(cfg: EvalConfig) -> None:
 def _load(opts: EvalOptions, name: str, device: str):
     from ..modeling import load_model
 
-    return load_model(name, dtype=opts.dtype).to(device)
+    # transformers wraps PreTrainedModel.to with functools.wraps, which mypy reads as unbound
+    return load_model(name, dtype=opts.dtype).to(device)  # type: ignore[arg-type]
 
 
 def run_eval(cfg: EvalConfig, console=None) -> dict:
@@ -116,12 +117,13 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
 
     from ..console import table_console
     from ..modeling import check_same_tokenizer, load_tokenizer
-    from .evaluate import generation_eval, shift_sweep, to_jsonable
+    from .evaluate import to_jsonable
     from .refcache import cached_eval_reference
     from .rewards import load_reward
 
     opts = cfg.eval
     _check(cfg)
+    assert opts.model is not None, "_check refuses a config without --model"
     console = console or table_console()  # piped: tables at full width, not cut at 80 columns
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # Everything that can fail cheaply fails before the models load.
@@ -135,7 +137,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     if opts.prompts:
         prompts, rendered = load_prompts(opts.prompts, tokenizer=tokenizer, seed=opts.seed,
                                          column=cfg.data.prompt_column)
-    data = _held_out_pairs(cfg, tokenizer, console) if opts.data else None
+    data = _held_out_pairs(cfg, opts.data, tokenizer, console) if opts.data else None
 
     model = _load(opts, opts.model, device)
     # a fitting reference cache spares the reference model (and its pass) for --data alone
@@ -155,26 +157,8 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
         results["data"] = data.report.counts()
         results.update(_preference(cfg, model, cached or reference, data, console))
     if prompts is not None:
-        from .generate import sample_completions
-
-        sample_kwargs = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
-                             temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
-                             batch_size=opts.batch_size, add_special_tokens=not rendered)
-        with console.status(f"sampling {len(prompts)} x {opts.num_samples} completions"):
-            policy_c = sample_completions(model, tokenizer, prompts, **sample_kwargs)
-            start_c = (sample_completions(reference, tokenizer, prompts, **sample_kwargs)
-                       if reference is not None else None)
-        with console.status("scoring completions"):
-            results["generation"] = generation_eval(
-                model, reference, tokenizer, prompts, rewards=rewards,
-                policy_completions=policy_c, start_completions=start_c, **sample_kwargs)
-            if reward_b is not None:
-                results["shift_sweep"] = shift_sweep(
-                    policy_c.prompts, policy_c.texts, rewards[opts.reward[0]], reward_b,
-                    opts.alphas, mixture=opts.mixture,
-                    baseline_responses=start_c.texts if start_c is not None else None,
-                    seed=opts.seed, num_samples=opts.num_samples)
-                results["shift_sweep"].update(reward_a=opts.reward[0], reward_b=opts.reward_b)
+        results.update(_generation(opts, model, reference, tokenizer, prompts, not rendered, rewards,
+                                   reward_b, console))
     results["config"] = to_flat_dict(cfg)
 
     print_results(results, console)
@@ -188,12 +172,41 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     return results
 
 
-def _held_out_pairs(cfg: EvalConfig, tokenizer, console):
-    """--data read, validated, cut and reported as the trainer reads --eval-data: the same
-    loader (`dralign.data.load_pairs`) and data section; its report printed."""
+def _generation(opts: EvalOptions, model, reference, tokenizer, prompts: list[str], add_special_tokens: bool,
+                rewards: dict, reward_b, console) -> dict:
+    """--prompts: completions of the model (and of --reference) with the same seed, scored by
+    every --reward (`generation`), and the shift sweep over --reward-b (`shift_sweep`)."""
+    from .evaluate import generation_eval, shift_sweep
+    from .generate import Sampling, sample_completions
+
+    sampling = Sampling(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
+                        temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
+                        batch_size=opts.batch_size, add_special_tokens=add_special_tokens)
+    out = {}
+    with console.status(f"sampling {len(prompts)} x {opts.num_samples} completions"):
+        policy_c = sample_completions(model, tokenizer, prompts, sampling=sampling)
+        start_c = (sample_completions(reference, tokenizer, prompts, sampling=sampling)
+                   if reference is not None else None)
+    with console.status("scoring completions"):
+        out["generation"] = generation_eval(model, reference, tokenizer, prompts, rewards=rewards,
+                                            policy_completions=policy_c, start_completions=start_c,
+                                            sampling=sampling)
+        if reward_b is not None:
+            out["shift_sweep"] = shift_sweep(
+                policy_c.prompts, policy_c.texts, rewards[opts.reward[0]], reward_b,
+                opts.alphas, mixture=opts.mixture,
+                baseline_responses=start_c.texts if start_c is not None else None,
+                seed=opts.seed, num_samples=opts.num_samples)
+            out["shift_sweep"].update(reward_a=opts.reward[0], reward_b=opts.reward_b)
+    return out
+
+
+def _held_out_pairs(cfg: EvalConfig, path: str, tokenizer, console):
+    """--data (`path`) read, validated, cut and reported as the trainer reads --eval-data: the
+    same loader (`dralign.data.load_pairs`) and data section; its report printed."""
     from ..data import load_pairs
 
-    d, path = cfg.data, cfg.eval.data
+    d = cfg.data
     data = load_pairs(d.source(path, cfg.eval.data_split), tokenizer, d.columns(), d.truncation(),
                       d.on_bad_row, format=d.row_format())
     console.print(f"eval data: {data.report.summary()}", markup=False)  # nothing dropped silently
