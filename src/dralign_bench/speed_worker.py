@@ -13,7 +13,7 @@ precomputation of reference log-probs (TRL: `precompute_ref_log_probs=True`, in
 
 SPEC: ``{"side": "trl" | "dralign" | "objectives", "threads": int, "jobs": [job, ...]}``, a job
 being ``{"workload", "model", "data", "output_dir", "batch_size", "max_length", "lr", "seed",
-"warmup", "steps"}`` (objectives: plus ``"variants"``, see `speed.OBJECTIVE_VARIANTS`), and
+"warmup", "steps"}`` (objectives: plus ``"variants"``, see `speed_sections.OBJECTIVE_VARIANTS`), and
 optionally ``"device"`` ("cpu", the default, or "cuda") and ``"dtype"`` ("float32", the default,
 or "bfloat16": weights in bf16 and bf16 autocast for both trainers, as `dralign_bench.gpu` runs
 them). On a GPU each result also carries the peak GPU memory (`torch.cuda.max_memory_allocated`).

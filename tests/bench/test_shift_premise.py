@@ -191,7 +191,7 @@ def test_maps_plumbing_on_a_fake_trainer(tmp_path):
     assert saved["claims"] == ["kept"] and set(saved["maps"]) == set(MAPS)
     assert map_names(resolve(ShiftOptions(maps=True, scenarios=["flips"]))) == ["rdpo"]  # --scenarios picks the maps
     assert (tmp_path / "map-dora.png").stat().st_size > 5_000 and (tmp_path / "map-rdpo.png").exists()
-    from dralign_bench.shift.report import _map_lines  # the report's tables read the same records (1-D maps too)
+    from dralign_bench.shift.outputs import _map_lines  # the report's tables read the same records (1-D maps too)
 
     text = "\n".join(_map_lines({"maps": maps}))
     assert "| 0.05 | +0.0" in text and "| 0.1 | +0.051 [" in text

@@ -313,7 +313,7 @@ def test_maps_run_their_cells_on_parallel_workers_at_the_test_seeds(tmp_path):
 
 
 def test_maps_are_merged_and_rendered_as_tables_with_each_cells_interval_and_control():
-    from dralign_bench.shift.report import _map_lines
+    from dralign_bench.shift.outputs import _map_lines
 
     cells = [{"row": 0.05, "col": 0.6, "diff": 0.031, "ci": [0.01, 0.052], "control_passed": True},
              {"row": 0.05, "col": 0.9, "diff": -0.004, "ci": [-0.02, 0.012], "control_passed": False}]

@@ -19,7 +19,7 @@ from dralign.eval.evaluate import (
     symmetric_ece,
     to_jsonable,
 )
-from dralign.eval.generate import Completions, completion_logps, sample_completions
+from dralign.eval.generate import Completions, completion_log_likelihoods, sample_completions
 from dralign.eval.registry import register_reward
 from dralign.eval.rewards import load_reward, text_reward
 from dralign.modeling import FrozenReference, pair_logps
@@ -146,8 +146,8 @@ def test_generation_eval_values_match_their_definitions(policy, start, world_tok
     pc = sample_completions(policy, world_tok, prompts, **kw)
     sc = sample_completions(start, world_tok, prompts, **kw)
     out = generation_eval(policy, start, world_tok, prompts, rewards=REWARDS, **kw)
-    lp = completion_logps(policy, world_tok, pc.prompts, pc.token_ids, append_eos=pc.finished)
-    ls = completion_logps(start, world_tok, pc.prompts, pc.token_ids, append_eos=pc.finished)
+    lp = completion_log_likelihoods(policy, world_tok, pc.prompts, pc.token_ids, append_eos=pc.finished)
+    ls = completion_log_likelihoods(start, world_tok, pc.prompts, pc.token_ids, append_eos=pc.finished)
     assert out["kl"].mean == pytest.approx(M.sequence_kl_estimate(lp, ls), abs=1e-9)
     rl_p = np.array([len(t) for t in pc.texts], float)
     rl_s = np.array([len(t) for t in sc.texts], float)

@@ -9,7 +9,8 @@ import torch
 from dralign.data import tokenize_pairs
 from dralign.eval.generate import (
     Completions,
-    completion_logps,
+    Sampling,
+    completion_log_likelihoods,
     draw_tokens,
     sample_completions,
     sampling_uniforms,
@@ -127,7 +128,7 @@ def test_completions_stop_at_eos_and_exclude_it(eosy, world_tok, prompts):
 
 def test_completion_logps_match_hand_computation(eosy, world_tok, prompts):
     c = sample_completions(eosy, world_tok, prompts, num_samples=2, max_new_tokens=8, seed=5)
-    got = completion_logps(eosy, world_tok, c.prompts, c.token_ids, append_eos=c.finished,
+    got = completion_log_likelihoods(eosy, world_tok, c.prompts, c.token_ids, append_eos=c.finished,
                            batch_size=3)
     assert got.dtype == np.float64 and got.shape == (len(c),)
     prompt_ids = tokenize_prompts(world_tok, c.prompts)
@@ -135,13 +136,13 @@ def test_completion_logps_match_hand_computation(eosy, world_tok, prompts):
         completion = c.token_ids[k] + ([world_tok.eos_token_id] if c.finished[k] else [])
         assert got[k] == pytest.approx(hand_logp(eosy, prompt_ids[k], completion), abs=1e-4)
     # default: eos appended to every completion (the training-data convention)
-    all_eos = completion_logps(eosy, world_tok, c.prompts, c.token_ids)
+    all_eos = completion_log_likelihoods(eosy, world_tok, c.prompts, c.token_ids)
     k = c.finished.index(False)
     assert all_eos[k] == pytest.approx(
         hand_logp(eosy, prompt_ids[k], c.token_ids[k] + [world_tok.eos_token_id]), abs=1e-4)
     # batch size does not change the values
     np.testing.assert_allclose(
-        completion_logps(eosy, world_tok, c.prompts, c.token_ids, append_eos=c.finished, batch_size=64),
+        completion_log_likelihoods(eosy, world_tok, c.prompts, c.token_ids, append_eos=c.finished, batch_size=64),
         got, atol=1e-5)
 
 
@@ -185,6 +186,19 @@ def test_sampling_frequencies_follow_the_model(model, world_tok):
     assert np.abs(freq - p).max() < 0.03
 
 
+def test_sampling_options_and_their_keywords_are_one_setting(model, world_tok):
+    """`sampling=Sampling(...)` and its fields as keywords sample the same; keywords replace
+    the given options' fields; a keyword that is no field is refused."""
+    prompts = ["Hi:", "Tell me:"]
+    by_keywords = sample_completions(model, world_tok, prompts, num_samples=2, max_new_tokens=4, seed=3)
+    options = Sampling(num_samples=2, max_new_tokens=4, seed=3)
+    assert sample_completions(model, world_tok, prompts, sampling=options) == by_keywords
+    other_seed = sample_completions(model, world_tok, prompts, sampling=options, seed=4)
+    assert other_seed == sample_completions(model, world_tok, prompts, num_samples=2, max_new_tokens=4, seed=4)
+    with pytest.raises(TypeError):
+        sample_completions(model, world_tok, prompts, sampels=2)
+
+
 def test_bad_arguments(model, world_tok):
     with pytest.raises(ValueError, match="zero tokens"):
         sample_completions(model, world_tok, ["ok", ""], max_new_tokens=2)
@@ -197,7 +211,7 @@ def test_bad_arguments(model, world_tok):
     with pytest.raises(TypeError):
         sample_completions(model, world_tok, "one string", max_new_tokens=2)
     with pytest.raises(ValueError, match="completions"):
-        completion_logps(model, world_tok, ["a", "b"], [[1]])
+        completion_log_likelihoods(model, world_tok, ["a", "b"], [[1]])
 
 
 def test_completions_ended_at_eos_defaults_to_true():
@@ -209,6 +223,6 @@ def test_completions_ended_at_eos_defaults_to_true():
 def test_model_mode_is_restored(model, world_tok):
     model.train()
     sample_completions(model, world_tok, ["Hi:"], max_new_tokens=2)
-    completion_logps(model, world_tok, ["Hi:"], [[5]])
+    completion_log_likelihoods(model, world_tok, ["Hi:"], [[5]])
     assert model.training
     model.eval()

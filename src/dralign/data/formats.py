@@ -22,31 +22,46 @@ name other than its default, must be present in at least one row: otherwise the 
 refused (a misspelt column name is never silently ignored).
 
 Validation turns each `Row` into a `PairRecord` / `UnpairedRecord`, or a `BadRow` naming the
-file, row, field and reason; every row ends up in exactly one of the two lists.
+file, row, field and reason; every row ends up in exactly one of the two lists. The checks of a
+single field (a column's value, its type and range) are `dralign.data.fields`.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from . import report as R
+from .fields import (
+    MAX_WEIGHT,
+    BadField,
+    Messages,
+    Text,
+    bounded_field,
+    column_value,
+    label_field,
+    messages_field,
+    name_field,
+    number_field,
+    short,
+    text_field,
+)
 from .loading import Row, rows_from_records
 from .report import BadRow, DataError
+
+__all__ = [  # column_value, MAX_WEIGHT, Messages and Text live in data/fields.py
+    "FORMATS", "HH_ASSISTANT_MARKER", "MAX_WEIGHT", "PAIR_FORMATS", "ColumnMap", "Extras", "Messages",
+    "PairRecord", "Text", "UnpairedRecord", "as_rows", "bad_row", "check_columns", "column_value",
+    "detect_format", "split_implicit_conversation", "split_implicit_prompt", "validate_pairs",
+    "validate_unpaired",
+]
 
 FORMATS = ("explicit", "implicit", "conversational", "unpaired")
 PAIR_FORMATS = ("explicit", "implicit", "conversational")
 HH_ASSISTANT_MARKER = "\n\nAssistant:"
 
-Messages = list  # a list of {"role": str, "content": str} dicts
-Text = str | Messages
-
-# Largest accepted weight or ratio. Larger values are almost surely corrupt (or a ratio whose
-# classifier saw a near-zero prior) and overflow float32 sums of a batch's weights.
-MAX_WEIGHT = 1e6
 _MISSING = object()
 
 
@@ -123,13 +138,6 @@ class UnpairedRecord:
     line: int | None
 
 
-class _Bad(Exception):
-    """Raised inside per-row validation; becomes a BadRow for that row."""
-
-    def __init__(self, field: str | None, reason: str, detail: str):
-        super().__init__(detail)
-        self.field, self.reason, self.detail = field, reason, detail
-
 
 def bad_row(row: Row | PairRecord | UnpairedRecord, field: str | None, reason: str,
             detail: str) -> BadRow:
@@ -139,21 +147,6 @@ def bad_row(row: Row | PairRecord | UnpairedRecord, field: str | None, reason: s
 
 
 # --------------------------------------------------------------------------- detection
-
-def column_value(data: Mapping[str, Any], column: str, default: Any = None) -> Any:
-    """``data[column]``; for a dotted name that is not itself a key, the value at that path
-    (``"meta.group"`` → ``data["meta"]["group"]``); `default` when absent."""
-    if column in data:
-        return data[column]
-    if "." not in column:
-        return default
-    value: Any = data
-    for key in column.split("."):
-        if not isinstance(value, Mapping) or key not in value:
-            return default
-        value = value[key]
-    return value
-
 
 def _present(rows: Sequence[Row], column: str) -> bool:
     """Whether any readable row has `column` (even holding null)."""
@@ -219,130 +212,19 @@ def check_columns(rows: Sequence[Row], fmt: str, columns: ColumnMap | None = Non
                 f"{_columns_seen(readable)[:20]}")
 
 
-# --------------------------------------------------------------------------- field checks
-
-def _get(data: Mapping[str, Any], column: str) -> Any:
-    value = column_value(data, column)
-    if value is None:
-        raise _Bad(column, R.MISSING_FIELD, "missing")
-    return value
-
-
-def _unicode(column: str, text: str, what: str = "") -> str:
-    """`text` unless it holds a lone surrogate (JSON allows ``"\\ud800"``; no encoder does)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise _Bad(column, R.INVALID_TEXT, f"{what}not valid Unicode: lone surrogate "
-                   f"{text[err.start]!r} at character {err.start}") from None
-    return text
-
-
-def _text(data: Mapping[str, Any], column: str) -> str:
-    value = _get(data, column)
-    if not isinstance(value, str):
-        raise _Bad(column, R.WRONG_TYPE, f"expected a string, got {type(value).__name__} "
-                                         f"{_short(value)}")
-    if not value.strip():
-        raise _Bad(column, R.EMPTY, "empty or whitespace-only string")
-    return _unicode(column, value)
-
-
-def _messages(data: Mapping[str, Any], column: str) -> Messages:
-    value = _get(data, column)
-    if not isinstance(value, list):
-        raise _Bad(column, R.WRONG_TYPE, f"expected a list of {{role, content}} messages, got "
-                                         f"{type(value).__name__} {_short(value)}")
-    if not value:
-        raise _Bad(column, R.EMPTY, "empty list of messages")
-    for i, message in enumerate(value):
-        if not isinstance(message, Mapping):
-            raise _Bad(column, R.BAD_MESSAGE, f"message {i} is not an object "
-                                              f"(got {type(message).__name__})")
-        for key in ("role", "content"):
-            if not isinstance(message.get(key), str):
-                problem = "has no" if message.get(key) is None else "has a non-string"
-                raise _Bad(column, R.BAD_MESSAGE, f"message {i} {problem} {key!r}")
-            _unicode(column, message[key], f"message {i} {key!r} is ")
-    return [{"role": m["role"], "content": m["content"]} for m in value]
-
-
-def _number(data: Mapping[str, Any], column: str) -> float | None:
-    value = column_value(data, column)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Bad(column, R.WRONG_TYPE, f"expected a number, got {type(value).__name__} "
-                                         f"{_short(value)}")
-    try:
-        number = float(value)
-    except OverflowError:  # an integer beyond float range
-        raise _Bad(column, R.NON_FINITE, f"number too large: {_short(value)}") from None
-    except ValueError:
-        raise _Bad(column, R.WRONG_TYPE, f"expected a number, got {_short(value)}") from None
-    if not math.isfinite(number):
-        raise _Bad(column, R.NON_FINITE, f"non-finite value {number}")
-    return number
-
-
-def _name(data: Mapping[str, Any], column: str, allow_int: bool) -> str | None:
-    value = column_value(data, column)
-    if value is None:
-        return None
-    if isinstance(value, float) and allow_int and value.is_integer():
-        value = int(value)
-    if isinstance(value, str) and value.strip():
-        return _unicode(column, value)
-    if isinstance(value, int) and not isinstance(value, bool) and allow_int:
-        return str(value)
-    if isinstance(value, str):
-        raise _Bad(column, R.EMPTY, "empty or whitespace-only string")
-    kind = "a string or an integer" if allow_int else "a string"
-    raise _Bad(column, R.WRONG_TYPE, f"expected {kind}, got {type(value).__name__} "
-                                     f"{_short(value)}")
-
-
-def _label(data: Mapping[str, Any], column: str) -> bool:
-    value = _get(data, column)
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
-        return value.strip().lower() in ("true", "1")
-    raise _Bad(column, R.BAD_LABEL, f"label must be boolean-like (true/false or 0/1), "
-                                    f"got {type(value).__name__} {_short(value)}")
-
-
-def _bounded(data: Mapping[str, Any], column: str, name: str) -> float | None:
-    """A weight or ratio: a finite number in [0, MAX_WEIGHT], or None when absent."""
-    value = _number(data, column)
-    if value is not None and value < 0:
-        raise _Bad(column, R.OUT_OF_RANGE, f"{name} {value} is negative (must be ≥ 0)")
-    if value is not None and value > MAX_WEIGHT:
-        raise _Bad(column, R.OUT_OF_RANGE, f"{name} {value:g} is above the maximum "
-                                           f"{MAX_WEIGHT:g}")
-    return value
-
-
 def _extras(data: Mapping[str, Any], cols: ColumnMap) -> Extras:
-    weight = _bounded(data, cols.weight, "weight")
-    target_prob = _number(data, cols.target_prob)
+    weight = bounded_field(data, cols.weight, "weight")
+    target_prob = number_field(data, cols.target_prob)
     if target_prob is not None and not 0 <= target_prob <= 1:
-        raise _Bad(cols.target_prob, R.OUT_OF_RANGE,
-                   f"target_prob {target_prob} is outside [0, 1]")
-    ratio = _bounded(data, cols.ratio, "ratio")
+        raise BadField(cols.target_prob, R.OUT_OF_RANGE,
+                       f"target_prob {target_prob} is outside [0, 1]")
+    ratio = bounded_field(data, cols.ratio, "ratio")
     # Both may be given (`dralign ratio fit` writes both): the ratio is used, target_prob is
     # kept for reference.
     return Extras(weight=1.0 if weight is None else weight,
-                  group=_name(data, cols.group, allow_int=True),
-                  source=_name(data, cols.source, allow_int=False),
+                  group=name_field(data, cols.group, allow_int=True),
+                  source=name_field(data, cols.source, allow_int=False),
                   target_prob=target_prob, ratio=ratio)
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 # --------------------------------------------------------------------------- implicit prompts
@@ -391,10 +273,9 @@ def split_implicit_conversation(chosen: Messages, rejected: Messages
 
 def as_rows(rows: Sequence[Row] | Sequence[Mapping[str, Any]]) -> list[Row]:
     """Accept rows from `load_rows` or plain dicts (wrapped as rows of ``<memory>``)."""
-    rows = list(rows)
-    if all(isinstance(r, Row) for r in rows):
-        return rows
-    return rows_from_records(rows)
+    given = list(rows)
+    read = [r for r in given if isinstance(r, Row)]
+    return read if len(read) == len(given) else rows_from_records(given)
 
 
 def validate_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
@@ -418,7 +299,7 @@ def validate_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
     for row in rows:
         try:
             records.append(_validate_pair(row, fmt, cols, marker))
-        except _Bad as err:
+        except BadField as err:
             bad.append(bad_row(row, err.field, err.reason, err.detail))
     return fmt, records, bad
 
@@ -433,55 +314,67 @@ def validate_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
     bad: list[BadRow] = []
     for row in rows:
         try:
-            _check_readable(row)
-            data = row.data
+            data = _check_readable(row)
             records.append(UnpairedRecord(
-                prompt=_text(data, cols.prompt), completion=_text(data, cols.completion),
-                label=_label(data, cols.label), extras=_extras(data, cols),
+                prompt=text_field(data, cols.prompt), completion=text_field(data, cols.completion),
+                label=label_field(data, cols.label), extras=_extras(data, cols),
                 file=row.file, row=row.index, line=row.line))
-        except _Bad as err:
+        except BadField as err:
             bad.append(bad_row(row, err.field, err.reason, err.detail))
     return records, bad
 
 
-def _check_readable(row: Row) -> None:
+def _check_readable(row: Row) -> Mapping[str, Any]:
+    """The row's fields, or a BadField when the row could not be read."""
     if row.data is None:
-        raise _Bad(None, row.error_reason or R.NOT_AN_OBJECT, row.error or "unreadable row")
+        raise BadField(None, row.error_reason or R.NOT_AN_OBJECT, row.error or "unreadable row")
+    return row.data
 
 
 def _validate_pair(row: Row, fmt: str, cols: ColumnMap, marker: str) -> PairRecord:
-    _check_readable(row)
-    data = row.data
+    data = _check_readable(row)
     conversational = fmt == "conversational"
+    chosen: Text
+    rejected: Text
+    prompt: Text
     if conversational:
-        chosen, rejected = _messages(data, cols.chosen), _messages(data, cols.rejected)
+        chosen, rejected = messages_field(data, cols.chosen), messages_field(data, cols.rejected)
     else:
-        chosen, rejected = _text(data, cols.chosen), _text(data, cols.rejected)
+        chosen, rejected = text_field(data, cols.chosen), text_field(data, cols.rejected)
     if chosen == rejected:
-        raise _Bad(cols.rejected, R.CHOSEN_EQUALS_REJECTED, "chosen and rejected are identical")
+        raise BadField(cols.rejected, R.CHOSEN_EQUALS_REJECTED, "chosen and rejected are identical")
     has_prompt = fmt == "explicit" or (conversational
                                        and column_value(data, cols.prompt) is not None)
     if has_prompt:
-        prompt = _messages(data, cols.prompt) if conversational else _text(data, cols.prompt)
+        prompt = messages_field(data, cols.prompt) if conversational else text_field(data, cols.prompt)
     else:
-        split = (split_implicit_conversation(chosen, rejected) if conversational
-                 else split_implicit_prompt(chosen, rejected, marker))
+        split = _split_implicit(chosen, rejected, marker)
         if split is None:
-            raise _Bad(cols.chosen, R.NO_SHARED_PROMPT, "chosen and rejected share no usable "
-                       "prompt prefix" + (" (no common messages before an assistant turn)"
-                                          if conversational else
-                                          f" (none, or none ending with {marker!r})"))
+            raise BadField(cols.chosen, R.NO_SHARED_PROMPT, "chosen and rejected share no usable "
+                           "prompt prefix" + (" (no common messages before an assistant turn)"
+                                              if conversational else
+                                              f" (none, or none ending with {marker!r})"))
         prompt, chosen, rejected = split
     for column, completion in ((cols.chosen, chosen), (cols.rejected, rejected)):
-        if conversational and not any(m["role"] == "assistant" for m in completion):
+        if isinstance(completion, list) and not any(m["role"] == "assistant" for m in completion):
             roles = ", ".join(sorted({m["role"] for m in completion}))
-            raise _Bad(column, R.BAD_MESSAGE, f"the response has no 'assistant' message (roles: "
-                       f"{_short(roles)}); a response is what the assistant says")
+            raise BadField(column, R.BAD_MESSAGE, f"the response has no 'assistant' message (roles: "
+                           f"{short(roles)}); a response is what the assistant says")
         if not _content(completion).strip():
-            raise _Bad(column, R.EMPTY, "empty completion" + ("" if has_prompt else
-                       " after removing the shared prompt (the text is only the prompt)"))
+            raise BadField(column, R.EMPTY, "empty completion" + ("" if has_prompt else
+                           " after removing the shared prompt (the text is only the prompt)"))
     return PairRecord(prompt, chosen, rejected, _extras(data, cols), row.file, row.index,
                       row.line, conversational, implicit_prompt=not has_prompt)
+
+
+def _split_implicit(chosen: Text, rejected: Text, marker: str) -> tuple[Text, Text, Text] | None:
+    """The shared prompt of two texts (`split_implicit_prompt`) or of two conversations
+    (`split_implicit_conversation`); the field checks give both of one kind."""
+    if isinstance(chosen, str) and isinstance(rejected, str):
+        return split_implicit_prompt(chosen, rejected, marker)
+    if isinstance(chosen, list) and isinstance(rejected, list):
+        return split_implicit_conversation(chosen, rejected)
+    return None
 
 
 def _content(text: Text) -> str:

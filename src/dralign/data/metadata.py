@@ -107,7 +107,9 @@ def density_ratios(examples: Sequence[RowMeta], prior: float | None = None, *,
     training = prior is None
     if prior is None and any(e.ratio is None for e in examples):
         prior = target_prior(e.target_prob for e in examples if e.target_prob is not None)
-    h = [row_ratio(e.ratio, e.target_prob, prior) for e in examples]
+    given = [row_ratio(e.ratio, e.target_prob, prior) for e in examples]
+    h = [x for x in given if x is not None]
+    assert len(h) == len(given), "rows with neither a ratio nor a target_prob were refused above"
     if not all(math.isfinite(x) for x in h):
         raise DataError("a density ratio is not finite")
     if training and h and not any(h):  # DoRA's loss and gradient would be 0 at every step

@@ -26,7 +26,7 @@ from .evaluate import (
                        symmetric_ece,
                        to_jsonable,
 )
-from .generate import Completions, completion_logps, sample_completions, tokenize_prompts
+from .generate import Completions, Sampling, completion_log_likelihoods, sample_completions, tokenize_prompts
 from .groups import breakdown, preference_report, report_scores
 from .pairs import per_pair_records, write_per_pair
 from .registry import register_prompts, register_reward
@@ -35,7 +35,7 @@ from .rewards import RewardFn, hf_reward, load_reward, text_reward
 __all__ = [
     "LENGTH_TOLERANCE", "PairScores", "length_matched", "length_report", "longer_wins",
     "per_pair_records", "report_scores", "score_pairs", "write_per_pair",
-    "Completions", "RewardFn", "breakdown", "completion_logps", "generation_eval", "hf_reward",
+    "Completions", "RewardFn", "Sampling", "breakdown", "completion_log_likelihoods", "generation_eval", "hf_reward",
     "load_reward", "pair_rewards", "preference_eval", "preference_metrics", "preference_report",
     "register_prompts", "register_reward", "sample_completions",
     "shift_sweep", "symmetric_ece",

@@ -14,24 +14,25 @@
 
 Every mean has a 95 % bootstrap interval. The table is printed; ``--output x.json`` also writes
 JSON, and ``x.png`` (per-group accuracy, reliability diagram) when matplotlib is installed.
+The prompts are read by `eval/prompts.py`, the tables printed by `eval/tables.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from ..config import SEED_RANGE, Range, atomic_write_text, check_ranges, option, to_flat_dict
 from ..data.options import ReadOptions, SharingOption
 from ..lengths import LengthOption
-from ..printable import shown_markup  # group names, sources, values: data, printed inert
 from ..train.config import DTYPE_HELP
 from .mixtures import DEFAULT_ALPHAS
-from .registry import PROMPTS
+from .prompts import load_prompts
+from .tables import print_results
 
-__all__ = ["EvalConfig", "EvalDataOptions", "EvalOptions", "load_prompts", "run_eval"]
+# load_prompts (eval/prompts.py) and print_results (eval/tables.py) stay importable from here
+__all__ = ["EvalConfig", "EvalDataOptions", "EvalOptions", "load_prompts", "print_results", "run_eval"]
 
 
 @dataclass
@@ -72,97 +73,6 @@ class EvalConfig:
     data: EvalDataOptions = dataclasses.field(default_factory=EvalDataOptions)
 
 
-# ---------------------------------------------------------------------------------------------
-# Prompts
-# ---------------------------------------------------------------------------------------------
-
-def _registered_prompts(spec: str, seed: int) -> list[str] | None:
-    """The prompts of a registered ``SCHEME:BODY`` spec, or None when SCHEME is not registered."""
-    scheme, _, body = spec.partition(":")
-    factory = PROMPTS.get(scheme) if scheme.isidentifier() else None
-    if factory is None:
-        return None
-    try:
-        prompts = [str(p) for p in factory(body, seed)]
-    except ValueError as err:
-        raise ValueError(f"prompts {spec!r}: {err}") from None
-    if not prompts:
-        raise ValueError(f"prompts {spec!r}: no prompts")
-    return prompts
-
-
-def _render_messages(tokenizer, messages: Any, where: str) -> str:
-    if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"{where}: the prompt is a list of messages but the tokenizer has no "
-                         "chat template")
-    try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as err:  # jinja errors of a malformed message list
-        raise ValueError(f"{where}: cannot render the messages with the chat template: "
-                         f"{err}") from None
-
-
-def load_prompts(spec: str, *, tokenizer=None, seed: int = 0,
-                 column: str = "prompt") -> tuple[list[str], bool]:
-    """(prompts, rendered): prompts from `spec`, and whether they were rendered with the
-    tokenizer's chat template (then they carry their special tokens: tokenize them with
-    ``add_special_tokens=False``).
-
-    `spec` is a registered ``SCHEME:BODY`` (see :mod:`dralign.eval.registry`; e.g. the shift
-    world's ``world:heldout:N`` / ``world:train:N``, seeded by `seed`), a ``.txt``
-    file (one prompt per line; blank lines are skipped) or any local file or saved-dataset
-    folder :func:`dralign.data.load_rows` reads, whose `column` holds a string, or a list of
-    chat messages (rendered with the generation prompt, as training renders conversational
-    prompts). Errors name the file and row.
-    """
-    from ..data import DataError, load_rows
-
-    registered = _registered_prompts(spec, seed) if ":" in spec else None
-    if registered is not None:
-        return registered, False
-    path = Path(spec)
-    if path.suffix == ".txt":
-        if not path.is_file():
-            raise DataError(f"prompts file not found: {spec}")
-        prompts = [line.rstrip("\r") for line in path.read_text().split("\n")]
-        prompts = [p for p in prompts if p.strip()]
-        if not prompts:
-            raise DataError(f"{spec}: no prompts (every line is blank)")
-        return prompts, False
-    if not path.exists():
-        schemes = " / ".join(PROMPTS.helps())
-        raise DataError(f"prompts file not found: {spec} (expected a file"
-                        + (f", or {schemes})" if schemes else ")"))
-    rows = load_rows(spec)
-    prompts, kinds = [], set()
-    for row in rows:
-        where = f"{row.file}: row {row.index}" + (f" (line {row.line})" if row.line else "")
-        if row.data is None:
-            raise DataError(f"{where}: {row.error}")
-        if column not in row.data:
-            raise DataError(f"{where}: no {column!r} field (set --prompt-column)")
-        value = row.data[column]
-        if isinstance(value, str) and value.strip():
-            prompts.append(value)
-            kinds.add("text")
-        elif isinstance(value, list) and value and tokenizer is not None:
-            prompts.append(_render_messages(tokenizer, value, where))
-            kinds.add("messages")
-        else:
-            raise DataError(f"{where}: field {column!r} must be a non-empty string"
-                            + (" or a list of messages" if tokenizer is not None else "")
-                            + f", got {type(value).__name__}")
-    if not prompts:
-        raise DataError(f"{spec}: no prompts")
-    if len(kinds) > 1:
-        raise DataError(f"{spec}: mixes plain-text prompts and lists of messages")
-    return prompts, kinds == {"messages"}
-
-
-# ---------------------------------------------------------------------------------------------
-# Running
-# ---------------------------------------------------------------------------------------------
-
 def _check(cfg: EvalConfig) -> None:
     """Refuse an incomplete or inconsistent configuration before loading anything."""
     opts = cfg.eval
@@ -192,7 +102,8 @@ def _check(cfg: EvalConfig) -> None:
 def _load(opts: EvalOptions, name: str, device: str):
     from ..modeling import load_model
 
-    return load_model(name, dtype=opts.dtype).to(device)
+    # transformers wraps PreTrainedModel.to with functools.wraps, which mypy reads as unbound
+    return load_model(name, dtype=opts.dtype).to(device)  # type: ignore[arg-type]
 
 
 def run_eval(cfg: EvalConfig, console=None) -> dict:
@@ -206,12 +117,13 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
 
     from ..console import table_console
     from ..modeling import check_same_tokenizer, load_tokenizer
-    from .evaluate import generation_eval, shift_sweep, to_jsonable
+    from .evaluate import to_jsonable
     from .refcache import cached_eval_reference
     from .rewards import load_reward
 
     opts = cfg.eval
     _check(cfg)
+    assert opts.model is not None, "_check refuses a config without --model"
     console = console or table_console()  # piped: tables at full width, not cut at 80 columns
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # Everything that can fail cheaply fails before the models load.
@@ -225,7 +137,7 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     if opts.prompts:
         prompts, rendered = load_prompts(opts.prompts, tokenizer=tokenizer, seed=opts.seed,
                                          column=cfg.data.prompt_column)
-    data = _held_out_pairs(cfg, tokenizer, console) if opts.data else None
+    data = _held_out_pairs(cfg, opts.data, tokenizer, console) if opts.data else None
 
     model = _load(opts, opts.model, device)
     # a fitting reference cache spares the reference model (and its pass) for --data alone
@@ -245,26 +157,8 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
         results["data"] = data.report.counts()
         results.update(_preference(cfg, model, cached or reference, data, console))
     if prompts is not None:
-        from .generate import sample_completions
-
-        sample_kwargs = dict(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
-                             temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
-                             batch_size=opts.batch_size, add_special_tokens=not rendered)
-        with console.status(f"sampling {len(prompts)} x {opts.num_samples} completions"):
-            policy_c = sample_completions(model, tokenizer, prompts, **sample_kwargs)
-            start_c = (sample_completions(reference, tokenizer, prompts, **sample_kwargs)
-                       if reference is not None else None)
-        with console.status("scoring completions"):
-            results["generation"] = generation_eval(
-                model, reference, tokenizer, prompts, rewards=rewards,
-                policy_completions=policy_c, start_completions=start_c, **sample_kwargs)
-            if reward_b is not None:
-                results["shift_sweep"] = shift_sweep(
-                    policy_c.prompts, policy_c.texts, rewards[opts.reward[0]], reward_b,
-                    opts.alphas, mixture=opts.mixture,
-                    baseline_responses=start_c.texts if start_c is not None else None,
-                    seed=opts.seed, num_samples=opts.num_samples)
-                results["shift_sweep"].update(reward_a=opts.reward[0], reward_b=opts.reward_b)
+        results.update(_generation(opts, model, reference, tokenizer, prompts, not rendered, rewards,
+                                   reward_b, console))
     results["config"] = to_flat_dict(cfg)
 
     print_results(results, console)
@@ -278,12 +172,41 @@ def run_eval(cfg: EvalConfig, console=None) -> dict:
     return results
 
 
-def _held_out_pairs(cfg: EvalConfig, tokenizer, console):
-    """--data read, validated, cut and reported as the trainer reads --eval-data: the same
-    loader (`dralign.data.load_pairs`) and data section; its report printed."""
+def _generation(opts: EvalOptions, model, reference, tokenizer, prompts: list[str], add_special_tokens: bool,
+                rewards: dict, reward_b, console) -> dict:
+    """--prompts: completions of the model (and of --reference) with the same seed, scored by
+    every --reward (`generation`), and the shift sweep over --reward-b (`shift_sweep`)."""
+    from .evaluate import generation_eval, shift_sweep
+    from .generate import Sampling, sample_completions
+
+    sampling = Sampling(num_samples=opts.num_samples, max_new_tokens=opts.max_new_tokens,
+                        temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed,
+                        batch_size=opts.batch_size, add_special_tokens=add_special_tokens)
+    out = {}
+    with console.status(f"sampling {len(prompts)} x {opts.num_samples} completions"):
+        policy_c = sample_completions(model, tokenizer, prompts, sampling=sampling)
+        start_c = (sample_completions(reference, tokenizer, prompts, sampling=sampling)
+                   if reference is not None else None)
+    with console.status("scoring completions"):
+        out["generation"] = generation_eval(model, reference, tokenizer, prompts, rewards=rewards,
+                                            policy_completions=policy_c, start_completions=start_c,
+                                            sampling=sampling)
+        if reward_b is not None:
+            out["shift_sweep"] = shift_sweep(
+                policy_c.prompts, policy_c.texts, rewards[opts.reward[0]], reward_b,
+                opts.alphas, mixture=opts.mixture,
+                baseline_responses=start_c.texts if start_c is not None else None,
+                seed=opts.seed, num_samples=opts.num_samples)
+            out["shift_sweep"].update(reward_a=opts.reward[0], reward_b=opts.reward_b)
+    return out
+
+
+def _held_out_pairs(cfg: EvalConfig, path: str, tokenizer, console):
+    """--data (`path`) read, validated, cut and reported as the trainer reads --eval-data: the
+    same loader (`dralign.data.load_pairs`) and data section; its report printed."""
     from ..data import load_pairs
 
-    d, path = cfg.data, cfg.eval.data
+    d = cfg.data
     data = load_pairs(d.source(path, cfg.eval.data_split), tokenizer, d.columns(), d.truncation(),
                       d.on_bad_row, format=d.row_format())
     console.print(f"eval data: {data.report.summary()}", markup=False)  # nothing dropped silently
@@ -333,131 +256,3 @@ def _plot(results: dict, output: str, console) -> None:
     else:
         console.print(f"no plot: matplotlib is not installed ({INSTALL_HINT} to get {png})",
                       markup=False)  # the hint's [bench] is text, not rich markup
-
-
-# ---------------------------------------------------------------------------------------------
-# Printing
-# ---------------------------------------------------------------------------------------------
-
-def _rows(results: dict) -> list[tuple[str, str, Any]]:
-    """(section, metric, value) rows of the results table; value a MeanCI, number or note."""
-    rows: list[tuple[str, str, Any]] = []
-    data = results.get("data")
-    if data:
-        for key in ("rows_read", "kept", "skipped", "truncated_prompt", "truncated_completion"):
-            rows.append(("data", key, data[key]))
-        for reason, n in data["skipped_by_reason"].items():
-            rows.append(("data", f"skipped: {reason}", n))
-    pref = results.get("preference")
-    if pref:
-        for key in ("accuracy", "margin", "reward_chosen", "reward_rejected", "ece", "brier"):
-            rows.append(("preference", key, pref[key]))
-        if pref.get("length"):
-            rows += _length_rows(pref["length"])
-    gen = results.get("generation")
-    if gen:
-        for name, r in gen["rewards"].items():
-            rows.append(("generation", f"{name}: policy", r["policy"]))
-            rows.append(("generation", f"{name}: start", r["start"] or "needs --reference"))
-            rows.append(("generation", f"{name}: win rate vs start",
-                         r["win_rate"] or "needs --reference"))
-        rows.append(("generation", "KL(policy || start)", gen["kl"] or "needs --reference"))
-        for key in ("length", "token_entropy", "distinct_1", "distinct_2", "eos_rate"):
-            rows.append(("generation", key, gen[key]))
-            if gen["start"] is not None:
-                rows.append(("generation", f"{key}: start", gen["start"][key]))
-    sweep = results.get("shift_sweep")
-    if sweep:
-        for a in sweep["alphas"]:
-            rows.append(("shift sweep", f"r(alpha={a:g})", sweep["reward"][a]))
-            if "win_rate" in sweep:
-                rows.append(("shift sweep", f"win rate (alpha={a:g})", sweep["win_rate"][a]))
-        rows.append(("shift sweep", "average over alphas", sweep["average"]))
-        rows.append(("shift sweep", f"worst: r(alpha={sweep['worst']['alpha']:g})",
-                     sweep["worst"]["reward"]))
-        if "worst_win_rate" in sweep:
-            w = sweep["worst_win_rate"]
-            rows.append(("shift sweep", f"worst win rate (alpha={w['alpha']:g})", w["win_rate"]))
-    return rows
-
-
-def _length_rows(length: dict) -> list[tuple[str, str, Any]]:
-    """The length controls (:func:`dralign.lengths.length_report`) as table rows."""
-    t = length["tolerance"]
-    rows = [("length", "pick-the-longer baseline", length["longer_baseline"])]
-    for key, label in (("length_matched", f"accuracy, length-matched (|dL| <= {t:g} x longer)"),
-                       ("chosen_longer", "accuracy, chosen longer"),
-                       ("chosen_shorter", "accuracy, chosen shorter")):
-        rows.append(("length", label, length[key]["accuracy"] or "no such pairs"))
-    return rows
-
-
-def print_results(results: dict, console) -> None:
-    """A rich table of every metric with its 95 % interval."""
-    from rich.table import Table
-
-    from ..stats import MeanCI
-
-    table = Table(title=f"dralign eval: {shown_markup(results.get('model'))}")
-    for col, justify in (("section", "left"), ("metric", "left"), ("value", "right"),
-                         ("95% interval", "right"), ("n", "right")):
-        table.add_column(col, justify=justify, overflow="fold")
-    for section, metric, value in _rows(results):
-        if isinstance(value, MeanCI):
-            table.add_row(shown_markup(section), shown_markup(metric), f"{value.mean:.4g}",
-                          f"[{value.low:.4g}, {value.high:.4g}]", str(value.n))
-        elif isinstance(value, float):
-            table.add_row(shown_markup(section), shown_markup(metric), f"{value:.4g}", "", "")
-        else:
-            table.add_row(shown_markup(section), shown_markup(metric), shown_markup(value), "", "")
-    console.print(table)
-    for column in ("group", "source"):
-        if results.get(f"{column}s"):
-            print_breakdown(results, column, console)
-    if results.get("shift_sweep"):
-        s = results["shift_sweep"]
-        console.print(shown_markup(f"shift sweep: r(alpha) = {s['mixture']} mixture of r_a = "
-                                   f"{s['reward_a']} and r_b = {s['reward_b']}"))
-
-
-def _length_cells(length: dict | None) -> tuple[str, str, str]:
-    """(longer baseline, length-matched accuracy [interval] (n), chosen longer / shorter)."""
-    if not length:
-        return "", "", ""
-
-    def mean(block: dict) -> str:
-        return "-" if block["accuracy"] is None else f"{block['accuracy'].mean:.3f}"
-
-    lm = length["length_matched"]
-    matched = ("- (n=0)" if lm["accuracy"] is None else
-               f"{lm['accuracy'].mean:.3f} [{lm['accuracy'].low:.2f}, {lm['accuracy'].high:.2f}] (n={lm['n']})")
-    return (f"{length['longer_baseline'].mean:.3f}", matched,
-            f"{mean(length['chosen_longer'])} / {mean(length['chosen_shorter'])}")
-
-
-def print_breakdown(results: dict, column: str, console) -> None:
-    """The per-group (or per-source) table, the worst one marked, and a line naming it."""
-    from rich.table import Table
-
-    from .groups import NO_GROUP
-
-    by, worst = results[f"{column}s"], results[f"worst_{column}"]
-    table = Table(title=f"held-out pairs by {column} (intervals of ece and brier: in the JSON)")
-    for col, justify in ((column, "left"), ("n", "right"), ("accuracy [95%]", "right"),
-                         ("margin [95%]", "right"), ("ece", "right"), ("brier", "right"),
-                         ("longer baseline", "right"), ("length-matched [95%] (n)", "right"),
-                         ("chosen longer / shorter", "right")):
-        table.add_column(col, justify=justify, overflow="fold")
-    for name, m in by.items():
-        acc, margin = m["accuracy"], m["margin"]
-        table.add_row(shown_markup(name) + (" (worst)" if name == worst else ""), str(m["n"]),
-                      f"{acc.mean:.3f} [{acc.low:.2f}, {acc.high:.2f}]",
-                      f"{margin.mean:.3g} [{margin.low:.3g}, {margin.high:.3g}]",
-                      f"{m['ece'].mean:.3f}", f"{m['brier'].mean:.3f}", *_length_cells(m.get("length")))
-    console.print(table)
-    if worst is not None:
-        console.print(f"worst {column}: {shown_markup(worst)} (accuracy {by[worst]['accuracy']}, "
-                      f"{by[worst]['n']} pairs)")
-    missing = results[f"rows_without_{column}"]
-    if missing:
-        console.print(f"{missing} pairs have no {column}: counted under {NO_GROUP!r}, not a {column}")

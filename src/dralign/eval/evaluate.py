@@ -22,7 +22,7 @@ import numpy as np
 
 from ..stats import MeanCI, bootstrap_ci, expected_calibration_error, reliability_bins
 from . import metrics as M
-from .generate import Completions, completion_logps, sample_completions
+from .generate import Completions, Sampling, completion_log_likelihoods, sample_completions
 from .mixtures import MIXTURES
 from .rewards import RewardFn
 
@@ -267,13 +267,13 @@ def _check_completions(c: Completions, prompts: list[str], num_samples: int, whi
 
 
 def generation_eval(policy, start, tokenizer, prompts: Sequence[str], *,
-                    rewards: Mapping[str, RewardFn], num_samples: int = 1,
-                    max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0,
-                    batch_size: int = 64, policy_completions: Completions | None = None,
-                    start_completions: Completions | None = None, top_p: float = 1.0,
-                    add_special_tokens: bool = True,
-                    max_prompt_length: int | None = None) -> dict:
+                    rewards: Mapping[str, RewardFn], policy_completions: Completions | None = None,
+                    start_completions: Completions | None = None, sampling: Sampling | None = None,
+                    **settings: Any) -> dict:
     """Sample from the policy and the start model (or reuse given completions) and compare.
+
+    sampling: a `dralign.eval.Sampling` (num_samples, max_new_tokens, temperature, top_p, seed,
+    batch_size, prompt tokenisation); settings: its fields by keyword instead (or on top of it).
 
     Both are sampled with the same `seed`, hence the same uniforms (common random numbers;
     identical models give identical completions). Returns
@@ -294,43 +294,32 @@ def generation_eval(policy, start, tokenizer, prompts: Sequence[str], *,
     are None, and so is ``kl`` (it also needs the policy model). Intervals bootstrap prompts.
     """
     prompts = list(prompts)
+    s = Sampling.of(sampling, settings)
+    num_samples, seed = s.num_samples, s.seed
     if not prompts:
         raise ValueError("generation_eval needs at least one prompt")
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-    sample_kwargs: dict[str, Any] = dict(num_samples=num_samples, max_new_tokens=max_new_tokens,
-                                         temperature=temperature, top_p=top_p, seed=seed,
-                                         batch_size=batch_size, add_special_tokens=add_special_tokens,
-                                         max_prompt_length=max_prompt_length)
     if policy_completions is None:
         if policy is None:
             raise ValueError("generation_eval needs a policy model or policy_completions")
-        policy_completions = sample_completions(policy, tokenizer, prompts, **sample_kwargs)
+        policy_completions = sample_completions(policy, tokenizer, prompts, sampling=s)
     _check_completions(policy_completions, prompts, num_samples, "policy_completions")
     if start_completions is None and start is not None:
-        start_completions = sample_completions(start, tokenizer, prompts, **sample_kwargs)
+        start_completions = sample_completions(start, tokenizer, prompts, sampling=s)
     if start_completions is not None:
         _check_completions(start_completions, prompts, num_samples, "start_completions")
 
     pc, sc = policy_completions, start_completions
-    by_reward = {}
-    for name, reward in rewards.items():
-        r_policy = _score(reward, name, pc.prompts, pc.texts)
-        r_start = _score(reward, name, sc.prompts, sc.texts) if sc is not None else None
-        by_reward[name] = {
-            "policy": _ci(r_policy, seed, num_samples),
-            "start": _ci(r_start, seed, num_samples) if r_start is not None else None,
-            "win_rate": (_ci(_won(r_policy, r_start), seed, num_samples)
-                         if r_start is not None else None),
-        }
-
+    by_reward = {name: _reward_comparison(reward, name, pc, sc, seed, num_samples)
+                 for name, reward in rewards.items()}
     kl = None
     if policy is not None and start is not None:
-        logp_kwargs: dict[str, Any] = dict(batch_size=batch_size, append_eos=pc.ended_at_eos,
-                                           add_special_tokens=add_special_tokens,
-                                           max_prompt_length=max_prompt_length)
-        lp_policy = completion_logps(policy, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
-        lp_start = completion_logps(start, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
+        logp_kwargs: dict[str, Any] = dict(batch_size=s.batch_size, append_eos=pc.ended_at_eos,
+                                           add_special_tokens=s.add_special_tokens,
+                                           max_prompt_length=s.max_prompt_length)
+        lp_policy = completion_log_likelihoods(policy, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
+        lp_start = completion_log_likelihoods(start, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
         kl = _ci(lp_policy - lp_start, seed, num_samples)
 
     return {
@@ -340,10 +329,23 @@ def generation_eval(policy, start, tokenizer, prompts: Sequence[str], *,
         "start": _diversity(sc, seed, num_samples) if sc is not None else None,
         "n_prompts": len(prompts),
         "num_samples": int(num_samples),
-        "sampling": {"temperature": float(temperature), "top_p": float(top_p),
-                     "max_new_tokens": int(max_new_tokens), "seed": int(seed)},
+        "sampling": {"temperature": float(s.temperature), "top_p": float(s.top_p),
+                     "max_new_tokens": int(s.max_new_tokens), "seed": int(seed)},
     }
 
+
+
+def _reward_comparison(reward: RewardFn, name: str, pc: Completions, sc: Completions | None, seed: int,
+                       num_samples: int) -> dict:
+    """`generation_eval`'s ``rewards[name]``: the policy's and the start's mean and the win rate."""
+    r_policy = _score(reward, name, pc.prompts, pc.texts)
+    r_start = _score(reward, name, sc.prompts, sc.texts) if sc is not None else None
+    return {
+        "policy": _ci(r_policy, seed, num_samples),
+        "start": _ci(r_start, seed, num_samples) if r_start is not None else None,
+        "win_rate": (_ci(_won(r_policy, r_start), seed, num_samples)
+                     if r_start is not None else None),
+    }
 
 # ---------------------------------------------------------------------------------------------
 # Shift sweep over a reward mixture

@@ -12,7 +12,7 @@ Training appends the tokenizer's ``eos_token_id`` to every completion (``add_eos
 token — and only it — ends a sampled completion; other stop tokens a model's generation config
 may list are ordinary tokens here. ``Completions.token_ids`` stop *before* eos and
 ``Completions.finished[i]`` says whether completion i ended at eos (False: cut at
-``max_new_tokens``). :func:`completion_logps` scores a finished completion *with* its eos and a
+``max_new_tokens``). :func:`completion_log_likelihoods` scores a finished completion *with* its eos and a
 cut one without, so log π(y|x) is the probability of exactly the sampled outcome:
 
     finished:   log π(y|x) = Σ_{t≤T} log π(y_t | x, y_<t) + log π(eos | x, y)
@@ -45,8 +45,10 @@ bad words, extra stop tokens, …) is deliberately ignored: samples come from π
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,7 +59,40 @@ from ..data.tokenize import pad_token_id_of
 from ..modeling.logps import sequence_logps, supports_logits_mask
 from ..modeling.wrappers import eval_mode
 
-__all__ = ["Completions", "completion_logps", "sample_completions", "tokenize_prompts"]
+__all__ = ["Completions", "Sampling", "completion_log_likelihoods", "sample_completions", "tokenize_prompts"]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How completions are sampled (`sample_completions`, `generation_eval`): `num_samples` per
+    prompt, at most `max_new_tokens` each, `temperature` (0 = greedy) and nucleus `top_p`, the
+    `seed` of the uniforms, `batch_size` rows a forward, and how prompts are tokenised
+    (`add_special_tokens`, `max_prompt_length`: see `tokenize_prompts`)."""
+
+    num_samples: int = 1
+    max_new_tokens: int = 48
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 64
+    add_special_tokens: bool = True
+    max_prompt_length: int | None = None
+
+    @classmethod
+    def of(cls, sampling: Sampling | None, settings: Mapping[str, Any]) -> Sampling:
+        """`sampling` (default: the defaults) with the fields named in `settings` replaced: the
+        functions that take a `Sampling` also take its fields as keywords (TypeError for others)."""
+        return dataclasses.replace(sampling or cls(), **settings)
+
+    def check(self) -> None:
+        """ValueError for a setting sampling cannot use."""
+        _check_positive("num_samples", self.num_samples)
+        _check_positive("max_new_tokens", self.max_new_tokens)
+        _check_positive("batch_size", self.batch_size)
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
 
 
 @dataclass
@@ -233,39 +268,36 @@ def _decode(tokenizer, prompt_ids: list[int], ids: list[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=True)
 
 
-def sample_completions(model, tokenizer, prompts: Sequence[str], *, num_samples: int = 1,
-                       max_new_tokens: int = 48, temperature: float = 1.0, top_p: float = 1.0,
-                       seed: int = 0, batch_size: int = 64, add_special_tokens: bool = True,
-                       max_prompt_length: int | None = None) -> Completions:
+def sample_completions(model, tokenizer, prompts: Sequence[str], *, sampling: Sampling | None = None,
+                       **settings: Any) -> Completions:
     """`num_samples` completions of each prompt from `model`, deterministic per `seed`.
+
+    sampling: a `Sampling`; settings: its fields by keyword instead (or on top of it), e.g.
+    ``sample_completions(model, tok, prompts, num_samples=4, seed=1)``.
 
     Completion k = i·num_samples + s is sample s of prompt i; it is drawn with row k of
     :func:`sampling_uniforms` (see the module docstring), so the result does not depend on
     `batch_size`. Decoding stops at the tokenizer's eos or after `max_new_tokens` tokens. The
     model runs in eval mode without gradients on its own device; its train/eval mode is restored.
     """
-    _check_positive("num_samples", num_samples)
-    _check_positive("max_new_tokens", max_new_tokens)
-    _check_positive("batch_size", batch_size)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must lie in (0, 1], got {top_p}")
+    s = Sampling.of(sampling, settings)
+    s.check()
+    num_samples, max_new_tokens, batch_size = s.num_samples, s.max_new_tokens, s.batch_size
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos token; sampling needs one to end completions")
     pad = pad_token_id_of(tokenizer)
-    unique_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens,
-                                  max_prompt_length=max_prompt_length)
+    unique_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=s.add_special_tokens,
+                                  max_prompt_length=s.max_prompt_length)
     rows = [i for i in range(len(unique_ids)) for _ in range(num_samples)]  # prompt of each row
-    uniforms = sampling_uniforms(len(rows), max_new_tokens, seed)
+    uniforms = sampling_uniforms(len(rows), max_new_tokens, s.seed)
     order = sorted(range(len(rows)), key=lambda k: len(unique_ids[rows[k]]))
     results: list[tuple[list[int], bool] | None] = [None] * len(rows)
     with torch.inference_mode(), eval_mode(model):
         for start in range(0, len(order), batch_size):
             ks = order[start:start + batch_size]
             batch = _sample_batch(model, [unique_ids[rows[k]] for k in ks], uniforms[ks],
-                                  eos=eos, pad=pad, temperature=temperature, top_p=top_p,
+                                  eos=eos, pad=pad, temperature=s.temperature, top_p=s.top_p,
                                   max_new_tokens=max_new_tokens)
             for k, result in zip(ks, batch):
                 results[k] = result
@@ -280,10 +312,10 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], *, num_samples:
     )
 
 
-def completion_logps(model, tokenizer, prompts: Sequence[str],
-                     token_ids: Sequence[Sequence[int]], *, batch_size: int = 64,
-                     append_eos: bool | Sequence[bool] = True, add_special_tokens: bool = True,
-                     max_prompt_length: int | None = None) -> np.ndarray:
+def completion_log_likelihoods(model, tokenizer, prompts: Sequence[str],
+                               token_ids: Sequence[Sequence[int]], *, batch_size: int = 64,
+                               append_eos: bool | Sequence[bool] = True, add_special_tokens: bool = True,
+                               max_prompt_length: int | None = None) -> np.ndarray:
     """Summed log π(y|x) of given completions by teacher forcing: float64 [N].
 
         log π(y|x) = Σ_t log softmax(logits_{t−1})[y_t]   (:func:`dralign.modeling.sequence_logps`)

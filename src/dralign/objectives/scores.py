@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .lazy import lazy_module
 from .params import Component, Param
 
-torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
-F = lazy_module("torch.nn.functional", globals(), "F")
+if TYPE_CHECKING:
+    import torch
+    import torch.nn.functional as F
+else:
+    torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
+    F = lazy_module("torch.nn.functional", globals(), "F")
 
 EXP_CAP = 30.0
 """Exponent above which `capped_exp` continues linearly (e³⁰ ≈ 1.1e13, far beyond any

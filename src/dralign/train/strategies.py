@@ -211,7 +211,10 @@ class PenalizedStep:
                            "penalty/wasserstein": total}, out.state)
 
 
-def choose_strategy(ctx: StepContext, *, exact: bool, penalized: bool):
+Strategy = LocalStep | ExactStep | PenalizedStep
+
+
+def choose_strategy(ctx: StepContext, *, exact: bool, penalized: bool) -> Strategy:
     """The step for this run: chosen once, never a flag tested on every step."""
     if penalized:
         return PenalizedStep(ctx, exact)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dralign.errors import BadOptionError
 
-from .report import write_outputs
+from .outputs import write_outputs
 from .run import execute, seed_values
 from .scenarios import ShiftConfig, ShiftOptions, resolve, scenarios_of
 

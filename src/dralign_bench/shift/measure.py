@@ -102,20 +102,20 @@ class HeldoutPairs:
 
     @classmethod
     def build(cls, rows: list[dict], tokenizer, start) -> HeldoutPairs:
-        from dralign.eval.generate import completion_logps
+        from dralign.eval.generate import completion_log_likelihoods
 
         enc = lambda key: tokenizer([r[key] for r in rows], add_special_tokens=False)["input_ids"]  # noqa: E731
         prompts = [r["prompt"] for r in rows]
         ids_1, ids_2 = enc("response_1"), enc("response_2")
         return cls(prompts, ids_1, ids_2, np.array([r["r_1"] for r in rows]), np.array([r["r_2"] for r in rows]),
-                   completion_logps(start, tokenizer, prompts, ids_1), completion_logps(start, tokenizer, prompts, ids_2))
+                   completion_log_likelihoods(start, tokenizer, prompts, ids_1), completion_log_likelihoods(start, tokenizer, prompts, ids_2))
 
 
 def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Sequence[str], seed: int,
                     start_logps_of, pairs: HeldoutPairs | None, divergence: str, beta: float) -> SeedMetrics:
     """Measure `policy` on one seed (see :class:`SeedMetrics`). `start_logps_of(comp)` gives the
     start model's log-probs of completions (the start model, or a cache)."""
-    from dralign.eval.generate import completion_logps, sample_completions
+    from dralign.eval.generate import completion_log_likelihoods, sample_completions
     from dralign.eval.metrics import distinct_n, token_entropy
 
     comp = sample_completions(policy, tokenizer, prompts, num_samples=1, max_new_tokens=opts.max_new_tokens,
@@ -123,7 +123,7 @@ def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Seque
     grid = gold_grid(opts, comp.texts)
     curve = grid.mean(axis=0)
     a0 = int(np.argmin(np.abs(np.asarray(opts.alphas) - opts.alpha0)))
-    kl = completion_logps(policy, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos) \
+    kl = completion_log_likelihoods(policy, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos) \
         - start_logps_of(comp)
     halves = {k: [] for k in ("r0", "worst", "kl", "entropy")}
     for part in _halves(len(comp.texts)):
@@ -133,8 +133,8 @@ def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Seque
         halves["entropy"].append(float(token_entropy([comp.token_ids[i] for i in part])))
     acc = calib = math.nan
     if pairs is not None:
-        u1 = completion_logps(policy, tokenizer, pairs.prompts, pairs.ids_1) - pairs.start_1
-        u2 = completion_logps(policy, tokenizer, pairs.prompts, pairs.ids_2) - pairs.start_2
+        u1 = completion_log_likelihoods(policy, tokenizer, pairs.prompts, pairs.ids_1) - pairs.start_1
+        u2 = completion_log_likelihoods(policy, tokenizer, pairs.prompts, pairs.ids_2) - pairs.start_2
         p_hat = own_link_probs(u1, u2, divergence, beta)
         acc = clean_accuracy(u1, u2, pairs.r_1, pairs.r_2)
         calib = calibration_error(p_hat, pairs.r_1, pairs.r_2, opts.label_temperature)

@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
 
     from dralign.errors import DralignError
 
-    from .report import write_outputs
+    from .outputs import write_outputs
 
     command = " ".join(["python -m dralign_bench.shift.merge", *argv])
     notes, argv = _flag(argv, "--note")

@@ -50,7 +50,7 @@ class _Seed:
     """One seed's shared material: datasets, prompts, the start model's samples' log-probs, pairs."""
 
     def __init__(self, opts, seed, validation, tokenizer, start, root, lm):
-        from dralign.eval.generate import completion_logps
+        from dralign.eval.generate import completion_log_likelihoods
 
         self.seed, self.dir, self.lm = seed, root / "runs" / f"seed-{seed}", lm
         self.ratio: dict | None = None  # the sources scenario's density-ratio fit (AUC, ESS)
@@ -68,7 +68,7 @@ class _Seed:
         self.pairs = HeldoutPairs.build(heldout_pairs(opts, seed, n_pairs), tokenizer, start)
         self.files: dict[str, Path] = {}
         self._cache: dict = {}
-        self.start_logps = lambda comp: completion_logps(start, tokenizer, comp.prompts, comp.token_ids,
+        self.start_logps = lambda comp: completion_log_likelihoods(start, tokenizer, comp.prompts, comp.token_ids,
                                                          append_eos=comp.ended_at_eos)
 
     def data(self, opts, dataset: str) -> Path:

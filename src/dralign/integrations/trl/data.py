@@ -77,11 +77,11 @@ class ObjectiveColumns:
         return x
 
     def _group(self, row) -> int:
-        value = row.get(self.group)
-        if value is None or str(value) not in (self.group_ids or {}):
+        value, ids = row.get(self.group), self.group_ids or {}
+        if value is None or str(value) not in ids:
             raise ValueError(f"column {self.group!r}: group {value!r} is not one of the training "
-                             f"data's groups ({', '.join(self.group_ids or {})})")
-        return self.group_ids[str(value)]
+                             f"data's groups ({', '.join(ids)})")
+        return ids[str(value)]
 
 
 def _column_names(dataset) -> list[str]:
@@ -127,51 +127,63 @@ def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = 
                 "cannot apply. Drop the column, or pass weight_column=None to ignore it")
         columns.weight = weight_column
     if objective.uses_group:
-        if not group_column or group_column not in names:
-            raise UnsupportedObjectiveError(
-                f"{label} needs a group per row: the training data has no {group_column!r} column "
-                "(pass group_column=<its name>)")
-        columns.group = group_column
-        values = _column_values(train_dataset, group_column)
-        if values is None:
-            raise UnsupportedObjectiveError(
-                f"{label}: numbering the {group_column!r} column's groups needs the whole training "
-                "set, which an IterableDataset cannot give; use a map-style datasets.Dataset")
-        if None in values:
-            raise BadInputError(f"training dataset row {values.index(None)}: column "
-                                f"{group_column!r}: no group (the objective needs one per row)")
-        _, columns.group_ids = number_names([], values)
-        columns.num_groups = len(columns.group_ids)
+        _plan_groups(columns, train_dataset, names, group_column, label)
     if objective.uses_ratio:
-        if ratio_column and ratio_column in names:
-            columns.ratio = ratio_column
-            values = _column_values(train_dataset, ratio_column)
-            if values is not None and not any(_numbers(values, ratio_column)):
-                raise BadInputError(f"column {ratio_column!r}: every training row's density ratio "
-                                    "is 0, so every weight is 0 and nothing would train")
-        elif target_prob_column and target_prob_column in names:
-            values = _column_values(train_dataset, target_prob_column)
-            if values is None:
-                raise UnsupportedObjectiveError(
-                    f"{label}: a {target_prob_column!r} column needs the training set's mean as the "
-                    "target prior, which an IterableDataset cannot give; add a `ratio` column")
-            columns.target_prob = target_prob_column
-            columns.target_prior = target_prior(_numbers(values, target_prob_column))
-        else:
-            raise UnsupportedObjectiveError(
-                f"{label} needs a density ratio per row: the training data has neither a "
-                f"{ratio_column!r} nor a {target_prob_column!r} column (see `dralign ratio fit`)")
+        _plan_ratios(columns, train_dataset, names, ratio_column, target_prob_column, label)
     required = [c for c in (columns.group, columns.ratio or columns.target_prob) if c]
     for dataset in eval_datasets:
         missing = [c for c in required if c not in _column_names(dataset)]
         if missing:
             raise UnsupportedObjectiveError(f"{label}: an eval dataset lacks the column(s) "
                                             f"{', '.join(map(repr, missing))}")
-        for column in (columns.ratio, columns.target_prob):  # checked here, where rows have numbers
-            values = _column_values(dataset, column) if column else None
+        for column in filter(None, (columns.ratio, columns.target_prob)):  # checked here, where rows have numbers
+            values = _column_values(dataset, column)
             if values is not None:
                 _numbers(values, column, "eval")
     return columns
+
+
+def _plan_groups(columns: ObjectiveColumns, train_dataset, names: list[str], group_column: str | None,
+                 label: str) -> None:
+    """The group column, its groups numbered over the training data (as `dralign train` does)."""
+    if not group_column or group_column not in names:
+        raise UnsupportedObjectiveError(
+            f"{label} needs a group per row: the training data has no {group_column!r} column "
+            "(pass group_column=<its name>)")
+    columns.group = group_column
+    values = _column_values(train_dataset, group_column)
+    if values is None:
+        raise UnsupportedObjectiveError(
+            f"{label}: numbering the {group_column!r} column's groups needs the whole training "
+            "set, which an IterableDataset cannot give; use a map-style datasets.Dataset")
+    if None in values:
+        raise BadInputError(f"training dataset row {values.index(None)}: column "
+                            f"{group_column!r}: no group (the objective needs one per row)")
+    _, columns.group_ids = number_names([], values)
+    columns.num_groups = len(columns.group_ids)
+
+
+def _plan_ratios(columns: ObjectiveColumns, train_dataset, names: list[str], ratio_column: str | None,
+                 target_prob_column: str | None, label: str) -> None:
+    """The ratio column, or the target_prob column with the training data's target prior."""
+    if ratio_column and ratio_column in names:
+        columns.ratio = ratio_column
+        values = _column_values(train_dataset, ratio_column)
+        if values is not None and not any(_numbers(values, ratio_column)):
+            raise BadInputError(f"column {ratio_column!r}: every training row's density ratio "
+                                "is 0, so every weight is 0 and nothing would train")
+    elif target_prob_column and target_prob_column in names:
+        values = _column_values(train_dataset, target_prob_column)
+        if values is None:
+            raise UnsupportedObjectiveError(
+                f"{label}: a {target_prob_column!r} column needs the training set's mean as the "
+                "target prior, which an IterableDataset cannot give; add a `ratio` column")
+        columns.target_prob = target_prob_column
+        columns.target_prior = target_prior(_numbers(values, target_prob_column))
+    else:
+        raise UnsupportedObjectiveError(
+            f"{label} needs a density ratio per row: the training data has neither a "
+            f"{ratio_column!r} nor a {target_prob_column!r} column (see `dralign ratio fit`)")
 
 
 class ObjectiveColumnsCollator:

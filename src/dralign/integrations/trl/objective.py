@@ -53,7 +53,10 @@ def _setting(args, name: str):
     if args is not None:
         return getattr(args, name)
     spec = DPOConfig.__dataclass_fields__[name]
-    return spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
+    if spec.default is not dataclasses.MISSING:
+        return spec.default
+    assert spec.default_factory is not dataclasses.MISSING, f"DPOConfig.{name} has a default"
+    return spec.default_factory()
 
 
 def objective_from_trl_config(args=None) -> Objective:
@@ -67,6 +70,7 @@ def objective_from_trl_config(args=None) -> Objective:
         raise UnsupportedObjectiveError(
             "; ".join(loss.refusals) + ". Pass objective=<a dralign preset>, or use "
             "trl.DPOTrainer for this loss")
+    assert loss.preset is not None, "a translation without refusals names its preset"
     return Objective.from_preset(loss.preset, beta=_setting(args, "beta"), **loss.parameters)
 
 
