@@ -147,22 +147,29 @@ def test_cli_errors_are_one_clear_line(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
-    """`dralign demo` at a reduced size: the mixture conflict (DPO at two β, KLDPO, WDPO) trained
-    from one (briefly pretrained, cached) world LM on two seeds, its control computed in the same
-    run; the tables print, and the plots, report and results exist."""
+    """`dralign demo` at a reduced size: f-DPO's divergences (DPO's frontier at two β and shorter
+    training, forward KL and JS each on its own β grid) trained from one (briefly pretrained,
+    cached) world LM on two seeds, the control computed in the same run; the tables print, and
+    the plots, report and results exist."""
+    from dralign_bench.shift import SCENARIOS
+    from dralign_bench.shift.scenarios import FDPO_BETAS
+
     out_dir = tmp_path / "demo"
-    argv = ["demo", "--steps", "2", "--train-pairs", "32", "--eval-prompts", "4", "--eval-pairs", "8",
+    argv = ["demo", "--seeds", "2", "--steps", "2", "--train-pairs", "32", "--eval-prompts", "4", "--eval-pairs", "8",
             "--max-new-tokens", "16", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"),
             "--output-dir", str(out_dir)]
     assert main(argv) == 0
     out = capsys.readouterr().out
     results = json.loads((out_dir / "results.json").read_text())
-    assert set(results["runs"]) == {"start", "labmix/dpo[beta=0.1]", "labmix/dpo[beta=1]", "labmix/kldpo[tau=0.05]",
-                                    "labmix/wdpo[rho=0.05]", "labmix-a0/dpo", "labmix-a0.5/dpo", "labmix-a1/dpo"}
+    fdpo = {f"mix/{m}[beta={b:g}]" for m, grid in FDPO_BETAS.items() for b in grid}
+    assert {"start", "mix/dpo[beta=0.1]", "mix/dpo[beta=1]"} | fdpo <= set(results["runs"])
+    assert sum(r.startswith("mix/dpo[beta=1,lr=") for r in results["runs"]) == len(SCENARIOS["divergence"].short)
     assert all(len(run["seeds"]) == 2 for run in results["runs"].values())
-    (claim,) = results["claims"]
-    assert set(claim["control"]) >= {"name", "value", "threshold", "passed"}
-    assert claim["verdict"] in ("reproduced", "partly reproduced", "contradicted", "not significant", "invalid test")
+    assert len(results["claims"]) == 6  # per divergence: reward, entropy, calibration
+    for claim in results["claims"]:
+        assert set(claim["control"]) >= {"name", "value", "threshold", "passed"}
+        assert claim["verdict"] in ("reproduced", "partly reproduced", "contradicted", "not significant",
+                                    "underpowered", "invalid test")
     for path in results["files"]["plots"] + [results["files"]["report"]]:
         assert Path(path).stat().st_size > 0
         assert path in out.replace("\n", "")

@@ -113,6 +113,8 @@ def test_a_plugin_command_runs_with_its_config_and_command_line(monkeypatch, cap
     from dralign_bench.loglinear import LoglinearConfig
 
     assert isinstance(seen["cfg"], LoglinearConfig) and seen["line"] == "dralign bench loglinear"
+    main(["bench", "loglinear", "--output-dir", "a dir/with space"])
+    assert seen["line"] == "dralign bench loglinear --output-dir 'a dir/with space'"  # pasteable again
 
 
 @pytest.mark.slow

@@ -99,7 +99,10 @@ def _ratio_fit(args) -> int:
 
 
 def _command_line(args) -> str:
-    return " ".join(["dralign", *args.argv])
+    """The command as typed, quoted for a shell, so that a recorded command can be pasted again."""
+    import shlex
+
+    return shlex.join(["dralign", *args.argv])
 
 
 def _eval(args) -> int:

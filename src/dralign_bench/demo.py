@@ -1,13 +1,13 @@
-"""`dralign demo` (= `make demo`): the mixture conflict, offline on a CPU in a few minutes.
+"""`dralign demo` (= `make demo`): f-DPO's divergences, offline on a CPU in a few minutes.
 
-A shortened shift-world run (:mod:`dralign_bench.shift`), the one scenario where the effect is
-clearest: preferences labelled by a mixture of two labellers (r_a with probability α₀ = 0.1,
-else r_b) on two negatively correlated gold objectives; DPO at two β (its frontier), KLDPO and
-WDPO trained from the same pretrained world LM; each sampled on the 512 held-out prompts and
-scored at every mixture weight α; the control (DPO's worst case below the start model's) is
-computed in the same run. No validation seeds here (KLDPO's τ and
-WDPO's ρ are the grid's first values; `dralign bench shift --full` tunes them). Every `dralign
-bench shift` option applies; only the defaults differ.
+A shortened shift-world run (:mod:`dralign_bench.shift`) of the scenario with the committed
+run's clearest valid finding (docs/shift/report.md): DPO (reverse KL) at two β and at a shorter
+training (its frontier), forward-KL and JS f-DPO each on its own β grid, all trained from the
+same pretrained world LM on preferences labelled by Bradley–Terry on a mixture of two gold
+objectives; each sampled on held-out prompts and compared with DPO's envelope at matched KL (gold
+reward, token entropy, calibration after a fitted temperature); the control (DPO's reward gain
+over the start model) is computed in the same run. Every `dralign bench shift` option applies;
+only the defaults differ.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from .shift import DEMO_SCENARIO, ShiftOptions, run_shift
 class DemoOptions(ShiftOptions):
     """The demo: a shortened shift-world run (any `bench shift` option may be changed)."""
 
-    scenarios: list[str] | None = option([DEMO_SCENARIO], "scenarios to run (default: the mixture conflict)")
-    seeds: int | None = option(2, "test seeds")
+    scenarios: list[str] | None = option([DEMO_SCENARIO], "scenarios to run (default: f-DPO's divergences)")
+    seeds: int | None = option(3, "test seeds")
     validation_seeds: int | None = option(0, "validation seeds (0: the robust methods' grid's first values)")
     steps: int | None = option(60, "optimizer steps per run")
     train_pairs: int | None = option(480, "training pairs")
-    eval_prompts: int | None = option(512, "held-out prompts")
+    eval_prompts: int | None = option(256, "held-out prompts")
     eval_pairs: int | None = option(256, "held-out pairs")
     betas: list[float] = option([0.1, 1.0], "DPO's β values")
     output_dir: str = option("outputs/demo", "where results, plots and the report go")
