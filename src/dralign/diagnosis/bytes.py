@@ -40,7 +40,8 @@ class ByteTokenizer(PreTrainedTokenizerFast):
         added token's string, or one that is not valid UTF-8, goes through the tokenizer."""
         texts = list(texts)
         added = list(self.get_added_vocab())
-        odd = [i for i, t in enumerate(texts) if any(a in t for a in added)]
+        joined = "\x00".join(texts)  # an added token found here lies within one text (none holds \x00)
+        odd = [i for i, t in enumerate(texts) if any(a in t for a in added)] if any(a in joined for a in added) else []
         skip = set(odd)
         try:
             encoded = [b"" if i in skip else t.encode("utf-8") for i, t in enumerate(texts)]
@@ -48,7 +49,8 @@ class ByteTokenizer(PreTrainedTokenizerFast):
             odd, encoded = list(range(len(texts))), [b""] * len(texts)
         lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
         flat = self.byte_table()[np.frombuffer(b"".join(encoded), np.uint8)].astype(np.int32)
-        if self.backend_tokenizer.post_processor is not None and add_special_tokens:
+        post = self.backend_tokenizer.post_processor
+        if add_special_tokens and post is not None and post.num_special_tokens_to_add(False):
             odd = list(range(len(texts)))  # special tokens added: leave them to the tokenizer
         if odd:
             pieces = np.split(flat, np.cumsum(lengths)[:-1])
