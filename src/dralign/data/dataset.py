@@ -36,6 +36,13 @@ class IdColumns:
             self.flat[f].extend(ids)
             self.lengths[f].append(len(ids))
 
+    def extend(self, flat: Sequence[np.ndarray], lengths: Sequence[np.ndarray]) -> None:
+        """Append many examples at once: per field, their ids one after the other and their
+        lengths."""
+        for f, ids, n in zip(self.fields, flat, lengths):
+            self.flat[f].frombytes(np.ascontiguousarray(ids, dtype=np.int32).tobytes())
+            self.lengths[f].frombytes(np.ascontiguousarray(n, dtype=np.int64).tobytes())
+
     def __len__(self) -> int:
         return len(self.lengths[self.fields[0]]) if self.fields else 0
 

@@ -20,15 +20,24 @@ length in characters × 2) is cut to that many characters: its end kept for a pr
 the left, its start otherwise. Such a text has more than 2·max_length tokens either way, so the
 token-level rules above cut it anyway; the bound only spares the tokenizer (a 50 MB prompt took
 minutes and gigabytes). Texts within the bound are tokenised exactly as before.
+
+The work is done a chunk of records at a time, on columns: each text field's ids as one flat
+int32 array with each text's start and length (`dralign.data.encode`), cut by moving starts and
+lengths (`_truncate`, the vectorised `truncate`), checked as arrays (`_problems`), and gathered
+once for the kept rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, cast
+
+import numpy as np
 
 from . import report as R
 from .dataset import ID_FIELDS, META_COLUMNS, ExampleTable, IdColumns, PreferenceData, columns_as_arrays
+from .encode import Ids, encode
 from .formats import (
     HH_ASSISTANT_MARKER,
     ColumnMap,
@@ -46,9 +55,13 @@ from .report import BadRow, DataError, DataReport, check_policy
 TRUNCATION_SIDES = ("left", "right")
 LONG_PROMPTS = ("cut", "strict")  # what happens to a prompt that leaves no room for a completion
 CHUNK = 4096  # records rendered and tokenised at a time (bounds the tokenizer's output held)
+# the truncation keywords of `tokenize_pairs` / `tokenize_unpaired` and their defaults
+TRUNCATION_DEFAULTS: dict[str, Any] = {"max_length": 512, "max_prompt_length": None,
+                                       "truncation_side": "left", "add_eos": True,
+                                       "long_prompts": "cut"}
 
 
-def _chunks(records: list, progress: bool, description: str):
+def _chunks(records: list, progress: bool, description: str) -> Iterator[list]:
     """`records` in slices of CHUNK, with a progress bar counting records when `progress`."""
     with progress_bar(description, len(records), enabled=progress and len(records) > CHUNK) as advance:
         for start in range(0, len(records), CHUNK):
@@ -72,12 +85,12 @@ def truncate(prompt: list[int], completions: Sequence[list[int]], *, max_length:
 
     The returned completions may be empty: the caller treats that as a bad row.
     """
-    if max_prompt_length is None and long_prompts == "cut" and len(prompt) >= max_length:
-        max_prompt_length = max_length // 2  # TRL's habit: keep the prompt's end, half the room
-    prompt_cut = max_prompt_length is not None and len(prompt) > max_prompt_length
-    if prompt_cut:
-        prompt = (prompt[len(prompt) - max_prompt_length:] if truncation_side == "left"
-                  else prompt[:max_prompt_length])
+    limit = max_prompt_length
+    if limit is None and long_prompts == "cut" and len(prompt) >= max_length:
+        limit = max_length // 2  # TRL's habit: keep the prompt's end, half the room
+    prompt_cut = limit is not None and len(prompt) > limit
+    if limit is not None and prompt_cut:
+        prompt = prompt[len(prompt) - limit:] if truncation_side == "left" else prompt[:limit]
     room = max(max_length - len(prompt), 0)
     completion_cut = any(len(c) > room for c in completions)
     return prompt, [c[:room] for c in completions], prompt_cut, completion_cut
@@ -128,20 +141,38 @@ def render_conversation(tokenizer, prompt: list, completion: list) -> tuple[str,
                      "of the rendered prompt")
 
 
-def _check_settings(tokenizer, on_bad_row: str, max_length: int, max_prompt_length: int | None,
-                    truncation_side: str, add_eos: bool, long_prompts: str) -> None:
-    check_policy(on_bad_row)
-    if max_length < 2:
-        raise ValueError(f"max_length must be ≥ 2, got {max_length}")
-    if max_prompt_length is not None and not 1 <= max_prompt_length < max_length:
-        raise ValueError(f"max_prompt_length must be in [1, max_length), got {max_prompt_length}")
-    if truncation_side not in TRUNCATION_SIDES:
-        raise ValueError(f"truncation_side must be one of {TRUNCATION_SIDES}, "
-                         f"got {truncation_side!r}")
-    if long_prompts not in LONG_PROMPTS:
-        raise ValueError(f"long_prompts must be one of {LONG_PROMPTS}, got {long_prompts!r}")
-    if add_eos and tokenizer.eos_token_id is None:
-        raise ValueError("add_eos=True but the tokenizer has no eos token")
+@dataclass(frozen=True)
+class _Rules:
+    """The truncation settings (`TRUNCATION_DEFAULTS`), checked; `settings()` is the report's."""
+
+    max_length: int
+    max_prompt_length: int | None
+    truncation_side: str
+    add_eos: bool
+    long_prompts: str
+
+    @classmethod
+    def of(cls, tokenizer, on_bad_row: str, keywords: dict[str, Any], caller: str) -> _Rules:
+        for name in keywords:
+            if name not in TRUNCATION_DEFAULTS:
+                raise TypeError(f"{caller}() got an unexpected keyword argument {name!r}")
+        rules = cls(**{**TRUNCATION_DEFAULTS, **keywords})
+        check_policy(on_bad_row)
+        if rules.max_length < 2:
+            raise ValueError(f"max_length must be ≥ 2, got {rules.max_length}")
+        if rules.max_prompt_length is not None and not 1 <= rules.max_prompt_length < rules.max_length:
+            raise ValueError(f"max_prompt_length must be in [1, max_length), got {rules.max_prompt_length}")
+        if rules.truncation_side not in TRUNCATION_SIDES:
+            raise ValueError(f"truncation_side must be one of {TRUNCATION_SIDES}, "
+                             f"got {rules.truncation_side!r}")
+        if rules.long_prompts not in LONG_PROMPTS:
+            raise ValueError(f"long_prompts must be one of {LONG_PROMPTS}, got {rules.long_prompts!r}")
+        if rules.add_eos and tokenizer.eos_token_id is None:
+            raise ValueError("add_eos=True but the tokenizer has no eos token")
+        return rules
+
+    def settings(self) -> dict:
+        return asdict(self)
 
 
 def _require_chat_template(tokenizer, records: Sequence[PairRecord]) -> None:
@@ -152,28 +183,16 @@ def _require_chat_template(tokenizer, records: Sequence[PairRecord]) -> None:
                         f"tokenizer.chat_template, or give the rows as plain text.")
 
 
-def _tokenize_texts(tokenizer, prompts: list[str], completions: list[list[str]],
-                    special_prompt: bool, add_eos: bool) -> tuple[list, list[list]]:
-    """Batch-tokenize prompts (with special tokens if `special_prompt`) and completions."""
-    prompt_ids = tokenizer(prompts, add_special_tokens=special_prompt)["input_ids"] if prompts else []
-    out = []
-    for texts in completions:
-        ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        if add_eos:
-            eos = tokenizer.eos_token_id
-            ids = [x if x and x[-1] == eos else [*x, eos] for x in ids]
-        out.append(ids)
-    return list(prompt_ids), out
-
-
 def _texts(tokenizer, records: Sequence[PairRecord | UnpairedRecord], fields: tuple[str, ...],
            cols: ColumnMap, bad: list[BadRow]) -> tuple[list, list[str], list[list[str]]]:
     """Render every record to text; returns (kept records, prompts, completions per field)."""
-    kept, prompts, completions = [], [], [[] for _ in fields]
+    kept: list = []
+    prompts: list[str] = []
+    completions: list[list[str]] = [[] for _ in fields]
     for record in records:
-        if getattr(record, "conversational", False):
+        if isinstance(record, PairRecord) and record.conversational:
             try:
-                rendered = [render_conversation(tokenizer, record.prompt, getattr(record, f))
+                rendered = [render_conversation(tokenizer, cast(list, record.prompt), getattr(record, f))
                             for f in fields]
             except ValueError as err:
                 bad.append(bad_row(record, cols.chosen, R.CHAT_TEMPLATE_MISMATCH, str(err)))
@@ -183,7 +202,7 @@ def _texts(tokenizer, records: Sequence[PairRecord | UnpairedRecord], fields: tu
                 continue
             prompt, texts = rendered[0][0], [c for _, c in rendered]
         else:
-            prompt, texts = record.prompt, [getattr(record, f) for f in fields]
+            prompt, texts = cast(str, record.prompt), [getattr(record, f) for f in fields]
         kept.append(record)
         prompts.append(prompt)
         for column, text in zip(completions, texts):
@@ -206,7 +225,7 @@ def _template_refusal(tokenizer, record: PairRecord, fields: tuple[str, ...], co
     if not isinstance(err, TemplateError):
         raise err
 
-    def fails(messages: list, **kwargs) -> str | None:
+    def fails(messages: Any, **kwargs) -> str | None:
         try:
             tokenizer.apply_chat_template(messages, tokenize=False, **kwargs)
         except TemplateError as e:
@@ -227,21 +246,32 @@ def _template_refusal(tokenizer, record: PairRecord, fields: tuple[str, ...], co
                    f"the chat template refuses the conversation: {err}")
 
 
-def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad: list[BadRow],
-            encoded: IdColumns, cut_counts: tuple[int, int], on_bad_row: str,
-            groups: Sequence[str] | None, sources: Sequence[str] | None,
-            settings: dict) -> PreferenceData:
-    """Apply the bad-row policy and build the examples, names and report."""
-    bad.sort(key=lambda b: (b.file, b.row))
+@dataclass
+class _Output:
+    """What the chunks add up to: the kept records and their ids, the bad rows, the cut counts
+    (prompts, pairs or examples with a completion cut)."""
+
+    encoded: IdColumns
+    bad: list[BadRow]
+    kept: list = field(default_factory=list)
+    cuts: list[int] = field(default_factory=lambda: [0, 0])
+
+
+def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, out: _Output, on_bad_row: str,
+            names: tuple[Sequence[str] | None, Sequence[str] | None], settings: dict) -> PreferenceData:
+    """Apply the bad-row policy and build the examples, names (`names`: groups, sources) and
+    report."""
+    bad, records = sorted(out.bad, key=lambda b: (b.file, b.row)), out.kept
     if bad and on_bad_row == "error":
         raise DataError.from_bad_rows(bad, len(rows))
+    groups, sources = names
     # a held-out group unseen in training is "no group" (-1): the objective has no weight for it
     group_names, group_ids = number_names(groups or [], [r.extras.group for r in records],
                                           extend=groups is None)
     source_names, source_ids = number_names(sources or [], [r.extras.source for r in records])
     example_files = sorted({r.file for r in records})
     file_ids = {f: i for i, f in enumerate(example_files)}
-    meta = {name: [] for name in META_COLUMNS}
+    meta: dict[str, list] = {name: [] for name in META_COLUMNS}
     for index, record in enumerate(records):
         x = record.extras
         for name, value in (("index", index), ("row", record.row), ("file_id", file_ids[record.file]),
@@ -251,11 +281,11 @@ def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad:
             meta[name].append(float("nan") if value is None else value)
     if kind == "unpaired":
         meta["label"] = [bool(r.label) for r in records]
-    examples = ExampleTable(kind, {**encoded.arrays(), **columns_as_arrays(meta)}, example_files)
+    examples = ExampleTable(kind, {**out.encoded.arrays(), **columns_as_arrays(meta)}, example_files)
     files = sorted({r.file for r in rows})
     report = DataReport(source=", ".join(files) or "<no rows>", format=fmt, rows_read=len(rows),
-                        kept=len(examples), bad_rows=bad, truncated_prompt=cut_counts[0],
-                        truncated_completion=cut_counts[1], settings=settings)
+                        kept=len(examples), bad_rows=bad, truncated_prompt=out.cuts[0],
+                        truncated_completion=out.cuts[1], settings=settings)
     assert report.kept + report.n_skipped == report.rows_read, "a row was lost"
     return PreferenceData(examples, kind, pad_token_id_of(tokenizer), group_names, source_names,
                           settings, report)
@@ -263,133 +293,123 @@ def _finish(kind: str, tokenizer, rows: list[Row], fmt: str, records: list, bad:
 
 def tokenize_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer, *,
                    format: str | None = None, columns: ColumnMap | Mapping[str, str] | None = None,
-                   on_bad_row: str = "error", max_length: int = 512,
-                   max_prompt_length: int | None = None, truncation_side: str = "left",
-                   add_eos: bool = True, long_prompts: str = "cut",
-                   marker: str = HH_ASSISTANT_MARKER,
+                   on_bad_row: str = "error", marker: str = HH_ASSISTANT_MARKER,
                    groups: Sequence[str] | None = None, sources: Sequence[str] | None = None,
-                   progress: bool = False) -> PreferenceData:
+                   progress: bool = False, **truncation: Any) -> PreferenceData:
     """Validate and tokenize preference pairs into `PreferenceData`.
 
     `rows` come from `load_rows` (or are plain dicts). `format`/`columns`/`marker`: see
     `validate_pairs`. `on_bad_row="error"` raises DataError listing the bad rows (validation
     and tokenization ones together); ``"skip"`` drops them, counted in ``data.report``.
     `groups`/`sources`: names whose ids are fixed first (a training set's); new sources
-    follow, while a group not in `groups` is "no group" (−1). Truncation: see the module docstring. `progress`: show a bar while tokenising
-    (the records are tokenised CHUNK at a time, so the tokenizer's output for the whole set is
-    never held at once).
+    follow, while a group not in `groups` is "no group" (−1). `truncation`: the keywords
+    ``max_length`` (512), ``max_prompt_length`` (None), ``truncation_side`` ("left"),
+    ``add_eos`` (True) and ``long_prompts`` ("cut"); the rules: the module docstring.
+    `progress`: show a bar while tokenising (the records are tokenised CHUNK at a time, so the
+    tokenizer's output for the whole set is never held at once).
     """
-    _check_settings(tokenizer, on_bad_row, max_length, max_prompt_length, truncation_side,
-                    add_eos, long_prompts)
+    rules = _Rules.of(tokenizer, on_bad_row, truncation, "tokenize_pairs")
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     fmt, records, bad = validate_pairs(rows, format=format, columns=columns, marker=marker)
     _require_chat_template(tokenizer, records)
-    kept, encoded, cuts = [], IdColumns(ID_FIELDS["pairs"]), [0, 0]
-    bound = char_bound(tokenizer, max_length)
+    out, bound = _Output(IdColumns(ID_FIELDS["pairs"]), bad), char_bound(tokenizer, rules.max_length)
     for chunk in _chunks(records, progress, "tokenising pairs"):
-        _encode_pairs(tokenizer, chunk, cols, fmt, bad, kept, encoded, cuts, add_eos=add_eos,
-                      max_length=max_length, max_prompt_length=max_prompt_length,
-                      truncation_side=truncation_side, long_prompts=long_prompts, bound=bound)
-    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
-    return _finish("pairs", tokenizer, rows, fmt, kept, bad, encoded, tuple(cuts), on_bad_row,
-                   groups, sources, settings)
-
-
-def _encode_pairs(tokenizer, records: list[PairRecord], cols: ColumnMap, fmt: str,
-                  bad: list[BadRow], kept: list, encoded: IdColumns, cuts: list[int], *, add_eos: bool,
-                  max_length: int, max_prompt_length: int | None, truncation_side: str,
-                  long_prompts: str, bound: int) -> None:
-    """Render, tokenize and truncate one chunk of records; append to kept/encoded/bad/cuts."""
-    records, prompts, (chosen, rejected) = _texts(tokenizer, records, ("chosen", "rejected"),
-                                                  cols, bad)
-    prompts, (chosen, rejected) = _cut_texts(prompts, [chosen, rejected], bound, truncation_side)
-    prompt_ids, (chosen_ids, rejected_ids) = _tokenize_texts(
-        tokenizer, prompts, [chosen, rejected], special_prompt=fmt != "conversational",
-        add_eos=add_eos)
-    for record, p, c, r in zip(records, prompt_ids, chosen_ids, rejected_ids):
-        p, (c, r), prompt_cut, completion_cut = truncate(
-            p, [c, r], max_length=max_length, max_prompt_length=max_prompt_length,
-            truncation_side=truncation_side, long_prompts=long_prompts)
-        problem = _encoding_problem(p, {"chosen": c, "rejected": r}, max_length, max_prompt_length)
-        if problem is None and c == r:
-            problem = ("rejected", R.CHOSEN_EQUALS_REJECTED, "chosen and rejected are identical "
-                       f"after tokenization and truncation to max_length={max_length}")
-        if problem:
-            field, reason, detail = problem
-            bad.append(bad_row(record, getattr(cols, field), reason, detail))
-            continue
-        kept.append(record)
-        encoded.append((p, c, r))
-        cuts[0] += prompt_cut
-        cuts[1] += completion_cut
+        _encode_chunk(tokenizer, chunk, ("chosen", "rejected"), cols, rules, out, bound=bound,
+                      special_prompt=fmt != "conversational")
+    return _finish("pairs", tokenizer, rows, fmt, out, on_bad_row, (groups, sources), rules.settings())
 
 
 def tokenize_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], tokenizer, *,
                       columns: ColumnMap | Mapping[str, str] | None = None,
-                      on_bad_row: str = "error", max_length: int = 512,
-                      max_prompt_length: int | None = None, truncation_side: str = "left",
-                      add_eos: bool = True, long_prompts: str = "cut",
-                      groups: Sequence[str] | None = None,
-                      sources: Sequence[str] | None = None, progress: bool = False
-                      ) -> PreferenceData:
+                      on_bad_row: str = "error", groups: Sequence[str] | None = None,
+                      sources: Sequence[str] | None = None, progress: bool = False,
+                      **truncation: Any) -> PreferenceData:
     """Validate and tokenize unpaired rows (prompt, completion, label); as `tokenize_pairs`."""
-    _check_settings(tokenizer, on_bad_row, max_length, max_prompt_length, truncation_side,
-                    add_eos, long_prompts)
+    rules = _Rules.of(tokenizer, on_bad_row, truncation, "tokenize_unpaired")
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     records, bad = validate_unpaired(rows, columns=columns)
-    kept, encoded, cuts = [], IdColumns(ID_FIELDS["unpaired"]), [0, 0]
-    bound = char_bound(tokenizer, max_length)
+    out, bound = _Output(IdColumns(ID_FIELDS["unpaired"]), bad), char_bound(tokenizer, rules.max_length)
     for chunk in _chunks(records, progress, "tokenising examples"):
-        _encode_unpaired(tokenizer, chunk, cols, bad, kept, encoded, cuts, add_eos=add_eos,
-                         max_length=max_length, max_prompt_length=max_prompt_length,
-                         truncation_side=truncation_side, long_prompts=long_prompts, bound=bound)
-    settings = _settings(max_length, max_prompt_length, truncation_side, add_eos, long_prompts)
-    return _finish("unpaired", tokenizer, rows, "unpaired", kept, bad, encoded, tuple(cuts),
-                   on_bad_row, groups, sources, settings)
+        _encode_chunk(tokenizer, chunk, ("completion",), cols, rules, out, bound=bound,
+                      special_prompt=True)
+    return _finish("unpaired", tokenizer, rows, "unpaired", out, on_bad_row, (groups, sources),
+                   rules.settings())
 
 
-def _encode_unpaired(tokenizer, records: list[UnpairedRecord], cols: ColumnMap,
-                     bad: list[BadRow], kept: list, encoded: IdColumns, cuts: list[int], *,
-                     add_eos: bool, max_length: int, max_prompt_length: int | None,
-                     truncation_side: str, long_prompts: str, bound: int) -> None:
-    """As `_encode_pairs`, for unpaired records."""
-    records, prompts, (completions,) = _texts(tokenizer, records, ("completion",), cols, bad)
-    prompts, (completions,) = _cut_texts(prompts, [completions], bound, truncation_side)
-    prompt_ids, (completion_ids,) = _tokenize_texts(tokenizer, prompts, [completions],
-                                                    special_prompt=True, add_eos=add_eos)
-    for record, p, c in zip(records, prompt_ids, completion_ids):
-        p, (c,), prompt_cut, completion_cut = truncate(
-            p, [c], max_length=max_length, max_prompt_length=max_prompt_length,
-            truncation_side=truncation_side, long_prompts=long_prompts)
-        problem = _encoding_problem(p, {"completion": c}, max_length, max_prompt_length)
-        if problem:
-            field, reason, detail = problem
-            bad.append(bad_row(record, getattr(cols, field), reason, detail))
-            continue
-        kept.append(record)
-        encoded.append((p, c))
-        cuts[0] += prompt_cut
-        cuts[1] += completion_cut
+def _encode_chunk(tokenizer, records: Sequence[PairRecord | UnpairedRecord], fields: tuple[str, ...],
+                  cols: ColumnMap, rules: _Rules, out: _Output, *, bound: int,
+                  special_prompt: bool) -> None:
+    """Render, tokenize and truncate one chunk of records (completion `fields`: chosen and
+    rejected, or completion); add the kept ones, the bad ones and the cuts to `out`."""
+    kept, prompts, completions = _texts(tokenizer, records, fields, cols, out.bad)
+    prompts, completions = _cut_texts(prompts, completions, bound, rules.truncation_side)
+    prompt = encode(tokenizer, prompts, special_prompt)
+    columns = [encode(tokenizer, texts, False) for texts in completions]
+    if rules.add_eos:
+        columns = [c.with_eos(tokenizer.eos_token_id) for c in columns]
+    prompt, columns, prompt_cut, completion_cut = _truncate(rules, prompt, columns)
+    codes = _problems(rules, prompt, columns)
+    for i in np.flatnonzero(codes):
+        name, reason, detail = _problem(int(codes[i]), int(prompt.lengths[i]), fields, rules)
+        out.bad.append(bad_row(kept[i], getattr(cols, name), reason, detail))
+    ok = np.flatnonzero(codes == 0)
+    out.kept.extend(kept[i] for i in ok)
+    out.encoded.extend([ids.gather(ok) for ids in (prompt, *columns)],
+                       [ids.lengths[ok] for ids in (prompt, *columns)])
+    out.cuts[0] += int(prompt_cut[ok].sum())
+    out.cuts[1] += int(completion_cut[ok].sum())
 
 
-def _encoding_problem(prompt: list[int], completions: dict[str, list[int]], max_length: int,
-                      max_prompt_length: int | None) -> tuple[str, str, str] | None:
-    """(field, reason, detail) when tokenized ids cannot form an example, else None."""
-    if not prompt:
+def _truncate(rules: _Rules, prompt: Ids, completions: list[Ids]
+              ) -> tuple[Ids, list[Ids], np.ndarray, np.ndarray]:
+    """`truncate` on every row of a chunk: (prompt, completions, prompt cut, a completion cut)."""
+    lengths, max_length = prompt.lengths, rules.max_length
+    limit = np.full(len(lengths), np.iinfo(np.int64).max if rules.max_prompt_length is None
+                    else rules.max_prompt_length, dtype=np.int64)
+    if rules.max_prompt_length is None and rules.long_prompts == "cut":
+        limit[lengths >= max_length] = max_length // 2  # TRL's habit: keep the end, half the room
+    kept = np.minimum(lengths, limit)
+    skip = lengths - kept if rules.truncation_side == "left" else 0
+    room = np.maximum(max_length - kept, 0)
+    cut = [c.lengths > room for c in completions]
+    return (Ids(prompt.flat, prompt.starts + skip, kept),
+            [Ids(c.flat, c.starts, np.minimum(c.lengths, room)) for c in completions],
+            lengths > limit, np.logical_or.reduce(cut))
+
+
+# the problem codes of `_problems`, in the order they are checked (then one per completion field)
+_OK, _EMPTY_PROMPT, _PROMPT_FILLS = 0, 1, 2
+
+
+def _problems(rules: _Rules, prompt: Ids, completions: list[Ids]) -> np.ndarray:
+    """Each row's problem code: 0 when it forms an example; else 1 (empty prompt), 2 (prompt
+    fills max_length), 3 + k (completion k empty), 3 + len(completions) (a pair's two completions
+    identical)."""
+    conditions = [prompt.lengths == 0, prompt.lengths >= rules.max_length,
+                  *[c.lengths == 0 for c in completions]]
+    codes = np.select(conditions, np.arange(1, len(conditions) + 1), _OK)
+    if len(completions) == 2:
+        chosen, rejected = completions
+        rows = np.flatnonzero((codes == _OK) & (chosen.lengths == rejected.lengths))
+        if len(rows):  # none empty: an empty completion has a code already
+            differ = chosen.gather(rows) != rejected.gather(rows)
+            starts = np.cumsum(chosen.lengths[rows]) - chosen.lengths[rows]
+            codes[rows[~np.logical_or.reduceat(differ, starts)]] = len(conditions) + 1
+    return codes
+
+
+def _problem(code: int, prompt_length: int, fields: tuple[str, ...], rules: _Rules) -> tuple[str, str, str]:
+    """(field, reason, detail) of problem `code` (`_problems`)."""
+    max_length = rules.max_length
+    if code == _EMPTY_PROMPT:
         return "prompt", R.EMPTY, "the prompt tokenizes to zero tokens"
-    if len(prompt) >= max_length:
-        hint = ("" if max_prompt_length is not None
+    if code == _PROMPT_FILLS:
+        hint = ("" if rules.max_prompt_length is not None
                 else "; set --max-prompt-length, or --long-prompts cut, to cut long prompts")
-        return ("prompt", R.PROMPT_FILLS_MAX_LENGTH, f"prompt fills max_length: {len(prompt)} "
+        return ("prompt", R.PROMPT_FILLS_MAX_LENGTH, f"prompt fills max_length: {prompt_length} "
                 f"prompt tokens leave no room for a completion within max_length={max_length}"
                 f"{hint}")
-    for field, ids in completions.items():
-        if not ids:
-            return field, R.EMPTY, "the completion tokenizes to zero tokens"
-    return None
-
-
-def _settings(max_length: int, max_prompt_length: int | None, truncation_side: str,
-              add_eos: bool, long_prompts: str) -> dict:
-    return {"max_length": max_length, "max_prompt_length": max_prompt_length,
-            "truncation_side": truncation_side, "add_eos": add_eos, "long_prompts": long_prompts}
+    if code - 3 < len(fields):
+        return fields[code - 3], R.EMPTY, "the completion tokenizes to zero tokens"
+    return ("rejected", R.CHOSEN_EQUALS_REJECTED, "chosen and rejected are identical after "
+            f"tokenization and truncation to max_length={max_length}")

@@ -1,7 +1,8 @@
 """Advice: finding → recommendation → the evidence for it.
 
 Each rule reads the measured sections and, when it fires, names the claims of the shift-world
-benchmark it rests on with their verdicts (`dralign.diagnosis.evidence`), or says there is no
+benchmark it rests on with their verdicts (`dralign.diagnosis.evidence`), and where a map of
+the benchmark covers it the map's cells nearest to the data (`cite_map`), or says there is no
 evidence in this project yet. A recommendation whose evidence contradicts it is never made:
 the item keeps its finding and says why nothing is recommended (`_guard`).
 
@@ -52,11 +53,53 @@ def cite(evidence: dict, scenario: str, mentions: str = "") -> list[dict] | str:
     return found or NO_EVIDENCE
 
 
+def cite_map(evidence: dict, name: str, axis: str, measured: float) -> dict:
+    """The row of map `name`'s cells nearest to `measured` on its axis `axis` (the other axis
+    unknown from the data, so the whole row): {map, metric, axis, row, measured, verdict, cells:
+    [{the other coordinates, gain, ci, seeds, control_passed}], note}. The verdict reads the
+    cells whose control passed and whose interval is known: "supported" (every interval above
+    0), "contradicted" (every one below), "depends on the other axis", "no valid cell"; it is
+    `NO_EVIDENCE` (and cells empty) when the evidence has no such map."""
+    m = (evidence.get("maps") or {}).get(name)
+    if not m or not m.get("cells") or axis not in m.get("axes", {}):
+        return {"map": name, "axis": axis, "measured": round(measured, 3), "verdict": NO_EVIDENCE, "cells": []}
+    values = m["axes"][axis]
+    row = min(values, key=lambda v: abs(v - measured))
+    cells = [{**{a: v for a, v in c["coords"].items() if a != axis}, "gain": c["gain"], "ci": c["ci"],
+              "seeds": c["seeds"], "control_passed": c["control_passed"]}
+             for c in m["cells"] if c["coords"].get(axis) == row]
+    valid = [c["ci"] for c in cells if c["control_passed"] and None not in c["ci"]]
+    verdict = ("no valid cell" if not valid else "supported" if all(lo > 0 for lo, _ in valid)
+               else "contradicted" if all(hi < 0 for _, hi in valid) else "depends on the other axis")
+    note = "" if min(values) <= measured <= max(values) else (
+        f"the measured {measured:.2f} lies outside the map's {min(values):g}-{max(values):g}: "
+        "the nearest row is cited")
+    return {"map": name, "metric": m["metric"], "axis": axis, "row": row, "measured": round(measured, 3),
+            "verdict": verdict, "cells": cells, "note": note}
+
+
+def describe(entry: dict) -> str:
+    """One line of an evidence entry: a claim and its verdict, or a map's row of cells."""
+    if "claim" in entry:
+        return f"{entry['claim']}: {entry['verdict']}"
+    if not entry["cells"]:
+        return f"map {entry['map']}: {entry['verdict']}"
+    cells = ", ".join(
+        " ".join(f"{k} {v:g}" for k, v in c.items() if k not in ("gain", "ci", "seeds", "control_passed"))
+        + (f" {c['gain']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if None not in (c["gain"], *c["ci"])
+           else " no value") + ("" if c["control_passed"] else " (control failed)")
+        for c in entry["cells"])
+    return (f"map {entry['map']} at {entry['axis']} {entry['row']:g} (measured {entry['measured']:.2f}), "
+            f"gain in {entry['metric']}: {cells}: {entry['verdict']}" + (f"; {entry['note']}" if entry["note"] else ""))
+
+
 def _guard(item: Advice) -> Advice:
-    """`item`, or with no recommendation when a cited claim's verdict is "contradicted"."""
+    """`item`, or with no recommendation when a cited claim's or map row's verdict is
+    "contradicted"."""
     if isinstance(item.evidence, str):
         return item
-    against = [e["claim"] for e in item.evidence if e["verdict"] == "contradicted"]
+    against = [e.get("claim") or f"map {e['map']} at {e['axis']} {e['row']:g}"
+               for e in item.evidence if e["verdict"] == "contradicted"]
     if against:
         item.recommendation = (f"none: the evidence contradicts the usual remedy "
                                f"({', '.join(against)}); look at the data by hand")
@@ -149,11 +192,15 @@ def _sources(m: dict, ev: dict) -> Advice | None:
     world = ev.get("density_ratios") or {}
     tested = (f"; the evidence's sources scenario had AUC {world['auc']:.2f}, target prior "
               f"{world['prior']:.2f}, ESS {world['ess']:.2f}") if world else ""
+    claims = cite(ev, "sources", "DoRA")
+    # the map's human fraction is the target's share of the rows: the fit's target prior
+    cell = cite_map(ev, "dora", "human_fraction", s["prior"])
     return _guard(Advice(
         "sources", f"the sources are separable from the target {', '.join(s['target'])}: cross-fitted "
         f"AUC {s['auc']:.2f}, target prior {s['prior']:.2f}, ESS {s['ess']:.2f}",
         f"DoRA: dralign train --method dora --ratio-target {' '.join(s['target'])}",
-        cite(ev, "sources", "DoRA"), f"fires at AUC {SEPARABLE_AUC} (a judgement){tested}"))
+        [*(claims if isinstance(claims, list) else []), cell],
+        f"fires at AUC {SEPARABLE_AUC} (a judgement){tested}"))
 
 
 def _length(m: dict, ev: dict) -> Advice | None:

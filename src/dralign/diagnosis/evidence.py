@@ -1,5 +1,6 @@
 """The evidence behind diagnose's advice: the claims of the shift-world benchmark and their
-verdicts, from the committed `docs/shift/results.json`.
+verdicts, and its maps (where each method helps: `dralign bench shift --maps`), from the
+committed `docs/shift/results.json`.
 
 A source checkout reads that file at run time. An installed wheel has no docs folder, so the
 package ships `evidence_table.py`, generated from the same file by
@@ -13,6 +14,7 @@ the file names an ``id`` itself."""
 from __future__ import annotations
 
 import json
+import math
 import pprint
 from pathlib import Path
 
@@ -24,7 +26,7 @@ NO_EVIDENCE = "no evidence in this project yet"
 def claims_from_results(results: dict) -> dict:
     """{"claims": {id: {scenario, paper, claim, verdict}}, "density_ratios": the sources
     scenario's fits (mean AUC, prior, ESS) or None, "conditions": the flip rate and synthetic
-    fraction the scenarios were run at}."""
+    fraction the scenarios were run at, "maps": `maps_from_results`}."""
     claims = {}
     for k, claim in enumerate(results.get("claims", [])):
         cid = claim.get("id") or f"claim-{k + 1}-{claim['scenario']}"
@@ -37,7 +39,29 @@ def claims_from_results(results: dict) -> dict:
         summary["runs"] = len(ratios)
     options = results.get("options") or {}
     conditions = {k: options[k] for k in ("flip_rate", "synthetic_fraction") if k in options}
-    return {"claims": claims, "density_ratios": summary, "conditions": conditions}
+    return {"claims": claims, "density_ratios": summary, "conditions": conditions,
+            "maps": maps_from_results(results)}
+
+
+def _finite(x):
+    """`x`, or None when it is not a finite number (a cell without a value; JSON has no NaN)."""
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def maps_from_results(results: dict) -> dict:
+    """{name: {question, metric, matched_on, axes, cells: [{coords, gain, ci, seeds,
+    control_passed, control}]}} of the maps in `results["maps"]` (`dralign_bench.shift.maps`);
+    {} when it has none. A gain or bound that is not a number (no seed inside DPO's range) is
+    None."""
+    out = {}
+    for name, m in (results.get("maps") or {}).items():
+        cells = [{"coords": dict(c["coords"]), "gain": _finite(c.get("gain")),
+                  "ci": [_finite(x) for x in c.get("ci") or [None, None]], "seeds": c.get("seeds"),
+                  "control_passed": bool(c["control"]["passed"]), "control": c["control"].get("name")}
+                 for c in m.get("cells", [])]
+        out[name] = {"question": m.get("question"), "metric": m.get("metric"),
+                     "matched_on": m.get("matched_on"), "axes": dict(m["axes"]), "cells": cells}
+    return out
 
 
 def load_evidence() -> tuple[dict, str]:

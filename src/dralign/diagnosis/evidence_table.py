@@ -75,4 +75,5 @@ EVIDENCE = {'claims': {'claim-1-mixture': {'claim': 'Under a shift of the prefer
                                    'scenario': 'divergence',
                                    'verdict': 'not significant'}},
  'conditions': {'flip_rate': 0.3, 'synthetic_fraction': 0.7},
- 'density_ratios': {'auc': 0.855, 'ess': 0.403, 'prior': 0.3, 'runs': 8}}
+ 'density_ratios': {'auc': 0.855, 'ess': 0.403, 'prior': 0.3, 'runs': 8},
+ 'maps': {}}

@@ -42,20 +42,10 @@ def byte_tokenizer():
     """A tokenizer whose tokens are UTF-8 bytes (plus an eos and a pad token), built offline:
     the length unit when neither --model nor --tokenizer is given. Relative lengths (which
     response is longer) are meaningful in bytes; what `max_length` cuts is not."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
     from ..modeling.tiny import CHAT_TEMPLATE
+    from .bytes import byte_tokenizer as build
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    backend.decoder = decoders.ByteLevel()
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend)
-    tok.add_special_tokens({"eos_token": "<|endoftext|>", "pad_token": "<|pad|>"})
-    tok.chat_template = CHAT_TEMPLATE  # conversational rows render as with the tiny models
-    return tok
+    return build(CHAT_TEMPLATE)  # conversational rows render as with the tiny models
 
 
 def choose_tokenizer(cfg: DiagnoseConfig):

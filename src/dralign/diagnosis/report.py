@@ -104,12 +104,14 @@ def _signal(d, console) -> None:
 def _advice(d, console) -> None:
     from rich.markup import escape
 
+    from .advice import describe
+
     if not d.advice:
         console.print("advice: nothing fired (thresholds in dralign/diagnosis/advice.py)")
         return
     console.print("[bold]advice[/bold]")
     for k, a in enumerate(d.advice, 1):
-        ev = a.evidence if isinstance(a.evidence, str) else "; ".join(f"{e['claim']}: {e['verdict']}" for e in a.evidence)
+        ev = a.evidence if isinstance(a.evidence, str) else "; ".join(map(describe, a.evidence))
         console.print(f"{k}. {escape(a.finding)}\n   -> {escape(a.recommendation)}\n   evidence: {escape(ev)}\n"
                       f"   threshold: {escape(a.threshold)}")
     console.print(f"evidence read from {d.evidence_source}", markup=False)
