@@ -5,75 +5,81 @@ EVIDENCE = {'claims': {'claim-1-mixture': {'claim': 'Under a shift of the prefer
                                          "than DPO (at matched r(α₀) on DPO's β-frontier).",
                                 'paper': 'Xu et al. 2025 (WDPO, KLDPO)',
                                 'scenario': 'mixture',
-                                'verdict': 'not significant'},
-            'claim-10-divergence': {'claim': 'JS is better calibrated than reverse KL (mean |p̂ − '
-                                             "p| with each method's own link against the known "
-                                             'preference probability, at matched KL).',
-                                    'paper': 'Wang et al. 2024 (f-DPO)',
-                                    'scenario': 'divergence',
-                                    'verdict': 'partly reproduced'},
-            'claim-11-unpaired': {'claim': 'AOT on unpaired data reaches a higher gold reward '
+                                'verdict': 'invalid test'},
+            'claim-10-flips': {'claim': 'rDPO needs the true flip rate: at ε = true rate it ranks '
+                                        'held-out pairs more accurately than at ε = 0.1.',
+                               'paper': 'Chowdhury et al. 2024 (rDPO)',
+                               'scenario': 'flips',
+                               'verdict': 'not significant'},
+            'claim-11-sources': {'claim': 'With scarce human rows and plentiful useful-but-shifted '
+                                          'synthetic rows, DoRA reaches a higher target gold '
+                                          'reward r(α₀) than the better of DPO on all rows and DPO '
+                                          'on the human rows, at matched KL.',
+                                 'paper': 'Zhu et al. 2025 (DoRA)',
+                                 'scenario': 'sources',
+                                 'verdict': 'contradicted'},
+            'claim-12-sources': {'claim': "DoRA's calibrated DRO beats plain importance "
+                                          'reweighting by the same estimated density ratios.',
+                                 'paper': 'Zhu et al. 2025 (DoRA)',
+                                 'scenario': 'sources',
+                                 'verdict': 'underpowered'},
+            'claim-13-sources': {'claim': 'DoRA beats vanilla KL-DRO (both tuned) in target gold '
+                                          'reward r(α₀).',
+                                 'paper': 'Zhu et al. 2025 (DoRA)',
+                                 'scenario': 'sources',
+                                 'verdict': 'contradicted'},
+            'claim-14-unpaired': {'claim': 'AOT on unpaired data reaches a higher gold reward '
                                            'r(α₀) than an unpaired baseline (DPO on randomly '
-                                           're-paired completions), the same completions per step.',
+                                           're-paired completions, on its β grid) at matched KL, '
+                                           'the same completions per step.',
                                   'paper': 'Melnyk et al. 2024 (AOT)',
                                   'scenario': 'unpaired',
-                                  'verdict': 'not significant'},
-            'claim-12-sources': {'claim': 'With a synthetic source labelled by a conflicting '
-                                          'judge, DoRA reaches a higher target gold reward r(α₀) '
-                                          'than DPO on all data (at matched KL) and than vanilla '
-                                          'KL-DRO (both tuned).',
-                                 'paper': 'Zhu et al. 2025 (DoRA)',
-                                 'scenario': 'sources',
-                                 'verdict': 'reproduced'},
-            'claim-13-sources': {'claim': "DoRA's calibrated DRO beats plain importance "
-                                          'reweighting by the same density ratios.',
-                                 'paper': 'Zhu et al. 2025 (DoRA)',
-                                 'scenario': 'sources',
-                                 'verdict': 'not significant'},
-            'claim-2-flips': {'claim': 'With 30% of labels flipped, rDPO (ε = true rate), cDPO and '
-                                       'Dr. DPO rank held-out pairs more accurately (noise-free '
-                                       'ordering) than DPO at matched KL.',
-                              'paper': 'Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO); Wu et '
-                                       'al. 2025 (Dr. DPO)',
-                              'scenario': 'flips',
-                              'verdict': 'partly reproduced'},
-            'claim-3-flips': {'claim': 'With 30% of labels flipped, they reach a higher gold '
-                                       'reward r(α₀) than DPO at matched KL.',
-                              'paper': 'Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO); Wu et '
-                                       'al. 2025 (Dr. DPO)',
-                              'scenario': 'flips',
-                              'verdict': 'not significant'},
-            'claim-4-flips': {'claim': 'rDPO needs the true flip rate: at ε = true rate it ranks '
-                                       'held-out pairs more accurately than at ε = 0.1.',
-                              'paper': 'Chowdhury et al. 2024 (rDPO)',
-                              'scenario': 'flips',
-                              'verdict': 'reproduced'},
-            'claim-5-divergence': {'claim': 'Reverse KL (DPO) reaches a higher gold reward than '
+                                  'verdict': 'invalid test'},
+            'claim-2-divergence': {'claim': 'Reverse KL (DPO) reaches a higher gold reward than '
                                             'Forward KL at matched KL to the start.',
                                    'paper': 'Wang et al. 2024 (f-DPO)',
                                    'scenario': 'divergence',
                                    'verdict': 'reproduced'},
-            'claim-6-divergence': {'claim': 'Forward KL trades reward for diversity: higher token '
+            'claim-3-divergence': {'claim': 'Forward KL trades reward for diversity: higher token '
                                             'entropy than reverse KL at matched reward.',
                                    'paper': 'Wang et al. 2024 (f-DPO)',
                                    'scenario': 'divergence',
-                                   'verdict': 'not significant'},
-            'claim-7-divergence': {'claim': 'Forward KL is better calibrated than reverse KL (mean '
+                                   'verdict': 'underpowered'},
+            'claim-4-divergence': {'claim': 'Forward KL is better calibrated than reverse KL (mean '
                                             "|p̂ − p| with each method's own link against the "
                                             'known preference probability, at matched KL).',
                                    'paper': 'Wang et al. 2024 (f-DPO)',
                                    'scenario': 'divergence',
                                    'verdict': 'contradicted'},
-            'claim-8-divergence': {'claim': 'Reverse KL (DPO) reaches a higher gold reward than JS '
+            'claim-5-divergence': {'claim': 'Reverse KL (DPO) reaches a higher gold reward than JS '
                                             'at matched KL to the start.',
                                    'paper': 'Wang et al. 2024 (f-DPO)',
                                    'scenario': 'divergence',
-                                   'verdict': 'not significant'},
-            'claim-9-divergence': {'claim': 'JS trades reward for diversity: higher token entropy '
+                                   'verdict': 'underpowered'},
+            'claim-6-divergence': {'claim': 'JS trades reward for diversity: higher token entropy '
                                             'than reverse KL at matched reward.',
                                    'paper': 'Wang et al. 2024 (f-DPO)',
                                    'scenario': 'divergence',
-                                   'verdict': 'not significant'}},
- 'conditions': {'flip_rate': 0.3, 'synthetic_fraction': 0.7},
- 'density_ratios': {'auc': 0.855, 'ess': 0.403, 'prior': 0.3, 'runs': 8},
+                                   'verdict': 'underpowered'},
+            'claim-7-divergence': {'claim': 'JS is better calibrated than reverse KL (mean |p̂ − '
+                                            "p| with each method's own link against the known "
+                                            'preference probability, at matched KL).',
+                                   'paper': 'Wang et al. 2024 (f-DPO)',
+                                   'scenario': 'divergence',
+                                   'verdict': 'contradicted'},
+            'claim-8-flips': {'claim': 'With 30% of labels flipped, rDPO (ε = true rate), cDPO and '
+                                       'Dr. DPO rank held-out pairs more accurately (noise-free '
+                                       'ordering) than DPO at matched KL.',
+                              'paper': 'Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO); Wu et '
+                                       'al. 2025 (Dr. DPO)',
+                              'scenario': 'flips',
+                              'verdict': 'invalid test'},
+            'claim-9-flips': {'claim': 'With 30% of labels flipped, they reach a higher gold '
+                                       'reward r(α₀) than DPO at matched KL.',
+                              'paper': 'Chowdhury et al. 2024 (rDPO); Mitchell 2023 (cDPO); Wu et '
+                                       'al. 2025 (Dr. DPO)',
+                              'scenario': 'flips',
+                              'verdict': 'invalid test'}},
+ 'conditions': {'flip_rate': 0.3, 'synthetic_fraction': 0.95},
+ 'density_ratios': {'auc': 0.662, 'ess': 0.107, 'prior': 0.05, 'runs': 10},
  'maps': {}}
