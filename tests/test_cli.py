@@ -183,9 +183,9 @@ def test_bench_shift_sources_fits_density_ratios_and_gates_dora_on_its_control(t
     DPO runs on all rows and on the human rows, the oracle-weighted run and the AUC."""
     out_dir = tmp_path / "shift"
     argv = ["bench", "shift", "--scenarios", "sources", "--seeds", "2", "--validation-seeds", "0", "--steps", "2",
-            "--train-pairs", "80", "--eval-prompts", "4", "--eval-pairs", "8", "--max-new-tokens", "8",
-            "--betas", "0.1", "1", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"),
-            "--output-dir", str(out_dir)]
+            "--train-pairs", "80", "--synthetic-fraction", "0.9", "--eval-prompts", "4", "--eval-pairs", "8",
+            "--max-new-tokens", "8", "--betas", "0.1", "1", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"),
+            "--output-dir", str(out_dir)]  # 8 human rows: enough for the ratio fit's 5 folds
     assert main(argv) == 0
     results = json.loads((out_dir / "results.json").read_text())
     assert {"human/dpo[beta=0.1]", "human/dpo[beta=1]", "sources/dora[lam=0.5]", "sources/dro[tau=0.5]",

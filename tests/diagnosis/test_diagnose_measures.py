@@ -127,7 +127,10 @@ def test_sources_fit_separates_distinct_vocabularies(tmp_path):
     assert s["counts"] == {"human": 40, "model": 60}
     assert s["auc"] > 0.95 and s["prior"] == pytest.approx(0.4)
     assert 0 < s["ess"] <= 1
-    assert any(a.rule == "sources" and "dora" in a.recommendation for a in d.advice)
+    item = next(a for a in d.advice if a.rule == "sources")  # the rule fires; DoRA unless the evidence contradicts it
+    against = [e for e in item.evidence if isinstance(e, dict) and e["verdict"] == "contradicted"]
+    assert ("--method dora" in item.recommendation) == (not against)
+    assert not against or item.recommendation.startswith("none: the evidence contradicts")
 
 
 def test_unknown_target_is_one_line(tmp_path):
