@@ -30,7 +30,7 @@ from ..data import density_ratios, has_weights, require_groups
 from ..data.collate import padding_fraction
 from ..errors import RunFailedError
 from ..lengths import held_out_length_metrics
-from ..modeling import apply_lora, check_same_tokenizer, load_model, load_tokenizer
+from ..modeling import apply_lora, check_same_tokenizer, choose_gradient_checkpointing, load_model, load_tokenizer
 from ..modeling.compiling import compile_blocks, compile_refusal
 from ..objectives import Objective
 from . import checkpoint as ckpt
@@ -210,13 +210,15 @@ class Recipe:
             raise TrainingError(f"--{'' if m.save_adapter else 'no-'}save-adapter is about a LoRA adapter: "
                                 "pass --lora-r N, or drop the flag")
         t0 = time.perf_counter()
+        checkpointing, why = choose_gradient_checkpointing(m.gradient_checkpointing, lora=m.lora_r > 0, compiled=m.compile,
+                                                           device=self.accelerator.device, penalized=self.penalized)
         self.model = load_model(m.model, dtype=m.dtype, attn_implementation=m.attn_implementation,
-                                gradient_checkpointing=m.gradient_checkpointing)
+                                gradient_checkpointing=checkpointing)
         if m.lora_r > 0:
             self.model = apply_lora(self.model, r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout,
                                     target_modules=m.lora_target_modules)
         self.model.to(self.accelerator.device)
-        self.log(f"model loaded in {time.perf_counter() - t0:.1f} s")  # a log shows each phase end
+        self.log(f"model loaded in {time.perf_counter() - t0:.1f} s" + (f"; {why}" if why else ""))
         if self.objective.penalty is not None:
             check_penalty_mode(self.model, self.objective)
         if m.compile:
@@ -468,8 +470,7 @@ class Recipe:
         with open(metrics_file, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         if self.cfg.logging.report_to != "none":
-            acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))},
-                    step=self.state.step)
+            acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=self.state.step)
 
     def save_final(self, metrics: dict, metrics_only: bool = False) -> None:
         """The model and tokenizer (save_pretrained), the resolved config, a model card and the
