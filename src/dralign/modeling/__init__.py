@@ -23,6 +23,7 @@ from dralign.modeling.logps import (
                                     split_pairs,
                                     target_log_probs,
 )
+from dralign.modeling.memory import choose_gradient_checkpointing, limit_heap_retention
 from dralign.modeling.prefix_sharing import choose_packing, choose_prefix_sharing, prefix_sharing_cost_ratio
 from dralign.modeling.reference import (
                                     AdapterDisabledReference,
@@ -47,12 +48,14 @@ __all__ = [
     "check_same_tokenizer",
     "batch_logps",
     "build_reference_cache",
+    "choose_gradient_checkpointing",
     "choose_packing",
     "choose_prefix_sharing",
     "completion_logps",
     "enable_gradient_checkpointing",
     "eval_mode",
     "is_gguf",
+    "limit_heap_retention",
     "load_model",
     "load_tokenizer",
     "model_fingerprint",

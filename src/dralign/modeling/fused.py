@@ -20,7 +20,8 @@ plain computation. Backward is itself differentiable (it runs `torch.autograd.gr
 The hidden states are taken from the model's own forward: a pre-hook on the head captures its
 input and hands the head an empty slice, so the model computes no logits at all. This is exact
 only for models that apply the head and nothing after it; `fused_head` allows the model types
-known to do so (others, e.g. with logit soft-capping or scaling, take the plain path).
+known to do so (others, e.g. with logit soft-capping or scaling, take the plain path). That
+plain path scores logits the model did compute with `target_log_probs`, chunked the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from dralign.modeling.wrappers import unwrap
 # Model types whose logits are exactly `head(final hidden state)`: no soft-capping or scaling
 # after the head (Gemma 2/3, Cohere, Granite apply one and take the plain path).
 FUSED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2", "phi3"})
+
+# Chunks of [T, V] logits are upcast at most this many elements at a time (`target_log_probs`).
+CHUNK_ELEMENTS = 1 << 24
 
 
 def fused_head(model: torch.nn.Module) -> torch.nn.Module | None:
@@ -171,3 +175,48 @@ def head_target_log_probs(hidden: torch.Tensor, head: torch.nn.Module, targets: 
         return _chunk_logps(head, hidden, targets)  # one chunk, kept: no recomputation
     params = [p for p in head.parameters() if p.requires_grad]
     return _HeadTargetLogProb.apply(hidden, targets, head, chunk_rows, *params)
+
+
+class _TargetLogProb(torch.autograd.Function):
+    """`log softmax(logits)[target]` per row, computed in chunks; backward is built from
+    differentiable ops on the saved logits so that double backward works."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, chunk_elements: int) -> torch.Tensor:
+        ctx.save_for_backward(logits, targets)
+        ctx.chunk_elements = chunk_elements
+        compute_dtype = torch.promote_types(logits.dtype, torch.float32)
+        out = torch.empty(logits.shape[0], dtype=compute_dtype, device=logits.device)
+        for rows in _row_chunks(logits, chunk_elements):
+            chunk = logits[rows].to(compute_dtype)
+            target_logits = chunk.gather(1, targets[rows, None]).squeeze(1)
+            out[rows] = target_logits - torch.logsumexp(chunk, dim=-1)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        logits, targets = ctx.saved_tensors
+        grads = []
+        for rows in _row_chunks(logits, ctx.chunk_elements):
+            chunk = logits[rows].to(grad_out.dtype)
+            g = grad_out[rows, None]
+            # d/dlogits (logit[target] − logsumexp) = onehot(target) − softmax
+            grad_chunk = (-torch.softmax(chunk, dim=-1) * g).scatter_add(1, targets[rows, None], g)
+            grads.append(grad_chunk.to(logits.dtype))
+        return torch.cat(grads) if grads else torch.zeros_like(logits), None, None
+
+
+def _row_chunks(logits: torch.Tensor, chunk_elements: int) -> list[slice]:
+    """Row slices of a [T, V] tensor holding at most `chunk_elements` elements each."""
+    rows_per_chunk = max(1, chunk_elements // max(1, logits.shape[-1]))
+    return [slice(s, s + rows_per_chunk) for s in range(0, logits.shape[0], rows_per_chunk)]
+
+
+def target_log_probs(logits: torch.Tensor, targets: torch.Tensor, *,
+                     chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+    """Log-probability of each target under the softmax of its logits.
+
+    logits [T, V] (any float dtype), targets [T] (int64) → [T] in float32, or in the logits'
+    dtype when wider; computed `chunk_elements` logits at a time. Differentiable twice.
+    """
+    return _TargetLogProb.apply(logits, targets, chunk_elements)

@@ -21,6 +21,7 @@ from transformers import (
 from transformers.pytorch_utils import Conv1D
 
 from ..errors import BadInputError, BadOptionError, MissingExtraError, UnsupportedError
+from .memory import limit_heap_retention
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,11 @@ def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto",
     "flash_attention_2", …; None: the library default) picks the attention kernel — WDPO's
     exact penalty needs "eager". With `gradient_checkpointing`, activations are recomputed in
     the backward (non-reentrant) and the KV cache is turned off.
+
+    Every command that loads a model comes here: on glibc, freed tensors of 1 MiB and more are
+    from now on given back to the system (`dralign.modeling.memory`; peak RSS, not speed).
     """
+    limit_heap_retention()
     extra: dict[str, Any]
     source, extra = str(name_or_path), {}
     if is_gguf(name_or_path):

@@ -33,11 +33,11 @@ from typing import NamedTuple
 import torch
 
 from dralign.data.collate import CHOSEN, PAD, PROMPT, REJECTED, pad_rows
-from dralign.modeling.fused import fused_head, head_input, head_target_log_probs
+from dralign.modeling.fused import fused_head, head_input, head_target_log_probs, target_log_probs
 from dralign.modeling.wrappers import unwrap
 
 # Chunks of the [T, V] logits are upcast at most this many elements at a time.
-CHUNK_ELEMENTS = 1 << 24
+CHUNK_ELEMENTS = 1 << 24  # (as `fused.CHUNK_ELEMENTS`, `target_log_probs`'s default)
 # Fused head: logits of at most this many elements (32 MiB in float32) are kept for the backward
 # rather than recomputed (e.g. 1,000 tokens at a 4k vocabulary; a 32k vocabulary recomputes).
 RETAIN_ELEMENTS = 1 << 23
@@ -97,51 +97,6 @@ def completion_logps(token_logps: torch.Tensor, mask: torch.Tensor, *,
     # where(), not a product alone: a masked-out −inf log-prob must not turn the sum into NaN
     return SequenceLogps(sum=torch.where(mask, token_logps * weight, 0.0).sum(dim=1),
                          count=mask.sum(dim=1))
-
-
-class _TargetLogProb(torch.autograd.Function):
-    """`log softmax(logits)[target]` per row, computed in chunks; backward is built from
-    differentiable ops on the saved logits so that double backward works."""
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor, chunk_elements: int) -> torch.Tensor:
-        ctx.save_for_backward(logits, targets)
-        ctx.chunk_elements = chunk_elements
-        compute_dtype = torch.promote_types(logits.dtype, torch.float32)
-        out = torch.empty(logits.shape[0], dtype=compute_dtype, device=logits.device)
-        for rows in _row_chunks(logits, chunk_elements):
-            chunk = logits[rows].to(compute_dtype)
-            target_logits = chunk.gather(1, targets[rows, None]).squeeze(1)
-            out[rows] = target_logits - torch.logsumexp(chunk, dim=-1)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        logits, targets = ctx.saved_tensors
-        grads = []
-        for rows in _row_chunks(logits, ctx.chunk_elements):
-            chunk = logits[rows].to(grad_out.dtype)
-            g = grad_out[rows, None]
-            # d/dlogits (logit[target] − logsumexp) = onehot(target) − softmax
-            grad_chunk = (-torch.softmax(chunk, dim=-1) * g).scatter_add(1, targets[rows, None], g)
-            grads.append(grad_chunk.to(logits.dtype))
-        return torch.cat(grads) if grads else torch.zeros_like(logits), None, None
-
-
-def _row_chunks(logits: torch.Tensor, chunk_elements: int) -> list[slice]:
-    """Row slices of a [T, V] tensor holding at most `chunk_elements` elements each."""
-    rows_per_chunk = max(1, chunk_elements // max(1, logits.shape[-1]))
-    return [slice(s, s + rows_per_chunk) for s in range(0, logits.shape[0], rows_per_chunk)]
-
-
-def target_log_probs(logits: torch.Tensor, targets: torch.Tensor, *,
-                     chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
-    """Log-probability of each target under the softmax of its logits.
-
-    logits [T, V] (any float dtype), targets [T] (int64) → [T] in float32, or in the logits'
-    dtype when wider; computed `chunk_elements` logits at a time. Differentiable twice.
-    """
-    return _TargetLogProb.apply(logits, targets, chunk_elements)
 
 
 def supports_logits_mask(model: torch.nn.Module) -> bool:

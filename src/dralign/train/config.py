@@ -24,7 +24,7 @@ class ModelOptions:
     ref_model: str | None = option(None, "reference model, a folder, hub name or GGUF file (default: the start weights of --model)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = option("auto", DTYPE_HELP)
     attn_implementation: str | None = option(None, "attention kernel: eager, sdpa, flash_attention_2 (default: the model's)")
-    gradient_checkpointing: bool = option(False, "recompute activations in backward to save memory")
+    gradient_checkpointing: bool | None = option(None, "recompute activations in backward to save memory (default: on for LoRA on CPU, where activations are most of the peak memory; off otherwise, and with --compile or WDPO's penalty)")
     compile: bool = option(False, "torch.compile each transformer block (dynamic shapes); the first steps pay the compilation (see docs/benchmarks/speed.md); refused for WDPO's exact penalty and on a CPU without a C++ compiler")
     lora_r: int = option(0, "LoRA rank; 0 trains all weights", Range(0))
     lora_alpha: float = option(16.0, "LoRA scaling alpha", Range(0, low_open=True))

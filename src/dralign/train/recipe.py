@@ -25,7 +25,7 @@ from accelerate.utils import set_seed
 
 from ..console import set_log_every
 from ..data import density_ratios, has_weights, require_groups
-from ..modeling import apply_lora, check_same_tokenizer, load_model, load_tokenizer
+from ..modeling import apply_lora, check_same_tokenizer, choose_gradient_checkpointing, load_model, load_tokenizer
 from ..modeling.compiling import compile_blocks, compile_refusal
 from . import checkpoint as ckpt
 from .batching import BatchPlan
@@ -176,13 +176,15 @@ class Recipe(TrainingLoop):
             raise TrainingError(f"--{'' if m.save_adapter else 'no-'}save-adapter is about a LoRA adapter: "
                                 "pass --lora-r N, or drop the flag")
         t0 = time.perf_counter()
+        checkpointing, why = choose_gradient_checkpointing(m.gradient_checkpointing, lora=m.lora_r > 0, compiled=m.compile,
+                                                           device=self.accelerator.device, penalized=self.penalized)
         self.model = load_model(m.model, dtype=m.dtype, attn_implementation=m.attn_implementation,
-                                gradient_checkpointing=m.gradient_checkpointing)
+                                gradient_checkpointing=checkpointing)
         if m.lora_r > 0:
             self.model = apply_lora(self.model, r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout,
                                     target_modules=m.lora_target_modules)
         self.model.to(self.accelerator.device)
-        self.log(f"model loaded in {time.perf_counter() - t0:.1f} s")  # a log shows each phase end
+        self.log(f"model loaded in {time.perf_counter() - t0:.1f} s" + (f"; {why}" if why else ""))  # a log shows each phase end
         if self.objective.penalty is not None:
             check_penalty_mode(self.model, self.objective)
         if m.compile:

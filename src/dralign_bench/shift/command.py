@@ -31,7 +31,11 @@ def run_shift(cfg: ShiftConfig | ShiftOptions, console=None, command: str = "dra
         raise BadOptionError(f"--jobs {opts.jobs}: must be >= 1")
     require_matplotlib()  # before the runs, not after them
     console = console or Console()
-    if opts.jobs > 1 and len(scenarios_of(opts)) > 1 and not opts.maps:  # the maps run in this process
+    if opts.maps:  # the second profile: maps only, their cells in turn or on --jobs workers
+        from .maps_profile import run_maps_profile
+
+        results = run_maps_profile(opts, console, command)
+    elif opts.jobs > 1 and len(scenarios_of(opts)) > 1:
         from .parallel import run_parallel
 
         results = run_parallel(opts, console, command)

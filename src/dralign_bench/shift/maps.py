@@ -203,7 +203,7 @@ def measure_cell(opts: ShiftOptions, cell: Cell, train_cell: TrainCell) -> Measu
 
 def in_turn(opts: ShiftOptions, train_cell: TrainCell, console=None) -> Callable[[list[Cell]], list[Measured]]:
     """Measure cells one after another in this process (the parallel twin is
-    :func:`.parallel.measure_cells_in_workers`)."""
+    :func:`.maps_profile.measure_cells_in_workers`)."""
     def measure(cells: list[Cell]) -> list[Measured]:
         out = []
         for cell in cells:

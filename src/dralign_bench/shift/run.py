@@ -23,7 +23,7 @@ from .measure import HeldoutPairs, SeedMetrics, evaluate_policy
 from .papers import evaluate_claims, mixture_regret
 from .scenarios import RunSpec, ShiftOptions, default_choices, frontier_runs, plan, scenarios_of, steps_of
 
-__all__ = ["cell_trainer", "execute", "seed_values", "world_models"]
+__all__ = ["cell_trainer", "execute", "maps_results", "seed_values", "world_models"]
 
 VALIDATION_SEED0 = 1000  # validation seeds 1000, 1001, …; resolve_seeds refuses test seeds among them
 
@@ -202,7 +202,7 @@ def cell_trainer(lm, tokenizer, start, root: Path, console):
     return train_cell
 
 
-def _maps_results(opts: ShiftOptions, maps: dict, root: Path, prov: dict, lm: Path, command: str) -> dict:
+def maps_results(opts: ShiftOptions, maps: dict, root: Path, prov: dict, lm: Path, command: str) -> dict:
     """The maps profile's results: an earlier run's results.json in the output folder kept, the
     maps (and their provenance and command) added; else a document of the maps alone."""
     shutil.rmtree(root / "runs", ignore_errors=True)
@@ -227,13 +227,6 @@ def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None)
     root = Path(opts.output_dir)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     lm, tokenizer, start = world_models(opts, console)
-    if opts.maps:  # the second profile: maps only (:mod:`.maps`), its cells in turn or on `jobs` workers
-        from .maps import in_turn, run_maps
-        from .parallel import measure_cells_in_workers
-
-        measure = (measure_cells_in_workers(opts, console) if opts.jobs > 1
-                   else in_turn(opts, cell_trainer(lm, tokenizer, start, root, console), console))
-        return _maps_results(opts, run_maps(opts, measure), root, provenance.finish(prov), lm, command)
 
     val: dict[str, list[SeedMetrics]] = {}
     runs = plan(opts) if opts.validation_seeds else []  # empty when no scenario tunes anything
