@@ -29,9 +29,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 	$(MAKE) docs
 
-# ruff's rules (pyproject.toml [tool.ruff]) on the whole tree; mypy on src/dralign ([tool.mypy])
+# ruff's rules and its formatter's check (pyproject.toml [tool.ruff]) on the whole tree; mypy on src/dralign ([tool.mypy])
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 # the suite without the multi-process, subprocess and end-to-end tests marked slow

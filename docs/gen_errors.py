@@ -10,26 +10,47 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 KINDS = {  # family -> (title, what to do); the order of the page
-    "BadOptionError": ("Bad options", "Fix the flag or YAML key the message names; `dralign CMD --help` and the "
-                       "[CLI reference](cli.md) list each option's valid range."),
-    "BadInputError": ("Bad input data", "The message names the file, row and field: fix the row, map the column "
-                      "with `--*-column`, or skip bad rows with `--on-bad-row skip` (they are counted)."),
-    "UnsupportedError": ("Unsupported combinations", "The message says why the combination cannot work; choose "
-                         "another method, option or model as it suggests."),
-    "BadRunFolderError": ("Run folders, checkpoints and caches", "Use `--resume` to continue the run the folder "
-                          "holds, `--overwrite` to replace it, or another `--output-dir`; a bad checkpoint or "
-                          "cache is named, and newer valid ones are used."),
-    "RunFailedError": ("Runs that could not go on", "The run stopped and says why (non-finite steps in a row, a "
-                       "failed worker): lower `--lr`, check the data, then `--resume`."),
-    "MissingExtraError": ("Missing extras", "Install the extra the message names, e.g. `pip install 'dralign[bench]'`."),
+    "BadOptionError": (
+        "Bad options",
+        "Fix the flag or YAML key the message names; `dralign CMD --help` and the "
+        "[CLI reference](cli.md) list each option's valid range.",
+    ),
+    "BadInputError": (
+        "Bad input data",
+        "The message names the file, row and field: fix the row, map the column "
+        "with `--*-column`, or skip bad rows with `--on-bad-row skip` (they are counted).",
+    ),
+    "UnsupportedError": (
+        "Unsupported combinations",
+        "The message says why the combination cannot work; choose another method, option or model as it suggests.",
+    ),
+    "BadRunFolderError": (
+        "Run folders, checkpoints and caches",
+        "Use `--resume` to continue the run the folder "
+        "holds, `--overwrite` to replace it, or another `--output-dir`; a bad checkpoint or "
+        "cache is named, and newer valid ones are used.",
+    ),
+    "RunFailedError": (
+        "Runs that could not go on",
+        "The run stopped and says why (non-finite steps in a row, a "
+        "failed worker): lower `--lr`, check the data, then `--resume`.",
+    ),
+    "MissingExtraError": (
+        "Missing extras",
+        "Install the extra the message names, e.g. `pip install 'dralign[bench]'`.",
+    ),
     "DralignError": ("Other refusals", "Read the message: it says what and, where it can, what to do."),
 }
 
 
 def _error_classes(trees: dict[str, ast.Module]) -> dict[str, str]:
     """{class name: its family in KINDS} for every class descending from DralignError."""
-    bases = {node.name: [ast.unparse(b).split(".")[-1] for b in node.bases]
-             for tree in trees.values() for node in ast.walk(tree) if isinstance(node, ast.ClassDef)}
+    bases = {
+        node.name: [ast.unparse(b).split(".")[-1] for b in node.bases]
+        for tree in trees.values()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+    }
     family = {name: name for name in KINDS}
 
     def find(name: str, seen=()) -> str | None:
@@ -67,9 +88,13 @@ def _message(call: ast.Call, constants: dict[str, str]) -> str:
 
 def _constants(tree: ast.Module) -> dict[str, str]:
     """Module-level NAME = "string" assignments."""
-    return {t.id: node.value.value for node in tree.body if isinstance(node, ast.Assign)
-            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-            for t in node.targets if isinstance(t, ast.Name)}
+    return {
+        t.id: node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+        for t in node.targets
+        if isinstance(t, ast.Name)
+    }
 
 
 def _raises(tree: ast.Module):
@@ -83,8 +108,10 @@ def _raises(tree: ast.Module):
 
 def harvest() -> dict[str, list[tuple[str, str, str]]]:
     """{family: sorted [(message, error class, module.function)]}."""
-    trees = {str(p.relative_to(SRC).with_suffix("")).replace("/", "."): ast.parse(p.read_text())
-             for p in sorted(SRC.rglob("*.py"))}
+    trees = {
+        str(p.relative_to(SRC).with_suffix("")).replace("/", "."): ast.parse(p.read_text())
+        for p in sorted(SRC.rglob("*.py"))
+    }
     classes = _error_classes(trees)
     found: dict[str, set] = {kind: set() for kind in KINDS}
     for module, tree in trees.items():
@@ -108,20 +135,27 @@ def _cell(text: str) -> str:
 
 
 def errors_page(header: str) -> str:
-    lines = [header, "# Troubleshooting\n\n",
-             "Everything dralign refuses is one line, `dralign CMD: error: MESSAGE`, exit status 2, never a "
-             "traceback (in Python: a `dralign.errors.DralignError`, also the builtin a caller expects, e.g. "
-             "`ValueError`). Below, every message the source can raise, harvested from its `raise` sites "
-             "and grouped by family; `{...}` is filled in at run time.\n"]
+    lines = [
+        header,
+        "# Troubleshooting\n\n",
+        "Everything dralign refuses is one line, `dralign CMD: error: MESSAGE`, exit status 2, never a "
+        "traceback (in Python: a `dralign.errors.DralignError`, also the builtin a caller expects, e.g. "
+        "`ValueError`). Below, every message the source can raise, harvested from its `raise` sites "
+        "and grouped by family; `{...}` is filled in at run time.\n",
+    ]
     for kind, rows in harvest().items():
         if not rows:
             continue
         title, todo = KINDS[kind]
-        lines.append(f"\n## {title}\n\n`{kind}`. **What to do:** {todo}\n\n"
-                     "| message | error | raised in |\n|---|---|---|\n")
+        lines.append(
+            f"\n## {title}\n\n`{kind}`. **What to do:** {todo}\n\n| message | error | raised in |\n|---|---|---|\n"
+        )
         lines.extend(f"| {_cell(msg)} | `{name}` | `{where}` |\n" for msg, name, where in rows)
-    lines.append("\n## Bad rows\n\nA bad row is not raised on its own: the data report lists the first of them, each "
-                 "with file, row, line, field and reason, counts them by reason code, and stops the run "
-                 "(`--on-bad-row error`) or drops them with the count (`--on-bad-row skip`). The reason codes: "
-                 + ", ".join(f"`{code}`" for code in bad_row_reasons()) + ".\n")
+    lines.append(
+        "\n## Bad rows\n\nA bad row is not raised on its own: the data report lists the first of them, each "
+        "with file, row, line, field and reason, counts them by reason code, and stops the run "
+        "(`--on-bad-row error`) or drops them with the count (`--on-bad-row skip`). The reason codes: "
+        + ", ".join(f"`{code}`" for code in bad_row_reasons())
+        + ".\n"
+    )
     return "".join(lines)

@@ -53,8 +53,12 @@ def _config_fields(sub: argparse.ArgumentParser) -> dict[str, tuple[str, datacla
 
     with mock.patch.object(cli, "add_arguments", record):
         sub.format_help()  # completes the lazy parser
-    return {f.name: (section, f) for cls in seen for section, section_cls in _sections(cls)
-            for f, _ in _leaf_fields(section_cls)}
+    return {
+        f.name: (section, f)
+        for cls in seen
+        for section, section_cls in _sections(cls)
+        for f, _ in _leaf_fields(section_cls)
+    }
 
 
 def _default(field: dataclasses.Field | None, action: argparse.Action) -> str:
@@ -80,8 +84,9 @@ def _flag_rows(sub: argparse.ArgumentParser) -> list[str]:
         allowed = ", ".join(f"`{c}`" for c in action.choices) if action.choices else (valid or "")
         flags = ", ".join(f"`{s}`" for s in action.option_strings)
         help_text = field.metadata.get("help", "") if field is not None else action.help
-        rows.append(f"| {flags} | {section} | {_cell(_default(field, action))} | {_cell(allowed)} "
-                    f"| {_cell(help_text or '')} |")
+        rows.append(
+            f"| {flags} | {section} | {_cell(_default(field, action))} | {_cell(allowed)} | {_cell(help_text or '')} |"
+        )
     return rows
 
 
@@ -89,10 +94,13 @@ def cli_page() -> str:
     from dralign.cli import build_parser
 
     parser = build_parser()
-    lines = [HEADER, "# CLI reference\n\n",
-             "Every subcommand's options, from its typed config: the YAML key of `--some-flag` is "
-             "`some_flag` (in `--config FILE.yaml`); the command line wins over the file, the file "
-             "over the default. Run `dralign SUBCOMMAND --help` for the same list in a terminal.\n"]
+    lines = [
+        HEADER,
+        "# CLI reference\n\n",
+        "Every subcommand's options, from its typed config: the YAML key of `--some-flag` is "
+        "`some_flag` (in `--config FILE.yaml`); the command line wins over the file, the file "
+        "over the default. Run `dralign SUBCOMMAND --help` for the same list in a terminal.\n",
+    ]
     for path, sub, help_line in _subparsers(parser):
         lines.append(f"\n## dralign {' '.join(path)}\n\n{_cell(sub.description or help_line)}\n\n")
         lines.append("| flag | section | default | valid | help |\n|---|---|---|---|---|\n")
@@ -104,26 +112,35 @@ def methods_page() -> str:
     from dralign.objectives import AGGREGATORS, COUPLINGS, LINKS, PRESETS, SCORES, parameters
     from dralign.objectives.objective import preset_summary
 
-    lines = [HEADER, "# Method table\n\n",
-             "Every preset is a point in the objective algebra (see [Concepts](../concepts.md)); "
-             "`dralign methods` prints the same table.\n\n",
-             "| preset | divergence / coupling / link / robust [+ penalty] | formula | parameters | paper |\n",
-             "|---|---|---|---|---|\n"]
+    lines = [
+        HEADER,
+        "# Method table\n\n",
+        "Every preset is a point in the objective algebra (see [Concepts](../concepts.md)); "
+        "`dralign methods` prints the same table.\n\n",
+        "| preset | divergence / coupling / link / robust [+ penalty] | formula | parameters | paper |\n",
+        "|---|---|---|---|---|\n",
+    ]
     for name, preset in PRESETS.items():
         if preset.alias_of is not None:
             lines.append(f"| `{name}` | alias of `{preset.alias_of}` | | | {_cell(preset.paper)} |\n")
             continue
         choices, formula, params = preset_summary(name)
         lines.append(f"| `{name}` | {choices} | {_cell(formula)} | {_cell(params)} | {_cell(preset.paper)} |\n")
-    for title, flag, table in (("Scores", "--divergence", SCORES), ("Couplings", "--coupling", COUPLINGS),
-                               ("Links", "--link", LINKS), ("Robust aggregations", "--robust", AGGREGATORS)):
+    for title, flag, table in (
+        ("Scores", "--divergence", SCORES),
+        ("Couplings", "--coupling", COUPLINGS),
+        ("Links", "--link", LINKS),
+        ("Robust aggregations", "--robust", AGGREGATORS),
+    ):
         lines.append(f"\n## {title} (`{flag}`)\n\n| name | formula | paper |\n|---|---|---|\n")
         for key, comp in table.items():
             lines.append(f"| `{key}` | {_cell(comp.formula)} | {_cell(comp.paper)} |\n")
     lines.append("\n## Parameters\n\n| parameter | default | valid | used by | help |\n|---|---|---|---|---|\n")
     for key, spec in parameters().items():
-        lines.append(f"| `{key}` | `{spec.default}` | {_cell(spec.range or ', '.join(map(str, spec.choices)))} "
-                     f"| {_cell(', '.join(spec.used_by))} | {_cell(spec.help)} |\n")
+        lines.append(
+            f"| `{key}` | `{spec.default}` | {_cell(spec.range or ', '.join(map(str, spec.choices)))} "
+            f"| {_cell(', '.join(spec.used_by))} | {_cell(spec.help)} |\n"
+        )
     return "".join(lines)
 
 

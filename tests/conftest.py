@@ -74,6 +74,8 @@ def float64_models():
     from dralign.modeling.tiny import ARCHITECTURES, tiny_model
     from helpers import VOCAB
 
-    return {(arch, attn): tiny_model(arch, vocab_size=VOCAB, seed=1, attn_implementation=attn,
-                                     dtype=torch.float64).eval()
-            for arch in ARCHITECTURES for attn in ("sdpa", "eager")}
+    return {
+        (arch, attn): tiny_model(arch, vocab_size=VOCAB, seed=1, attn_implementation=attn, dtype=torch.float64).eval()
+        for arch in ARCHITECTURES
+        for attn in ("sdpa", "eager")
+    }

@@ -39,13 +39,15 @@ def preference_rows(n: int = 64, seed: int = 0) -> list[dict]:
     rows = []
     for i in range(n):
         prompt = f"Human: question {i}, please answer briefly? Assistant:"
-        rows.append({
-            "prompt": prompt,
-            "chosen": " " + " ".join(rng.choices(POSITIVE, k=3)) + ".",
-            "rejected": " " + " ".join(rng.choices(NEGATIVE, k=3)) + ".",
-            "group": "ab"[i % 2],
-            "ratio": 0.25 + 0.5 * (i % 4),
-        })
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": " " + " ".join(rng.choices(POSITIVE, k=3)) + ".",
+                "rejected": " " + " ".join(rng.choices(NEGATIVE, k=3)) + ".",
+                "group": "ab"[i % 2],
+                "ratio": 0.25 + 0.5 * (i % 4),
+            }
+        )
     return rows
 
 
@@ -56,9 +58,13 @@ def unpaired_rows(n: int = 64, seed: int = 0) -> list[dict]:
     for i in range(n):
         good = i % 2 == 0
         words = POSITIVE if good else NEGATIVE
-        rows.append({"prompt": f"Human: topic {i // 2}? Assistant:",
-                     "completion": " " + " ".join(rng.choices(words, k=3)) + ".",
-                     "label": good})
+        rows.append(
+            {
+                "prompt": f"Human: topic {i // 2}? Assistant:",
+                "completion": " " + " ".join(rng.choices(words, k=3)) + ".",
+                "label": good,
+            }
+        )
     return rows
 
 
@@ -75,9 +81,13 @@ def make_batch(prompt_lens, completion_lens, length=None, vocab=VOCAB, seed=0):
     for i, (p, c) in enumerate(zip(prompt_lens, completion_lens)):
         input_ids[i, : p + c] = torch.randint(2, vocab, (p + c,), generator=g)
         attention_mask[i, : p + c] = 1
-        completion_mask[i, p: p + c] = True
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "completion_mask": completion_mask, "index": torch.arange(n // 2)}
+        completion_mask[i, p : p + c] = True
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "completion_mask": completion_mask,
+        "index": torch.arange(n // 2),
+    }
 
 
 def pair_logp_grads(model, batch, weights) -> dict:

@@ -44,31 +44,37 @@ def _python(code: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_building_the_parser_and_top_level_help_import_no_torch():
-    done = _python("import sys, dralign.cli\n"
-                   "p = dralign.cli.build_parser()\n"
-                   "help = p.format_help()\n"
-                   "heavy = [m for m in ('torch', 'transformers', 'accelerate', 'datasets') if m in sys.modules]\n"
-                   "print(heavy, 'train' in help and 'bench' in help)")
+    done = _python(
+        "import sys, dralign.cli\n"
+        "p = dralign.cli.build_parser()\n"
+        "help = p.format_help()\n"
+        "heavy = [m for m in ('torch', 'transformers', 'accelerate', 'datasets') if m in sys.modules]\n"
+        "print(heavy, 'train' in help and 'bench' in help)"
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[] True"
     # `dralign train --help` builds the train options: no torch (the method flags come from
     # dralign.objectives, which imports torch on first use), transformers, accelerate or peft
-    done = _python("import sys, dralign.cli\n"
-                   "dralign.cli.build_parser().parse_args(['train', '--model', 'm'])\n"
-                   "print([m for m in ('torch', 'transformers', 'accelerate', 'peft', 'datasets') if m in sys.modules])")
+    done = _python(
+        "import sys, dralign.cli\n"
+        "dralign.cli.build_parser().parse_args(['train', '--model', 'm'])\n"
+        "print([m for m in ('torch', 'transformers', 'accelerate', 'peft', 'datasets') if m in sys.modules])"
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.slow
 def test_dralign_help_answers_in_under_a_second():
-    done = _python("import contextlib, io, time\n"
-                   "start = time.perf_counter()\n"
-                   "from dralign.cli import main\n"
-                   "out = io.StringIO()\n"
-                   "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
-                   "    main(['--help'])\n"
-                   "print(time.perf_counter() - start, 'usage: dralign' in out.getvalue())")
+    done = _python(
+        "import contextlib, io, time\n"
+        "start = time.perf_counter()\n"
+        "from dralign.cli import main\n"
+        "out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    main(['--help'])\n"
+        "print(time.perf_counter() - start, 'usage: dralign' in out.getvalue())"
+    )
     assert done.returncode == 0, done.stderr
     elapsed, shown = done.stdout.split()
     assert shown == "True" and float(elapsed) < 1.0  # it imported torch and transformers: 6.5 s
@@ -110,8 +116,20 @@ def _parse(argv, tmp_path=None):
 
 
 def test_flags_are_derived_from_the_dataclasses(tmp_path):
-    cfg = _parse(["--model", "m", "--beta", "0.3", "--no-ref-cache", "--lora-target-modules", "q", "v",
-                  "--global-batch", "exact"])
+    cfg = _parse(
+        [
+            "--model",
+            "m",
+            "--beta",
+            "0.3",
+            "--no-ref-cache",
+            "--lora-target-modules",
+            "q",
+            "v",
+            "--global-batch",
+            "exact",
+        ]
+    )
     assert cfg.model.model == "m" and cfg.method.beta == 0.3 and cfg.model.ref_cache is False
     assert cfg.model.lora_target_modules == ["q", "v"] and cfg.optim.global_batch == "exact"
     assert cfg.optim.batch_size == 8  # dataclass default
@@ -137,8 +155,20 @@ def test_bad_yaml_values_name_the_file_and_key(tmp_path):
 
 
 def test_cli_errors_are_one_clear_line(tmp_path, capsys):
-    assert main(["train", "--model", str(tmp_path / "nope"), "--data", str(tmp_path / "missing.jsonl"),
-                 "--output-dir", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(tmp_path / "nope"),
+                "--data",
+                str(tmp_path / "missing.jsonl"),
+                "--output-dir",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.startswith("dralign train: error:") and "Traceback" not in err
     assert main(["train", "--method", "dpoo", "--model", "x", "--data", "y"]) == 2
@@ -155,9 +185,27 @@ def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
     from dralign_bench.shift.scenarios import FDPO_BETAS
 
     out_dir = tmp_path / "demo"
-    argv = ["demo", "--seeds", "2", "--steps", "2", "--train-pairs", "32", "--eval-prompts", "4", "--eval-pairs", "8",
-            "--max-new-tokens", "16", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"),
-            "--output-dir", str(out_dir)]
+    argv = [
+        "demo",
+        "--seeds",
+        "2",
+        "--steps",
+        "2",
+        "--train-pairs",
+        "32",
+        "--eval-prompts",
+        "4",
+        "--eval-pairs",
+        "8",
+        "--max-new-tokens",
+        "16",
+        "--lm-steps",
+        "8",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output-dir",
+        str(out_dir),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     results = json.loads((out_dir / "results.json").read_text())
@@ -168,8 +216,14 @@ def test_demo_runs_end_to_end_at_reduced_size(tmp_path, capsys):
     assert len(results["claims"]) == 6  # per divergence: reward, entropy, calibration
     for claim in results["claims"]:
         assert set(claim["control"]) >= {"name", "value", "threshold", "passed"}
-        assert claim["verdict"] in ("reproduced", "partly reproduced", "contradicted", "not significant",
-                                    "underpowered", "invalid test")
+        assert claim["verdict"] in (
+            "reproduced",
+            "partly reproduced",
+            "contradicted",
+            "not significant",
+            "underpowered",
+            "invalid test",
+        )
     for path in results["files"]["plots"] + [results["files"]["report"]]:
         assert Path(path).stat().st_size > 0
         assert path in out.replace("\n", "")
@@ -182,17 +236,51 @@ def test_bench_shift_sources_fits_density_ratios_and_gates_dora_on_its_control(t
     per seed (AUC and ESS saved), DoRA and its tuned baselines are trained, the control reads the
     DPO runs on all rows and on the human rows, the oracle-weighted run and the AUC."""
     out_dir = tmp_path / "shift"
-    argv = ["bench", "shift", "--scenarios", "sources", "--seeds", "2", "--validation-seeds", "0", "--steps", "2",
-            "--train-pairs", "80", "--synthetic-fraction", "0.9", "--eval-prompts", "4", "--eval-pairs", "8",
-            "--max-new-tokens", "8", "--betas", "0.1", "1", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"),
-            "--output-dir", str(out_dir)]  # 8 human rows: enough for the ratio fit's 5 folds
+    argv = [
+        "bench",
+        "shift",
+        "--scenarios",
+        "sources",
+        "--seeds",
+        "2",
+        "--validation-seeds",
+        "0",
+        "--steps",
+        "2",
+        "--train-pairs",
+        "80",
+        "--synthetic-fraction",
+        "0.9",
+        "--eval-prompts",
+        "4",
+        "--eval-pairs",
+        "8",
+        "--max-new-tokens",
+        "8",
+        "--betas",
+        "0.1",
+        "1",
+        "--lm-steps",
+        "8",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output-dir",
+        str(out_dir),
+    ]  # 8 human rows: enough for the ratio fit's 5 folds
     assert main(argv) == 0
     results = json.loads((out_dir / "results.json").read_text())
-    assert {"human/dpo[beta=0.1]", "human/dpo[beta=1]", "sources/dora[lam=0.5]", "sources/dro[tau=0.5]",
-            "sources/dora-reweight", "sources-oracle/dora-reweight"} <= set(results["runs"])
-    assert len(results["density_ratios"]) == 2 and all(0.0 <= r["auc"] <= 1.0 and 0 < r["ess"] <= 1.0
-                                                       and 0.0 <= r["oracle_auc"] <= 1.0
-                                                       for r in results["density_ratios"])
+    assert {
+        "human/dpo[beta=0.1]",
+        "human/dpo[beta=1]",
+        "sources/dora[lam=0.5]",
+        "sources/dro[tau=0.5]",
+        "sources/dora-reweight",
+        "sources-oracle/dora-reweight",
+    } <= set(results["runs"])
+    assert len(results["density_ratios"]) == 2 and all(
+        0.0 <= r["auc"] <= 1.0 and 0 < r["ess"] <= 1.0 and 0.0 <= r["oracle_auc"] <= 1.0
+        for r in results["density_ratios"]
+    )
     dora_claim = results["claims"][0]
     assert "AUC" in dora_claim["control"]["detail"] and dora_claim["comparisons"][0]["a"] == "sources/dora[lam=0.5]"
     assert results["power"]["all"]["comparisons"] == 3

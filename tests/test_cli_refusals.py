@@ -78,13 +78,28 @@ def _instance(cls: type, message: str) -> Exception:
 
 
 def test_aot_unpaired_without_the_reference_cache_is_one_line(tiny_model_dir, unpaired_jsonl, tmp_path, capsys):
-    rc = main(["train", "--no-progress", "--model", tiny_model_dir("llama"), "--data", str(unpaired_jsonl),
-               "--method", "aot-unpaired", "--no-ref-cache", "--max-steps", "1",
-               "--output-dir", str(tmp_path / "out")])
+    rc = main(
+        [
+            "train",
+            "--no-progress",
+            "--model",
+            tiny_model_dir("llama"),
+            "--data",
+            str(unpaired_jsonl),
+            "--method",
+            "aot-unpaired",
+            "--no-ref-cache",
+            "--max-steps",
+            "1",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert err.strip().splitlines() == [
-        "dralign train: error: aot-unpaired reads reference log-probs from the cache: drop --no-ref-cache"]
+        "dralign train: error: aot-unpaired reads reference log-probs from the cache: drop --no-ref-cache"
+    ]
 
 
 def test_bench_commands_are_plugins_the_cli_does_not_name():
@@ -94,7 +109,12 @@ def test_bench_commands_are_plugins_the_cli_does_not_name():
     assert paths, "no dralign.commands entry points installed: run `pip install -e .` again"
     assert isinstance(paths[("bench",)], CommandGroup)
     assert {p for p, s in paths.items() if isinstance(s, Command)} >= {
-        ("bench", "shift"), ("bench", "loglinear"), ("bench", "real"), ("bench", "speed"), ("demo",)}
+        ("bench", "shift"),
+        ("bench", "loglinear"),
+        ("bench", "real"),
+        ("bench", "speed"),
+        ("demo",),
+    }
     args = build_parser().parse_args(["bench", "loglinear"])
     assert args.func is not None
 
@@ -119,12 +139,19 @@ def test_a_plugin_command_runs_with_its_config_and_command_line(monkeypatch, cap
 
 @pytest.mark.slow
 def test_train_help_imports_no_torch():
-    code = ("import contextlib, io, sys\n"
-            "from dralign.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
-            "    main(['train', '--help'])\n"
-            "print([m for m in ('torch', 'transformers') if m in sys.modules], '--beta' in out.getvalue())")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(SRC.parent), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import contextlib, io, sys\n"
+        "from dralign.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "    main(['train', '--help'])\n"
+        "print([m for m in ('torch', 'transformers') if m in sys.modules], '--beta' in out.getvalue())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(SRC.parent), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[] True"

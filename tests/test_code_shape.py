@@ -17,8 +17,7 @@ ALLOWED: set[str] = set()
 
 def parameter_count(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
     a = node.args
-    return (len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs)
-            + (a.vararg is not None) + (a.kwarg is not None))
+    return len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + (a.vararg is not None) + (a.kwarg is not None)
 
 
 def offenders(root: Path = SRC) -> dict[str, str]:
@@ -32,7 +31,8 @@ def offenders(root: Path = SRC) -> dict[str, str]:
             lines, params = node.end_lineno - node.lineno + 1, parameter_count(node)
             if lines > MAX_LINES or params > MAX_PARAMETERS:
                 found[f"{file.relative_to(root).as_posix()}:{node.name}"] = (
-                    f"line {node.lineno}: {lines} lines, {params} parameters")
+                    f"line {node.lineno}: {lines} lines, {params} parameters"
+                )
     return found
 
 
@@ -49,6 +49,8 @@ def test_the_allow_list_names_only_current_offenders():
 
 def test_the_checker_sees_a_long_function_and_a_long_parameter_list(tmp_path):
     body = "\n".join(f"    x{i} = {i}" for i in range(MAX_LINES))
-    (tmp_path / "m.py").write_text(f"def long():\n{body}\n\n\ndef wide(a, b, c, d, e, f, g, h, i, *j, k, **l):\n"
-                                   "    pass\n\n\ndef fine(self, a, *b, c, **d):\n    pass\n")
+    (tmp_path / "m.py").write_text(
+        f"def long():\n{body}\n\n\ndef wide(a, b, c, d, e, f, g, h, i, *j, k, **l):\n"
+        "    pass\n\n\ndef fine(self, a, *b, c, **d):\n    pass\n"
+    )
     assert set(offenders(tmp_path)) == {"m.py:long", "m.py:wide"}

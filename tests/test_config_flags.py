@@ -47,8 +47,7 @@ def test_each_flag_is_one_field(command):
     add_arguments(parser, cls)  # argparse refuses a flag added twice
     fields = collections.Counter(f.name for _, section in _sections(cls) for f in dataclasses.fields(section))
     assert [n for n, k in fields.items() if k > 1] == []
-    dest = {a: action.dest for action in parser._actions for a in action.option_strings
-            if action.dest != "help"}
+    dest = {a: action.dest for action in parser._actions for a in action.option_strings if action.dest != "help"}
     assert set(dest.values()) == set(fields)  # every field has its flag, every flag its field
     assert all(f in (flag(d), "--no-" + flag(d)[2:]) for f, d in dest.items())  # named after it
 

@@ -22,8 +22,11 @@ def alias_bomb(key: str, levels: int = 9) -> str:
 def test_an_alias_bomb_is_refused_in_one_line(tmp_path, key):
     path = tmp_path / "bomb.yaml"
     path.write_text(alias_bomb(key))
-    with pytest.raises(ConfigError, match=rf"^{path}: more than {MAX_YAML_VALUES} values once its "
-                                          "aliases are expanded"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"^{path}: more than {MAX_YAML_VALUES} values once its "
+        "aliases are expanded",
+    ):
         load_yaml(path)
 
 
@@ -42,12 +45,15 @@ def test_aliases_within_the_limit_still_work(tmp_path):
     assert load_yaml(path)["ratio_target"] == ["q_proj", "v_proj"]
 
 
-@pytest.mark.parametrize("content, match", [
-    (b"model: m\n" + b"# padding\n" * (MAX_YAML_BYTES // 10 + 1), "larger than 1 MiB"),
-    (b"model: m\n1: x\n", "key 1 is not an option name"),
-    (b"model: \xff\xfe\n", "not UTF-8"),
-    (b"model: m\nx:\n" + b"  - " * 1 + b"[" * 1000 + b"]" * 1000 + b"\n", "nested too deeply|not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"model: m\n" + b"# padding\n" * (MAX_YAML_BYTES // 10 + 1), "larger than 1 MiB"),
+        (b"model: m\n1: x\n", "key 1 is not an option name"),
+        (b"model: \xff\xfe\n", "not UTF-8"),
+        (b"model: m\nx:\n" + b"  - " * 1 + b"[" * 1000 + b"]" * 1000 + b"\n", "nested too deeply|not valid YAML"),
+    ],
+)
 def test_a_bad_config_file_is_one_line_naming_it(tmp_path, content, match):
     path = tmp_path / "c.yaml"
     path.write_bytes(content)

@@ -25,7 +25,8 @@ GEN = _generator()
 def test_generated_page_is_current(name):
     committed = (GEN.OUT / name).read_text()
     assert committed == GEN.PAGES[name](), (
-        f"docs/reference/{name} is stale: run `python docs/gen_reference.py` and commit it")
+        f"docs/reference/{name} is stale: run `python docs/gen_reference.py` and commit it"
+    )
 
 
 def test_cli_reference_lists_every_train_flag_with_its_default_and_range():
@@ -56,8 +57,10 @@ def test_troubleshooting_lists_raised_errors_by_family():
     spec.loader.exec_module(errors)
     found = errors.harvest()
     # ConfigError derives from BadOptionError: its range refusal in dralign.config.check_value is listed there
-    assert any("is out of range" in msg and name == "ConfigError" and where == "dralign.config.check_value"
-               for msg, name, where in found["BadOptionError"])
+    assert any(
+        "is out of range" in msg and name == "ConfigError" and where == "dralign.config.check_value"
+        for msg, name, where in found["BadOptionError"]
+    )
     # DataError derives from BadInputError
     assert any(name == "DataError" for _, name, _ in found["BadInputError"])
     assert not any(name == "DataError" for _, name, _ in found["BadOptionError"])
@@ -66,8 +69,14 @@ def test_troubleshooting_lists_raised_errors_by_family():
     assert report.CHOSEN_EQUALS_REJECTED in errors.bad_row_reasons()
 
 
-API_MODULES = ["dralign.objectives", "dralign.train", "dralign.eval", "dralign.ratio",
-               "dralign.integrations.trl", "dralign.errors"]  # the modules docs/reference/api.md renders
+API_MODULES = [
+    "dralign.objectives",
+    "dralign.train",
+    "dralign.eval",
+    "dralign.ratio",
+    "dralign.integrations.trl",
+    "dralign.errors",
+]  # the modules docs/reference/api.md renders
 
 
 @pytest.mark.parametrize("module", API_MODULES)

@@ -10,10 +10,17 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYERS = {  # package prefix -> layer (the longest matching prefix wins)
-    "dralign.objectives": 1, "dralign.data": 1, "dralign.modeling": 1, "dralign.stats": 1,
-    "dralign.config": 1, "dralign": 1,
-    "dralign.train": 2, "dralign.ratio": 2,
-    "dralign.eval": 3, "dralign.integrations": 3, "dralign.diagnosis": 3,
+    "dralign.objectives": 1,
+    "dralign.data": 1,
+    "dralign.modeling": 1,
+    "dralign.stats": 1,
+    "dralign.config": 1,
+    "dralign": 1,
+    "dralign.train": 2,
+    "dralign.ratio": 2,
+    "dralign.eval": 3,
+    "dralign.integrations": 3,
+    "dralign.diagnosis": 3,
     "dralign_bench": 4,
     "dralign.cli": 5,
 }
@@ -58,7 +65,7 @@ def imports(module: str, file: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
@@ -80,15 +87,23 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_no_import_goes_up_a_layer():
-    upward = [f"{m} (layer {layer(m)}) imports {t} (layer {layer(t)})"
-              for m, targets in graph().items() for t in targets
-              if layer(t) > layer(m) and not t.startswith(m + ".")]
+    upward = [
+        f"{m} (layer {layer(m)}) imports {t} (layer {layer(t)})"
+        for m, targets in graph().items()
+        for t in targets
+        if layer(t) > layer(m) and not t.startswith(m + ".")
+    ]
     assert not upward, "\n".join(sorted(upward))
 
 
 def test_the_objective_algebra_imports_nothing_else_of_dralign():
-    bad = [f"{m} imports {t}" for m, targets in graph().items() if any(m.startswith(g) for g in GROUND)
-           for t in targets if not any(t.startswith(g) for g in GROUND)]
+    bad = [
+        f"{m} imports {t}"
+        for m, targets in graph().items()
+        if any(m.startswith(g) for g in GROUND)
+        for t in targets
+        if not any(t.startswith(g) for g in GROUND)
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -100,7 +115,7 @@ def test_no_import_cycle_between_files():
 
     def visit(node):
         if node in stack:
-            cycles.append(stack[stack.index(node):] + [node])
+            cycles.append(stack[stack.index(node) :] + [node])
             return
         if node in seen:
             return
@@ -116,8 +131,7 @@ def test_no_import_cycle_between_files():
 
 
 def test_no_source_file_over_500_lines():
-    long = [f"{f.relative_to(SRC)}: {n}" for f in SRC.rglob("*.py")
-            if (n := len(f.read_text().splitlines())) > 500]
+    long = [f"{f.relative_to(SRC)}: {n}" for f in SRC.rglob("*.py") if (n := len(f.read_text().splitlines())) > 500]
     assert not long, long
 
 

@@ -31,10 +31,17 @@ def test_eval_prints_group_and_source_names_inert(tiny_model_dir, tmp_path):
     data = write_jsonl(tmp_path / "pairs.jsonl", rows)
     console = Console(file=io.StringIO(), width=200)
     output = tmp_path / "eval.json"
-    opts = EvalOptions(model=tiny_model_dir("llama", seed=1), reference=tiny_model_dir("llama"),
-                       data=str(data), output=str(output), batch_size=4)
-    run_eval(EvalConfig(eval=opts, data=EvalDataOptions(max_length=64, group_column="group",
-                                                        source_column="source")), console=console)
+    opts = EvalOptions(
+        model=tiny_model_dir("llama", seed=1),
+        reference=tiny_model_dir("llama"),
+        data=str(data),
+        output=str(output),
+        batch_size=4,
+    )
+    run_eval(
+        EvalConfig(eval=opts, data=EvalDataOptions(max_length=64, group_column="group", source_column="source")),
+        console=console,
+    )
     printed = console.file.getvalue()
     assert "\x1b" not in printed
     assert "evil\\x1b[2J" in printed and "src\\x1b[2J" in printed and "[bold red]loud" in printed

@@ -69,8 +69,9 @@ def test_wheel_installs_into_fresh_venv_and_trains(tmp_path):
 
     model = save_tiny(tmp_path / "tiny", "llama")
     data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(8))
-    out = _ok(_run([exe, "train", "--model", model, "--data", data, "--max-steps", 1,
-                    "--output-dir", tmp_path / "run"]))
+    out = _ok(
+        _run([exe, "train", "--model", model, "--data", data, "--max-steps", 1, "--output-dir", tmp_path / "run"])
+    )
     assert "completed: 1 steps" in out
     assert (tmp_path / "run" / "metrics.jsonl").is_file()
 

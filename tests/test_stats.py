@@ -68,6 +68,7 @@ def test_metrics_reject_bad_input():
 
 # --- calibration (from the evaluation's metrics) ----------------------------------------------
 
+
 def test_ece_hand_computed_six_samples():
     # bins=2: [0, .5) holds p = .1, .2, .4 (labels 0, 1, 0): |1/3 − 0.7/3| = 0.1
     #         [.5, 1] holds p = .6, .9, 1.0 (labels 1, 1, 0): |2/3 − 2.5/3| = 0.5/3
@@ -78,7 +79,8 @@ def test_ece_hand_computed_six_samples():
     # bins=10: .1, .2, .4, .6 are alone in their bins (|p − y| = .1, .8, .4, .4); the last bin
     # [.9, 1] holds p = .9 and 1.0 (labels 1, 0): |1/2 − 1.9/2| = .45, weight 2/6
     assert expected_calibration_error(probs, labels, bins=10) == pytest.approx(
-        (0.1 + 0.8 + 0.4 + 0.4) / 6 + 2 / 6 * 0.45)
+        (0.1 + 0.8 + 0.4 + 0.4) / 6 + 2 / 6 * 0.45
+    )
     # one bin: |mean y − mean p|
     assert expected_calibration_error(probs, labels, bins=1) == pytest.approx(abs(0.5 - 3.2 / 6))
 
@@ -94,6 +96,7 @@ def test_ece_perfect_and_torch_input():
 
 
 # --- bootstrap intervals --------------------------------------------------------------------
+
 
 def test_bootstrap_ci_contains_estimate_deterministic_and_shrinks():
     rng = np.random.default_rng(1)

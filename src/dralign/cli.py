@@ -28,8 +28,11 @@ def _methods(args) -> int:
     console = _methods_console(args.width)
     piped = not console.is_terminal and not args.width
     # piped (to a file, grep, less): one line per preset in a Markdown table, never wrapped
-    table = Table(title=None if piped else "dralign methods (presets)", show_lines=not piped,
-                  box=box.MARKDOWN if piped else box.HEAVY_HEAD)
+    table = Table(
+        title=None if piped else "dralign methods (presets)",
+        show_lines=not piped,
+        box=box.MARKDOWN if piped else box.HEAVY_HEAD,
+    )
     for col in ("preset", "divergence / coupling / link / robust [+ penalty]", "formula", "parameters", "paper"):
         table.add_column(col, overflow="fold")
     aliases: dict[str, list[str]] = {}
@@ -53,9 +56,11 @@ def _methods(args) -> int:
         print("\n".join(line.rstrip() for line in captured.get().splitlines() if line.strip()))
     else:
         console.print(table)
-    console.print("Any other combination: name the four choices, e.g. "
-                  "--method dpo --divergence js --robust kl. Parameters and defaults: "
-                  + ", ".join(f"{k}={v.default}" for k, v in parameters().items()))
+    console.print(
+        "Any other combination: name the four choices, e.g. "
+        "--method dpo --divergence js --robust kl. Parameters and defaults: "
+        + ", ".join(f"{k}={v.default}" for k, v in parameters().items())
+    )
     return 0
 
 
@@ -74,19 +79,22 @@ def _train(args) -> int:
 
     cfg = from_args(TrainConfig, args, translate=translate)
     # the ratios are fitted into the output folder once the run holds it; --config is an input
-    result = train(cfg, inputs=[args.config] if getattr(args, "config", None) else [],
-                   prepare=with_fitted_ratios)
+    result = train(cfg, inputs=[args.config] if getattr(args, "config", None) else [], prepare=with_fitted_ratios)
     from accelerate import PartialState
 
     if PartialState().is_main_process:
         if result.status == "completed":
             print(f"completed: {result.steps} steps; model, card and final_metrics.json in {result.output_dir}")
         elif result.model_saved:
-            print(f"interrupted after {result.steps} steps, before the final evaluation; the model is "
-                  f"saved in {result.output_dir}; evaluate with --resume --output-dir {result.output_dir}")
+            print(
+                f"interrupted after {result.steps} steps, before the final evaluation; the model is "
+                f"saved in {result.output_dir}; evaluate with --resume --output-dir {result.output_dir}"
+            )
         else:
-            print(f"interrupted after {result.steps} steps; no final model was written; continue with "
-                  f"--resume --output-dir {result.output_dir}")
+            print(
+                f"interrupted after {result.steps} steps; no final model was written; continue with "
+                f"--resume --output-dir {result.output_dir}"
+            )
     return 0 if result.status == "completed" else 130
 
 
@@ -121,6 +129,7 @@ def _diagnose(args) -> int:
 
 def _plugin(command) -> Callable:
     """The `func` of a subcommand another package registers (`dralign.commands.Command`)."""
+
     def run(args) -> int:
         status = command.runner()(from_args(command.config_class(), args), _command_line(args))
         return 0 if status is None else status
@@ -167,8 +176,9 @@ def _config_options(config_of: Callable[[], type]) -> Callable[[argparse.Argumen
 def _add(sub, name: str, config_of: Callable[[], type], func, help: str, description: str | None = None):
     """A subcommand whose options are the fields of the config class `config_of()` (and
     --config FILE.yaml), added when the subcommand is used."""
-    p = sub.add_parser(name, help=help, description=description or help, allow_abbrev=False,
-                       add_options=_config_options(config_of))
+    p = sub.add_parser(
+        name, help=help, description=description or help, allow_abbrev=False, add_options=_config_options(config_of)
+    )
     p.set_defaults(func=func)
     return p
 
@@ -215,28 +225,49 @@ def build_parser(plugins: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--width", type=int, default=None, help="table width in characters")
     p.set_defaults(func=_methods)
 
-    _add(sub, "train", _config("dralign.train.config", "TrainConfig"), _train, "align a causal LM on preference data",
-         "Train with any preset or combination of choices. Every option may also be given in a "
-         "YAML file with --config; the command line wins.")
+    _add(
+        sub,
+        "train",
+        _config("dralign.train.config", "TrainConfig"),
+        _train,
+        "align a causal LM on preference data",
+        "Train with any preset or combination of choices. Every option may also be given in a "
+        "YAML file with --config; the command line wins.",
+    )
 
-    ratio = _subcommands(sub.add_parser("ratio", help="DoRA's density ratios", allow_abbrev=False),
-                         "ratio_command")
-    _add(ratio, "fit", _config("dralign.ratio.cli", "RatioConfig"), _ratio_fit,
-         "cross-fit P(target | prompt, response); write target_prob and ratio per row",
-         "Fit DoRA's density-ratio classifier (k-fold cross-fitted logistic regression on frozen "
-         "features) and write per-row weights.")
+    ratio = _subcommands(sub.add_parser("ratio", help="DoRA's density ratios", allow_abbrev=False), "ratio_command")
+    _add(
+        ratio,
+        "fit",
+        _config("dralign.ratio.cli", "RatioConfig"),
+        _ratio_fit,
+        "cross-fit P(target | prompt, response); write target_prob and ratio per row",
+        "Fit DoRA's density-ratio classifier (k-fold cross-fitted logistic regression on frozen "
+        "features) and write per-row weights.",
+    )
 
-    _add(sub, "eval", _config("dralign.eval.cli", "EvalConfig"), _eval, "evaluate a trained model: held-out pairs, generations, a shift sweep",
-         "Preference accuracy, margins and calibration on held-out pairs; win rate against the start "
-         "model under a reward, KL to it, diversity and length of samples; a shift sweep over mixture "
-         "weights with the worst case. Every mean with a 95% bootstrap interval.")
+    _add(
+        sub,
+        "eval",
+        _config("dralign.eval.cli", "EvalConfig"),
+        _eval,
+        "evaluate a trained model: held-out pairs, generations, a shift sweep",
+        "Preference accuracy, margins and calibration on held-out pairs; win rate against the start "
+        "model under a reward, KL to it, diversity and length of samples; a shift sweep over mixture "
+        "weights with the worst case. Every mean with a 95% bootstrap interval.",
+    )
 
-    _add(sub, "diagnose", _config("dralign.diagnosis", "DiagnoseConfig"), _diagnose,
-         "look at a preference file before training: integrity, lengths, groups, sources, advice",
-         "Rows and bad rows (read as `dralign train` reads them), duplicates and contradictory "
-         "pairs, leakage into --eval, the pick-the-longer baseline and what --max-length cuts, "
-         "groups, the density-ratio fit against --target, the label signal of --model; advice "
-         "with the evidence it rests on. --json writes the report (and a PNG beside it).")
+    _add(
+        sub,
+        "diagnose",
+        _config("dralign.diagnosis", "DiagnoseConfig"),
+        _diagnose,
+        "look at a preference file before training: integrity, lengths, groups, sources, advice",
+        "Rows and bad rows (read as `dralign train` reads them), duplicates and contradictory "
+        "pairs, leakage into --eval, the pick-the-longer baseline and what --max-length cuts, "
+        "groups, the density-ratio fit against --target, the label signal of --model; advice "
+        "with the evidence it rests on. --json writes the report (and a PNG beside it).",
+    )
 
     if plugins:
         _add_plugins(sub)
@@ -271,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (train's set-up): one line, no traceback
         print(f"dralign {args.command}: {e or 'stopped by SIGINT'}", file=sys.stderr)
         return 130
+
 
 if __name__ == "__main__":
     sys.exit(main())

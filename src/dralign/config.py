@@ -166,10 +166,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls) -> None:
         group = parser.add_argument_group(section, doc)
         for f, tp in _leaf_fields(section_cls):
             inner, _ = _unwrap_optional(tp)
-            kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS,
-                                      "help": f.metadata.get("help", "")}
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata.get("help", "")}
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            )
             if default not in (None, "", []):
                 kwargs["help"] += f" (default: {default})"
             if f.metadata.get("valid") is not None:
@@ -233,8 +235,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         with path.open("rb") as fh:
             raw = fh.read(MAX_YAML_BYTES + 1)
         if len(raw) > MAX_YAML_BYTES:
-            raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES >> 20} MiB; a config is a "
-                              "mapping of option: value")
+            raise ConfigError(f"{path}: larger than {MAX_YAML_BYTES >> 20} MiB; a config is a mapping of option: value")
         data = yaml.safe_load(raw.decode("utf-8")) or {}
         _count_values(data, path)
     except yaml.YAMLError as e:
@@ -267,8 +268,10 @@ def _count_values(data: Any, path: Path) -> None:
         value = stack.pop()
         count += 1
         if count > MAX_YAML_VALUES:
-            raise ConfigError(f"{path}: more than {MAX_YAML_VALUES} values once its aliases are "
-                              "expanded; a config is a mapping of option: value")
+            raise ConfigError(
+                f"{path}: more than {MAX_YAML_VALUES} values once its aliases are "
+                "expanded; a config is a mapping of option: value"
+            )
         if isinstance(value, dict):
             stack.extend(value.keys())
             stack.extend(value.values())

@@ -20,8 +20,16 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sized
 
-__all__ = ["LOG_EVERY", "LogLines", "duration", "is_terminal", "phase_progress",
-           "set_log_every", "table_console", "track"]
+__all__ = [
+    "LOG_EVERY",
+    "LogLines",
+    "duration",
+    "is_terminal",
+    "phase_progress",
+    "set_log_every",
+    "table_console",
+    "track",
+]
 
 LOG_EVERY = 30.0  # seconds between two progress lines in a log (`--progress-every`)
 
@@ -64,9 +72,17 @@ class LogLines:
     when anything was done since the last line. `write` receives each line (default: print,
     flushed, so that a log shows it at once)."""
 
-    def __init__(self, description: str, total: int | None, *, unit: str = "", every: float | None = None,
-                 clock: Callable[[], float] = time.monotonic, write: Callable[[str], None] | None = None,
-                 done: int = 0):
+    def __init__(
+        self,
+        description: str,
+        total: int | None,
+        *,
+        unit: str = "",
+        every: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        write: Callable[[str], None] | None = None,
+        done: int = 0,
+    ):
         self.description, self.total, self.unit = description, total, unit
         self.every = LOG_EVERY if every is None else every
         self.clock, self.write = clock, write or (lambda line: print(line, flush=True))
@@ -104,12 +120,14 @@ class LogLines:
 
 
 @contextlib.contextmanager
-def phase_progress(description: str, total: int | None, enabled: bool = True, bytes: bool = False,
-                   unit: str = "") -> Iterator[Callable[[int], None]]:
+def phase_progress(
+    description: str, total: int | None, enabled: bool = True, bytes: bool = False, unit: str = ""
+) -> Iterator[Callable[[int], None]]:
     """Progress of a long phase; yields advance(n). On a terminal a transient rich bar (the log
     keeps only the summaries); otherwise :class:`LogLines`; nothing when not `enabled` (the
     caller decides: --no-progress, the main process, a phase long enough to be worth it)."""
     if not enabled:
+
         def skip(n: int = 1) -> None:
             """Nothing to show."""
 
@@ -117,8 +135,11 @@ def phase_progress(description: str, total: int | None, enabled: bool = True, by
         return
     if not is_terminal():
         scale = 1 << 20 if bytes else 1  # bytes are counted in MB in a log
-        lines = LogLines(f"{description} (MB)" if bytes else description,
-                         None if total is None else -(-total // scale), unit="MB" if bytes else unit)
+        lines = LogLines(
+            f"{description} (MB)" if bytes else description,
+            None if total is None else -(-total // scale),
+            unit="MB" if bytes else unit,
+        )
         carry = [0]
 
         def advance(n: int = 1) -> None:
@@ -131,9 +152,9 @@ def phase_progress(description: str, total: int | None, enabled: bool = True, by
         lines.close()
         return
     from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     count = DownloadColumn() if bytes else MofNCompleteColumn()
-    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), count, TimeRemainingColumn(),
-                  transient=True) as bar:
+    with Progress(TextColumn(f"[bold]{description}"), BarColumn(), count, TimeRemainingColumn(), transient=True) as bar:
         task = bar.add_task(description, total=total)
 
         def step(n: int = 1) -> None:
@@ -142,8 +163,9 @@ def phase_progress(description: str, total: int | None, enabled: bool = True, by
         yield step
 
 
-def track(items: Iterable, description: str, total: int | None = None, enabled: bool = True,
-          unit: str = "") -> Iterator:
+def track(
+    items: Iterable, description: str, total: int | None = None, enabled: bool = True, unit: str = ""
+) -> Iterator:
     """Iterate `items` with :func:`phase_progress` (total: ``len(items)`` when not given)."""
     if total is None and isinstance(items, Sized):  # Sized: a class with __len__
         total = len(items)

@@ -8,8 +8,15 @@ so ``except ValueError`` in user code keeps working.
 
 from __future__ import annotations
 
-__all__ = ["BadInputError", "BadOptionError", "BadRunFolderError", "DralignError", "MissingExtraError",
-           "RunFailedError", "UnsupportedError"]
+__all__ = [
+    "BadInputError",
+    "BadOptionError",
+    "BadRunFolderError",
+    "DralignError",
+    "MissingExtraError",
+    "RunFailedError",
+    "UnsupportedError",
+]
 
 
 class DralignError(Exception):

@@ -26,8 +26,15 @@ import numpy as np
 from .config import Range, option
 from .stats import MeanCI
 
-__all__ = ["LENGTH_TOLERANCE", "completion_lengths", "flat_length_metrics", "length_matched",
-           "length_report", "longer_wins", "outcomes"]
+__all__ = [
+    "LENGTH_TOLERANCE",
+    "completion_lengths",
+    "flat_length_metrics",
+    "length_matched",
+    "length_report",
+    "longer_wins",
+    "outcomes",
+]
 
 LENGTH_TOLERANCE = 0.10  # |L+ - L-| <= 10 % of the longer one: a "length-matched" pair
 
@@ -52,8 +59,7 @@ def longer_wins(chosen_len: Any, rejected_len: Any) -> np.ndarray:
     return (c > r) + 0.5 * (c == r)
 
 
-def length_matched(chosen_len: Any, rejected_len: Any,
-                   tolerance: float = LENGTH_TOLERANCE) -> np.ndarray:
+def length_matched(chosen_len: Any, rejected_len: Any, tolerance: float = LENGTH_TOLERANCE) -> np.ndarray:
     """Boolean mask of the pairs with |L⁺ − L⁻| ≤ tolerance · max(L⁺, L⁻)."""
     if not 0.0 <= tolerance < 1.0:
         raise ValueError(f"the length tolerance must lie in [0, 1), got {tolerance}")
@@ -66,8 +72,9 @@ def _bootstrap(seed: int) -> Callable[[np.ndarray], MeanCI | None]:
     return lambda v: MeanCI.from_values(v, seed=seed) if v.size else None
 
 
-def length_report(outcome: Any, chosen_len: Any, rejected_len: Any, *,
-                  tolerance: float = LENGTH_TOLERANCE, seed: int = 0) -> dict:
+def length_report(
+    outcome: Any, chosen_len: Any, rejected_len: Any, *, tolerance: float = LENGTH_TOLERANCE, seed: int = 0
+) -> dict:
     """The length controls of one set of pairs, each with a 95 % bootstrap interval over pairs.
 
     `outcome` [n]: the per-pair outcome (1, ½, 0; or its mean over seeds). Returns
@@ -85,11 +92,15 @@ def length_report(outcome: Any, chosen_len: Any, rejected_len: Any, *,
     def subset(mask: np.ndarray) -> dict:
         return {"n": int(mask.sum()), "accuracy": ci(o[mask])}
 
-    return {"tolerance": float(tolerance), "longer_baseline": ci(longer.astype(np.float64)),
-            "length_matched": subset(length_matched(c, r, tolerance)),
-            "chosen_longer": subset(c > r), "chosen_shorter": subset(c < r),
-            "equal_length": int((c == r).sum()),
-            "agrees_with_longer": float((o == longer).mean()) if o.size else None}
+    return {
+        "tolerance": float(tolerance),
+        "longer_baseline": ci(longer.astype(np.float64)),
+        "length_matched": subset(length_matched(c, r, tolerance)),
+        "chosen_longer": subset(c > r),
+        "chosen_shorter": subset(c < r),
+        "equal_length": int((c == r).sum()),
+        "agrees_with_longer": float((o == longer).mean()) if o.size else None,
+    }
 
 
 def flat_length_metrics(report: dict, prefix: str = "") -> dict[str, float]:
@@ -132,4 +143,8 @@ class LengthOption:
     """The length-matching tolerance: a config section part that `dralign train` (its held-out
     evaluation) and `dralign eval` both compose, so the option is declared once."""
 
-    length_tolerance: float = option(LENGTH_TOLERANCE, "a held-out pair is length-matched when its chosen and rejected completions differ by at most this fraction of the longer one, in tokens (the length-matched accuracy; eval/length/* in training)", Range(0, 1, high_open=True))
+    length_tolerance: float = option(
+        LENGTH_TOLERANCE,
+        "a held-out pair is length-matched when its chosen and rejected completions differ by at most this fraction of the longer one, in tokens (the length-matched accuracy; eval/length/* in training)",
+        Range(0, 1, high_open=True),
+    )

@@ -15,9 +15,22 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MeanCI", "PairedTest", "as_array", "bootstrap_ci", "brier_score",
-           "expected_calibration_error", "hierarchical_ci", "holm", "paired_t", "reliability_bins",
-           "require_nonempty", "roc_auc", "student_t_cdf", "student_t_quantile"]
+__all__ = [
+    "MeanCI",
+    "PairedTest",
+    "as_array",
+    "bootstrap_ci",
+    "brier_score",
+    "expected_calibration_error",
+    "hierarchical_ci",
+    "holm",
+    "paired_t",
+    "reliability_bins",
+    "require_nonempty",
+    "roc_auc",
+    "student_t_cdf",
+    "student_t_quantile",
+]
 
 
 def as_array(x: Any, name: str = "values") -> np.ndarray:
@@ -58,7 +71,7 @@ def _midranks(a: np.ndarray) -> np.ndarray:
         j = i
         while j + 1 < n and sorted_a[j + 1] == sorted_a[i]:
             j += 1
-        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
+        ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
         i = j + 1
     return ranks
 
@@ -126,8 +139,15 @@ def reliability_bins(probs: Any, labels: Any, bins: int = 10) -> list[dict[str, 
     for b in range(bins):
         mask = idx == b
         if mask.any():
-            out.append({"low": b / bins, "high": (b + 1) / bins, "n": int(mask.sum()),
-                        "confidence": float(p[mask].mean()), "accuracy": float(y[mask].mean())})
+            out.append(
+                {
+                    "low": b / bins,
+                    "high": (b + 1) / bins,
+                    "n": int(mask.sum()),
+                    "confidence": float(p[mask].mean()),
+                    "accuracy": float(y[mask].mean()),
+                }
+            )
     return out
 
 
@@ -137,9 +157,13 @@ def brier_score(probs: Any, labels: Any) -> float:
     return float(np.mean((p - y) ** 2))
 
 
-def bootstrap_ci(values: Any, stat: Callable[[np.ndarray], float] = np.mean,
-                 level: float = 0.95, n_resamples: int = 1000,
-                 seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_ci(
+    values: Any,
+    stat: Callable[[np.ndarray], float] = np.mean,
+    level: float = 0.95,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
     """Percentile-bootstrap confidence interval: returns ``(estimate, low, high)``.
 
     estimate = stat(values). Draw `n_resamples` resamples of size n with replacement
@@ -177,8 +201,7 @@ class MeanCI:
     level: float = 0.95
 
     @classmethod
-    def from_values(cls, values: Any, level: float = 0.95, n_resamples: int = 1000,
-                    seed: int = 0) -> MeanCI:
+    def from_values(cls, values: Any, level: float = 0.95, n_resamples: int = 1000, seed: int = 0) -> MeanCI:
         """Mean of `values` with :func:`bootstrap_ci` (stat = mean) bounds."""
         v = as_array(values)
         est, lo, hi = bootstrap_ci(v, np.mean, level=level, n_resamples=n_resamples, seed=seed)
@@ -207,9 +230,14 @@ def _replicates(groups: Sequence[np.ndarray], picks: np.ndarray, rng: np.random.
     return boot[picks, np.arange(R)[:, None]].mean(axis=1)
 
 
-def hierarchical_ci(groups: Sequence[Any], stat: Callable[[np.ndarray], Any] = lambda m: m,
-                    other: Sequence[Any] | None = None, n_resamples: int = 1000, seed: int = 0,
-                    level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def hierarchical_ci(
+    groups: Sequence[Any],
+    stat: Callable[[np.ndarray], Any] = lambda m: m,
+    other: Sequence[Any] | None = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Estimate and percentile-bootstrap interval of stat(mean over seeds of per-seed means).
 
         m = (1/S) Σ_s mean_i x_{s,i}   (x_{s,i} ∈ R^k: unit i of seed s),  estimate = stat(m)
@@ -247,6 +275,7 @@ def hierarchical_ci(groups: Sequence[Any], stat: Callable[[np.ndarray], Any] = l
 # Paired t-test and Holm's correction
 # =============================================================================================
 
+
 def student_t_cdf(t: float, df: int) -> float:
     """P(T ≤ t) for Student's t with `df` degrees of freedom.
 
@@ -262,7 +291,7 @@ def student_t_cdf(t: float, df: int) -> float:
         return 0.5
     c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
     grid = np.linspace(0.0, x, 4001)
-    f = c * (1.0 + grid ** 2 / df) ** (-(df + 1) / 2)
+    f = c * (1.0 + grid**2 / df) ** (-(df + 1) / 2)
     h = x / 4000
     area = h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
     return float(0.5 + math.copysign(area, t))

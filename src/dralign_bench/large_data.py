@@ -18,19 +18,26 @@ from dataclasses import dataclass
 
 from dralign.config import Range, option, parse
 
-WORDS = ("good happy great kind thank you very much bad terrible lazy awful sad the weather "
-         "question answer please briefly").split()
+WORDS = (
+    "good happy great kind thank you very much bad terrible lazy awful sad the weather question answer please briefly"
+).split()
 
 
 def generate(path: str, rows: int, seed: int = 0) -> None:
     rng = random.Random(seed)
     with open(path, "w") as fh:
         for i in range(rows):
-            fh.write(json.dumps({"prompt": f"Human: question {i}: " + " ".join(rng.choices(WORDS, k=30))
-                                 + "? Assistant:",
-                                 "chosen": " " + " ".join(rng.choices(WORDS, k=25)) + ".",
-                                 "rejected": " " + " ".join(rng.choices(WORDS, k=25)) + ".",
-                                 "group": "ab"[i % 2]}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "prompt": f"Human: question {i}: " + " ".join(rng.choices(WORDS, k=30)) + "? Assistant:",
+                        "chosen": " " + " ".join(rng.choices(WORDS, k=25)) + ".",
+                        "rejected": " " + " ".join(rng.choices(WORDS, k=25)) + ".",
+                        "group": "ab"[i % 2],
+                    }
+                )
+                + "\n"
+            )
 
 
 @dataclass
@@ -59,10 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     from dralign.modeling.tiny import tiny_tokenizer
 
     tokenizer, start = tiny_tokenizer(), time.perf_counter()
-    data = load_pairs(args.file, tokenizer, Columns(), Truncation(max_length=128), on_bad_row="skip",
-                      cache_dir=args.cache_dir)
-    print(f"{len(data)} pairs in {time.perf_counter() - start:.1f} s; peak RSS "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    data = load_pairs(
+        args.file, tokenizer, Columns(), Truncation(max_length=128), on_bad_row="skip", cache_dir=args.cache_dir
+    )
+    print(
+        f"{len(data)} pairs in {time.perf_counter() - start:.1f} s; peak RSS "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

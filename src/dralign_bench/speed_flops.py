@@ -31,17 +31,26 @@ def _dims(model) -> dict:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     base = getattr(base, "module", base)
     config = base.config
-    embeddings = {id(p) for m in (base.get_input_embeddings(), base.get_output_embeddings())
-                  if m is not None for p in m.parameters()}
+    embeddings = {
+        id(p)
+        for m in (base.get_input_embeddings(), base.get_output_embeddings())
+        if m is not None
+        for p in m.parameters()
+    }
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     body = [p for p in base.parameters() if id(p) not in embeddings]
     frozen = sum(p.numel() for p in body if not p.requires_grad)
     adapter = sum(p.numel() for n, p in base.named_parameters() if "lora_" in n)  # counted apart
     total = sum(p.numel() for p in body) - adapter
-    return {"body": total, "trainable_fraction": 1.0 - frozen / total,
-            "width": config.hidden_size, "vocab": config.vocab_size,
-            "attention_width": heads * head_dim, "layers": config.num_hidden_layers}
+    return {
+        "body": total,
+        "trainable_fraction": 1.0 - frozen / total,
+        "width": config.hidden_size,
+        "vocab": config.vocab_size,
+        "attention_width": heads * head_dim,
+        "layers": config.num_hidden_layers,
+    }
 
 
 def batch_flops(batch: dict, dims: dict) -> float:
@@ -57,8 +66,11 @@ def batch_flops(batch: dict, dims: dict) -> float:
     else:
         n = batch["attention_mask"].sum(1).double()
         logits, pairs = completion, (n * (n + 1) / 2).sum().item()
-    forward = (2 * dims["body"] * real + 2 * dims["width"] * dims["vocab"] * logits
-               + 4 * dims["attention_width"] * dims["layers"] * pairs)
+    forward = (
+        2 * dims["body"] * real
+        + 2 * dims["width"] * dims["vocab"] * logits
+        + 4 * dims["attention_width"] * dims["layers"] * pairs
+    )
     return (2.0 + dims.get("trainable_fraction", 1.0)) * forward
 
 
@@ -78,8 +90,9 @@ def plain_flops_per_pair(trainer) -> float:
     return sum(batch_flops(collate_pairs([e], 0), dims) for e in examples) / len(examples)
 
 
-def matmul_peak(threads: int, n: int = 1024, repeats: int = 7, dtype: torch.dtype = torch.float32,
-                device: str = "cpu") -> float:
+def matmul_peak(
+    threads: int, n: int = 1024, repeats: int = 7, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> float:
     """Best n×n matmul throughput in FLOP/s with `threads` torch threads, in `dtype` on `device`
     (float32 on CPU for `dralign bench speed`; bfloat16 on a GPU for `dralign_bench.gpu`)."""
     previous = torch.get_num_threads()
@@ -90,14 +103,14 @@ def matmul_peak(threads: int, n: int = 1024, repeats: int = 7, dtype: torch.dtyp
         b = torch.randn(n, n, device=device).to(dtype)
         a @ b  # warm-up
         sync()
-        inner = max(1, int((2e9 if device == "cpu" else 2e13) // (2 * n ** 3)))
+        inner = max(1, int((2e9 if device == "cpu" else 2e13) // (2 * n**3)))
         best = 0.0
         for _ in range(repeats):
             t0 = time.perf_counter()
             for _ in range(inner):
                 a @ b
             sync()
-            best = max(best, 2 * n ** 3 * inner / (time.perf_counter() - t0))
+            best = max(best, 2 * n**3 * inner / (time.perf_counter() - t0))
         return best
     finally:
         torch.set_num_threads(previous)

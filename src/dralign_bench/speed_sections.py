@@ -19,19 +19,37 @@ from .speed_report import SHARED_WDPO
 if TYPE_CHECKING:
     from .speed import SpeedOptions
 
-__all__ = ["OBJECTIVE_VARIANTS", "SpeedBenchError", "compare_with_trl", "load_average", "median_and_range",
-           "run_child", "time_compile", "time_objectives"]
+__all__ = [
+    "OBJECTIVE_VARIANTS",
+    "SpeedBenchError",
+    "compare_with_trl",
+    "load_average",
+    "median_and_range",
+    "run_child",
+    "time_compile",
+    "time_objectives",
+]
 
 
 # ----------------------------------------------------------------------------- children
 def _child_env(threads: int, root: Path, wait_policy: str = "passive", cpu: bool = True) -> dict:
     env = dict(os.environ)
-    env.update({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                "OMP_WAIT_POLICY": wait_policy.upper(),
-                "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_CACHE": str(root / "hf_datasets"),
-                "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "TQDM_DISABLE": "1",
-                "WANDB_DISABLED": "true", "PYTHONWARNINGS": "ignore"})
+    env.update(
+        {
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "OMP_WAIT_POLICY": wait_policy.upper(),
+            "TOKENIZERS_PARALLELISM": "false",
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_DATASETS_CACHE": str(root / "hf_datasets"),
+            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+            "TQDM_DISABLE": "1",
+            "WANDB_DISABLED": "true",
+            "PYTHONWARNINGS": "ignore",
+        }
+    )
     if cpu:
         env["ACCELERATE_USE_CPU"] = "true"
     return env
@@ -41,16 +59,23 @@ class SpeedBenchError(RunFailedError):
     """A benchmark child process failed; the message carries the end of its output."""
 
 
-def run_child(side: str, jobs: list[dict], o: SpeedOptions, root: Path, tag: str,
-              matmul_n: int | None = None, cpu: bool = True) -> list[dict]:
+def run_child(
+    side: str, jobs: list[dict], o: SpeedOptions, root: Path, tag: str, matmul_n: int | None = None, cpu: bool = True
+) -> list[dict]:
     """Run `dralign_bench.speed_worker` for `jobs` in a fresh process; its results per job.
     `cpu=False` lets the child use a GPU (`dralign_bench.gpu`)."""
     spec, result = root / f"{tag}.spec.json", root / f"{tag}.result.json"
-    spec.write_text(json.dumps({"side": side, "threads": o.threads, "jobs": jobs,
-                                "matmul_n": matmul_n or (256 if o.quick else 1024)}))
-    proc = subprocess.run([sys.executable, "-m", "dralign_bench.speed_worker", str(spec), str(result)],
-                          env=_child_env(o.threads, root, o.omp_wait_policy, cpu), capture_output=True,
-                          text=True)
+    spec.write_text(
+        json.dumps(
+            {"side": side, "threads": o.threads, "jobs": jobs, "matmul_n": matmul_n or (256 if o.quick else 1024)}
+        )
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "dralign_bench.speed_worker", str(spec), str(result)],
+        env=_child_env(o.threads, root, o.omp_wait_policy, cpu),
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-25:])
         raise SpeedBenchError(f"speed worker {tag} ({side}) failed with exit code {proc.returncode}:\n{tail}")
@@ -58,14 +83,28 @@ def run_child(side: str, jobs: list[dict], o: SpeedOptions, root: Path, tag: str
 
 
 def _job(o: SpeedOptions, world: dict, workload: str, root: Path, tag: str, **extra) -> dict:
-    job = {"workload": workload, "model": world["models"][workload]["path"],
-           "data": world["files"][workload], "output_dir": str(root / "runs" / tag),
-           "batch_size": o.batch_size, "max_length": o.max_length, "lr": o.lr, "seed": o.seed,
-           "warmup": o.warmup, "steps": o.vocab_steps if workload in VOCAB_WORKLOADS else o.steps,
-           "ref_cache_dir": str(root / "ref_cache" / tag)}
+    job = {
+        "workload": workload,
+        "model": world["models"][workload]["path"],
+        "data": world["files"][workload],
+        "output_dir": str(root / "runs" / tag),
+        "batch_size": o.batch_size,
+        "max_length": o.max_length,
+        "lr": o.lr,
+        "seed": o.seed,
+        "warmup": o.warmup,
+        "steps": o.vocab_steps if workload in VOCAB_WORKLOADS else o.steps,
+        "ref_cache_dir": str(root / "ref_cache" / tag),
+    }
     if workload in REAL_WORKLOADS:  # LoRA on a real model: the same adapter on both sides
-        job.update(batch_size=o.real_batch_size, max_length=o.real_max_length, steps=o.real_steps,
-                   lora_r=o.real_lora_r, lr=1e-4, train_options={"lora_r": o.real_lora_r})
+        job.update(
+            batch_size=o.real_batch_size,
+            max_length=o.real_max_length,
+            steps=o.real_steps,
+            lora_r=o.real_lora_r,
+            lr=1e-4,
+            train_options={"lora_r": o.real_lora_r},
+        )
     return {**job, **extra}
 
 
@@ -96,7 +135,7 @@ def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
         for workload in [w for w in o.workloads if w not in world["skipped"]]:
             loads[workload] = {"before": load_average()}
             for r in range(o.rounds):
-                for side in (("trl", "dralign") if r % 2 == 0 else ("dralign", "trl")):
+                for side in ("trl", "dralign") if r % 2 == 0 else ("dralign", "trl"):
                     tag = f"{side}-{workload}-{r}"
                     log(f"  {workload}: round {r + 1}/{o.rounds}, {side}")
                     job = _job(o, world, workload, root, tag, seed=o.seed + r)
@@ -125,14 +164,20 @@ def compare_with_trl(o: SpeedOptions, world: dict, root: Path, log) -> dict:
             # TRL does the same pairs' work in the plain layout: its model FLOPs per pair are those
             # of each pair as its own two rows (dralign_speed_worker counts them on the same data)
             "trl_model_flops_per_s": pairs_trl * dra[0]["plain_flops_per_pair"] / _sum(trl, "wall_s"),
-            "per_round": {"dralign_pairs_per_s": [batch * p["timed_steps"] / p["wall_s"] for p in dra],
-                          "trl_pairs_per_s": [batch * p["timed_steps"] / p["wall_s"] for p in trl]},
+            "per_round": {
+                "dralign_pairs_per_s": [batch * p["timed_steps"] / p["wall_s"] for p in dra],
+                "trl_pairs_per_s": [batch * p["timed_steps"] / p["wall_s"] for p in trl],
+            },
             "model": {k: v for k, v in world["models"][workload].items() if k != "path"},
             **world["stats"][workload],
         }
         # round r of dralign against round r of TRL (they ran back to back, in alternating order)
-        round_ratios = [d / t for d, t in zip(entry["per_round"]["dralign_pairs_per_s"],
-                                              entry["per_round"]["trl_pairs_per_s"], strict=True)]
+        round_ratios = [
+            d / t
+            for d, t in zip(
+                entry["per_round"]["dralign_pairs_per_s"], entry["per_round"]["trl_pairs_per_s"], strict=True
+            )
+        ]
         entry["per_round"]["ratio_vs_trl"] = round_ratios
         entry["ratio_vs_trl"], entry["ratio_range"] = median_and_range(round_ratios)
         entry["pooled_ratio_vs_trl"] = entry["dralign_pairs_per_s"] / entry["trl_pairs_per_s"]
@@ -159,12 +204,14 @@ OBJECTIVE_VARIANTS = {
 def time_objectives(o: SpeedOptions, world: dict, root: Path) -> dict:
     """Section "objectives": step times of dralign's methods on the balanced workload."""
     micro = max(1, o.batch_size // 4)
-    variants = {name: ({**v, "batch_size": micro} if "grad_accum" in v else dict(v))
-                for name, v in OBJECTIVE_VARIANTS.items()}
+    variants = {
+        name: ({**v, "batch_size": micro} if "grad_accum" in v else dict(v)) for name, v in OBJECTIVE_VARIANTS.items()
+    }
     rounds = []
     for r in range(o.objective_rounds):
-        job = _job(o, world, "balanced", root, f"objectives-{r}", steps=o.objective_steps, variants=variants,
-                   seed=o.seed + r)
+        job = _job(
+            o, world, "balanced", root, f"objectives-{r}", steps=o.objective_steps, variants=variants, seed=o.seed + r
+        )
         rounds.append(run_child("objectives", [job], o, root, f"objectives-{r}")[0])
     per_round = [_objective_ratios(result) for result in rounds]
     ratios, ranges = {}, {}
@@ -173,11 +220,18 @@ def time_objectives(o: SpeedOptions, world: dict, root: Path) -> dict:
     cpu_ratios = {name: median_and_range([p["cpu"][name] for p in per_round])[0] for name in per_round[0]["cpu"]}
     result = rounds[0]  # layout facts and FLOPs are the same in every round
     t = {name: median_and_range([r["step_s"][name] for r in rounds])[0] for name in result["step_s"]}
-    return {"step_s": t, "ratio_vs_dpo": ratios, "ratio_range_vs_dpo": ranges, "cpu_ratio": cpu_ratios,
-            "per_round_ratio_vs_dpo": [p["wall"] for p in per_round],
-            "model_flops_per_step": result["model_flops_per_step"],
-            "prefix_sharing": result["prefix_sharing"], "exact": result["exact"],
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds), "micro_batch_of_accum_variants": micro}
+    return {
+        "step_s": t,
+        "ratio_vs_dpo": ratios,
+        "ratio_range_vs_dpo": ranges,
+        "cpu_ratio": cpu_ratios,
+        "per_round_ratio_vs_dpo": [p["wall"] for p in per_round],
+        "model_flops_per_step": result["model_flops_per_step"],
+        "prefix_sharing": result["prefix_sharing"],
+        "exact": result["exact"],
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in rounds),
+        "micro_batch_of_accum_variants": micro,
+    }
 
 
 def _objective_ratios(result: dict) -> dict:
@@ -190,12 +244,18 @@ def _objective_ratios(result: dict) -> dict:
     # the per-sequence penalty needs two passes of the plain layout: its model FLOPs over dpo's
     # (prefix-shared) bound its step-time ratio from below, whatever the implementation
     flops = result["model_flops_per_step"]
-    wall["wdpo finite difference FLOP floor (2 x plain / prefix-shared dpo)"] = 2 * flops["dpo plain layout"] / flops["dpo"]
+    wall["wdpo finite difference FLOP floor (2 x plain / prefix-shared dpo)"] = (
+        2 * flops["dpo plain layout"] / flops["dpo"]
+    )
     wall["exact vs local (kldpo, accum 4)"] = t["kldpo accum 4 exact"] / t["kldpo accum 4 local"]
-    cpu = {"wdpo finite difference vs dpo plain layout": c["wdpo finite difference"] / c["dpo plain layout"],
-           "exact vs local (kldpo, accum 4)": c["kldpo accum 4 exact"] / c["kldpo accum 4 local"],
-           **{name: c[name] / c["dpo"] for name in ("kldpo", "dora", "aot", "group-dro",
-                                                    "wdpo finite difference", SHARED_WDPO)}}
+    cpu = {
+        "wdpo finite difference vs dpo plain layout": c["wdpo finite difference"] / c["dpo plain layout"],
+        "exact vs local (kldpo, accum 4)": c["kldpo accum 4 exact"] / c["kldpo accum 4 local"],
+        **{
+            name: c[name] / c["dpo"]
+            for name in ("kldpo", "dora", "aot", "group-dro", "wdpo finite difference", SHARED_WDPO)
+        },
+    }
     return {"wall": wall, "cpu": cpu}
 
 
@@ -206,14 +266,27 @@ def time_compile(o: SpeedOptions, world: dict, root: Path) -> dict:
     variants = {"dpo": {"method": "dpo"}, "dpo compiled": {"method": "dpo", "compile": True}}
     out = {}
     workloads = [w for w in o.workloads if w not in world["skipped"]]
-    for workload in (workloads[:1] if o.quick else workloads):  # --quick: one compilation
-        job = _job(o, world, workload, root, f"compile-{workload}", steps=o.compile_steps,
-                   warmup=o.compile_warmup, variants=variants)
+    for workload in workloads[:1] if o.quick else workloads:  # --quick: one compilation
+        job = _job(
+            o,
+            world,
+            workload,
+            root,
+            f"compile-{workload}",
+            steps=o.compile_steps,
+            warmup=o.compile_warmup,
+            variants=variants,
+        )
         (result,) = run_child("objectives", [job], o, root, f"compile-{workload}")
         t, warm = result["step_s"], result["warmup_s"]
-        out[workload] = {"step_s": t, "speedup": t["dpo"] / t["dpo compiled"],
-                         "compile_s": warm["dpo compiled"] - warm["dpo"], "warmup_steps": o.compile_warmup,
-                         "timed_steps": o.compile_steps, "peak_rss_mb": result["peak_rss_mb"]}
+        out[workload] = {
+            "step_s": t,
+            "speedup": t["dpo"] / t["dpo compiled"],
+            "compile_s": warm["dpo compiled"] - warm["dpo"],
+            "warmup_steps": o.compile_warmup,
+            "timed_steps": o.compile_steps,
+            "peak_rss_mb": result["peak_rss_mb"],
+        }
     return out
 
 

@@ -53,9 +53,13 @@ class StepClock:
         steps = len(self.wall) - warmup
         wall = self.wall[-1] - self.wall[warmup - 1] if warmup else self.wall[-1] - self._start_wall
         cpu = self.cpu[-1] - self.cpu[warmup - 1] if warmup else self.cpu[-1] - self._start_cpu
-        per_step = [b - a for a, b in zip(self.wall[max(warmup - 1, 0):], self.wall[warmup:])]
-        return {"timed_steps": steps, "wall_s": wall, "cpu_s": cpu,
-                "median_step_s": statistics.median(per_step) if per_step else wall / steps}
+        per_step = [b - a for a, b in zip(self.wall[max(warmup - 1, 0) :], self.wall[warmup:])]
+        return {
+            "timed_steps": steps,
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "median_step_s": statistics.median(per_step) if per_step else wall / steps,
+        }
 
     def start(self) -> None:
         self._start_wall, self._start_cpu = time.perf_counter(), time.process_time()
@@ -81,34 +85,61 @@ def run_trl(job: dict) -> dict:
     rows = [json.loads(line) for line in Path(job["data"]).read_text().splitlines() if line]
     dataset = Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     bf16 = job.get("dtype", "float32") == "bfloat16"
-    model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.bfloat16 if bf16 else torch.float32,
-                                                 attn_implementation="sdpa")
+    model = AutoModelForCausalLM.from_pretrained(
+        job["model"], dtype=torch.bfloat16 if bf16 else torch.float32, attn_implementation="sdpa"
+    )
     tokenizer = AutoTokenizer.from_pretrained(job["model"])
     peft_config = None
     if job.get("lora_r"):  # the adapter dralign's --lora-r puts on: every linear layer but the head
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=job["lora_r"], lora_alpha=16, lora_dropout=0.0, target_modules="all-linear",
-                                 task_type="CAUSAL_LM")
+        peft_config = LoraConfig(
+            r=job["lora_r"], lora_alpha=16, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
     args = DPOConfig(
-        output_dir=job["output_dir"], per_device_train_batch_size=job["batch_size"],
-        gradient_accumulation_steps=1, max_steps=job["warmup"] + job["steps"],
-        learning_rate=job["lr"], lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-        max_grad_norm=1.0, optim="adamw_torch", seed=job["seed"], data_seed=job["seed"],
-        bf16=bf16, fp16=False, gradient_checkpointing=False, use_cpu=job.get("device", "cpu") == "cpu",
-        precompute_ref_log_probs=True, precompute_ref_batch_size=2 * job["batch_size"],
-        max_length=job["max_length"], beta=0.1, loss_type=["sigmoid"],
-        report_to="none", save_strategy="no", disable_tqdm=True, dataloader_num_workers=0)
+        output_dir=job["output_dir"],
+        per_device_train_batch_size=job["batch_size"],
+        gradient_accumulation_steps=1,
+        max_steps=job["warmup"] + job["steps"],
+        learning_rate=job["lr"],
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        seed=job["seed"],
+        data_seed=job["seed"],
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=False,
+        use_cpu=job.get("device", "cpu") == "cpu",
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=2 * job["batch_size"],
+        max_length=job["max_length"],
+        beta=0.1,
+        loss_type=["sigmoid"],
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
     t0 = time.perf_counter()
-    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[Clock()], peft_config=peft_config)
+    trainer = DPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[Clock()],
+        peft_config=peft_config,
+    )
     setup_s = time.perf_counter() - t0
     prepared = trainer.train_dataset
-    tokens = sum(len(p) + len(c) + len(r) for p, c, r in
-                 zip(prepared["prompt_ids"], prepared["chosen_ids"], prepared["rejected_ids"]))
+    tokens = sum(
+        len(p) + len(c) + len(r)
+        for p, c, r in zip(prepared["prompt_ids"], prepared["chosen_ids"], prepared["rejected_ids"])
+    )
     trainer.train()
-    return {**clock.window(job["warmup"]), "setup_s": setup_s, "tokens": tokens,
-            "examples": len(prepared)}
+    return {**clock.window(job["warmup"]), "setup_s": setup_s, "tokens": tokens, "examples": len(prepared)}
 
 
 # ----------------------------------------------------------------------------- dralign
@@ -116,13 +147,24 @@ def _train_config(job: dict, **overrides):
     from dralign.config import build
     from dralign.train.config import TrainConfig
 
-    values = {"model": job["model"], "data": job["data"], "output_dir": job["output_dir"],
-              "batch_size": job["batch_size"], "max_length": job["max_length"], "lr": job["lr"],
-              "seed": job["seed"], "max_steps": job["warmup"] + job["steps"], "optimizer": "adamw",
-              "scheduler": "constant", "max_grad_norm": 1.0, "dtype": job.get("dtype", "float32"),
-              "mixed_precision": "bf16" if job.get("dtype") == "bfloat16" else "no",
-              "attn_implementation": "sdpa", "progress": False,
-              "ref_cache_dir": job.get("ref_cache_dir")}
+    values = {
+        "model": job["model"],
+        "data": job["data"],
+        "output_dir": job["output_dir"],
+        "batch_size": job["batch_size"],
+        "max_length": job["max_length"],
+        "lr": job["lr"],
+        "seed": job["seed"],
+        "max_steps": job["warmup"] + job["steps"],
+        "optimizer": "adamw",
+        "scheduler": "constant",
+        "max_grad_norm": 1.0,
+        "dtype": job.get("dtype", "float32"),
+        "mixed_precision": "bf16" if job.get("dtype") == "bfloat16" else "no",
+        "attn_implementation": "sdpa",
+        "progress": False,
+        "ref_cache_dir": job.get("ref_cache_dir"),
+    }
     values.update(overrides)
     return build(TrainConfig, {k: v for k, v in values.items() if v is not None})
 
@@ -135,12 +177,15 @@ def run_dralign(job: dict) -> dict:
     from dralign_bench.speed_flops import matmul_peak, plain_flops_per_pair, step_flops
 
     device, bf16 = job.get("device", "cpu"), job.get("dtype") == "bfloat16"
-    peak = matmul_peak(torch.get_num_threads(), n=job.get("matmul_n", 1024),  # before, untimed
-                       dtype=torch.bfloat16 if bf16 else torch.float32, device=device)
+    peak = matmul_peak(
+        torch.get_num_threads(),
+        n=job.get("matmul_n", 1024),  # before, untimed
+        dtype=torch.bfloat16 if bf16 else torch.float32,
+        device=device,
+    )
     clock = StepClock()
     t0 = time.perf_counter()
-    trainer = Recipe(_train_config(job, **job.get("train_options", {})),
-                      callbacks=[lambda step, record: clock.tick()])
+    trainer = Recipe(_train_config(job, **job.get("train_options", {})), callbacks=[lambda step, record: clock.tick()])
     setup_s = time.perf_counter() - t0
     clock.start()
     trainer.run()
@@ -149,10 +194,16 @@ def run_dralign(job: dict) -> dict:
     flops = sum(step_flops(trainer, step) for step in range(job["warmup"], total))
     data = trainer.train_data
     tokens = sum(len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in data.examples)
-    return {**window, "setup_s": setup_s, "tokens": tokens, "examples": len(data),
-            "model_flops": flops, "plain_flops_per_pair": plain_flops_per_pair(trainer),
-            "prefix_sharing": trainer.prefix_sharing,
-            "matmul_peak_flops_per_s": peak}
+    return {
+        **window,
+        "setup_s": setup_s,
+        "tokens": tokens,
+        "examples": len(data),
+        "model_flops": flops,
+        "plain_flops_per_pair": plain_flops_per_pair(trainer),
+        "prefix_sharing": trainer.prefix_sharing,
+        "matmul_peak_flops_per_s": peak,
+    }
 
 
 # ----------------------------------------------------------------------------- objectives
@@ -162,8 +213,9 @@ def run_objectives(job: dict) -> dict:
 
     trainers = {}
     for name, options in job["variants"].items():
-        cfg = _train_config({**job, "output_dir": str(Path(job["output_dir"]) / name)},
-                            **{**job.get("train_options", {}), **options})
+        cfg = _train_config(
+            {**job, "output_dir": str(Path(job["output_dir"]) / name)}, **{**job.get("train_options", {}), **options}
+        )
         trainers[name] = Recipe(cfg)
     wall = {name: [] for name in trainers}
     cpu = {name: [] for name in trainers}
@@ -180,11 +232,14 @@ def run_objectives(job: dict) -> dict:
     from dralign_bench.speed_flops import step_flops
 
     timed = range(job["warmup"], job["warmup"] + job["steps"])
-    return {"step_s": {n: statistics.median(v) for n, v in wall.items()}, "warmup_s": warmup_s,
-            "cpu_step_s": {n: statistics.median(v) for n, v in cpu.items()},
-            "model_flops_per_step": {n: sum(step_flops(t, s) for s in timed) / len(timed) for n, t in trainers.items()},
-            "prefix_sharing": {n: t.prefix_sharing for n, t in trainers.items()},
-            "exact": {n: t.exact for n, t in trainers.items()}}
+    return {
+        "step_s": {n: statistics.median(v) for n, v in wall.items()},
+        "warmup_s": warmup_s,
+        "cpu_step_s": {n: statistics.median(v) for n, v in cpu.items()},
+        "model_flops_per_step": {n: sum(step_flops(t, s) for s in timed) / len(timed) for n, t in trainers.items()},
+        "prefix_sharing": {n: t.prefix_sharing for n, t in trainers.items()},
+        "exact": {n: t.exact for n, t in trainers.items()},
+    }
 
 
 SIDES = {"trl": run_trl, "dralign": run_dralign, "objectives": run_objectives}
@@ -207,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
         if job.get("device", "cpu") != "cpu":
             result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / (1 << 20)
         results.append(result)
-    Path(result_file).write_text(json.dumps({"side": spec["side"], "results": results,
-                                             "threads": torch.get_num_threads()}))
+    Path(result_file).write_text(
+        json.dumps({"side": spec["side"], "results": results, "threads": torch.get_num_threads()})
+    )
     return 0
 
 

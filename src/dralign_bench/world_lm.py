@@ -43,7 +43,7 @@ class WorldLMSpec:
     layers: int = 4
     heads: int = 4
     vocab_size: int = 1024
-    corpus_size: int = 12000      # prompt–response texts from the train prompt pool
+    corpus_size: int = 12000  # prompt–response texts from the train prompt pool
     steps: int = 200
     batch_size: int = 48
     lr: float = 3e-3
@@ -76,8 +76,9 @@ def _batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tens
     return ids, mask, labels
 
 
-def pretrain_world_lm(spec: WorldLMSpec, output_dir: Path,
-                      progress: Callable[[int, float], None] | None = None) -> dict:
+def pretrain_world_lm(
+    spec: WorldLMSpec, output_dir: Path, progress: Callable[[int, float], None] | None = None
+) -> dict:
     """Train the base LM of `spec` from scratch and save it (with its tokenizer) to `output_dir`.
 
     Objective: mean next-token cross-entropy over real tokens. AdamW (β=(0.9, 0.95), weight
@@ -91,8 +92,9 @@ def pretrain_world_lm(spec: WorldLMSpec, output_dir: Path,
     prompts = world.generate_prompts(spec.corpus_size, seed=spec.seed, split="train")
     responses = world.generate_responses(prompts, seed=spec.seed)
     tokenizer = tiny_tokenizer([*prompts, *responses], vocab_size=spec.vocab_size)
-    model = tiny_model("llama", vocab_size=len(tokenizer), seed=spec.seed, hidden=spec.hidden,
-                       layers=spec.layers, heads=spec.heads)
+    model = tiny_model(
+        "llama", vocab_size=len(tokenizer), seed=spec.seed, hidden=spec.hidden, layers=spec.layers, heads=spec.heads
+    )
     model.config.eos_token_id = tokenizer.eos_token_id
     model.config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -114,7 +116,7 @@ def pretrain_world_lm(spec: WorldLMSpec, output_dir: Path,
     for step in range(spec.steps):
         if len(order) < spec.batch_size:
             order = torch.randperm(len(seqs), generator=rng).tolist()
-        idx, order = order[: spec.batch_size], order[spec.batch_size:]
+        idx, order = order[: spec.batch_size], order[spec.batch_size :]
         ids, mask, labels = _batch([seqs[i] for i in idx], tokenizer.pad_token_id)
         for group in optim.param_groups:
             group["lr"] = lr_at(step)
@@ -129,16 +131,18 @@ def pretrain_world_lm(spec: WorldLMSpec, output_dir: Path,
     model.eval()
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    summary = {"spec": dataclasses.asdict(spec), "world_version": world.WORLD_VERSION,
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "final_loss": sum(losses[-20:]) / len(losses[-20:]),
-               "seconds": time.perf_counter() - t0}
+    summary = {
+        "spec": dataclasses.asdict(spec),
+        "world_version": world.WORLD_VERSION,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "final_loss": sum(losses[-20:]) / len(losses[-20:]),
+        "seconds": time.perf_counter() - t0,
+    }
     (Path(output_dir) / "pretraining.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
-def world_lm(spec: WorldLMSpec = WorldLMSpec(), cache_dir: str | Path = DEFAULT_CACHE_DIR,
-             console=None) -> Path:
+def world_lm(spec: WorldLMSpec = WorldLMSpec(), cache_dir: str | Path = DEFAULT_CACHE_DIR, console=None) -> Path:
     """The folder of the pretrained world LM for `spec`: from the cache, or trained now.
 
     Training shows a progress bar on `console` (a rich Console) when given.
@@ -154,13 +158,20 @@ def world_lm(spec: WorldLMSpec = WorldLMSpec(), cache_dir: str | Path = DEFAULT_
             console.print(f"pretraining the world LM once ({spec.steps} steps; cached in {cache_dir})")
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-            with Progress(TextColumn("pretraining the world LM"), BarColumn(),
-                          TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]:.3f}"),
-                          TimeElapsedColumn(), console=console, transient=True) as bar:
+            with Progress(
+                TextColumn("pretraining the world LM"),
+                BarColumn(),
+                TextColumn("step {task.completed}/{task.total} loss {task.fields[loss]:.3f}"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
                 task = bar.add_task("pretrain", total=spec.steps, loss=float("nan"))
                 summary = pretrain_world_lm(spec, tmp, lambda s, l: bar.update(task, completed=s, loss=l))
-            console.print(f"world LM: {summary['parameters']:,} parameters, final loss "
-                          f"{summary['final_loss']:.3f}, {summary['seconds']:.0f}s → {path}")
+            console.print(
+                f"world LM: {summary['parameters']:,} parameters, final loss "
+                f"{summary['final_loss']:.3f}, {summary['seconds']:.0f}s → {path}"
+            )
         else:
             pretrain_world_lm(spec, tmp)
         try:

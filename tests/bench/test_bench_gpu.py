@@ -41,8 +41,12 @@ def test_gpu_refuses_without_a_gpu(monkeypatch):
 def test_tiny_run_on_cpu_reports_both_trainers(tmp_path):
     pytest.importorskip("trl")
     out = tmp_path / "gpu.json"
-    results = run(parse_args(["--device", "cpu", "--tiny", "--threads", "1", "--json", str(out),
-                              "--work-dir", str(tmp_path / "work")]), log=lambda *a: None)
+    results = run(
+        parse_args(
+            ["--device", "cpu", "--tiny", "--threads", "1", "--json", str(out), "--work-dir", str(tmp_path / "work")]
+        ),
+        log=lambda *a: None,
+    )
     assert json.loads(out.read_text()) == json.loads(json.dumps(results))
     c = results["compare"]
     assert c["dralign_pairs_per_s"] > 0 and c["trl_pairs_per_s"] > 0

@@ -11,8 +11,13 @@ from dralign_bench import gpu, large_data, speed
 @pytest.mark.parametrize("main", [gpu.parse_args, speed.main, large_data.main], ids=["gpu", "speed", "large_data"])
 def test_an_abbreviated_flag_is_refused(main, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["--thr", "2"] if main is gpu.parse_args else ["--cache", "x"] if main is large_data.main
-             else ["--step", "2"])
+        main(
+            ["--thr", "2"]
+            if main is gpu.parse_args
+            else ["--cache", "x"]
+            if main is large_data.main
+            else ["--step", "2"]
+        )
     assert exit_.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
 
 

@@ -22,8 +22,7 @@ from helpers import REPO_ROOT
 
 def _python(code: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.mark.slow
@@ -32,7 +31,8 @@ def test_core_imports_load_neither_matplotlib_nor_the_benchmarks():
         "import json, sys\n"
         "import dralign, dralign.eval, dralign.train, dralign.cli, dralign.ratio, dralign.stats\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-        "('matplotlib', 'dralign_bench'))))")
+        "('matplotlib', 'dralign_bench'))))"
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
 
@@ -95,9 +95,9 @@ def test_missing_matplotlib_is_one_line_naming_the_extra(tmp_path):
         "sys.modules['matplotlib'] = None  # as if not installed\n"
         "from dralign.cli import main\n"
         f"sys.exit(main(['bench', 'loglinear', '--seeds', '0', '--n-grid', '4', '8', "
-        f"'--output-dir', {str(tmp_path)!r}]))")
+        f"'--output-dir', {str(tmp_path)!r}]))"
+    )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert lines == ["dralign bench: error: the benchmark plots need matplotlib: "
-                     "pip install 'dralign[bench]'"]
+    assert lines == ["dralign bench: error: the benchmark plots need matplotlib: pip install 'dralign[bench]'"]
     assert not (tmp_path / "results.json").exists()  # refused before the fits

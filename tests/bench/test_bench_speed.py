@@ -15,10 +15,21 @@ from dralign_bench.speed import SpeedConfig, SpeedOptions, median_and_range, qui
 from dralign_bench.speed_flops import batch_flops
 from dralign_bench.speed_report import GOALS, goals
 
-WORKLOAD_KEYS = {"dralign_pairs_per_s", "trl_pairs_per_s", "ratio_vs_trl", "dralign_peak_rss_mb",
-                 "trl_peak_rss_mb", "dralign_cpu_s_per_pair", "trl_cpu_s_per_pair",
-                 "dralign_model_flops_per_s", "dralign_flops_fraction_of_peak", "tokens_identical",
-                 "mean_prompt_tokens", "mean_response_tokens", "model"}
+WORKLOAD_KEYS = {
+    "dralign_pairs_per_s",
+    "trl_pairs_per_s",
+    "ratio_vs_trl",
+    "dralign_peak_rss_mb",
+    "trl_peak_rss_mb",
+    "dralign_cpu_s_per_pair",
+    "trl_cpu_s_per_pair",
+    "dralign_model_flops_per_s",
+    "dralign_flops_fraction_of_peak",
+    "tokens_identical",
+    "mean_prompt_tokens",
+    "mean_response_tokens",
+    "model",
+}
 
 
 @pytest.mark.slow
@@ -43,8 +54,15 @@ def test_quick_run_writes_every_key(tmp_path):
     heavy = results["trl"]["prompt_heavy"]
     assert heavy["mean_prompt_tokens"] >= 2 * heavy["mean_response_tokens"]
     ratios = results["objectives"]["ratio_vs_dpo"]
-    assert {"kldpo", "dora", "aot", "group-dro", "wdpo finite difference",
-            "wdpo finite difference, shared layout", "exact vs local (kldpo, accum 4)"} <= ratios.keys()
+    assert {
+        "kldpo",
+        "dora",
+        "aot",
+        "group-dro",
+        "wdpo finite difference",
+        "wdpo finite difference, shared layout",
+        "exact vs local (kldpo, accum 4)",
+    } <= ratios.keys()
     assert results["objectives"]["prefix_sharing"]["wdpo finite difference, shared layout"]
     assert not results["objectives"]["prefix_sharing"]["wdpo finite difference"]
     floor = ratios["wdpo finite difference FLOP floor (2 x plain / prefix-shared dpo)"]
@@ -114,8 +132,13 @@ def test_flop_count_of_both_layouts():
 def test_shared_layout_wdpo_is_reported_beside_the_goal():
     """The shared-prompt WDPO's ratio is in the goals table, but only the default layout's
     ratio is judged against the goal."""
-    ratios = {"kldpo": 1.0, "wdpo finite difference": 2.5, "wdpo finite difference vs dpo plain layout": 1.9,
-              "wdpo finite difference, shared layout": 2.0, "exact vs local (kldpo, accum 4)": 1.2}
+    ratios = {
+        "kldpo": 1.0,
+        "wdpo finite difference": 2.5,
+        "wdpo finite difference vs dpo plain layout": 1.9,
+        "wdpo finite difference, shared layout": 2.0,
+        "exact vs local (kldpo, accum 4)": 1.2,
+    }
     rows = [g for g in goals({"objectives": {"ratio_vs_dpo": ratios}}) if g["goal"] == "wdpo_fd_vs_dpo"]
     assert [g["met"] for g in rows] == [False, True, None]
     assert "shared" in rows[2]["what"] and rows[2]["measured"] == 2.0
@@ -137,9 +160,17 @@ def test_real_workload_trains_lora_on_both_sides(tiny_model_dir, tmp_path):
     from helpers import preference_rows, write_jsonl
 
     data = write_jsonl(tmp_path / "real.jsonl", preference_rows(32))
-    options = quick_options(SpeedOptions(quick=True, threads=1, sections=["trl"], workloads=["real"],
-                                         real_model=tiny_model_dir("llama"), real_data=str(data),
-                                         work_dir=str(tmp_path / "work")))
+    options = quick_options(
+        SpeedOptions(
+            quick=True,
+            threads=1,
+            sections=["trl"],
+            workloads=["real"],
+            real_model=tiny_model_dir("llama"),
+            real_data=str(data),
+            work_dir=str(tmp_path / "work"),
+        )
+    )
     results = run_speed(SpeedConfig(options), console=Console(file=open(tmp_path / "log.txt", "w"), width=200))
     real = results["trl"]["real"]
     assert real["model"]["lora_r"] == 8 and real["tokens_identical"]

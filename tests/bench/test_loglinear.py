@@ -52,8 +52,9 @@ def test_closed_form_optimum_matches_brute_force(tiny):
     r = rewards(tiny, alpha)
     log_ref = torch.log_softmax(tiny.features @ tiny.theta_ref, -1)
     logits = torch.zeros_like(r, requires_grad=True)
-    opt = torch.optim.LBFGS([logits], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [logits], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-15, line_search_fn="strong_wolfe"
+    )
 
     def neg_j():
         opt.zero_grad()
@@ -77,7 +78,9 @@ def test_closed_form_optimum_matches_brute_force(tiny):
 
 def test_log_probs_normalise_and_fed_features_agree(world):
     theta = torch.randn(4, dtype=torch.float64)
-    assert torch.allclose(torch.logsumexp(log_policy(world, theta), -1), torch.zeros(6, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(
+        torch.logsumexp(log_policy(world, theta), -1), torch.zeros(6, dtype=torch.float64), atol=1e-12
+    )
     pairs = sample_pairs(world, 50, 0.5, seed=1)
     table = action_logps(world, theta, pairs.state, pairs.chosen)
     fed = action_logps(world, theta, pairs.state, pairs.chosen, world.features[pairs.state, pairs.chosen])
@@ -148,8 +151,9 @@ def test_kldpo_population_optimum_is_closed_form(world, tau):
         assert torch.allclose(theta, optimum(world, 0.2, 2 * BETA), atol=1e-6)
 
 
-@pytest.mark.parametrize("robust,kw", [("mean", {}), ("kl", {"tau": 0.7}), ("drdpo", {"drdpo_beta": 0.5}),
-                                       ("cvar", {"cvar_level": 0.25})])
+@pytest.mark.parametrize(
+    "robust,kw", [("mean", {}), ("kl", {"tau": 0.7}), ("drdpo", {"drdpo_beta": 0.5}), ("cvar", {"cvar_level": 0.25})]
+)
 def test_population_value_with_uniform_mass_is_the_objectives_value(robust, kw):
     obj = Objective(robust=robust, beta=0.3, **kw)
     g = torch.Generator().manual_seed(0)
@@ -174,14 +178,14 @@ def test_wdpo_penalty_matches_hand_formula(tiny, form):
     s, c, r = pairs.state, pairs.chosen, pairs.rejected
     m = (logp[s, c] - logr[s, c]) - (logp[s, r] - logr[s, r])
     pi = logp.exp()
-    sq = BETA ** 2 * torch.sigmoid(-BETA * m) ** 2 * theta.dot(theta) * ((1 - pi[s, c]) ** 2 + (1 - pi[s, r]) ** 2)
+    sq = BETA**2 * torch.sigmoid(-BETA * m) ** 2 * theta.dot(theta) * ((1 - pi[s, c]) ** 2 + (1 - pi[s, r]) ** 2)
     expected = rho * (sq.mean() if form == "squared" else sq.mean().sqrt())
     assert penalty == pytest.approx(float(expected), rel=1e-10)
 
 
 def test_loglog_slope_recovers_a_power_law():
     n = [100, 400, 1600]
-    fit_ = loglog_slope(n, [[3 * x ** -0.5, 3 * x ** -0.5] for x in n])
+    fit_ = loglog_slope(n, [[3 * x**-0.5, 3 * x**-0.5] for x in n])
     assert fit_["slope"] == pytest.approx(-0.5, abs=1e-12)
     assert fit_["intercept"] == pytest.approx(math.log(3), abs=1e-12)
 
@@ -205,7 +209,10 @@ def test_kldpo_is_dpo_at_beta_times_one_plus_tau_over_tau_under_realisability(wo
 
 
 def test_misspecified_world_breaks_the_closed_forms():
-    base, bent = make_world(0, states=6, actions=5, dim=4), make_world(0, states=6, actions=5, dim=4, misspecification=1.0)
+    base, bent = (
+        make_world(0, states=6, actions=5, dim=4),
+        make_world(0, states=6, actions=5, dim=4, misspecification=1.0),
+    )
     assert base.realisable and not bent.realisable
     assert torch.equal(base.features, bent.features) and torch.equal(base.phi, bent.phi)
     extra = rewards(bent, 0.3) - rewards(base, 0.3)
@@ -225,9 +232,16 @@ def test_frontier_worst_at_interpolates_over_r0():
     assert frontier_worst_at(front, 0.9) == pytest.approx(-0.3)
 
 
-@pytest.mark.parametrize("bad,match", [({"n_grid": [500]}, "n_grid"), ({"alpha0": 1.5}, "alpha0"),
-                                       ({"actions": 1}, "actions"), ({"beta": 0.0}, "beta"),
-                                       ({"methods": ["aot"]}, "log-linear world")])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        ({"n_grid": [500]}, "n_grid"),
+        ({"alpha0": 1.5}, "alpha0"),
+        ({"actions": 1}, "actions"),
+        ({"beta": 0.0}, "beta"),
+        ({"methods": ["aot"]}, "log-linear world"),
+    ],
+)
 def test_bad_options_are_refused(tmp_path, bad, match):
     with pytest.raises(ValueError, match=match):
         run_loglinear(LoglinearConfig(LoglinearOptions(output_dir=str(tmp_path), **bad)))
@@ -262,7 +276,9 @@ def test_labeller_mixture_population_is_a_mixture_of_two_bradley_terry_labellers
     support, mass = pair_distribution(tiny, alpha, labels="labeller_mixture")
     assert float(mass.sum()) == pytest.approx(1.0, abs=1e-12)
     A = tiny.actions
-    index = {(int(s), int(c), int(r)): k for k, (s, c, r) in enumerate(zip(support.state, support.chosen, support.rejected))}
+    index = {
+        (int(s), int(c), int(r)): k for k, (s, c, r) in enumerate(zip(support.state, support.chosen, support.rejected))
+    }
     r1, r2 = rewards(tiny, 1.0), rewards(tiny, 0.0)
     for s, a, b in ((0, 0, 1), (2, 3, 1), (1, 2, 0)):
         win, lose = float(mass[index[(s, a, b)]]), float(mass[index[(s, b, a)]])
@@ -278,8 +294,16 @@ def test_labeller_mixture_population_is_a_mixture_of_two_bradley_terry_labellers
 
 
 def test_run_loglinear_labeller_mixture_reports_the_control_and_regret(tmp_path):
-    opts = LoglinearOptions(seeds=[0, 1], n_grid=[500, 2000], methods=["dpo", "kldpo"], labels="labeller_mixture",
-                            alpha0=0.1, reward_cosine=-0.8, alphas=[0.0, 0.1, 0.5, 1.0], output_dir=str(tmp_path))
+    opts = LoglinearOptions(
+        seeds=[0, 1],
+        n_grid=[500, 2000],
+        methods=["dpo", "kldpo"],
+        labels="labeller_mixture",
+        alpha0=0.1,
+        reward_cosine=-0.8,
+        alphas=[0.0, 0.1, 0.5, 1.0],
+        output_dir=str(tmp_path),
+    )
     saved = run_loglinear(LoglinearConfig(opts))
     ctl = saved["control"]
     refs = [min(r) for r in saved["reference"]["reward"]]

@@ -40,15 +40,21 @@ def test_a_length_matched_claim_needs_twenty_pairs_and_an_interval_above_half():
         return {"length_matched": {"n": n, "accuracy": {"mean": 0.9, "low": low, "high": 1.0}}}
 
     assert above_chance(block(20, 0.51))
-    assert not above_chance(block(19, 0.9))   # too few pairs: no claim
-    assert not above_chance(block(40, 0.5))   # the interval touches chance
+    assert not above_chance(block(19, 0.9))  # too few pairs: no claim
+    assert not above_chance(block(40, 0.5))  # the interval touches chance
     assert not above_chance({"length_matched": {"n": 0, "accuracy": None}})
 
 
 def _row(i, group, **extra):
     good, bad = " yes good fine great" * (1 + i % 3), " no bad" * (1 + i % 2)
-    return {"prompt": f"question {i} please", "chosen": good, "rejected": bad, "group": group,
-            "source": "tiny", **extra}
+    return {
+        "prompt": f"question {i} please",
+        "chosen": good,
+        "rejected": bad,
+        "group": group,
+        "source": "tiny",
+        **extra,
+    }
 
 
 def tiny_data(root):
@@ -58,8 +64,10 @@ def tiny_data(root):
         "ultrafeedback": [_row(i, "ultrafeedback") for i in range(12)],
         "hhh": [_row(i, ["honest", "helpful", "harmless", "other"][i % 4]) for i in range(16)],
         "pandalm": [_row(i, "a_b") for i in range(16)],
-        "tldr": [_row(i, "tldr:x", meta={"chosen_policy": policies[i % 3], "rejected_policy": policies[(i + 1) % 3]})
-                 for i in range(24)],
+        "tldr": [
+            _row(i, "tldr:x", meta={"chosen_policy": policies[i % 3], "rejected_policy": policies[(i + 1) % 3]})
+            for i in range(24)
+        ],
     }
     for name, rows in files.items():
         train, held = DATA_FILES[name]
@@ -106,11 +114,23 @@ def test_pipeline_end_to_end_on_a_tiny_model_writes_every_key(tmp_path, tiny_mod
 
     root = tiny_data(tmp_path / "data")
     out = tmp_path / "out"
-    res = run_real(RealOptions(profile="tiny", model=tiny_model_dir(), data_dir=str(root), output_dir=str(out)),
-                   command="dralign bench real --profile tiny")
+    res = run_real(
+        RealOptions(profile="tiny", model=tiny_model_dir(), data_dir=str(root), output_dir=str(out)),
+        command="dralign bench real --profile tiny",
+    )
     saved = json.loads((out / "results.json").read_text())
-    for key in ("command", "model", "options", "environment", "definitions", "heldout", "ratio_fit",
-                "tasks", "timing", "files"):
+    for key in (
+        "command",
+        "model",
+        "options",
+        "environment",
+        "definitions",
+        "heldout",
+        "ratio_fit",
+        "tasks",
+        "timing",
+        "files",
+    ):
         assert key in saved, key
     assert set(saved["tasks"]) == {"shift", "groups", "sources"}
     assert set(saved["tasks"]["shift"]["methods"]) == {"dpo", "kldpo", "wdpo", "cvar"}
@@ -119,8 +139,16 @@ def test_pipeline_end_to_end_on_a_tiny_model_writes_every_key(tmp_path, tiny_mod
     shift = saved["tasks"]["shift"]["methods"]["dpo"]["sets"]
     assert shift["ultrafeedback"]["domain"] == "in" and shift["hhh"]["domain"] == "out"
     for block in shift.values():
-        for key in ("n", "accuracy", "seed_accuracy", "longer_baseline", "length_matched", "agrees_with_longer",
-                    "chosen_longer", "chosen_shorter"):
+        for key in (
+            "n",
+            "accuracy",
+            "seed_accuracy",
+            "longer_baseline",
+            "length_matched",
+            "agrees_with_longer",
+            "chosen_longer",
+            "chosen_shorter",
+        ):
             assert key in block
         assert {"n", "accuracy"} <= set(block["length_matched"])
     groups = saved["tasks"]["groups"]["methods"]["group-dro"]
@@ -169,8 +197,9 @@ def test_real_model_scores_real_pairs_beside_the_length_controls(tmp_path, share
 
     folder = base_folder(gguf, tmp_path)
     assert base_folder(gguf, tmp_path) == folder  # converted once
-    data = tokenize_pairs(load_split(shared_data, "hhh")[1][:4], load_tokenizer(folder), max_length=96,
-                          max_prompt_length=32)
+    data = tokenize_pairs(
+        load_split(shared_data, "hhh")[1][:4], load_tokenizer(folder), max_length=96, max_prompt_length=32
+    )
     ref = pair_logps(load_model(folder), data)
     assert np.all(np.isfinite(ref[0])) and ref[0].shape == (4,)
     assert pair_correct(ref, ref).tolist() == [0.5] * 4

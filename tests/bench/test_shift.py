@@ -40,10 +40,13 @@ def small(**kw):
 
 
 def m(r0=0.5, worst=0.4, kl=1.0, acc=0.7, calib=0.1, entropy=4.0) -> SeedMetrics:
-    return SeedMetrics(curve=[worst, r0], r0=r0, worst=worst, kl=kl, entropy=entropy, distinct2=0.8, acc=acc, calib=calib)
+    return SeedMetrics(
+        curve=[worst, r0], r0=r0, worst=worst, kl=kl, entropy=entropy, distinct2=0.8, acc=acc, calib=calib
+    )
 
 
 # --------------------------------------------------------------------------------------------- data, plan
+
 
 def test_datasets_are_deterministic_and_flips_unpaired_repaired_are_what_they_say():
     opts = small()
@@ -68,17 +71,26 @@ def test_full_profile_meets_the_power_floor_and_plans_frontier_tuned_and_fixed_r
     assert not any(r.method == "rdpo" for r in val)  # fixed runs are not tuned
     assert not any(r.dataset == "mix" and r.method.startswith("fdpo") for r in val)
     assert not [r for r in val if "lr" in dict(r.params)]  # the divergence frontier serves no choice
-    chosen = {("labmix", "kldpo"): 2.0, ("labmix", "wdpo"): 0.3, ("flip", "cdpo"): 0.3, ("flip", "drdpo"): 2.0,
-              ("sources", "dora"): 0.5, ("sources", "dro"): 2.0}
+    chosen = {
+        ("labmix", "kldpo"): 2.0,
+        ("labmix", "wdpo"): 0.3,
+        ("flip", "cdpo"): 0.3,
+        ("flip", "drdpo"): 2.0,
+        ("sources", "dora"): 0.5,
+        ("sources", "dro"): 2.0,
+    }
     test = plan(opts, chosen)
     ids = [r.id for r in test]
     assert len(ids) == len(set(ids))
     assert "labmix/kldpo[tau=2]" in ids and "labmix/kldpo[tau=0.05]" not in ids
-    assert {f"{d}/dpo[beta={b:g}]" for b in opts.betas for d in ("mix", "labmix", "sources", "human", "repaired")} <= set(ids)
+    assert {
+        f"{d}/dpo[beta={b:g}]" for b in opts.betas for d in ("mix", "labmix", "sources", "human", "repaired")
+    } <= set(ids)
     assert {"repaired/dpo[beta=0.01]", "unpaired/aot-unpaired", "sources-oracle/dora-reweight"} <= set(ids)
     assert "flip/rdpo[label_smoothing=0.3]" in ids and "flip/rdpo[label_smoothing=0.1]" in ids  # true rate, mis-set
-    assert {"flip/drdpo[drdpo_beta=2]", "sources/dora[lam=0.5]", "sources/dro[tau=2]",
-            "sources/dora-reweight"} <= set(ids)
+    assert {"flip/drdpo[drdpo_beta=2]", "sources/dora[lam=0.5]", "sources/dro[tau=2]", "sources/dora-reweight"} <= set(
+        ids
+    )
     # the divergence frontier reaches below the β grid's KL floor by shorter training; the others do not
     short = [r for r in frontier_runs(opts, SCENARIOS["divergence"]) if "lr" in dict(r.params)]
     assert [dict(r.params)["lr"] for r in short] == pytest.approx([0.25 * opts.lr, 0.5 * opts.lr])
@@ -107,6 +119,7 @@ def test_sources_dataset_labels_human_rows_by_the_target_and_synthetic_rows_by_t
 
 # --------------------------------------------------------------------------------------------- controls
 
+
 def test_flip_control_needs_a_significant_accuracy_drop():
     clean = [m(acc=a) for a in (0.80, 0.82, 0.79, 0.81)]
     flipped = [m(acc=a) for a in (0.70, 0.73, 0.71, 0.70)]
@@ -126,6 +139,7 @@ def test_learning_control_needs_dpo_to_raise_the_target_reward_above_the_start()
 
 
 # --------------------------------------------------------------------------------------------- statistics
+
 
 def test_student_t_and_paired_t_match_hand_values():
     assert student_t_quantile(0.975, 7) == pytest.approx(2.364624, abs=1e-5)
@@ -149,8 +163,10 @@ def test_holm_step_down_by_hand():
 
 
 def test_judge_compares_with_the_frontier_per_seed_applies_holm_and_gates_on_the_control():
-    front = {f"mix/dpo[beta={b}]": [m(r0=0.50 + 0.1 * k, worst=0.40 - 0.1 * k) for _ in range(4)]
-             for k, b in enumerate((0.3, 0.1, 0.03))}
+    front = {
+        f"mix/dpo[beta={b}]": [m(r0=0.50 + 0.1 * k, worst=0.40 - 0.1 * k) for _ in range(4)]
+        for k, b in enumerate((0.3, 0.1, 0.03))
+    }
     # the frontier at r0 = 0.55 has worst 0.35; the method has 0.38 ± noise → +0.03
     rob = [m(r0=0.55, worst=0.38 + e) for e in (0.001, -0.002, 0.0, 0.001)]
     metrics = {**front, "mix/kldpo[tau=1]": rob}
@@ -181,9 +197,13 @@ def test_verdict_classes():
 
 def test_power_summary_is_the_median_half_width_on_the_probability_scale():
     row = lambda metric, hw, se: {"metric": metric, "diff": 0.1, "ci": [0.1 - hw, 0.1 + hw], "se": se}  # noqa: E731
-    claims = [{"control": {"passed": True}, "comparisons": [row("r0 at matched kl", 0.01, 0.004),
-                                                          row("entropy at matched r0", 0.2, 0.08)]},
-              {"control": {"passed": False}, "comparisons": [row("acc", 0.03, 0.012), row("worst", 0.02, 0.008)]}]
+    claims = [
+        {
+            "control": {"passed": True},
+            "comparisons": [row("r0 at matched kl", 0.01, 0.004), row("entropy at matched r0", 0.2, 0.08)],
+        },
+        {"control": {"passed": False}, "comparisons": [row("acc", 0.03, 0.012), row("worst", 0.02, 0.008)]},
+    ]
     p = power_summary(claims)
     assert p["probability_scale"]["median_half_width"] == pytest.approx(0.02)
     assert p["probability_scale"]["comparisons"] == 3 and p["probability_scale"]["median_se"] == pytest.approx(0.008)
@@ -198,16 +218,33 @@ def test_power_summary_is_the_median_half_width_on_the_probability_scale():
 def test_merge_judges_the_claims_again_from_the_merged_runs():
     opts = resolve(ShiftOptions(scenarios=["mixture"], seeds=3, validation_seeds=0))
     rng = np.random.default_rng(0)
-    runs = {r.id: [m(r0=0.6 + rng.normal(0, 0.01), worst=0.5 + rng.normal(0, 0.01), kl=k + 1.0) for _ in range(3)]
-            for k, r in enumerate(plan(opts, {("labmix", "kldpo"): 0.05, ("labmix", "wdpo"): 0.05}))}
+    runs = {
+        r.id: [m(r0=0.6 + rng.normal(0, 0.01), worst=0.5 + rng.normal(0, 0.01), kl=k + 1.0) for _ in range(3)]
+        for k, r in enumerate(plan(opts, {("labmix", "kldpo"): 0.05, ("labmix", "wdpo"): 0.05}))
+    }
     runs["start"] = [m(r0=0.5, worst=0.55 + rng.normal(0, 0.01), kl=0.0) for _ in range(3)]
     from dataclasses import asdict
-    prov = {"commit": "abc", "dirty": False, "diff_sha256": None, "versions": {}, "started": "2026-01-01T00:00:00+00:00",
-            "finished": "2026-01-01T00:10:00+00:00", "wall_seconds": 600.0}
-    doc = lambda sc: {"options": {**asdict(opts), "scenarios": sc, "test_seeds": 3}, "scenarios": {},  # noqa: E731
-                      "provenance": prov,
-                      "selection": {}, "validation_runs": {}, "claims": [{"stale": True}], "seconds": 1.0,
-                      "command": "x", "runs": {k: {"seeds": [asdict(x) for x in v]} for k, v in runs.items()}}
+
+    prov = {
+        "commit": "abc",
+        "dirty": False,
+        "diff_sha256": None,
+        "versions": {},
+        "started": "2026-01-01T00:00:00+00:00",
+        "finished": "2026-01-01T00:10:00+00:00",
+        "wall_seconds": 600.0,
+    }
+    doc = lambda sc: {
+        "options": {**asdict(opts), "scenarios": sc, "test_seeds": 3},
+        "scenarios": {},  # noqa: E731
+        "provenance": prov,
+        "selection": {},
+        "validation_runs": {},
+        "claims": [{"stale": True}],
+        "seconds": 1.0,
+        "command": "x",
+        "runs": {k: {"seeds": [asdict(x) for x in v]} for k, v in runs.items()},
+    }
     merged = merge_results([doc(["mixture"]), doc([])])
     chosen = {("labmix", "kldpo"): 0.05, ("labmix", "wdpo"): 0.05}  # the grids' first values: no validation seeds
     assert merged["claims"] == holm_report(evaluate_claims(opts, runs, chosen)) == judge_results(merged)
@@ -216,6 +253,7 @@ def test_merge_judges_the_claims_again_from_the_merged_runs():
 
 
 # --------------------------------------------------------------------------------------------- own link
+
 
 def test_own_link_probabilities_use_each_divergences_score():
     u1, u2, beta = np.array([0.5, -1.0]), np.array([0.0, 2.0]), 0.3
@@ -233,11 +271,16 @@ def test_calibration_error_against_the_known_preference_probability_and_clean_ac
     t = 1.0 / math.log(0.7 / 0.3)
     assert calibration_error(np.array([0.7, 0.4]), r1, r2, T) == pytest.approx(abs(1 / (1 + (0.6 / 0.4) ** t) - p[1]))
     # gold ties dropped; u ties count ½
-    assert clean_accuracy(np.array([1.0, 0.0, 2.0, 1.0]), np.array([0.0, 1.0, 2.0, 5.0]),
-                          np.array([0.9, 0.9, 0.2, 0.3]), np.array([0.1, 0.1, 0.1, 0.3])) == pytest.approx(1.5 / 3)
+    assert clean_accuracy(
+        np.array([1.0, 0.0, 2.0, 1.0]),
+        np.array([0.0, 1.0, 2.0, 5.0]),
+        np.array([0.9, 0.9, 0.2, 0.3]),
+        np.array([0.1, 0.1, 0.1, 0.3]),
+    ) == pytest.approx(1.5 / 3)
 
 
 # --------------------------------------------------------------------------------------------- world LM
+
 
 def test_world_lm_is_trained_once_then_read_from_the_cache(tmp_path):
     spec = WorldLMSpec(hidden=32, layers=1, heads=2, vocab_size=300, corpus_size=200, steps=3, batch_size=8)
@@ -262,4 +305,7 @@ def test_job_cost_weights_each_run_by_its_steps():
     mix, flips = (resolve(ShiftOptions(full=True, scenarios=[s])) for s in ("mixture", "flips"))
     runs = len(plan(mix, default_choices(mix))) * mix.seeds + len(plan(mix)) * mix.validation_seeds
     assert job_cost(mix) == 2 * runs
-    assert job_cost(flips) == len(plan(flips, default_choices(flips))) * flips.seeds + len(plan(flips)) * flips.validation_seeds
+    assert (
+        job_cost(flips)
+        == len(plan(flips, default_choices(flips))) * flips.seeds + len(plan(flips)) * flips.validation_seeds
+    )

@@ -33,6 +33,7 @@ def m(r0=0.5, worst=0.4, kl=1.0) -> SeedMetrics:
 
 # --------------------------------------------------------------------------------------------- data
 
+
 def test_labeller_mixture_labels_each_pair_by_one_labeller_drawn_with_probability_alpha0():
     opts = small(alpha0=0.3, train_pairs=400)
     rows = build_dataset(opts, "labmix", 7)
@@ -56,10 +57,18 @@ def test_the_judge_agrees_with_the_target_on_the_asked_share_of_synthetic_pairs(
     k = judge_slope(opts)
     assert k > 0.0
     synthetic = _synthetic_rows(1500, 31)  # fresh unlabelled pairs at drawn distances, not the calibration sample
-    judged = [sum(agreement(target_reward(opts), judge_reward(opts, s), [r]) == 1.0
-                  for r in synthetic if r["shift"] == s) for s in SHIFT_LEVELS]
-    counted = [sum(not math.isnan(agreement(target_reward(opts), judge_reward(opts, s), [r]))
-                   for r in synthetic if r["shift"] == s) for s in SHIFT_LEVELS]
+    judged = [
+        sum(agreement(target_reward(opts), judge_reward(opts, s), [r]) == 1.0 for r in synthetic if r["shift"] == s)
+        for s in SHIFT_LEVELS
+    ]
+    counted = [
+        sum(
+            not math.isnan(agreement(target_reward(opts), judge_reward(opts, s), [r]))
+            for r in synthetic
+            if r["shift"] == s
+        )
+        for s in SHIFT_LEVELS
+    ]
     assert sum(judged) / sum(counted) == pytest.approx(wanted, abs=0.03)
     assert judge_slope(small(judge_agreement=min(1.0, wanted + 0.05))) <= k  # more agreement, less lean
     shares = [j / c for j, c in zip(judged, counted)]
@@ -67,8 +76,11 @@ def test_the_judge_agrees_with_the_target_on_the_asked_share_of_synthetic_pairs(
 
 
 def test_agreement_by_hand_and_an_impossible_agreement_is_refused():
-    rows = [{"response_1": "a", "response_2": "bb"}, {"response_1": "ccc", "response_2": "d"},
-            {"response_1": "ee", "response_2": "ff"}]  # the last is tied under length: dropped
+    rows = [
+        {"response_1": "a", "response_2": "bb"},
+        {"response_1": "ccc", "response_2": "d"},
+        {"response_1": "ee", "response_2": "ff"},
+    ]  # the last is tied under length: dropped
     assert agreement(len, lambda t: -len(t), rows) == 0.0 and agreement(len, len, rows) == 1.0
     with pytest.raises(ValueError, match="agrees with the target on"):  # refused when the options resolve
         resolve(ShiftOptions(scenarios=["sources"], judge_agreement=0.05))
@@ -88,6 +100,7 @@ def test_sources_rows_scarce_human_and_the_oracle_dataset_has_the_same_rows():
 
 # --------------------------------------------------------------------------------------------- controls
 
+
 def test_conflict_control_needs_dpo_below_the_start_models_worst_case():
     start = [m(worst=w) for w in (0.40, 0.42, 0.41, 0.40)]
     below = [m(r0=0.7, worst=w) for w in (0.35, 0.38, 0.36, 0.37)]  # 0.05, 0.04, 0.05, 0.03
@@ -95,20 +108,22 @@ def test_conflict_control_needs_dpo_below_the_start_models_worst_case():
     assert c["value"] == pytest.approx(0.0425) and c["passed"]
     # a large drop from DPO's own r(α₀) is not a loss if the worst case stays above the start's
     gain = [m(r0=0.9, worst=w) for w in (0.41, 0.43, 0.42, 0.41)]
-    assert conflict_control(gain, start)["value"] == pytest.approx(-0.01) and not conflict_control(gain, start)["passed"]
+    assert (
+        conflict_control(gain, start)["value"] == pytest.approx(-0.01) and not conflict_control(gain, start)["passed"]
+    )
     noisy = [m(worst=w) for w in (0.20, 0.50, 0.30, 0.45)]  # mean gap 0.045 but the interval covers 0
     assert not conflict_control(noisy, start)["passed"]
 
 
 def test_sources_control_is_two_sided():
     human = [m(r0=r) for r in (0.50, 0.52, 0.51, 0.49)]
-    all_rows = [m(r0=r) for r in (0.55, 0.56, 0.57, 0.54)]     # useful: +0.05, +0.04, +0.06, +0.05
-    oracle = [m(r0=r) for r in (0.58, 0.59, 0.59, 0.57)]       # shifted: +0.03, +0.03, +0.02, +0.03
+    all_rows = [m(r0=r) for r in (0.55, 0.56, 0.57, 0.54)]  # useful: +0.05, +0.04, +0.06, +0.05
+    oracle = [m(r0=r) for r in (0.58, 0.59, 0.59, 0.57)]  # shifted: +0.03, +0.03, +0.02, +0.03
     aucs = [0.8, 0.82, 0.78, 0.8]
     c = sources_control(all_rows, human, oracle, aucs)
     assert c["passed"] and c["value"] == pytest.approx(min(0.05, 0.0275))
-    assert not sources_control(human, all_rows, oracle, aucs)["passed"]     # synthetic rows hurt: not useful
-    assert not sources_control(all_rows, human, all_rows, aucs)["passed"]   # oracle weighting gains nothing
+    assert not sources_control(human, all_rows, oracle, aucs)["passed"]  # synthetic rows hurt: not useful
+    assert not sources_control(all_rows, human, all_rows, aucs)["passed"]  # oracle weighting gains nothing
     assert not sources_control(all_rows, human, oracle, [0.97, 0.99, 0.98, 0.99])["passed"]  # no overlap
 
 
@@ -123,6 +138,7 @@ def test_unpaired_control_counts_what_the_trainers_saw_per_step():
 
 # --------------------------------------------------------------------------------------------- calibration
 
+
 def test_fit_temperature_recovers_the_scale_of_a_shrunk_link():
     z = np.linspace(-3, 3, 41)
     p = 1 / (1 + np.exp(-z))
@@ -135,13 +151,14 @@ def test_tempered_calibration_ignores_the_links_scale_but_not_its_shape():
     p = 1 / (1 + np.exp(-z))
     tiny = 1 / (1 + np.exp(-0.003 * z))  # σ(β·Δs) at a small β: ≈ ½ whatever was learned
     assert np.mean(np.abs(tiny - p)) > 0.15 and tempered_calibration_error(tiny, p) < 1e-6
-    wrong = 1 / (1 + np.exp(-np.sign(z) * z ** 2))  # a different shape: no scale fixes it
+    wrong = 1 / (1 + np.exp(-np.sign(z) * z**2))  # a different shape: no scale fixes it
     assert tempered_calibration_error(wrong, p) > 0.02
     # fitted on even pairs, measured on odd ones: hand case with two pairs
     assert tempered_calibration_error(np.array([0.5, 0.7]), np.array([0.5, 0.6])) == pytest.approx(0.1)
 
 
 # --------------------------------------------------------------------------------------------- maps
+
 
 def test_maps_plumbing_on_a_fake_trainer(tmp_path):
     """Every cell trains its scenario's runs per seed; the gain is the method minus its best
@@ -169,7 +186,11 @@ def test_maps_plumbing_on_a_fake_trainer(tmp_path):
                 r0 = 0.58 + 0.1 * o.judge_agreement + 0.001 * (seed - 500)
             if r.dataset == "sources-oracle":
                 r0 = 0.60 + 0.01 * (seed - 500)
-            acc = 0.7 + (0.05 + 0.001 * (seed - 500) if r.method == "rdpo" else 0.0) - (0.1 * o.flip_rate if r.dataset == "flip" else 0)
+            acc = (
+                0.7
+                + (0.05 + 0.001 * (seed - 500) if r.method == "rdpo" else 0.0)
+                - (0.1 * o.flip_rate if r.dataset == "flip" else 0)
+            )
             got[r.id] = SeedMetrics(curve=[r0], r0=r0, worst=r0, kl=kl, entropy=4.0, distinct2=0.8, acc=acc, calib=0.1)
         return got, [0.8]
 
@@ -204,9 +225,19 @@ def test_train_counting_reports_the_completions_each_step_drew(tiny_model_dir, p
     from dralign_bench.shift.seen import train_counting
 
     def cfg(data, method, batch, out):
-        return build(TrainConfig, dict(model=tiny_model_dir("llama"), data=str(data), method=method,
-                                       output_dir=str(tmp_path / out), max_steps=2, batch_size=batch,
-                                       progress=False, max_length=64))
+        return build(
+            TrainConfig,
+            dict(
+                model=tiny_model_dir("llama"),
+                data=str(data),
+                method=method,
+                output_dir=str(tmp_path / out),
+                max_steps=2,
+                batch_size=batch,
+                progress=False,
+                max_length=64,
+            ),
+        )
 
     _, paired = train_counting(cfg(pref_jsonl, "dpo", 4, "p"))
     _, unpaired = train_counting(cfg(unpaired_jsonl, "aot-unpaired", 8, "u"))
@@ -214,8 +245,9 @@ def test_train_counting_reports_the_completions_each_step_drew(tiny_model_dir, p
     assert unpaired_control(unpaired, paired, minimum=8)["passed"]
 
 
-def test_oracle_ratio_is_a_classifier_fitted_on_twenty_times_more_rows_of_another_seed(tiny_model_dir, tmp_path,
-                                                                                       monkeypatch):
+def test_oracle_ratio_is_a_classifier_fitted_on_twenty_times_more_rows_of_another_seed(
+    tiny_model_dir, tmp_path, monkeypatch
+):
     import json
 
     from dralign.modeling import load_model, load_tokenizer
@@ -242,11 +274,24 @@ def test_mixture_regret_against_dpo_trained_at_each_alpha_by_hand():
     from dralign_bench.shift.papers import mixture_regret
 
     opts = resolve(ShiftOptions(scenarios=["mixture"], alphas=[0.0, 0.1, 0.5, 1.0], alpha0=0.1))
-    curve = lambda *v: SeedMetrics(curve=list(v), r0=v[1], worst=min(v), kl=1.0, entropy=4.0, distinct2=0.8,  # noqa: E731
-                                   acc=0.7, calib=0.1)
-    metrics = {"labmix-a0/dpo": [curve(0.9, 0.5, 0.4, 0.1)] * 2, "labmix-a0.5/dpo": [curve(0.5, 0.5, 0.7, 0.5)] * 2,
-               "labmix-a1/dpo": [curve(0.1, 0.2, 0.5, 0.8)] * 2, "labmix/dpo[beta=0.1]": [curve(0.8, 0.75, 0.5, 0.2)] * 2,
-               "labmix/kldpo[tau=0.05]": [curve(0.6, 0.6, 0.6, 0.5), curve(0.6, 0.7, 0.6, 0.3)], "mix/dpo": [curve(0, 0, 0, 0)]}
+    curve = lambda *v: SeedMetrics(
+        curve=list(v),
+        r0=v[1],
+        worst=min(v),
+        kl=1.0,
+        entropy=4.0,
+        distinct2=0.8,  # noqa: E731
+        acc=0.7,
+        calib=0.1,
+    )
+    metrics = {
+        "labmix-a0/dpo": [curve(0.9, 0.5, 0.4, 0.1)] * 2,
+        "labmix-a0.5/dpo": [curve(0.5, 0.5, 0.7, 0.5)] * 2,
+        "labmix-a1/dpo": [curve(0.1, 0.2, 0.5, 0.8)] * 2,
+        "labmix/dpo[beta=0.1]": [curve(0.8, 0.75, 0.5, 0.2)] * 2,
+        "labmix/kldpo[tau=0.05]": [curve(0.6, 0.6, 0.6, 0.5), curve(0.6, 0.7, 0.6, 0.3)],
+        "mix/dpo": [curve(0, 0, 0, 0)],
+    }
     out = mixture_regret(opts, metrics)
     assert set(out) == {k for k in metrics if k.startswith("labmix")}
     assert out["labmix/kldpo[tau=0.05]"] == pytest.approx({"0": 0.3, "0.1": 0.1, "0.5": 0.1, "1": 0.4})

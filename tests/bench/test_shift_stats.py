@@ -34,11 +34,21 @@ F = "dpo-frontier"
 
 
 def m(r0=0.5, worst=0.4, kl=1.0, acc=0.7, calib=0.1, halves=None) -> SeedMetrics:
-    return SeedMetrics(curve=[worst, r0], r0=r0, worst=worst, kl=kl, entropy=4.0, distinct2=0.8, acc=acc, calib=calib,
-                       halves=halves or {})
+    return SeedMetrics(
+        curve=[worst, r0],
+        r0=r0,
+        worst=worst,
+        kl=kl,
+        entropy=4.0,
+        distinct2=0.8,
+        acc=acc,
+        calib=calib,
+        halves=halves or {},
+    )
 
 
 # --------------------------------------------------------------------------------------------- envelope
+
 
 def test_upper_hull_drops_points_under_a_chord_and_keeps_the_highest_at_equal_x():
     pts = [(2, 0.6), (4, 0.7), (6, 0.65), (3, 0.5), (0, 0.4), (4, 0.1)]
@@ -93,15 +103,24 @@ def test_dpo_as_the_claimant_is_read_on_its_hull_not_on_the_best_side():
     method_claims = ClaimSpec("divergence", "p", "c", (Comparison("mix/f", F, "r0", "kl"),), 0.01)
     # hull at KL 3: (.7 + .6)/2 = .65; the best DPO reward at KL ≤ 3 is .7
     assert judge(dpo_claims, metrics, list(front), {"passed": True})["comparisons"][0]["diff"] == pytest.approx(0.03)
-    assert judge(method_claims, metrics, list(front), {"passed": True})["comparisons"][0]["diff"] == pytest.approx(-0.08)
+    assert judge(method_claims, metrics, list(front), {"passed": True})["comparisons"][0]["diff"] == pytest.approx(
+        -0.08
+    )
 
 
 # --------------------------------------------------------------------------------------------- statistics
 
+
 def _claim(ps, mde=0.01, eoi=0.02):
     rows = [{"diff": 0.05, "p": p, "p_holm": p, "p_holm_report": p, "mde": mde} for p in ps]
-    return {"control": {"passed": True}, "overlap": None, "mde": mde, "effect_of_interest": eoi,
-            "comparisons": rows, "verdict": "?"}
+    return {
+        "control": {"passed": True},
+        "overlap": None,
+        "mde": mde,
+        "effect_of_interest": eoi,
+        "comparisons": rows,
+        "verdict": "?",
+    }
 
 
 def test_holm_over_the_whole_report_is_one_family_and_decides_the_verdicts():
@@ -109,17 +128,29 @@ def test_holm_over_the_whole_report_is_one_family_and_decides_the_verdicts():
     # sorted .01, .03, .04 → ×3, ×2, ×1 = .03, .06, .04 → .06 (monotone)
     assert [r["p_holm_report"] for c in claims for r in c["comparisons"]] == pytest.approx([0.03, 0.06, 0.06])
     assert [c["verdict"] for c in claims] == ["partly reproduced", "not significant"]
-    with_se = holm_report([{**_claim([0.01, 0.2]), "comparisons": [
-        {"diff": 0.05, "p": p, "se": 0.01, "seeds": 10, "mde": 0.03} for p in (0.01, 0.2)]}])
+    with_se = holm_report(
+        [
+            {
+                **_claim([0.01, 0.2]),
+                "comparisons": [{"diff": 0.05, "p": p, "se": 0.01, "seeds": 10, "mde": 0.03} for p in (0.01, 0.2)],
+            }
+        ]
+    )
     # 80 % power at Holm's first step, α/m = 0.025 two-sided: (t₉(0.9875) + t₉(0.8))·SE
     from dralign.stats import student_t_quantile
+
     expect = (student_t_quantile(0.9875, 9) + student_t_quantile(0.8, 9)) * 0.01
     assert with_se[0]["mde_report"] == pytest.approx(expect) and expect > 0.03
 
 
 def test_a_claim_whose_mde_exceeds_its_effect_of_interest_is_underpowered_never_not_significant():
-    claims = holm_report([_claim([0.4], mde=0.03, eoi=0.02), _claim([0.4], mde=0.015, eoi=0.02),
-                          _claim([0.4], mde=float("nan"), eoi=0.02)])
+    claims = holm_report(
+        [
+            _claim([0.4], mde=0.03, eoi=0.02),
+            _claim([0.4], mde=0.015, eoi=0.02),
+            _claim([0.4], mde=float("nan"), eoi=0.02),
+        ]
+    )
     assert [c["verdict"] for c in claims] == ["underpowered", "not significant", "underpowered"]
     noisy = {"a": [m(r0=0.5 + e) for e in (0.03, -0.02, 0.01, -0.01)], "b": [m(r0=0.5)] * 4}
     spec = ClaimSpec("mixture", "p", "c", (Comparison("a", "b", "r0"),), effect_of_interest=0.005)
@@ -129,9 +160,11 @@ def test_a_claim_whose_mde_exceeds_its_effect_of_interest_is_underpowered_never_
 
 
 def test_evaluation_noise_is_the_rms_of_half_differences():
-    runs = {"a": [m(halves={"r0": [0.50, 0.54]}), m(halves={"r0": [0.60, 0.58]})],
-            "b": [{"halves": {"r0": [0.3, 0.3]}}]}  # a results.json row
-    assert evaluation_noise(runs, "r0") == pytest.approx(np.sqrt((0.02 ** 2 + 0.01 ** 2 + 0.0) / 3))
+    runs = {
+        "a": [m(halves={"r0": [0.50, 0.54]}), m(halves={"r0": [0.60, 0.58]})],
+        "b": [{"halves": {"r0": [0.3, 0.3]}}],
+    }  # a results.json row
+    assert evaluation_noise(runs, "r0") == pytest.approx(np.sqrt((0.02**2 + 0.01**2 + 0.0) / 3))
     assert math.isnan(evaluation_noise(runs, "acc"))
 
 
@@ -146,6 +179,7 @@ def test_full_profile_has_ten_test_seeds_and_the_offset_chooses_them():
 
 # --------------------------------------------------------------------------------------------- provenance, merge
 
+
 def _git(cwd, *args):
     subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True)
 
@@ -156,7 +190,9 @@ def test_git_state_records_the_commit_and_a_dirty_tree_with_its_diff(tmp_path):
     (tmp_path / "src" / "a.py").write_text("x = 1\n")
     _git(tmp_path, "add", ".")
     _git(tmp_path, "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "one")
-    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(
+        ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     clean = git_state(tmp_path / "src" / "a.py")
     assert clean == {"commit": head, "dirty": False, "diff_sha256": None}
     (tmp_path / "src" / "a.py").write_text("x = 2\n")
@@ -172,23 +208,45 @@ def test_git_state_records_the_commit_and_a_dirty_tree_with_its_diff(tmp_path):
 
 def _part(scenarios, **changes):
     opts = asdict(resolve(ShiftOptions(scenarios=scenarios, seeds=2, validation_seeds=0)))
-    prov = {"commit": "abc", "dirty": False, "diff_sha256": None, "versions": {"python": "3"}, "cores": {},
-            "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:05:00+00:00", "wall_seconds": 300.0}
-    doc = {"options": {**opts, "test_seeds": 2}, "provenance": prov, "scenarios": {}, "selection": {}, "runs": {},
-           "validation_runs": {}, "claims": [], "maps": {}, "seconds": 300.0, "command": "x", "world_lm": {"k": 1}}
+    prov = {
+        "commit": "abc",
+        "dirty": False,
+        "diff_sha256": None,
+        "versions": {"python": "3"},
+        "cores": {},
+        "started": "2026-01-01T00:00:00+00:00",
+        "finished": "2026-01-01T00:05:00+00:00",
+        "wall_seconds": 300.0,
+    }
+    doc = {
+        "options": {**opts, "test_seeds": 2},
+        "provenance": prov,
+        "scenarios": {},
+        "selection": {},
+        "runs": {},
+        "validation_runs": {},
+        "claims": [],
+        "maps": {},
+        "seconds": 300.0,
+        "command": "x",
+        "world_lm": {"k": 1},
+    }
     for key, value in changes.items():
         target, name = (doc["provenance"], key[5:]) if key.startswith("prov_") else (doc["options"], key)
         target[name] = value
     return doc
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"prov_commit": "def"}, "part 2 (flips) has commit 'def', part 1 (mixture) 'abc'"),
-    ({"prov_dirty": True}, "has dirty True"),
-    ({"prov_diff_sha256": "ff"}, "has diff_sha256"),
-    ({"steps": 7}, "option steps is 7 in part 2 (flips)"),
-    ({"test_seed_values": [5, 6]}, "option test_seed_values"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"prov_commit": "def"}, "part 2 (flips) has commit 'def', part 1 (mixture) 'abc'"),
+        ({"prov_dirty": True}, "has dirty True"),
+        ({"prov_diff_sha256": "ff"}, "has diff_sha256"),
+        ({"steps": 7}, "option steps is 7 in part 2 (flips)"),
+        ({"test_seed_values": [5, 6]}, "option test_seed_values"),
+    ],
+)
 def test_merge_refuses_parts_of_another_commit_dirty_state_or_options(change, message):
     with pytest.raises(BadInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         merge_results([_part(["mixture"]), _part(["flips"], **change)])
@@ -219,18 +277,42 @@ def test_merge_keeps_notes_and_unshown_runs_and_spans_the_jobs():
 
 # --------------------------------------------------------------------------------------------- console
 
+
 def _demo_like_results():
-    rid = ["mix/dpo[beta=0.1]", "mix/dpo[beta=1]", "mix/kldpo[tau=0.5]", "mix/wdpo[rho=0.01]",
-           "flip/rdpo[label_smoothing=0.3]"]
+    rid = [
+        "mix/dpo[beta=0.1]",
+        "mix/dpo[beta=1]",
+        "mix/kldpo[tau=0.5]",
+        "mix/wdpo[rho=0.01]",
+        "flip/rdpo[label_smoothing=0.3]",
+    ]
     runs = {r: {"seeds": [asdict(m(acc=float("nan"), calib=float("nan")))] * 2} for r in rid}
     runs["start"] = {"seeds": [asdict(m(acc=0.5, calib=0.3))] * 2}  # the start is scored on pairs regardless
-    row = {"a": rid[2], "b": F, "metric": "worst at matched r0", "diff": 0.004, "se": 0.01, "ci": [-0.12, 0.13],
-           "p": 0.7, "mde": 0.045, "seeds": 2, "inside": 1.0, "p_holm": 0.7, "p_holm_report": 0.7}
-    claim = {"scenario": "mixture", "paper": "Xu et al. 2025 (WDPO, KLDPO)",
-             "claim": "Under a shift of the preference mixture, KLDPO keeps a higher worst-case gold reward.",
-             "effect_of_interest": 0.015, "mde": 0.045, "verdict": "underpowered", "overlap": None,
-             "control": {"name": "DPO's loss", "value": 0.29, "threshold": 0.05, "passed": True, "detail": ""},
-             "comparisons": [row]}
+    row = {
+        "a": rid[2],
+        "b": F,
+        "metric": "worst at matched r0",
+        "diff": 0.004,
+        "se": 0.01,
+        "ci": [-0.12, 0.13],
+        "p": 0.7,
+        "mde": 0.045,
+        "seeds": 2,
+        "inside": 1.0,
+        "p_holm": 0.7,
+        "p_holm_report": 0.7,
+    }
+    claim = {
+        "scenario": "mixture",
+        "paper": "Xu et al. 2025 (WDPO, KLDPO)",
+        "claim": "Under a shift of the preference mixture, KLDPO keeps a higher worst-case gold reward.",
+        "effect_of_interest": 0.015,
+        "mde": 0.045,
+        "verdict": "underpowered",
+        "overlap": None,
+        "control": {"name": "DPO's loss", "value": 0.29, "threshold": 0.05, "passed": True, "detail": ""},
+        "comparisons": [row],
+    }
     return {"runs": runs, "claims": [claim]}
 
 
@@ -246,8 +328,9 @@ def test_console_tables_read_cleanly_at_80_columns_and_end_in_plain_words():
     assert "nan" not in out and "…" not in out and "acc" not in out.split("claims")[0]  # no column of dashes
     results = _demo_like_results()
     results["claims"][0]["comparisons"][0].update(ci=[float("nan")] * 2, seeds=1)
-    results["claims"][0]["comparisons"].append({**results["claims"][0]["comparisons"][0], "diff": float("nan"),
-                                                "seeds": 0})  # no seed inside DPO's range
+    results["claims"][0]["comparisons"].append(
+        {**results["claims"][0]["comparisons"][0], "diff": float("nan"), "seeds": 0}
+    )  # no seed inside DPO's range
     results["claims"][0]["mde"] = float("nan")
     console = Console(file=io.StringIO(), width=80, color_system=None)
     print_tables(results, console)
@@ -261,6 +344,7 @@ def test_console_tables_read_cleanly_at_80_columns_and_end_in_plain_words():
 
 # --------------------------------------------------------------------------------------------- one command
 
+
 @pytest.mark.slow
 def test_one_command_runs_scenarios_as_parallel_workers_and_records_provenance(tmp_path):
     """`dralign bench shift --jobs 2` at a tiny size: two scenarios as worker processes, merged
@@ -269,10 +353,42 @@ def test_one_command_runs_scenarios_as_parallel_workers_and_records_provenance(t
     from dralign.cli import main
 
     out = tmp_path / "shift"
-    argv = ["bench", "shift", "--scenarios", "unpaired", "mixture", "--jobs", "2", "--seeds", "2", "--seed-offset", "50",
-            "--validation-seeds", "0", "--steps", "2", "--train-pairs", "32", "--eval-prompts", "4", "--eval-pairs", "4",
-            "--max-new-tokens", "8", "--betas", "0.1", "1", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"),
-            "--output-dir", str(out), "--unshown-runs", "mixture at offset 0: tried while developing"]
+    argv = [
+        "bench",
+        "shift",
+        "--scenarios",
+        "unpaired",
+        "mixture",
+        "--jobs",
+        "2",
+        "--seeds",
+        "2",
+        "--seed-offset",
+        "50",
+        "--validation-seeds",
+        "0",
+        "--steps",
+        "2",
+        "--train-pairs",
+        "32",
+        "--eval-prompts",
+        "4",
+        "--eval-pairs",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--betas",
+        "0.1",
+        "1",
+        "--lm-steps",
+        "8",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output-dir",
+        str(out),
+        "--unshown-runs",
+        "mixture at offset 0: tried while developing",
+    ]
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     prov = results["provenance"]
@@ -301,9 +417,38 @@ def test_maps_run_their_cells_on_parallel_workers_at_the_test_seeds(tmp_path):
     from dralign.cli import main
 
     out = tmp_path / "maps"
-    argv = ["bench", "shift", "--maps", "--scenarios", "flips", "--jobs", "2", "--seeds", "1", "--seed-offset", "60",
-            "--steps", "2", "--flip-pairs", "16", "--eval-prompts", "4", "--eval-pairs", "4", "--max-new-tokens", "8",
-            "--betas", "0.1", "1", "--lm-steps", "8", "--cache-dir", str(tmp_path / "cache"), "--output-dir", str(out)]
+    argv = [
+        "bench",
+        "shift",
+        "--maps",
+        "--scenarios",
+        "flips",
+        "--jobs",
+        "2",
+        "--seeds",
+        "1",
+        "--seed-offset",
+        "60",
+        "--steps",
+        "2",
+        "--flip-pairs",
+        "16",
+        "--eval-prompts",
+        "4",
+        "--eval-pairs",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--betas",
+        "0.1",
+        "1",
+        "--lm-steps",
+        "8",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--output-dir",
+        str(out),
+    ]
     assert main(argv) == 0
     rdpo = json.loads((out / "results.json").read_text())["maps"]["rdpo"]
     assert [c["coords"]["flip_rate"] for c in rdpo["cells"]] == [0.1, 0.2, 0.3, 0.4] and rdpo["seed_values"] == [60]
@@ -315,10 +460,16 @@ def test_maps_run_their_cells_on_parallel_workers_at_the_test_seeds(tmp_path):
 def test_maps_are_merged_and_rendered_as_tables_with_each_cells_interval_and_control():
     from dralign_bench.shift.outputs import _map_lines
 
-    cells = [{"row": 0.05, "col": 0.6, "diff": 0.031, "ci": [0.01, 0.052], "control_passed": True},
-             {"row": 0.05, "col": 0.9, "diff": -0.004, "ci": [-0.02, 0.012], "control_passed": False}]
-    mp = {"title": "DoRA's gain over the best baseline", "rows": {"name": "human fraction", "values": [0.05]},
-          "cols": {"name": "agreement", "values": [0.6, 0.9]}, "cells": cells}
+    cells = [
+        {"row": 0.05, "col": 0.6, "diff": 0.031, "ci": [0.01, 0.052], "control_passed": True},
+        {"row": 0.05, "col": 0.9, "diff": -0.004, "ci": [-0.02, 0.012], "control_passed": False},
+    ]
+    mp = {
+        "title": "DoRA's gain over the best baseline",
+        "rows": {"name": "human fraction", "values": [0.05]},
+        "cols": {"name": "agreement", "values": [0.6, 0.9]},
+        "cells": cells,
+    }
     a, b = _part(["mixture"]), _part(["sources"])
     b["maps"] = {"dora": mp}
     merged = merge_results([a, b])

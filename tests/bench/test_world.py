@@ -45,6 +45,7 @@ def _response(text):
 
 # --- text generation ------------------------------------------------------------------------
 
+
 def test_corpus_deterministic_per_seed(corpus):
     assert generate_corpus(2000, seed=0) == corpus
     other = generate_corpus(2000, seed=1)
@@ -85,23 +86,22 @@ def test_human_text_pinned():
     # The world LM is pretrained on human text and cached under WORLD_VERSION: any change to the
     # human generator must change these hashes and bump WORLD_VERSION.
     assert w.WORLD_VERSION == "1"
-    assert _sha(generate_corpus(200, seed=0)) == (
-        "f78087d8d0ae6654928535419be993dc83d491379ca6c8861c14673e21088150")
+    assert _sha(generate_corpus(200, seed=0)) == ("f78087d8d0ae6654928535419be993dc83d491379ca6c8861c14673e21088150")
     assert _sha(generate_responses(generate_prompts(200, seed=0), seed=0)) == (
-        "bb82ac8e094dcade799e4fe56106e383f91b0789e0c67ffdc6e06899cfebc0a3")
+        "bb82ac8e094dcade799e4fe56106e383f91b0789e0c67ffdc6e06899cfebc0a3"
+    )
     assert _sha(prompt_response_pairs(generate_prompts(50, seed=1), seed=1)) == (
-        "9ee693d0909cddf0c56629bf8e00b5160278dd86d8a1d22b51c717be9fe3dba2")
+        "9ee693d0909cddf0c56629bf8e00b5160278dd86d8a1d22b51c717be9fe3dba2"
+    )
 
 
 def test_corpus_synthetic_fraction():
     human = generate_corpus(400, seed=2)
     texts = generate_corpus(400, seed=2, synthetic_fraction=1.0)
-    length = {k: np.mean([len(w.words(_response(t))) for t in v])
-              for k, v in (("human", human), ("synthetic", texts))}
+    length = {k: np.mean([len(w.words(_response(t))) for t in v]) for k, v in (("human", human), ("synthetic", texts))}
     assert length["synthetic"] > length["human"] + 4
     # at shift 0 the synthetic generator is the human one: the fraction no longer matters
-    assert (generate_corpus(100, seed=2, synthetic_fraction=1.0, shift=0.0)
-            == generate_corpus(100, seed=2))
+    assert generate_corpus(100, seed=2, synthetic_fraction=1.0, shift=0.0) == generate_corpus(100, seed=2)
     with pytest.raises(ValueError):
         generate_corpus(3, seed=0, synthetic_fraction=1.5)
 
@@ -153,6 +153,7 @@ def test_responses_and_pairs_deterministic():
 
 # --- gold objectives --------------------------------------------------------------------------
 
+
 def test_sentiment_responds_as_documented():
     assert sentiment("") == 0.5
     assert sentiment("The lake is old.") == 0.5
@@ -185,8 +186,8 @@ def test_conciseness_responds_as_documented():
     assert conciseness(n_words(5)) == pytest.approx(conciseness(n_words(20)))
     assert conciseness(n_words(5)) == pytest.approx(math.exp(-0.5 * (math.log(2) / 0.6) ** 2))
     vals = [conciseness(n_words(n)) for n in range(0, 41)]
-    assert all(a < b for a, b in zip(vals[:10], vals[1:11]))    # increasing up to 10
-    assert all(a > b for a, b in zip(vals[10:-1], vals[11:]))   # decreasing after
+    assert all(a < b for a, b in zip(vals[:10], vals[1:11]))  # increasing up to 10
+    assert all(a > b for a, b in zip(vals[10:-1], vals[11:]))  # decreasing after
     assert vals[40] < 0.1
     # only the word count matters
     assert conciseness("good good good.") == conciseness("bad, bad; bad")
@@ -215,6 +216,7 @@ def test_gold_objectives_in_unit_interval_on_any_text(corpus):
 
 # --- mixtures ----------------------------------------------------------------------------------
 
+
 def test_mixture_reward():
     text = "Moreover, the lake is lovely. There are three stone boats."
     for kind, mix in (("linear", linear_mixture), ("geometric", geometric_mixture)):
@@ -229,6 +231,7 @@ def test_mixture_reward():
 
 
 # --- Bradley–Terry labelling ------------------------------------------------------------------
+
 
 def test_bt_probability():
     assert bt_probability(0.6, 0.6, 0.1) == 0.5
@@ -288,15 +291,17 @@ def test_label_rows_carries_source():
     rows = assign_sources(generate_prompts(40, seed=0), synthetic_fraction=0.5, seed=0)
     lab = label_rows(rows, w.sentiment, temperature=0.1, seed=0)
     assert [r["source"] for r in lab] == [r["source"] for r in rows]
-    assert all({r["chosen"], r["rejected"]} == {s["response_1"], s["response_2"]}
-               for r, s in zip(lab, rows))
+    assert all({r["chosen"], r["rejected"]} == {s["response_1"], s["response_2"]} for r, s in zip(lab, rows))
     assert "response_1" not in lab[0]
 
 
 def test_flip_labels():
-    rows = label_pairs(*zip(*[(f"p{i}:", f"a{i}", f"b{i}") for i in range(1000)]),
-                       reward_fn=lambda t: 1.0 if t.startswith("a") else 0.0,
-                       temperature=0, seed=0)
+    rows = label_pairs(
+        *zip(*[(f"p{i}:", f"a{i}", f"b{i}") for i in range(1000)]),
+        reward_fn=lambda t: 1.0 if t.startswith("a") else 0.0,
+        temperature=0,
+        seed=0,
+    )
     original = [dict(r) for r in rows]
     flipped = flip_labels(rows, rate=0.2, seed=3)
     assert rows == original  # input untouched
@@ -321,6 +326,7 @@ def test_flip_labels():
 
 # --- human vs synthetic sources ---------------------------------------------------------------
 
+
 def test_assign_sources_fraction_and_determinism():
     prompts = generate_prompts(600, seed=0)
     rows = assign_sources(prompts, synthetic_fraction=0.3, seed=0)
@@ -336,10 +342,13 @@ def test_assign_sources_fraction_and_determinism():
     with pytest.raises(ValueError):
         assign_sources(prompts, synthetic_fraction=0.3, shift=1.5)
     # one shift per prompt: a constant list is the scalar; a list that differs changes those synthetic rows
-    assert assign_sources(prompts, synthetic_fraction=0.3, seed=0, shift=[0.2] * 600) == \
-        assign_sources(prompts, synthetic_fraction=0.3, seed=0, shift=0.2)
+    assert assign_sources(prompts, synthetic_fraction=0.3, seed=0, shift=[0.2] * 600) == assign_sources(
+        prompts, synthetic_fraction=0.3, seed=0, shift=0.2
+    )
     first = next(i for i, r in enumerate(rows) if r["source"] == "synthetic")
-    per_row = assign_sources(prompts, synthetic_fraction=0.3, seed=0, shift=[0.2 if i == first else None for i in range(600)])
+    per_row = assign_sources(
+        prompts, synthetic_fraction=0.3, seed=0, shift=[0.2 if i == first else None for i in range(600)]
+    )
     assert per_row[:first] == rows[:first] and per_row[first]["response_1"] != rows[first]["response_1"]
     with pytest.raises(ValueError, match="600 prompts"):
         assign_sources(prompts, synthetic_fraction=0.3, shift=[0.2] * 5)
@@ -366,11 +375,11 @@ def test_sources_share_every_word(by_source):
 def test_shift_zero_is_the_human_generator():
     prompts = generate_prompts(50, seed=4)
     for k, p in enumerate(prompts):
-        assert (w.generate_response(p, random.Random(k), "synthetic", shift=0.0)
-                == w.generate_response(p, random.Random(k), "human"))
+        assert w.generate_response(p, random.Random(k), "synthetic", shift=0.0) == w.generate_response(
+            p, random.Random(k), "human"
+        )
     # the human source ignores the knob
-    assert (generate_responses(prompts, seed=3, source="human", shift=1.0)
-            == generate_responses(prompts, seed=3))
+    assert generate_responses(prompts, seed=3, source="human", shift=1.0) == generate_responses(prompts, seed=3)
 
 
 def test_shift_moves_the_style():
@@ -380,8 +389,10 @@ def test_shift_moves_the_style():
     stats = []
     for shift in (0.0, 0.4, 0.8):
         texts = generate_responses(prompts, seed=1, source="synthetic", shift=shift)
-        stats.append([np.mean([f(t) for t in texts]) for f in (sentiment, formality, specificity)]
-                     + [np.mean([len(w.words(t)) for t in texts])])
+        stats.append(
+            [np.mean([f(t) for t in texts]) for f in (sentiment, formality, specificity)]
+            + [np.mean([len(w.words(t)) for t in texts])]
+        )
     stats = np.array(stats)
     assert np.all(np.diff(stats, axis=0) > 0), stats
     assert np.all(stats[-1, :3] - stats[0, :3] > 0.1) and stats[-1, 3] - stats[0, 3] > 5

@@ -16,12 +16,17 @@ def test_ratio_auc_in_control_band(seed, tmp_path):
     from dralign_bench.world_lm import DEFAULT_CACHE_DIR, WorldLMSpec, world_lm
 
     lm = world_lm(WorldLMSpec(), DEFAULT_CACHE_DIR)
-    rows = w.assign_sources(w.generate_prompts(480, seed=seed, split="train"),
-                            synthetic_fraction=0.7, seed=seed)
+    rows = w.assign_sources(w.generate_prompts(480, seed=seed, split="train"), synthetic_fraction=0.7, seed=seed)
     data = tmp_path / "rows.jsonl"
-    data.write_text("".join(json.dumps({"prompt": r["prompt"], "chosen": r["response_1"],
-                                        "rejected": r["response_2"], "source": r["source"]}) + "\n"
-                            for r in rows))
+    data.write_text(
+        "".join(
+            json.dumps(
+                {"prompt": r["prompt"], "chosen": r["response_1"], "rejected": r["response_2"], "source": r["source"]}
+            )
+            + "\n"
+            for r in rows
+        )
+    )
     fit = fit_file(RatioOptions(data=str(data), target=["human"], model=str(lm), seed=seed))
     assert fit.prior == pytest.approx(0.3)
     assert 0.7 <= fit.auc <= 0.9, fit.summary()

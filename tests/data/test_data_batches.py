@@ -40,6 +40,7 @@ def ids(text):
 
 # --------------------------------------------------------------------------- tokenization
 
+
 def test_prompt_and_completion_ids_with_bos_and_single_eos():
     tok = CharTokenizer()
     data = tokenize_pairs([{"prompt": "ab", "chosen": "xy", "rejected": "z" + chr(EOS)}], tok)
@@ -48,18 +49,21 @@ def test_prompt_and_completion_ids_with_bos_and_single_eos():
     assert e.chosen_ids == (*ids("xy"), EOS)
     assert e.rejected_ids == (ord("z"), EOS)  # already ends with eos: not doubled
     assert data.pad_token_id == EOS  # no pad token: eos
-    assert tokenize_pairs([{"prompt": "ab", "chosen": "x", "rejected": "y"}],
-                          CharTokenizer(pad_token_id=0)).pad_token_id == 0
-    no_eos = tokenize_pairs([{"prompt": "ab", "chosen": "xy", "rejected": "z"}], tok,
-                            add_eos=False)
+    assert (
+        tokenize_pairs([{"prompt": "ab", "chosen": "x", "rejected": "y"}], CharTokenizer(pad_token_id=0)).pad_token_id
+        == 0
+    )
+    no_eos = tokenize_pairs([{"prompt": "ab", "chosen": "xy", "rejected": "z"}], tok, add_eos=False)
     assert no_eos.examples[0].chosen_ids == tuple(ids("xy"))
 
 
 def test_truncation_sides_and_counts():
     tok = CharTokenizer()
-    rows = [{"prompt": "abcdef", "chosen": "xyz", "rejected": "uv"},     # 7 + 4 / 3 tokens
-            {"prompt": "ab", "chosen": "x", "rejected": "y"},            # fits
-            {"prompt": "abcdefgh", "chosen": "xyzw", "rejected": "u"}]  # 9 + 5 / 2
+    rows = [
+        {"prompt": "abcdef", "chosen": "xyz", "rejected": "uv"},  # 7 + 4 / 3 tokens
+        {"prompt": "ab", "chosen": "x", "rejected": "y"},  # fits
+        {"prompt": "abcdefgh", "chosen": "xyzw", "rejected": "u"},
+    ]  # 9 + 5 / 2
     data = tokenize_pairs(rows, tok, max_length=10, max_prompt_length=5, truncation_side="left")
     a, b, c = data.examples
     assert a.prompt_ids == tuple(ids("bcdef"))  # left: keeps the end (BOS is cut too)
@@ -75,8 +79,7 @@ def test_truncation_sides_and_counts():
     assert a.chosen_ids == tuple(ids("xyz")) and a.rejected_ids == (*ids("uv"), EOS)  # 5+3 = 8
     assert c.chosen_ids == tuple(ids("xyz")) and c.rejected_ids == (ord("u"), EOS)
     assert (right.report.truncated_prompt, right.report.truncated_completion) == (2, 2)
-    assert all(len(e.prompt_ids) + max(len(e.chosen_ids), len(e.rejected_ids)) <= 8
-               for e in right.examples)
+    assert all(len(e.prompt_ids) + max(len(e.chosen_ids), len(e.rejected_ids)) <= 8 for e in right.examples)
 
     # no max_prompt_length: prompts are never cut, completions take the remaining room
     loose = tokenize_pairs(rows[:2], tok, max_length=9)
@@ -86,18 +89,28 @@ def test_truncation_sides_and_counts():
 
 
 def test_truncate_helper():
-    assert truncate([1, 2, 3, 4], [[5, 6, 7], [8]], max_length=5, max_prompt_length=3,
-                    truncation_side="left") == ([2, 3, 4], [[5, 6], [8]], True, True)
-    assert truncate([1, 2, 3, 4], [[5]], max_length=6, max_prompt_length=None,
-                    truncation_side="left") == ([1, 2, 3, 4], [[5]], False, False)
+    assert truncate([1, 2, 3, 4], [[5, 6, 7], [8]], max_length=5, max_prompt_length=3, truncation_side="left") == (
+        [2, 3, 4],
+        [[5, 6], [8]],
+        True,
+        True,
+    )
+    assert truncate([1, 2, 3, 4], [[5]], max_length=6, max_prompt_length=None, truncation_side="left") == (
+        [1, 2, 3, 4],
+        [[5]],
+        False,
+        False,
+    )
 
 
 def test_long_prompt_is_cut_to_half_max_length_keeping_its_end_by_default():
     """A prompt of 3 × max_length trains with default options: cut to max_length // 2 = 4
     tokens, keeping its end; prompts that fit are left alone; the cut is counted."""
     tok = CharTokenizer()
-    rows = [{"prompt": "abcdefghijklmnopqrstuvw", "chosen": "xyz", "rejected": "u"},  # 24 = 3 × 8
-            {"prompt": "abcde", "chosen": "x", "rejected": "y"}]                     # 6: fits
+    rows = [
+        {"prompt": "abcdefghijklmnopqrstuvw", "chosen": "xyz", "rejected": "u"},  # 24 = 3 × 8
+        {"prompt": "abcde", "chosen": "x", "rejected": "y"},
+    ]  # 6: fits
     data = tokenize_pairs(rows, tok, max_length=8)
     long, short = data.examples
     assert long.prompt_ids == tuple(ids("tuvw"))
@@ -107,24 +120,35 @@ def test_long_prompt_is_cut_to_half_max_length_keeping_its_end_by_default():
     assert data.settings["long_prompts"] == "cut"
     right = tokenize_pairs(rows, tok, max_length=8, truncation_side="right")
     assert right.examples[0].prompt_ids == (BOS, *ids("abc"))
-    assert truncate([1] * 30, [[5]], max_length=10, max_prompt_length=None,
-                    truncation_side="left") == ([1] * 5, [[5]], True, False)
+    assert truncate([1] * 30, [[5]], max_length=10, max_prompt_length=None, truncation_side="left") == (
+        [1] * 5,
+        [[5]],
+        True,
+        False,
+    )
 
 
 def test_prompt_filling_max_length_and_identical_after_truncation_are_bad_rows():
     tok = CharTokenizer()
-    rows = [{"prompt": "abcdefghij", "chosen": "x", "rejected": "y"},   # 11 prompt tokens
-            {"prompt": "ab", "chosen": "same-start-1", "rejected": "same-start-2"},
-            {"prompt": "ab", "chosen": "x", "rejected": "y"}]
+    rows = [
+        {"prompt": "abcdefghij", "chosen": "x", "rejected": "y"},  # 11 prompt tokens
+        {"prompt": "ab", "chosen": "same-start-1", "rejected": "same-start-2"},
+        {"prompt": "ab", "chosen": "x", "rejected": "y"},
+    ]
     with pytest.raises(DataError) as info:  # the strict behaviour: a long prompt is a bad row
         tokenize_pairs(rows, tok, max_length=8, long_prompts="strict")
     message = str(info.value)
-    assert message.startswith("2 bad row(s) out of 3 read from <memory> "
-                              "(chosen_equals_rejected: 1, prompt_fills_max_length: 1)")
-    assert ("<memory>: row 0, field 'prompt': prompt fills max_length: 11 prompt tokens leave no "
-            "room for a completion within max_length=8; set --max-prompt-length") in message
-    assert ("<memory>: row 1, field 'rejected': chosen and rejected are identical after "
-            "tokenization and truncation to max_length=8") in message
+    assert message.startswith(
+        "2 bad row(s) out of 3 read from <memory> (chosen_equals_rejected: 1, prompt_fills_max_length: 1)"
+    )
+    assert (
+        "<memory>: row 0, field 'prompt': prompt fills max_length: 11 prompt tokens leave no "
+        "room for a completion within max_length=8; set --max-prompt-length"
+    ) in message
+    assert (
+        "<memory>: row 1, field 'rejected': chosen and rejected are identical after "
+        "tokenization and truncation to max_length=8"
+    ) in message
     data = tokenize_pairs(rows, tok, max_length=8, on_bad_row="skip", long_prompts="strict")
     assert [e.row for e in data.examples] == [2]
     assert data.report.kept + data.report.n_skipped == data.report.rows_read == 3
@@ -143,20 +167,31 @@ def test_settings_are_checked():
 
 # --------------------------------------------------------------------------- collation
 
+
 def test_collate_pairs_masks_exactly_the_completion_tokens():
-    examples = [PairExample(0, (1, 10, 11), (20, 2), (30, 31, 32, 2), weight=0.5, group=1,
-                            ratio=2.0),
-                PairExample(7, (1, 12), (21, 22, 2), (33, 2), target_prob=0.3)]
+    examples = [
+        PairExample(0, (1, 10, 11), (20, 2), (30, 31, 32, 2), weight=0.5, group=1, ratio=2.0),
+        PairExample(7, (1, 12), (21, 22, 2), (33, 2), target_prob=0.3),
+    ]
     batch = collate_pairs(examples, pad_token_id=0)
     assert batch["input_ids"].tolist() == [
         [1, 10, 11, 20, 2, 0, 0],
         [1, 12, 21, 22, 2, 0, 0],
         [1, 10, 11, 30, 31, 32, 2],
-        [1, 12, 33, 2, 0, 0, 0]]
+        [1, 12, 33, 2, 0, 0, 0],
+    ]
     assert batch["attention_mask"].tolist() == [
-        [1, 1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 0, 0], [1] * 7, [1, 1, 1, 1, 0, 0, 0]]
+        [1, 1, 1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 1, 0, 0],
+        [1] * 7,
+        [1, 1, 1, 1, 0, 0, 0],
+    ]
     assert batch["completion_mask"].int().tolist() == [
-        [0, 0, 0, 1, 1, 0, 0], [0, 0, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 0, 0, 0]]
+        [0, 0, 0, 1, 1, 0, 0],
+        [0, 0, 1, 1, 1, 0, 0],
+        [0, 0, 0, 1, 1, 1, 1],
+        [0, 0, 1, 1, 0, 0, 0],
+    ]
     assert batch["input_ids"].dtype == batch["attention_mask"].dtype == torch.long
     assert batch["completion_mask"].dtype == torch.bool
     assert batch["index"].tolist() == [0, 7] and batch["index"].dtype == torch.long
@@ -168,8 +203,7 @@ def test_collate_pairs_masks_exactly_the_completion_tokens():
 
 
 def test_collate_unpaired():
-    examples = [UnpairedExample(0, (1, 5), (6, 2), True),
-                UnpairedExample(1, (1, 5, 5, 5), (7, 2), False, weight=3.0)]
+    examples = [UnpairedExample(0, (1, 5), (6, 2), True), UnpairedExample(1, (1, 5, 5, 5), (7, 2), False, weight=3.0)]
     batch = collate_unpaired(examples, pad_token_id=9)
     assert batch["input_ids"].tolist() == [[1, 5, 6, 2, 9, 9], [1, 5, 5, 5, 7, 2]]
     assert batch["completion_mask"].int().tolist() == [[0, 0, 1, 1, 0, 0], [0, 0, 0, 0, 1, 1]]
@@ -180,10 +214,10 @@ def test_collate_unpaired():
 
 def test_collated_real_tokenizer_batch_reads_back_the_completions():
     tok = tiny_tokenizer()
-    rows = [{"prompt": "Human: what is two plus two? Assistant:", "chosen": " Two plus two is four.",
-             "rejected": " Five."},
-            {"prompt": "Please answer politely.", "chosen": " Thank you very much!",
-             "rejected": " No!", "weight": 2}]
+    rows = [
+        {"prompt": "Human: what is two plus two? Assistant:", "chosen": " Two plus two is four.", "rejected": " Five."},
+        {"prompt": "Please answer politely.", "chosen": " Thank you very much!", "rejected": " No!", "weight": 2},
+    ]
     data = tokenize_pairs(rows, tok)
     batch = data.collate([1, 0])
     mask, input_ids = batch["completion_mask"], batch["input_ids"]
@@ -197,10 +231,13 @@ def test_collated_real_tokenizer_batch_reads_back_the_completions():
 
 # --------------------------------------------------------------------------- fingerprint
 
+
 def test_fingerprint_stable_and_sensitive():
     tok = CharTokenizer()
-    rows = [{"prompt": "abc", "chosen": "x", "rejected": "y"},
-            {"prompt": "de", "chosen": "long answer", "rejected": "short"}]
+    rows = [
+        {"prompt": "abc", "chosen": "x", "rejected": "y"},
+        {"prompt": "de", "chosen": "long answer", "rejected": "short"},
+    ]
     first = tokenize_pairs(rows, tok, max_length=64)
     fp = first.fingerprint()
     assert len(fp) == 64 and fp == first.fingerprint()
@@ -214,6 +251,7 @@ def test_fingerprint_stable_and_sensitive():
 
 
 # --------------------------------------------------------------------------- batch order
+
 
 def test_batch_indices_deterministic_per_seed_and_epoch():
     a = batch_indices(10, 3, seed=1, epoch=0)
@@ -249,8 +287,10 @@ def test_load_preference_data_end_to_end(tmp_path):
 
 # --------------------------------------------------------------------------- metadata
 
+
 def test_group_numbering_one_rule_known_names_first_then_integers_numerically_then_strings():
     from dralign.data import number_names
+
     names, ids = number_names([], ["b", 10, "2", None, "a", 2, "-1"])
     assert names == ["-1", "2", "10", "a", "b"]  # integers numerically ("2" < "10"), then strings
     assert ids == {"-1": 0, "2": 1, "10": 2, "a": 3, "b": 4}
@@ -265,6 +305,7 @@ def test_group_numbering_one_rule_known_names_first_then_integers_numerically_th
 
 def test_density_ratios_use_the_training_prior_for_held_out_rows():
     from dralign.data import density_ratios
+
     train = [PairExample(i, (1,), (2,), (3,), target_prob=p) for i, p in enumerate([0.2, 0.6])]
     held_out = [PairExample(0, (1,), (2,), (3,), target_prob=0.8)]
     h, prior = density_ratios(train)
@@ -281,8 +322,8 @@ def test_density_ratios_use_the_training_prior_for_held_out_rows():
 
 def test_require_groups_names_the_first_row_without_one():
     from dralign.data import require_groups
-    rows = [PairExample(0, (1,), (2,), (3,), group=0), PairExample(1, (1,), (2,), (3,), row=4,
-                                                                   file="d.jsonl")]
+
+    rows = [PairExample(0, (1,), (2,), (3,), group=0), PairExample(1, (1,), (2,), (3,), row=4, file="d.jsonl")]
     with pytest.raises(DataError, match=r"d.jsonl row 4: field 'grp': group-dro needs a group"):
         require_groups(rows, ["a"], column="grp", method="group-dro")
     assert require_groups(rows[:1], ["a", "b"]) == 2

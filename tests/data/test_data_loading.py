@@ -41,10 +41,12 @@ def _need(path: Path):
 
 # --------------------------------------------------------------------------- loading
 
+
 def _write(path: Path, kind: str, records: list[dict]) -> Path:
     import pyarrow as pa
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
+
     compressed = path.name.endswith(".gz")
     plain = path.with_name(path.name[:-3]) if compressed else path
     if kind == "jsonl":
@@ -65,10 +67,21 @@ def _write(path: Path, kind: str, records: list[dict]) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind,name", [
-    ("jsonl", "d.jsonl"), ("jsonl", "d.jsonl.gz"), ("json", "d.json"), ("json", "d.json.gz"),
-    ("json-data", "d.json"), ("json-rows", "d.json"), ("parquet", "d.parquet"),
-    ("parquet", "d.parquet.gz"), ("csv", "d.csv"), ("csv", "d.csv.gz")])
+@pytest.mark.parametrize(
+    "kind,name",
+    [
+        ("jsonl", "d.jsonl"),
+        ("jsonl", "d.jsonl.gz"),
+        ("json", "d.json"),
+        ("json", "d.json.gz"),
+        ("json-data", "d.json"),
+        ("json-rows", "d.json"),
+        ("parquet", "d.parquet"),
+        ("parquet", "d.parquet.gz"),
+        ("csv", "d.csv"),
+        ("csv", "d.csv.gz"),
+    ],
+)
 def test_every_file_format_round_trips(tmp_path, kind, name):
     path = _write(tmp_path / name, kind, RECORDS)
     rows = load_rows(path)
@@ -80,12 +93,13 @@ def test_every_file_format_round_trips(tmp_path, kind, name):
 
 def test_save_to_disk_dataset_and_datasetdict(tmp_path):
     import datasets
+
     datasets.Dataset.from_list(RECORDS).save_to_disk(str(tmp_path / "one"))
     rows = load_rows(tmp_path / "one")
     assert [dict(r.data) for r in rows] == RECORDS and rows[2].index == 2
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(RECORDS[:2]),
-                          "test": datasets.Dataset.from_list(RECORDS[2:])}
-                         ).save_to_disk(str(tmp_path / "dd"))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(RECORDS[:2]), "test": datasets.Dataset.from_list(RECORDS[2:])}
+    ).save_to_disk(str(tmp_path / "dd"))
     test_rows = load_rows(tmp_path / "dd", split="test")
     assert [r.data["prompt"] for r in test_rows] == ["Name a fruit."]
     assert test_rows[0].file.endswith("[test]")
@@ -95,6 +109,7 @@ def test_save_to_disk_dataset_and_datasetdict(tmp_path):
 
 def test_hub_name_goes_through_load_dataset(monkeypatch):
     import datasets
+
     calls = []
 
     def fake_load_dataset(name, subset, split):
@@ -143,14 +158,13 @@ def test_invalid_json_line_is_a_bad_row_with_its_line(tmp_path):
     assert rows[1].data is None and rows[1].error.startswith("invalid JSON")
     fmt, records, bad = validate_pairs(rows)
     assert fmt == "explicit" and [r.row for r in records] == [0, 3]
-    assert [(b.row, b.line, b.reason) for b in bad] == [(1, 3, "invalid_json"),
-                                                       (2, 4, "not_an_object")]
+    assert [(b.row, b.line, b.reason) for b in bad] == [(1, 3, "invalid_json"), (2, 4, "not_an_object")]
     assert str(bad[0]).startswith(f"{path}: row 1 (line 3), whole row: invalid JSON")
 
 
 def test_csv_empty_numeric_cell_is_absent(tmp_path):
     path = tmp_path / "d.csv"
-    path.write_text('prompt,chosen,rejected,weight\np,a,b,\np,c,d,0.25\n')
+    path.write_text("prompt,chosen,rejected,weight\np,a,b,\np,c,d,0.25\n")
     data = tokenize_pairs(load_rows(path), tiny_tokenizer())
     assert [e.weight for e in data.examples] == [1.0, 0.25]
 
@@ -177,14 +191,12 @@ BAD_PAIRS = [  # (row, field, reason, words in the detail)
     ({**GOOD, "ratio": float("inf")}, "ratio", "non_finite", "non-finite"),
     ({**GOOD, "group": True}, "group", "wrong_type", "a string or an integer, got bool"),
     ({**GOOD, "source": 3}, "source", "wrong_type", "expected a string, got int"),
-    ({**GOOD, "chosen": "same", "rejected": "same"}, "rejected", "chosen_equals_rejected",
-     "identical"),
+    ({**GOOD, "chosen": "same", "rejected": "same"}, "rejected", "chosen_equals_rejected", "identical"),
 ]
 
 
 @pytest.mark.parametrize("row,field,reason,detail", BAD_PAIRS)
-def test_each_bad_pair_class_names_file_row_field_and_reason(tmp_path, tok, row, field, reason,
-                                                             detail):
+def test_each_bad_pair_class_names_file_row_field_and_reason(tmp_path, tok, row, field, reason, detail):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(r, allow_nan=True) for r in [GOOD, row, GOOD]) + "\n")
     with pytest.raises(DataError) as info:
@@ -194,8 +206,7 @@ def test_each_bad_pair_class_names_file_row_field_and_reason(tmp_path, tok, row,
     assert detail in message
     assert message.startswith(f"1 bad row(s) out of 3 read from {path} ({reason}: 1)")
     [bad] = info.value.bad_rows
-    assert (bad.file, bad.row, bad.line, bad.field, bad.reason) == (str(path), 1, 2, field,
-                                                                    reason)
+    assert (bad.file, bad.row, bad.line, bad.field, bad.reason) == (str(path), 1, 2, field, reason)
     data = tokenize_pairs(load_rows(path), tok, format="explicit", on_bad_row="skip")
     assert data.report.skipped == {reason: 1}
     assert (data.report.rows_read, data.report.kept) == (3, 2)
@@ -203,30 +214,41 @@ def test_each_bad_pair_class_names_file_row_field_and_reason(tmp_path, tok, row,
 
 
 def test_bad_unpaired_label_and_conversational_message():
-    rows = [{"prompt": "p", "completion": "c", "label": lab} for lab in
-            (True, 0, 1.0, "false", "TRUE", 2, "yes", None)]
+    rows = [{"prompt": "p", "completion": "c", "label": lab} for lab in (True, 0, 1.0, "false", "TRUE", 2, "yes", None)]
     records, bad = validate_unpaired(rows)
     assert [r.label for r in records] == [True, False, True, False, True]
     assert [(b.row, b.field, b.reason) for b in bad] == [
-        (5, "label", "bad_label"), (6, "label", "bad_label"), (7, "label", "missing_field")]
+        (5, "label", "bad_label"),
+        (6, "label", "bad_label"),
+        (7, "label", "missing_field"),
+    ]
     assert "label must be boolean-like (true/false or 0/1), got int 2" in str(bad[0])
 
     user = {"role": "user", "content": "hi"}
     conv = [
-        {"prompt": [user], "chosen": [{"role": "assistant"}],
-         "rejected": [{"role": "assistant", "content": "b"}]},
-        {"prompt": [{"content": "hi"}], "chosen": [{"role": "assistant", "content": "a"}],
-         "rejected": [{"role": "assistant", "content": "b"}]},
+        {"prompt": [user], "chosen": [{"role": "assistant"}], "rejected": [{"role": "assistant", "content": "b"}]},
+        {
+            "prompt": [{"content": "hi"}],
+            "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}],
+        },
         {"prompt": [user], "chosen": ["a"], "rejected": [{"role": "assistant", "content": "b"}]},
         {"prompt": [user], "chosen": "a", "rejected": [{"role": "assistant", "content": "b"}]},
-        {"prompt": [user], "chosen": [{"role": "assistant", "content": " "}],
-         "rejected": [{"role": "assistant", "content": "b"}]},
+        {
+            "prompt": [user],
+            "chosen": [{"role": "assistant", "content": " "}],
+            "rejected": [{"role": "assistant", "content": "b"}],
+        },
     ]
     fmt, records, bad = validate_pairs(conv)
     assert fmt == "conversational" and records == []
     assert [(b.field, b.reason) for b in bad] == [
-        ("chosen", "bad_message"), ("prompt", "bad_message"), ("chosen", "bad_message"),
-        ("chosen", "wrong_type"), ("chosen", "empty")]
+        ("chosen", "bad_message"),
+        ("prompt", "bad_message"),
+        ("chosen", "bad_message"),
+        ("chosen", "wrong_type"),
+        ("chosen", "empty"),
+    ]
     assert "message 0 has no 'content'" in bad[0].detail
     assert "message 0 has no 'role'" in bad[1].detail
     assert "message 0 is not an object (got str)" in bad[2].detail
@@ -244,40 +266,45 @@ def test_error_lists_ten_rows_and_the_total(tok):
 
 
 def test_skip_report_counts_by_reason_and_summary(tok):
-    rows = [GOOD, {**GOOD, "weight": -1}, {**GOOD, "chosen": ""}, {**GOOD, "rejected": ""},
-            {"prompt": "p"}, GOOD]
+    rows = [GOOD, {**GOOD, "weight": -1}, {**GOOD, "chosen": ""}, {**GOOD, "rejected": ""}, {"prompt": "p"}, GOOD]
     data = tokenize_pairs(rows, tok, on_bad_row="skip")
     report = data.report
     assert report.skipped == {"empty": 2, "missing_field": 1, "out_of_range": 1}
     assert report.kept + report.n_skipped == report.rows_read == 6
     summary = report.summary()
-    assert summary.startswith("Read 6 rows from <memory> (format explicit); kept 2, skipped 4 "
-                              "(empty: 2, missing_field: 1, out_of_range: 1).")
+    assert summary.startswith(
+        "Read 6 rows from <memory> (format explicit); kept 2, skipped 4 (empty: 2, missing_field: 1, out_of_range: 1)."
+    )
     assert "<memory>: row 1, field 'weight'" in summary and "and 1 more" in summary
     with pytest.raises(ValueError, match="on_bad_row must be one of"):
         tokenize_pairs(rows, tok, on_bad_row="drop")
 
 
 def test_undetectable_format_is_a_clear_error():
-    with pytest.raises(DataError, match=r"<memory>: cannot detect the data format from columns "
-                                        r"\['answer', 'question'\]"):
+    with pytest.raises(
+        DataError,
+        match=r"<memory>: cannot detect the data format from columns "
+        r"\['answer', 'question'\]",
+    ):
         validate_pairs([{"question": "q", "answer": "a"}])
 
 
 def test_column_map_and_optional_fields(tok):
-    rows = [{"q": "Q1", "good": "yes", "bad": "no", "w": 2, "g": 10, "src": "human"},
-            {"q": "Q2", "good": "ok", "bad": "ko", "g": 2, "src": "synthetic", "tp": 0.25},
-            {"q": "Q3", "good": "fine", "bad": "", "g": 2}]
-    cols = ColumnMap(prompt="q", chosen="good", rejected="bad", weight="w", group="g",
-                     source="src", target_prob="tp")
+    rows = [
+        {"q": "Q1", "good": "yes", "bad": "no", "w": 2, "g": 10, "src": "human"},
+        {"q": "Q2", "good": "ok", "bad": "ko", "g": 2, "src": "synthetic", "tp": 0.25},
+        {"q": "Q3", "good": "fine", "bad": "", "g": 2},
+    ]
+    cols = ColumnMap(prompt="q", chosen="good", rejected="bad", weight="w", group="g", source="src", target_prob="tp")
     assert detect_format(rows_from_records(rows), cols) == "explicit"
     data = tokenize_pairs(rows, tok, columns=cols, on_bad_row="skip")
     assert data.group_names == ["2", "10"]  # integer names sort numerically
     assert data.source_names == ["human", "synthetic"]
     assert [(e.weight, e.group, e.source, e.target_prob, e.ratio) for e in data.examples] == [
-        (2.0, 1, 0, None, None), (1.0, 0, 1, 0.25, None)]
-    assert str(data.report.bad_rows[0]) == ("<memory>: row 2, field 'bad': "
-                                            "empty or whitespace-only string")
+        (2.0, 1, 0, None, None),
+        (1.0, 0, 1, 0.25, None),
+    ]
+    assert str(data.report.bad_rows[0]) == ("<memory>: row 2, field 'bad': empty or whitespace-only string")
     fixed = tokenize_pairs(rows[:2], tok, columns=cols, groups=["10", "7"])
     # given the training groups (held-out data), an unseen group is "no group" (-1), not a new id
     assert fixed.group_names == ["10", "7"] and [e.group for e in fixed.examples] == [0, -1]
@@ -294,7 +321,10 @@ def test_implicit_prompt_is_cut_at_the_last_shared_assistant_marker():
     chosen = HH_PROMPT + " Sure. Why did the chicken cross the road?"
     rejected = HH_PROMPT + " Sure, no."
     assert split_implicit_prompt(chosen, rejected) == (
-        HH_PROMPT, " Sure. Why did the chicken cross the road?", " Sure, no.")
+        HH_PROMPT,
+        " Sure. Why did the chicken cross the road?",
+        " Sure, no.",
+    )
     # texts without the marker: the whole longest common prefix
     assert split_implicit_prompt("Q: 2+2? A: 4", "Q: 2+2? A: 5") == ("Q: 2+2? A: ", "4", "5")
     # no common prefix, or HH texts that diverge before any shared marker
@@ -303,14 +333,15 @@ def test_implicit_prompt_is_cut_at_the_last_shared_assistant_marker():
 
 
 def test_implicit_rows_validate_and_report_no_shared_prompt(tok):
-    rows = [{"chosen": HH_PROMPT + " Yes.", "rejected": HH_PROMPT + " No."},
-            {"chosen": "abc", "rejected": "xyz"},
-            {"chosen": HH_PROMPT + " ", "rejected": HH_PROMPT + " No."}]
+    rows = [
+        {"chosen": HH_PROMPT + " Yes.", "rejected": HH_PROMPT + " No."},
+        {"chosen": "abc", "rejected": "xyz"},
+        {"chosen": HH_PROMPT + " ", "rejected": HH_PROMPT + " No."},
+    ]
     fmt, records, bad = validate_pairs(rows)
     assert fmt == "implicit"
     assert [(r.prompt, r.chosen, r.rejected) for r in records] == [(HH_PROMPT, " Yes.", " No.")]
-    assert [(b.row, b.field, b.reason) for b in bad] == [(1, "chosen", "no_shared_prompt"),
-                                                        (2, "chosen", "empty")]
+    assert [(b.row, b.field, b.reason) for b in bad] == [(1, "chosen", "no_shared_prompt"), (2, "chosen", "empty")]
     assert "share no usable prompt prefix" in bad[0].detail
     assert "empty completion after removing the shared prompt" in bad[1].detail
 
@@ -319,12 +350,10 @@ def test_implicit_conversation_split():
     u1, a1 = {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}
     u2 = {"role": "user", "content": "joke?"}
     good, bad = {"role": "assistant", "content": "ha"}, {"role": "assistant", "content": "no"}
-    assert split_implicit_conversation([u1, a1, u2, good], [u1, a1, u2, bad]) == (
-        [u1, a1, u2], [good], [bad])
+    assert split_implicit_conversation([u1, a1, u2, good], [u1, a1, u2, bad]) == ([u1, a1, u2], [good], [bad])
     # a shared first assistant message is part of the completion, not of the prompt
     same = {"role": "assistant", "content": "Sure"}
-    assert split_implicit_conversation([u1, same, u2], [u1, same, good]) == (
-        [u1], [same, u2], [same, good])
+    assert split_implicit_conversation([u1, same, u2], [u1, same, good]) == ([u1], [same, u2], [same, good])
     assert split_implicit_conversation([u1, good], [u2, bad]) is None
 
 
@@ -336,10 +365,12 @@ def test_real_hh_all_rows_accounted_for(tok):
     assert fmt == "implicit" and len(records) == 2308
     # the 4 rows whose chosen text is only the shared dialogue (the prompt plus a space)
     assert [(b.row, b.line, b.field, b.reason) for b in bad] == [
-        (86, 87, "chosen", "empty"), (516, 517, "chosen", "empty"),
-        (925, 926, "chosen", "empty"), (1103, 1104, "chosen", "empty")]
-    assert all(r.prompt.endswith("\n\nAssistant:") and r.prompt.startswith("\n\nHuman:")
-               for r in records)
+        (86, 87, "chosen", "empty"),
+        (516, 517, "chosen", "empty"),
+        (925, 926, "chosen", "empty"),
+        (1103, 1104, "chosen", "empty"),
+    ]
+    assert all(r.prompt.endswith("\n\nAssistant:") and r.prompt.startswith("\n\nHuman:") for r in records)
     with pytest.raises(DataError) as info:
         tokenize_pairs(rows, tok, max_length=8192)
     message = str(info.value)
@@ -347,8 +378,7 @@ def test_real_hh_all_rows_accounted_for(tok):
     for row in (86, 516, 925, 1103):
         assert f"row {row} (line {row + 1}), field 'chosen': empty completion" in message
     data = tokenize_pairs(rows, tok, max_length=8192, on_bad_row="skip")
-    assert (data.report.rows_read, data.report.kept, data.report.skipped) == (2312, 2308,
-                                                                              {"empty": 4})
+    assert (data.report.rows_read, data.report.kept, data.report.skipped) == (2312, 2308, {"empty": 4})
 
 
 def test_real_ultrafeedback_loads_as_explicit():
@@ -357,9 +387,13 @@ def test_real_ultrafeedback_loads_as_explicit():
     fmt, records, bad = validate_pairs(rows)
     assert (fmt, len(rows), len(records)) == ("explicit", 1000, 994)
     assert [(b.row, b.field, b.reason) for b in bad] == [
-        (306, "rejected", "chosen_equals_rejected"), (478, "rejected", "empty"),
-        (655, "rejected", "chosen_equals_rejected"), (833, "chosen", "empty"),
-        (910, "rejected", "chosen_equals_rejected"), (997, "rejected", "chosen_equals_rejected")]
+        (306, "rejected", "chosen_equals_rejected"),
+        (478, "rejected", "empty"),
+        (655, "rejected", "chosen_equals_rejected"),
+        (833, "chosen", "empty"),
+        (910, "rejected", "chosen_equals_rejected"),
+        (997, "rejected", "chosen_equals_rejected"),
+    ]
     assert {r.extras.group for r in records} == {"ultrafeedback"}
     assert {r.extras.source for r in records} == {"trl-lib/ultrafeedback_binarized"}
 
@@ -374,12 +408,20 @@ def test_real_pandalm_wrong_types_reported():
 
 # --------------------------------------------------------------------------- conversational
 
+
 def test_conversational_rendered_with_chat_template(tok):
     user = {"role": "user", "content": "hi"}
-    rows = [{"prompt": [user], "chosen": [{"role": "assistant", "content": "hello"}],
-             "rejected": [{"role": "assistant", "content": "go away"}]},
-            {"chosen": [user, {"role": "assistant", "content": "hello"}],
-             "rejected": [user, {"role": "assistant", "content": "go away"}]}]
+    rows = [
+        {
+            "prompt": [user],
+            "chosen": [{"role": "assistant", "content": "hello"}],
+            "rejected": [{"role": "assistant", "content": "go away"}],
+        },
+        {
+            "chosen": [user, {"role": "assistant", "content": "hello"}],
+            "rejected": [user, {"role": "assistant", "content": "go away"}],
+        },
+    ]
     data = tokenize_pairs(rows, tok)
     prompt_text = "<|user|>hi<|endoftext|><|assistant|>"
     for e in data.examples:
@@ -392,24 +434,34 @@ def test_conversational_rendered_with_chat_template(tok):
 def test_conversational_without_chat_template_is_a_clear_error():
     _need(STORIES)
     from transformers import AutoTokenizer
+
     stories = AutoTokenizer.from_pretrained(str(STORIES))
     user = {"role": "user", "content": "hi"}
-    rows = [{"prompt": [user], "chosen": [{"role": "assistant", "content": "a"}],
-             "rejected": [{"role": "assistant", "content": "b"}]}]
-    with pytest.raises(DataError, match=r"<memory>: conversational rows .* need a tokenizer with "
-                                        r"a chat template, and tokenizer '.*stories260K' has none"):
+    rows = [
+        {
+            "prompt": [user],
+            "chosen": [{"role": "assistant", "content": "a"}],
+            "rejected": [{"role": "assistant", "content": "b"}],
+        }
+    ]
+    with pytest.raises(
+        DataError,
+        match=r"<memory>: conversational rows .* need a tokenizer with "
+        r"a chat template, and tokenizer '.*stories260K' has none",
+    ):
         tokenize_pairs(rows, stories)
     # plain text rows are fine with it; pad falls back as the tokenizer defines it
-    data = tokenize_pairs([{"prompt": "Once upon a time", "chosen": " a cat", "rejected": " a"}],
-                          stories)
+    data = tokenize_pairs([{"prompt": "Once upon a time", "chosen": " a cat", "rejected": " a"}], stories)
     assert data.examples[0].prompt_ids[0] == stories.bos_token_id
     assert data.examples[0].chosen_ids[-1] == stories.eos_token_id
 
 
 def test_unpaired_tokenize(tok):
-    rows = [{"prompt": "Q", "completion": "good answer", "label": True},
-            {"prompt": "Q", "completion": "bad answer", "label": 0, "group": "x"},
-            {"prompt": "Q", "completion": "meh", "label": "maybe"}]
+    rows = [
+        {"prompt": "Q", "completion": "good answer", "label": True},
+        {"prompt": "Q", "completion": "bad answer", "label": 0, "group": "x"},
+        {"prompt": "Q", "completion": "meh", "label": "maybe"},
+    ]
     data = tokenize_unpaired(rows, tok, on_bad_row="skip")
     assert data.kind == "unpaired" and [e.label for e in data.examples] == [True, False]
     assert data.report.skipped == {"bad_label": 1} and data.report.format == "unpaired"

@@ -31,9 +31,14 @@ class Recording:
 
 
 def pairs(prompt_words: int, completion_words: int):
-    return [{"prompt": text(prompt_words), "chosen": " " + text(completion_words, 1),
-             "rejected": " " + text(completion_words, 2)},
-            {"prompt": "short question?", "chosen": " yes", "rejected": " no"}]
+    return [
+        {
+            "prompt": text(prompt_words),
+            "chosen": " " + text(completion_words, 1),
+            "rejected": " " + text(completion_words, 2),
+        },
+        {"prompt": "short question?", "chosen": " yes", "rejected": " no"},
+    ]
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
@@ -48,10 +53,14 @@ def test_a_text_over_the_bound_tokenises_to_the_same_ids_as_before(tok, monkeypa
     monkeypatch.setattr(T, "char_bound", lambda *_: 10**12)  # as before: no cut by characters
     whole = tokenize_pairs(rows, tok, max_length=max_length, truncation_side=side)
     for field in ("prompt_ids", "chosen_ids", "rejected_ids"):
-        assert [list(getattr(e, field)) for e in cut.examples] == \
-            [list(getattr(e, field)) for e in whole.examples], field
-    assert (cut.report.truncated_prompt, cut.report.truncated_completion) == \
-        (whole.report.truncated_prompt, whole.report.truncated_completion) == (1, 1)
+        assert [list(getattr(e, field)) for e in cut.examples] == [list(getattr(e, field)) for e in whole.examples], (
+            field
+        )
+    assert (
+        (cut.report.truncated_prompt, cut.report.truncated_completion)
+        == (whole.report.truncated_prompt, whole.report.truncated_completion)
+        == (1, 1)
+    )
 
 
 def test_unpaired_completions_are_cut_by_characters_too(tok):

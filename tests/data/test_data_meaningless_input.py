@@ -31,9 +31,26 @@ def test_dora_with_every_ratio_zero_stops_before_training(tiny_model_dir, tmp_pa
     data = write_jsonl(tmp_path / "zero.jsonl", rows)
     model = tiny_model_dir("llama")
     capsys.readouterr()  # the fixture's own output
-    code = main(["train", "--model", model, "--data", str(data), "--method", "dora",
-                 "--batch-size", "4", "--max-length", "64", "--max-steps", "2", "--no-progress",
-                 "--output-dir", str(tmp_path / "out")])
+    code = main(
+        [
+            "train",
+            "--model",
+            model,
+            "--data",
+            str(data),
+            "--method",
+            "dora",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "64",
+            "--max-steps",
+            "2",
+            "--no-progress",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "column 'ratio'" in err and "every row's density ratio is 0" in err
@@ -44,8 +61,10 @@ def test_a_conversational_response_without_an_assistant_message_is_a_bad_row(rol
     user = {"role": "user", "content": "hi"}
     good = [{"role": "assistant", "content": "hello"}]
     bad_response = [{"role": role, "content": f"be {role}"} for role in roles]
-    rows = [{"prompt": [user], "chosen": good, "rejected": bad_response},
-            {"prompt": [user], "chosen": good, "rejected": [{"role": "assistant", "content": "no"}]}]
+    rows = [
+        {"prompt": [user], "chosen": good, "rejected": bad_response},
+        {"prompt": [user], "chosen": good, "rejected": [{"role": "assistant", "content": "no"}]},
+    ]
     fmt, records, bad = validate_pairs(rows)
     assert fmt == "conversational" and len(records) == 1
     assert [(b.row, b.field) for b in bad] == [(0, "rejected")]
@@ -60,16 +79,19 @@ def test_trl_bridge_names_the_row_without_a_target_prob():
     from dralign.errors import BadInputError
     from dralign.integrations.trl import plan_columns
 
-    train = Dataset.from_dict({"prompt": ["p"] * 3, "chosen": ["a"] * 3, "rejected": ["b"] * 3,
-                               "target_prob": [0.2, None, 0.6]})
-    with pytest.raises(BadInputError, match=r"^training dataset row 1: column 'target_prob': a row "
-                                            r"has None"):
+    train = Dataset.from_dict(
+        {"prompt": ["p"] * 3, "chosen": ["a"] * 3, "rejected": ["b"] * 3, "target_prob": [0.2, None, 0.6]}
+    )
+    with pytest.raises(
+        BadInputError,
+        match=r"^training dataset row 1: column 'target_prob': a row "
+        r"has None",
+    ):
         plan_columns(dralign.Objective.from_preset("dora"), train)
     held_out = Dataset.from_dict({"target_prob": [0.5, None]})
     with pytest.raises(BadInputError, match=r"^eval dataset row 1: column 'target_prob'"):
         plan_columns(dralign.Objective.from_preset("dora"), train.select([0, 2]), [held_out])
-    zeros = Dataset.from_dict({"prompt": ["p"] * 2, "chosen": ["a"] * 2, "rejected": ["b"] * 2,
-                               "ratio": [0.0, 0.0]})
+    zeros = Dataset.from_dict({"prompt": ["p"] * 2, "chosen": ["a"] * 2, "rejected": ["b"] * 2, "ratio": [0.0, 0.0]})
     with pytest.raises(BadInputError, match="every training row's density ratio is 0"):
         plan_columns(dralign.Objective.from_preset("dora"), zeros)
 

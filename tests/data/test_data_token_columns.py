@@ -45,9 +45,14 @@ def by_the_rules(tok, rows, fields, max_length, max_prompt_length, side, long_pr
         completions = [tok([getattr(record, f)], add_special_tokens=False)["input_ids"][0] for f in fields]
         if add_eos:
             completions = [c if c and c[-1] == eos else [*c, eos] for c in completions]
-        p, cs, p_cut, c_cut = truncate(prompt, completions, max_length=max_length,
-                                       max_prompt_length=max_prompt_length, truncation_side=side,
-                                       long_prompts=long_prompts)
+        p, cs, p_cut, c_cut = truncate(
+            prompt,
+            completions,
+            max_length=max_length,
+            max_prompt_length=max_prompt_length,
+            truncation_side=side,
+            long_prompts=long_prompts,
+        )
         if not p:
             bad[i] = R.EMPTY
         elif len(p) >= max_length:
@@ -63,8 +68,13 @@ def by_the_rules(tok, rows, fields, max_length, max_prompt_length, side, long_pr
     return examples, bad, cuts
 
 
-SETTINGS = [(16, None, "left", "cut", True), (16, 6, "right", "cut", True), (24, None, "left", "strict", False),
-            (12, 4, "left", "strict", True), (40, None, "right", "cut", False)]
+SETTINGS = [
+    (16, None, "left", "cut", True),
+    (16, 6, "right", "cut", True),
+    (24, None, "left", "strict", False),
+    (12, 4, "left", "strict", True),
+    (40, None, "right", "cut", False),
+]
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
@@ -77,8 +87,16 @@ def test_columns_give_the_rules_row_by_row(tok, monkeypatch, setting, unpaired):
     if unpaired:
         rows = [{"prompt": r["prompt"], "completion": r["chosen"], "label": i % 2 == 0} for i, r in enumerate(rows)]
     run = tokenize_unpaired if unpaired else tokenize_pairs
-    data = run(rows, tok, on_bad_row="skip", max_length=max_length, max_prompt_length=max_prompt_length,
-               truncation_side=side, long_prompts=long_prompts, add_eos=add_eos)
+    data = run(
+        rows,
+        tok,
+        on_bad_row="skip",
+        max_length=max_length,
+        max_prompt_length=max_prompt_length,
+        truncation_side=side,
+        long_prompts=long_prompts,
+        add_eos=add_eos,
+    )
     examples, bad, cuts = by_the_rules(tok, rows, fields, *setting)
     refused_by_tokens = len(bad) - len([b for b in data.report.bad_rows if b.reason == R.EMPTY])
     assert examples and (unpaired or refused_by_tokens > 0)  # the pairs exercise the token-level checks
@@ -94,7 +112,7 @@ def test_the_backend_is_used_only_where_it_gives_the_call(tok):
     for special in (True, False):
         ids = encode(tok, texts, special)
         called = tok(texts, add_special_tokens=special)["input_ids"]
-        assert [ids.flat[s:s + n].tolist() for s, n in zip(ids.starts, ids.lengths)] == called
+        assert [ids.flat[s : s + n].tolist() for s, n in zip(ids.starts, ids.lengths)] == called
 
     class Custom(type(tok)):  # a class that changes how calling it encodes
         def _encode_plus(self, *args, **kwargs):
@@ -120,5 +138,6 @@ def test_a_real_tokenizer_through_the_backend(tok):
     texts = ["Once upon a time", " there was a cat.", "", " é漢🙂 </s> <s>"]
     for special in (True, False):
         ids = encode(stories, texts, special)
-        assert [ids.flat[s:s + n].tolist() for s, n in zip(ids.starts, ids.lengths)] == \
-            stories(texts, add_special_tokens=special)["input_ids"]
+        assert [ids.flat[s : s + n].tolist() for s, n in zip(ids.starts, ids.lengths)] == stories(
+            texts, add_special_tokens=special
+        )["input_ids"]

@@ -22,8 +22,15 @@ def _messy_bytes(seed: int) -> bytes:
     parts = [loading.UTF8_BOM]
     for i in range(60):
         kind = rng.random()
-        body = (b"{not json" if kind < 0.1 else b"\xff\xfe" if kind < 0.15 else b"   " if kind < 0.25
-                else json.dumps({"i": i, "text": "x" * rng.randint(0, 20)}).encode())
+        body = (
+            b"{not json"
+            if kind < 0.1
+            else b"\xff\xfe"
+            if kind < 0.15
+            else b"   "
+            if kind < 0.25
+            else json.dumps({"i": i, "text": "x" * rng.randint(0, 20)}).encode()
+        )
         parts.append(body + rng.choice([b"\n", b"\r\n", b"\r"]))
     if seed % 2:
         parts.append(b'{"last": 1}')  # no final line end
@@ -36,14 +43,15 @@ def test_block_reading_splits_lines_as_splitlines(tmp_path, monkeypatch, seed, b
     raw = _messy_bytes(seed)
     path = tmp_path / "rows.jsonl"
     path.write_bytes(raw)
-    expected = loading._parse_jsonl(raw[len(loading.UTF8_BOM):].splitlines(), str(path))
+    expected = loading._parse_jsonl(raw[len(loading.UTF8_BOM) :].splitlines(), str(path))
     monkeypatch.setattr(loading, "BLOCK", block)
     assert load_rows(path) == expected
     gz = tmp_path / "rows.jsonl.gz"
     gz.write_bytes(gzip.compress(raw))
     got = load_rows(gz)
-    assert [(r.data, r.index, r.line, r.error_reason) for r in got] == \
-           [(r.data, r.index, r.line, r.error_reason) for r in expected]
+    assert [(r.data, r.index, r.line, r.error_reason) for r in got] == [
+        (r.data, r.index, r.line, r.error_reason) for r in expected
+    ]
 
 
 def test_progress_bars_do_not_change_the_result(tmp_path, tok, monkeypatch):
@@ -136,8 +144,7 @@ def test_a_damaged_entry_is_rebuilt(tmp_path, tok):
     data = load_preference_data(path, tok, max_length=64, cache_dir=tmp_path / "c")
     (entry,) = (tmp_path / "c").iterdir()
     (entry / "arrays.npz").write_bytes(b"garbage")
-    key = cache.fingerprint(path, tok, {"max_length": 64, "subset": None, "split": "train",
-                                        "unpaired": False})
+    key = cache.fingerprint(path, tok, {"max_length": 64, "subset": None, "split": "train", "unpaired": False})
     assert cache.load(tmp_path / "c", key) is None
     again = load_preference_data(path, tok, max_length=64, cache_dir=tmp_path / "c")
     assert again.examples == data.examples
@@ -146,8 +153,7 @@ def test_a_damaged_entry_is_rebuilt(tmp_path, tok):
 def test_bad_rows_still_name_file_line_and_field_with_a_cache(tmp_path, tok):
     path = write_jsonl(tmp_path / "rows.jsonl", [*preference_rows(5), "{broken", {"prompt": "p"}])
     for _ in range(2):  # built, then read back: the same report
-        data = load_preference_data(path, tok, max_length=64, on_bad_row="skip",
-                                    cache_dir=tmp_path / "c")
+        data = load_preference_data(path, tok, max_length=64, on_bad_row="skip", cache_dir=tmp_path / "c")
         lines = [str(b) for b in data.report.bad_rows]
         assert lines[0].startswith(f"{path}: row 5 (line 6), whole row: invalid JSON")
         assert lines[1].startswith(f"{path}: row 6 (line 7), field 'chosen'")
@@ -157,9 +163,24 @@ def test_bad_rows_still_name_file_line_and_field_with_a_cache(tmp_path, tok):
 def test_train_caches_tokenised_data_beside_the_reference(tiny_model_dir, pref_jsonl, tmp_path, capsys):
     from dralign.cli import main
 
-    args = ["train", "--no-progress", "--max-length", "64", "--batch-size", "8", "--max-steps", "1",
-            "--model", tiny_model_dir("llama"), "--data", str(pref_jsonl), "--eval-fraction", "0.25",
-            "--output-dir", str(tmp_path / "out")]
+    args = [
+        "train",
+        "--no-progress",
+        "--max-length",
+        "64",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "1",
+        "--model",
+        tiny_model_dir("llama"),
+        "--data",
+        str(pref_jsonl),
+        "--eval-fraction",
+        "0.25",
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == 0
     first = capsys.readouterr().out
     assert "tokenised data read from" not in first
@@ -168,5 +189,6 @@ def test_train_caches_tokenised_data_beside_the_reference(tiny_model_dir, pref_j
     second = capsys.readouterr().out
     assert "tokenised data read from" in second
     summary = [line for line in first.splitlines() if line.startswith(("train data:", "eval data:"))]
-    assert summary and summary == [line for line in second.splitlines()
-                                   if line.startswith(("train data:", "eval data:"))]
+    assert summary and summary == [
+        line for line in second.splitlines() if line.startswith(("train data:", "eval data:"))
+    ]

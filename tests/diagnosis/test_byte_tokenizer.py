@@ -14,13 +14,20 @@ from helpers import SHARED_DATA
 
 def split(flat, lengths):
     ends = np.cumsum(lengths)
-    return [flat[e - n:e].tolist() for e, n in zip(ends, lengths)]
+    return [flat[e - n : e].tolist() for e, n in zip(ends, lengths)]
 
 
 def test_encode_flat_gives_the_ids_of_calling_the_tokenizer():
     tok = byte_tokenizer()
-    texts = ["", "plain", "é漢字🙂\x00\x7f\u0800\uffff\U0010ffff", "ends with<|endoftext|>",
-             "<|pad|>mid<|endoftext|>dle", "<|endoftext", "\n\nHuman: hi\n\nAssistant: ok"]
+    texts = [
+        "",
+        "plain",
+        "é漢字🙂\x00\x7f\u0800\uffff\U0010ffff",
+        "ends with<|endoftext|>",
+        "<|pad|>mid<|endoftext|>dle",
+        "<|endoftext",
+        "\n\nHuman: hi\n\nAssistant: ok",
+    ]
     tldr = SHARED_DATA / "summarize-from-feedback" / "tldr_batch18.jsonl"
     if tldr.is_file():  # real text when the shared data is here
         rows = [json.loads(line) for line in tldr.read_text().splitlines()[:50]]

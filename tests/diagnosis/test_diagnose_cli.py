@@ -20,15 +20,22 @@ def long_rows(n: int = 24) -> list[dict]:
     rows = []
     for i in range(n):
         prompt = "Human: " + "please tell me a story about the weather " * (1 + i % 5) + "? Assistant:"
-        rows.append({"prompt": prompt, "chosen": " a good happy answer" * (1 + i % 4),
-                     "rejected": " a bad sad answer" * (1 + (i + 2) % 4), "group": "ab"[i % 2]})
+        rows.append(
+            {
+                "prompt": prompt,
+                "chosen": " a good happy answer" * (1 + i % 4),
+                "rejected": " a bad sad answer" * (1 + (i + 2) % 4),
+                "group": "ab"[i % 2],
+            }
+        )
     return rows
 
 
 def cuts_in(text: str, label: str) -> tuple[int, int]:
     """(prompts cut, completions cut) from the loader's summary line printed as `label data:`."""
-    found = re.search(rf"{label} data: .*?Truncated: (\d+) prompts cut .*?completions cut in (\d+) rows",
-                      " ".join(text.split()))
+    found = re.search(
+        rf"{label} data: .*?Truncated: (\d+) prompts cut .*?completions cut in (\d+) rows", " ".join(text.split())
+    )
     assert found, text
     return int(found[1]), int(found[2])
 
@@ -38,20 +45,60 @@ def test_cut_counts_are_what_train_cuts(tiny_model_dir, tmp_path, capsys):
     model = tiny_model_dir("llama")
     data = write_jsonl(tmp_path / "pairs.jsonl", long_rows())
     settings = ["--max-length", "40", "--max-prompt-length", "24"]
-    assert main(["train", "--model", model, "--data", str(data), *settings, "--max-steps", "1",
-                 "--batch-size", "4", "--no-progress", "--output-dir", str(tmp_path / "run")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                model,
+                "--data",
+                str(data),
+                *settings,
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "4",
+                "--no-progress",
+                "--output-dir",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     trained = cuts_in(capsys.readouterr().out, "train")
     assert trained[0] > 0 and trained[1] > 0  # the file and settings do cut both
     out = tmp_path / "d.json"
-    assert main(["diagnose", "--data", str(data), "--model", model, *settings, "--max-rows", "8",
-                 "--json", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                "--data",
+                str(data),
+                "--model",
+                model,
+                *settings,
+                "--max-rows",
+                "8",
+                "--json",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert (report["lengths"]["prompts_cut"], report["lengths"]["completions_cut"]) == trained
     assert report["lengths"]["unit"] == "tokens" and report["lengths"]["max_length"] == 40
     # the label signal of --model: 8 sampled pairs, overall, per group, with intervals
     signal = report["label_signal"]
     assert signal["pairs_scored"] == 8 and signal["pairs"] == 24
-    assert 0 <= signal["prefers_chosen"]["low"] <= signal["prefers_chosen"]["mean"] <= signal["prefers_chosen"]["high"] <= 1
+    assert (
+        0
+        <= signal["prefers_chosen"]["low"]
+        <= signal["prefers_chosen"]["mean"]
+        <= signal["prefers_chosen"]["high"]
+        <= 1
+    )
     assert sum(g["prefers_chosen"]["n"] for g in signal["by_group"].values()) == 8
     assert KEYS <= set(report) and (tmp_path / "d.png").is_file()
 
@@ -61,12 +108,48 @@ def test_diagnose_reads_the_tokenised_data_train_cached(tiny_model_dir, tmp_path
     model = tiny_model_dir("llama")
     data = write_jsonl(tmp_path / "pairs.jsonl", long_rows(12))
     run = tmp_path / "run"
-    assert main(["train", "--model", model, "--data", str(data), "--max-length", "40", "--max-steps",
-                 "1", "--batch-size", "4", "--no-progress", "--output-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                model,
+                "--data",
+                str(data),
+                "--max-length",
+                "40",
+                "--max-steps",
+                "1",
+                "--batch-size",
+                "4",
+                "--no-progress",
+                "--output-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     # train's settings (its --on-bad-row is error, diagnose's skip): the entry's key is the same
-    assert main(["diagnose", "--data", str(data), "--tokenizer", model, "--max-length", "40",
-                 "--on-bad-row", "error", "--cache-dir", str(run / "ref_cache" / "data"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                "--data",
+                str(data),
+                "--tokenizer",
+                model,
+                "--max-length",
+                "40",
+                "--on-bad-row",
+                "error",
+                "--cache-dir",
+                str(run / "ref_cache" / "data"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "tokenised data read from" in capsys.readouterr().out
 
 
@@ -82,19 +165,25 @@ def test_without_the_plotting_extra_the_png_is_skipped_with_one_line(tmp_path, m
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
     monkeypatch.delitem(sys.modules, "dralign.diagnosis.plots", raising=False)
-    data = write_jsonl(tmp_path / "p.jsonl", [{"prompt": f"p{i}", "chosen": " yes", "rejected": " no"}
-                                              for i in range(3)])
+    data = write_jsonl(
+        tmp_path / "p.jsonl", [{"prompt": f"p{i}", "chosen": " yes", "rejected": " no"} for i in range(3)]
+    )
     out = tmp_path / "d.json"
     assert main(["diagnose", "--data", str(data), "--json", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert out.is_file() and not (tmp_path / "d.png").exists()
     assert [line for line in printed.splitlines() if line.startswith("no plot")] == [
-        f"no plot: matplotlib is not installed (pip install 'dralign[bench]' to get {tmp_path / 'd.png'})"]
+        f"no plot: matplotlib is not installed (pip install 'dralign[bench]' to get {tmp_path / 'd.png'})"
+    ]
 
 
-REAL = ["hh-rlhf/harmless-base_test.jsonl.gz", "ultrafeedback/train1000.jsonl",
-        "summarize-from-feedback/tldr_batch18.jsonl", "pandalm/testset_majority.jsonl",
-        "hhh-alignment/hhh_alignment.jsonl"]
+REAL = [
+    "hh-rlhf/harmless-base_test.jsonl.gz",
+    "ultrafeedback/train1000.jsonl",
+    "summarize-from-feedback/tldr_batch18.jsonl",
+    "pandalm/testset_majority.jsonl",
+    "hhh-alignment/hhh_alignment.jsonl",
+]
 
 
 @pytest.mark.slow
@@ -108,12 +197,14 @@ def test_real_sets_with_defaults(name, tmp_path, capsys):
     report = json.loads(out.read_text())
     assert KEYS <= set(report)
     assert set(report["duplicates"]) == {"exact", "contradictory"}
-    assert {"chosen_longer_fraction", "longer_baseline_accuracy", "prompts_cut",
-            "completions_cut"} <= set(report["lengths"])
+    assert {"chosen_longer_fraction", "longer_baseline_accuracy", "prompts_cut", "completions_cut"} <= set(
+        report["lengths"]
+    )
     rows = report["rows"]
     assert rows["kept"] + rows["skipped"] == rows["rows_read"] > 0
-    assert all(isinstance(a["evidence"], (str, list)) and a["finding"] and a["recommendation"]
-               for a in report["advice"])
+    assert all(
+        isinstance(a["evidence"], (str, list)) and a["finding"] and a["recommendation"] for a in report["advice"]
+    )
     assert "advice" in capsys.readouterr().out
 
 
@@ -124,15 +215,49 @@ def test_real_model_and_real_data_with_eval_and_target(tmp_path):
     if not (data.is_file() and held.is_file() and tldr.is_file() and STORIES.is_dir()):
         pytest.skip("the shared real data or stories260K is absent")
     out = tmp_path / "uf.json"
-    assert main(["diagnose", "--data", str(data), "--eval", str(held), "--model", str(STORIES),
-                 "--max-rows", "64", "--max-length", "256", "--json", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                "--data",
+                str(data),
+                "--eval",
+                str(held),
+                "--model",
+                str(STORIES),
+                "--max-rows",
+                "64",
+                "--max-length",
+                "256",
+                "--json",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["leakage"]["eval_rows"] == report["eval_rows"]["kept"]
     assert report["label_signal"]["pairs_scored"] == 64
     assert report["lengths"]["prompts_cut"] is not None
     out = tmp_path / "tldr.json"
-    assert main(["diagnose", "--data", str(tldr), "--source-column", "group", "--target",
-                 "tldr:human_vs_model", "--json", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                "--data",
+                str(tldr),
+                "--source-column",
+                "group",
+                "--target",
+                "tldr:human_vs_model",
+                "--json",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     sources = json.loads(out.read_text())["sources"]
     assert 0.5 < sources["auc"] <= 1 and 0 < sources["ess"] <= 1
 
@@ -148,6 +273,7 @@ def test_shipped_evidence_table_is_fresh():
     if not RESULTS.is_file():
         pytest.skip("docs/shift/results.json is absent (an installed package)")
     expected = render_table(claims_from_results(json.loads(RESULTS.read_text())))
-    assert TABLE.read_text() == expected, ("stale: run `python -m dralign.diagnosis.evidence` "
-                                           "after changing docs/shift/results.json")
+    assert TABLE.read_text() == expected, (
+        "stale: run `python -m dralign.diagnosis.evidence` after changing docs/shift/results.json"
+    )
     assert RESULTS.parent.parent.parent == REPO_ROOT

@@ -24,40 +24,66 @@ def cell(human: float, agreement: float, gain: float, passed: bool = True) -> di
     """A cell as `summarise_map` writes it (gain = diff; ci a ±0.01 interval around it)."""
     ci = [gain - 0.01, gain + 0.01] if math.isfinite(gain) else [float("nan")] * 2
     control = {"name": "sources", "value": 0.1, "threshold": 0.0, "passed": passed, "detail": "constructed"}
-    return {"coords": {ROWS[0]: human, COLS[0]: agreement}, "method": "sources/dora", "gain": gain, "ci": ci,
-            "seeds": 4, "inside": 1.0, "control": control, "row": human, "col": agreement, "diff": gain,
-            "control_passed": passed}
+    return {
+        "coords": {ROWS[0]: human, COLS[0]: agreement},
+        "method": "sources/dora",
+        "gain": gain,
+        "ci": ci,
+        "seeds": 4,
+        "inside": 1.0,
+        "control": control,
+        "row": human,
+        "col": agreement,
+        "diff": gain,
+        "control_passed": passed,
+    }
 
 
 def results_file(tmp_path, gain_of) -> str:
     """A results.json with one claim of the sources scenario and the dora map whose cell
     (human, agreement) has gain `gain_of(human, agreement)` (None: no maps)."""
-    claims = [{"scenario": "sources", "paper": "Zhu et al. 2025 (DoRA)", "claim": "DoRA helps",
-               "verdict": "reproduced"}]
+    claims = [
+        {"scenario": "sources", "paper": "Zhu et al. 2025 (DoRA)", "claim": "DoRA helps", "verdict": "reproduced"}
+    ]
     doc: dict = {"claims": claims, "maps": {}}
     if gain_of is not None:
         cells = [cell(h, a, *gain_of(h, a)) for h in ROWS[1] for a in COLS[1]]
-        doc["maps"]["dora"] = {"question": SPEC.question, "metric": SPEC.metric, "matched_on": SPEC.x,
-                               "axes": {ROWS[0]: list(ROWS[1]), COLS[0]: list(COLS[1])}, "cells": cells,
-                               "title": SPEC.question, "rows": {"name": ROWS[0], "values": list(ROWS[1])},
-                               "cols": {"name": COLS[0], "values": list(COLS[1])}}
+        doc["maps"]["dora"] = {
+            "question": SPEC.question,
+            "metric": SPEC.metric,
+            "matched_on": SPEC.x,
+            "axes": {ROWS[0]: list(ROWS[1]), COLS[0]: list(COLS[1])},
+            "cells": cells,
+            "title": SPEC.question,
+            "rows": {"name": ROWS[0], "values": list(ROWS[1])},
+            "cols": {"name": COLS[0], "values": list(COLS[1])},
+        }
     path = tmp_path / "results.json"
     path.write_text(json.dumps(doc))  # NaN gains stay NaN, as json.dumps writes them
     return str(path)
 
 
 def separable(tmp_path, human: int, synthetic: int):
-    rows = ([{"prompt": f"tell me about cats {i}", "chosen": " cats purr and sleep", "rejected": " cats bark",
-              "source": "human"} for i in range(human)]
-            + [{"prompt": f"QUERY {i}: DOGS?", "chosen": " DOGS RUN FAST 123", "rejected": " DOGS MEOW 456",
-                "source": "model"} for i in range(synthetic)])
+    rows = [
+        {
+            "prompt": f"tell me about cats {i}",
+            "chosen": " cats purr and sleep",
+            "rejected": " cats bark",
+            "source": "human",
+        }
+        for i in range(human)
+    ] + [
+        {"prompt": f"QUERY {i}: DOGS?", "chosen": " DOGS RUN FAST 123", "rejected": " DOGS MEOW 456", "source": "model"}
+        for i in range(synthetic)
+    ]
     return write_jsonl(tmp_path / "s.jsonl", rows)
 
 
 def dora_advice(tmp_path, monkeypatch, results: str, human: int = 15, synthetic: int = 85):
     monkeypatch.setattr(evidence, "RESULTS", evidence.Path(results))
-    d = diagnose(data=str(separable(tmp_path, human, synthetic)), target=["human"], progress=False,
-                 log=lambda text: None)
+    d = diagnose(
+        data=str(separable(tmp_path, human, synthetic)), target=["human"], progress=False, log=lambda text: None
+    )
     return d, next(a for a in d.advice if a.rule == "sources")
 
 
@@ -85,7 +111,7 @@ def test_dora_advice_cites_the_map_row_nearest_the_measured_human_fraction(tmp_p
 
 def test_a_row_that_loses_everywhere_is_cited_and_blocks_the_recommendation(tmp_path, monkeypatch):
     # losses at the nearest row where the control passed; a failed control's gain does not count
-    gains = lambda h, a: ((-0.05, True) if a != COLS[1][-1] else (0.5, False))  # noqa: E731
+    gains = lambda h, a: (-0.05, True) if a != COLS[1][-1] else (0.5, False)  # noqa: E731
     d, item = dora_advice(tmp_path, monkeypatch, results_file(tmp_path, gains))
     cited = next(e for e in item.evidence if e.get("map") == "dora")
     assert cited["verdict"] == "contradicted"
@@ -94,7 +120,7 @@ def test_a_row_that_loses_everywhere_is_cited_and_blocks_the_recommendation(tmp_
 
 def test_mixed_rows_missing_values_and_a_fraction_outside_the_map(tmp_path, monkeypatch):
     # signs differ across agreements; one cell has no value (no seed inside DPO's range)
-    gains = lambda h, a: ((float("nan"), True) if a == COLS[1][0] else (a - 0.7, True))  # noqa: E731
+    gains = lambda h, a: (float("nan"), True) if a == COLS[1][0] else (a - 0.7, True)  # noqa: E731
     d, item = dora_advice(tmp_path, monkeypatch, results_file(tmp_path, gains), human=60, synthetic=40)
     cited = next(e for e in item.evidence if e.get("map") == "dora")
     assert cited["row"] == max(ROWS[1]) and d.sources["prior"] > max(ROWS[1])

@@ -20,10 +20,15 @@ def quiet(path, **options):
 
 
 def test_contradictory_pairs_and_exact_duplicates(tmp_path):
-    rows = [row("p1", " yes", " no"), row("p1", " no", " yes"),  # the same pair, labels swapped
-            row("p1", " yes", " no"),  # an exact copy of the first row
-            row("p2", " yes", " no"),  # another prompt: neither
-            row("p3", " one", " two"), row("p3", " two", " one"), row("p3", " two", " one")]
+    rows = [
+        row("p1", " yes", " no"),
+        row("p1", " no", " yes"),  # the same pair, labels swapped
+        row("p1", " yes", " no"),  # an exact copy of the first row
+        row("p2", " yes", " no"),  # another prompt: neither
+        row("p3", " one", " two"),
+        row("p3", " two", " one"),
+        row("p3", " two", " one"),
+    ]
     d = quiet(write_jsonl(tmp_path / "d.jsonl", rows))
     assert d.duplicates["exact"]["extra_copies"] == 2  # row 2 (of row 0) and row 6 (of row 5)
     con = d.duplicates["contradictory"]
@@ -41,23 +46,31 @@ def test_no_contradiction_without_a_swap(tmp_path):
 
 def test_leakage_counts_shared_prompts_and_pairs(tmp_path):
     train = [row(f"p{i}", " good answer", " bad answer") for i in range(4)]
-    held = [row("p1", " other", " answers"),  # shared prompt, new pair
-            row("p2", " good answer", " bad answer"),  # shared prompt and pair
-            row("p9", " good answer", " bad answer")]  # new prompt
+    held = [
+        row("p1", " other", " answers"),  # shared prompt, new pair
+        row("p2", " good answer", " bad answer"),  # shared prompt and pair
+        row("p9", " good answer", " bad answer"),
+    ]  # new prompt
     d = quiet(write_jsonl(tmp_path / "t.jsonl", train), eval=str(write_jsonl(tmp_path / "e.jsonl", held)))
     leak = d.leakage
-    assert (leak["eval_rows"], leak["eval_rows_with_shared_prompt"], leak["shared_prompts"],
-            leak["shared_pairs"]) == (3, 2, 2, 1)
+    assert (leak["eval_rows"], leak["eval_rows_with_shared_prompt"], leak["shared_prompts"], leak["shared_pairs"]) == (
+        3,
+        2,
+        2,
+        1,
+    )
     assert leak["fraction"] == pytest.approx(2 / 3)
     assert any(a.rule == "leakage" for a in d.advice)
     assert quiet(write_jsonl(tmp_path / "t.jsonl", train)).leakage is None
 
 
 def test_length_baseline_by_hand(tmp_path):
-    rows = [row("p1", " aaaa", " bb"),   # chosen longer: the longer pick is right (1)
-            row("p2", " aaaaa", " b"),   # chosen longer (1)
-            row("p3", " a", " bbbbbb"),  # chosen shorter (0)
-            row("p4", " ab", " ba")]     # a tie (½)
+    rows = [
+        row("p1", " aaaa", " bb"),  # chosen longer: the longer pick is right (1)
+        row("p2", " aaaaa", " b"),  # chosen longer (1)
+        row("p3", " a", " bbbbbb"),  # chosen shorter (0)
+        row("p4", " ab", " ba"),
+    ]  # a tie (½)
     d = quiet(write_jsonl(tmp_path / "d.jsonl", rows))
     L = d.lengths
     assert L["unit"] == "bytes"
@@ -69,9 +82,11 @@ def test_length_baseline_by_hand(tmp_path):
 
 
 def test_groups_counts_imbalance_and_per_group_bias(tmp_path):
-    rows = ([row(f"a{i}", " long answer", " no", group="a") for i in range(6)]
-            + [row(f"b{i}", " no", " long answer", group="b") for i in range(2)]
-            + [row("c0", " x", " yy")])
+    rows = (
+        [row(f"a{i}", " long answer", " no", group="a") for i in range(6)]
+        + [row(f"b{i}", " no", " long answer", group="b") for i in range(2)]
+        + [row("c0", " x", " yy")]
+    )
     g = quiet(write_jsonl(tmp_path / "d.jsonl", rows)).groups
     assert g["count"] == 2 and g["imbalance"] == pytest.approx(3.0) and g["without"] == 1
     assert g["by"]["a"]["longer_baseline_accuracy"].mean == 1.0
@@ -97,8 +112,9 @@ def test_label_noise_advice_fires_on_swapped_pairs_and_not_on_the_control(tmp_pa
 
 def test_advice_never_recommends_what_the_evidence_contradicts(tmp_path):
     d = quiet(write_jsonl(tmp_path / "noisy.jsonl", flips(40, 4)))
-    measured = {k: getattr(d, k) for k in ("rows", "duplicates", "leakage", "lengths", "groups",
-                                          "sources", "label_signal")}
+    measured = {
+        k: getattr(d, k) for k in ("rows", "duplicates", "leakage", "lengths", "groups", "sources", "label_signal")
+    }
     claim = {"scenario": "flips", "paper": "rDPO", "claim": "rDPO helps", "verdict": "contradicted"}
     item = next(a for a in advise(measured, {"claims": {"claim-x-flips": claim}}) if a.rule == "label_noise")
     assert item.recommendation.startswith("none") and "claim-x-flips" in item.recommendation
@@ -110,18 +126,19 @@ def test_advice_never_recommends_what_the_evidence_contradicts(tmp_path):
 
 def test_imbalanced_groups_advice_and_its_control(tmp_path):
     def data(n_b):
-        return ([row(f"a{i}", " yes", " no", group="a") for i in range(12)]
-                + [row(f"b{i}", " yes", " no", group="b") for i in range(n_b)])
+        return [row(f"a{i}", " yes", " no", group="a") for i in range(12)] + [
+            row(f"b{i}", " yes", " no", group="b") for i in range(n_b)
+        ]
+
     rules = lambda d: {a.rule for a in d.advice}
     assert "groups" in rules(quiet(write_jsonl(tmp_path / "x.jsonl", data(3))))
     assert "groups" not in rules(quiet(write_jsonl(tmp_path / "y.jsonl", data(10))))
 
 
 def test_sources_fit_separates_distinct_vocabularies(tmp_path):
-    rows = ([row(f"tell me about cats {i}", " cats purr and sleep a lot", " cats bark", source="human")
-             for i in range(40)]
-            + [row(f"QUERY {i}: DOGS?", " DOGS RUN FAST 123", " DOGS MEOW 456", source="model")
-               for i in range(60)])
+    rows = [
+        row(f"tell me about cats {i}", " cats purr and sleep a lot", " cats bark", source="human") for i in range(40)
+    ] + [row(f"QUERY {i}: DOGS?", " DOGS RUN FAST 123", " DOGS MEOW 456", source="model") for i in range(60)]
     d = quiet(write_jsonl(tmp_path / "s.jsonl", rows), target=["human"])
     s = d.sources
     assert s["counts"] == {"human": 40, "model": 60}

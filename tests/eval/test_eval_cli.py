@@ -33,14 +33,15 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval_models")
     texts = generate_corpus(150, seed=0)
     kw = dict(arch="llama", texts=texts, hidden=32, layers=1, heads=2)
-    return {"start": save_tiny(root / "start", seed=0, **kw),
-            "policy": save_tiny(root / "policy", seed=1, **kw)}
+    return {"start": save_tiny(root / "start", seed=0, **kw), "policy": save_tiny(root / "policy", seed=1, **kw)}
 
 
 @pytest.fixture(scope="module")
 def pairs_file(tmp_path_factory):
-    rows = [{"prompt": p, "chosen": " a lovely happy place.", "rejected": " a dull sad place."}
-            for p in generate_prompts(5, seed=0, split="heldout")]
+    rows = [
+        {"prompt": p, "chosen": " a lovely happy place.", "rejected": " a dull sad place."}
+        for p in generate_prompts(5, seed=0, split="heldout")
+    ]
     return write_jsonl(tmp_path_factory.mktemp("eval_data") / "heldout.jsonl", rows)
 
 
@@ -53,18 +54,31 @@ DATA_OPTIONS = {f.name for f in dataclasses.fields(EvalDataOptions)}
 
 def config(**kw) -> EvalConfig:
     """An EvalConfig from flat options, as the command line builds it."""
-    return EvalConfig(eval=EvalOptions(**{k: v for k, v in kw.items() if k not in DATA_OPTIONS}),
-                      data=EvalDataOptions(**{k: v for k, v in kw.items() if k in DATA_OPTIONS}))
+    return EvalConfig(
+        eval=EvalOptions(**{k: v for k, v in kw.items() if k not in DATA_OPTIONS}),
+        data=EvalDataOptions(**{k: v for k, v in kw.items() if k in DATA_OPTIONS}),
+    )
 
 
 def test_run_eval_end_to_end_writes_json(models, pairs_file, tmp_path):
     output = tmp_path / "out" / "eval.json"
     console = quiet_console()
-    results = run_eval(config(
-        model=models["policy"], reference=models["start"], data=str(pairs_file),
-        prompts="world:heldout:3", reward=["world:sentiment", "world:conciseness"],
-        reward_b="world:formality", alphas=[0.0, 0.5, 1.0], num_samples=2, max_new_tokens=6,
-        batch_size=4, output=str(output)), console=console)
+    results = run_eval(
+        config(
+            model=models["policy"],
+            reference=models["start"],
+            data=str(pairs_file),
+            prompts="world:heldout:3",
+            reward=["world:sentiment", "world:conciseness"],
+            reward_b="world:formality",
+            alphas=[0.0, 0.5, 1.0],
+            num_samples=2,
+            max_new_tokens=6,
+            batch_size=4,
+            output=str(output),
+        ),
+        console=console,
+    )
     js = json.loads(output.read_text())
     assert set(js) == {"model", "reference", "data", "preference", "generation", "shift_sweep", "config"}
     assert js["data"]["kept"] == 5 and js["data"]["skipped"] == 0
@@ -87,8 +101,15 @@ def test_run_eval_end_to_end_writes_json(models, pairs_file, tmp_path):
     # the returned results hold the same numbers
     assert results["generation"]["kl"].mean == gen["kl"]["mean"]
     table = console.file.getvalue()
-    for text in ("accuracy", "ece", "world:sentiment: win rate vs start", "KL(policy || start)",
-                 "distinct_2", "worst: r(alpha=", "95% interval"):
+    for text in (
+        "accuracy",
+        "ece",
+        "world:sentiment: win rate vs start",
+        "KL(policy || start)",
+        "distinct_2",
+        "worst: r(alpha=",
+        "95% interval",
+    ):
         assert text in table
 
 
@@ -96,8 +117,10 @@ def test_run_eval_without_reference_reports_policy_metrics_only(models, tmp_path
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Describe the old harbor:\n\nReview the cafe:\n")
     console = quiet_console()
-    results = run_eval(config(model=models["policy"], prompts=str(prompts),
-                              reward=["world:sentiment"], max_new_tokens=4), console=console)
+    results = run_eval(
+        config(model=models["policy"], prompts=str(prompts), reward=["world:sentiment"], max_new_tokens=4),
+        console=console,
+    )
     gen = results["generation"]
     assert gen["n_prompts"] == 2
     assert gen["kl"] is None and gen["rewards"]["world:sentiment"]["win_rate"] is None
@@ -105,18 +128,18 @@ def test_run_eval_without_reference_reports_policy_metrics_only(models, tmp_path
     assert "preference" not in results and "shift_sweep" not in results
 
 
-@pytest.mark.parametrize("kw, message", [
-    ({}, "--model"),
-    ({"model": "m"}, "nothing to evaluate"),
-    ({"model": "m", "data": "d.jsonl"}, "--data needs --reference"),
-    ({"model": "m", "prompts": "world:heldout:2", "reward_b": "world:formality"},
-     "--reward-b needs --reward"),
-    ({"model": "m", "data": "d.jsonl", "reference": "r", "reward": ["world:sentiment"]},
-     "pass --prompts"),
-    ({"model": "m", "prompts": "world:heldout:2", "num_samples": 0}, "--num-samples"),
-    ({"model": "m", "prompts": "world:heldout:2", "reward": ["world:nope"]},
-     "unknown gold objective"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({}, "--model"),
+        ({"model": "m"}, "nothing to evaluate"),
+        ({"model": "m", "data": "d.jsonl"}, "--data needs --reference"),
+        ({"model": "m", "prompts": "world:heldout:2", "reward_b": "world:formality"}, "--reward-b needs --reward"),
+        ({"model": "m", "data": "d.jsonl", "reference": "r", "reward": ["world:sentiment"]}, "pass --prompts"),
+        ({"model": "m", "prompts": "world:heldout:2", "num_samples": 0}, "--num-samples"),
+        ({"model": "m", "prompts": "world:heldout:2", "reward": ["world:nope"]}, "unknown gold objective"),
+    ],
+)
 def test_run_eval_refuses_bad_options_before_loading(kw, message):
     with pytest.raises(ValueError, match=message):
         run_eval(config(**kw), console=quiet_console())
@@ -126,8 +149,7 @@ def test_run_eval_bad_prompts_spec(models):
     with pytest.raises(ValueError, match="world:heldout:N"):
         run_eval(config(model=models["policy"], prompts="world:test:3"), console=quiet_console())
     with pytest.raises(DataError, match="not found"):
-        run_eval(config(model=models["policy"], prompts="missing.jsonl"),
-                 console=quiet_console())
+        run_eval(config(model=models["policy"], prompts="missing.jsonl"), console=quiet_console())
 
 
 def test_load_prompts(tmp_path, models):
@@ -142,8 +164,7 @@ def test_load_prompts(tmp_path, models):
     texts = write_jsonl(tmp_path / "t.jsonl", [{"text": "c:"}])
     assert load_prompts(str(texts), column="text") == (["c:"], False)
     tok = load_tokenizer(models["policy"])  # tiny tokenizers carry a chat template
-    chat = write_jsonl(tmp_path / "chat.jsonl",
-                       [{"prompt": [{"role": "user", "content": "Review the cafe"}]}])
+    chat = write_jsonl(tmp_path / "chat.jsonl", [{"prompt": [{"role": "user", "content": "Review the cafe"}]}])
     prompts, rendered = load_prompts(str(chat), tokenizer=tok)
     assert rendered and prompts == ["<|user|>Review the cafe<|endoftext|><|assistant|>"]
     with pytest.raises(DataError, match="non-empty string"):
@@ -156,10 +177,27 @@ def test_options_derive_flags_and_yaml(tmp_path):
     add_arguments(parser, EvalConfig)
     yaml_file = tmp_path / "eval.yaml"
     yaml_file.write_text("model: m\nbeta: 0.2\nreward: [world:sentiment]\n")
-    args = parser.parse_args(["--config", str(yaml_file), "--prompts", "world:heldout:8",
-                              "--reward", "world:sentiment", "world:formality",
-                              "--reward-b", "world:conciseness", "--alphas", "0", "0.5", "1",
-                              "--mixture", "geometric", "--num-samples", "3"])
+    args = parser.parse_args(
+        [
+            "--config",
+            str(yaml_file),
+            "--prompts",
+            "world:heldout:8",
+            "--reward",
+            "world:sentiment",
+            "world:formality",
+            "--reward-b",
+            "world:conciseness",
+            "--alphas",
+            "0",
+            "0.5",
+            "1",
+            "--mixture",
+            "geometric",
+            "--num-samples",
+            "3",
+        ]
+    )
     opts = from_args(EvalConfig, args).eval
     assert opts.model == "m" and opts.beta == 0.2
     assert opts.reward == ["world:sentiment", "world:formality"]
@@ -174,12 +212,22 @@ def test_skipped_rows_are_counted_in_the_output_and_printed(models, pairs_file, 
     """--on-bad-row skip never drops a row without a word: read/kept/skipped in the JSON and
     on the console (issue: nothing lost silently)."""
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(pairs_file.read_text() + json.dumps({"prompt": "p", "chosen": "", "rejected": "x"}) + "\n"
-                   + "{not json\n")
+    bad.write_text(
+        pairs_file.read_text() + json.dumps({"prompt": "p", "chosen": "", "rejected": "x"}) + "\n" + "{not json\n"
+    )
     output = tmp_path / "eval.json"
     console = quiet_console()
-    run_eval(config(model=models["policy"], reference=models["start"], data=str(bad), on_bad_row="skip",
-                    batch_size=4, output=str(output)), console=console)
+    run_eval(
+        config(
+            model=models["policy"],
+            reference=models["start"],
+            data=str(bad),
+            on_bad_row="skip",
+            batch_size=4,
+            output=str(output),
+        ),
+        console=console,
+    )
     data = json.loads(output.read_text())["data"]
     assert (data["rows_read"], data["kept"], data["skipped"]) == (7, 5, 2)
     assert sum(data["skipped_by_reason"].values()) == 2
@@ -190,8 +238,17 @@ def test_long_prompts_are_cut_and_counted_as_in_training(models, tmp_path):
     rows = [{"prompt": "word " * 300, "chosen": " a lovely happy place.", "rejected": " a dull sad place."}] * 3
     data = write_jsonl(tmp_path / "long.jsonl", rows)
     output = tmp_path / "eval.json"
-    run_eval(config(model=models["policy"], reference=models["start"], data=str(data), max_length=64,
-                    batch_size=4, output=str(output)), console=quiet_console())
+    run_eval(
+        config(
+            model=models["policy"],
+            reference=models["start"],
+            data=str(data),
+            max_length=64,
+            batch_size=4,
+            output=str(output),
+        ),
+        console=quiet_console(),
+    )
     js = json.loads(output.read_text())
     assert js["data"]["kept"] == 3 and js["data"]["truncated_prompt"] == 3
     assert js["preference"]["n"] == 3

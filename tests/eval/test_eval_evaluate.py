@@ -49,13 +49,10 @@ def policy(world_tok):
 @pytest.fixture(scope="module")
 def pairs(world_tok):
     rows = [
-        {"prompt": "Describe the old harbor:", "chosen": " a lovely calm place.",
-         "rejected": " a dull grey dock."},
+        {"prompt": "Describe the old harbor:", "chosen": " a lovely calm place.", "rejected": " a dull grey dock."},
         {"prompt": "Review the cafe:", "chosen": " great coffee!", "rejected": " awful."},
-        {"prompt": "Tell me about the zoo:", "chosen": " happy animals everywhere.",
-         "rejected": " sad cages."},
-        {"prompt": "Write about the park:", "chosen": " nice trees.",
-         "rejected": " boring and dirty paths."},
+        {"prompt": "Tell me about the zoo:", "chosen": " happy animals everywhere.", "rejected": " sad cages."},
+        {"prompt": "Write about the park:", "chosen": " nice trees.", "rejected": " boring and dirty paths."},
     ]
     return tokenize_pairs(rows, world_tok)
 
@@ -63,6 +60,7 @@ def pairs(world_tok):
 # ---------------------------------------------------------------------------------------------
 # preference_eval
 # ---------------------------------------------------------------------------------------------
+
 
 def test_preference_eval_matches_hand_computation(policy, start, pairs, world_tok):
     beta = 0.5
@@ -78,17 +76,24 @@ def test_preference_eval_matches_hand_computation(policy, start, pairs, world_to
     assert out["accuracy"].mean == pytest.approx(np.mean((margins > 0) + 0.5 * (margins == 0)))
     assert out["accuracy"].mean == pytest.approx(M.preference_accuracy(margins))
     assert out["reward_chosen"].mean == pytest.approx(
-        beta * (p.chosen_sum - r.chosen_sum).double().mean().item(), abs=1e-5)
+        beta * (p.chosen_sum - r.chosen_sum).double().mean().item(), abs=1e-5
+    )
     # calibration: consistent with the metric functions
     assert out["brier"].mean == pytest.approx(brier_score(probs, np.ones(4)), abs=1e-6)
-    assert out["ece"].mean == pytest.approx(expected_calibration_error(
-        np.r_[probs, 1 - probs], np.r_[np.ones(4), np.zeros(4)]), abs=1e-6)
+    assert out["ece"].mean == pytest.approx(
+        expected_calibration_error(np.r_[probs, 1 - probs], np.r_[np.ones(4), np.zeros(4)]), abs=1e-6
+    )
     for key in ("accuracy", "margin", "ece", "brier"):
         ci = out[key]
         assert ci.low <= ci.mean <= ci.high and ci.n == 4 and ci.level == 0.95
     # deterministic intervals; a Reference object works like a model
-    again = preference_eval(policy, FrozenReference(tiny_model(
-        "llama", vocab_size=len(world_tok), hidden=32, layers=1, seed=0)), pairs, beta=beta, seed=1)
+    again = preference_eval(
+        policy,
+        FrozenReference(tiny_model("llama", vocab_size=len(world_tok), hidden=32, layers=1, seed=0)),
+        pairs,
+        beta=beta,
+        seed=1,
+    )
     assert again["margin"].mean == pytest.approx(out["margin"].mean, abs=1e-5)
     assert again["ece"] == out["ece"] and again["brier"].low == pytest.approx(out["brier"].low)
 
@@ -126,8 +131,7 @@ REWARDS = {"sentiment": text_reward(sentiment), "length": text_reward(lambda t: 
 
 def test_generation_eval_against_itself(start, world_tok):
     prompts = generate_prompts(4, seed=0, split="heldout")
-    out = generation_eval(start, start, world_tok, prompts, rewards=REWARDS, num_samples=2,
-                          max_new_tokens=8, seed=3)
+    out = generation_eval(start, start, world_tok, prompts, rewards=REWARDS, num_samples=2, max_new_tokens=8, seed=3)
     kl = out["kl"]
     assert (kl.mean, kl.low, kl.high) == (0.0, 0.0, 0.0)
     assert kl.n == 4  # bootstrap units are prompts
@@ -158,8 +162,9 @@ def test_generation_eval_values_match_their_definitions(policy, start, world_tok
     assert out["length"].mean == pytest.approx(M.mean_length(pc.token_ids))
     assert out["eos_rate"] == pytest.approx(np.mean(pc.finished))
     # reusing the completions gives the same result
-    again = generation_eval(policy, start, world_tok, prompts, rewards=REWARDS,
-                            policy_completions=pc, start_completions=sc, **kw)
+    again = generation_eval(
+        policy, start, world_tok, prompts, rewards=REWARDS, policy_completions=pc, start_completions=sc, **kw
+    )
     assert again == out
 
 
@@ -176,6 +181,7 @@ def test_generation_eval_without_start_and_with_mismatched_completions(policy, w
 # ---------------------------------------------------------------------------------------------
 # shift_sweep
 # ---------------------------------------------------------------------------------------------
+
 
 def const_reward(values):
     values = np.asarray(values, float)
@@ -194,8 +200,7 @@ def test_shift_sweep_linear_and_worst_case():
     def reward_b(prompts, responses):
         return rb if responses == resp else base_b
 
-    out = shift_sweep(["p"] * 4, resp, reward_a, reward_b, alphas,
-                      baseline_responses=["w", "x", "y", "z"], seed=2)
+    out = shift_sweep(["p"] * 4, resp, reward_a, reward_b, alphas, baseline_responses=["w", "x", "y", "z"], seed=2)
     means = {a: (a * ra + (1 - a) * rb).mean() for a in alphas}
     for a in alphas:
         assert out["reward"][a].mean == pytest.approx(means[a])
@@ -213,10 +218,11 @@ def test_shift_sweep_linear_and_worst_case():
 
 def test_shift_sweep_geometric_and_errors():
     ra, rb = np.array([0.9, 0.4, 0.0]), np.array([0.1, 0.6, 0.5])
-    out = shift_sweep(["p"] * 3, ["a", "b", "c"], const_reward(ra), const_reward(rb),
-                      [0.0, 0.3, 1.0], mixture="geometric")
+    out = shift_sweep(
+        ["p"] * 3, ["a", "b", "c"], const_reward(ra), const_reward(rb), [0.0, 0.3, 1.0], mixture="geometric"
+    )
     for a in (0.0, 0.3, 1.0):
-        expected = np.where(a == 0, rb, np.where(a == 1, ra, ra ** a * rb ** (1 - a)))
+        expected = np.where(a == 0, rb, np.where(a == 1, ra, ra**a * rb ** (1 - a)))
         assert out["reward"][a].mean == pytest.approx(expected.mean())
     assert out["worst"]["alpha"] == min((0.0, 0.3, 1.0), key=lambda a: out["reward"][a].mean)
     assert "win_rate" not in out
@@ -231,8 +237,7 @@ def test_shift_sweep_geometric_and_errors():
 def test_to_jsonable():
     ci = MeanCI(1.0, 0.5, 1.5, 3)
     out = to_jsonable({0.5: ci, "x": (np.float32(2.0), float("nan")), "a": np.arange(2)})
-    assert out == {"0.5": {"mean": 1.0, "low": 0.5, "high": 1.5, "n": 3, "level": 0.95},
-                   "x": [2.0, None], "a": [0, 1]}
+    assert out == {"0.5": {"mean": 1.0, "low": 0.5, "high": 1.5, "n": 3, "level": 0.95}, "x": [2.0, None], "a": [0, 1]}
     json.dumps(out, allow_nan=False)
 
 
@@ -255,7 +260,8 @@ def test_world_reward_specs():
 
 
 def test_module_function_rewards(tmp_path, monkeypatch):
-    (tmp_path / "my_rewards_mod.py").write_text(textwrap.dedent("""
+    (tmp_path / "my_rewards_mod.py").write_text(
+        textwrap.dedent("""
         def per_text(text):
             return float(len(text))
 
@@ -276,13 +282,14 @@ def test_module_function_rewards(tmp_path, monkeypatch):
                 return 1.0
 
         NOT_CALLABLE = 3
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     prompts = ["ab", "c", ""]
-    np.testing.assert_allclose(load_reward("my_rewards_mod:per_text")(prompts, TEXTS),
-                               [len(t) for t in TEXTS])
-    np.testing.assert_allclose(load_reward("my_rewards_mod:batched")(prompts, TEXTS),
-                               [len(p) + len(t) for p, t in zip(prompts, TEXTS)])
+    np.testing.assert_allclose(load_reward("my_rewards_mod:per_text")(prompts, TEXTS), [len(t) for t in TEXTS])
+    np.testing.assert_allclose(
+        load_reward("my_rewards_mod:batched")(prompts, TEXTS), [len(p) + len(t) for p, t in zip(prompts, TEXTS)]
+    )
     np.testing.assert_allclose(load_reward("my_rewards_mod:Holder.score")(prompts, TEXTS), 1.0)
     np.testing.assert_allclose(load_reward("my_rewards_mod:declared")(prompts, TEXTS), 7.0)
     with pytest.raises(ValueError, match="non-finite"):
@@ -293,17 +300,20 @@ def test_module_function_rewards(tmp_path, monkeypatch):
         load_reward("my_rewards_mod:missing")
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("world:nope", "unknown gold objective 'nope'"),
-    ("world:mix:sentiment,formality", "world:mix:A,B,ALPHA"),
-    ("world:mix:sentiment,formality,2", "alpha must lie in"),
-    ("world:mix:sentiment,formality,x", "not a number"),
-    ("world:mix:sentiment,formality,0.5,cubic", "mixture kind"),
-    ("no_such_module_xyz:fn", "cannot import module"),
-    ("a:b:c", "neither world"),
-    ("./no/such/model", "no such model folder"),
-    ("", "empty"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("world:nope", "unknown gold objective 'nope'"),
+        ("world:mix:sentiment,formality", "world:mix:A,B,ALPHA"),
+        ("world:mix:sentiment,formality,2", "alpha must lie in"),
+        ("world:mix:sentiment,formality,x", "not a number"),
+        ("world:mix:sentiment,formality,0.5,cubic", "mixture kind"),
+        ("no_such_module_xyz:fn", "cannot import module"),
+        ("a:b:c", "neither world"),
+        ("./no/such/model", "no such model folder"),
+        ("", "empty"),
+    ],
+)
 def test_bad_reward_specs(spec, message):
     with pytest.raises(ValueError, match=message) as info:
         load_reward(spec)
@@ -322,9 +332,16 @@ def test_bad_reward_spec_file_is_not_a_model(tmp_path):
 def test_hf_sequence_classification_reward(tmp_path, world_tok, num_labels):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    config = LlamaConfig(vocab_size=len(world_tok), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         num_labels=num_labels, pad_token_id=world_tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(world_tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=num_labels,
+        pad_token_id=world_tok.pad_token_id,
+    )
     torch.manual_seed(0)
     rm = LlamaForSequenceClassification(config).eval()
     rm.save_pretrained(tmp_path / "rm")
@@ -342,9 +359,16 @@ def test_hf_sequence_classification_reward(tmp_path, world_tok, num_labels):
 def test_hf_reward_refuses_other_heads(tmp_path, world_tok):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    config = LlamaConfig(vocab_size=len(world_tok), hidden_size=16, intermediate_size=32,
-                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                         num_labels=3, pad_token_id=world_tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(world_tok),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=3,
+        pad_token_id=world_tok.pad_token_id,
+    )
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm3")
     world_tok.save_pretrained(tmp_path / "rm3")
     with pytest.raises(ValueError, match="3 labels"):

@@ -112,8 +112,9 @@ class NoCache(torch.nn.Module):
 
 def test_sampling_without_a_kv_cache_gives_the_same_completions(model, world_tok, prompts):
     kw = dict(num_samples=2, max_new_tokens=5, seed=9)
-    assert sample_completions(NoCache(model), world_tok, prompts, **kw) == \
-        sample_completions(model, world_tok, prompts, **kw)
+    assert sample_completions(NoCache(model), world_tok, prompts, **kw) == sample_completions(
+        model, world_tok, prompts, **kw
+    )
 
 
 def test_completions_stop_at_eos_and_exclude_it(eosy, world_tok, prompts):
@@ -128,8 +129,7 @@ def test_completions_stop_at_eos_and_exclude_it(eosy, world_tok, prompts):
 
 def test_completion_logps_match_hand_computation(eosy, world_tok, prompts):
     c = sample_completions(eosy, world_tok, prompts, num_samples=2, max_new_tokens=8, seed=5)
-    got = completion_log_likelihoods(eosy, world_tok, c.prompts, c.token_ids, append_eos=c.finished,
-                           batch_size=3)
+    got = completion_log_likelihoods(eosy, world_tok, c.prompts, c.token_ids, append_eos=c.finished, batch_size=3)
     assert got.dtype == np.float64 and got.shape == (len(c),)
     prompt_ids = tokenize_prompts(world_tok, c.prompts)
     for k in range(len(c)):
@@ -139,11 +139,14 @@ def test_completion_logps_match_hand_computation(eosy, world_tok, prompts):
     all_eos = completion_log_likelihoods(eosy, world_tok, c.prompts, c.token_ids)
     k = c.finished.index(False)
     assert all_eos[k] == pytest.approx(
-        hand_logp(eosy, prompt_ids[k], c.token_ids[k] + [world_tok.eos_token_id]), abs=1e-4)
+        hand_logp(eosy, prompt_ids[k], c.token_ids[k] + [world_tok.eos_token_id]), abs=1e-4
+    )
     # batch size does not change the values
     np.testing.assert_allclose(
         completion_log_likelihoods(eosy, world_tok, c.prompts, c.token_ids, append_eos=c.finished, batch_size=64),
-        got, atol=1e-5)
+        got,
+        atol=1e-5,
+    )
 
 
 def test_prompts_tokenized_as_training_tokenizes_them(world_tok, prompts):
@@ -152,7 +155,8 @@ def test_prompts_tokenized_as_training_tokenizes_them(world_tok, prompts):
 
     bos_tok = tiny_tokenizer(generate_corpus(50, seed=1), vocab_size=300)
     bos_tok._tokenizer.post_processor = TemplateProcessing(
-        single="<|pad|> $A", special_tokens=[("<|pad|>", bos_tok.pad_token_id)])
+        single="<|pad|> $A", special_tokens=[("<|pad|>", bos_tok.pad_token_id)]
+    )
     rows = [{"prompt": p, "chosen": " good.", "rejected": " bad."} for p in prompts]
     data = tokenize_pairs(rows, bos_tok)
     ids = tokenize_prompts(bos_tok, prompts)

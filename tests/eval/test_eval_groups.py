@@ -69,16 +69,15 @@ def grouped_file(tmp_path_factory):
 def run(model, reference, data, tmp_path, **data_options):
     console = Console(file=io.StringIO(), width=200)
     output = tmp_path / "eval.json"
-    opts = EvalOptions(model=model, reference=reference, data=str(data), output=str(output),
-                       batch_size=4)
-    results = run_eval(EvalConfig(eval=opts, data=EvalDataOptions(max_length=64, **data_options)),
-                       console=console)
+    opts = EvalOptions(model=model, reference=reference, data=str(data), output=str(output), batch_size=4)
+    results = run_eval(EvalConfig(eval=opts, data=EvalDataOptions(max_length=64, **data_options)), console=console)
     return results, json.loads(output.read_text()), console.file.getvalue(), output
 
 
 def test_eval_reports_groups_worst_group_and_writes_the_png(tiny_model_dir, grouped_file, tmp_path):
-    results, js, printed, output = run(tiny_model_dir("llama", seed=1), tiny_model_dir("llama"),
-                                       grouped_file, tmp_path, group_column="meta.topic")
+    results, js, printed, output = run(
+        tiny_model_dir("llama", seed=1), tiny_model_dir("llama"), grouped_file, tmp_path, group_column="meta.topic"
+    )
     assert set(js["groups"]) == {"x", "y", NO_GROUP}
     assert js["rows_without_group"] == js["groups"][NO_GROUP]["n"] == 3
     assert sum(g["n"] for g in js["groups"].values()) == js["preference"]["n"] == 12
@@ -97,14 +96,11 @@ def test_a_missing_group_column_is_an_error(tiny_model_dir, grouped_file, tmp_pa
     from dralign.data import DataError
 
     with pytest.raises(DataError, match="meta.nope"):
-        run(tiny_model_dir("llama"), tiny_model_dir("llama"), grouped_file, tmp_path,
-            group_column="meta.nope")
+        run(tiny_model_dir("llama"), tiny_model_dir("llama"), grouped_file, tmp_path, group_column="meta.nope")
 
 
-def test_without_matplotlib_the_png_is_skipped_with_one_line(tiny_model_dir, grouped_file, tmp_path,
-                                                             monkeypatch):
+def test_without_matplotlib_the_png_is_skipped_with_one_line(tiny_model_dir, grouped_file, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # import fails as if not installed
-    _, js, printed, output = run(tiny_model_dir("llama"), tiny_model_dir("llama"), grouped_file,
-                                 tmp_path)
+    _, js, printed, output = run(tiny_model_dir("llama"), tiny_model_dir("llama"), grouped_file, tmp_path)
     assert not output.with_suffix(".png").exists() and js["preference"]["n"] == 12
     assert "pip install 'dralign[bench]'" in printed

@@ -15,8 +15,14 @@ from dralign.eval.cli import EvalConfig, EvalDataOptions, EvalOptions, run_eval
 from helpers import preference_rows, write_jsonl
 
 # every option with which the trainer reads data differently from the defaults
-DATA_FLAGS = {"prompt_column": "question", "group_column": "meta.g", "source_column": "origin",
-              "max_length": 64, "max_prompt_length": 32, "on_bad_row": "skip"}
+DATA_FLAGS = {
+    "prompt_column": "question",
+    "group_column": "meta.g",
+    "source_column": "origin",
+    "max_length": 64,
+    "max_prompt_length": 32,
+    "on_bad_row": "skip",
+}
 
 
 def held_out_rows() -> list:
@@ -29,35 +35,75 @@ def held_out_rows() -> list:
         chosen, rejected = row["chosen"], row["rejected"]
         if i % 3 == 0:  # against what training teaches: accuracy strictly between 0 and 1
             chosen, rejected = rejected, chosen
-        rows.append({"question": prompt, "chosen": chosen, "rejected": rejected,
-                     "meta": meta, "origin": "s1" if i < 25 else "s2"})
+        rows.append(
+            {
+                "question": prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "meta": meta,
+                "origin": "s1" if i < 25 else "s2",
+            }
+        )
     rows.append({"question": "q?", "chosen": "", "rejected": " no."})  # empty: skipped
     rows.append("{broken json")  # unreadable: skipped
     return rows
 
 
 @pytest.mark.slow
-def test_eval_gives_the_trainers_final_held_out_numbers(tiny_model_dir, pref_jsonl, tmp_path,
-                                                        capsys):
+def test_eval_gives_the_trainers_final_held_out_numbers(tiny_model_dir, pref_jsonl, tmp_path, capsys):
     start = tiny_model_dir("llama")
     held_out = write_jsonl(tmp_path / "heldout.jsonl", held_out_rows())
-    train_file = write_jsonl(tmp_path / "train.jsonl", [
-        {"question": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"],
-         "meta": {"g": r["group"]}, "origin": "s1"} for r in preference_rows(32)])
+    train_file = write_jsonl(
+        tmp_path / "train.jsonl",
+        [
+            {
+                "question": r["prompt"],
+                "chosen": r["chosen"],
+                "rejected": r["rejected"],
+                "meta": {"g": r["group"]},
+                "origin": "s1",
+            }
+            for r in preference_rows(32)
+        ],
+    )
     out, beta = tmp_path / "run", 0.3
     flags = [x for k, v in DATA_FLAGS.items() for x in (f"--{k.replace('_', '-')}", str(v))]
-    rc = main(["train", "--no-progress", "--model", start, "--data", str(train_file),
-               "--eval-data", str(held_out), "--max-steps", "2", "--batch-size", "8",
-               "--lr", "2e-3", "--beta", str(beta), "--output-dir", str(out), *flags])
+    rc = main(
+        [
+            "train",
+            "--no-progress",
+            "--model",
+            start,
+            "--data",
+            str(train_file),
+            "--eval-data",
+            str(held_out),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "8",
+            "--lr",
+            "2e-3",
+            "--beta",
+            str(beta),
+            "--output-dir",
+            str(out),
+            *flags,
+        ]
+    )
     printed = capsys.readouterr().out
     assert rc == 0, printed
     final = json.loads((out / "final_metrics.json").read_text())
     trainer_report = re.search(r"eval data: (.*)", printed).group(1)
 
     console = Console(file=io.StringIO(), width=100_000)  # one line per message
-    results = run_eval(EvalConfig(eval=EvalOptions(model=str(out), reference=start, data=str(held_out),
-                                                   beta=beta, batch_size=5),
-                                  data=EvalDataOptions(**DATA_FLAGS)), console=console)
+    results = run_eval(
+        EvalConfig(
+            eval=EvalOptions(model=str(out), reference=start, data=str(held_out), beta=beta, batch_size=5),
+            data=EvalDataOptions(**DATA_FLAGS),
+        ),
+        console=console,
+    )
     # the same rows kept, skipped and cut, in the same words; the same batch layout
     assert f"eval data: {trainer_report}" in console.file.getvalue()
     assert "prefix sharing on" in printed and "prefix sharing on" in console.file.getvalue()

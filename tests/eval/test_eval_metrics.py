@@ -31,7 +31,7 @@ def test_preference_accuracy_ties_half():
 def test_reward_margin_stats():
     s = reward_margin_stats(torch.tensor([1.0, -1.0, 3.0, 0.0]))
     assert s["mean"] == pytest.approx(0.75)
-    assert s["std"] == pytest.approx(math.sqrt(((0.25) ** 2 + 1.75 ** 2 + 2.25 ** 2 + 0.75 ** 2) / 4))
+    assert s["std"] == pytest.approx(math.sqrt(((0.25) ** 2 + 1.75**2 + 2.25**2 + 0.75**2) / 4))
     assert s["median"] == pytest.approx(0.5)
     assert (s["min"], s["max"], s["n"]) == (-1.0, 3.0, 4.0)
     assert s["accuracy"] == pytest.approx(2.5 / 4)

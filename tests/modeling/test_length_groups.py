@@ -38,9 +38,12 @@ def test_grouped_forwards_equal_one_forward(monkeypatch, arch, shared):
     model = tiny_model(arch, vocab_size=VOCAB, seed=1).eval()  # no dropout: same values
     batch = (collate_shared_pairs if shared else collate_pairs)(examples(), 0)
     widths = []
-    model.register_forward_pre_hook(lambda m, args, kwargs: widths.append(
-        (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"]).shape[1]),
-        with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda m, args, kwargs: widths.append(
+            (kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs["inputs_embeds"]).shape[1]
+        ),
+        with_kwargs=True,
+    )
 
     def run():
         model.zero_grad(set_to_none=True)

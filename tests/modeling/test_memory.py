@@ -49,8 +49,12 @@ def test_freed_intermediates_do_not_stay_resident():
 
 
 def _glibc() -> bool:
-    out = subprocess.run([sys.executable, "-c", "from dralign.modeling.memory import limit_heap_retention as f;"
-                          "print(f())"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "from dralign.modeling.memory import limit_heap_retention as f;print(f())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.strip() == "True"
 
 

@@ -18,6 +18,7 @@ MISSING = "nonexistent-org/nonexistent-model"
 @pytest.fixture
 def no_download(monkeypatch):
     """from_pretrained must not be reached for a model that is nowhere."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("from_pretrained was called (retried downloads)")
 
@@ -42,8 +43,11 @@ def test_an_unreachable_hub_is_asked_once_and_said(monkeypatch, no_download):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub, "model_info", unreachable)
-    with pytest.raises(ModelNotFoundError, match=rf"^model '{MISSING}': not found locally .* the hub "
-                                                 r"could not be asked \(Name or service not known\)"):
+    with pytest.raises(
+        ModelNotFoundError,
+        match=rf"^model '{MISSING}': not found locally .* the hub "
+        r"could not be asked \(Name or service not known\)",
+    ):
         load_tokenizer(MISSING)
     assert calls == [MISSING]
 
@@ -61,8 +65,7 @@ def test_the_command_line_names_the_missing_model(monkeypatch, tmp_path, capsys,
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     data = tmp_path / "d.jsonl"
     data.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
-    assert main(["train", "--model", MISSING, "--data", str(data), "--output-dir",
-                 str(tmp_path / "out")]) == 2
+    assert main(["train", "--model", MISSING, "--data", str(data), "--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and MISSING in err, err
 

@@ -41,19 +41,18 @@ def model_inputs(batch):
 def naive_sequence_logps(model, input_ids, attention_mask, completion_mask):
     """Reference implementation: full log_softmax, gather, mask, sum."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1]
-    token_logps = torch.log_softmax(logits.double(), dim=-1).gather(
-        2, input_ids[:, 1:, None]).squeeze(2)
+    token_logps = torch.log_softmax(logits.double(), dim=-1).gather(2, input_ids[:, 1:, None]).squeeze(2)
     mask = completion_mask[:, 1:]
     return (token_logps * mask).sum(1), mask.sum(1)
 
 
 @pytest.fixture(scope="module")
 def float64_models():
-    return {arch: tiny_model(arch, vocab_size=VOCAB, seed=1, dtype=torch.float64).eval()
-            for arch in ARCHITECTURES}
+    return {arch: tiny_model(arch, vocab_size=VOCAB, seed=1, dtype=torch.float64).eval() for arch in ARCHITECTURES}
 
 
 # ---------------------------------------------------------------- log-probs
+
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_sequence_logps_equals_naive_reference(float64_models, arch):
@@ -72,10 +71,8 @@ def test_padding_does_not_change_a_sequence_logp(float64_models, arch):
     model = float64_models[arch]
     padded = make_batch([3, 6], [2, 7], length=20, seed=3)
     alone = {k: v[:1, :5] for k, v in padded.items() if k != "index"}
-    in_batch = sequence_logps(model, padded["input_ids"], padded["attention_mask"],
-                              padded["completion_mask"])
-    by_itself = sequence_logps(model, alone["input_ids"], alone["attention_mask"],
-                               alone["completion_mask"])
+    in_batch = sequence_logps(model, padded["input_ids"], padded["attention_mask"], padded["completion_mask"])
+    by_itself = sequence_logps(model, alone["input_ids"], alone["attention_mask"], alone["completion_mask"])
     torch.testing.assert_close(in_batch.sum[:1], by_itself.sum, rtol=0, atol=1e-10)
     assert in_batch.count[0] == by_itself.count[0] == 2
 
@@ -88,8 +85,9 @@ class _NoLogitsMaskModel(torch.nn.Module):
         self.inner = inner
 
     def forward(self, input_ids=None, attention_mask=None, use_cache=None, inputs_embeds=None):
-        return self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache,
-                          inputs_embeds=inputs_embeds)
+        return self.inner(
+            input_ids=input_ids, attention_mask=attention_mask, use_cache=use_cache, inputs_embeds=inputs_embeds
+        )
 
 
 def test_model_without_logits_mask_gives_the_same_logps(float64_models):
@@ -98,8 +96,7 @@ def test_model_without_logits_mask_gives_the_same_logps(float64_models):
     assert not supports_logits_mask(wrapped)
     batch = make_batch([2, 4], [5, 3])
     args = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
-    torch.testing.assert_close(sequence_logps(wrapped, *args).sum, sequence_logps(model, *args).sum,
-                               rtol=0, atol=1e-10)
+    torch.testing.assert_close(sequence_logps(wrapped, *args).sum, sequence_logps(model, *args).sum, rtol=0, atol=1e-10)
 
 
 def test_inputs_embeds_replace_the_embedding_lookup(float64_models):
@@ -107,8 +104,9 @@ def test_inputs_embeds_replace_the_embedding_lookup(float64_models):
     batch = make_batch([2, 4], [5, 3])
     args = (batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
     embeds = model.get_input_embeddings()(batch["input_ids"])
-    torch.testing.assert_close(sequence_logps(model, *args, inputs_embeds=embeds).sum,
-                               sequence_logps(model, *args).sum, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        sequence_logps(model, *args, inputs_embeds=embeds).sum, sequence_logps(model, *args).sum, rtol=0, atol=1e-12
+    )
 
 
 def test_pair_logps_splits_chosen_then_rejected(float64_models):
@@ -124,8 +122,7 @@ def test_completion_at_position_zero_is_refused(float64_models):
     batch = make_batch([2], [3])
     batch["completion_mask"][0, 0] = True
     with pytest.raises(ValueError, match="position 0"):
-        sequence_logps(float64_models["llama"], batch["input_ids"], batch["attention_mask"],
-                       batch["completion_mask"])
+        sequence_logps(float64_models["llama"], batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
 
 
 def test_target_log_probs_is_exact_and_twice_differentiable():
@@ -160,14 +157,14 @@ def test_eager_attention_supports_double_backward_and_sdpa_is_reported_not_to():
     eager = tiny_model("llama", vocab_size=VOCAB, attn_implementation="eager")
     assert attention_supports_double_backward(eager)
     assert attention_supports_double_backward(apply_lora(eager))
-    assert not attention_supports_double_backward(tiny_model("llama", vocab_size=VOCAB,
-                                                             attn_implementation="sdpa"))
+    assert not attention_supports_double_backward(tiny_model("llama", vocab_size=VOCAB, attn_implementation="sdpa"))
     # The exact WDPO penalty differentiates ‖∇_z ℓ‖² with respect to the weights.
     model = tiny_model("gpt2", vocab_size=VOCAB, attn_implementation="eager").eval()
     batch = make_batch([2, 3], [3, 2])
     embeds = model.get_input_embeddings()(batch["input_ids"]).detach().requires_grad_()
-    out = sequence_logps(model, batch["input_ids"], batch["attention_mask"],
-                         batch["completion_mask"], inputs_embeds=embeds)
+    out = sequence_logps(
+        model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"], inputs_embeds=embeds
+    )
     (grad_z,) = torch.autograd.grad(out.sum.sum(), embeds, create_graph=True)
     grad_z.pow(2).sum().backward()
     assert model.lm_head.weight.grad.abs().sum() > 0
@@ -175,10 +172,10 @@ def test_eager_attention_supports_double_backward_and_sdpa_is_reported_not_to():
 
 # ---------------------------------------------------------------- loading and LoRA
 
+
 def test_load_model_and_tokenizer_from_a_tiny_folder(tiny_model_dir):
     folder = tiny_model_dir("qwen2")
-    model = load_model(folder, dtype="bfloat16", attn_implementation="eager",
-                       gradient_checkpointing=True)
+    model = load_model(folder, dtype="bfloat16", attn_implementation="eager", gradient_checkpointing=True)
     assert model.dtype == torch.bfloat16
     assert model.config._attn_implementation == "eager"
     assert model.is_activation_checkpointing and model.config.use_cache is False
@@ -211,9 +208,11 @@ def test_load_stories260k_offline():
     assert (out.sum / out.count).item() > -4.0
 
 
-ADAPTED = {"llama": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
-           "qwen2": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
-           "gpt2": {"c_attn", "c_proj", "c_fc"}}
+ADAPTED = {
+    "llama": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    "qwen2": {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"},
+    "gpt2": {"c_attn", "c_proj", "c_fc"},
+}
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
@@ -231,6 +230,7 @@ def test_apply_lora_trains_only_the_adapter(arch):
 
 
 # ---------------------------------------------------------------- references
+
 
 def _perturb_(model, scale=0.05, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -272,6 +272,7 @@ def test_adapter_disabled_reference_is_the_base_model():
 
 # ---------------------------------------------------------------- reference cache
 
+
 @pytest.fixture()
 def reference_and_batches():
     model = tiny_model("llama", vocab_size=VOCAB, seed=4)
@@ -285,8 +286,16 @@ def reference_and_batches():
 
 def build(reference, batches, path, fingerprint, **kwargs):
     """The one cache builder over ready-made batches (one per collate call)."""
-    return build_reference_cache(reference.model, batches, lambda data, idx: data[idx[0]], path,
-                                 fingerprint, batch_size=1, log=lambda *_: None, **kwargs)
+    return build_reference_cache(
+        reference.model,
+        batches,
+        lambda data, idx: data[idx[0]],
+        path,
+        fingerprint,
+        batch_size=1,
+        log=lambda *_: None,
+        **kwargs,
+    )
 
 
 def test_cache_values_equal_the_live_reference(tmp_path, reference_and_batches):
@@ -356,8 +365,7 @@ def _values_offset(file):
     return 8 + int.from_bytes(file.read_bytes()[:8], "little")
 
 
-def test_truncated_cache_is_refused_with_one_line_and_rebuilt(tmp_path, reference_and_batches,
-                                                             caplog):
+def test_truncated_cache_is_refused_with_one_line_and_rebuilt(tmp_path, reference_and_batches, caplog):
     reference, batches = reference_and_batches
     build(reference, batches, tmp_path, "fp")
     file = ReferenceCache.file_for(tmp_path, "fp")
@@ -377,7 +385,7 @@ def test_altered_cache_values_fail_the_checksum(tmp_path, reference_and_batches,
     file = ReferenceCache.file_for(tmp_path, "fp")
     data = bytearray(file.read_bytes())
     start = _values_offset(file)
-    data[start + 4:start + 8] = bytes(b ^ 0x5A for b in data[start + 4:start + 8])
+    data[start + 4 : start + 8] = bytes(b ^ 0x5A for b in data[start + 4 : start + 8])
     file.write_bytes(bytes(data))
     with caplog.at_level(logging.WARNING, logger="dralign.modeling.cache"):
         assert ReferenceCache.load(tmp_path, "fp") is None
@@ -394,16 +402,14 @@ def test_cache_of_unpaired_data_reads_back_split_by_label(tmp_path):
     batch["index"] = torch.tensor([0, 1, 2, 3])
     batch["label"] = torch.tensor([True, False, False, True])
     cache = build(FrozenReference(model), [batch], tmp_path, "fp")
-    seq = sequence_logps(model.eval(), batch["input_ids"], batch["attention_mask"],
-                         batch["completion_mask"])
+    seq = sequence_logps(model.eval(), batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
     out = CachedReference(cache).logps(batch)
     assert torch.allclose(out.chosen_sum, seq.sum[[0, 3]]) and torch.allclose(out.rejected_sum, seq.sum[[1, 2]])
     assert out.chosen_count.tolist() == seq.count[[0, 3]].tolist()
 
 
 def test_length_normalisation_by_hand():
-    lp = PairLogps(torch.tensor([-6.0, -1.0]), torch.tensor([-4.0, 0.0]),
-                   torch.tensor([3, 2]), torch.tensor([2, 0]))
+    lp = PairLogps(torch.tensor([-6.0, -1.0]), torch.tensor([-4.0, 0.0]), torch.tensor([3, 2]), torch.tensor([2, 0]))
     assert lp.reduce(False) == (lp.chosen_sum, lp.rejected_sum)
     chosen, rejected = lp.reduce(True)
     assert chosen.tolist() == [-2.0, -0.5] and rejected.tolist() == [-2.0, 0.0]  # count 0 -> 0

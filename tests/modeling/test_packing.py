@@ -53,7 +53,8 @@ def test_packed_layout_contract():
     unpacked = collate_shared_pairs(ex, pad_token_id=0)
     assert padding_fraction(unpacked) == pytest.approx(2 / 10)
     assert {k: v.tolist() for k, v in unshared_batch(batch).items()} == {
-        k: v.tolist() for k, v in unshared_batch(unpacked).items()}
+        k: v.tolist() for k, v in unshared_batch(unpacked).items()
+    }
 
 
 def test_packing_removes_rows_and_padding():
@@ -101,8 +102,16 @@ def test_reference_cache_from_packed_batches_equals_unpacked(float64_models, tmp
     model = float64_models["llama", "sdpa"]
     ex = [PairExample(i, e.prompt_ids, e.chosen_ids, e.rejected_ids) for i, e in enumerate(examples())]
     data = PreferenceData(ex, "pairs", 0, [], [], {}, DataReport("<memory>", "explicit", len(ex), len(ex)))
-    caches = [build_reference_cache(model, data, lambda d, idx: collate_shared_pairs(
-        [d.examples[i] for i in idx], 0, pack=pack), tmp_path / str(pack), f"fp{pack}", batch_size=6)  # noqa: B023 (called at once)
-        for pack in (True, False)]
+    caches = [
+        build_reference_cache(
+            model,
+            data,
+            lambda d, idx: collate_shared_pairs([d.examples[i] for i in idx], 0, pack=pack),  # noqa: B023 (called at once)
+            tmp_path / str(pack),
+            f"fp{pack}",
+            batch_size=6,
+        )
+        for pack in (True, False)
+    ]
     for a, b in zip(caches[0].lookup(torch.arange(len(ex))), caches[1].lookup(torch.arange(len(ex)))):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6)

@@ -38,7 +38,9 @@ def test_shared_layout_contract():
     batch = collate_shared_pairs(ex, pad_token_id=0)
     assert batch["input_ids"].tolist() == [[1, 10, 11, 20, 2, 30, 31, 2], [1, 12, 21, 2, 33, 2, 0, 0]]
     assert batch["segment_ids"].tolist() == [
-        [PROMPT] * 3 + [CHOSEN] * 2 + [REJECTED] * 3, [PROMPT] * 2 + [CHOSEN] * 2 + [REJECTED] * 2 + [PAD] * 2]
+        [PROMPT] * 3 + [CHOSEN] * 2 + [REJECTED] * 3,
+        [PROMPT] * 2 + [CHOSEN] * 2 + [REJECTED] * 2 + [PAD] * 2,
+    ]
     assert batch["position_ids"].tolist() == [[0, 1, 2, 3, 4, 3, 4, 5], [0, 1, 2, 3, 2, 3, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1] * 8, [1] * 6 + [0, 0]]
     assert batch["completion_mask"].int().tolist() == [[0, 0, 0, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 0, 0]]
@@ -77,8 +79,13 @@ def test_choose_prefix_sharing_decides_from_the_one_cost_model():
 def test_rejected_tokens_never_see_chosen_tokens():
     batch = collate_shared_pairs([PairExample(0, (5, 6), (7, 8), (9,))], pad_token_id=0)
     allowed = shared_attention_mask(batch["segment_ids"], "sdpa")[0, 0]
-    assert allowed.int().tolist() == [[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0],
-                                      [1, 1, 1, 1, 0], [1, 1, 0, 0, 1]]
+    assert allowed.int().tolist() == [
+        [1, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0],
+        [1, 1, 1, 1, 0],
+        [1, 1, 0, 0, 1],
+    ]
     additive = shared_attention_mask(batch["segment_ids"], "eager", torch.float64)[0, 0]
     assert (additive[allowed] == 0).all() and (additive[~allowed] == torch.finfo(torch.float64).min).all()
 
@@ -132,7 +139,8 @@ def test_unsupported_kernel_is_reported_and_the_batch_unshared(monkeypatch):
     ex = examples()
     shared, plain = collate_shared_pairs(ex, 0), collate_pairs(ex, 0)
     assert {k: v.tolist() for k, v in unshared_batch(shared).items()} == {
-        k: plain[k].tolist() for k in ("input_ids", "attention_mask", "completion_mask")}
+        k: plain[k].tolist() for k in ("input_ids", "attention_mask", "completion_mask")
+    }
     model.config._attn_implementation = "flash_attention_2"  # only the name is read
     assert "flash_attention_2" in prefix_sharing_support(model)
     with pytest.raises(ValueError, match="prefix sharing is not available"):

@@ -20,8 +20,7 @@ warnings.warn("another future change", FutureWarning)   # not silenced
 
 def test_only_the_listed_third_party_warnings_are_silenced(tiny_model_dir):
     code = f"FOLDER = {tiny_model_dir('llama')!r}\n" + SCRIPT
-    run = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True,
-                         text=True, timeout=300)
+    run = subprocess.run([sys.executable, "-W", "default", "-c", code], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "is_gradient_checkpointing" not in run.stderr
     assert "past_key_values" not in run.stderr

@@ -17,6 +17,7 @@ def logp_batch(n, seed=0):
 
 def test_parameters_are_declared_once_with_help_and_range():
     from dralign.objectives import parameters
+
     specs = parameters()
     assert list(specs)[:4] == ["beta", "label_smoothing", "alpha", "tau"]
     assert specs["tau"].default == 1.0 and specs["tau"].used_by == ("robust=kl", "robust=kl_official")
@@ -30,14 +31,17 @@ def test_parameters_are_declared_once_with_help_and_range():
     # the objective reports only what it uses; the model card reads this
     assert Objective.from_preset("dpo").parameters() == {"beta": 0.1, "label_smoothing": 0.0}
     assert Objective.from_preset("wdpo", rho=2.0, penalty_form="sqrt_mean").parameters() == {
-        "beta": 0.1, "label_smoothing": 0.0, "rho": 2.0, "penalty_form": "sqrt_mean",
-        "penalty_mode": "finite_difference"}
+        "beta": 0.1,
+        "label_smoothing": 0.0,
+        "rho": 2.0,
+        "penalty_form": "sqrt_mean",
+        "penalty_mode": "finite_difference",
+    }
     # the docstring carries the one formula string
     assert agg.KL.formula in agg.KL.__doc__ and "2502.01930" in agg.KL.__doc__
 
 
-@pytest.mark.parametrize("robust", ["mean", "kl", "kl_official", "drdpo", "dora", "reweight", "group",
-                                    "cvar", "chi2"])
+@pytest.mark.parametrize("robust", ["mean", "kl", "kl_official", "drdpo", "dora", "reweight", "group", "cvar", "chi2"])
 def test_mass_equals_the_aggregator_on_the_expanded_batch(robust):
     """mass = counts/n of a batch with duplicated rows: value equals the aggregator on the
     expanded batch, and each row's weight the summed weights of its copies (cvar_level·n whole)."""
@@ -46,10 +50,13 @@ def test_mass_equals_the_aggregator_on_the_expanded_batch(robust):
     counts = torch.tensor([1, 3, 2, 4])
     rows = torch.arange(4).repeat_interleave(counts)
     ratio, group = torch.rand(4, generator=g, dtype=D) + 0.5, torch.tensor([0, 1, 0, 1])
-    a = agg.AGGREGATORS[robust](**{"kl": {"tau": 0.7}, "cvar": {"cvar_level": 0.3},
-                                   "chi2": {"chi2_radius": 0.2}}.get(robust, {}))
-    kw = lambda idx: ({"ratio": ratio[idx]} if a.uses_ratio else {}) | (
-        {"group": group[idx], "state": {"q": torch.tensor([0.3, 0.7], dtype=D)}} if a.uses_group else {})
+    a = agg.AGGREGATORS[robust](
+        **{"kl": {"tau": 0.7}, "cvar": {"cvar_level": 0.3}, "chi2": {"chi2_radius": 0.2}}.get(robust, {})
+    )
+    kw = lambda idx: (
+        ({"ratio": ratio[idx]} if a.uses_ratio else {})
+        | ({"group": group[idx], "state": {"q": torch.tensor([0.3, 0.7], dtype=D)}} if a.uses_group else {})
+    )
     mass = counts.double() / counts.sum()
     value = a.value(losses, mass=mass, **kw(torch.arange(4)))
     p = a.weights(losses, mass=mass, **kw(torch.arange(4)))

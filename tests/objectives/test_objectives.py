@@ -96,7 +96,9 @@ def test_robust_link_is_unbiased_under_flips():
 def test_link_gradcheck(name):
     m = torch.randn(6, dtype=D).add(3.0).requires_grad_()  # hinge kink at beta*m = 1 is avoided
     eps = 0.1 if name in ("sigmoid", "robust") else 0.0
-    assert torch.autograd.gradcheck(lambda x: links.LINKS[name](0.1, eps)(x) if eps else links.LINKS[name](0.1)(x), (m,))
+    assert torch.autograd.gradcheck(
+        lambda x: links.LINKS[name](0.1, eps)(x) if eps else links.LINKS[name](0.1)(x), (m,)
+    )
 
 
 # ---------------------------------------------------------------- aggregators: values
@@ -149,8 +151,8 @@ def test_group_dro_q_over_three_steps_by_hand():
     a = agg.GroupDRO(eta=eta)
     state = a.init_state(3)
     steps = [
-        (t(1.0, 2.0, 3.0, 4.0), torch.tensor([0, 0, 1, 1])),   # group 2 absent
-        (t(2.0, 0.0, 6.0), torch.tensor([2, 1, 2])),           # group 0 absent
+        (t(1.0, 2.0, 3.0, 4.0), torch.tensor([0, 0, 1, 1])),  # group 2 absent
+        (t(2.0, 0.0, 6.0), torch.tensor([2, 1, 2])),  # group 0 absent
         (t(1.0, 1.0, 1.0), torch.tensor([0, 1, 2])),
     ]
     q = [1 / 3, 1 / 3, 1 / 3]
@@ -167,7 +169,9 @@ def test_group_dro_q_over_three_steps_by_hand():
         assert state["q"].tolist() == pytest.approx(q, rel=1e-12)
         assert before is not state and before["q"] is not state["q"]  # nothing mutated
         mass = sum(q[g] for g in means)
-        assert a.value(losses, group=group, state=state).item() == pytest.approx(sum(q[g] * means[g] for g in means) / mass)
+        assert a.value(losses, group=group, state=state).item() == pytest.approx(
+            sum(q[g] * means[g] for g in means) / mass
+        )
 
 
 def test_cvar_level_one_is_mean():
@@ -210,8 +214,9 @@ def test_gradient_is_sum_of_weights_times_loss_gradients(robust):
     pc, pr, rc, rr = logp_batch(8, seed=1)
     ratio = torch.rand(8, dtype=D) + 0.5
     group = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    obj = Objective(robust=robust, beta=0.5, **{k: v for k, v in PARAMS.items()
-                                                if k in Objective(robust=robust).parameters()})
+    obj = Objective(
+        robust=robust, beta=0.5, **{k: v for k, v in PARAMS.items() if k in Objective(robust=robust).parameters()}
+    )
     kw = {}
     if obj.uses_ratio:
         kw["ratio"] = ratio
@@ -238,16 +243,24 @@ def test_objective_gradcheck(robust):
     """Analytic Σ p∇ℓ against finite differences of the objective's value."""
     pc, pr, rc, rr = logp_batch(6, seed=2)
     ratio = torch.rand(6, dtype=D) + 0.5
-    obj = Objective(robust=robust, beta=0.5, **{k: v for k, v in PARAMS.items()
-                                                if k in Objective(robust=robust).parameters()})
+    obj = Objective(
+        robust=robust, beta=0.5, **{k: v for k, v in PARAMS.items() if k in Objective(robust=robust).parameters()}
+    )
     kw = {"ratio": ratio} if obj.uses_ratio else {}
     assert torch.autograd.gradcheck(lambda a, b: obj(a, b, rc, rr, **kw).loss, (pc, pr))
 
 
-@pytest.mark.parametrize("divergence,coupling,link", [
-    ("reverse_kl", "paired", "sigmoid"), ("forward_kl", "paired", "robust"), ("js", "paired", "ipo"),
-    ("alpha", "paired", "sigmoid"), ("reverse_kl", "aot", "sigmoid"), ("js", "aot_unpaired", "sigmoid"),
-])
+@pytest.mark.parametrize(
+    "divergence,coupling,link",
+    [
+        ("reverse_kl", "paired", "sigmoid"),
+        ("forward_kl", "paired", "robust"),
+        ("js", "paired", "ipo"),
+        ("alpha", "paired", "sigmoid"),
+        ("reverse_kl", "aot", "sigmoid"),
+        ("js", "aot_unpaired", "sigmoid"),
+    ],
+)
 def test_composed_gradcheck(divergence, coupling, link):
     pc, pr, rc, rr = logp_batch(5, seed=3)
     eps = 0.1 if link != "ipo" else 0.0
@@ -332,13 +345,13 @@ def test_aot_unpaired_unequal_counts_is_the_exact_monotone_transport():
     midpoint = (sp(1.0) + sp(1.5) + sp(1.0)) / 3
     assert abs(out.loss.item() - midpoint) > 0.05
     # independent check: replicate to 6 vs 6 atoms (lcm), where plain sorting is exact
-    big = obj(pc.repeat_interleave(3), pr.repeat_interleave(2), torch.zeros(6, dtype=D),
-              torch.zeros(6, dtype=D))
+    big = obj(pc.repeat_interleave(3), pr.repeat_interleave(2), torch.zeros(6, dtype=D), torch.zeros(6, dtype=D))
     assert big.loss.item() == pytest.approx(out.loss.item(), rel=1e-14)
     # gradients too (the transport is piecewise fixed)
     g = torch.autograd.grad(obj(pc.requires_grad_(), pr, rc, rr).loss, pc)[0]
-    g_big = torch.autograd.grad(obj(pc.repeat_interleave(3), pr.repeat_interleave(2),
-                                    torch.zeros(6, dtype=D), torch.zeros(6, dtype=D)).loss, pc)[0]
+    g_big = torch.autograd.grad(
+        obj(pc.repeat_interleave(3), pr.repeat_interleave(2), torch.zeros(6, dtype=D), torch.zeros(6, dtype=D)).loss, pc
+    )[0]
     assert torch.allclose(g, g_big, atol=1e-14)
 
 
@@ -400,7 +413,14 @@ def test_micro_batch_coefficients_reproduce_full_batch_gradient(preset):
         g_micro += torch.autograd.grad(surrogate, theta)[0]
     assert torch.allclose(g_micro, g_full, atol=1e-12)
     # the local (per micro-batch) method is genuinely different for these objectives
-    local = sum(torch.autograd.grad(Objective.from_preset(preset)(
-        xc[i] @ theta, xr[i] @ theta, rc[i], rr[i],
-        **{k: v[i] for k, v in kw.items()}).loss / 4, theta)[0] for i in torch.arange(8).split(2))
+    local = sum(
+        torch.autograd.grad(
+            Objective.from_preset(preset)(
+                xc[i] @ theta, xr[i] @ theta, rc[i], rr[i], **{k: v[i] for k, v in kw.items()}
+            ).loss
+            / 4,
+            theta,
+        )[0]
+        for i in torch.arange(8).split(2)
+    )
     assert not torch.allclose(local, g_full, atol=1e-6)

@@ -16,19 +16,22 @@ def logp_batch(n, seed=0):
 
 
 # ---------------------------------------------------------------- refusals
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(divergence="js", coupling="aot"), "reverse-KL"),
-    (dict(divergence="alpha", alpha=1.0), r"\(0, 1\)"),
-    (dict(divergence="alpha", alpha=0.0), r"\(0, 1\)"),
-    (dict(link="robust", label_smoothing=0.5), "1 - 2"),
-    (dict(robust="kl", tau=0.0), "tau"),
-    (dict(robust="kl", tau=-1.0), "tau"),
-    (dict(link="hinge", label_smoothing=0.1), "label_smoothing not used"),
-    (dict(coupling="aot", robust="dora"), "quantiles"),
-    (dict(robust="bogus"), "choose one of"),
-    (dict(beta=0.0), "beta"),
-    (dict(robust="cvar", cvar_level=0.0), "cvar_level"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(divergence="js", coupling="aot"), "reverse-KL"),
+        (dict(divergence="alpha", alpha=1.0), r"\(0, 1\)"),
+        (dict(divergence="alpha", alpha=0.0), r"\(0, 1\)"),
+        (dict(link="robust", label_smoothing=0.5), "1 - 2"),
+        (dict(robust="kl", tau=0.0), "tau"),
+        (dict(robust="kl", tau=-1.0), "tau"),
+        (dict(link="hinge", label_smoothing=0.1), "label_smoothing not used"),
+        (dict(coupling="aot", robust="dora"), "quantiles"),
+        (dict(robust="bogus"), "choose one of"),
+        (dict(beta=0.0), "beta"),
+        (dict(robust="cvar", cvar_level=0.0), "cvar_level"),
+    ],
+)
 def test_nonsense_is_refused_with_reason(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Objective(**kwargs)
@@ -76,8 +79,10 @@ def test_missing_metadata_is_an_error():
 
 
 def test_every_preset_named_in_design_exists():
-    names = ("dpo ipo hinge cdpo rdpo fdpo-fkl fdpo-js fdpo-alpha aot aot-unpaired kldpo wdpo dora "
-             "dora-reweight dro drdpo group-dro cvar").split()
+    names = (
+        "dpo ipo hinge cdpo rdpo fdpo-fkl fdpo-js fdpo-alpha aot aot-unpaired kldpo wdpo dora "
+        "dora-reweight dro drdpo group-dro cvar"
+    ).split()
     assert sorted(PRESETS) == sorted(names)
     assert Objective.from_preset("cdpo").parameters()["label_smoothing"] == 0.1
     assert Objective.from_preset("rdpo").link == "robust"

@@ -45,8 +45,7 @@ def batches(draw, obj: Objective, *, max_n=8, elements=LOGP, data_weights=True):
     kw = {}
     if obj.uses_group:
         num_groups = draw(st.integers(1, 3))
-        kw["group"] = torch.tensor(draw(st.lists(st.integers(0, num_groups - 1), min_size=n,
-                                                 max_size=n)))
+        kw["group"] = torch.tensor(draw(st.lists(st.integers(0, num_groups - 1), min_size=n, max_size=n)))
         if draw(st.booleans()):
             kw["state"] = obj.init_state(num_groups)
     if obj.uses_ratio:
@@ -95,9 +94,16 @@ def test_preset_weights_are_non_negative_and_a_distribution_where_promised(prese
         assert out.weights.sum().item() == pytest.approx(1.0, abs=1e-5)
 
 
-AGG_PARAMS = st.fixed_dictionaries({
-    "tau": st.floats(0.05, 10), "drdpo_beta": st.floats(0.05, 10), "lam": st.floats(0.05, 10),
-    "eta": st.floats(0, 1), "cvar_level": st.floats(0.01, 1), "chi2_radius": st.floats(0, 5)})
+AGG_PARAMS = st.fixed_dictionaries(
+    {
+        "tau": st.floats(0.05, 10),
+        "drdpo_beta": st.floats(0.05, 10),
+        "lam": st.floats(0.05, 10),
+        "eta": st.floats(0, 1),
+        "cvar_level": st.floats(0.01, 1),
+        "chi2_radius": st.floats(0, 5),
+    }
+)
 
 
 @pytest.mark.parametrize("robust", list(agg.AGGREGATORS))
@@ -127,8 +133,7 @@ def test_aggregator_weights_with_a_mass(robust, data, params):
     if a.distribution:
         assert p.sum().item() == pytest.approx(1.0, abs=1e-5)
     if robust in ("mean", "kl_official", "reweight", "group", "cvar", "chi2"):
-        assert value.item() == pytest.approx((p.double() * losses.double()).sum().item(),
-                                             rel=1e-5, abs=1e-3)
+        assert value.item() == pytest.approx((p.double() * losses.double()).sum().item(), rel=1e-5, abs=1e-3)
 
 
 # ---------------------------------------------------------------- 3. permutations
@@ -221,8 +226,7 @@ def test_coefficients_are_the_gradient_of_the_loss(preset, data):
     assert torch.allclose(cc, torch.zeros_like(pc) if g_c is None else g_c, rtol=1e-12, atol=1e-15)
     assert torch.allclose(cr, torch.zeros_like(pr) if g_r is None else g_r, rtol=1e-12, atol=1e-15)
     link = obj.components.link
-    if (obj.coupling, obj.divergence, link.name) == ("paired", "reverse_kl", "sigmoid") \
-            and link.label_smoothing == 0:
+    if (obj.coupling, obj.divergence, link.name) == ("paired", "reverse_kl", "sigmoid") and link.label_smoothing == 0:
         hand = -obj.beta * out.weights * torch.sigmoid(-obj.beta * out.margins)
         assert torch.allclose(cc, hand, rtol=1e-9, atol=1e-15)
         assert torch.allclose(cr, -hand, rtol=1e-9, atol=1e-15)
@@ -296,7 +300,6 @@ def test_group_dro_step_does_not_overflow():
     q = g.update(torch.tensor([400.0, 0.0], dtype=D), group=group, state=g.init_state(2))["q"]
     assert torch.isfinite(q).all() and q.tolist() == pytest.approx([1.0, 0.0])
     g = agg.GroupDRO(eta=0.5)
-    q = g.update(torch.tensor([1.0, 2.0], dtype=D), group=group,
-                 state={"q": torch.tensor([0.3, 0.7], dtype=D)})["q"]
+    q = g.update(torch.tensor([1.0, 2.0], dtype=D), group=group, state={"q": torch.tensor([0.3, 0.7], dtype=D)})["q"]
     hand = torch.tensor([0.3 * math.exp(0.5), 0.7 * math.exp(1.0)], dtype=D)
     assert torch.allclose(q, hand / hand.sum(), rtol=1e-14)

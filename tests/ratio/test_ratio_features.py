@@ -27,7 +27,7 @@ def _manual(model, tok, prompt, response):
     ids = torch.tensor([p + r])
     with torch.no_grad():
         h = model(input_ids=ids, output_hidden_states=True).hidden_states[-1][0]
-    return h[len(p):].mean(0)
+    return h[len(p) :].mean(0)
 
 
 def test_pools_exactly_the_response_positions_and_ignores_padding(tok):
@@ -35,7 +35,7 @@ def test_pools_exactly_the_response_positions_and_ignores_padding(tok):
     f = response_features(PROMPTS, RESPONSES, model, tok, batch_size=4)  # padded batch
     for i in range(3):
         assert torch.allclose(f[i], _manual(model, tok, PROMPTS[i], RESPONSES[i]), atol=1e-5)
-        alone = response_features(PROMPTS[i:i + 1], RESPONSES[i:i + 1], model, tok)
+        alone = response_features(PROMPTS[i : i + 1], RESPONSES[i : i + 1], model, tok)
         assert torch.allclose(f[i], alone[0], atol=1e-5)
     # the prompt is context: it changes the response's features
     g = response_features(["Something else entirely"], RESPONSES[:1], model, tok)
@@ -75,9 +75,15 @@ def test_length_mismatch_raises(tok):
 def test_encoder_features_with_a_local_tiny_bert(tok, tmp_path):
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-                        pad_token_id=tok.pad_token_id)
+    config = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)

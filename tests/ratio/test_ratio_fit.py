@@ -17,8 +17,10 @@ from dralign.ratio import (
     response_source_from_policy,
 )
 
-WORDS = ("the quick brown fox jumps over lazy dog happy child reads good book please answer "
-         "question politely weather terrible today thank you very much").split()
+WORDS = (
+    "the quick brown fox jumps over lazy dog happy child reads good book please answer "
+    "question politely weather terrible today thank you very much"
+).split()
 
 
 def _sentence(rng, n):
@@ -34,8 +36,15 @@ def _rows(n, target_frac, seed=0, marker=None):
         resp = [_sentence(rng, rng.randint(3, 6)) for _ in range(2)]
         if marker and human:
             resp = [r + " " + marker for r in resp]
-        rows.append({"prompt": "Human:" + _sentence(rng, 5) + " Assistant:", "chosen": resp[0],
-                     "rejected": resp[1], "source": "human" if human else "synthetic", "id": i})
+        rows.append(
+            {
+                "prompt": "Human:" + _sentence(rng, 5) + " Assistant:",
+                "chosen": resp[0],
+                "rejected": resp[1],
+                "source": "human" if human else "synthetic",
+                "id": i,
+            }
+        )
     return rows
 
 
@@ -65,9 +74,15 @@ def test_predictable_source_gives_high_auc_and_weight_one_over_prior(lm):
 def test_random_labels_give_chance_auc_and_unit_weights():
     g = torch.Generator().manual_seed(0)
     n = 400
-    rows = [{"prompt": "p", "chosen": "a", "rejected": "b",
-             "source": "human" if torch.rand(1, generator=g).item() < 0.3 else "synthetic"}
-            for _ in range(n)]
+    rows = [
+        {
+            "prompt": "p",
+            "chosen": "a",
+            "rejected": "b",
+            "source": "human" if torch.rand(1, generator=g).item() < 0.3 else "synthetic",
+        }
+        for _ in range(n)
+    ]
     feats = torch.randn(n, 16, generator=g)
     fit = fit_density_ratios(rows, target="human", features=feats, folds=5)
     assert abs(fit.auc - 0.5) < 0.15
@@ -91,8 +106,14 @@ def _response_rows(n, seed=0):
     rows = []
     for _ in range(n):
         pol = [rng.choice(["ref", "sup_a", "sup_b"]) for _ in range(2)]
-        rows.append({"prompt": "x", "chosen": "c", "rejected": "r",
-                     "meta": {"chosen_policy": pol[0], "rejected_policy": pol[1]}})
+        rows.append(
+            {
+                "prompt": "x",
+                "chosen": "c",
+                "rejected": "r",
+                "meta": {"chosen_policy": pol[0], "rejected_policy": pol[1]},
+            }
+        )
     return rows
 
 
@@ -100,13 +121,13 @@ def _response_rows(n, seed=0):
 def test_response_level_pair_rules(rule):
     rows = _response_rows(150)
     src = response_source_from_policy(["ref"])
-    y = torch.tensor([src(r, "chosen") == "human" for r in rows]
-                     + [src(r, "rejected") == "human" for r in rows])
+    y = torch.tensor([src(r, "chosen") == "human" for r in rows] + [src(r, "rejected") == "human" for r in rows])
     g = torch.Generator().manual_seed(1)
     feats = torch.randn(300, 4, generator=g)
     feats[:, 0] += 6.0 * y  # the source is visible in the features
-    fit = fit_density_ratios(rows, target="human", source_column=src, features=feats,
-                             response_level=True, pair_rule=rule)
+    fit = fit_density_ratios(
+        rows, target="human", source_column=src, features=feats, response_level=True, pair_rule=rule
+    )
     assert fit.level == "response" and fit.n_items == 300
     assert fit.prior == pytest.approx(y.double().mean().item())
     assert fit.auc > 0.9
@@ -115,7 +136,7 @@ def test_response_level_pair_rules(rule):
     assert torch.allclose(fit.weight, expected)
     assert torch.allclose(fit.response_prob[:, 1], fit.item_prob[150:])
     assert torch.allclose(fit.target_prob, torch.sqrt(fit.item_prob[:150] * fit.item_prob[150:]))
-    bound = 1 / fit.prior if rule == "geometric" else 1 / fit.prior ** 2
+    bound = 1 / fit.prior if rule == "geometric" else 1 / fit.prior**2
     assert fit.weight.max() <= bound + 1e-9
     both = y[:150] & y[150:]
     neither = ~y[:150] & ~y[150:]
@@ -189,8 +210,9 @@ def test_errors_name_the_row_and_field():
 
 
 def test_ratios_from_user_columns():
-    assert torch.allclose(ratios_from_columns([{"ratio": 2}, {"ratio": 0.5}]),
-                          torch.tensor([2.0, 0.5], dtype=torch.float64))
+    assert torch.allclose(
+        ratios_from_columns([{"ratio": 2}, {"ratio": 0.5}]), torch.tensor([2.0, 0.5], dtype=torch.float64)
+    )
     w = ratios_from_columns([{"target_prob": 0.2}, {"target_prob": 0.6}])
     assert torch.allclose(w, torch.tensor([0.5, 1.5], dtype=torch.float64))  # prior = mean = 0.4
     with pytest.raises(ValueError, match="row 1"):
@@ -208,11 +230,17 @@ def test_model_path_and_encoder_path_are_loaded(tmp_path):
     assert "lm" in fit.features and fit.auc > 0.9
     tok = tiny_tokenizer()
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, intermediate_size=64,
-                         max_position_embeddings=128)).save_pretrained(tmp_path / "enc")
+    BertModel(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    ).save_pretrained(tmp_path / "enc")
     tok.save_pretrained(tmp_path / "enc")
-    fit = fit_density_ratios(rows, target="human", encoder=str(tmp_path / "enc"), folds=3,
-                             max_length=64)
+    fit = fit_density_ratios(rows, target="human", encoder=str(tmp_path / "enc"), folds=3, max_length=64)
     assert fit.features.startswith("encoder") and fit.weight.shape == (40,)
     assert fit.auc > 0.8

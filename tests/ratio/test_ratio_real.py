@@ -17,8 +17,7 @@ from helpers import SHARED_DATA as DATA
 TLDR = DATA / "summarize-from-feedback" / "tldr_batch18.jsonl"
 MODEL = DATA / "models" / "stories260K"
 
-pytestmark = pytest.mark.skipif(not (TLDR.exists() and MODEL.exists()),
-                                reason=f"real data not found under {DATA}")
+pytestmark = pytest.mark.skipif(not (TLDR.exists() and MODEL.exists()), reason=f"real data not found under {DATA}")
 
 
 def test_human_vs_model_summaries_are_detectable(tmp_path):
@@ -31,12 +30,19 @@ def test_human_vs_model_summaries_are_detectable(tmp_path):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = AutoModelForCausalLM.from_pretrained(MODEL)
-    fit = fit_density_ratios(rows, target="human", source_column=response_source_from_policy(["ref"]),
-                             model=model, tokenizer=tok, response_level=True, max_length=64,
-                             folds=5, seed=0)
+    fit = fit_density_ratios(
+        rows,
+        target="human",
+        source_column=response_source_from_policy(["ref"]),
+        model=model,
+        tokenizer=tok,
+        response_level=True,
+        max_length=64,
+        folds=5,
+        seed=0,
+    )
     print(fit.summary())
-    n_human = sum((r["meta"]["chosen_policy"] == "ref") + (r["meta"]["rejected_policy"] == "ref")
-                  for r in rows)
+    n_human = sum((r["meta"]["chosen_policy"] == "ref") + (r["meta"]["rejected_policy"] == "ref") for r in rows)
     assert fit.n_items == 2 * len(rows) and fit.n_target == n_human
     assert fit.auc > 0.65  # measured 0.737
     assert fit.ece < 0.08  # measured 0.023

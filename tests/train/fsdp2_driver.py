@@ -22,8 +22,9 @@ def main(path: str) -> None:
                 os.kill(os.getpid(), signal.SIGTERM)
 
         result = train(build(TrainConfig, job["options"]), callbacks=[hook])
-        print(f"rank {os.environ.get('RANK')}: {job['options']['output_dir']} {result.status} "
-              f"{result.steps}", flush=True)
+        print(
+            f"rank {os.environ.get('RANK')}: {job['options']['output_dir']} {result.status} {result.steps}", flush=True
+        )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,27 @@ from helpers import preference_rows, write_jsonl
 def train(start, tmp_path, name, *flags) -> tuple[int, object]:
     data = write_jsonl(tmp_path / "pairs.jsonl", preference_rows(8))
     out = tmp_path / name
-    rc = main(["train", "--model", start, "--data", str(data), "--max-steps", "1", "--batch-size", "4",
-               "--max-length", "48", "--lr", "1e-2", "--no-progress", "--output-dir", str(out), *flags])
+    rc = main(
+        [
+            "train",
+            "--model",
+            start,
+            "--data",
+            str(data),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "48",
+            "--lr",
+            "1e-2",
+            "--no-progress",
+            "--output-dir",
+            str(out),
+            *flags,
+        ]
+    )
     return rc, out
 
 

@@ -23,8 +23,7 @@ BATCH = make_batch([3, 5, 4, 3, 4, 6], [4, 3, 5, 6, 2, 3])
 
 def refs(dtype, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return (-torch.rand(B, generator=g, dtype=dtype) * 20 - 20,
-            -torch.rand(B, generator=g, dtype=dtype) * 20 - 20)
+    return (-torch.rand(B, generator=g, dtype=dtype) * 20 - 20, -torch.rand(B, generator=g, dtype=dtype) * 20 - 20)
 
 
 _MODELS = {}
@@ -40,8 +39,13 @@ def model_of(arch="llama", dtype=torch.float64, attn="eager"):
 
 
 def flat_grad(model):
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
-                      for p in model.parameters() if p.requires_grad]).double()
+    return torch.cat(
+        [
+            (p.grad if p.grad is not None else torch.zeros_like(p)).flatten()
+            for p in model.parameters()
+            if p.requires_grad
+        ]
+    ).double()
 
 
 def run(model, objective, batch=BATCH, ref=None, **kw):
@@ -54,8 +58,7 @@ def run(model, objective, batch=BATCH, ref=None, **kw):
 def penalty_grads(model, rho=RHO, **objective_kwargs):
     """(exact, finite-difference) gradients of the penalty alone (total minus ρ = 0)."""
     _, base = run(model, Objective(penalty="wasserstein", rho=0.0, **objective_kwargs))
-    _, exact = run(model, Objective(penalty="wasserstein", rho=rho, penalty_mode="exact",
-                                    **objective_kwargs))
+    _, exact = run(model, Objective(penalty="wasserstein", rho=rho, penalty_mode="exact", **objective_kwargs))
     _, fd = run(model, Objective(penalty="wasserstein", rho=rho, **objective_kwargs))
     return exact - base, fd - base, base
 
@@ -115,8 +118,9 @@ def direct_penalty(model, objective, ref, weights_of=None):
 def test_penalty_value_matches_per_example_autograd(mode, robust):
     model = model_of()
     ref = refs(torch.float64)
-    obj = Objective(robust=robust, **({"tau": 0.5} if robust == "kl" else {}), penalty="wasserstein",
-                    rho=0.3, penalty_mode=mode)
+    obj = Objective(
+        robust=robust, **({"tau": 0.5} if robust == "kl" else {}), penalty="wasserstein", rho=0.3, penalty_mode=mode
+    )
     expected = direct_penalty(model, obj, ref)
     result, _ = run(model, obj, ref=ref)
     assert torch.allclose(result.penalty, expected, rtol=1e-6), (result.penalty, expected)
@@ -140,9 +144,9 @@ def test_rho_zero_is_exactly_dpo(penalty):
     assert float(result.penalty) == 0.0
 
 
-@pytest.mark.parametrize("kwargs", [dict(robust="kl", tau=0.5),
-                                    dict(divergence="js"),
-                                    dict(divergence="js", robust="kl", tau=0.5)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(robust="kl", tau=0.5), dict(divergence="js"), dict(divergence="js", robust="kl", tau=0.5)]
+)
 def test_composes_with_kl_robust_and_js_score(kwargs):
     exact, fd, _ = penalty_grads(model_of(), **kwargs)
     assert_agree(exact, fd)
@@ -166,8 +170,9 @@ def test_sqrt_mean_form():
     assert_agree(exact, fd)
     ref = refs(torch.float64)
     sq, _ = run(model, Objective(penalty="wasserstein", rho=0.3, penalty_mode="exact"), ref=ref)
-    rt, _ = run(model, Objective(penalty="wasserstein", rho=0.3, penalty_mode="exact",
-                                 penalty_form="sqrt_mean"), ref=ref)
+    rt, _ = run(
+        model, Objective(penalty="wasserstein", rho=0.3, penalty_mode="exact", penalty_form="sqrt_mean"), ref=ref
+    )
     assert torch.allclose(rt.penalty, 0.3 * torch.sqrt(sq.penalty / 0.3), rtol=1e-10)
 
 
@@ -191,12 +196,14 @@ def test_sorting_couplings_refused():
 def test_gpt2_with_dropout():
     """gpt2 (embedding lookup via wte, positions added inside): FD matches exact, in train mode
     with dropout, which needs the same dropout masks in both finite-difference passes."""
-    model = tiny_model("gpt2", vocab_size=VOCAB, seed=0, attn_implementation="eager",
-                       dtype=torch.float64)
+    model = tiny_model("gpt2", vocab_size=VOCAB, seed=0, attn_implementation="eager", dtype=torch.float64)
     model.train()
     grads = {}
-    for name, rho, mode in [("base", 0.0, "finite_difference"), ("exact", RHO, "exact"),
-                            ("fd", RHO, "finite_difference")]:
+    for name, rho, mode in [
+        ("base", 0.0, "finite_difference"),
+        ("exact", RHO, "exact"),
+        ("fd", RHO, "finite_difference"),
+    ]:
         torch.manual_seed(123)
         _, grads[name] = run(model, Objective(penalty="wasserstein", rho=rho, penalty_mode=mode))
     assert_agree(grads["exact"] - grads["base"], grads["fd"] - grads["base"])
@@ -230,8 +237,9 @@ def test_micro_batches_with_global_weights_match_full_batch():
     penalties = []
     for rows in ([0, 1], [2]):
         idx = torch.tensor(rows)
-        sub = {k: torch.cat([BATCH[k][idx], BATCH[k][idx + B]]) for k in
-               ("input_ids", "attention_mask", "completion_mask")}
+        sub = {
+            k: torch.cat([BATCH[k][idx], BATCH[k][idx + B]]) for k in ("input_ids", "attention_mask", "completion_mask")
+        }
         r = penalized_backward(model, sub, rc[idx], rr[idx], obj, weights=p[idx])
         penalties.append(r.penalty)
     assert torch.allclose(flat_grad(model), g_full, rtol=1e-9, atol=1e-12)
@@ -241,8 +249,7 @@ def test_micro_batches_with_global_weights_match_full_batch():
 def test_lora_frozen_embeddings():
     """With LoRA the embedding is frozen; z still carries a gradient and FD matches exact on the
     adapter parameters."""
-    model = apply_lora(tiny_model("llama", vocab_size=VOCAB, seed=0, attn_implementation="eager",
-                                  dtype=torch.float64))
+    model = apply_lora(tiny_model("llama", vocab_size=VOCAB, seed=0, attn_implementation="eager", dtype=torch.float64))
     model.eval()
     for layer in model.modules():  # LoRA's B starts at zero; make the adapters non-trivial
         if hasattr(layer, "lora_B"):
@@ -259,10 +266,17 @@ def test_bfloat16_autocast_uses_a_coarser_step():
     model = model_of(dtype=torch.float32)
     ref = refs(torch.float32)
     grads = {}
-    for name, rho, mode in [("base", 0.0, "finite_difference"), ("exact", RHO, "exact"),
-                            ("fd", RHO, "finite_difference")]:
-        result, grads[name] = run(model, Objective(penalty="wasserstein", rho=rho, penalty_mode=mode),
-                                  ref=ref, autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+    for name, rho, mode in [
+        ("base", 0.0, "finite_difference"),
+        ("exact", RHO, "exact"),
+        ("fd", RHO, "finite_difference"),
+    ]:
+        result, grads[name] = run(
+            model,
+            Objective(penalty="wasserstein", rho=rho, penalty_mode=mode),
+            ref=ref,
+            autocast=lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+        )
     assert result.fd_eps > 0
     assert_agree(grads["exact"] - grads["base"], grads["fd"] - grads["base"], cos_min=0.98, rel_max=0.3)
 
@@ -276,16 +290,18 @@ def test_sqrt_mean_two_micro_batches_of_two_equal_one_batch_of_four():
     batch = make_batch([3, 5, 4, 2, 3, 4, 6, 5], [4, 3, 5, 3, 6, 2, 3, 4], seed=5)
     g = torch.Generator().manual_seed(7)
     rc, rr = (-torch.rand(4, generator=g, dtype=torch.float64) * 20 - 20 for _ in range(2))
-    obj = Objective(robust="kl", tau=0.5, penalty="wasserstein", rho=RHO, penalty_mode="exact",
-                    penalty_form="sqrt_mean")
+    obj = Objective(
+        robust="kl", tau=0.5, penalty="wasserstein", rho=RHO, penalty_mode="exact", penalty_form="sqrt_mean"
+    )
     assert obj.couples_examples
     full, g_full = run(model, obj, batch=batch, ref=(rc, rr))
     p = full.output.weights
 
     def sub(rows):
         idx = torch.tensor(rows)
-        return idx, {k: torch.cat([batch[k][idx], batch[k][idx + 4]]) for k in
-                     ("input_ids", "attention_mask", "completion_mask")}
+        return idx, {
+            k: torch.cat([batch[k][idx], batch[k][idx + 4]]) for k in ("input_ids", "attention_mask", "completion_mask")
+        }
 
     parts = [sub([0, 1]), sub([2, 3])]
     s_total = sum(grad_sq(model, b, rc[i], rr[i], obj, weights=p[i]) for i, b in parts)
@@ -293,8 +309,9 @@ def test_sqrt_mean_two_micro_batches_of_two_equal_one_batch_of_four():
 
     def split(total):
         model.zero_grad(set_to_none=True)
-        pens = [penalized_backward(model, b, rc[i], rr[i], obj, weights=p[i], penalty_total=total).penalty
-                for i, b in parts]
+        pens = [
+            penalized_backward(model, b, rc[i], rr[i], obj, weights=p[i], penalty_total=total).penalty for i, b in parts
+        ]
         return sum(pens), flat_grad(model)
 
     pen, g_split = split(s_total)

@@ -28,14 +28,15 @@ def examples(seed=0):
 
 def refs():
     g = torch.Generator().manual_seed(1)
-    return (-torch.rand(B, generator=g, dtype=torch.float64) * 20 - 20,
-            -torch.rand(B, generator=g, dtype=torch.float64) * 20 - 20)
+    return (
+        -torch.rand(B, generator=g, dtype=torch.float64) * 20 - 20,
+        -torch.rand(B, generator=g, dtype=torch.float64) * 20 - 20,
+    )
 
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_model("llama", vocab_size=VOCAB, seed=0, attn_implementation="eager",
-                      dtype=torch.float64).eval()
+    return tiny_model("llama", vocab_size=VOCAB, seed=0, attn_implementation="eager", dtype=torch.float64).eval()
 
 
 def per_sequence_gradients(model, objective, ref):
@@ -60,14 +61,15 @@ def test_shared_penalty_is_the_per_sequence_one_plus_the_prompt_cross_term(model
     expected = 0.0
     for (gc, gr), (p, c, r) in zip(per_sequence_gradients(model, objective, ref), LENGTHS):
         prompt = gc[:p] + gr[:p]
-        expected += (prompt.pow(2).sum() + gc[p:p + c].pow(2).sum() + gr[p:p + r].pow(2).sum()) / B
+        expected += (prompt.pow(2).sum() + gc[p : p + c].pow(2).sum() + gr[p : p + r].pow(2).sum()) / B
     shared = collate_shared_pairs(examples(), 0)
     result = penalized_backward(model, shared, *ref, objective, shared_prompt=True)
     torch.testing.assert_close(result.grad_sq, torch.as_tensor(expected), rtol=1e-6, atol=0)
     weights = torch.full((B,), 1.0 / B, dtype=torch.float64)
     # two passes of the same float64 model, whose RMSNorm runs in float32: they agreed to 5e-9, not 1e-9
-    torch.testing.assert_close(grad_sq(model, shared, *ref, objective, weights=weights, shared_prompt=True),
-                               result.grad_sq, rtol=1e-7, atol=0)
+    torch.testing.assert_close(
+        grad_sq(model, shared, *ref, objective, weights=weights, shared_prompt=True), result.grad_sq, rtol=1e-7, atol=0
+    )
     per_sequence = penalized_backward(model, collate_pairs(examples(), 0), *ref, objective)
     assert abs(float(per_sequence.grad_sq) - float(expected)) > 1e-3 * float(expected)  # a different penalty
 
@@ -94,8 +96,7 @@ def test_shared_finite_difference_matches_exact(model):
 def test_layouts_must_match_the_penalty(model):
     ref = refs()
     with pytest.raises(ValueError, match="takes a prefix-shared batch"):
-        penalized_backward(model, collate_pairs(examples(), 0), *ref, Objective.from_preset("wdpo"),
-                           shared_prompt=True)
+        penalized_backward(model, collate_pairs(examples(), 0), *ref, Objective.from_preset("wdpo"), shared_prompt=True)
 
 
 class _Data:

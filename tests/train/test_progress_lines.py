@@ -55,8 +55,7 @@ def test_training_progress_in_a_log_and_its_timing():
             clock.now += 2.0
             timing = progress.timing(2.0)
             assert timing == {"step_seconds": 2.0, "eta_seconds": 2.0 * (3 - step)}
-            progress.update({"loss": 0.5, "rewards/margins": 0.1, "rewards/accuracies": 1.0,
-                             "pairs_per_s": 4.0})
+            progress.update({"loss": 0.5, "rewards/margins": 0.1, "rewards/accuracies": 1.0, "pairs_per_s": 4.0})
     assert out[0] == "step 1/4 · 2.0 s/step · ETA 6s · loss 0.5000 · margin 0.100 · acc 1.00 · 4.0 pairs/s"
     assert len(out) == 4
 
@@ -75,14 +74,38 @@ def test_a_piped_training_run_prints_progress_lines_and_logs_step_times(tiny_mod
     data = write_jsonl(tmp_path / "train.jsonl", preference_rows(16))
     held = write_jsonl(tmp_path / "held.jsonl", preference_rows(8, seed=4))
     out = tmp_path / "run"
-    run = subprocess.run([sys.executable, "-m", "dralign.cli", "train", "--model", tiny_model_dir("llama"),
-                          "--data", str(data), "--eval-data", str(held), "--max-steps", "3",
-                          "--batch-size", "4", "--output-dir", str(out), "--progress-every", "0"],
-                         capture_output=True, text=True, timeout=600)  # stdout is a pipe, not a terminal
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dralign.cli",
+            "train",
+            "--model",
+            tiny_model_dir("llama"),
+            "--data",
+            str(data),
+            "--eval-data",
+            str(held),
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "4",
+            "--output-dir",
+            str(out),
+            "--progress-every",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # stdout is a pipe, not a terminal
     assert run.returncode == 0, run.stderr
     printed = run.stdout.splitlines()
-    assert [line.split(" · ")[0] for line in printed if line.startswith("step ")] == \
-        ["step 1/3", "step 2/3", "step 3/3"]
+    assert [line.split(" · ")[0] for line in printed if line.startswith("step ")] == [
+        "step 1/3",
+        "step 2/3",
+        "step 3/3",
+    ]
     assert any(line.startswith("reference log-probs 1/") for line in printed)
     assert any(line.startswith("evaluation ") for line in printed)
     assert "\x1b" not in run.stdout  # no terminal control codes in a log

@@ -15,17 +15,42 @@ pytestmark = pytest.mark.slow
 
 
 def train(model, data, out, tracker, *extra) -> None:
-    rc = main(["train", "--no-progress", "--max-length", "64", "--batch-size", "8", "--model", model,
-               "--data", str(data), "--max-steps", "2", "--eval-fraction", "0.25", "--eval-every", "1",
-               "--report-to", tracker, "--output-dir", str(out), *extra])
+    rc = main(
+        [
+            "train",
+            "--no-progress",
+            "--max-length",
+            "64",
+            "--batch-size",
+            "8",
+            "--model",
+            model,
+            "--data",
+            str(data),
+            "--max-steps",
+            "2",
+            "--eval-fraction",
+            "0.25",
+            "--eval-every",
+            "1",
+            "--report-to",
+            tracker,
+            "--output-dir",
+            str(out),
+            *extra,
+        ]
+    )
     assert rc == 0
 
 
 def logged_names(out: Path) -> set[str]:
     names = set()
     for line in (out / "metrics.jsonl").read_text().splitlines():
-        names |= {k for k, v in json.loads(line).items()
-                  if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
+        names |= {
+            k
+            for k, v in json.loads(line).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"
+        }
     return names
 
 
@@ -78,8 +103,11 @@ def wandb_history(run_dir: Path) -> list[dict]:
         assert time.monotonic() < deadline, f"{path} has no exit record after 60 s"
         time.sleep(0.5)
         records = wandb_records(path.read_bytes())
-    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json)
-             for item in r.history.item} for r in records if r.WhichOneof("record_type") == "history"]
+    return [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+        for r in records
+        if r.WhichOneof("record_type") == "history"
+    ]
 
 
 def wandb_records(raw: bytes) -> list:
@@ -97,10 +125,10 @@ def wandb_records(raw: bytes) -> list:
         if block - pos % block < 7:  # a block's tail too short for a header is padding
             pos += block - pos % block
             continue
-        _, length, kind = struct.unpack("<IHB", raw[pos:pos + 7])
+        _, length, kind = struct.unpack("<IHB", raw[pos : pos + 7])
         if (kind == 0 and length == 0) or pos + 7 + length > len(raw):
             break
-        pieces += raw[pos + 7:pos + 7 + length]
+        pieces += raw[pos + 7 : pos + 7 + length]
         pos += 7 + length
         if kind in (1, 4):  # a record is complete
             record = wandb_internal_pb2.Record()

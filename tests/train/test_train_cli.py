@@ -31,12 +31,23 @@ def metrics(out: Path) -> list[dict]:
 
 PRESET_CASES = [
     # (preset, architecture, data fixture)
-    ("dpo", "llama", "pref"), ("ipo", "gpt2", "pref"), ("hinge", "qwen2", "pref"),
-    ("cdpo", "llama", "pref"), ("rdpo", "gpt2", "pref"), ("fdpo-fkl", "llama", "pref"),
-    ("fdpo-js", "gpt2", "pref"), ("fdpo-alpha", "qwen2", "pref"), ("aot", "llama", "pref"),
-    ("aot-unpaired", "gpt2", "unpaired"), ("kldpo", "llama", "pref"), ("dora", "gpt2", "pref"),
-    ("dora-reweight", "llama", "pref"), ("dro", "qwen2", "pref"), ("drdpo", "llama", "pref"),
-    ("group-dro", "gpt2", "pref"), ("cvar", "llama", "pref"),
+    ("dpo", "llama", "pref"),
+    ("ipo", "gpt2", "pref"),
+    ("hinge", "qwen2", "pref"),
+    ("cdpo", "llama", "pref"),
+    ("rdpo", "gpt2", "pref"),
+    ("fdpo-fkl", "llama", "pref"),
+    ("fdpo-js", "gpt2", "pref"),
+    ("fdpo-alpha", "qwen2", "pref"),
+    ("aot", "llama", "pref"),
+    ("aot-unpaired", "gpt2", "unpaired"),
+    ("kldpo", "llama", "pref"),
+    ("dora", "gpt2", "pref"),
+    ("dora-reweight", "llama", "pref"),
+    ("dro", "qwen2", "pref"),
+    ("drdpo", "llama", "pref"),
+    ("group-dro", "gpt2", "pref"),
+    ("cvar", "llama", "pref"),
 ]
 
 
@@ -45,13 +56,27 @@ def test_preset_cases_cover_every_preset_but_wdpo():
 
 
 @pytest.mark.parametrize("preset,arch,data", PRESET_CASES, ids=[c[0] for c in PRESET_CASES])
-def test_every_preset_trains_and_saves(preset, arch, data, tiny_model_dir, pref_jsonl,
-                                       unpaired_jsonl, tmp_path, capsys):
+def test_every_preset_trains_and_saves(
+    preset, arch, data, tiny_model_dir, pref_jsonl, unpaired_jsonl, tmp_path, capsys
+):
     model = tiny_model_dir(arch)
     out = tmp_path / "out"
-    rc = train("--model", model, "--data", unpaired_jsonl if data == "unpaired" else pref_jsonl,
-               "--method", preset, "--max-steps", 2, "--grad-accum", 2, "--lr", 1e-3,
-               "--output-dir", out)
+    rc = train(
+        "--model",
+        model,
+        "--data",
+        unpaired_jsonl if data == "unpaired" else pref_jsonl,
+        "--method",
+        preset,
+        "--max-steps",
+        2,
+        "--grad-accum",
+        2,
+        "--lr",
+        1e-3,
+        "--output-dir",
+        out,
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "completed: 2 steps" in captured.out
@@ -62,8 +87,7 @@ def test_every_preset_trains_and_saves(preset, arch, data, tiny_model_dir, pref_
     start = AutoModelForCausalLM.from_pretrained(model)
     trained = AutoModelForCausalLM.from_pretrained(out)
     assert type(trained) is type(start)
-    diff = max((a - b).abs().max().item() for a, b in zip(start.state_dict().values(),
-                                                             trained.state_dict().values()))
+    diff = max((a - b).abs().max().item() for a, b in zip(start.state_dict().values(), trained.state_dict().values()))
     assert diff > 1e-6
     card = (out / "README.md").read_text()
     assert card.startswith(f"# out: {preset}\n")
@@ -82,8 +106,13 @@ def conditional_rows(n: int = 64, seed: int = 0) -> list[dict]:
         happy = i % 2 == 0
         pos = " " + " ".join(rng.choices(POSITIVE, k=3)) + "."
         neg = " " + " ".join(rng.choices(NEGATIVE, k=3)) + "."
-        rows.append({"prompt": f"Human: answer {i} in a {'happy' if happy else 'sad'} way. Assistant:",
-                     "chosen": pos if happy else neg, "rejected": neg if happy else pos})
+        rows.append(
+            {
+                "prompt": f"Human: answer {i} in a {'happy' if happy else 'sad'} way. Assistant:",
+                "chosen": pos if happy else neg,
+                "rejected": neg if happy else pos,
+            }
+        )
     return rows
 
 
@@ -92,8 +121,22 @@ def test_dpo_learns_the_preference(tiny_model_dir, tmp_path, capsys):
     the first 5 vs the last 5 steps). Also measures throughput (pairs/s, printed)."""
     data = write_jsonl(tmp_path / "conditional.jsonl", conditional_rows())
     out = tmp_path / "out"
-    rc = train("--model", tiny_model_dir("llama"), "--data", data, "--method", "dpo",
-               "--max-steps", 48, "--lr", 3e-4, "--scheduler", "constant", "--output-dir", out)
+    rc = train(
+        "--model",
+        tiny_model_dir("llama"),
+        "--data",
+        data,
+        "--method",
+        "dpo",
+        "--max-steps",
+        48,
+        "--lr",
+        3e-4,
+        "--scheduler",
+        "constant",
+        "--output-dir",
+        out,
+    )
     assert rc == 0, capsys.readouterr().err
     rows = metrics(out)
     assert [r["step"] for r in rows] == list(range(1, 49))
@@ -128,10 +171,19 @@ def test_help_shows_grouped_sections(capsys):
 def test_yaml_config_and_command_line_override(tiny_model_dir, pref_jsonl, tmp_path, capsys):
     config = tmp_path / "run.yaml"
     out = tmp_path / "out"
-    config.write_text(yaml.safe_dump({
-        "model": tiny_model_dir("llama"), "data": str(pref_jsonl), "method": "kldpo",
-        "beta": 0.3, "tau": 2.0, "max_steps": 1, "output_dir": str(out),
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": tiny_model_dir("llama"),
+                "data": str(pref_jsonl),
+                "method": "kldpo",
+                "beta": 0.3,
+                "tau": 2.0,
+                "max_steps": 1,
+                "output_dir": str(out),
+            }
+        )
+    )
     rc = train("--config", config, "--beta", "0.2")
     assert rc == 0, capsys.readouterr().err
     resolved = yaml.safe_load((out / "config.yaml").read_text())
@@ -149,11 +201,11 @@ def test_yaml_config_and_command_line_override(tiny_model_dir, pref_jsonl, tmp_p
 
 # ----------------------------------------------------------------------------- bad rows
 BAD_ROWS = {  # 0-based row -> field named in the message
-    3: "chosen",      # missing
-    7: "prompt",      # empty string
-    11: None,         # invalid JSON
-    15: "rejected",   # chosen == rejected
-    19: "weight",     # negative weight
+    3: "chosen",  # missing
+    7: "prompt",  # empty string
+    11: None,  # invalid JSON
+    15: "rejected",  # chosen == rejected
+    19: "weight",  # negative weight
 }
 
 
@@ -171,8 +223,7 @@ def bad_file(path: Path) -> Path:
 
 def test_bad_rows_exit_2_naming_file_row_and_field(tiny_model_dir, tmp_path, capsys):
     data = bad_file(tmp_path / "bad.jsonl")
-    rc = train("--model", tiny_model_dir("llama"), "--data", data, "--max-steps", 1,
-               "--output-dir", tmp_path / "out")
+    rc = train("--model", tiny_model_dir("llama"), "--data", data, "--max-steps", 1, "--output-dir", tmp_path / "out")
     err = capsys.readouterr().err
     assert rc == 2
     assert "Traceback" not in err
@@ -188,13 +239,22 @@ def test_bad_rows_exit_2_naming_file_row_and_field(tiny_model_dir, tmp_path, cap
 def test_bad_rows_skipped_with_a_count(tiny_model_dir, tmp_path, capsys):
     data = bad_file(tmp_path / "bad.jsonl")
     out = tmp_path / "out"
-    rc = train("--model", tiny_model_dir("llama"), "--data", data, "--max-steps", 2,
-               "--on-bad-row", "skip", "--output-dir", out)
+    rc = train(
+        "--model",
+        tiny_model_dir("llama"),
+        "--data",
+        data,
+        "--max-steps",
+        2,
+        "--on-bad-row",
+        "skip",
+        "--output-dir",
+        out,
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "Read 40 rows" in captured.out and "kept 35, skipped 5" in captured.out
-    for reason in ("missing_field: 1", "empty: 1", "invalid_json: 1", "chosen_equals_rejected: 1",
-                   "out_of_range: 1"):
+    for reason in ("missing_field: 1", "empty: 1", "invalid_json: 1", "chosen_equals_rejected: 1", "out_of_range: 1"):
         assert reason in captured.out
     assert len(metrics(out)) == 2
 
@@ -221,8 +281,22 @@ def test_real_model_on_hh_rlhf_implicit_prompts(shared_data, tmp_path, capsys):
     subset = write_jsonl(tmp_path / "hh.jsonl", [rows[i].data for i in keep])
     new_rows = [keep.index(i) for i in no_prefix]
 
-    common = ["--model", model, "--data", subset, "--max-length", 128, "--max-prompt-length", 96,
-              "--batch-size", 4, "--max-steps", 2, "--lr", 1e-3]
+    common = [
+        "--model",
+        model,
+        "--data",
+        subset,
+        "--max-length",
+        128,
+        "--max-prompt-length",
+        96,
+        "--batch-size",
+        4,
+        "--max-steps",
+        2,
+        "--lr",
+        1e-3,
+    ]
     rc = train(*common, "--output-dir", tmp_path / "err")
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
@@ -241,12 +315,30 @@ def test_real_model_on_hh_rlhf_implicit_prompts(shared_data, tmp_path, capsys):
 
 def test_real_model_on_ultrafeedback(shared_data, tmp_path, capsys):
     model = shared_data / "models" / "stories260K"
-    subset = write_jsonl(tmp_path / "uf.jsonl",
-                         _first_rows(shared_data / "ultrafeedback" / "train1000.jsonl", 32))
+    subset = write_jsonl(tmp_path / "uf.jsonl", _first_rows(shared_data / "ultrafeedback" / "train1000.jsonl", 32))
     out = tmp_path / "out"
-    rc = train("--model", model, "--data", subset, "--method", "group-dro", "--max-length", 128,
-               "--max-prompt-length", 64, "--batch-size", 4, "--grad-accum", 2, "--max-steps", 2,
-               "--lr", 1e-3, "--output-dir", out)
+    rc = train(
+        "--model",
+        model,
+        "--data",
+        subset,
+        "--method",
+        "group-dro",
+        "--max-length",
+        128,
+        "--max-prompt-length",
+        64,
+        "--batch-size",
+        4,
+        "--grad-accum",
+        2,
+        "--max-steps",
+        2,
+        "--lr",
+        1e-3,
+        "--output-dir",
+        out,
+    )
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "Read 32 rows" in captured.out and "format explicit" in captured.out

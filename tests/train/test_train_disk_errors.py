@@ -16,6 +16,7 @@ def _limit_file_size(limit: int):
     def apply():  # in the child: writes past `limit` bytes fail with EFBIG instead of a signal
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
     return apply
 
 
@@ -23,10 +24,28 @@ def _limit_file_size(limit: int):
 @pytest.mark.parametrize("limit", [60_000, 200_000])
 def test_a_failed_write_is_one_line_and_the_run_is_marked_failed(limit, tiny_model_dir, pref_jsonl, tmp_path):
     out = tmp_path / "o"
-    done = subprocess.run([sys.executable, "-m", "dralign.cli", "train", "--no-progress", "--model",
-                           tiny_model_dir("llama"), "--data", str(pref_jsonl), "--max-steps", "1",
-                           "--max-length", "64", "--output-dir", str(out)],
-                          preexec_fn=_limit_file_size(limit), capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dralign.cli",
+            "train",
+            "--no-progress",
+            "--model",
+            tiny_model_dir("llama"),
+            "--data",
+            str(pref_jsonl),
+            "--max-steps",
+            "1",
+            "--max-length",
+            "64",
+            "--output-dir",
+            str(out),
+        ],
+        preexec_fn=_limit_file_size(limit),
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2, done.stderr
     err = done.stderr.strip()
     assert "Traceback" not in err and len(err.splitlines()) == 1

@@ -23,16 +23,37 @@ from helpers import preference_rows, write_jsonl
 
 DRIVER = Path(__file__).with_name("fsdp2_driver.py")
 TOL = 1e-5  # max abs difference of updated float32 weights
-SGD_ONE_STEP = dict(max_length=64, optimizer="sgd", max_steps=1, scheduler="constant", max_grad_norm=0.0,
-                    dtype="float32", lr=0.05, beta=1.0)
+SGD_ONE_STEP = dict(
+    max_length=64,
+    optimizer="sgd",
+    max_steps=1,
+    scheduler="constant",
+    max_grad_norm=0.0,
+    dtype="float32",
+    lr=0.05,
+    beta=1.0,
+)
 ONE_STEP_RUNS = {  # name: (method options, the sharded run's batch options; one process: batch 8)
     "dpo": ({"method": "dpo"}, {"batch_size": 4}),
     # the exact global batch over accumulation and processes, with a LoRA adapter and a held-out set
-    "kldpo-lora": ({"method": "kldpo", "lora_r": 4, "lr": 0.5, "eval_fraction": 0.25},
-                   {"batch_size": 2, "grad_accum": 2}),
+    "kldpo-lora": (
+        {"method": "kldpo", "lora_r": 4, "lr": 0.5, "eval_fraction": 0.25},
+        {"batch_size": 2, "grad_accum": 2},
+    ),
 }
-RESUMED = dict(max_length=64, method="kldpo", optimizer="adamw", scheduler="cosine", warmup_steps=1,
-               max_steps=4, max_grad_norm=0.5, dtype="float32", lr=1e-3, batch_size=2, grad_accum=2)
+RESUMED = dict(
+    max_length=64,
+    method="kldpo",
+    optimizer="adamw",
+    scheduler="cosine",
+    warmup_steps=1,
+    max_steps=4,
+    max_grad_norm=0.5,
+    dtype="float32",
+    lr=1e-3,
+    batch_size=2,
+    grad_accum=2,
+)
 
 
 def weights(out: Path) -> dict[str, torch.Tensor]:
@@ -67,27 +88,47 @@ def runs(tiny_model_dir, tmp_path_factory):
     """Every sharded run (one torchrun launch of 2 CPU processes) and the one-process runs."""
     root = tmp_path_factory.mktemp("fsdp2")
     data = write_jsonl(root / "pairs.jsonl", preference_rows(16))
-    common = dict(model=tiny_model_dir("llama"), ref_model=tiny_model_dir("llama", seed=1), data=str(data),
-                  ref_cache_dir=str(root / "ref_cache"), progress=False)
+    common = dict(
+        model=tiny_model_dir("llama"),
+        ref_model=tiny_model_dir("llama", seed=1),
+        data=str(data),
+        ref_cache_dir=str(root / "ref_cache"),
+        progress=False,
+    )
     sharded = dict(common, sharding="fsdp2")
-    jobs = [{"options": {**sharded, **SGD_ONE_STEP, **method, **batch, "output_dir": str(root / f"two-{name}")}}
-            for name, (method, batch) in ONE_STEP_RUNS.items()]
-    jobs += [{"options": {**sharded, **RESUMED, "output_dir": str(root / "full")}},
-             {"options": {**sharded, **RESUMED, "output_dir": str(root / "cut")}, "stop_after": 2},
-             {"options": {**sharded, **RESUMED, "output_dir": str(root / "cut"), "resume": True}}]
+    jobs = [
+        {"options": {**sharded, **SGD_ONE_STEP, **method, **batch, "output_dir": str(root / f"two-{name}")}}
+        for name, (method, batch) in ONE_STEP_RUNS.items()
+    ]
+    jobs += [
+        {"options": {**sharded, **RESUMED, "output_dir": str(root / "full")}},
+        {"options": {**sharded, **RESUMED, "output_dir": str(root / "cut")}, "stop_after": 2},
+        {"options": {**sharded, **RESUMED, "output_dir": str(root / "cut"), "resume": True}},
+    ]
     (root / "jobs.json").write_text(json.dumps(jobs))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true",
-           "PYTHONPATH": os.pathsep.join(p for p in (str(Path(sys.modules["dralign"].__file__).parents[1]),
-                                                      os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "ACCELERATE_USE_CPU": "true",
+        "PYTHONPATH": os.pathsep.join(
+            p for p in (str(Path(sys.modules["dralign"].__file__).parents[1]), os.environ.get("PYTHONPATH")) if p
+        ),
+    }
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    proc = subprocess.Popen([*_torchrun(), "--standalone", "--nproc-per-node", "2", str(DRIVER),
-                             str(root / "jobs.json")], env=env, cwd=root, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*_torchrun(), "--standalone", "--nproc-per-node", "2", str(DRIVER), str(root / "jobs.json")],
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         for name, (method, _) in ONE_STEP_RUNS.items():  # meanwhile, one process with batch 8
             options = {**common, **SGD_ONE_STEP, **method, "batch_size": 8, "output_dir": root / f"one-{name}"}
-            assert main(["train", "--no-progress", *_cli_args({k: v for k, v in options.items()
-                                                               if k != "progress"})]) == 0
+            assert (
+                main(["train", "--no-progress", *_cli_args({k: v for k, v in options.items() if k != "progress"})]) == 0
+            )
         output, _ = proc.communicate(timeout=600)
     finally:
         proc.kill()
@@ -108,8 +149,11 @@ def test_two_sharded_processes_equal_one(name, runs, tiny_model_dir):
     assert "2 processes" in card
     one, two = weights(root / f"one-{name}"), weights(root / f"two-{name}")
     lora = "lora" in name  # the step did something: LoRA's B starts at 0, full weights at the start model's
-    moved = (max(v.abs().max().item() for k, v in one.items() if "lora_B" in k) if lora
-             else max_diff(one, weights(tiny_model_dir("llama"))))
+    moved = (
+        max(v.abs().max().item() for k, v in one.items() if "lora_B" in k)
+        if lora
+        else max_diff(one, weights(tiny_model_dir("llama")))
+    )
     assert moved > 1e-3
     assert max_diff(one, two) <= TOL
     loss_one, loss_two = metrics(root / f"one-{name}")[0]["loss"], metrics(root / f"two-{name}")[0]["loss"]
@@ -159,12 +203,31 @@ def test_sharded_final_model_loads_with_from_pretrained(runs):
     assert max_diff(one, loaded) <= TOL
 
 
-@pytest.mark.parametrize("extra, says", [
-    ((), ["needs several processes", "torchrun"]),
-    (("--method", "wdpo"), ["does not support WDPO's gradient penalty"])])
+@pytest.mark.parametrize(
+    "extra, says",
+    [
+        ((), ["needs several processes", "torchrun"]),
+        (("--method", "wdpo"), ["does not support WDPO's gradient penalty"]),
+    ],
+)
 def test_sharding_refusals_are_one_line(extra, says, tiny_model_dir, pref_jsonl, tmp_path, capsys):
-    rc = main(["train", "--no-progress", "--model", tiny_model_dir("llama"), "--data", str(pref_jsonl),
-               "--output-dir", str(tmp_path / "out"), "--sharding", "fsdp2", "--max-steps", "1", *extra])
+    rc = main(
+        [
+            "train",
+            "--no-progress",
+            "--model",
+            tiny_model_dir("llama"),
+            "--data",
+            str(pref_jsonl),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--sharding",
+            "fsdp2",
+            "--max-steps",
+            "1",
+            *extra,
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
     assert all(s in err.strip().splitlines()[-1] for s in says)  # one line says it all
@@ -187,8 +250,11 @@ def test_sharding_refuses_fp16_and_accelerate_fsdp():
     with pytest.raises(BadOptionError, match="mixed-precision fp16"):
         check_sharding(two, build(TrainConfig, {"sharding": "fsdp2", "mixed_precision": "fp16"}), penalized=False)
     with pytest.raises(BadOptionError, match="Accelerate already runs FSDP"):
-        check_sharding(SimpleNamespace(distributed_type=DistributedType.FSDP, num_processes=2),
-                       build(TrainConfig, {"sharding": "fsdp2"}), penalized=False)
+        check_sharding(
+            SimpleNamespace(distributed_type=DistributedType.FSDP, num_processes=2),
+            build(TrainConfig, {"sharding": "fsdp2"}),
+            penalized=False,
+        )
 
 
 def test_torchrun_without_cpu_flag_is_refused_with_the_fix(monkeypatch):

@@ -21,17 +21,21 @@ def setup(tmp_path_factory, tiny_model_dir):
 
 
 def _cfg(root, model, data, name, **kw):
-    return build(TrainConfig, dict(model=model, data=str(data), output_dir=str(root / name), batch_size=8,
-                                   lr=1e-2, progress=False, **kw))
+    return build(
+        TrainConfig,
+        dict(model=model, data=str(data), output_dir=str(root / name), batch_size=8, lr=1e-2, progress=False, **kw),
+    )
 
 
 def _poison(bad_steps):
     """An after-backward hook that makes the gradient NaN on the given (0-based) steps."""
+
     def hook(step, model):
         if step in bad_steps:
             for p in model.parameters():
                 if p.grad is not None:
                     p.grad.fill_(float("nan"))
+
     return [hook]
 
 
@@ -55,6 +59,8 @@ def test_float16_weights_advice_names_what_works(setup):
     """NaN steps with --dtype float16 advise bf16 or fp32 weights, not a setting already in use."""
     root, model, data = setup
     with pytest.raises(TrainingError) as e:
-        train(_cfg(root, model, data, "fp16", max_steps=3, max_bad_steps=2, dtype="float16"),
-              after_backward=_poison({0, 1, 2}))
+        train(
+            _cfg(root, model, data, "fp16", max_steps=3, max_bad_steps=2, dtype="float16"),
+            after_backward=_poison({0, 1, 2}),
+        )
     assert "--dtype bfloat16 or float32" in str(e.value) and "--mixed-precision no" not in str(e.value)

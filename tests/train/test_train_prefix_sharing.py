@@ -12,21 +12,54 @@ from safetensors.torch import load_file
 from dralign.cli import main
 from helpers import write_jsonl
 
-SGD_ONE_STEP = ["--no-progress", "--max-length", "64", "--optimizer", "sgd", "--max-steps", "1",
-                "--scheduler", "constant", "--max-grad-norm", "0", "--lr", "0.05", "--beta", "1.0"]
+SGD_ONE_STEP = [
+    "--no-progress",
+    "--max-length",
+    "64",
+    "--optimizer",
+    "sgd",
+    "--max-steps",
+    "1",
+    "--scheduler",
+    "constant",
+    "--max-grad-norm",
+    "0",
+    "--lr",
+    "0.05",
+    "--beta",
+    "1.0",
+]
 
 
 @pytest.fixture(scope="module")
 def long_prompt_jsonl(tmp_path_factory):
-    rows = [{"prompt": f"Human: question {i} about the weather, please answer politely? Assistant:",
-             "chosen": " Thank you, a good day.", "rejected": " " + "bad " * (1 + i % 3) + "weather."}
-            for i in range(16)]
+    rows = [
+        {
+            "prompt": f"Human: question {i} about the weather, please answer politely? Assistant:",
+            "chosen": " Thank you, a good day.",
+            "rejected": " " + "bad " * (1 + i % 3) + "weather.",
+        }
+        for i in range(16)
+    ]
     return write_jsonl(tmp_path_factory.mktemp("prefix") / "pairs.jsonl", rows)
 
 
 def step(tiny_model_dir, data, out, *extra):
-    rc = main(["train", "--model", tiny_model_dir("llama"), "--ref-model", tiny_model_dir("llama", seed=1),
-               "--data", str(data), "--output-dir", str(out), *SGD_ONE_STEP, *map(str, extra)])
+    rc = main(
+        [
+            "train",
+            "--model",
+            tiny_model_dir("llama"),
+            "--ref-model",
+            tiny_model_dir("llama", seed=1),
+            "--data",
+            str(data),
+            "--output-dir",
+            str(out),
+            *SGD_ONE_STEP,
+            *map(str, extra),
+        ]
+    )
     assert rc == 0
     return load_file(str(out / "model.safetensors"))
 
@@ -35,13 +68,17 @@ def max_diff(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
-@pytest.mark.parametrize("method,extra", [
-    ("dpo", ()),
-    ("kldpo", ("--batch-size", "2", "--grad-accum", "4", "--global-batch", "exact")),
-    ("aot", ("--no-ref-cache", "--gradient-checkpointing", "--batch-size", "4", "--grad-accum", "2")),
-])
-def test_one_step_with_prefix_sharing_equals_without(method, extra, tiny_model_dir, long_prompt_jsonl,
-                                                     tmp_path, capsys):
+@pytest.mark.parametrize(
+    "method,extra",
+    [
+        ("dpo", ()),
+        ("kldpo", ("--batch-size", "2", "--grad-accum", "4", "--global-batch", "exact")),
+        ("aot", ("--no-ref-cache", "--gradient-checkpointing", "--batch-size", "4", "--grad-accum", "2")),
+    ],
+)
+def test_one_step_with_prefix_sharing_equals_without(
+    method, extra, tiny_model_dir, long_prompt_jsonl, tmp_path, capsys
+):
     """The same update (float32 weights within 1e-6) with the reference cache or a live reference
     model, exact global batch and gradient checkpointing."""
     common = ("--method", method, "--batch-size", "8", *extra)
@@ -58,14 +95,31 @@ def test_lora_training_with_prefix_sharing(tiny_model_dir, long_prompt_jsonl, tm
     outs = {}
     for setting in ("on", "off"):
         out = tmp_path / setting
-        assert main(["train", "--model", tiny_model_dir("qwen2"), "--data", str(long_prompt_jsonl),
-                     "--output-dir", str(out), *SGD_ONE_STEP, *common, "--prefix-sharing", setting]) == 0
+        assert (
+            main(
+                [
+                    "train",
+                    "--model",
+                    tiny_model_dir("qwen2"),
+                    "--data",
+                    str(long_prompt_jsonl),
+                    "--output-dir",
+                    str(out),
+                    *SGD_ONE_STEP,
+                    *common,
+                    "--prefix-sharing",
+                    setting,
+                ]
+            )
+            == 0
+        )
         outs[setting] = load_file(str(out / "adapter_model.safetensors"))
     assert max_diff(outs["on"], outs["off"]) <= 1e-6
 
 
-def test_auto_turns_on_for_long_prompts_and_wdpo_keeps_the_plain_layout(tiny_model_dir, long_prompt_jsonl,
-                                                                        tmp_path, capsys):
+def test_auto_turns_on_for_long_prompts_and_wdpo_keeps_the_plain_layout(
+    tiny_model_dir, long_prompt_jsonl, tmp_path, capsys
+):
     args = ["train", "--model", tiny_model_dir("gpt2"), "--data", str(long_prompt_jsonl), *SGD_ONE_STEP]
     assert main([*args, "--output-dir", str(tmp_path / "auto")]) == 0
     assert "prefix sharing on (auto: estimated forward cost" in capsys.readouterr().out
@@ -78,7 +132,25 @@ def test_auto_turns_on_for_long_prompts_and_wdpo_keeps_the_plain_layout(tiny_mod
 
 
 def test_unpaired_objectives_keep_the_plain_layout(tiny_model_dir, unpaired_jsonl, tmp_path, capsys):
-    assert main(["train", "--model", tiny_model_dir("llama"), "--data", str(unpaired_jsonl),
-                 "--method", "aot-unpaired", "--prefix-sharing", "on", "--batch-size", "8",
-                 "--output-dir", str(tmp_path / "u"), *SGD_ONE_STEP]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--model",
+                tiny_model_dir("llama"),
+                "--data",
+                str(unpaired_jsonl),
+                "--method",
+                "aot-unpaired",
+                "--prefix-sharing",
+                "on",
+                "--batch-size",
+                "8",
+                "--output-dir",
+                str(tmp_path / "u"),
+                *SGD_ONE_STEP,
+            ]
+        )
+        == 0
+    )
     assert "prefix sharing off (unpaired data" in capsys.readouterr().out

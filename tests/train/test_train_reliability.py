@@ -68,9 +68,19 @@ def test_a_locked_folder_is_refused(base, tmp_path, capsys):
     """A second process holding the folder's lock (another run) blocks this one."""
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, sys, time; fh = open(sys.argv[1], 'a+'); fcntl.flock(fh, fcntl.LOCK_EX); "
-        "print('locked', flush=True); time.sleep(60)"), str(out / ".dralign.lock")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, sys, time; fh = open(sys.argv[1], 'a+'); fcntl.flock(fh, fcntl.LOCK_EX); "
+                "print('locked', flush=True); time.sleep(60)"
+            ),
+            str(out / ".dralign.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert run(*base, "--max-steps", 1, "--output-dir", out) == 2
@@ -154,12 +164,32 @@ def test_sigterm_message_says_no_model_was_written(base, tmp_path):
     """The real CLI in a subprocess, stopped by SIGTERM from outside once it has logged a step:
     exit code 130 and a message that no final model was written."""
     out = tmp_path / "o"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        "OMP_NUM_THREADS": "1",
+    }
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "dralign.cli", "train", *FAST, *map(str, base),
-                                 "--max-steps", "100000", "--log-every", "1", "--output-dir", str(out)],
-                                stdout=stdout, stderr=stderr, env=env, text=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "dralign.cli",
+                "train",
+                *FAST,
+                *map(str, base),
+                "--max-steps",
+                "100000",
+                "--log-every",
+                "1",
+                "--output-dir",
+                str(out),
+            ],
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 240
             while not (out / "metrics.jsonl").is_file() or "\n" not in (out / "metrics.jsonl").read_text():
@@ -180,18 +210,21 @@ def test_sigterm_message_says_no_model_was_written(base, tmp_path):
 
 
 # ----------------------------------------------------------------------------- options
-@pytest.mark.parametrize("flag,value,expected", [
-    ("--batch-size", "0", "--batch-size: 0 is out of range; valid values are >= 1"),
-    ("--batch-size", "-2", "--batch-size: -2 is out of range"),
-    ("--grad-accum", "0", "--grad-accum: 0 is out of range"),
-    ("--log-every", "0", "--log-every: 0 is out of range"),
-    ("--max-steps", "-5", "--max-steps: -5 is out of range"),
-    ("--epochs", "-1", "--epochs: -1.0 is out of range; valid values are > 0"),
-    ("--save-every", "-1", "--save-every: -1 is out of range"),
-    ("--beta", "inf", "--beta: 'inf' is not a finite number"),
-    ("--eval-fraction", "1.5", "--eval-fraction: 1.5 is out of range; valid values are >= 0 and < 1"),
-    ("--lr", "nan", "--lr: 'nan' is not a finite number"),
-])
+@pytest.mark.parametrize(
+    "flag,value,expected",
+    [
+        ("--batch-size", "0", "--batch-size: 0 is out of range; valid values are >= 1"),
+        ("--batch-size", "-2", "--batch-size: -2 is out of range"),
+        ("--grad-accum", "0", "--grad-accum: 0 is out of range"),
+        ("--log-every", "0", "--log-every: 0 is out of range"),
+        ("--max-steps", "-5", "--max-steps: -5 is out of range"),
+        ("--epochs", "-1", "--epochs: -1.0 is out of range; valid values are > 0"),
+        ("--save-every", "-1", "--save-every: -1 is out of range"),
+        ("--beta", "inf", "--beta: 'inf' is not a finite number"),
+        ("--eval-fraction", "1.5", "--eval-fraction: 1.5 is out of range; valid values are >= 0 and < 1"),
+        ("--lr", "nan", "--lr: 'nan' is not a finite number"),
+    ],
+)
 def test_bad_options_are_one_line_naming_the_option(flag, value, expected, base, tmp_path, capsys):
     assert run(*base, flag, value, "--output-dir", tmp_path / "o") == 2
     err = capsys.readouterr().err.strip()
@@ -216,8 +249,22 @@ def test_bad_yaml_values_name_the_file(base, tmp_path, capsys):
 
 
 def test_group_dro_refuses_local_mode_with_accumulation(base, tmp_path, capsys):
-    assert run(*base, "--method", "group-dro", "--grad-accum", 2, "--global-batch", "local",
-               "--max-steps", 1, "--output-dir", tmp_path / "o") == 2
+    assert (
+        run(
+            *base,
+            "--method",
+            "group-dro",
+            "--grad-accum",
+            2,
+            "--global-batch",
+            "local",
+            "--max-steps",
+            1,
+            "--output-dir",
+            tmp_path / "o",
+        )
+        == 2
+    )
     assert "advances once per optimizer step" in capsys.readouterr().err
 
 
@@ -228,7 +275,22 @@ def test_held_out_rows_without_a_group_are_counted_not_dropped(tiny_model_dir, t
         del row["group"]
     data, eval_data = write_jsonl(tmp_path / "t.jsonl", train_rows), write_jsonl(tmp_path / "e.jsonl", held_out)
     out = tmp_path / "o"
-    assert run("--model", tiny_model_dir("llama"), "--data", data, "--eval-data", eval_data,
-               "--method", "group-dro", "--max-steps", 1, "--output-dir", out) == 0
+    assert (
+        run(
+            "--model",
+            tiny_model_dir("llama"),
+            "--data",
+            data,
+            "--eval-data",
+            eval_data,
+            "--method",
+            "group-dro",
+            "--max-steps",
+            1,
+            "--output-dir",
+            out,
+        )
+        == 0
+    )
     final = json.loads((out / "final_metrics.json").read_text())
     assert final["eval/rows_without_group"] == 3 and "eval/rewards/accuracies" in final

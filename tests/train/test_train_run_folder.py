@@ -67,8 +67,23 @@ def test_a_held_out_group_unseen_in_training_is_no_group(tiny_model_dir, tmp_pat
     data = write_jsonl(tmp_path / "t.jsonl", preference_rows(32))
     eval_data = write_jsonl(tmp_path / "e.jsonl", held_out)
     out = tmp_path / "o"
-    assert run("--model", tiny_model_dir("llama"), "--data", data, "--eval-data", eval_data,
-               "--method", "group-dro", "--max-steps", 1, "--output-dir", out) == 0
+    assert (
+        run(
+            "--model",
+            tiny_model_dir("llama"),
+            "--data",
+            data,
+            "--eval-data",
+            eval_data,
+            "--method",
+            "group-dro",
+            "--max-steps",
+            1,
+            "--output-dir",
+            out,
+        )
+        == 0
+    )
     final = json.loads((out / "final_metrics.json").read_text())
     assert final["eval/rows_without_group"] == 3
     assert (out / "model.safetensors").is_file() and list((out / "checkpoints").iterdir())
@@ -145,9 +160,19 @@ def test_the_lock_comes_before_any_work(base, tmp_path, capsys):
     folder (before: it built its data and reference caches there first)."""
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, sys, time; fh = open(sys.argv[1], 'a+'); fcntl.flock(fh, fcntl.LOCK_EX); "
-        "print('locked', flush=True); time.sleep(60)"), str(out / ".dralign.lock")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, sys, time; fh = open(sys.argv[1], 'a+'); fcntl.flock(fh, fcntl.LOCK_EX); "
+                "print('locked', flush=True); time.sleep(60)"
+            ),
+            str(out / ".dralign.lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert run(*base, "--max-steps", 1, "--output-dir", out) == 2
@@ -254,8 +279,10 @@ def test_a_reference_with_another_tokenizer_is_refused_in_eval(base, pref_jsonl,
     """Issue 18 item 6: `dralign eval --reference` with a renumbered vocabulary of the same
     size (before: accuracy and margins of other texts)."""
     renumbered = _renumbered(tmp_path / "renumbered", base[1])
-    assert main(["eval", "--model", base[1], "--reference", renumbered, "--data", str(pref_jsonl),
-                 "--max-length", "64"]) == 2
+    assert (
+        main(["eval", "--model", base[1], "--reference", renumbered, "--data", str(pref_jsonl), "--max-length", "64"])
+        == 2
+    )
     err = one_line_error(capsys)
     assert "--model" in err and "--reference" in err and "different tokenizers" in err
 
@@ -282,10 +309,19 @@ sys.exit(main(sys.argv[4:]))
 
 
 def _signalled_run(tmp_path, target, phase, signame, args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, "-c", SIGNALLED, target, phase, signame, "train", *FAST,
-                           *map(str, args)], capture_output=True, text=True, env=env, timeout=600, check=False)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGNALLED, target, phase, signame, "train", *FAST, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 

@@ -18,9 +18,25 @@ from dralign.cli import main
 from dralign.config import build
 from dralign.train.config import TrainConfig
 
-SGD_ONE_STEP = ["--no-progress", "--max-length", "64", "--optimizer", "sgd", "--max-steps", "1",
-                "--scheduler", "constant", "--max-grad-norm", "0", "--dtype", "float32",
-                "--lr", "0.05", "--beta", "1.0"]
+SGD_ONE_STEP = [
+    "--no-progress",
+    "--max-length",
+    "64",
+    "--optimizer",
+    "sgd",
+    "--max-steps",
+    "1",
+    "--scheduler",
+    "constant",
+    "--max-grad-norm",
+    "0",
+    "--dtype",
+    "float32",
+    "--lr",
+    "0.05",
+    "--beta",
+    "1.0",
+]
 TOL = 1e-6  # max abs difference of updated float32 weights
 
 
@@ -41,8 +57,15 @@ def metrics(out: Path) -> list[dict]:
 def sgd_args(tiny_model_dir, pref_jsonl):
     """One SGD step from a llama policy against a *different* reference model (another seed),
     so that margins, hence robust weights and AOT sort orders, are not all equal."""
-    return ["--model", tiny_model_dir("llama"), "--ref-model", tiny_model_dir("llama", seed=1),
-            "--data", str(pref_jsonl), *SGD_ONE_STEP]
+    return [
+        "--model",
+        tiny_model_dir("llama"),
+        "--ref-model",
+        tiny_model_dir("llama", seed=1),
+        "--data",
+        str(pref_jsonl),
+        *SGD_ONE_STEP,
+    ]
 
 
 def sgd_step(args, out, *extra) -> dict[str, torch.Tensor]:
@@ -58,8 +81,7 @@ def test_accumulation_equals_one_big_batch(method, sgd_args, tiny_model_dir, tmp
     the float32 weights ≤ 1e-6), and the same logged loss."""
     start = weights(tiny_model_dir("llama"))
     big = sgd_step(sgd_args, tmp_path / "big", "--method", method, "--batch-size", 8)
-    accum = sgd_step(sgd_args, tmp_path / "accum", "--method", method, "--batch-size", 2,
-                     "--grad-accum", 4)
+    accum = sgd_step(sgd_args, tmp_path / "accum", "--method", method, "--batch-size", 2, "--grad-accum", 4)
     assert max_diff(big, start) > 1e-3  # the step did something
     assert max_diff(big, accum) <= TOL
     loss_big, loss_accum = metrics(tmp_path / "big")[0]["loss"], metrics(tmp_path / "accum")[0]["loss"]
@@ -68,12 +90,20 @@ def test_accumulation_equals_one_big_batch(method, sgd_args, tiny_model_dir, tmp
 
 def test_accumulation_equals_one_big_batch_unpaired(tiny_model_dir, unpaired_jsonl, tmp_path):
     """The same for aot-unpaired (sorting chosen and rejected sets separately)."""
-    args = ["--model", tiny_model_dir("llama"), "--ref-model", tiny_model_dir("llama", seed=1),
-            "--data", str(unpaired_jsonl), "--method", "aot-unpaired", *SGD_ONE_STEP]
+    args = [
+        "--model",
+        tiny_model_dir("llama"),
+        "--ref-model",
+        tiny_model_dir("llama", seed=1),
+        "--data",
+        str(unpaired_jsonl),
+        "--method",
+        "aot-unpaired",
+        *SGD_ONE_STEP,
+    ]
     big = sgd_step(args, tmp_path / "big", "--batch-size", 8)
     accum = sgd_step(args, tmp_path / "accum", "--batch-size", 2, "--grad-accum", 4)
-    local = sgd_step(args, tmp_path / "local", "--batch-size", 2, "--grad-accum", 4,
-                     "--global-batch", "local")
+    local = sgd_step(args, tmp_path / "local", "--batch-size", 2, "--grad-accum", 4, "--global-batch", "local")
     assert max_diff(big, weights(tiny_model_dir("llama"))) > 1e-3
     assert max_diff(big, accum) <= TOL
     assert max_diff(big, local) > 100 * TOL
@@ -82,10 +112,35 @@ def test_accumulation_equals_one_big_batch_unpaired(tiny_model_dir, unpaired_jso
 def test_unpaired_batches_hold_both_labels(tiny_model_dir, unpaired_jsonl, tmp_path, capsys):
     """aot-unpaired with micro-batches of 2 runs many steps (before the fix, a micro-batch
     holding one label only crashed with an IndexError); micro-batches of 1 give a clear error."""
-    args = ["train", "--no-progress", "--max-length", "64", "--model", tiny_model_dir("llama"),
-            "--data", str(unpaired_jsonl), "--method", "aot-unpaired", "--lr", "1e-4"]
-    rc = main([*args, "--max-steps", "40", "--batch-size", "2", "--grad-accum", "2",
-               "--global-batch", "local", "--output-dir", str(tmp_path / "a")])
+    args = [
+        "train",
+        "--no-progress",
+        "--max-length",
+        "64",
+        "--model",
+        tiny_model_dir("llama"),
+        "--data",
+        str(unpaired_jsonl),
+        "--method",
+        "aot-unpaired",
+        "--lr",
+        "1e-4",
+    ]
+    rc = main(
+        [
+            *args,
+            "--max-steps",
+            "40",
+            "--batch-size",
+            "2",
+            "--grad-accum",
+            "2",
+            "--global-batch",
+            "local",
+            "--output-dir",
+            str(tmp_path / "a"),
+        ]
+    )
     assert rc == 0, capsys.readouterr().err
     assert len(metrics(tmp_path / "a")) == 40
     rc = main([*args, "--max-steps", "2", "--batch-size", "1", "--output-dir", str(tmp_path / "b")])
@@ -95,8 +150,18 @@ def test_unpaired_batches_hold_both_labels(tiny_model_dir, unpaired_jsonl, tmp_p
 
 def test_local_global_batch_differs_for_kldpo(sgd_args, tmp_path):
     big = sgd_step(sgd_args, tmp_path / "big", "--method", "kldpo", "--batch-size", 8)
-    local = sgd_step(sgd_args, tmp_path / "local", "--method", "kldpo", "--batch-size", 2,
-                     "--grad-accum", 4, "--global-batch", "local")
+    local = sgd_step(
+        sgd_args,
+        tmp_path / "local",
+        "--method",
+        "kldpo",
+        "--batch-size",
+        2,
+        "--grad-accum",
+        4,
+        "--global-batch",
+        "local",
+    )
     assert max_diff(big, local) > 100 * TOL
 
 
@@ -119,20 +184,39 @@ def test_two_processes_equal_one(method, sgd_args, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
     port = str(29500 + os.getpid() % 1000)
-    cmd = [*_accelerate(), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--main_process_port", port, "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "dralign.cli", "train", *sgd_args, "--method", method, "--batch-size", "4",
-           "--output-dir", str(tmp_path / "two")]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path)
+    cmd = [
+        *_accelerate(),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        port,
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "dralign.cli",
+        "train",
+        *sgd_args,
+        "--method",
+        method,
+        "--batch-size",
+        "4",
+        "--output-dir",
+        str(tmp_path / "two"),
+    ]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     assert "completed: 1 steps" in proc.stdout
     card = (tmp_path / "two" / "README.md").read_text()
     assert "effective batch 4 x 1 accumulation x 2 processes" in card  # really 2 processes
     two = weights(tmp_path / "two")
     assert max_diff(one, two) <= TOL
-    assert metrics(tmp_path / "two")[0]["loss"] == pytest.approx(metrics(tmp_path / "one")[0]["loss"],
-                                                                 rel=1e-5)
+    assert metrics(tmp_path / "two")[0]["loss"] == pytest.approx(metrics(tmp_path / "one")[0]["loss"], rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- resume
@@ -147,10 +231,20 @@ def test_resume_continues_the_same_trajectory(method, tiny_model_dir, pref_jsonl
     exact global batch over 2 micro-batches; group-dro's q is part of the state)."""
     from dralign.train import train
 
-    common = dict(model=tiny_model_dir("gpt2"), data=str(pref_jsonl), method=method,
-                  max_steps=20, batch_size=4, grad_accum=2, lr=2e-4, optimizer="adamw",
-                  scheduler="cosine", warmup_steps=3, dtype="float32",
-                  **({"eta": 0.5} if method == "group-dro" else {}))  # kldpo has no eta: refused
+    common = dict(
+        model=tiny_model_dir("gpt2"),
+        data=str(pref_jsonl),
+        method=method,
+        max_steps=20,
+        batch_size=4,
+        grad_accum=2,
+        lr=2e-4,
+        optimizer="adamw",
+        scheduler="cosine",
+        warmup_steps=3,
+        dtype="float32",
+        **({"eta": 0.5} if method == "group-dro" else {}),
+    )  # kldpo has no eta: refused
     full = train(config(output_dir=str(tmp_path / "full"), **common))
     assert full.status == "completed" and full.steps == 20
 
@@ -176,8 +270,21 @@ def test_resume_continues_the_same_trajectory(method, tiny_model_dir, pref_jsonl
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny_model_dir, pref_jsonl, tmp_path, capsys):
-    rc = main(["train", "--no-progress", "--model", tiny_model_dir("gpt2"), "--data", str(pref_jsonl),
-               "--output-dir", str(tmp_path / "empty"), "--resume", "--max-steps", "2"])
+    rc = main(
+        [
+            "train",
+            "--no-progress",
+            "--model",
+            tiny_model_dir("gpt2"),
+            "--data",
+            str(pref_jsonl),
+            "--output-dir",
+            str(tmp_path / "empty"),
+            "--resume",
+            "--max-steps",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and "no checkpoint" in err and "Traceback" not in err
 
@@ -211,8 +318,20 @@ def count_loads(monkeypatch):
 
 def test_reference_cache_is_reused(count_loads, tiny_model_dir, pref_jsonl, tmp_path, capsys):
     policy = tiny_model_dir("llama")
-    args = ["train", "--no-progress", "--model", policy, "--data", str(pref_jsonl),
-            "--max-steps", "1", "--max-length", "64", "--output-dir", str(tmp_path / "out")]
+    args = [
+        "train",
+        "--no-progress",
+        "--model",
+        policy,
+        "--data",
+        str(pref_jsonl),
+        "--max-steps",
+        "1",
+        "--max-length",
+        "64",
+        "--output-dir",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == 0
     assert count_loads == [policy]
     assert "computing reference log-probs" in capsys.readouterr().out
@@ -233,11 +352,24 @@ def test_reference_cache_is_reused(count_loads, tiny_model_dir, pref_jsonl, tmp_
     assert len(list(cache_dir.glob("reference-*.safetensors"))) == 2
 
 
-def test_reference_cache_with_a_separate_ref_model(count_loads, tiny_model_dir, pref_jsonl, tmp_path,
-                                                   capsys):
+def test_reference_cache_with_a_separate_ref_model(count_loads, tiny_model_dir, pref_jsonl, tmp_path, capsys):
     policy, ref = tiny_model_dir("llama"), tiny_model_dir("llama", seed=1)
-    args = ["train", "--no-progress", "--model", policy, "--ref-model", ref, "--data", str(pref_jsonl),
-            "--max-steps", "1", "--max-length", "64", "--ref-cache-dir", str(tmp_path / "cache")]
+    args = [
+        "train",
+        "--no-progress",
+        "--model",
+        policy,
+        "--ref-model",
+        ref,
+        "--data",
+        str(pref_jsonl),
+        "--max-steps",
+        "1",
+        "--max-length",
+        "64",
+        "--ref-cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert main([*args, "--output-dir", str(tmp_path / "a")]) == 0
     assert sorted(count_loads) == sorted([policy, ref])
     capsys.readouterr()
@@ -253,8 +385,20 @@ def test_reference_cache_with_a_separate_ref_model(count_loads, tiny_model_dir, 
 
 def test_reference_cache_depends_on_dtype(count_loads, tiny_model_dir, pref_jsonl, tmp_path, capsys):
     """Reference log-probs computed in bfloat16 are not reused for a float32 run."""
-    args = ["train", "--no-progress", "--model", tiny_model_dir("llama"), "--data", str(pref_jsonl),
-            "--max-steps", "1", "--max-length", "64", "--ref-cache-dir", str(tmp_path / "cache")]
+    args = [
+        "train",
+        "--no-progress",
+        "--model",
+        tiny_model_dir("llama"),
+        "--data",
+        str(pref_jsonl),
+        "--max-steps",
+        "1",
+        "--max-length",
+        "64",
+        "--ref-cache-dir",
+        str(tmp_path / "cache"),
+    ]
     assert main([*args, "--dtype", "bfloat16", "--output-dir", str(tmp_path / "bf16")]) == 0
     capsys.readouterr()
     assert main([*args, "--dtype", "float32", "--output-dir", str(tmp_path / "fp32")]) == 0

@@ -8,8 +8,7 @@ from dralign.train.watch import Watch, overfitting, policy_distance, policy_stal
 
 
 def _step(margin=0.0, chosen=0.0, rejected=0.0, loss=0.69, **extra):
-    return {"loss": loss, "rewards/margins": margin, "rewards/chosen": chosen,
-            "rewards/rejected": rejected, **extra}
+    return {"loss": loss, "rewards/margins": margin, "rewards/chosen": chosen, "rewards/rejected": rejected, **extra}
 
 
 def test_warmup_is_20_steps_or_a_tenth_of_a_short_run():
@@ -44,8 +43,10 @@ def test_overfitting_needs_held_out_loss_rising_while_training_loss_falls():
     assert not overfitting(run([0.60, 0.62, 0.61], [0.60, 0.50, 0.40]))  # held-out did not rise every time
     assert not overfitting(run([0.60, 0.62, 0.65], [0.40, 0.50, 0.60]))  # training loss rose too
     assert not overfitting(run([0.60, 0.62], [0.60, 0.50]))  # two evaluations are not a trend
-    groupless = [{**r, "eval/loss_without_groups": r.pop("eval/loss")} if "eval/loss" in r else r
-                 for r in run([0.60, 0.62, 0.65], [0.60, 0.50, 0.40])]
+    groupless = [
+        {**r, "eval/loss_without_groups": r.pop("eval/loss")} if "eval/loss" in r else r
+        for r in run([0.60, 0.62, 0.65], [0.60, 0.50, 0.40])
+    ]
     assert overfitting(groupless)
 
 
@@ -61,9 +62,20 @@ def test_watch_warns_once_each():
 
 
 def test_training_with_a_vanishing_learning_rate_warns(tiny_model_dir, pref_jsonl, tmp_path, capsys):
-    cfg = build(TrainConfig, {"model": tiny_model_dir(), "data": str(pref_jsonl), "output_dir": str(tmp_path / "run"),
-                              "max_steps": 6, "batch_size": 2, "max_length": 48, "lr": 1e-12,
-                              "progress": False, "ref_cache": False})
+    cfg = build(
+        TrainConfig,
+        {
+            "model": tiny_model_dir(),
+            "data": str(pref_jsonl),
+            "output_dir": str(tmp_path / "run"),
+            "max_steps": 6,
+            "batch_size": 2,
+            "max_length": 48,
+            "lr": 1e-12,
+            "progress": False,
+            "ref_cache": False,
+        },
+    )
     train(cfg)
     out = capsys.readouterr().out
     assert out.count("the policy has not moved") == 1 and "--lr 1e-12" in out

@@ -63,11 +63,14 @@ def tokenizer_fingerprint(tokenizer) -> str:
     """sha256 of what decides a tokenizer's ids: its vocabulary and merges (the fast tokenizer's
     serialised form, else the vocabulary), special tokens, chat template and class."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    state = {"class": type(tokenizer).__name__,
-             "model": backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items()),
-             "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},
-             "chat_template": getattr(tokenizer, "chat_template", None),
-             "pad": tokenizer.pad_token_id, "eos": tokenizer.eos_token_id}
+    state = {
+        "class": type(tokenizer).__name__,
+        "model": backend.to_str() if backend is not None else sorted(tokenizer.get_vocab().items()),
+        "special": {k: str(v) for k, v in sorted(tokenizer.special_tokens_map.items())},
+        "chat_template": getattr(tokenizer, "chat_template", None),
+        "pad": tokenizer.pad_token_id,
+        "eos": tokenizer.eos_token_id,
+    }
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -76,9 +79,11 @@ def fingerprint(source, tokenizer, settings: dict) -> str | None:
     digest = source_digest(source)
     if digest is None:
         return None
-    return json.dumps({"version": VERSION, "source": digest,
-                       "tokenizer": tokenizer_fingerprint(tokenizer), "settings": settings},
-                      sort_keys=True, default=str)
+    return json.dumps(
+        {"version": VERSION, "source": digest, "tokenizer": tokenizer_fingerprint(tokenizer), "settings": settings},
+        sort_keys=True,
+        default=str,
+    )
 
 
 def entry_for(cache_dir: str | os.PathLike, key: str) -> Path:
@@ -97,9 +102,17 @@ def save(data: PreferenceData, cache_dir: str | os.PathLike, key: str) -> Path:
         files = table.files
         report = dataclasses.asdict(data.report)
         checksum = hashlib.sha256((staging / "arrays.npz").read_bytes()).hexdigest()
-        meta = {"key": key, "checksum": checksum, "kind": data.kind, "pad_token_id": data.pad_token_id,
-                "group_names": data.group_names, "source_names": data.source_names,
-                "settings": data.settings, "files": files, "report": report}
+        meta = {
+            "key": key,
+            "checksum": checksum,
+            "kind": data.kind,
+            "pad_token_id": data.pad_token_id,
+            "group_names": data.group_names,
+            "source_names": data.source_names,
+            "settings": data.settings,
+            "files": files,
+            "report": report,
+        }
         (staging / "meta.json").write_text(json.dumps(meta))
         try:
             os.replace(staging, target)
@@ -130,9 +143,15 @@ def load(cache_dir: str | os.PathLike, key: str) -> PreferenceData | None:
             arrays = {name: z[name] for name in z.files}
         report = dict(meta["report"])
         report["bad_rows"] = [BadRow(**b) for b in report["bad_rows"]]
-        return PreferenceData(ExampleTable(meta["kind"], arrays, meta["files"]), meta["kind"],
-                              meta["pad_token_id"], meta["group_names"], meta["source_names"],
-                              meta["settings"], DataReport(**report))
+        return PreferenceData(
+            ExampleTable(meta["kind"], arrays, meta["files"]),
+            meta["kind"],
+            meta["pad_token_id"],
+            meta["group_names"],
+            meta["source_names"],
+            meta["settings"],
+            DataReport(**report),
+        )
     except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:  # damaged: rebuild
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         logger.warning("tokenised-data cache %s is damaged (%s); it will be rebuilt", folder, reason)
@@ -140,8 +159,12 @@ def load(cache_dir: str | os.PathLike, key: str) -> PreferenceData | None:
         return None
 
 
-def cached(build: Callable[[], PreferenceData], cache_dir: str | os.PathLike | None,
-           key: str | None, log: Callable[[str], None] = print) -> PreferenceData:
+def cached(
+    build: Callable[[], PreferenceData],
+    cache_dir: str | os.PathLike | None,
+    key: str | None,
+    log: Callable[[str], None] = print,
+) -> PreferenceData:
     """`build()`'s data, read from the cache when `key` was cached, else built and written."""
     if cache_dir is None or key is None:
         return build()

@@ -52,9 +52,11 @@ from .examples import PairExample, UnpairedExample
 PAD, PROMPT, CHOSEN, REJECTED = -1, 0, 1, 2
 
 
-def pad_rows(sequences: Sequence[tuple[Sequence[int] | torch.Tensor, Sequence[int] | torch.Tensor]],
-             pad_token_id: int, device: torch.device | str | None = None
-             ) -> dict[str, torch.Tensor]:
+def pad_rows(
+    sequences: Sequence[tuple[Sequence[int] | torch.Tensor, Sequence[int] | torch.Tensor]],
+    pad_token_id: int,
+    device: torch.device | str | None = None,
+) -> dict[str, torch.Tensor]:
     """Right-pad (prompt, completion) id pairs into the plain layout: `input_ids`,
     `attention_mask` and `completion_mask` [N, L] (L the longest prompt + completion), on
     `device`. Ids may be int sequences or 1-D LongTensors."""
@@ -64,12 +66,15 @@ def pad_rows(sequences: Sequence[tuple[Sequence[int] | torch.Tensor, Sequence[in
     completion_mask = torch.zeros((len(sequences), length), dtype=torch.bool, device=device)
     for i, (prompt, completion) in enumerate(sequences):
         n_prompt, n = len(prompt), len(prompt) + len(completion)
-        input_ids[i, :n] = torch.cat([torch.as_tensor(prompt, dtype=torch.long, device=device),
-                                      torch.as_tensor(completion, dtype=torch.long, device=device)])
+        input_ids[i, :n] = torch.cat(
+            [
+                torch.as_tensor(prompt, dtype=torch.long, device=device),
+                torch.as_tensor(completion, dtype=torch.long, device=device),
+            ]
+        )
         attention_mask[i, :n] = 1
         completion_mask[i, n_prompt:n] = True
-    return {"input_ids": input_ids, "attention_mask": attention_mask,
-            "completion_mask": completion_mask}
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "completion_mask": completion_mask}
 
 
 def _per_example(examples: Sequence[PairExample | UnpairedExample]) -> dict[str, torch.Tensor]:
@@ -89,8 +94,7 @@ def collate_pairs(examples: Sequence[PairExample], pad_token_id: int) -> dict[st
     """Batch B preference pairs into [2B, L] tensors: chosen rows first, then rejected."""
     if not examples:
         raise ValueError("collate_pairs needs at least one example")
-    sequences = ([(e.prompt_ids, e.chosen_ids) for e in examples]
-                 + [(e.prompt_ids, e.rejected_ids) for e in examples])
+    sequences = [(e.prompt_ids, e.chosen_ids) for e in examples] + [(e.prompt_ids, e.rejected_ids) for e in examples]
     return {**pad_rows(sequences, pad_token_id), **_per_example(examples)}
 
 
@@ -112,8 +116,9 @@ def pack_rows(lengths: Sequence[int], budget: int) -> list[list[int]]:
     return sorted((sorted(r) for r in rows), key=lambda r: r[0])
 
 
-def collate_shared_pairs(examples: Sequence[PairExample], pad_token_id: int, *, pack: bool = False,
-                         budget: int | None = None) -> dict[str, torch.Tensor]:
+def collate_shared_pairs(
+    examples: Sequence[PairExample], pad_token_id: int, *, pack: bool = False, budget: int | None = None
+) -> dict[str, torch.Tensor]:
     """Batch B preference pairs into rows ``[prompt | chosen | rejected]`` (see the module
     docstring): the prefix-shared layout, one pair a row ([B, L]), or with `pack` several pairs
     a row up to `budget` tokens; read by `dralign.modeling.logps.pair_logps`."""
@@ -136,19 +141,24 @@ def collate_shared_pairs(examples: Sequence[PairExample], pad_token_id: int, *, 
             if p == 0:
                 raise ValueError(f"example {e.index} has an empty prompt; prefix sharing needs one")
             end = start + p + c + r
-            input_ids[row, start:end] = torch.tensor([*e.prompt_ids, *e.chosen_ids, *e.rejected_ids],
-                                                     dtype=torch.long)
+            input_ids[row, start:end] = torch.tensor([*e.prompt_ids, *e.chosen_ids, *e.rejected_ids], dtype=torch.long)
             attention_mask[row, start:end] = 1
-            segment_ids[row, start:start + p] = PROMPT
-            segment_ids[row, start + p:start + p + c] = CHOSEN
-            segment_ids[row, start + p + c:end] = REJECTED
-            position_ids[row, start:start + p + c] = torch.arange(p + c)
-            position_ids[row, start + p + c:end] = torch.arange(p, p + r)
+            segment_ids[row, start : start + p] = PROMPT
+            segment_ids[row, start + p : start + p + c] = CHOSEN
+            segment_ids[row, start + p + c : end] = REJECTED
+            position_ids[row, start : start + p + c] = torch.arange(p + c)
+            position_ids[row, start + p + c : end] = torch.arange(p, p + r)
             pair_ids[row, start:end] = i
             start = end
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "segment_ids": segment_ids,
-            "position_ids": position_ids, "completion_mask": segment_ids > PROMPT,
-            "pair_ids": pair_ids, **_per_example(examples)}
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "segment_ids": segment_ids,
+        "position_ids": position_ids,
+        "completion_mask": segment_ids > PROMPT,
+        "pair_ids": pair_ids,
+        **_per_example(examples),
+    }
 
 
 def padding_fraction(batch: dict[str, torch.Tensor]) -> float:
@@ -162,8 +172,7 @@ def shared_lengths(examples: Sequence[PairExample]) -> list[int]:
     return [len(e.prompt_ids) + len(e.chosen_ids) + len(e.rejected_ids) for e in examples]
 
 
-def collate_unpaired(examples: Sequence[UnpairedExample], pad_token_id: int
-                     ) -> dict[str, torch.Tensor]:
+def collate_unpaired(examples: Sequence[UnpairedExample], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Batch N unpaired examples into [N, L] tensors plus ``label`` [N]."""
     if not examples:
         raise ValueError("collate_unpaired needs at least one example")
@@ -172,9 +181,17 @@ def collate_unpaired(examples: Sequence[UnpairedExample], pad_token_id: int
     return {**batch, **_per_example(examples)}
 
 
-def batch_indices(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bool = True,
-                  drop_last: bool = False, group_by_length: Sequence[int] | None = None,
-                  mega_batch: int = 50) -> list[list[int]]:
+def batch_indices(
+    n: int,
+    batch_size: int,
+    *,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+    drop_last: bool = False,
+    group_by_length: Sequence[int] | None = None,
+    mega_batch: int = 50,
+) -> list[list[int]]:
     """The batches of one epoch as lists of example indices; a function of (seed, epoch) only.
 
     With `shuffle`, indices are permuted by a generator seeded with (seed, epoch). With
@@ -192,10 +209,14 @@ def batch_indices(n: int, batch_size: int, *, seed: int, epoch: int, shuffle: bo
     if group_by_length is not None:
         lengths = np.asarray(group_by_length)
         chunk = mega_batch * batch_size
-        order = np.concatenate([
-            part[np.argsort(-lengths[part], kind="stable")]
-            for part in np.split(order, range(chunk, n, chunk))]) if n else order
-    batches = [order[i:i + batch_size].tolist() for i in range(0, n, batch_size)]
+        order = (
+            np.concatenate(
+                [part[np.argsort(-lengths[part], kind="stable")] for part in np.split(order, range(chunk, n, chunk))]
+            )
+            if n
+            else order
+        )
+    batches = [order[i : i + batch_size].tolist() for i in range(0, n, batch_size)]
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     if group_by_length is not None and shuffle:

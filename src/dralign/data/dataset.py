@@ -16,8 +16,7 @@ from .collate import collate_pairs, collate_unpaired
 from .examples import PairExample, UnpairedExample
 from .report import DataReport
 
-ID_FIELDS = {"pairs": ("prompt_ids", "chosen_ids", "rejected_ids"),
-             "unpaired": ("prompt_ids", "completion_ids")}
+ID_FIELDS = {"pairs": ("prompt_ids", "chosen_ids", "rejected_ids"), "unpaired": ("prompt_ids", "completion_ids")}
 META_COLUMNS = ("index", "row", "file_id", "weight", "group", "source", "target_prob", "ratio")
 _NAN = float("nan")
 
@@ -95,12 +94,16 @@ class ExampleTable(Sequence):
         if not 0 <= i < self._n:
             raise IndexError(f"example {i} of {self._n}")
         a = self.arrays
-        parts = [tuple(a[f][a[f"{f}.offsets"][i]:a[f"{f}.offsets"][i + 1]].tolist())
-                 for f in self.fields]
-        common = dict(weight=float(a["weight"][i]), group=int(a["group"][i]),
-                      source=int(a["source"][i]), target_prob=_none_if_nan(a["target_prob"][i]),
-                      ratio=_none_if_nan(a["ratio"][i]), row=int(a["row"][i]),
-                      file=self.files[int(a["file_id"][i])])
+        parts = [tuple(a[f][a[f"{f}.offsets"][i] : a[f"{f}.offsets"][i + 1]].tolist()) for f in self.fields]
+        common = dict(
+            weight=float(a["weight"][i]),
+            group=int(a["group"][i]),
+            source=int(a["source"][i]),
+            target_prob=_none_if_nan(a["target_prob"][i]),
+            ratio=_none_if_nan(a["ratio"][i]),
+            row=int(a["row"][i]),
+            file=self.files[int(a["file_id"][i])],
+        )
         if self.kind == "pairs":
             return PairExample(int(a["index"][i]), *parts, **common)
         return UnpairedExample(int(a["index"][i]), *parts, label=bool(a["label"][i]), **common)
@@ -121,14 +124,22 @@ class ExampleTable(Sequence):
 
     def ids(self, field: str, i: int) -> np.ndarray:
         offsets = self.arrays[f"{field}.offsets"]
-        return self.arrays[field][offsets[i]:offsets[i + 1]]
+        return self.arrays[field][offsets[i] : offsets[i + 1]]
 
 
 def columns_as_arrays(meta: dict[str, list]) -> dict[str, np.ndarray]:
     """Metadata lists as typed arrays (floats may hold NaN for None)."""
-    types = {"index": np.int64, "row": np.int64, "file_id": np.int64, "weight": np.float64,
-             "group": np.int64, "source": np.int64, "target_prob": np.float64,
-             "ratio": np.float64, "label": np.bool_}
+    types = {
+        "index": np.int64,
+        "row": np.int64,
+        "file_id": np.int64,
+        "weight": np.float64,
+        "group": np.int64,
+        "source": np.int64,
+        "target_prob": np.float64,
+        "ratio": np.float64,
+        "label": np.bool_,
+    }
     return {name: np.asarray(values, dtype=types[name]) for name, values in meta.items()}
 
 
@@ -169,8 +180,7 @@ class PreferenceData:
             return (t.lengths("prompt_ids") + longest).tolist()
         examples: list[Any] = self.examples  # all PairExample or all UnpairedExample (kind)
         if self.kind == "pairs":
-            return [len(e.prompt_ids) + max(len(e.chosen_ids), len(e.rejected_ids))
-                    for e in examples]
+            return [len(e.prompt_ids) + max(len(e.chosen_ids), len(e.rejected_ids)) for e in examples]
         return [len(e.prompt_ids) + len(e.completion_ids) for e in examples]
 
     def fingerprint(self) -> str:
@@ -195,8 +205,11 @@ class PreferenceData:
             return digest.hexdigest()
         examples: list[Any] = self.examples  # all PairExample or all UnpairedExample (kind)
         for e in examples:
-            parts = ((e.prompt_ids, e.chosen_ids, e.rejected_ids) if self.kind == "pairs"
-                     else (e.prompt_ids, e.completion_ids, (int(e.label),)))
+            parts = (
+                (e.prompt_ids, e.chosen_ids, e.rejected_ids)
+                if self.kind == "pairs"
+                else (e.prompt_ids, e.completion_ids, (int(e.label),))
+            )
             digest.update(np.asarray([e.index, *map(len, parts)], dtype=np.int64).tobytes())
             for ids in parts:
                 digest.update(np.asarray(ids, dtype=np.int64).tobytes())

@@ -42,8 +42,16 @@ class Ids:
         return Ids.of(np.insert(self.flat, ends[missing], eos), self.lengths + missing)
 
 
-BACKEND_METHODS = ("__call__", "_call_one", "encode_plus", "batch_encode_plus", "_encode_plus",
-                    "_batch_encode_plus", "_convert_encoding", "set_truncation_and_padding")
+BACKEND_METHODS = (
+    "__call__",
+    "_call_one",
+    "encode_plus",
+    "batch_encode_plus",
+    "_encode_plus",
+    "_batch_encode_plus",
+    "_convert_encoding",
+    "set_truncation_and_padding",
+)
 
 
 def backend_of(tokenizer) -> Any:

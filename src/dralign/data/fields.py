@@ -54,16 +54,18 @@ def unicode_text(column: str, text: str, what: str = "") -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as err:
-        raise BadField(column, R.INVALID_TEXT, f"{what}not valid Unicode: lone surrogate "
-                       f"{text[err.start]!r} at character {err.start}") from None
+        raise BadField(
+            column,
+            R.INVALID_TEXT,
+            f"{what}not valid Unicode: lone surrogate {text[err.start]!r} at character {err.start}",
+        ) from None
     return text
 
 
 def text_field(data: Mapping[str, Any], column: str) -> str:
     value = required(data, column)
     if not isinstance(value, str):
-        raise BadField(column, R.WRONG_TYPE, f"expected a string, got {type(value).__name__} "
-                                              f"{short(value)}")
+        raise BadField(column, R.WRONG_TYPE, f"expected a string, got {type(value).__name__} {short(value)}")
     if not value.strip():
         raise BadField(column, R.EMPTY, "empty or whitespace-only string")
     return unicode_text(column, value)
@@ -72,14 +74,16 @@ def text_field(data: Mapping[str, Any], column: str) -> str:
 def messages_field(data: Mapping[str, Any], column: str) -> Messages:
     value = required(data, column)
     if not isinstance(value, list):
-        raise BadField(column, R.WRONG_TYPE, f"expected a list of {{role, content}} messages, got "
-                                              f"{type(value).__name__} {short(value)}")
+        raise BadField(
+            column,
+            R.WRONG_TYPE,
+            f"expected a list of {{role, content}} messages, got {type(value).__name__} {short(value)}",
+        )
     if not value:
         raise BadField(column, R.EMPTY, "empty list of messages")
     for i, message in enumerate(value):
         if not isinstance(message, Mapping):
-            raise BadField(column, R.BAD_MESSAGE, f"message {i} is not an object "
-                                                   f"(got {type(message).__name__})")
+            raise BadField(column, R.BAD_MESSAGE, f"message {i} is not an object (got {type(message).__name__})")
         for key in ("role", "content"):
             if not isinstance(message.get(key), str):
                 problem = "has no" if message.get(key) is None else "has a non-string"
@@ -93,8 +97,7 @@ def number_field(data: Mapping[str, Any], column: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise BadField(column, R.WRONG_TYPE, f"expected a number, got {type(value).__name__} "
-                                              f"{short(value)}")
+        raise BadField(column, R.WRONG_TYPE, f"expected a number, got {type(value).__name__} {short(value)}")
     try:
         number = float(value)
     except OverflowError:  # an integer beyond float range
@@ -119,8 +122,7 @@ def name_field(data: Mapping[str, Any], column: str, allow_int: bool) -> str | N
     if isinstance(value, str):
         raise BadField(column, R.EMPTY, "empty or whitespace-only string")
     kind = "a string or an integer" if allow_int else "a string"
-    raise BadField(column, R.WRONG_TYPE, f"expected {kind}, got {type(value).__name__} "
-                                          f"{short(value)}")
+    raise BadField(column, R.WRONG_TYPE, f"expected {kind}, got {type(value).__name__} {short(value)}")
 
 
 def label_field(data: Mapping[str, Any], column: str) -> bool:
@@ -131,8 +133,11 @@ def label_field(data: Mapping[str, Any], column: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
-    raise BadField(column, R.BAD_LABEL, f"label must be boolean-like (true/false or 0/1), "
-                                         f"got {type(value).__name__} {short(value)}")
+    raise BadField(
+        column,
+        R.BAD_LABEL,
+        f"label must be boolean-like (true/false or 0/1), got {type(value).__name__} {short(value)}",
+    )
 
 
 def bounded_field(data: Mapping[str, Any], column: str, name: str) -> float | None:
@@ -141,11 +146,10 @@ def bounded_field(data: Mapping[str, Any], column: str, name: str) -> float | No
     if value is not None and value < 0:
         raise BadField(column, R.OUT_OF_RANGE, f"{name} {value} is negative (must be ≥ 0)")
     if value is not None and value > MAX_WEIGHT:
-        raise BadField(column, R.OUT_OF_RANGE, f"{name} {value:g} is above the maximum "
-                                                f"{MAX_WEIGHT:g}")
+        raise BadField(column, R.OUT_OF_RANGE, f"{name} {value:g} is above the maximum {MAX_WEIGHT:g}")
     return value
 
 
 def short(value: Any, limit: int = 40) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."

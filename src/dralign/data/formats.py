@@ -52,9 +52,24 @@ from .loading import Row, rows_from_records
 from .report import BadRow, DataError
 
 __all__ = [  # column_value, MAX_WEIGHT, Messages and Text live in data/fields.py
-    "FORMATS", "HH_ASSISTANT_MARKER", "MAX_WEIGHT", "PAIR_FORMATS", "ColumnMap", "Extras", "Messages",
-    "PairRecord", "Text", "UnpairedRecord", "as_rows", "bad_row", "check_columns", "column_value",
-    "detect_format", "split_implicit_conversation", "split_implicit_prompt", "validate_pairs",
+    "FORMATS",
+    "HH_ASSISTANT_MARKER",
+    "MAX_WEIGHT",
+    "PAIR_FORMATS",
+    "ColumnMap",
+    "Extras",
+    "Messages",
+    "PairRecord",
+    "Text",
+    "UnpairedRecord",
+    "as_rows",
+    "bad_row",
+    "check_columns",
+    "column_value",
+    "detect_format",
+    "split_implicit_conversation",
+    "split_implicit_prompt",
+    "validate_pairs",
     "validate_unpaired",
 ]
 
@@ -138,9 +153,7 @@ class UnpairedRecord:
     line: int | None
 
 
-
-def bad_row(row: Row | PairRecord | UnpairedRecord, field: str | None, reason: str,
-            detail: str) -> BadRow:
+def bad_row(row: Row | PairRecord | UnpairedRecord, field: str | None, reason: str, detail: str) -> BadRow:
     """A BadRow located at `row` (a raw Row or a validated record)."""
     index = row.index if isinstance(row, Row) else row.row
     return BadRow(row.file, index, row.line, field, reason, detail)
@@ -148,10 +161,10 @@ def bad_row(row: Row | PairRecord | UnpairedRecord, field: str | None, reason: s
 
 # --------------------------------------------------------------------------- detection
 
+
 def _present(rows: Sequence[Row], column: str) -> bool:
     """Whether any readable row has `column` (even holding null)."""
-    return any(row.data is not None and column_value(row.data, column, _MISSING) is not _MISSING
-               for row in rows)
+    return any(row.data is not None and column_value(row.data, column, _MISSING) is not _MISSING for row in rows)
 
 
 def _columns_seen(rows: Sequence[Row]) -> list[str]:
@@ -173,8 +186,9 @@ def detect_format(rows: Sequence[Row], columns: ColumnMap | None = None) -> str:
     if _present(rows, cols.completion) and _present(rows, cols.label):
         return "unpaired"
     if _present(rows, cols.chosen) and _present(rows, cols.rejected):
-        first_chosen = next((v for v in (column_value(r.data, cols.chosen) for r in rows
-                                         if r.data is not None) if v is not None), None)
+        first_chosen = next(
+            (v for v in (column_value(r.data, cols.chosen) for r in rows if r.data is not None) if v is not None), None
+        )
         if isinstance(first_chosen, list):
             return "conversational"
         return "explicit" if _present(rows, cols.prompt) else "implicit"
@@ -184,12 +198,16 @@ def detect_format(rows: Sequence[Row], columns: ColumnMap | None = None) -> str:
         f"expected '{cols.chosen}' and '{cols.rejected}' (with or without '{cols.prompt}') for "
         f"pairs, or '{cols.prompt}', '{cols.completion}', '{cols.label}' for unpaired data. Name "
         f"the columns with --prompt-column, --chosen-column, --rejected-column (unpaired: "
-        f"--completion-column, --label-column), or set --format.")
+        f"--completion-column, --label-column), or set --format."
+    )
 
 
-_REQUIRED = {"explicit": ("prompt", "chosen", "rejected"), "implicit": ("chosen", "rejected"),
-             "conversational": ("chosen", "rejected"),
-             "unpaired": ("prompt", "completion", "label")}
+_REQUIRED = {
+    "explicit": ("prompt", "chosen", "rejected"),
+    "implicit": ("chosen", "rejected"),
+    "conversational": ("chosen", "rejected"),
+    "unpaired": ("prompt", "completion", "label"),
+}
 _OPTIONAL = ("weight", "group", "source", "target_prob", "ratio")
 
 
@@ -200,8 +218,7 @@ def check_columns(rows: Sequence[Row], fmt: str, columns: ColumnMap | None = Non
     readable = [r for r in rows if r.data is not None]
     if not readable:
         return
-    used = (("prompt", "completion", "label") if fmt == "unpaired"
-            else ("prompt", "chosen", "rejected")) + _OPTIONAL
+    used = (("prompt", "completion", "label") if fmt == "unpaired" else ("prompt", "chosen", "rejected")) + _OPTIONAL
     for field_name in used:
         column = getattr(cols, field_name)
         named = column != getattr(defaults, field_name)
@@ -209,28 +226,31 @@ def check_columns(rows: Sequence[Row], fmt: str, columns: ColumnMap | None = Non
             raise DataError(
                 f"{readable[0].file}: no row has the column {column!r} ({fmt} format's "
                 f"{field_name}, named with {ColumnMap.flag(field_name)}); the rows have columns "
-                f"{_columns_seen(readable)[:20]}")
+                f"{_columns_seen(readable)[:20]}"
+            )
 
 
 def _extras(data: Mapping[str, Any], cols: ColumnMap) -> Extras:
     weight = bounded_field(data, cols.weight, "weight")
     target_prob = number_field(data, cols.target_prob)
     if target_prob is not None and not 0 <= target_prob <= 1:
-        raise BadField(cols.target_prob, R.OUT_OF_RANGE,
-                       f"target_prob {target_prob} is outside [0, 1]")
+        raise BadField(cols.target_prob, R.OUT_OF_RANGE, f"target_prob {target_prob} is outside [0, 1]")
     ratio = bounded_field(data, cols.ratio, "ratio")
     # Both may be given (`dralign ratio fit` writes both): the ratio is used, target_prob is
     # kept for reference.
-    return Extras(weight=1.0 if weight is None else weight,
-                  group=name_field(data, cols.group, allow_int=True),
-                  source=name_field(data, cols.source, allow_int=False),
-                  target_prob=target_prob, ratio=ratio)
+    return Extras(
+        weight=1.0 if weight is None else weight,
+        group=name_field(data, cols.group, allow_int=True),
+        source=name_field(data, cols.source, allow_int=False),
+        target_prob=target_prob,
+        ratio=ratio,
+    )
 
 
 # --------------------------------------------------------------------------- implicit prompts
 
-def split_implicit_prompt(chosen: str, rejected: str,
-                          marker: str = HH_ASSISTANT_MARKER) -> tuple[str, str, str] | None:
+
+def split_implicit_prompt(chosen: str, rejected: str, marker: str = HH_ASSISTANT_MARKER) -> tuple[str, str, str] | None:
     """Split two full texts into (prompt, chosen completion, rejected completion).
 
     The prompt is their common prefix cut back to the end of the last `marker` in it (HH's
@@ -251,8 +271,7 @@ def split_implicit_prompt(chosen: str, rejected: str,
     return chosen[:cut], chosen[cut:], rejected[cut:]
 
 
-def split_implicit_conversation(chosen: Messages, rejected: Messages
-                                ) -> tuple[Messages, Messages, Messages] | None:
+def split_implicit_conversation(chosen: Messages, rejected: Messages) -> tuple[Messages, Messages, Messages] | None:
     """Split two conversations into (shared prompt messages, chosen tail, rejected tail).
 
     The prompt is the longest run of identical leading messages, cut back so that both tails
@@ -261,8 +280,9 @@ def split_implicit_conversation(chosen: Messages, rejected: Messages
     k = 0
     while k < min(len(chosen), len(rejected)) and chosen[k] == rejected[k]:
         k += 1
-    while k > 0 and not (k < len(chosen) and k < len(rejected)
-                         and chosen[k]["role"] == rejected[k]["role"] == "assistant"):
+    while k > 0 and not (
+        k < len(chosen) and k < len(rejected) and chosen[k]["role"] == rejected[k]["role"] == "assistant"
+    ):
         k -= 1
     if k == 0:
         return None
@@ -271,6 +291,7 @@ def split_implicit_conversation(chosen: Messages, rejected: Messages
 
 # --------------------------------------------------------------------------- validation
 
+
 def as_rows(rows: Sequence[Row] | Sequence[Mapping[str, Any]]) -> list[Row]:
     """Accept rows from `load_rows` or plain dicts (wrapped as rows of ``<memory>``)."""
     given = list(rows)
@@ -278,10 +299,13 @@ def as_rows(rows: Sequence[Row] | Sequence[Mapping[str, Any]]) -> list[Row]:
     return read if len(read) == len(given) else rows_from_records(given)
 
 
-def validate_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
-                   format: str | None = None, columns: ColumnMap | Mapping[str, str] | None = None,
-                   marker: str = HH_ASSISTANT_MARKER
-                   ) -> tuple[str, list[PairRecord], list[BadRow]]:
+def validate_pairs(
+    rows: Sequence[Row] | Sequence[Mapping[str, Any]],
+    *,
+    format: str | None = None,
+    columns: ColumnMap | Mapping[str, str] | None = None,
+    marker: str = HH_ASSISTANT_MARKER,
+) -> tuple[str, list[PairRecord], list[BadRow]]:
     """Validate preference rows: returns (format, valid records, bad rows), in row order.
 
     `format` is detected when None (see `detect_format`); `marker` is the assistant marker
@@ -290,9 +314,10 @@ def validate_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     fmt = format or detect_format(rows, cols)
     if fmt not in PAIR_FORMATS:
-        raise ValueError(f"format {fmt!r} is not a preference-pair format {PAIR_FORMATS}"
-                         + ("; use tokenize_unpaired for unpaired data" if fmt == "unpaired"
-                            else ""))
+        raise ValueError(
+            f"format {fmt!r} is not a preference-pair format {PAIR_FORMATS}"
+            + ("; use tokenize_unpaired for unpaired data" if fmt == "unpaired" else "")
+        )
     check_columns(rows, fmt, cols)
     records: list[PairRecord] = []
     bad: list[BadRow] = []
@@ -304,9 +329,9 @@ def validate_pairs(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
     return fmt, records, bad
 
 
-def validate_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
-                      columns: ColumnMap | Mapping[str, str] | None = None
-                      ) -> tuple[list[UnpairedRecord], list[BadRow]]:
+def validate_unpaired(
+    rows: Sequence[Row] | Sequence[Mapping[str, Any]], *, columns: ColumnMap | Mapping[str, str] | None = None
+) -> tuple[list[UnpairedRecord], list[BadRow]]:
     """Validate unpaired rows (prompt, completion, label): returns (records, bad rows)."""
     rows, cols = as_rows(rows), ColumnMap.of(columns)
     check_columns(rows, "unpaired", cols)
@@ -315,10 +340,17 @@ def validate_unpaired(rows: Sequence[Row] | Sequence[Mapping[str, Any]], *,
     for row in rows:
         try:
             data = _check_readable(row)
-            records.append(UnpairedRecord(
-                prompt=text_field(data, cols.prompt), completion=text_field(data, cols.completion),
-                label=label_field(data, cols.label), extras=_extras(data, cols),
-                file=row.file, row=row.index, line=row.line))
+            records.append(
+                UnpairedRecord(
+                    prompt=text_field(data, cols.prompt),
+                    completion=text_field(data, cols.completion),
+                    label=label_field(data, cols.label),
+                    extras=_extras(data, cols),
+                    file=row.file,
+                    row=row.index,
+                    line=row.line,
+                )
+            )
         except BadField as err:
             bad.append(bad_row(row, err.field, err.reason, err.detail))
     return records, bad
@@ -343,28 +375,51 @@ def _validate_pair(row: Row, fmt: str, cols: ColumnMap, marker: str) -> PairReco
         chosen, rejected = text_field(data, cols.chosen), text_field(data, cols.rejected)
     if chosen == rejected:
         raise BadField(cols.rejected, R.CHOSEN_EQUALS_REJECTED, "chosen and rejected are identical")
-    has_prompt = fmt == "explicit" or (conversational
-                                       and column_value(data, cols.prompt) is not None)
+    has_prompt = fmt == "explicit" or (conversational and column_value(data, cols.prompt) is not None)
     if has_prompt:
         prompt = messages_field(data, cols.prompt) if conversational else text_field(data, cols.prompt)
     else:
         split = _split_implicit(chosen, rejected, marker)
         if split is None:
-            raise BadField(cols.chosen, R.NO_SHARED_PROMPT, "chosen and rejected share no usable "
-                           "prompt prefix" + (" (no common messages before an assistant turn)"
-                                              if conversational else
-                                              f" (none, or none ending with {marker!r})"))
+            raise BadField(
+                cols.chosen,
+                R.NO_SHARED_PROMPT,
+                "chosen and rejected share no usable "
+                "prompt prefix"
+                + (
+                    " (no common messages before an assistant turn)"
+                    if conversational
+                    else f" (none, or none ending with {marker!r})"
+                ),
+            )
         prompt, chosen, rejected = split
     for column, completion in ((cols.chosen, chosen), (cols.rejected, rejected)):
         if isinstance(completion, list) and not any(m["role"] == "assistant" for m in completion):
             roles = ", ".join(sorted({m["role"] for m in completion}))
-            raise BadField(column, R.BAD_MESSAGE, f"the response has no 'assistant' message (roles: "
-                           f"{short(roles)}); a response is what the assistant says")
+            raise BadField(
+                column,
+                R.BAD_MESSAGE,
+                f"the response has no 'assistant' message (roles: "
+                f"{short(roles)}); a response is what the assistant says",
+            )
         if not _content(completion).strip():
-            raise BadField(column, R.EMPTY, "empty completion" + ("" if has_prompt else
-                           " after removing the shared prompt (the text is only the prompt)"))
-    return PairRecord(prompt, chosen, rejected, _extras(data, cols), row.file, row.index,
-                      row.line, conversational, implicit_prompt=not has_prompt)
+            raise BadField(
+                column,
+                R.EMPTY,
+                "empty completion"
+                + ("" if has_prompt else " after removing the shared prompt (the text is only the prompt)"),
+            )
+    return PairRecord(
+        prompt,
+        chosen,
+        rejected,
+        _extras(data, cols),
+        row.file,
+        row.index,
+        row.line,
+        conversational,
+        implicit_prompt=not has_prompt,
+    )
 
 
 def _split_implicit(chosen: Text, rejected: Text, marker: str) -> tuple[Text, Text, Text] | None:

@@ -74,8 +74,9 @@ def rows_from_records(records: Iterable[Any], file: str = "<memory>") -> list[Ro
     return [_row(record, file, i) for i, record in enumerate(records)]
 
 
-def load_rows(source: str | os.PathLike, *, subset: str | None = None,
-              split: str = "train", progress: bool = False) -> list[Row]:
+def load_rows(
+    source: str | os.PathLike, *, subset: str | None = None, split: str = "train", progress: bool = False
+) -> list[Row]:
     """Read every row of `source` (a file, a saved dataset folder or a Hub dataset name).
 
     See the module docstring for the formats. Raises DataError when the source as a whole
@@ -113,9 +114,11 @@ def _file_kind(path: Path) -> tuple[str, bool]:
     for suffix in FILE_SUFFIXES:
         if name.endswith(suffix):
             return suffix, compressed
-    raise DataError(f"{path}: unsupported file type; expected one of "
-                    f"{', '.join(FILE_SUFFIXES)} (optionally .gz), a save_to_disk folder, "
-                    f"or a Hub dataset name")
+    raise DataError(
+        f"{path}: unsupported file type; expected one of "
+        f"{', '.join(FILE_SUFFIXES)} (optionally .gz), a save_to_disk folder, "
+        f"or a Hub dataset name"
+    )
 
 
 def _load_file(path: Path, progress: bool = False) -> list[Row]:
@@ -123,12 +126,11 @@ def _load_file(path: Path, progress: bool = False) -> list[Row]:
     file = str(path)
     if suffix == ".jsonl":  # streamed: never the whole file and its list of lines at once
         size = path.stat().st_size
-        with progress_bar(f"reading {path.name}", size, progress and size > PROGRESS_BYTES,
-                          bytes=True) as advance:
+        with progress_bar(f"reading {path.name}", size, progress and size > PROGRESS_BYTES, bytes=True) as advance:
             return _parse_jsonl(_lines(path, compressed, advance), file)
     raw = _decompress(path.read_bytes(), file) if compressed else path.read_bytes()
     if suffix != ".parquet" and raw.startswith(UTF8_BOM):  # some editors write one
-        raw = raw[len(UTF8_BOM):]
+        raw = raw[len(UTF8_BOM) :]
     if suffix == ".json":
         return _parse_json(raw, file, compressed)
     if suffix == ".parquet":
@@ -141,11 +143,13 @@ def _decompress(raw: bytes, file: str) -> bytes:
     try:
         return gzip.decompress(raw)
     except EOFError as err:
-        raise DataError(f"{file}: the gzip data is truncated ({err}); the file is incomplete, "
-                        f"download or compress it again") from None
+        raise DataError(
+            f"{file}: the gzip data is truncated ({err}); the file is incomplete, download or compress it again"
+        ) from None
     except (OSError, zlib.error) as err:  # BadGzipFile (not gzip, CRC) is an OSError
-        raise DataError(f"{file}: cannot decompress: {err} (a .gz name needs gzip data; "
-                        f"rename the file if it is not compressed)") from None
+        raise DataError(
+            f"{file}: cannot decompress: {err} (a .gz name needs gzip data; rename the file if it is not compressed)"
+        ) from None
 
 
 def _decode(raw: bytes, file: str, compressed: bool) -> str:
@@ -155,12 +159,15 @@ def _decode(raw: bytes, file: str, compressed: bool) -> str:
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1
         where = " of the decompressed data" if compressed else ""
-        raise DataError(f"{file}: not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset "
-                        f"{err.start}{where} (line {line}); save the file as UTF-8") from None
+        raise DataError(
+            f"{file}: not valid UTF-8: byte 0x{raw[err.start]:02x} at byte offset "
+            f"{err.start}{where} (line {line}); save the file as UTF-8"
+        ) from None
 
 
 def _parse_parquet(raw: bytes, file: str) -> list[Row]:
     import pyarrow.parquet as pq
+
     try:
         records = pq.read_table(io.BytesIO(raw)).to_pylist()
     except Exception as err:  # ArrowInvalid, OSError, ...: the file as a whole is unreadable
@@ -170,6 +177,7 @@ def _parse_parquet(raw: bytes, file: str) -> list[Row]:
 
 def _parse_csv(raw: bytes, file: str, compressed: bool) -> list[Row]:
     import pyarrow.csv as pcsv
+
     # pyarrow would read a column with a non-UTF-8 byte as binary: every cell would be bytes.
     _decode(raw, file, compressed)
     try:
@@ -181,8 +189,14 @@ def _parse_csv(raw: bytes, file: str, compressed: bool) -> list[Row]:
 
 def _row(record: Any, file: str, index: int, line: int | None = None) -> Row:
     if not isinstance(record, Mapping):
-        return Row(None, file, index, line, error=f"row is not an object "
-                   f"(got {type(record).__name__})", error_reason=NOT_AN_OBJECT)
+        return Row(
+            None,
+            file,
+            index,
+            line,
+            error=f"row is not an object (got {type(record).__name__})",
+            error_reason=NOT_AN_OBJECT,
+        )
     return Row(dict(record), file, index, line)
 
 
@@ -201,7 +215,7 @@ def _lines(path: Path, compressed: bool, advance=lambda n: None) -> Iterator[byt
     DataError naming the file when the gzip data is truncated or not gzip."""
     file = str(path)
     try:
-        with open(path, "rb") as raw, (gzip.open(raw) if compressed else raw) as fh:
+        with open(path, "rb") as raw, gzip.open(raw) if compressed else raw as fh:
             carry = fh.read(len(UTF8_BOM))
             if carry == UTF8_BOM:  # some editors write one
                 carry = b""
@@ -221,13 +235,15 @@ def _lines(path: Path, compressed: bool, advance=lambda n: None) -> Iterator[byt
             if carry:
                 yield carry.rstrip(b"\r\n")
     except EOFError as err:
-        raise DataError(f"{file}: the gzip data is truncated ({err}); the file is incomplete, "
-                        f"download or compress it again") from None
+        raise DataError(
+            f"{file}: the gzip data is truncated ({err}); the file is incomplete, download or compress it again"
+        ) from None
     except (OSError, zlib.error) as err:  # BadGzipFile (not gzip, CRC) is an OSError
         if not compressed:
             raise
-        raise DataError(f"{file}: cannot decompress: {err} (a .gz name needs gzip data; "
-                        f"rename the file if it is not compressed)") from None
+        raise DataError(
+            f"{file}: cannot decompress: {err} (a .gz name needs gzip data; rename the file if it is not compressed)"
+        ) from None
 
 
 def _parse_jsonl(lines: Iterable[bytes], file: str) -> list[Row]:
@@ -239,19 +255,35 @@ def _parse_jsonl(lines: Iterable[bytes], file: str) -> list[Row]:
         try:
             line = line_bytes.decode("utf-8")
         except UnicodeDecodeError as err:  # one bad line is one bad row, not a bad file
-            rows.append(Row(None, file, index, line_no, error=f"not valid UTF-8: byte "
-                            f"0x{line_bytes[err.start]:02x} at byte {err.start + 1} of the line",
-                            error_reason=INVALID_UTF8))
+            rows.append(
+                Row(
+                    None,
+                    file,
+                    index,
+                    line_no,
+                    error=f"not valid UTF-8: byte 0x{line_bytes[err.start]:02x} at byte {err.start + 1} of the line",
+                    error_reason=INVALID_UTF8,
+                )
+            )
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            rows.append(Row(None, file, index, line_no, error=f"invalid JSON: {err.msg} "
-                            f"(column {err.colno})", error_reason=INVALID_JSON))
+            rows.append(
+                Row(
+                    None,
+                    file,
+                    index,
+                    line_no,
+                    error=f"invalid JSON: {err.msg} (column {err.colno})",
+                    error_reason=INVALID_JSON,
+                )
+            )
             continue
         except (ValueError, RecursionError) as err:  # e.g. a 5000-digit integer, 10^5 nested [
-            rows.append(Row(None, file, index, line_no, error=f"invalid JSON: {_first_line(err)}",
-                            error_reason=INVALID_JSON))
+            rows.append(
+                Row(None, file, index, line_no, error=f"invalid JSON: {_first_line(err)}", error_reason=INVALID_JSON)
+            )
             continue
         rows.append(_row(record, file, index, line_no))
     return rows
@@ -266,32 +298,33 @@ def _parse_json(raw: bytes, file: str, compressed: bool = False) -> list[Row]:
     try:
         content = json.loads(text)
     except json.JSONDecodeError as err:
-        raise DataError(f"{file}: invalid JSON at line {err.lineno}, column {err.colno}: "
-                        f"{err.msg}") from err
+        raise DataError(f"{file}: invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
     except (ValueError, RecursionError) as err:
         raise DataError(f"{file}: invalid JSON: {_first_line(err)}") from None
     if isinstance(content, dict):
         key = next((k for k in ("data", "rows") if isinstance(content.get(k), list)), None)
         if key is None:
-            raise DataError(f"{file}: a .json file must hold a list of rows or an object with "
-                            f"a 'data' or 'rows' list; found keys {sorted(content)[:10]}")
+            raise DataError(
+                f"{file}: a .json file must hold a list of rows or an object with "
+                f"a 'data' or 'rows' list; found keys {sorted(content)[:10]}"
+            )
         content = content[key]
     if not isinstance(content, list):
-        raise DataError(f"{file}: a .json file must hold a list of rows, "
-                        f"got {type(content).__name__}")
+        raise DataError(f"{file}: a .json file must hold a list of rows, got {type(content).__name__}")
     return rows_from_records(content, file)
 
 
 def _load_saved_dataset(path: Path, split: str) -> list[Row]:
     if not ((path / "dataset_dict.json").exists() or (path / "state.json").exists()):
-        raise DataError(f"{path}: a folder must be written by datasets' save_to_disk "
-                        f"(no dataset_dict.json or state.json in it)")
+        raise DataError(
+            f"{path}: a folder must be written by datasets' save_to_disk (no dataset_dict.json or state.json in it)"
+        )
     import datasets
+
     try:
         loaded = datasets.load_from_disk(str(path))
     except Exception as err:  # a damaged folder: missing or corrupt Arrow files
-        raise DataError(f"{path}: cannot read the saved dataset: {type(err).__name__}: "
-                        f"{_first_line(err)}") from None
+        raise DataError(f"{path}: cannot read the saved dataset: {type(err).__name__}: {_first_line(err)}") from None
     file = str(path)
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
@@ -302,10 +335,12 @@ def _load_saved_dataset(path: Path, split: str) -> list[Row]:
 
 def _load_hub(name: str, subset: str | None, split: str) -> list[Row]:
     import datasets
+
     try:
         loaded = datasets.load_dataset(name, subset, split=split)
     except Exception as err:
-        raise DataError(f"{name!r} is neither an existing file or folder nor a loadable Hub "
-                        f"dataset ({type(err).__name__}: {err})") from err
+        raise DataError(
+            f"{name!r} is neither an existing file or folder nor a loadable Hub dataset ({type(err).__name__}: {err})"
+        ) from err
     file = name + (f"/{subset}" if subset else "") + f"[{split}]"
     return rows_from_records(loaded, file)

@@ -33,8 +33,9 @@ def _name_order(name: str) -> tuple:
     return (0, int(name), "") if text.isdigit() else (1, 0, name)
 
 
-def number_names(known: Sequence[str], new: Iterable[object], *,
-                 extend: bool = True) -> tuple[list[str], dict[str, int]]:
+def number_names(
+    known: Sequence[str], new: Iterable[object], *, extend: bool = True
+) -> tuple[list[str], dict[str, int]]:
     """(names, name → id): `known` keep their ids 0..k−1; the other names among `new` (None
     skipped; values compared as ``str``) follow in `_name_order`, or, with `extend=False`,
     get no id (the caller reads a missing name as "no group")."""
@@ -51,14 +52,17 @@ def has_weights(examples: Sequence[RowMeta]) -> bool:
     return any(e.weight != 1.0 for e in examples)
 
 
-def require_groups(examples: Sequence[RowMeta], group_names: Sequence[str], *,
-                   column: str = "group", method: str = "the method") -> int:
+def require_groups(
+    examples: Sequence[RowMeta], group_names: Sequence[str], *, column: str = "group", method: str = "the method"
+) -> int:
     """The number of groups; DataError naming the first row without a group."""
     missing = [e for e in examples if e.group < 0]
     if missing:
         e = missing[0]
-        raise DataError(f"{e.file} row {e.row}: field '{column}': {method} needs a group for every "
-                        f"row ({len(missing)} rows lack one)")
+        raise DataError(
+            f"{e.file} row {e.row}: field '{column}': {method} needs a group for every "
+            f"row ({len(missing)} rows lack one)"
+        )
     return len(group_names)
 
 
@@ -70,8 +74,9 @@ def target_prior(target_probs: Iterable[float]) -> float:
         raise DataError("target_prob: a value is not in [0, 1]")
     prior = sum(values) / len(values) if values else 0.0
     if not prior > 0:
-        raise DataError("target_prob averages to 0 over the training rows: no target rows, so "
-                        "no density ratio can be formed")
+        raise DataError(
+            "target_prob averages to 0 over the training rows: no target rows, so no density ratio can be formed"
+        )
     return prior
 
 
@@ -82,13 +87,16 @@ def row_ratio(ratio: float | None, target_prob: float | None, prior: float | Non
     if target_prob is None:
         return None
     if prior is None:
-        raise DataError("a row gives target_prob but no target prior is known (the training rows "
-                        "give ratios only); give this data a ratio column too")
+        raise DataError(
+            "a row gives target_prob but no target prior is known (the training rows "
+            "give ratios only); give this data a ratio column too"
+        )
     return float(target_prob) / prior
 
 
-def density_ratios(examples: Sequence[RowMeta], prior: float | None = None, *,
-                   column: str = "ratio") -> tuple[torch.Tensor, float | None]:
+def density_ratios(
+    examples: Sequence[RowMeta], prior: float | None = None, *, column: str = "ratio"
+) -> tuple[torch.Tensor, float | None]:
     """(h [n] float32, π_T) for DoRA: per row `row_ratio`.
 
     `prior` None: these are training rows, and π_T is estimated from those that give a
@@ -100,9 +108,11 @@ def density_ratios(examples: Sequence[RowMeta], prior: float | None = None, *,
     missing = [e for e in examples if e.ratio is None and e.target_prob is None]
     if missing:
         e = missing[0]
-        raise DataError(f"{e.file} row {e.row}: the method needs a density ratio per row (`ratio` "
-                        f"or `target_prob` column; see `dralign ratio fit`); {len(missing)} rows "
-                        "lack both")
+        raise DataError(
+            f"{e.file} row {e.row}: the method needs a density ratio per row (`ratio` "
+            f"or `target_prob` column; see `dralign ratio fit`); {len(missing)} rows "
+            "lack both"
+        )
     # held-out rows keep the training π_T: the prior is a property of the training mixture
     training = prior is None
     if prior is None and any(e.ratio is None for e in examples):
@@ -113,6 +123,8 @@ def density_ratios(examples: Sequence[RowMeta], prior: float | None = None, *,
     if not all(math.isfinite(x) for x in h):
         raise DataError("a density ratio is not finite")
     if training and h and not any(h):  # DoRA's loss and gradient would be 0 at every step
-        raise DataError(f"{examples[0].file}: column '{column}': every row's density ratio is 0, "
-                        "so every weight is 0 and nothing would train (see `dralign ratio fit`)")
+        raise DataError(
+            f"{examples[0].file}: column '{column}': every row's density ratio is 0, "
+            "so every weight is 0 and nothing would train (see `dralign ratio fit`)"
+        )
     return torch.tensor(h, dtype=torch.float32), prior

@@ -28,8 +28,17 @@ from .loading import Row, load_rows
 if TYPE_CHECKING:
     from .dataset import PreferenceData
 
-__all__ = ["Columns", "ReadOptions", "Source", "Truncation", "cache_key", "load_pairs",
-           "load_preference_data", "load_unpaired", "SharingOption"]
+__all__ = [
+    "Columns",
+    "ReadOptions",
+    "Source",
+    "Truncation",
+    "cache_key",
+    "load_pairs",
+    "load_preference_data",
+    "load_unpaired",
+    "SharingOption",
+]
 
 Columns = ColumnMap  # one class for the column names; `Columns` is its name among the options
 
@@ -46,9 +55,13 @@ class Truncation:
 
     def kwargs(self) -> dict:
         """The keywords of `tokenize_pairs` / `tokenize_unpaired` these settings are."""
-        return {"max_length": self.max_length, "max_prompt_length": self.max_prompt_length,
-                "truncation_side": self.side, "long_prompts": self.long_prompts,
-                "add_eos": self.add_eos}
+        return {
+            "max_length": self.max_length,
+            "max_prompt_length": self.max_prompt_length,
+            "truncation_side": self.side,
+            "long_prompts": self.long_prompts,
+            "add_eos": self.add_eos,
+        }
 
 
 @dataclass(frozen=True)
@@ -87,9 +100,16 @@ class ReadOptions:
     target_prob_column: str = option("target_prob", "optional column of P(target | x, y) (dora)")
     ratio_column: str = option("ratio", "optional column of density ratios h (dora)")
     max_length: int = option(512, "max tokens of prompt + completion", Range(2))
-    max_prompt_length: int | None = option(None, "max prompt tokens; unset, a prompt is cut only when it leaves no room for its completion (>= --max-length tokens), and then to half of --max-length", Range(1))
+    max_prompt_length: int | None = option(
+        None,
+        "max prompt tokens; unset, a prompt is cut only when it leaves no room for its completion (>= --max-length tokens), and then to half of --max-length",
+        Range(1),
+    )
     truncation_side: Literal["left", "right"] = option("left", "which side of a long prompt to cut")
-    long_prompts: Literal["cut", "strict"] = option("cut", "a prompt that leaves no room for the completion: cut it to --max-prompt-length (default half of --max-length) and count it, or refuse the row (strict)")
+    long_prompts: Literal["cut", "strict"] = option(
+        "cut",
+        "a prompt that leaves no room for the completion: cut it to --max-prompt-length (default half of --max-length) and count it, or refuse the row (strict)",
+    )
     on_bad_row: Literal["error", "skip"] = option("error", "what to do with invalid rows")
 
     def columns(self) -> Columns:
@@ -110,39 +130,84 @@ class ReadOptions:
 class SharingOption:
     """The batch layout of scored pairs (train's data section and eval's carry it)."""
 
-    prefix_sharing: Literal["auto", "on", "off"] = option("auto", "score chosen and rejected in one sequence [prompt | chosen | rejected] with a 4-D attention mask, so the prompt is computed once (same log-probs up to float rounding); auto = on for paired objectives when the model supports it and the prompts are long enough to pay (never for WDPO's penalty)")
+    prefix_sharing: Literal["auto", "on", "off"] = option(
+        "auto",
+        "score chosen and rejected in one sequence [prompt | chosen | rejected] with a 4-D attention mask, so the prompt is computed once (same log-probs up to float rounding); auto = on for paired objectives when the model supports it and the prompts are long enough to pay (never for WDPO's penalty)",
+    )
 
 
-def cache_key(source: Source, tokenizer, columns: Columns, truncation: Truncation, on_bad_row: str,
-              *, format: str | None = None, unpaired: bool = False, **part) -> str | None:
+def cache_key(
+    source: Source,
+    tokenizer,
+    columns: Columns,
+    truncation: Truncation,
+    on_bad_row: str,
+    *,
+    format: str | None = None,
+    unpaired: bool = False,
+    **part,
+) -> str | None:
     """The tokenised-data cache key of reading `source` with these options (None: the source
     cannot be cached); `part` adds what else the caller's result depends on (a held-out split's
     fraction and seed, the training set's group names)."""
-    settings = {"columns": dataclasses.asdict(columns), "truncation": dataclasses.asdict(truncation),
-                "on_bad_row": on_bad_row, "format": format, "unpaired": unpaired,
-                "subset": source.subset, "split": source.split, **part}
+    settings = {
+        "columns": dataclasses.asdict(columns),
+        "truncation": dataclasses.asdict(truncation),
+        "on_bad_row": on_bad_row,
+        "format": format,
+        "unpaired": unpaired,
+        "subset": source.subset,
+        "split": source.split,
+        **part,
+    }
     from . import cache  # numpy: not for `dralign train --help`
 
     return cache.fingerprint(source.path, tokenizer, settings)
 
 
-def _tokenize(rows: Sequence[Row], tokenizer, columns: Columns, truncation: Truncation, on_bad_row: str,
-              format: str | None, like: PreferenceData | None, progress: bool) -> PreferenceData:
+def _tokenize(
+    rows: Sequence[Row],
+    tokenizer,
+    columns: Columns,
+    truncation: Truncation,
+    on_bad_row: str,
+    format: str | None,
+    like: PreferenceData | None,
+    progress: bool,
+) -> PreferenceData:
     from .tokenize import tokenize_pairs, tokenize_unpaired
 
     names: dict[str, Any] = {"groups": like.group_names, "sources": like.source_names} if like is not None else {}
     format = None if format == "auto" else format
     if format == "unpaired":
-        return tokenize_unpaired(rows, tokenizer, columns=columns, on_bad_row=on_bad_row,
-                                 progress=progress, **names, **truncation.kwargs())
-    return tokenize_pairs(rows, tokenizer, format=format, columns=columns, on_bad_row=on_bad_row,
-                          progress=progress, **names, **truncation.kwargs())
+        return tokenize_unpaired(
+            rows, tokenizer, columns=columns, on_bad_row=on_bad_row, progress=progress, **names, **truncation.kwargs()
+        )
+    return tokenize_pairs(
+        rows,
+        tokenizer,
+        format=format,
+        columns=columns,
+        on_bad_row=on_bad_row,
+        progress=progress,
+        **names,
+        **truncation.kwargs(),
+    )
 
 
-def load_pairs(source: Source | str | os.PathLike | Sequence[Row], tokenizer, columns: Columns = Columns(),  # noqa: B008 (frozen)
-               truncation: Truncation = Truncation(), on_bad_row: str = "error", *,
-               format: str | None = None, like: PreferenceData | None = None, cache_dir=None,
-               progress: bool = False, log=print) -> PreferenceData:
+def load_pairs(
+    source: Source | str | os.PathLike | Sequence[Row],
+    tokenizer,
+    columns: Columns = Columns(),  # noqa: B008 (frozen)
+    truncation: Truncation = Truncation(),
+    on_bad_row: str = "error",
+    *,
+    format: str | None = None,
+    like: PreferenceData | None = None,
+    cache_dir=None,
+    progress: bool = False,
+    log=print,
+) -> PreferenceData:
     """Preference pairs from `source` (a `Source`, a path, or rows already read), validated,
     tokenised and reported; the one loader of train, eval, ratio fitting and the benchmarks.
 
@@ -153,38 +218,63 @@ def load_pairs(source: Source | str | os.PathLike | Sequence[Row], tokenizer, co
     return _load(source, tokenizer, columns, truncation, on_bad_row, format, like, cache_dir, progress, log)
 
 
-def load_unpaired(source: Source | str | os.PathLike | Sequence[Row], tokenizer, columns: Columns = Columns(),  # noqa: B008 (frozen)
-                  truncation: Truncation = Truncation(), on_bad_row: str = "error", *,
-                  like: PreferenceData | None = None, cache_dir=None,
-                  progress: bool = False, log=print) -> PreferenceData:
+def load_unpaired(
+    source: Source | str | os.PathLike | Sequence[Row],
+    tokenizer,
+    columns: Columns = Columns(),  # noqa: B008 (frozen)
+    truncation: Truncation = Truncation(),
+    on_bad_row: str = "error",
+    *,
+    like: PreferenceData | None = None,
+    cache_dir=None,
+    progress: bool = False,
+    log=print,
+) -> PreferenceData:
     """Unpaired rows (prompt, completion, label) from `source`; as `load_pairs`."""
     return _load(source, tokenizer, columns, truncation, on_bad_row, "unpaired", like, cache_dir, progress, log)
 
 
-def _load(source, tokenizer, columns: Columns, truncation: Truncation, on_bad_row: str,
-          format: str | None, like: PreferenceData | None, cache_dir, progress: bool, log=print) -> PreferenceData:
+def _load(
+    source,
+    tokenizer,
+    columns: Columns,
+    truncation: Truncation,
+    on_bad_row: str,
+    format: str | None,
+    like: PreferenceData | None,
+    cache_dir,
+    progress: bool,
+    log=print,
+) -> PreferenceData:
     if not isinstance(source, (Source, str, os.PathLike)):  # rows already read: nothing to cache
         return _tokenize(source, tokenizer, columns, truncation, on_bad_row, format, like, progress)
     source = Source.of(source)
 
     def build() -> PreferenceData:
-        return _tokenize(source.read(progress), tokenizer, columns, truncation, on_bad_row, format,
-                         like, progress)
+        return _tokenize(source.read(progress), tokenizer, columns, truncation, on_bad_row, format, like, progress)
 
     if cache_dir is None:
         return build()
-    names: dict[str, Any] = ({"groups": like.group_names, "sources": like.source_names}
-                             if like is not None else {})
-    key = cache_key(source, tokenizer, columns, truncation, on_bad_row, format=format,
-                    unpaired=format == "unpaired", **names)
+    names: dict[str, Any] = {"groups": like.group_names, "sources": like.source_names} if like is not None else {}
+    key = cache_key(
+        source, tokenizer, columns, truncation, on_bad_row, format=format, unpaired=format == "unpaired", **names
+    )
     from . import cache
 
     return cache.cached(build, cache_dir, key, log)
 
 
-def load_preference_data(source, tokenizer, *, subset: str | None = None, split: str = "train",
-                         unpaired: bool = False, cache_dir=None, progress: bool = False,
-                         **kwargs) -> PreferenceData:
+def load_preference_data(
+    source,
+    tokenizer,
+    *,
+    subset: str | None = None,
+    split: str = "train",
+    unpaired: bool = False,
+    cache_dir=None,
+    progress: bool = False,
+    **kwargs,
+) -> PreferenceData:
     """`dralign.data.options.load_pairs` (or `load_unpaired`) with the keywords of
     `tokenize_pairs` (columns, format, on_bad_row and the truncation settings)."""
     columns = ColumnMap.of(kwargs.pop("columns", None))
@@ -194,7 +284,7 @@ def load_preference_data(source, tokenizer, *, subset: str | None = None, split:
     truncation = Truncation(**kwargs)  # an unknown keyword is a TypeError, as before
     where = Source(str(source), subset, split)
     if unpaired:
-        return load_unpaired(where, tokenizer, columns, truncation, on_bad_row, cache_dir=cache_dir,
-                             progress=progress)
-    return load_pairs(where, tokenizer, columns, truncation, on_bad_row, format=fmt, cache_dir=cache_dir,
-                      progress=progress)
+        return load_unpaired(where, tokenizer, columns, truncation, on_bad_row, cache_dir=cache_dir, progress=progress)
+    return load_pairs(
+        where, tokenizer, columns, truncation, on_bad_row, format=fmt, cache_dir=cache_dir, progress=progress
+    )

@@ -86,8 +86,10 @@ class DataError(BadInputError):
     def from_bad_rows(cls, bad_rows: list[BadRow], rows_read: int) -> DataError:
         """The error raised under ``on_bad_row="error"``: lists up to 10 rows and the total."""
         files = sorted({b.file for b in bad_rows})
-        lines = [f"{len(bad_rows)} bad row(s) out of {rows_read} read from {', '.join(files)} "
-                 f"({_format_counts(_count_by_reason(bad_rows))}):"]
+        lines = [
+            f"{len(bad_rows)} bad row(s) out of {rows_read} read from {', '.join(files)} "
+            f"({_format_counts(_count_by_reason(bad_rows))}):"
+        ]
         lines += [f"  {b}" for b in bad_rows[:MAX_LISTED]]
         if len(bad_rows) > MAX_LISTED:
             lines.append(f"  ... and {len(bad_rows) - MAX_LISTED} more")
@@ -124,27 +126,40 @@ class DataReport:
 
     def counts(self) -> dict:
         """The report as numbers, for JSON output."""
-        return {"source": self.source, "format": self.format, "rows_read": self.rows_read, "kept": self.kept,
-                "skipped": self.n_skipped, "skipped_by_reason": dict(self.skipped),
-                "truncated_prompt": self.truncated_prompt, "truncated_completion": self.truncated_completion}
+        return {
+            "source": self.source,
+            "format": self.format,
+            "rows_read": self.rows_read,
+            "kept": self.kept,
+            "skipped": self.n_skipped,
+            "skipped_by_reason": dict(self.skipped),
+            "truncated_prompt": self.truncated_prompt,
+            "truncated_completion": self.truncated_completion,
+        }
 
     def summary(self, max_listed: int = 3) -> str:
         """One paragraph: counts, truncation, settings and the first few skipped rows."""
-        text = (f"Read {self.rows_read} rows from {self.source} (format {self.format}); "
-                f"kept {self.kept}, skipped {self.n_skipped}")
+        text = (
+            f"Read {self.rows_read} rows from {self.source} (format {self.format}); "
+            f"kept {self.kept}, skipped {self.n_skipped}"
+        )
         if self.bad_rows:
             text += f" ({_format_counts(self.skipped)})"
         settings = dict(self.settings)
         cut_to = settings.get("max_prompt_length") or settings.get("max_length", 0) // 2
         side = settings.get("truncation_side", "left")
-        text += (f". Truncated: {self.truncated_prompt} prompts cut to {cut_to} tokens (their "
-                 f"{'end' if side == 'left' else 'start'} kept with truncation_side={side}), "
-                 f"completions cut in {self.truncated_completion} rows")
+        text += (
+            f". Truncated: {self.truncated_prompt} prompts cut to {cut_to} tokens (their "
+            f"{'end' if side == 'left' else 'start'} kept with truncation_side={side}), "
+            f"completions cut in {self.truncated_completion} rows"
+        )
         if "max_prompt_length" in settings and settings["max_prompt_length"] is None:
             # the resolved limit, not None: unset, only a prompt that fills max_length is cut
-            settings["max_prompt_length"] = ("none (long prompts refused)"
-                                             if settings.get("long_prompts") == "strict"
-                                             else f"{cut_to} (prompts of >= max_length tokens only)")
+            settings["max_prompt_length"] = (
+                "none (long prompts refused)"
+                if settings.get("long_prompts") == "strict"
+                else f"{cut_to} (prompts of >= max_length tokens only)"
+            )
         if settings:
             text += " (" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")"
         text += "."

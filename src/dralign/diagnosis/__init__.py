@@ -14,8 +14,15 @@ from .advice import Advice
 from .config import DiagnoseConfig, DiagnoseDataOptions, DiagnoseOptions
 from .run import Diagnosis, diagnose
 
-__all__ = ["Advice", "DiagnoseConfig", "DiagnoseDataOptions", "DiagnoseOptions", "Diagnosis",
-           "diagnose", "run_diagnose"]
+__all__ = [
+    "Advice",
+    "DiagnoseConfig",
+    "DiagnoseDataOptions",
+    "DiagnoseOptions",
+    "Diagnosis",
+    "diagnose",
+    "run_diagnose",
+]
 
 
 def run_diagnose(cfg: DiagnoseConfig, console=None) -> Diagnosis:

@@ -40,16 +40,23 @@ class Advice:
     threshold: str
 
     def as_dict(self) -> dict:
-        return {"rule": self.rule, "finding": self.finding, "recommendation": self.recommendation,
-                "evidence": self.evidence, "threshold": self.threshold}
+        return {
+            "rule": self.rule,
+            "finding": self.finding,
+            "recommendation": self.recommendation,
+            "evidence": self.evidence,
+            "threshold": self.threshold,
+        }
 
 
 def cite(evidence: dict, scenario: str, mentions: str = "") -> list[dict] | str:
     """[{claim, verdict, statement}] of the claims of `scenario` whose paper or statement
     mentions `mentions`; `NO_EVIDENCE` when there are none."""
-    found = [{"claim": cid, "verdict": c["verdict"], "statement": c["claim"]}
-             for cid, c in evidence.get("claims", {}).items()
-             if c["scenario"] == scenario and mentions in f"{c['paper']} {c['claim']}"]
+    found = [
+        {"claim": cid, "verdict": c["verdict"], "statement": c["claim"]}
+        for cid, c in evidence.get("claims", {}).items()
+        if c["scenario"] == scenario and mentions in f"{c['paper']} {c['claim']}"
+    ]
     return found or NO_EVIDENCE
 
 
@@ -65,17 +72,45 @@ def cite_map(evidence: dict, name: str, axis: str, measured: float) -> dict:
         return {"map": name, "axis": axis, "measured": round(measured, 3), "verdict": NO_EVIDENCE, "cells": []}
     values = m["axes"][axis]
     row = min(values, key=lambda v: abs(v - measured))
-    cells = [{**{a: v for a, v in c["coords"].items() if a != axis}, "gain": c["gain"], "ci": c["ci"],
-              "seeds": c["seeds"], "control_passed": c["control_passed"]}
-             for c in m["cells"] if c["coords"].get(axis) == row]
+    cells = [
+        {
+            **{a: v for a, v in c["coords"].items() if a != axis},
+            "gain": c["gain"],
+            "ci": c["ci"],
+            "seeds": c["seeds"],
+            "control_passed": c["control_passed"],
+        }
+        for c in m["cells"]
+        if c["coords"].get(axis) == row
+    ]
     valid = [c["ci"] for c in cells if c["control_passed"] and None not in c["ci"]]
-    verdict = ("no valid cell" if not valid else "supported" if all(lo > 0 for lo, _ in valid)
-               else "contradicted" if all(hi < 0 for _, hi in valid) else "depends on the other axis")
-    note = "" if min(values) <= measured <= max(values) else (
-        f"the measured {measured:.2f} lies outside the map's {min(values):g}-{max(values):g}: "
-        "the nearest row is cited")
-    return {"map": name, "metric": m["metric"], "axis": axis, "row": row, "measured": round(measured, 3),
-            "verdict": verdict, "cells": cells, "note": note}
+    verdict = (
+        "no valid cell"
+        if not valid
+        else "supported"
+        if all(lo > 0 for lo, _ in valid)
+        else "contradicted"
+        if all(hi < 0 for _, hi in valid)
+        else "depends on the other axis"
+    )
+    note = (
+        ""
+        if min(values) <= measured <= max(values)
+        else (
+            f"the measured {measured:.2f} lies outside the map's {min(values):g}-{max(values):g}: "
+            "the nearest row is cited"
+        )
+    )
+    return {
+        "map": name,
+        "metric": m["metric"],
+        "axis": axis,
+        "row": row,
+        "measured": round(measured, 3),
+        "verdict": verdict,
+        "cells": cells,
+        "note": note,
+    }
 
 
 def describe(entry: dict) -> str:
@@ -86,11 +121,18 @@ def describe(entry: dict) -> str:
         return f"map {entry['map']}: {entry['verdict']}"
     cells = ", ".join(
         " ".join(f"{k} {v:g}" for k, v in c.items() if k not in ("gain", "ci", "seeds", "control_passed"))
-        + (f" {c['gain']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]" if None not in (c["gain"], *c["ci"])
-           else " no value") + ("" if c["control_passed"] else " (control failed)")
-        for c in entry["cells"])
-    return (f"map {entry['map']} at {entry['axis']} {entry['row']:g} (measured {entry['measured']:.2f}), "
-            f"gain in {entry['metric']}: {cells}: {entry['verdict']}" + (f"; {entry['note']}" if entry["note"] else ""))
+        + (
+            f" {c['gain']:+.3f} [{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]"
+            if None not in (c["gain"], *c["ci"])
+            else " no value"
+        )
+        + ("" if c["control_passed"] else " (control failed)")
+        for c in entry["cells"]
+    )
+    return (
+        f"map {entry['map']} at {entry['axis']} {entry['row']:g} (measured {entry['measured']:.2f}), "
+        f"gain in {entry['metric']}: {cells}: {entry['verdict']}" + (f"; {entry['note']}" if entry["note"] else "")
+    )
 
 
 def _guard(item: Advice) -> Advice:
@@ -98,11 +140,15 @@ def _guard(item: Advice) -> Advice:
     "contradicted"."""
     if isinstance(item.evidence, str):
         return item
-    against = [e.get("claim") or f"map {e['map']} at {e['axis']} {e['row']:g}"
-               for e in item.evidence if e["verdict"] == "contradicted"]
+    against = [
+        e.get("claim") or f"map {e['map']} at {e['axis']} {e['row']:g}"
+        for e in item.evidence
+        if e["verdict"] == "contradicted"
+    ]
     if against:
-        item.recommendation = (f"none: the evidence contradicts the usual remedy "
-                               f"({', '.join(against)}); look at the data by hand")
+        item.recommendation = (
+            f"none: the evidence contradicts the usual remedy ({', '.join(against)}); look at the data by hand"
+        )
     return item
 
 
@@ -117,22 +163,27 @@ def _cuts(m: dict, ev: dict) -> Advice | None:
     p, c = lengths["prompts_cut"] / kept, lengths["completions_cut"] / kept
     if p <= PROMPTS_CUT and c <= COMPLETIONS_CUT:
         return None
-    return Advice("max_length",
-                  f"--max-length {lengths['max_length']} cuts {_pct(p)} of prompts and {_pct(c)} "
-                  "of completions",
-                  "train with a larger --max-length (or a smaller --max-prompt-length when only "
-                  "prompts are long)", NO_EVIDENCE,
-                  f"fires above {_pct(PROMPTS_CUT)} of prompts or {_pct(COMPLETIONS_CUT)} of completions cut (a judgement)")
+    return Advice(
+        "max_length",
+        f"--max-length {lengths['max_length']} cuts {_pct(p)} of prompts and {_pct(c)} of completions",
+        "train with a larger --max-length (or a smaller --max-prompt-length when only prompts are long)",
+        NO_EVIDENCE,
+        f"fires above {_pct(PROMPTS_CUT)} of prompts or {_pct(COMPLETIONS_CUT)} of completions cut (a judgement)",
+    )
 
 
 def _duplicates(m: dict, ev: dict) -> Advice | None:
     exact = m["duplicates"]["exact"]
     if exact["fraction"] < DUPLICATES:
         return None
-    return Advice("duplicates", f"{exact['extra_copies']} rows ({_pct(exact['fraction'])}) repeat "
-                  "another row's prompt, chosen and rejected exactly",
-                  "deduplicate: every copy is trained on, so repeated pairs weigh more", NO_EVIDENCE,
-                  f"fires at {_pct(DUPLICATES)} extra copies (a judgement)")
+    return Advice(
+        "duplicates",
+        f"{exact['extra_copies']} rows ({_pct(exact['fraction'])}) repeat "
+        "another row's prompt, chosen and rejected exactly",
+        "deduplicate: every copy is trained on, so repeated pairs weigh more",
+        NO_EVIDENCE,
+        f"fires at {_pct(DUPLICATES)} extra copies (a judgement)",
+    )
 
 
 def _flips(m: dict, ev: dict) -> Advice | None:
@@ -141,14 +192,18 @@ def _flips(m: dict, ev: dict) -> Advice | None:
     if eps < FLIP_LOWER_BOUND:
         return None
     tested = ev.get("conditions", {}).get("flip_rate")
-    return _guard(Advice(
-        "label_noise", f"{con['pairs']} pairs appear with chosen and rejected swapped ({con['rows']} "
-        f"rows): at least {_pct(eps)} of the labels are flipped",
-        f"rDPO with ε estimated, at least the lower bound: --method rdpo --label-smoothing "
-        f"{math.ceil(100 * eps) / 100:.2f} (or cDPO); evaluate on de-duplicated, consistent pairs",
-        cite(ev, "flips", "rDPO"),
-        f"fires at a {_pct(FLIP_LOWER_BOUND)} lower bound (a judgement)"
-        + (f"; the evidence was measured at a {_pct(tested)} flip rate" if tested else "")))
+    return _guard(
+        Advice(
+            "label_noise",
+            f"{con['pairs']} pairs appear with chosen and rejected swapped ({con['rows']} "
+            f"rows): at least {_pct(eps)} of the labels are flipped",
+            f"rDPO with ε estimated, at least the lower bound: --method rdpo --label-smoothing "
+            f"{math.ceil(100 * eps) / 100:.2f} (or cDPO); evaluate on de-duplicated, consistent pairs",
+            cite(ev, "flips", "rDPO"),
+            f"fires at a {_pct(FLIP_LOWER_BOUND)} lower bound (a judgement)"
+            + (f"; the evidence was measured at a {_pct(tested)} flip rate" if tested else ""),
+        )
+    )
 
 
 def _signal(m: dict, ev: dict) -> Advice | None:
@@ -157,32 +212,46 @@ def _signal(m: dict, ev: dict) -> Advice | None:
         return None
     overall = signal["prefers_chosen_per_token"]
     if overall.high < LABEL_SIGNAL_HIGH:
-        return _guard(Advice(
-            "label_signal", f"{signal['model']} prefers the chosen response on only {overall} of "
-            "pairs (per-token log-probs): the labels contradict the model",
-            "check the labels' orientation; if they are right but noisy, rDPO or cDPO with ε estimated",
-            cite(ev, "flips", "rDPO"), f"fires when the 95% interval lies below {LABEL_SIGNAL_HIGH} (a judgement)"))
-    outliers = [name for name, g in signal.get("by_group", {}).items()
-                if abs(g["prefers_chosen_per_token"].mean - overall.mean) >= GROUP_SIGNAL_GAP
-                and (g["prefers_chosen_per_token"].high < overall.low or g["prefers_chosen_per_token"].low > overall.high)]
+        return _guard(
+            Advice(
+                "label_signal",
+                f"{signal['model']} prefers the chosen response on only {overall} of "
+                "pairs (per-token log-probs): the labels contradict the model",
+                "check the labels' orientation; if they are right but noisy, rDPO or cDPO with ε estimated",
+                cite(ev, "flips", "rDPO"),
+                f"fires when the 95% interval lies below {LABEL_SIGNAL_HIGH} (a judgement)",
+            )
+        )
+    outliers = [
+        name
+        for name, g in signal.get("by_group", {}).items()
+        if abs(g["prefers_chosen_per_token"].mean - overall.mean) >= GROUP_SIGNAL_GAP
+        and (g["prefers_chosen_per_token"].high < overall.low or g["prefers_chosen_per_token"].low > overall.high)
+    ]
     if not outliers:
         return None
-    return Advice("group_signal", f"the label signal of group(s) {', '.join(outliers)} differs from "
-                  f"the rest (overall {overall.mean:.2f})",
-                  "read a sample of these groups' pairs: their labels or their shift deserve a look; "
-                  "evaluate them separately", NO_EVIDENCE,
-                  f"fires at a gap of {GROUP_SIGNAL_GAP} with disjoint 95% intervals (a judgement)")
+    return Advice(
+        "group_signal",
+        f"the label signal of group(s) {', '.join(outliers)} differs from the rest (overall {overall.mean:.2f})",
+        "read a sample of these groups' pairs: their labels or their shift deserve a look; evaluate them separately",
+        NO_EVIDENCE,
+        f"fires at a gap of {GROUP_SIGNAL_GAP} with disjoint 95% intervals (a judgement)",
+    )
 
 
 def _imbalance(m: dict, ev: dict) -> Advice | None:
     groups = m.get("groups")
     if not groups or groups["count"] < 2 or groups["imbalance"] < IMBALANCE:
         return None
-    return Advice("groups", f"groups are imbalanced: {groups['largest']} is {groups['imbalance']:.1f}x "
-                  f"{groups['smallest']} ({groups['count']} groups)",
-                  "group DRO (--method group-dro) or CVaR (--method cvar), and evaluate the worst "
-                  "group (`dralign eval --data` reports it)", NO_EVIDENCE,
-                  f"fires at a largest/smallest ratio of {IMBALANCE:g} (a judgement)")
+    return Advice(
+        "groups",
+        f"groups are imbalanced: {groups['largest']} is {groups['imbalance']:.1f}x "
+        f"{groups['smallest']} ({groups['count']} groups)",
+        "group DRO (--method group-dro) or CVaR (--method cvar), and evaluate the worst "
+        "group (`dralign eval --data` reports it)",
+        NO_EVIDENCE,
+        f"fires at a largest/smallest ratio of {IMBALANCE:g} (a judgement)",
+    )
 
 
 def _sources(m: dict, ev: dict) -> Advice | None:
@@ -190,41 +259,67 @@ def _sources(m: dict, ev: dict) -> Advice | None:
     if s.get("auc") is None or s["auc"] < SEPARABLE_AUC:
         return None
     world = ev.get("density_ratios") or {}
-    tested = (f"; the evidence's sources scenario had AUC {world['auc']:.2f}, target prior "
-              f"{world['prior']:.2f}, ESS {world['ess']:.2f}") if world else ""
+    tested = (
+        (
+            f"; the evidence's sources scenario had AUC {world['auc']:.2f}, target prior "
+            f"{world['prior']:.2f}, ESS {world['ess']:.2f}"
+        )
+        if world
+        else ""
+    )
     claims = cite(ev, "sources", "DoRA")
     # the map's human fraction is the target's share of the rows: the fit's target prior
     cell = cite_map(ev, "dora", "human_fraction", s["prior"])
-    return _guard(Advice(
-        "sources", f"the sources are separable from the target {', '.join(s['target'])}: cross-fitted "
-        f"AUC {s['auc']:.2f}, target prior {s['prior']:.2f}, ESS {s['ess']:.2f}",
-        f"DoRA: dralign train --method dora --ratio-target {' '.join(s['target'])}",
-        [*(claims if isinstance(claims, list) else []), cell],
-        f"fires at AUC {SEPARABLE_AUC} (a judgement){tested}"))
+    return _guard(
+        Advice(
+            "sources",
+            f"the sources are separable from the target {', '.join(s['target'])}: cross-fitted "
+            f"AUC {s['auc']:.2f}, target prior {s['prior']:.2f}, ESS {s['ess']:.2f}",
+            f"DoRA: dralign train --method dora --ratio-target {' '.join(s['target'])}",
+            [*(claims if isinstance(claims, list) else []), cell],
+            f"fires at AUC {SEPARABLE_AUC} (a judgement){tested}",
+        )
+    )
 
 
 def _length(m: dict, ev: dict) -> Advice | None:
     base = m["lengths"]["longer_baseline_accuracy"]
     if base is None or not (base.low > LENGTH_BIAS or base.high < 1 - LENGTH_BIAS):
         return None
-    return Advice("length_bias", f"picking the longer response is right on {base} of pairs",
-                  "report the accuracy on length-matched pairs beside every held-out accuracy, "
-                  "and compare with this baseline (a model can reach it by length alone)",
-                  NO_EVIDENCE, f"fires when the 95% interval lies outside [{1 - LENGTH_BIAS:.1f}, {LENGTH_BIAS}] (a judgement)")
+    return Advice(
+        "length_bias",
+        f"picking the longer response is right on {base} of pairs",
+        "report the accuracy on length-matched pairs beside every held-out accuracy, "
+        "and compare with this baseline (a model can reach it by length alone)",
+        NO_EVIDENCE,
+        f"fires when the 95% interval lies outside [{1 - LENGTH_BIAS:.1f}, {LENGTH_BIAS}] (a judgement)",
+    )
 
 
 def _leakage(m: dict, ev: dict) -> Advice | None:
     leak = m.get("leakage")
     if not leak or not leak["eval_rows_with_shared_prompt"]:
         return None
-    return Advice("leakage", f"{leak['eval_rows_with_shared_prompt']} held-out rows ({_pct(leak['fraction'])}) "
-                  f"share their prompt with the training data ({leak['shared_pairs']} whole pairs)",
-                  "remove those rows from the held-out set: they overstate held-out accuracy",
-                  NO_EVIDENCE, "fires on any shared prompt")
+    return Advice(
+        "leakage",
+        f"{leak['eval_rows_with_shared_prompt']} held-out rows ({_pct(leak['fraction'])}) "
+        f"share their prompt with the training data ({leak['shared_pairs']} whole pairs)",
+        "remove those rows from the held-out set: they overstate held-out accuracy",
+        NO_EVIDENCE,
+        "fires on any shared prompt",
+    )
 
 
 RULES: tuple[Callable[[dict, dict], Advice | None], ...] = (
-    _leakage, _flips, _signal, _duplicates, _sources, _imbalance, _length, _cuts)
+    _leakage,
+    _flips,
+    _signal,
+    _duplicates,
+    _sources,
+    _imbalance,
+    _length,
+    _cuts,
+)
 
 
 def advise(measured: dict, evidence: dict) -> list[Advice]:

@@ -10,8 +10,9 @@ from transformers import PreTrainedTokenizerFast
 
 # every byte UTF-8 holds: U+0000–U+07FF (one- and two-byte characters, every continuation byte),
 # then a character of each three-byte lead (E0–EF) and each four-byte lead (F0–F4)
-_ALL_BYTES = "".join(map(chr, [*range(0x800), 0x800, *range(0x1000, 0x10000, 0x1000),
-                               0x10000, 0x40000, 0x80000, 0xC0000, 0x100000]))
+_ALL_BYTES = "".join(
+    map(chr, [*range(0x800), 0x800, *range(0x1000, 0x10000, 0x1000), 0x10000, 0x40000, 0x80000, 0xC0000, 0x100000])
+)
 
 
 class ByteTokenizer(PreTrainedTokenizerFast):
@@ -33,8 +34,7 @@ class ByteTokenizer(PreTrainedTokenizerFast):
             self._table = table
         return self._table
 
-    def encode_flat(self, texts: Sequence[str], add_special_tokens: bool = True
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def encode_flat(self, texts: Sequence[str], add_special_tokens: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(ids of `texts` one after the other, each text's length): what
         ``self(texts, add_special_tokens=...)["input_ids"]`` holds, as arrays. A text holding an
         added token's string, or one that is not valid UTF-8, goes through the tokenizer."""

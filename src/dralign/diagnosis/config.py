@@ -16,14 +16,31 @@ from ..data.options import ReadOptions
 class DiagnoseOptions:
     """What to look at besides the data file, and where the report goes."""
 
-    eval: str | None = option(None, "held-out file or folder, read as `dralign train --eval-data` reads it: prompts shared with --data are reported (leakage)")
-    model: str | None = option(None, "causal LM (the one you would train from): its tokenizer counts tokens, and its own log-probs give the label signal (how often it prefers the chosen response)")
-    tokenizer: str | None = option(None, "tokenizer that counts tokens (default: --model's); with neither, lengths are UTF-8 bytes and the cut counts are not computed")
-    target: list[str] = option([], "source value(s) of the target distribution: fit the density-ratio classifier (as `dralign ratio fit`) and report its AUC, calibration and ESS")
-    json: str | None = option(None, "write the report as JSON here, and beside it (x.json -> x.png) the plots when matplotlib is installed")
+    eval: str | None = option(
+        None,
+        "held-out file or folder, read as `dralign train --eval-data` reads it: prompts shared with --data are reported (leakage)",
+    )
+    model: str | None = option(
+        None,
+        "causal LM (the one you would train from): its tokenizer counts tokens, and its own log-probs give the label signal (how often it prefers the chosen response)",
+    )
+    tokenizer: str | None = option(
+        None,
+        "tokenizer that counts tokens (default: --model's); with neither, lengths are UTF-8 bytes and the cut counts are not computed",
+    )
+    target: list[str] = option(
+        [],
+        "source value(s) of the target distribution: fit the density-ratio classifier (as `dralign ratio fit`) and report its AUC, calibration and ESS",
+    )
+    json: str | None = option(
+        None, "write the report as JSON here, and beside it (x.json -> x.png) the plots when matplotlib is installed"
+    )
     max_rows: int = option(0, "label signal: score at most this many pairs, sampled with --seed (0 = all)", Range(0))
     batch_size: int = option(16, "label signal: pairs per forward pass", Range(1))
-    cache_dir: str | None = option(None, "tokenised-data cache to read and write (e.g. a train run's OUTPUT_DIR/ref_cache/data: with the run's data options, --on-bad-row included, its entries are reused); default: no cache")
+    cache_dir: str | None = option(
+        None,
+        "tokenised-data cache to read and write (e.g. a train run's OUTPUT_DIR/ref_cache/data: with the run's data options, --on-bad-row included, its entries are reused); default: no cache",
+    )
     seed: int = option(0, "seed of sampling (--max-rows, the ratio fit's subsample and folds) and bootstrap intervals")
     device: str | None = option(None, "device for --model (default: cuda if available, else cpu)")
     progress: bool = option(True, "show progress bars")
@@ -37,7 +54,10 @@ class DiagnoseDataOptions(ReadOptions):
     data: str | None = option(None, "JSONL/JSON/Parquet/CSV (.gz ok), a save_to_disk folder, or a hub dataset name")
     data_split: str = option("train", "split to read")
     # a diagnosis reports bad rows (train's own report) rather than stopping at the first one
-    on_bad_row: Literal["error", "skip"] = option("skip", "what to do with invalid rows: skip them and count them by reason (the default here), or stop at the first (error, train's default)")
+    on_bad_row: Literal["error", "skip"] = option(
+        "skip",
+        "what to do with invalid rows: skip them and count them by reason (the default here), or stop at the first (error, train's default)",
+    )
 
 
 @dataclass

@@ -54,9 +54,10 @@ def duplicates(keys) -> dict:
             pairs += 1
             rows += count + other
             flipped += min(count, other)
-    return {"exact": {"extra_copies": exact, "fraction": exact / n if n else 0.0},
-            "contradictory": {"pairs": pairs, "rows": rows,
-                              "flip_rate_lower_bound": flipped / n if n else 0.0}}
+    return {
+        "exact": {"extra_copies": exact, "fraction": exact / n if n else 0.0},
+        "contradictory": {"pairs": pairs, "rows": rows, "flip_rate_lower_bound": flipped / n if n else 0.0},
+    }
 
 
 def leakage(train_keys, eval_keys) -> dict:
@@ -65,10 +66,13 @@ def leakage(train_keys, eval_keys) -> dict:
     train_pairs = set(zip(*train_keys))
     shared_rows = sum(p in train_prompts for p in eval_keys[0])
     n = len(eval_keys[0])
-    return {"eval_rows": n, "eval_rows_with_shared_prompt": shared_rows,
-            "shared_prompts": len(train_prompts & set(eval_keys[0])),
-            "shared_pairs": sum(k in train_pairs for k in zip(*eval_keys)),
-            "fraction": shared_rows / n if n else 0.0}
+    return {
+        "eval_rows": n,
+        "eval_rows_with_shared_prompt": shared_rows,
+        "shared_prompts": len(train_prompts & set(eval_keys[0])),
+        "shared_pairs": sum(k in train_pairs for k in zip(*eval_keys)),
+        "fraction": shared_rows / n if n else 0.0,
+    }
 
 
 def completion_lengths(data) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,11 +105,18 @@ def length_bias(chosen: np.ndarray, rejected: np.ndarray, seed: int) -> dict:
     """Chosen-longer fraction, the longer-response baseline's accuracy (a 95 % interval) and
     the mean length difference L⁺ − L⁻ of a set of pairs."""
     if chosen.size == 0:
-        return {"n": 0, "chosen_longer_fraction": None, "longer_baseline_accuracy": None,
-                "mean_length_difference": None}
-    return {"n": int(chosen.size), "chosen_longer_fraction": float((chosen > rejected).mean()),
-            "longer_baseline_accuracy": outcome_ci(longer_wins(chosen, rejected), seed),
-            "mean_length_difference": float((chosen - rejected).mean())}
+        return {
+            "n": 0,
+            "chosen_longer_fraction": None,
+            "longer_baseline_accuracy": None,
+            "mean_length_difference": None,
+        }
+    return {
+        "n": int(chosen.size),
+        "chosen_longer_fraction": float((chosen > rejected).mean()),
+        "longer_baseline_accuracy": outcome_ci(longer_wins(chosen, rejected), seed),
+        "mean_length_difference": float((chosen - rejected).mean()),
+    }
 
 
 def _quantiles(x: np.ndarray) -> dict:
@@ -121,14 +132,19 @@ def lengths_report(data, unit: str, seed: int, cuts_known: bool) -> dict:
     p, c, r = completion_lengths(data)
     bias = length_bias(c, r, seed)
     report = data.report
-    return {"unit": unit, "chosen_longer_fraction": bias["chosen_longer_fraction"],
-            "longer_baseline_accuracy": bias["longer_baseline_accuracy"],
-            "mean_length_difference": bias["mean_length_difference"],
-            "prompts_cut": report.truncated_prompt if cuts_known else None,
-            "completions_cut": report.truncated_completion if cuts_known else None,
-            "max_length": data.settings.get("max_length") if cuts_known else None,
-            "prompt": _quantiles(p), "chosen": _quantiles(c), "rejected": _quantiles(r),
-            "histograms": _histograms({"prompt": p, "chosen": c, "rejected": r})}
+    return {
+        "unit": unit,
+        "chosen_longer_fraction": bias["chosen_longer_fraction"],
+        "longer_baseline_accuracy": bias["longer_baseline_accuracy"],
+        "mean_length_difference": bias["mean_length_difference"],
+        "prompts_cut": report.truncated_prompt if cuts_known else None,
+        "completions_cut": report.truncated_completion if cuts_known else None,
+        "max_length": data.settings.get("max_length") if cuts_known else None,
+        "prompt": _quantiles(p),
+        "chosen": _quantiles(c),
+        "rejected": _quantiles(r),
+        "histograms": _histograms({"prompt": p, "chosen": c, "rejected": r}),
+    }
 
 
 def _histograms(parts: dict[str, np.ndarray], bins: int = 30) -> dict:
@@ -136,8 +152,10 @@ def _histograms(parts: dict[str, np.ndarray], bins: int = 30) -> dict:
     last bin also holds the longer ones), for the plot."""
     top = max(float(np.quantile(x, 0.99)) for x in parts.values()) if parts["prompt"].size else 1.0
     edges = np.linspace(0.0, max(top, 1.0), bins + 1)
-    return {"edges": edges.tolist(),
-            **{k: np.histogram(np.minimum(x, edges[-1]), edges)[0].tolist() for k, x in parts.items()}}
+    return {
+        "edges": edges.tolist(),
+        **{k: np.histogram(np.minimum(x, edges[-1]), edges)[0].tolist() for k, x in parts.items()},
+    }
 
 
 def names_of(data, column: str) -> list[str]:
@@ -162,7 +180,11 @@ def groups_report(data, column: str, seed: int) -> dict | None:
         if mask.any():
             by[name] = length_bias(c[mask], r[mask], seed)
     sizes = [by[n]["n"] for n in names if n in by]
-    return {"count": len(sizes), "by": by, "without": by.get(NO_NAME, {}).get("n", 0),
-            "imbalance": max(sizes) / min(sizes) if sizes else None,
-            "largest": max(names, key=lambda n: by.get(n, {}).get("n", 0)),
-            "smallest": min((n for n in names if n in by), key=lambda n: by[n]["n"])}
+    return {
+        "count": len(sizes),
+        "by": by,
+        "without": by.get(NO_NAME, {}).get("n", 0),
+        "imbalance": max(sizes) / min(sizes) if sizes else None,
+        "largest": max(names, key=lambda n: by.get(n, {}).get("n", 0)),
+        "smallest": min((n for n in names if n in by), key=lambda n: by[n]["n"]),
+    }

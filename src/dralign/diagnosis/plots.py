@@ -36,8 +36,9 @@ def _groups(ax, groups: dict) -> None:
     ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("pairs")
     twin = ax.twinx()
-    twin.plot(range(len(names)), [groups["by"][n]["longer_baseline_accuracy"].mean for n in names],
-              "o", color="tab:orange")
+    twin.plot(
+        range(len(names)), [groups["by"][n]["longer_baseline_accuracy"].mean for n in names], "o", color="tab:orange"
+    )
     twin.axhline(0.5, color="grey", linestyle=":", linewidth=1)
     twin.set_ylim(0, 1)
     twin.set_ylabel("pick-the-longer accuracy (dots)")
@@ -47,8 +48,13 @@ def _groups(ax, groups: dict) -> None:
 def _signal(ax, by: dict) -> None:
     names = list(by)
     ci = [by[n]["prefers_chosen_per_token"] for n in names]
-    ax.bar(range(len(names)), [c.mean for c in ci],
-           yerr=[[c.mean - c.low for c in ci], [c.high - c.mean for c in ci]], capsize=3, color="tab:green")
+    ax.bar(
+        range(len(names)),
+        [c.mean for c in ci],
+        yerr=[[c.mean - c.low for c in ci], [c.high - c.mean for c in ci]],
+        capsize=3,
+        color="tab:green",
+    )
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
@@ -59,8 +65,11 @@ def _signal(ax, by: dict) -> None:
 def write_plot(d, path: str | Path) -> None:
     """Write the panels the diagnosis has data for into `path`."""
     signal_by = (d.label_signal or {}).get("by_group") or (d.label_signal or {}).get("by_source")
-    panels = [("lengths", d.lengths)] + ([("groups", d.groups)] if d.groups else []) + (
-        [("signal", signal_by)] if signal_by else [])
+    panels = (
+        [("lengths", d.lengths)]
+        + ([("groups", d.groups)] if d.groups else [])
+        + ([("signal", signal_by)] if signal_by else [])
+    )
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     draw = {"lengths": _lengths, "groups": _groups, "signal": _signal}
     for ax, (name, section) in zip(axes[0], panels):

@@ -11,8 +11,7 @@ from .config import DiagnoseConfig
 NO_CUT = 10**9  # byte-count mode: a max_length nothing reaches, so nothing is cut or dropped
 
 
-def read_data(cfg: DiagnoseConfig, tokenizer, *, max_length: int | None = None, log=print,
-              progress: bool = False):
+def read_data(cfg: DiagnoseConfig, tokenizer, *, max_length: int | None = None, log=print, progress: bool = False):
     """(data, held-out data or None): the trainer's own loader (`dralign.train.inputs.load_data`)
     on a train config that carries diagnose's data options and --eval as its --eval-data, so
     validation, cuts, the bad-row report and the tokenised-data cache are the trainer's.
@@ -32,10 +31,14 @@ def read_data(cfg: DiagnoseConfig, tokenizer, *, max_length: int | None = None, 
     data = DataOptions(**dataclasses.asdict(cfg.data), eval_data=cfg.diagnose.eval)
     if max_length is not None:
         data = dataclasses.replace(data, max_length=max_length, max_prompt_length=None)
-    train_cfg = TrainConfig(model=ModelOptions(), data=data, method=MethodOptions(),
-                            optim=OptimOptions(seed=cfg.diagnose.seed), logging=LoggingOptions())
-    return load_data(train_cfg, tokenizer, unpaired=False, log=log, cache_dir=cfg.diagnose.cache_dir,
-                     progress=progress)
+    train_cfg = TrainConfig(
+        model=ModelOptions(),
+        data=data,
+        method=MethodOptions(),
+        optim=OptimOptions(seed=cfg.diagnose.seed),
+        logging=LoggingOptions(),
+    )
+    return load_data(train_cfg, tokenizer, unpaired=False, log=log, cache_dir=cfg.diagnose.cache_dir, progress=progress)
 
 
 def byte_tokenizer():
@@ -63,5 +66,4 @@ def check(cfg: DiagnoseConfig) -> None:
     if not cfg.data.data:
         raise BadOptionError("pass --data FILE (the preference data to diagnose)")
     if cfg.data.format == "unpaired":
-        raise BadOptionError("--format unpaired: diagnose reads preference pairs (prompt, chosen, "
-                             "rejected)")
+        raise BadOptionError("--format unpaired: diagnose reads preference pairs (prompt, chosen, rejected)")

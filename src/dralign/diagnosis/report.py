@@ -36,7 +36,9 @@ def _rows_and_integrity(d, console) -> None:
     table.add_row("flipped labels, lower bound", f"{100 * con['flip_rate_lower_bound']:.2f}%")
     if d.leakage is not None:
         leak = d.leakage
-        table.add_row("held-out rows sharing a prompt", f"{leak['eval_rows_with_shared_prompt']} of {leak['eval_rows']}")
+        table.add_row(
+            "held-out rows sharing a prompt", f"{leak['eval_rows_with_shared_prompt']} of {leak['eval_rows']}"
+        )
         table.add_row("held-out pairs also in --data", str(leak["shared_pairs"]))
     console.print(table)
 
@@ -60,10 +62,17 @@ def _lengths(d, console) -> None:
 
 
 def _named(title: str, section: dict, console, signal: dict | None) -> None:
-    columns = ("name", "pairs", "chosen longer", "longer acc.") + (("model prefers chosen (per token)",) if signal else ())
+    columns = ("name", "pairs", "chosen longer", "longer acc.") + (
+        ("model prefers chosen (per token)",) if signal else ()
+    )
     table = _table(title, columns)
     for name, b in section.items():
-        row = [name, str(b["n"]), f"{100 * b['chosen_longer_fraction']:.0f}%", f"{b['longer_baseline_accuracy'].mean:.2f}"]
+        row = [
+            name,
+            str(b["n"]),
+            f"{100 * b['chosen_longer_fraction']:.0f}%",
+            f"{b['longer_baseline_accuracy'].mean:.2f}",
+        ]
         if signal:
             s = signal.get(name)
             row.append(_ci(s["prefers_chosen_per_token"], 2) if s else "")
@@ -81,10 +90,13 @@ def _groups_sources(d, console) -> None:
         counts = ", ".join(f"{k} {v}" for k, v in s["counts"].items())
         console.print(f"sources: {counts}", markup=False)
         if "auc" in s:
-            console.print(f"density-ratio fit (target {', '.join(s['target'])}, {s['rows_fitted']} rows, "
-                          f"{s['folds']}-fold): AUC {s['auc']:.3f}, ECE {s['ece']:.3f}, Brier {s['brier']:.3f}, "
-                          f"prior {s['prior']:.3f}, ESS {100 * s['ess']:.1f}%, weights "
-                          f"{s['weight_min']:.2f}-{s['weight_max']:.2f}", markup=False)
+            console.print(
+                f"density-ratio fit (target {', '.join(s['target'])}, {s['rows_fitted']} rows, "
+                f"{s['folds']}-fold): AUC {s['auc']:.3f}, ECE {s['ece']:.3f}, Brier {s['brier']:.3f}, "
+                f"prior {s['prior']:.3f}, ESS {100 * s['ess']:.1f}%, weights "
+                f"{s['weight_min']:.2f}-{s['weight_max']:.2f}",
+                markup=False,
+            )
         elif s.get("note"):
             console.print(f"density-ratio fit: {s['note']}", markup=False)
 
@@ -93,9 +105,12 @@ def _signal(d, console) -> None:
     s = d.label_signal
     if not s:
         return
-    console.print(f"label signal of {s['model']} on {s['pairs_scored']} of {s['pairs']} pairs: prefers "
-                  f"chosen {_ci(s['prefers_chosen'])} (summed log-probs), "
-                  f"{_ci(s['prefers_chosen_per_token'])} (per token)", markup=False)
+    console.print(
+        f"label signal of {s['model']} on {s['pairs_scored']} of {s['pairs']} pairs: prefers "
+        f"chosen {_ci(s['prefers_chosen'])} (summed log-probs), "
+        f"{_ci(s['prefers_chosen_per_token'])} (per token)",
+        markup=False,
+    )
     if s.get("by_source"):
         for name, v in s["by_source"].items():
             console.print(f"  source {name}: {_ci(v['prefers_chosen_per_token'])} per token", markup=False)
@@ -112,8 +127,10 @@ def _advice(d, console) -> None:
     console.print("[bold]advice[/bold]")
     for k, a in enumerate(d.advice, 1):
         ev = a.evidence if isinstance(a.evidence, str) else "; ".join(map(describe, a.evidence))
-        console.print(f"{k}. {escape(a.finding)}\n   -> {escape(a.recommendation)}\n   evidence: {escape(ev)}\n"
-                      f"   threshold: {escape(a.threshold)}")
+        console.print(
+            f"{k}. {escape(a.finding)}\n   -> {escape(a.recommendation)}\n   evidence: {escape(ev)}\n"
+            f"   threshold: {escape(a.threshold)}"
+        )
     console.print(f"evidence read from {d.evidence_source}", markup=False)
 
 
@@ -134,8 +151,11 @@ def write_outputs(d, path: str, console) -> None:
     try:
         from .plots import write_plot
     except ImportError:
-        console.print(f"no plot: matplotlib is not installed (pip install 'dralign[bench]' to get {png})",
-                      markup=False, soft_wrap=True)  # one line, whatever the console's width
+        console.print(
+            f"no plot: matplotlib is not installed (pip install 'dralign[bench]' to get {png})",
+            markup=False,
+            soft_wrap=True,
+        )  # one line, whatever the console's width
         return
     write_plot(d, png)
     console.print(f"wrote {png}", markup=False)

@@ -37,8 +37,7 @@ class Diagnosis:
         return to_jsonable(out)
 
 
-def diagnose(cfg: DiagnoseConfig | None = None, *, log=print, progress: bool | None = None,
-             **options) -> Diagnosis:
+def diagnose(cfg: DiagnoseConfig | None = None, *, log=print, progress: bool | None = None, **options) -> Diagnosis:
     """Diagnose a preference file: `cfg`, or the options by name as the command line takes them
     (``diagnose(data="pairs.jsonl", max_length=1024, target=["human"])``), checked the same way.
 
@@ -58,23 +57,28 @@ def diagnose(cfg: DiagnoseConfig | None = None, *, log=print, progress: bool | N
     opts = cfg.diagnose
     show = opts.progress if progress is None else progress
     tokenizer, unit = choose_tokenizer(cfg)
-    data, held_out = read_data(cfg, tokenizer, max_length=NO_CUT if unit == "bytes" else None,
-                               log=log, progress=show)
+    data, held_out = read_data(cfg, tokenizer, max_length=NO_CUT if unit == "bytes" else None, log=log, progress=show)
     if len(data) == 0:
         r = data.report
-        raise DataError(f"{cfg.data.data}: no valid pairs (read {r.rows_read}, skipped "
-                                f"{r.n_skipped}: {r.skipped})")
+        raise DataError(f"{cfg.data.data}: no valid pairs (read {r.rows_read}, skipped {r.n_skipped}: {r.skipped})")
     keys = measure.pair_keys(data)
-    measured: dict[str, Any] = {"rows": measure.rows_report(data), "duplicates": measure.duplicates(keys),
-                "leakage": measure.leakage(keys, measure.pair_keys(held_out)) if held_out is not None else None,
-                "lengths": measure.lengths_report(data, unit, opts.seed, cuts_known=unit == "tokens"),
-                "groups": measure.groups_report(data, "group", opts.seed),
-                "sources": sources_report(data, opts.target, opts.seed) if data.source_names or opts.target else None,
-                "label_signal": _label_signal(cfg, data, show) if opts.model else None}
+    measured: dict[str, Any] = {
+        "rows": measure.rows_report(data),
+        "duplicates": measure.duplicates(keys),
+        "leakage": measure.leakage(keys, measure.pair_keys(held_out)) if held_out is not None else None,
+        "lengths": measure.lengths_report(data, unit, opts.seed, cuts_known=unit == "tokens"),
+        "groups": measure.groups_report(data, "group", opts.seed),
+        "sources": sources_report(data, opts.target, opts.seed) if data.source_names or opts.target else None,
+        "label_signal": _label_signal(cfg, data, show) if opts.model else None,
+    }
     evidence, where = load_evidence()
-    return Diagnosis(**measured, advice=advise(measured, evidence), evidence_source=where,
-                     config=to_flat_dict(cfg),
-                     eval_rows=measure.rows_report(held_out) if held_out is not None else None)
+    return Diagnosis(
+        **measured,
+        advice=advise(measured, evidence),
+        evidence_source=where,
+        config=to_flat_dict(cfg),
+        eval_rows=measure.rows_report(held_out) if held_out is not None else None,
+    )
 
 
 def _label_signal(cfg: DiagnoseConfig, data, progress: bool) -> dict:
@@ -89,5 +93,12 @@ def _label_signal(cfg: DiagnoseConfig, data, progress: bool) -> dict:
     device = opts.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # transformers' stub types `to` through a wrapper that refuses a device string
     model = load_model(opts.model, dtype="auto").to(device)  # type: ignore[arg-type]
-    return label_signal(model, data, max_rows=opts.max_rows, batch_size=opts.batch_size,
-                        seed=opts.seed, progress=progress, model_name=opts.model)
+    return label_signal(
+        model,
+        data,
+        max_rows=opts.max_rows,
+        batch_size=opts.batch_size,
+        seed=opts.seed,
+        progress=progress,
+        model_name=opts.model,
+    )

@@ -23,7 +23,7 @@ def score_pairs(model, data, rows: np.ndarray, batch_size: int, progress: bool):
     parts = []
     with progress_bar("scoring pairs", rows.size, enabled=progress) as advance:
         for start in range(0, rows.size, batch_size):
-            idx = rows[start:start + batch_size].tolist()
+            idx = rows[start : start + batch_size].tolist()
             out = model_logps(model, data.collate(idx))
             parts.append([t.double().cpu().numpy() for t in out])
             advance(len(idx))
@@ -35,12 +35,10 @@ def prefers(chosen: np.ndarray, rejected: np.ndarray) -> np.ndarray:
 
 
 def _split(values: np.ndarray, labels: np.ndarray, order: list[str], seed: int) -> dict:
-    return {name: outcome_ci(values[labels == name], seed)
-            for name in [*order, NO_NAME] if (labels == name).any()}
+    return {name: outcome_ci(values[labels == name], seed) for name in [*order, NO_NAME] if (labels == name).any()}
 
 
-def label_signal(model, data, *, max_rows: int, batch_size: int, seed: int, progress: bool,
-                 model_name: str) -> dict:
+def label_signal(model, data, *, max_rows: int, batch_size: int, seed: int, progress: bool, model_name: str) -> dict:
     """The `label_signal` section (module docstring) on all pairs, or `max_rows` of them
     sampled with `seed`."""
     rows = np.arange(len(data))
@@ -49,13 +47,20 @@ def label_signal(model, data, *, max_rows: int, batch_size: int, seed: int, prog
     cs, rs, cn, rn = score_pairs(model, data, rows, batch_size, progress)
     summed = prefers(cs, rs)
     per_token = prefers(cs / np.maximum(cn, 1), rs / np.maximum(rn, 1))
-    out = {"model": model_name, "pairs_scored": int(rows.size), "pairs": len(data),
-           "prefers_chosen": outcome_ci(summed, seed),
-           "prefers_chosen_per_token": outcome_ci(per_token, seed)}
+    out = {
+        "model": model_name,
+        "pairs_scored": int(rows.size),
+        "pairs": len(data),
+        "prefers_chosen": outcome_ci(summed, seed),
+        "prefers_chosen_per_token": outcome_ci(per_token, seed),
+    }
     for column, names in (("group", data.group_names), ("source", data.source_names)):
         if names:
             labels = np.asarray(names_of(data, column), dtype=object)[rows]
-            out[f"by_{column}"] = {name: {"prefers_chosen": ci, "prefers_chosen_per_token": tok}
-                                   for (name, ci), tok in zip(_split(summed, labels, names, seed).items(),
-                                                              _split(per_token, labels, names, seed).values())}
+            out[f"by_{column}"] = {
+                name: {"prefers_chosen": ci, "prefers_chosen_per_token": tok}
+                for (name, ci), tok in zip(
+                    _split(summed, labels, names, seed).items(), _split(per_token, labels, names, seed).values()
+                )
+            }
     return out

@@ -27,7 +27,9 @@ def hashed_features(data, rows: np.ndarray) -> np.ndarray:
         starts, ends = offsets[rows], offsets[rows + 1]
         lengths = ends - starts
         owner = np.repeat(np.arange(rows.size), lengths)
-        positions = np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if rows.size else np.zeros(0, np.int64)
+        positions = (
+            np.concatenate([np.arange(a, b) for a, b in zip(starts, ends)]) if rows.size else np.zeros(0, np.int64)
+        )
         bucket = (flat[positions].astype(np.uint64) * np.uint64(2654435761)) % np.uint64(BUCKETS)
         counts = np.bincount(owner * BUCKETS + bucket.astype(np.int64), minlength=rows.size * BUCKETS)
         out.append(np.log1p(counts.reshape(rows.size, BUCKETS)))
@@ -45,19 +47,19 @@ def sources_report(data, target: list[str], seed: int) -> dict:
     if not target:
         return out
     if not names:
-        raise BadOptionError(f"--target {' '.join(target)}: the data has no source column "
-                             "(set --source-column)")
+        raise BadOptionError(f"--target {' '.join(target)}: the data has no source column (set --source-column)")
     assert labels is not None  # names is non-empty here
     unknown = [t for t in target if t not in names]
     if unknown:
-        raise BadOptionError(f"--target {', '.join(unknown)}: not a source of the data "
-                             f"(sources: {', '.join(names)})")
+        raise BadOptionError(f"--target {', '.join(unknown)}: not a source of the data (sources: {', '.join(names)})")
     rows = np.flatnonzero(labels != NO_NAME)
     if rows.size > MAX_FIT_ROWS:
         rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_FIT_ROWS, replace=False))
     is_target = np.isin(labels[rows], target)
     if is_target.all() or not is_target.any():
-        out["note"] = "every source row is " + ("a target" if is_target.all() else "not a target") + ": nothing to separate"
+        out["note"] = (
+            "every source row is " + ("a target" if is_target.all() else "not a target") + ": nothing to separate"
+        )
         return out
     return {**out, **_fit(data, rows, labels[rows], target, seed)}
 
@@ -69,10 +71,19 @@ def _fit(data, rows: np.ndarray, labels: np.ndarray, target: list[str], seed: in
     from ..ratio import fit_density_ratios
 
     items = [{"prompt": "", "chosen": "", "rejected": "", "source": s} for s in labels]  # texts unused: features given
-    fit = fit_density_ratios(items, target=set(target), features=torch.from_numpy(hashed_features(data, rows)),
-                             seed=seed)
+    fit = fit_density_ratios(
+        items, target=set(target), features=torch.from_numpy(hashed_features(data, rows)), seed=seed
+    )
     m = fit.metrics()
-    return {"auc": fit.auc, "ece": fit.ece, "brier": fit.brier, "prior": fit.prior,
-            "ess": fit.ess_fraction, "weight_max": m["ratio/max"], "weight_min": m["ratio/min"],
-            "rows_fitted": int(rows.size), "folds": fit.n_folds,
-            "features": f"hashed token bags ({BUCKETS} buckets per field) + log lengths"}
+    return {
+        "auc": fit.auc,
+        "ece": fit.ece,
+        "brier": fit.brier,
+        "prior": fit.prior,
+        "ess": fit.ess_fraction,
+        "weight_max": m["ratio/max"],
+        "weight_min": m["ratio/min"],
+        "rows_fitted": int(rows.size),
+        "folds": fit.n_folds,
+        "features": f"hashed token bags ({BUCKETS} buckets per field) + log lengths",
+    }

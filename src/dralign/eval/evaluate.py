@@ -29,8 +29,17 @@ from .rewards import RewardFn
 if TYPE_CHECKING:  # annotations only: evaluation imports torch where it scores
     import torch
 
-__all__ = ["PairScores", "generation_eval", "pair_rewards", "preference_eval", "preference_metrics",
-           "score_pairs", "shift_sweep", "symmetric_ece", "to_jsonable"]
+__all__ = [
+    "PairScores",
+    "generation_eval",
+    "pair_rewards",
+    "preference_eval",
+    "preference_metrics",
+    "score_pairs",
+    "shift_sweep",
+    "symmetric_ece",
+    "to_jsonable",
+]
 
 N_RESAMPLES = 1000
 LEVEL = 0.95
@@ -38,6 +47,7 @@ LEVEL = 0.95
 # ---------------------------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------------------------
+
 
 def _ci(values: Any, seed: int, cluster: int = 1) -> MeanCI:
     """MeanCI of `values`, bootstrapping clusters of `cluster` consecutive values (their means).
@@ -57,12 +67,10 @@ def _won(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a > b) + 0.5 * (a == b)
 
 
-def _score(reward: RewardFn, name: str, prompts: Sequence[str],
-           responses: Sequence[str]) -> np.ndarray:
+def _score(reward: RewardFn, name: str, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
     values = np.asarray(reward(list(prompts), list(responses)), dtype=np.float64).reshape(-1)
     if values.size != len(responses):
-        raise ValueError(f"reward {name}: returned {values.size} values for {len(responses)} "
-                         "responses")
+        raise ValueError(f"reward {name}: returned {values.size} values for {len(responses)} responses")
     if not np.all(np.isfinite(values)):
         raise ValueError(f"reward {name}: returned non-finite values")
     return values
@@ -90,6 +98,7 @@ def to_jsonable(obj: Any) -> Any:
 # Preference metrics on held-out pairs
 # ---------------------------------------------------------------------------------------------
 
+
 def symmetric_ece(probs: Any, bins: int = 10) -> float:
     """ECE of P(chosen ≻ rejected) = p_i over pairs whose label is always "chosen", counting
     each pair in both orders:
@@ -102,8 +111,9 @@ def symmetric_ece(probs: Any, bins: int = 10) -> float:
     chosen responses really are preferred.
     """
     p = np.asarray(probs, dtype=np.float64).reshape(-1)
-    return expected_calibration_error(np.concatenate([p, 1.0 - p]),
-                                        np.concatenate([np.ones_like(p), np.zeros_like(p)]), bins)
+    return expected_calibration_error(
+        np.concatenate([p, 1.0 - p]), np.concatenate([np.ones_like(p), np.zeros_like(p)]), bins
+    )
 
 
 def _pair_logps(scorer, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,8 +147,9 @@ class PairScores:
         return self.beta * (self.policy_rejected - self.ref_rejected)
 
 
-def score_pairs(model, reference, data, *, beta: float, batch_size: int = 32,
-                prefix_sharing: bool = False, progress: bool = False) -> PairScores:
+def score_pairs(
+    model, reference, data, *, beta: float, batch_size: int = 32, prefix_sharing: bool = False, progress: bool = False
+) -> PairScores:
     """The policy's and the reference's log-probs of every held-out pair (:class:`PairScores`).
 
     `reference` is a model or a :class:`dralign.modeling.Reference` (e.g. a cached one).
@@ -148,11 +159,12 @@ def score_pairs(model, reference, data, *, beta: float, batch_size: int = 32,
     terminal, plain lines in a log (:func:`dralign.console.track`).
     """
     if reference is None:
-        raise ValueError("preference_eval needs a reference model: the implicit reward is "
-                         "beta * (log pi - log pi_ref)")
+        raise ValueError("preference_eval needs a reference model: the implicit reward is beta * (log pi - log pi_ref)")
     if getattr(data, "kind", None) != "pairs":
-        raise ValueError("preference_eval needs paired data (prompt, chosen, rejected); got "
-                         f"{getattr(data, 'kind', type(data).__name__)!r} data")
+        raise ValueError(
+            "preference_eval needs paired data (prompt, chosen, rejected); got "
+            f"{getattr(data, 'kind', type(data).__name__)!r} data"
+        )
     if len(data) == 0:
         raise ValueError("preference_eval: the data has no pairs")
     if batch_size < 1:
@@ -161,21 +173,26 @@ def score_pairs(model, reference, data, *, beta: float, batch_size: int = 32,
     from ..modeling import score_rows
 
     def batch_of(indices: list[int]) -> dict:
-        return (collate_shared_pairs([data.examples[i] for i in indices], data.pad_token_id)
-                if prefix_sharing else data.collate(indices))
+        return (
+            collate_shared_pairs([data.examples[i] for i in indices], data.pad_token_id)
+            if prefix_sharing
+            else data.collate(indices)
+        )
 
     def score(batch: dict) -> dict:
         (pc, pr), (rc, rr) = _pair_logps(model, batch), _pair_logps(reference, batch)
         return {"pc": pc, "pr": pr, "rc": rc, "rr": rr}
 
-    scored = score_rows(len(data), batch_of, score, batch_size=batch_size, model=model,
-                        progress=progress, description="held-out pairs")
+    scored = score_rows(
+        len(data), batch_of, score, batch_size=batch_size, model=model, progress=progress, description="held-out pairs"
+    )
     pc, pr, rc, rr = (scored[k].numpy() for k in ("pc", "pr", "rc", "rr"))
     return PairScores(pc, pr, rc, rr, float(beta))
 
 
-def pair_rewards(model, reference, data, *, beta: float, batch_size: int = 32,
-                 prefix_sharing: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def pair_rewards(
+    model, reference, data, *, beta: float, batch_size: int = 32, prefix_sharing: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """The implicit rewards (β u⁺, β u⁻) of every held-out pair, float64 arrays [n] in the
     order of ``data.examples``:
 
@@ -183,13 +200,11 @@ def pair_rewards(model, reference, data, *, beta: float, batch_size: int = 32,
 
     (:func:`score_pairs`, whose arguments these are.)
     """
-    s = score_pairs(model, reference, data, beta=beta, batch_size=batch_size,
-                    prefix_sharing=prefix_sharing)
+    s = score_pairs(model, reference, data, beta=beta, batch_size=batch_size, prefix_sharing=prefix_sharing)
     return s.reward_chosen, s.reward_rejected
 
 
-def preference_metrics(reward_chosen: Any, reward_rejected: Any, *, seed: int = 0,
-                       ece_bins: int = 10) -> dict:
+def preference_metrics(reward_chosen: Any, reward_rejected: Any, *, seed: int = 0, ece_bins: int = 10) -> dict:
     """Metrics of implicit rewards on pairs whose chosen response is the preferred one.
 
         margin_i = r_i⁺ − r_i⁻,   p_i = σ(margin_i)
@@ -204,10 +219,10 @@ def preference_metrics(reward_chosen: Any, reward_rejected: Any, *, seed: int = 
     reward_rejected = np.asarray(reward_rejected, dtype=np.float64).reshape(-1)
     margins = reward_chosen - reward_rejected
     probs = M.preference_probs(margins)  # σ(margin): β is already inside the margin
-    ece, ece_low, ece_high = bootstrap_ci(probs, lambda p: symmetric_ece(p, ece_bins),
-                                            level=LEVEL, n_resamples=N_RESAMPLES, seed=seed)
-    mirrored = (np.concatenate([probs, 1.0 - probs]),
-                np.concatenate([np.ones_like(probs), np.zeros_like(probs)]))
+    ece, ece_low, ece_high = bootstrap_ci(
+        probs, lambda p: symmetric_ece(p, ece_bins), level=LEVEL, n_resamples=N_RESAMPLES, seed=seed
+    )
+    mirrored = (np.concatenate([probs, 1.0 - probs]), np.concatenate([np.ones_like(probs), np.zeros_like(probs)]))
     return {
         "accuracy": _ci(_won(margins, np.zeros_like(margins)), seed),
         "margin": _ci(margins, seed),
@@ -220,8 +235,17 @@ def preference_metrics(reward_chosen: Any, reward_rejected: Any, *, seed: int = 
     }
 
 
-def preference_eval(model, reference, data, *, beta: float, batch_size: int = 32,
-                    seed: int = 0, ece_bins: int = 10, prefix_sharing: bool = False) -> dict:
+def preference_eval(
+    model,
+    reference,
+    data,
+    *,
+    beta: float,
+    batch_size: int = 32,
+    seed: int = 0,
+    ece_bins: int = 10,
+    prefix_sharing: bool = False,
+) -> dict:
     """Implicit-reward metrics of `model` on held-out pairs (a paired
     :class:`dralign.data.PreferenceData`; the chosen response is the preferred one):
     :func:`pair_rewards` then :func:`preference_metrics`, plus ``beta``.
@@ -232,15 +256,16 @@ def preference_eval(model, reference, data, *, beta: float, batch_size: int = 32
     ``reward_chosen`` is β u⁺ and ``reward_rejected`` β u⁻. Per group and per source:
     :func:`dralign.eval.groups.breakdown` of the same rewards.
     """
-    chosen, rejected = pair_rewards(model, reference, data, beta=beta, batch_size=batch_size,
-                                    prefix_sharing=prefix_sharing)
-    return {**preference_metrics(chosen, rejected, seed=seed, ece_bins=ece_bins),
-            "beta": float(beta)}
+    chosen, rejected = pair_rewards(
+        model, reference, data, beta=beta, batch_size=batch_size, prefix_sharing=prefix_sharing
+    )
+    return {**preference_metrics(chosen, rejected, seed=seed, ece_bins=ece_bins), "beta": float(beta)}
 
 
 # ---------------------------------------------------------------------------------------------
 # Generation metrics against the start model
 # ---------------------------------------------------------------------------------------------
+
 
 def _diversity(c: Completions, seed: int, cluster: int) -> dict:
     """token_entropy, distinct_1, distinct_2 (floats, over completion token ids), length
@@ -259,17 +284,26 @@ def _check_completions(c: Completions, prompts: list[str], num_samples: int, whi
     if not len(c.prompts) == len(c.texts) == len(c.token_ids):
         raise ValueError(f"{which}: prompts, texts and token_ids differ in length")
     if c.finished is not None and len(c.finished) != len(c.texts):
-        raise ValueError(f"{which}: finished has {len(c.finished)} entries for {len(c.texts)} "
-                         "completions")
+        raise ValueError(f"{which}: finished has {len(c.finished)} entries for {len(c.texts)} completions")
     if list(c.prompts) != expected:
-        raise ValueError(f"{which}: expected {num_samples} completion(s) of each of the "
-                         f"{len(prompts)} prompts, in prompt-major order")
+        raise ValueError(
+            f"{which}: expected {num_samples} completion(s) of each of the "
+            f"{len(prompts)} prompts, in prompt-major order"
+        )
 
 
-def generation_eval(policy, start, tokenizer, prompts: Sequence[str], *,
-                    rewards: Mapping[str, RewardFn], policy_completions: Completions | None = None,
-                    start_completions: Completions | None = None, sampling: Sampling | None = None,
-                    **settings: Any) -> dict:
+def generation_eval(
+    policy,
+    start,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    rewards: Mapping[str, RewardFn],
+    policy_completions: Completions | None = None,
+    start_completions: Completions | None = None,
+    sampling: Sampling | None = None,
+    **settings: Any,
+) -> dict:
     """Sample from the policy and the start model (or reuse given completions) and compare.
 
     sampling: a `dralign.eval.Sampling` (num_samples, max_new_tokens, temperature, top_p, seed,
@@ -311,13 +345,15 @@ def generation_eval(policy, start, tokenizer, prompts: Sequence[str], *,
         _check_completions(start_completions, prompts, num_samples, "start_completions")
 
     pc, sc = policy_completions, start_completions
-    by_reward = {name: _reward_comparison(reward, name, pc, sc, seed, num_samples)
-                 for name, reward in rewards.items()}
+    by_reward = {name: _reward_comparison(reward, name, pc, sc, seed, num_samples) for name, reward in rewards.items()}
     kl = None
     if policy is not None and start is not None:
-        logp_kwargs: dict[str, Any] = dict(batch_size=s.batch_size, append_eos=pc.ended_at_eos,
-                                           add_special_tokens=s.add_special_tokens,
-                                           max_prompt_length=s.max_prompt_length)
+        logp_kwargs: dict[str, Any] = dict(
+            batch_size=s.batch_size,
+            append_eos=pc.ended_at_eos,
+            add_special_tokens=s.add_special_tokens,
+            max_prompt_length=s.max_prompt_length,
+        )
         lp_policy = completion_log_likelihoods(policy, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
         lp_start = completion_log_likelihoods(start, tokenizer, pc.prompts, pc.token_ids, **logp_kwargs)
         kl = _ci(lp_policy - lp_start, seed, num_samples)
@@ -329,32 +365,45 @@ def generation_eval(policy, start, tokenizer, prompts: Sequence[str], *,
         "start": _diversity(sc, seed, num_samples) if sc is not None else None,
         "n_prompts": len(prompts),
         "num_samples": int(num_samples),
-        "sampling": {"temperature": float(s.temperature), "top_p": float(s.top_p),
-                     "max_new_tokens": int(s.max_new_tokens), "seed": int(seed)},
+        "sampling": {
+            "temperature": float(s.temperature),
+            "top_p": float(s.top_p),
+            "max_new_tokens": int(s.max_new_tokens),
+            "seed": int(seed),
+        },
     }
 
 
-
-def _reward_comparison(reward: RewardFn, name: str, pc: Completions, sc: Completions | None, seed: int,
-                       num_samples: int) -> dict:
+def _reward_comparison(
+    reward: RewardFn, name: str, pc: Completions, sc: Completions | None, seed: int, num_samples: int
+) -> dict:
     """`generation_eval`'s ``rewards[name]``: the policy's and the start's mean and the win rate."""
     r_policy = _score(reward, name, pc.prompts, pc.texts)
     r_start = _score(reward, name, sc.prompts, sc.texts) if sc is not None else None
     return {
         "policy": _ci(r_policy, seed, num_samples),
         "start": _ci(r_start, seed, num_samples) if r_start is not None else None,
-        "win_rate": (_ci(_won(r_policy, r_start), seed, num_samples)
-                     if r_start is not None else None),
+        "win_rate": (_ci(_won(r_policy, r_start), seed, num_samples) if r_start is not None else None),
     }
+
 
 # ---------------------------------------------------------------------------------------------
 # Shift sweep over a reward mixture
 # ---------------------------------------------------------------------------------------------
 
-def shift_sweep(prompts: Sequence[str], responses: Sequence[str], reward_a: RewardFn,
-                reward_b: RewardFn, alphas: Sequence[float], *, mixture: str = "linear",
-                baseline_responses: Sequence[str] | None = None, seed: int = 0,
-                num_samples: int = 1) -> dict:
+
+def shift_sweep(
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    reward_a: RewardFn,
+    reward_b: RewardFn,
+    alphas: Sequence[float],
+    *,
+    mixture: str = "linear",
+    baseline_responses: Sequence[str] | None = None,
+    seed: int = 0,
+    num_samples: int = 1,
+) -> dict:
     """Gold reward of `responses` under every mixture r(α) of two rewards, and its worst case.
 
         linear:     r_i(α) = α·r_a,i + (1−α)·r_b,i
@@ -403,8 +452,9 @@ def shift_sweep(prompts: Sequence[str], responses: Sequence[str], reward_a: Rewa
             raise ValueError(f"{len(baseline)} baseline responses for {len(responses)} responses")
         b_a = _score(reward_a, "reward_a", prompts, baseline)
         b_b = _score(reward_b, "reward_b", prompts, baseline)
-        win = {a: _ci(_won(mixed[a], np.asarray(mix(b_a, b_b, a), dtype=np.float64)), seed,
-                      num_samples) for a in alphas}
+        win = {
+            a: _ci(_won(mixed[a], np.asarray(mix(b_a, b_b, a), dtype=np.float64)), seed, num_samples) for a in alphas
+        }
         worst_win_alpha, _ = M.worst_case({a: ci.mean for a, ci in win.items()})
         out["win_rate"] = win
         out["worst_win_rate"] = {"alpha": worst_win_alpha, "win_rate": win[worst_win_alpha]}

@@ -129,8 +129,9 @@ def _check_positive(name: str, value: int) -> None:
         raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def tokenize_prompts(tokenizer, prompts: Sequence[str], *, add_special_tokens: bool = True,
-                     max_prompt_length: int | None = None) -> list[list[int]]:
+def tokenize_prompts(
+    tokenizer, prompts: Sequence[str], *, add_special_tokens: bool = True, max_prompt_length: int | None = None
+) -> list[list[int]]:
     """Token ids of each prompt, as :func:`dralign.data.tokenize_pairs` makes them.
 
     ``tokenizer(prompts, add_special_tokens=add_special_tokens)``; with `max_prompt_length`
@@ -151,10 +152,12 @@ def tokenize_prompts(tokenizer, prompts: Sequence[str], *, add_special_tokens: b
     for i, x in enumerate(ids):
         x = list(x)
         if not x:
-            raise ValueError(f"prompt {i} ({prompts[i]!r}) tokenizes to zero tokens; a prompt "
-                             "needs at least one token to condition on")
+            raise ValueError(
+                f"prompt {i} ({prompts[i]!r}) tokenizes to zero tokens; a prompt "
+                "needs at least one token to condition on"
+            )
         if max_prompt_length is not None and len(x) > max_prompt_length:
-            x = x[len(x) - max_prompt_length:]
+            x = x[len(x) - max_prompt_length :]
         out.append(x)
     return out
 
@@ -166,8 +169,7 @@ def sampling_uniforms(n: int, steps: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random((n, steps))
 
 
-def draw_tokens(logits: torch.Tensor, u: torch.Tensor, *, temperature: float = 1.0,
-                top_p: float = 1.0) -> torch.Tensor:
+def draw_tokens(logits: torch.Tensor, u: torch.Tensor, *, temperature: float = 1.0, top_p: float = 1.0) -> torch.Tensor:
     """Next tokens [B] from logits [B, V] by inverse-CDF sampling with uniforms u [B].
 
         p = softmax(logits / temperature)        (in float64)
@@ -202,8 +204,13 @@ def _cache_argument(model) -> str:
 
 
 def _forward(model, input_ids, attention_mask, position_ids, past, keep_last: bool):
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask,
-              "position_ids": position_ids, _cache_argument(model): past, "use_cache": True}
+    kwargs = {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "position_ids": position_ids,
+        _cache_argument(model): past,
+        "use_cache": True,
+    }
     if keep_last:
         kwargs["logits_to_keep"] = 1
     out = model(**kwargs)
@@ -212,17 +219,25 @@ def _forward(model, input_ids, attention_mask, position_ids, past, keep_last: bo
     return out.logits[:, -1, :], cache
 
 
-def _sample_batch(model, prompt_ids: list[list[int]], uniforms: np.ndarray, *, eos: int,
-                  pad: int, temperature: float, top_p: float, max_new_tokens: int
-                  ) -> list[tuple[list[int], bool]]:
+def _sample_batch(
+    model,
+    prompt_ids: list[list[int]],
+    uniforms: np.ndarray,
+    *,
+    eos: int,
+    pad: int,
+    temperature: float,
+    top_p: float,
+    max_new_tokens: int,
+) -> list[tuple[list[int], bool]]:
     """(token ids before eos, ended at eos) of each left-padded row, decoded with a KV cache."""
     device = _device(model)
     b, width = len(prompt_ids), max(len(p) for p in prompt_ids)
     input_ids = torch.full((b, width), pad, dtype=torch.long)
     attention_mask = torch.zeros((b, width), dtype=torch.long)
     for i, p in enumerate(prompt_ids):
-        input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-        attention_mask[i, width - len(p):] = 1
+        input_ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+        attention_mask[i, width - len(p) :] = 1
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
     u = torch.from_numpy(uniforms).to(device, torch.float32 if device.type == "mps" else None)
@@ -242,16 +257,14 @@ def _sample_batch(model, prompt_ids: list[list[int]], uniforms: np.ndarray, *, e
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(b, 1)], dim=1)
         position_ids = torch.cat([position_ids, position_ids[:, -1:] + 1], dim=1)
         if past is None:  # a model that keeps no cache: recompute the whole sequence
-            logits, past = _forward(model, input_ids, attention_mask, position_ids, None,
-                                    keep_last)
+            logits, past = _forward(model, input_ids, attention_mask, position_ids, None, keep_last)
         else:
-            logits, past = _forward(model, token[:, None], attention_mask, position_ids[:, -1:],
-                                    past, keep_last)
+            logits, past = _forward(model, token[:, None], attention_mask, position_ids[:, -1:], past, keep_last)
     generated = torch.stack(steps, dim=1).tolist()
     out = []
     for row in generated:
         if eos in row:
-            out.append((row[:row.index(eos)], True))
+            out.append((row[: row.index(eos)], True))
         else:
             out.append((row, False))
     return out
@@ -264,12 +277,13 @@ def _decode(tokenizer, prompt_ids: list[int], ids: list[int]) -> str:
     prompt_text = tokenizer.decode(prompt_ids, skip_special_tokens=True)
     full = tokenizer.decode([*prompt_ids, *ids], skip_special_tokens=True)
     if full.startswith(prompt_text):
-        return full[len(prompt_text):]
+        return full[len(prompt_text) :]
     return tokenizer.decode(ids, skip_special_tokens=True)
 
 
-def sample_completions(model, tokenizer, prompts: Sequence[str], *, sampling: Sampling | None = None,
-                       **settings: Any) -> Completions:
+def sample_completions(
+    model, tokenizer, prompts: Sequence[str], *, sampling: Sampling | None = None, **settings: Any
+) -> Completions:
     """`num_samples` completions of each prompt from `model`, deterministic per `seed`.
 
     sampling: a `Sampling`; settings: its fields by keyword instead (or on top of it), e.g.
@@ -287,18 +301,26 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], *, sampling: Sa
     if eos is None:
         raise ValueError("the tokenizer has no eos token; sampling needs one to end completions")
     pad = pad_token_id_of(tokenizer)
-    unique_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=s.add_special_tokens,
-                                  max_prompt_length=s.max_prompt_length)
+    unique_ids = tokenize_prompts(
+        tokenizer, prompts, add_special_tokens=s.add_special_tokens, max_prompt_length=s.max_prompt_length
+    )
     rows = [i for i in range(len(unique_ids)) for _ in range(num_samples)]  # prompt of each row
     uniforms = sampling_uniforms(len(rows), max_new_tokens, s.seed)
     order = sorted(range(len(rows)), key=lambda k: len(unique_ids[rows[k]]))
     results: list[tuple[list[int], bool] | None] = [None] * len(rows)
     with torch.inference_mode(), eval_mode(model):
         for start in range(0, len(order), batch_size):
-            ks = order[start:start + batch_size]
-            batch = _sample_batch(model, [unique_ids[rows[k]] for k in ks], uniforms[ks],
-                                  eos=eos, pad=pad, temperature=s.temperature, top_p=s.top_p,
-                                  max_new_tokens=max_new_tokens)
+            ks = order[start : start + batch_size]
+            batch = _sample_batch(
+                model,
+                [unique_ids[rows[k]] for k in ks],
+                uniforms[ks],
+                eos=eos,
+                pad=pad,
+                temperature=s.temperature,
+                top_p=s.top_p,
+                max_new_tokens=max_new_tokens,
+            )
             for k, result in zip(ks, batch):
                 results[k] = result
     prompts = list(prompts)
@@ -312,10 +334,17 @@ def sample_completions(model, tokenizer, prompts: Sequence[str], *, sampling: Sa
     )
 
 
-def completion_log_likelihoods(model, tokenizer, prompts: Sequence[str],
-                               token_ids: Sequence[Sequence[int]], *, batch_size: int = 64,
-                               append_eos: bool | Sequence[bool] = True, add_special_tokens: bool = True,
-                               max_prompt_length: int | None = None) -> np.ndarray:
+def completion_log_likelihoods(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    token_ids: Sequence[Sequence[int]],
+    *,
+    batch_size: int = 64,
+    append_eos: bool | Sequence[bool] = True,
+    add_special_tokens: bool = True,
+    max_prompt_length: int | None = None,
+) -> np.ndarray:
     """Summed log π(y|x) of given completions by teacher forcing: float64 [N].
 
         log π(y|x) = Σ_t log softmax(logits_{t−1})[y_t]   (:func:`dralign.modeling.sequence_logps`)
@@ -331,28 +360,34 @@ def completion_log_likelihoods(model, tokenizer, prompts: Sequence[str],
     prompts = list(prompts)
     if len(prompts) != len(token_ids):
         raise ValueError(f"{len(prompts)} prompts but {len(token_ids)} completions")
-    ends = ([bool(append_eos)] * len(prompts) if isinstance(append_eos, (bool, np.bool_))
-            else [bool(e) for e in append_eos])
+    ends = (
+        [bool(append_eos)] * len(prompts) if isinstance(append_eos, (bool, np.bool_)) else [bool(e) for e in append_eos]
+    )
     if len(ends) != len(prompts):
         raise ValueError(f"append_eos has {len(ends)} entries for {len(prompts)} completions")
     eos = tokenizer.eos_token_id
     if any(ends) and eos is None:
         raise ValueError("append_eos needs a tokenizer with an eos token")
-    prompt_ids = tokenize_prompts(tokenizer, prompts, add_special_tokens=add_special_tokens,
-                                  max_prompt_length=max_prompt_length)
-    examples = [UnpairedExample(i, tuple(p), (*map(int, ids), *([eos] if end else [])), True)
-                for i, (p, ids, end) in enumerate(zip(prompt_ids, token_ids, ends))]
-    order = sorted(range(len(examples)),
-                   key=lambda i: len(examples[i].prompt_ids) + len(examples[i].completion_ids))
+    prompt_ids = tokenize_prompts(
+        tokenizer, prompts, add_special_tokens=add_special_tokens, max_prompt_length=max_prompt_length
+    )
+    examples = [
+        UnpairedExample(i, tuple(p), (*map(int, ids), *([eos] if end else [])), True)
+        for i, (p, ids, end) in enumerate(zip(prompt_ids, token_ids, ends))
+    ]
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].prompt_ids) + len(examples[i].completion_ids))
     out = np.zeros(len(examples), dtype=np.float64)
     pad = pad_token_id_of(tokenizer)
     device = _device(model)
     with torch.inference_mode(), eval_mode(model):
         for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             batch = collate_unpaired([examples[i] for i in idx], pad)
-            logps = sequence_logps(model, batch["input_ids"].to(device),
-                                   batch["attention_mask"].to(device),
-                                   batch["completion_mask"].to(device))
+            logps = sequence_logps(
+                model,
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                batch["completion_mask"].to(device),
+            )
             out[idx] = logps.sum.double().cpu().numpy()
     return out

@@ -45,6 +45,7 @@ __all__ = [
 # Preference / reward-model metrics
 # ---------------------------------------------------------------------------------------------
 
+
 def preference_accuracy(margins: Any) -> float:
     """Fraction of pairs ranked correctly, ties counting ½.
 
@@ -107,8 +108,10 @@ def win_rate(rewards_a: Any, rewards_b: Any, paired: bool = True) -> float:
     require_nonempty(b, "rewards_b")
     if paired:
         if a.shape != b.shape:
-            raise ValueError(f"paired win_rate needs equal lengths, got {a.size} and {b.size}; "
-                             "pass paired=False to compare every a with every b")
+            raise ValueError(
+                f"paired win_rate needs equal lengths, got {a.size} and {b.size}; "
+                "pass paired=False to compare every a with every b"
+            )
         return float(np.mean((a > b) + 0.5 * (a == b)))
     diff = a[:, None] - b[None, :]
     return float(np.mean((diff > 0) + 0.5 * (diff == 0)))
@@ -136,6 +139,7 @@ def sequence_kl_estimate(policy_logps: Any, start_logps: Any) -> float:
 # Diversity
 # ---------------------------------------------------------------------------------------------
 
+
 def _as_token_lists(seqs: Iterable[Any]) -> list[list[Hashable]]:
     """Token lists: strings are split on whitespace; tensors/arrays become lists of ints."""
     out: list[list[Hashable]] = []
@@ -143,8 +147,7 @@ def _as_token_lists(seqs: Iterable[Any]) -> list[list[Hashable]]:
         if isinstance(s, str):
             out.append(list(s.split()))  # list[Hashable], for the checker (lists are invariant)
         elif hasattr(s, "tolist"):
-            out.append(list(np.asarray(s.detach().cpu() if hasattr(s, "detach") else s)
-                            .reshape(-1).tolist()))
+            out.append(list(np.asarray(s.detach().cpu() if hasattr(s, "detach") else s).reshape(-1).tolist()))
         else:
             out.append(list(s))
     return out
@@ -181,7 +184,7 @@ def distinct_n(seqs: Iterable[Any], n: int = 2) -> float:
     unique: set[tuple] = set()
     total = 0
     for toks in _as_token_lists(seqs):
-        grams = [tuple(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+        grams = [tuple(toks[i : i + n]) for i in range(len(toks) - n + 1)]
         total += len(grams)
         unique.update(grams)
     return float(len(unique) / total) if total else 0.0
@@ -199,8 +202,8 @@ def mean_length(seqs: Iterable[Any]) -> float:
 # Aggregation over shifts
 # ---------------------------------------------------------------------------------------------
 
-def worst_case(values_by_alpha: Mapping[float, float],
-               higher_is_better: bool = True) -> tuple[float, float]:
+
+def worst_case(values_by_alpha: Mapping[float, float], higher_is_better: bool = True) -> tuple[float, float]:
     """The worst point of a shift sweep: ``(alpha, value)``.
 
         α* = argmin_α v(α)   (argmax when `higher_is_better=False`, e.g. for a loss)

@@ -49,8 +49,7 @@ def geometric_mixture(r_a: Any, r_b: Any, alpha: float) -> Any:
 
 
 #: The mixtures by name: ``(r_a, r_b, alpha) -> r(alpha)``.
-MIXTURES: dict[str, Callable[[Any, Any, float], Any]] = {
-    "linear": linear_mixture, "geometric": geometric_mixture}
+MIXTURES: dict[str, Callable[[Any, Any, float], Any]] = {"linear": linear_mixture, "geometric": geometric_mixture}
 
 
 def mixture_fn(kind: str) -> Callable[[Any, Any, float], Any]:

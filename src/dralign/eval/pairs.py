@@ -40,16 +40,24 @@ def per_pair_records(data, scores) -> list[dict]:
     out = []
     for i, e in enumerate(data.examples):
         m = _num(margins[i])
-        out.append({
-            "file": e.file, "row": int(e.row), "index": int(e.index),
-            "group": groups[i], "source": sources[i],
-            "prompt_tokens": len(e.prompt_ids), "chosen_tokens": len(e.chosen_ids),
-            "rejected_tokens": len(e.rejected_ids),
-            "policy_chosen": _num(scores.policy_chosen[i]),
-            "policy_rejected": _num(scores.policy_rejected[i]),
-            "ref_chosen": _num(scores.ref_chosen[i]), "ref_rejected": _num(scores.ref_rejected[i]),
-            "margin": m, "p_chosen": None if m is None else _sigmoid(m),
-        })
+        out.append(
+            {
+                "file": e.file,
+                "row": int(e.row),
+                "index": int(e.index),
+                "group": groups[i],
+                "source": sources[i],
+                "prompt_tokens": len(e.prompt_ids),
+                "chosen_tokens": len(e.chosen_ids),
+                "rejected_tokens": len(e.rejected_ids),
+                "policy_chosen": _num(scores.policy_chosen[i]),
+                "policy_rejected": _num(scores.policy_rejected[i]),
+                "ref_chosen": _num(scores.ref_chosen[i]),
+                "ref_rejected": _num(scores.ref_rejected[i]),
+                "margin": m,
+                "p_chosen": None if m is None else _sigmoid(m),
+            }
+        )
     return out
 
 

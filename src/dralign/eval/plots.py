@@ -30,8 +30,7 @@ def _bars(ax, by: dict, worst: str | None, title: str) -> None:
     ax.bar(range(len(names)), means, yerr=[lows, highs], capsize=3, color=colors)
     ax.axhline(0.5, color="grey", linestyle="--", linewidth=1)  # chance
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels([f"{shown(n)}\n(n={by[n]['n']})" for n in names], rotation=30, ha="right",
-                       fontsize=8)
+    ax.set_xticklabels([f"{shown(n)}\n(n={by[n]['n']})" for n in names], rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("preference accuracy")
     ax.set_title(title + (f" (worst: {shown(worst)})" if worst else ""))
@@ -42,8 +41,9 @@ def _reliability(ax, bins: list[dict]) -> None:
     if bins:
         ax.plot([b["confidence"] for b in bins], [b["accuracy"] for b in bins], marker="o")
         for b in bins:
-            ax.annotate(str(b["n"]), (b["confidence"], b["accuracy"]), fontsize=7,
-                        textcoords="offset points", xytext=(3, 3))
+            ax.annotate(
+                str(b["n"]), (b["confidence"], b["accuracy"]), fontsize=7, textcoords="offset points", xytext=(3, 3)
+            )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("predicted P(chosen preferred) = sigmoid(margin)")
@@ -58,8 +58,11 @@ def write_plot(results: dict, path: str | Path) -> bool:
         from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
     except ImportError:
         return False
-    panels = [(results[key], results.get(f"worst_{key[:-1]}"), f"accuracy by {key[:-1]}")
-              for key in ("groups", "sources") if results.get(key)]
+    panels = [
+        (results[key], results.get(f"worst_{key[:-1]}"), f"accuracy by {key[:-1]}")
+        for key in ("groups", "sources")
+        if results.get(key)
+    ]
     fig = Figure(figsize=(5.5 * (len(panels) + 1), 4.5))
     axes = fig.subplots(1, len(panels) + 1, squeeze=False)
     for ax, (by, worst, title) in zip(axes[0], panels):

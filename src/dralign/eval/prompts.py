@@ -28,17 +28,14 @@ def _registered_prompts(spec: str, seed: int) -> list[str] | None:
 
 def _render_messages(tokenizer, messages: Any, where: str) -> str:
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"{where}: the prompt is a list of messages but the tokenizer has no "
-                         "chat template")
+        raise ValueError(f"{where}: the prompt is a list of messages but the tokenizer has no chat template")
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     except Exception as err:  # jinja errors of a malformed message list
-        raise ValueError(f"{where}: cannot render the messages with the chat template: "
-                         f"{err}") from None
+        raise ValueError(f"{where}: cannot render the messages with the chat template: {err}") from None
 
 
-def load_prompts(spec: str, *, tokenizer=None, seed: int = 0,
-                 column: str = "prompt") -> tuple[list[str], bool]:
+def load_prompts(spec: str, *, tokenizer=None, seed: int = 0, column: str = "prompt") -> tuple[list[str], bool]:
     """(prompts, rendered): prompts from `spec`, and whether they were rendered with the
     tokenizer's chat template (then they carry their special tokens: tokenize them with
     ``add_special_tokens=False``).
@@ -66,8 +63,7 @@ def load_prompts(spec: str, *, tokenizer=None, seed: int = 0,
         return prompts, False
     if not path.exists():
         schemes = " / ".join(PROMPTS.helps())
-        raise DataError(f"prompts file not found: {spec} (expected a file"
-                        + (f", or {schemes})" if schemes else ")"))
+        raise DataError(f"prompts file not found: {spec} (expected a file" + (f", or {schemes})" if schemes else ")"))
     rows = load_rows(spec)
     prompts, kinds = [], set()
     for row in rows:
@@ -84,9 +80,11 @@ def load_prompts(spec: str, *, tokenizer=None, seed: int = 0,
             prompts.append(_render_messages(tokenizer, value, where))
             kinds.add("messages")
         else:
-            raise DataError(f"{where}: field {column!r} must be a non-empty string"
-                            + (" or a list of messages" if tokenizer is not None else "")
-                            + f", got {type(value).__name__}")
+            raise DataError(
+                f"{where}: field {column!r} must be a non-empty string"
+                + (" or a list of messages" if tokenizer is not None else "")
+                + f", got {type(value).__name__}"
+            )
     if not prompts:
         raise DataError(f"{spec}: no prompts")
     if len(kinds) > 1:

@@ -53,6 +53,15 @@ def cached_eval_reference(opts, data, device: str, log=print):
         return None
     # transformers' stub types `to` through a wrapper that refuses a device string
     model = load_model(opts.reference, dtype=opts.dtype).to(device)  # type: ignore[arg-type]
-    cache = build_reference_cache(model, data, lambda d, idx: d.collate(idx), cache_dir, key,
-                                  batch_size=opts.batch_size, device=device, log=log, progress=True)
+    cache = build_reference_cache(
+        model,
+        data,
+        lambda d, idx: d.collate(idx),
+        cache_dir,
+        key,
+        batch_size=opts.batch_size,
+        device=device,
+        log=log,
+        progress=True,
+    )
     return CachedReference(cache)

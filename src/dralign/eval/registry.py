@@ -42,8 +42,7 @@ class SchemeRegistry:
         if not scheme.isidentifier():
             raise ValueError(f"{self.group}: scheme {scheme!r} is not an identifier")
         if self._factories.get(scheme, factory) is not factory:
-            raise ValueError(f"{self.group}: scheme {scheme!r} is already registered "
-                             f"({self._factories[scheme]!r})")
+            raise ValueError(f"{self.group}: scheme {scheme!r} is already registered ({self._factories[scheme]!r})")
         self._factories[scheme] = factory
 
     def _discover(self) -> None:

@@ -42,9 +42,11 @@ __all__ = ["RewardFn", "batched_reward", "hf_reward", "load_reward", "text_rewar
 #: A batched reward: (prompts, responses) → float64 array [N].
 RewardFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
-_BUILTIN_HELP = ("package.module:function (a callable str -> float, or batched "
-                 "(prompts, responses) -> array), or the folder or Hugging Face name of a "
-                 "sequence-classification reward model")
+_BUILTIN_HELP = (
+    "package.module:function (a callable str -> float, or batched "
+    "(prompts, responses) -> array), or the folder or Hugging Face name of a "
+    "sequence-classification reward model"
+)
 
 _CALLABLE_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
@@ -61,21 +63,18 @@ def _checked(fn: Callable[[list[str], list[str]], object], name: str) -> RewardF
     def reward(prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         prompts, responses = list(prompts), list(responses)
         if len(prompts) != len(responses):
-            raise ValueError(f"reward {name}: {len(prompts)} prompts but {len(responses)} "
-                             "responses")
+            raise ValueError(f"reward {name}: {len(prompts)} prompts but {len(responses)} responses")
         out = fn(prompts, responses)
         try:
             values = np.asarray(out, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError) as err:
             raise ValueError(f"reward {name}: did not return numbers: {err}") from None
         if values.size != len(responses):
-            raise ValueError(f"reward {name}: returned {values.size} values for "
-                             f"{len(responses)} responses")
+            raise ValueError(f"reward {name}: returned {values.size} values for {len(responses)} responses")
         bad = np.flatnonzero(~np.isfinite(values))
         if bad.size:
             i = int(bad[0])
-            raise ValueError(f"reward {name}: non-finite value {values[i]} for response {i} "
-                             f"({responses[i][:60]!r})")
+            raise ValueError(f"reward {name}: non-finite value {values[i]} for response {i} ({responses[i][:60]!r})")
         return values
 
     reward.__name__ = name
@@ -84,12 +83,10 @@ def _checked(fn: Callable[[list[str], list[str]], object], name: str) -> RewardF
 
 def text_reward(fn: Callable[[str], float], name: str | None = None) -> RewardFn:
     """A batched reward that scores each response text alone: r_i = fn(responses[i])."""
-    return _checked(lambda prompts, responses: [float(fn(r)) for r in responses],
-                    name or _name_of(fn, "text_reward"))
+    return _checked(lambda prompts, responses: [float(fn(r)) for r in responses], name or _name_of(fn, "text_reward"))
 
 
-def batched_reward(fn: Callable[[list[str], list[str]], object],
-                   name: str | None = None) -> RewardFn:
+def batched_reward(fn: Callable[[list[str], list[str]], object], name: str | None = None) -> RewardFn:
     """A checked batched reward from ``fn(prompts, responses) -> array-like [N]``."""
     return _checked(fn, name or _name_of(fn, "reward"))
 
@@ -108,8 +105,7 @@ def _is_batched(fn: Callable) -> bool:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):  # builtins without a signature: treat as per text
         return False
-    required = [p for p in params if p.default is p.empty
-                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     return len(required) >= 2
 
 
@@ -146,8 +142,9 @@ def _as_reward(fn: Callable, name: str) -> RewardFn:
     return batched_reward(fn, name=name) if _is_batched(fn) else text_reward(fn, name=name)
 
 
-def hf_reward(name_or_path: str, *, device: str | None = None, batch_size: int = 32,
-              max_length: int = 1024, dtype: str = "auto") -> RewardFn:
+def hf_reward(
+    name_or_path: str, *, device: str | None = None, batch_size: int = 32, max_length: int = 1024, dtype: str = "auto"
+) -> RewardFn:
     """A Hugging Face sequence-classification model as a reward.
 
     Each (prompt, response) is scored as the single text ``prompt + response``, tokenized with
@@ -168,19 +165,28 @@ def hf_reward(name_or_path: str, *, device: str | None = None, batch_size: int =
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            name_or_path, dtype=resolve_dtype(dtype), output_loading_info=True)
+            name_or_path, dtype=resolve_dtype(dtype), output_loading_info=True
+        )
     except (OSError, ValueError, KeyError) as err:
-        raise _spec_error(name_or_path, "could not load it as a Hugging Face "
-                          f"sequence-classification model ({str(err).splitlines()[0]})") from None
+        raise _spec_error(
+            name_or_path,
+            f"could not load it as a Hugging Face sequence-classification model ({str(err).splitlines()[0]})",
+        ) from None
     if info.get("missing_keys"):
         missing = sorted(info["missing_keys"])
-        raise _spec_error(name_or_path, "its checkpoint lacks trained weights of the "
-                          f"classification head ({', '.join(missing[:3])}): it is not a trained "
-                          "sequence-classification reward model")
+        raise _spec_error(
+            name_or_path,
+            "its checkpoint lacks trained weights of the "
+            f"classification head ({', '.join(missing[:3])}): it is not a trained "
+            "sequence-classification reward model",
+        )
     labels = int(model.config.num_labels)
     if labels not in (1, 2):
-        raise _spec_error(name_or_path, f"its classification head has {labels} labels; a reward "
-                          "model needs 1 (the reward) or 2 (reward = logit[1] - logit[0])")
+        raise _spec_error(
+            name_or_path,
+            f"its classification head has {labels} labels; a reward "
+            "model needs 1 (the reward) or 2 (reward = logit[1] - logit[0])",
+        )
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise _spec_error(name_or_path, "its tokenizer has neither a pad nor an eos token")
@@ -198,11 +204,16 @@ def hf_reward(name_or_path: str, *, device: str | None = None, batch_size: int =
         out = np.zeros(len(texts), dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
-                enc = tokenizer(texts[start:start + batch_size], return_tensors="pt",
-                                padding=True, truncation=True, max_length=max_length)
+                enc = tokenizer(
+                    texts[start : start + batch_size],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=max_length,
+                )
                 logits = model(**{k: v.to(device) for k, v in enc.items()}).logits.double()
                 r = logits[:, 0] if labels == 1 else logits[:, 1] - logits[:, 0]
-                out[start:start + batch_size] = r.cpu().numpy()
+                out[start : start + batch_size] = r.cpu().numpy()
         return out
 
     return _checked(score, name_or_path)
@@ -214,8 +225,7 @@ def _looks_like_local_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or (os.sep in spec and Path(spec).parent.exists())
 
 
-def load_reward(spec: str, *, device: str | None = None, batch_size: int = 32,
-                max_length: int = 1024) -> RewardFn:
+def load_reward(spec: str, *, device: str | None = None, batch_size: int = 32, max_length: int = 1024) -> RewardFn:
     """The reward named by `spec` (see the module docstring for the forms).
 
     `device`, `batch_size` and `max_length` apply to Hugging Face reward models only. A bad
@@ -228,14 +238,12 @@ def load_reward(spec: str, *, device: str | None = None, batch_size: int = 32,
     if registered is not None:
         return registered
     if Path(spec).expanduser().is_dir():
-        return hf_reward(str(Path(spec).expanduser()), device=device, batch_size=batch_size,
-                         max_length=max_length)
+        return hf_reward(str(Path(spec).expanduser()), device=device, batch_size=batch_size, max_length=max_length)
     if _CALLABLE_RE.match(spec):
         return _callable_reward(spec)
     if ":" in spec:
         schemes = " / ".join(f"{s}:..." for s in REWARDS.schemes())
-        raise _spec_error(spec, f"it is neither {schemes or 'a registered SCHEME:...'} nor "
-                          "package.module:function")
+        raise _spec_error(spec, f"it is neither {schemes or 'a registered SCHEME:...'} nor package.module:function")
     if Path(spec).expanduser().exists():
         raise _spec_error(spec, "it is a file, not a model folder")
     if _looks_like_local_path(spec):

@@ -74,17 +74,19 @@ class ReferenceCache:
     def lookup(self, index: torch.Tensor) -> PairLogps:
         """Values of the examples `index` [B] (CPU), each [B]; a missing example is an error."""
         if index.numel() and (index.min() < 0 or index.max() >= len(self)):
-            raise KeyError(f"example indices outside the reference cache (0..{len(self) - 1}): "
-                           f"{index[(index < 0) | (index >= len(self))].tolist()[:10]}")
+            raise KeyError(
+                f"example indices outside the reference cache (0..{len(self) - 1}): "
+                f"{index[(index < 0) | (index >= len(self))].tolist()[:10]}"
+            )
         missing = index[self.chosen_count[index] == _ABSENT]
         if missing.numel():
-            raise KeyError(f"examples not in the reference cache: {missing.tolist()[:10]}; "
-                           "rebuild it over the whole dataset")
+            raise KeyError(
+                f"examples not in the reference cache: {missing.tolist()[:10]}; rebuild it over the whole dataset"
+            )
         return PairLogps(*(getattr(self, f)[index] for f in _FIELDS))
 
     @classmethod
-    def from_values(cls, fingerprint: str, index: torch.Tensor,
-                    values: PairLogps) -> ReferenceCache:
+    def from_values(cls, fingerprint: str, index: torch.Tensor, values: PairLogps) -> ReferenceCache:
         """A cache holding `values` (each [m]) for the examples `index` [m]; others absent."""
         n = int(index.max()) + 1
         columns = {}
@@ -99,8 +101,7 @@ class ReferenceCache:
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         tensors = {f: getattr(self, f).contiguous() for f in _FIELDS}
-        metadata = {"format": CACHE_FORMAT, "fingerprint": self.fingerprint,
-                    "checksum": _checksum(tensors)}
+        metadata = {"format": CACHE_FORMAT, "fingerprint": self.fingerprint, "checksum": _checksum(tensors)}
         try:
             save_file(tensors, str(temporary), metadata=metadata)
             os.replace(temporary, target)
@@ -119,27 +120,41 @@ class ReferenceCache:
         try:
             with safe_open(str(file), framework="pt") as f:
                 metadata = f.metadata() or {}
-                if (metadata.get("format") != CACHE_FORMAT
-                        or metadata.get("fingerprint") != fingerprint):
-                    logger.warning("ignoring reference cache %s: written for another fingerprint "
-                                   "or format; it will be rebuilt", file)
+                if metadata.get("format") != CACHE_FORMAT or metadata.get("fingerprint") != fingerprint:
+                    logger.warning(
+                        "ignoring reference cache %s: written for another fingerprint or format; it will be rebuilt",
+                        file,
+                    )
                     return None
                 columns = {k: f.get_tensor(k) for k in _FIELDS}
         except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-            logger.warning("reference cache %s is unreadable (%s); it will be rebuilt", file,
-                           str(err).splitlines()[0] if str(err) else type(err).__name__)
+            logger.warning(
+                "reference cache %s is unreadable (%s); it will be rebuilt",
+                file,
+                str(err).splitlines()[0] if str(err) else type(err).__name__,
+            )
             return None
         if _checksum(columns) != metadata.get("checksum"):
-            logger.warning("reference cache %s failed verification (its values do not match "
-                           "their checksum); it will be rebuilt", file)
+            logger.warning(
+                "reference cache %s failed verification (its values do not match their checksum); it will be rebuilt",
+                file,
+            )
             return None
         return cls(fingerprint=fingerprint, **columns)
 
 
-def build_reference_cache(model: torch.nn.Module, data: Sized,
-                          collate: Callable[[Any, list[int]], dict], path: str | os.PathLike,
-                          fingerprint: str, *, batch_size: int, device=None, log=print,
-                          progress: bool = False) -> ReferenceCache:
+def build_reference_cache(
+    model: torch.nn.Module,
+    data: Sized,
+    collate: Callable[[Any, list[int]], dict],
+    path: str | os.PathLike,
+    fingerprint: str,
+    *,
+    batch_size: int,
+    device=None,
+    log=print,
+    progress: bool = False,
+) -> ReferenceCache:
     """Score every example of `data` with `model` (eval mode, no grad), save the cache
     atomically under `path` and return it: the one builder of reference caches.
 
@@ -152,16 +167,30 @@ def build_reference_cache(model: torch.nn.Module, data: Sized,
     def score(batch: dict) -> dict:
         if "label" in batch:  # unpaired: every completion's own values, in the chosen slots
             values = model_logps(model, {**batch, "label": torch.ones_like(batch["label"], dtype=torch.bool)})
-            values = PairLogps(values.chosen_sum, torch.zeros_like(values.chosen_sum),
-                               values.chosen_count, torch.zeros_like(values.chosen_count))
+            values = PairLogps(
+                values.chosen_sum,
+                torch.zeros_like(values.chosen_sum),
+                values.chosen_count,
+                torch.zeros_like(values.chosen_count),
+            )
         else:
             values = model_logps(model, batch)
-        return {"index": batch["index"],
-                **{k: t.float() if t.is_floating_point() else t for k, t in values._asdict().items()}}
+        return {
+            "index": batch["index"],
+            **{k: t.float() if t.is_floating_point() else t for k, t in values._asdict().items()},
+        }
 
     device = device if device is not None else next(model.parameters()).device
-    scored = score_rows(len(data), lambda indices: collate(data, indices), score, batch_size=batch_size,
-                        model=model, device=device, progress=progress, description="reference log-probs")
+    scored = score_rows(
+        len(data),
+        lambda indices: collate(data, indices),
+        score,
+        batch_size=batch_size,
+        model=model,
+        device=device,
+        progress=progress,
+        description="reference log-probs",
+    )
     if not scored:
         raise ValueError("no examples to build the reference cache from")
     index = scored.pop("index")
@@ -183,8 +212,12 @@ class CachedReference(Reference):
         values = self.cache.lookup(index.cpu())
         if "label" in batch:
             label = batch["label"].cpu().bool()
-            values = PairLogps(values.chosen_sum[label], values.chosen_sum[~label],
-                               values.chosen_count[label], values.chosen_count[~label])
+            values = PairLogps(
+                values.chosen_sum[label],
+                values.chosen_sum[~label],
+                values.chosen_count[label],
+                values.chosen_count[~label],
+            )
         return PairLogps(*(t.to(index.device) for t in values))
 
 
@@ -214,8 +247,7 @@ def _folder_fingerprint(folder: Path) -> str:
     config = folder / "config.json"
     if config.is_file():
         digest.update(config.read_bytes())
-    weights = sorted(p for p in folder.iterdir()
-                     if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
+    weights = sorted(p for p in folder.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES))
     if not weights:
         raise FileNotFoundError(f"no weights files ({', '.join(_WEIGHT_SUFFIXES)}) in {folder}")
     for file in weights:

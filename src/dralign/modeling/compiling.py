@@ -31,13 +31,17 @@ def compile_refusal(device: torch.device | str, *, double_backward: bool) -> str
     """Why `--compile` cannot run here, or None. `double_backward`: the step differentiates a
     gradient (WDPO's exact penalty), which compiled graphs do not support."""
     if double_backward:
-        return ("--compile cannot run WDPO's exact penalty: torch.compile has no double backward; "
-                "use --penalty-mode finite_difference (the default) or drop --compile")
+        return (
+            "--compile cannot run WDPO's exact penalty: torch.compile has no double backward; "
+            "use --penalty-mode finite_difference (the default) or drop --compile"
+        )
     if torch.device(device).type == "cpu":
         compilers = [os.environ.get("CXX"), "g++", "c++", "clang++"]
         if not any(c and shutil.which(c) for c in compilers):
-            return ("--compile on CPU needs a C++ compiler (torch.compile's CPU backend writes C++): "
-                    "none found (CXX, g++, c++, clang++); install one or drop --compile")
+            return (
+                "--compile on CPU needs a C++ compiler (torch.compile's CPU backend writes C++): "
+                "none found (CXX, g++, c++, clang++); install one or drop --compile"
+            )
     return None
 
 

@@ -120,8 +120,12 @@ class _HeadTargetLogProb(torch.autograd.Function):
         ctx.autocast = _AutocastState(hidden.device.type)
         ctx.rng = _RNG(hidden.device) if head.training else None
         ctx.save_for_backward(hidden, targets)
-        return torch.cat([_chunk_logps(head, hidden[s:s + chunk_rows], targets[s:s + chunk_rows])
-                          for s in range(0, hidden.shape[0], chunk_rows)])
+        return torch.cat(
+            [
+                _chunk_logps(head, hidden[s : s + chunk_rows], targets[s : s + chunk_rows])
+                for s in range(0, hidden.shape[0], chunk_rows)
+            ]
+        )
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -140,8 +144,7 @@ class _HeadTargetLogProb(torch.autograd.Function):
                     h = hidden[rows] if create else hidden[rows].detach().requires_grad_(want_hidden)
                     logps = _chunk_logps(ctx.head, h, targets[rows])
                 wrt = ([h] if want_hidden else []) + params
-                grads = torch.autograd.grad(logps, wrt, grad_out[rows], create_graph=create,
-                                            allow_unused=True)
+                grads = torch.autograd.grad(logps, wrt, grad_out[rows], create_graph=create, allow_unused=True)
                 if want_hidden:
                     grad_hidden.append(grads[0])
                     grads = grads[1:]
@@ -156,8 +159,9 @@ class _HeadTargetLogProb(torch.autograd.Function):
         return (torch.cat(grad_hidden) if want_hidden else None, None, None, None, *param_grads)
 
 
-def head_target_log_probs(hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, *,
-                          chunk_elements: int, retain_elements: int = 0) -> torch.Tensor:
+def head_target_log_probs(
+    hidden: torch.Tensor, head: torch.nn.Module, targets: torch.Tensor, *, chunk_elements: int, retain_elements: int = 0
+) -> torch.Tensor:
     """log softmax(head(hidden))[targets] [T] for hidden [T, H] and targets [T] (int64), in
     float32 (or wider), `chunk_elements` logits at a time in both passes; differentiable (twice)
     with respect to `hidden` and the head's parameters.
@@ -212,8 +216,9 @@ def _row_chunks(logits: torch.Tensor, chunk_elements: int) -> list[slice]:
     return [slice(s, s + rows_per_chunk) for s in range(0, logits.shape[0], rows_per_chunk)]
 
 
-def target_log_probs(logits: torch.Tensor, targets: torch.Tensor, *,
-                     chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+def target_log_probs(
+    logits: torch.Tensor, targets: torch.Tensor, *, chunk_elements: int = CHUNK_ELEMENTS
+) -> torch.Tensor:
     """Log-probability of each target under the softmax of its logits.
 
     logits [T, V] (any float dtype), targets [T] (int64) → [T] in float32, or in the logits'

@@ -25,8 +25,12 @@ from .memory import limit_heap_retention
 
 logger = logging.getLogger(__name__)
 
-DTYPES: dict[str, str | torch.dtype] = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16,
-                                         "float16": torch.float16}
+DTYPES: dict[str, str | torch.dtype] = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> str | torch.dtype:
@@ -53,7 +57,6 @@ def quiet_third_party_warnings() -> None:
 
 
 quiet_third_party_warnings()  # at import: every model dralign loads goes through this module
-
 
 
 def is_gguf(name_or_path) -> bool:
@@ -94,27 +97,38 @@ def check_model_exists(name_or_path: str) -> None:
         if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
             return  # in the local Hugging Face cache
     except HFValidationError:
-        raise ModelNotFoundError(f"{where}: no such local folder or file, and not a valid hub "
-                                 "name (organisation/name)") from None
+        raise ModelNotFoundError(
+            f"{where}: no such local folder or file, and not a valid hub name (organisation/name)"
+        ) from None
     if constants.HF_HUB_OFFLINE:
-        raise ModelNotFoundError(f"{where}: no such local folder or file, and not in the Hugging "
-                                 "Face cache (HF_HUB_OFFLINE is set, so the hub was not asked)")
+        raise ModelNotFoundError(
+            f"{where}: no such local folder or file, and not in the Hugging "
+            "Face cache (HF_HUB_OFFLINE is set, so the hub was not asked)"
+        )
     try:
         model_info(name_or_path, timeout=10)
     except RepositoryNotFoundError:
-        raise ModelNotFoundError(f"{where}: not found locally (no such folder or file, not in the "
-                                 "Hugging Face cache) nor on the hub (a private model needs "
-                                 "`huggingface-cli login`)") from None
+        raise ModelNotFoundError(
+            f"{where}: not found locally (no such folder or file, not in the "
+            "Hugging Face cache) nor on the hub (a private model needs "
+            "`huggingface-cli login`)"
+        ) from None
     except Exception as err:  # no network, a proxy, a timeout: say so rather than retry for minutes
         reason = " ".join(str(err).split())[:120]
-        raise ModelNotFoundError(f"{where}: not found locally (no such folder or file, not in the "
-                                 f"Hugging Face cache), and the hub could not be asked ({reason})"
-                                 ) from None
+        raise ModelNotFoundError(
+            f"{where}: not found locally (no such folder or file, not in the "
+            f"Hugging Face cache), and the hub could not be asked ({reason})"
+        ) from None
 
 
-def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto",
-               attn_implementation: str | None = None, gradient_checkpointing: bool = False,
-               trust_remote_code: bool = False) -> PreTrainedModel:
+def load_model(
+    name_or_path: str,
+    *,
+    dtype: str | torch.dtype = "auto",
+    attn_implementation: str | None = None,
+    gradient_checkpointing: bool = False,
+    trust_remote_code: bool = False,
+) -> PreTrainedModel:
     """A causal LM from a local folder, a Hub name or a local `.gguf` file (local ones need no
     network).
 
@@ -144,8 +158,12 @@ def load_model(name_or_path: str, *, dtype: str | torch.dtype = "auto",
     else:
         check_model_exists(source)
     model = AutoModelForCausalLM.from_pretrained(
-        source, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation,
-        trust_remote_code=trust_remote_code, **extra)
+        source,
+        dtype=resolve_dtype(dtype),
+        attn_implementation=attn_implementation,
+        trust_remote_code=trust_remote_code,
+        **extra,
+    )
     if extra:
         model.name_or_path = str(Path(name_or_path).expanduser())
     if gradient_checkpointing:
@@ -163,8 +181,7 @@ def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
     model.config.use_cache = False
 
 
-def load_tokenizer(name_or_path: str, *,
-                   trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The tokenizer of a model; when it has no pad token, eos is used for padding (logged).
 
     Padding tokens never enter a loss here (the completion mask excludes them), so reusing eos
@@ -179,11 +196,12 @@ def load_tokenizer(name_or_path: str, *,
     tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **extra)
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError(f"tokenizer of {name_or_path!r} has neither a pad nor an eos token; "
-                             "set tokenizer.pad_token before batching")
+            raise ValueError(
+                f"tokenizer of {name_or_path!r} has neither a pad nor an eos token; "
+                "set tokenizer.pad_token before batching"
+            )
         tokenizer.pad_token = tokenizer.eos_token
-        logger.info("tokenizer of %s has no pad token; padding with eos %r",
-                    name_or_path, tokenizer.eos_token)
+        logger.info("tokenizer of %s has no pad token; padding with eos %r", name_or_path, tokenizer.eos_token)
     return tokenizer
 
 
@@ -191,8 +209,11 @@ def vocabulary_fingerprint(tokenizer) -> str:
     """sha256 of what makes two tokenizers' ids mean the same text: the vocabulary (token →
     id, added tokens included) and the special tokens with their ids."""
     # not the pad token: padded positions are masked out, and a GGUF copy often sets another one
-    special = {k: [str(v), tokenizer.convert_tokens_to_ids(v) if isinstance(v, str) else None]
-               for k, v in sorted(tokenizer.special_tokens_map.items()) if k != "pad_token"}
+    special = {
+        k: [str(v), tokenizer.convert_tokens_to_ids(v) if isinstance(v, str) else None]
+        for k, v in sorted(tokenizer.special_tokens_map.items())
+        if k != "pad_token"
+    }
     state = {"vocab": sorted(tokenizer.get_vocab().items()), "special": special}
     return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -201,21 +222,32 @@ class TokenizerMismatchError(UnsupportedError):
     """A model and its reference whose tokenizers differ: their log-probs are of different texts."""
 
 
-def check_same_tokenizer(model_tokenizer, reference_tokenizer, model: str, reference: str,
-                         flags: tuple[str, str] = ("--model", "--ref-model")) -> None:
+def check_same_tokenizer(
+    model_tokenizer,
+    reference_tokenizer,
+    model: str,
+    reference: str,
+    flags: tuple[str, str] = ("--model", "--ref-model"),
+) -> None:
     """Refuse a policy and a reference whose vocabularies or special tokens differ (a renumbered
     vocabulary of the same size included): log π − log π_ref compares ids, not words."""
     if vocabulary_fingerprint(model_tokenizer) == vocabulary_fingerprint(reference_tokenizer):
         return
     sizes = (len(model_tokenizer), len(reference_tokenizer))
-    what = (f"{sizes[0]} vs {sizes[1]} tokens" if sizes[0] != sizes[1]
-            else f"the same size, {sizes[0]} tokens, but other ids or special tokens")
-    raise TokenizerMismatchError(f"{flags[0]} {model} and {flags[1]} {reference} have different tokenizers "
-                                 f"({what}); the reference must share the model's tokenizer")
+    what = (
+        f"{sizes[0]} vs {sizes[1]} tokens"
+        if sizes[0] != sizes[1]
+        else f"the same size, {sizes[0]} tokens, but other ids or special tokens"
+    )
+    raise TokenizerMismatchError(
+        f"{flags[0]} {model} and {flags[1]} {reference} have different tokenizers "
+        f"({what}); the reference must share the model's tokenizer"
+    )
 
 
-def save_model(model: PreTrainedModel, folder: str | Path, state_dict: dict | None = None,
-               merge: bool | None = None) -> None:
+def save_model(
+    model: PreTrainedModel, folder: str | Path, state_dict: dict | None = None, merge: bool | None = None
+) -> None:
     """Write `model` as a folder that `from_pretrained` loads (safetensors); `state_dict`, when
     given, holds the full weights (gathered from FSDP shards by the caller).
 
@@ -234,8 +266,13 @@ def save_model(model: PreTrainedModel, folder: str | Path, state_dict: dict | No
     model.save_pretrained(folder, safe_serialization=True, **kwargs)
 
 
-def apply_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: float = 0.0,
-               target_modules: str | list[str] | None = None):
+def apply_lora(
+    model: PreTrainedModel,
+    r: int = 8,
+    alpha: int = 16,
+    dropout: float = 0.0,
+    target_modules: str | list[str] | None = None,
+):
     """Wrap `model` in a PEFT LoRA adapter; only the adapter's parameters stay trainable.
 
     `target_modules` None adapts every linear layer but the output head ("all-linear"), which
@@ -247,14 +284,20 @@ def apply_lora(model: PreTrainedModel, r: int = 8, alpha: int = 16, dropout: flo
     if isinstance(model, PeftModel):
         raise ValueError("model already has a PEFT adapter; apply LoRA to the base model")
     uses_conv1d = any(isinstance(m, Conv1D) for m in model.modules())  # gpt2 stores W transposed
-    widest = max((min(m.weight.shape) for m in model.modules()
-                  if isinstance(m, (torch.nn.Linear, Conv1D))), default=0)
+    widest = max((min(m.weight.shape) for m in model.modules() if isinstance(m, (torch.nn.Linear, Conv1D))), default=0)
     if r > widest:  # a rank past min(in, out) adds nothing, and a huge one exhausted memory
-        raise BadOptionError(f"lora_r (--lora-r) {r} is above the rank any layer of the model can "
-                             f"have ({widest}, its widest min(in, out)); choose at most {widest}")
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=target_modules or "all-linear", task_type="CAUSAL_LM",
-                        fan_in_fan_out=uses_conv1d)
+        raise BadOptionError(
+            f"lora_r (--lora-r) {r} is above the rank any layer of the model can "
+            f"have ({widest}, its widest min(in, out)); choose at most {widest}"
+        )
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules or "all-linear",
+        task_type="CAUSAL_LM",
+        fan_in_fan_out=uses_conv1d,
+    )
     return get_peft_model(model, config)
 
 

@@ -68,8 +68,7 @@ class PairLogps(NamedTuple):
         """(chosen [B], rejected [B]) in the objective's units: summed log-probs, or with
         `length_normalize` log-probs per completion token (`normalized`)."""
         if length_normalize:
-            return (normalized(self.chosen_sum, self.chosen_count),
-                    normalized(self.rejected_sum, self.rejected_count))
+            return (normalized(self.chosen_sum, self.chosen_count), normalized(self.rejected_sum, self.rejected_count))
         return self.chosen_sum, self.rejected_sum
 
 
@@ -79,8 +78,7 @@ def normalized(total: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     return total / count.clamp(min=1).to(total.dtype)
 
 
-def completion_logps(token_logps: torch.Tensor, mask: torch.Tensor, *,
-                     ld_alpha: float | None = None) -> SequenceLogps:
+def completion_logps(token_logps: torch.Tensor, mask: torch.Tensor, *, ld_alpha: float | None = None) -> SequenceLogps:
     """Per-sequence sum [N] and count [N] of per-token log-probs `token_logps` [N, T] over the
     completion tokens `mask` [N, T] (True/1 where a token counts).
 
@@ -95,8 +93,7 @@ def completion_logps(token_logps: torch.Tensor, mask: torch.Tensor, *,
         shared = torch.minimum(*weight.sum(dim=1).chunk(2)).repeat(2).unsqueeze(1)
         weight = torch.where(position > shared, ld_alpha, 1.0).to(weight.dtype) * weight
     # where(), not a product alone: a masked-out −inf log-prob must not turn the sum into NaN
-    return SequenceLogps(sum=torch.where(mask, token_logps * weight, 0.0).sum(dim=1),
-                         count=mask.sum(dim=1))
+    return SequenceLogps(sum=torch.where(mask, token_logps * weight, 0.0).sum(dim=1), count=mask.sum(dim=1))
 
 
 def supports_logits_mask(model: torch.nn.Module) -> bool:
@@ -121,8 +118,9 @@ def _row_cost(length: int, hidden: int) -> float:
     return length * (1.0 + (length / (6.0 * hidden) if hidden else 0.0))
 
 
-def length_groups(lengths: list[int], hidden: int, max_groups: int = MAX_GROUPS,
-                  min_saving: float = SPLIT_MIN_SAVING) -> list[list[int]]:
+def length_groups(
+    lengths: list[int], hidden: int, max_groups: int = MAX_GROUPS, min_saving: float = SPLIT_MIN_SAVING
+) -> list[list[int]]:
     """Rows grouped by length (each group padded to its own longest row): the contiguous split
     of the rows sorted by length into at most `max_groups` groups of least estimated cost
     (`_row_cost`), a further group taken only when it saves `min_saving` of the one-group cost
@@ -135,8 +133,9 @@ def length_groups(lengths: list[int], hidden: int, max_groups: int = MAX_GROUPS,
     if n > 1 and max_groups >= 2:
         best[2] = min((cost(0, c) + cost(c, n), [0, c, n]) for c in range(1, n))
     if n > 2 and max_groups >= 3 and n <= 256:  # O(n²) search; larger batches stop at two
-        best[3] = min((cost(0, a) + cost(a, b) + cost(b, n), [0, a, b, n])
-                      for a in range(1, n - 1) for b in range(a + 1, n))
+        best[3] = min(
+            (cost(0, a) + cost(a, b) + cost(b, n), [0, a, b, n]) for a in range(1, n - 1) for b in range(a + 1, n)
+        )
     chosen = best[1]
     for k in sorted(best)[1:]:
         if chosen[0] - best[k][0] >= min_saving * best[1][0]:
@@ -145,8 +144,9 @@ def length_groups(lengths: list[int], hidden: int, max_groups: int = MAX_GROUPS,
     return [sorted(order[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embeds,
-                 row_lengths: torch.Tensor | None = None, **extra) -> torch.Tensor:
+def _token_logps(
+    model, input_ids, attention_mask, sources, targets, inputs_embeds, row_lengths: torch.Tensor | None = None, **extra
+) -> torch.Tensor:
     """log π(targets[j]) [T] read from the model's output at flat position `sources[j]`
     (b·L + t of the predicting position, in the same row as its target); `extra` model inputs
     (e.g. `position_ids`, [N, L]) are passed through.
@@ -158,8 +158,11 @@ def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embe
     Not under DDP, whose reducer expects one forward per backward, nor FSDP2, whose every forward
     is a collective (processes would run different numbers of them and wait on each other forever).
     """
-    groups = ([list(range(input_ids.shape[0]))] if row_lengths is None or _distributed(model)
-              else length_groups(row_lengths.tolist(), _hidden_width(model), MAX_GROUPS))
+    groups = (
+        [list(range(input_ids.shape[0]))]
+        if row_lengths is None or _distributed(model)
+        else length_groups(row_lengths.tolist(), _hidden_width(model), MAX_GROUPS)
+    )
     if len(groups) == 1:
         return _token_logps_once(model, input_ids, attention_mask, sources, targets, inputs_embeds, **extra)
     width = input_ids.shape[1]
@@ -174,12 +177,22 @@ def _token_logps(model, input_ids, attention_mask, sources, targets, inputs_embe
         mine = (local_row[token_row] >= 0).nonzero(as_tuple=True)[0]
         local_sources = local_row[token_row[mine]] * length + sources[mine] % width
         cut = lambda t: t.index_select(0, index)[:, :length]  # noqa: B023 (used in this iteration only)
-        mask = (cut(attention_mask) if attention_mask.dim() == 2
-                else attention_mask.index_select(0, index)[..., :length, :length])
-        parts.append(_token_logps_once(
-            model, cut(input_ids), mask, local_sources, targets[mine],
-            None if inputs_embeds is None else cut(inputs_embeds),
-            **{k: cut(v) for k, v in extra.items()}))
+        mask = (
+            cut(attention_mask)
+            if attention_mask.dim() == 2
+            else attention_mask.index_select(0, index)[..., :length, :length]
+        )
+        parts.append(
+            _token_logps_once(
+                model,
+                cut(input_ids),
+                mask,
+                local_sources,
+                targets[mine],
+                None if inputs_embeds is None else cut(inputs_embeds),
+                **{k: cut(v) for k, v in extra.items()},
+            )
+        )
         taken.append(mine)
         local_row[index] = -1
     return torch.cat(parts)[torch.argsort(torch.cat(taken))]
@@ -204,8 +217,7 @@ def _real_lengths(keep: torch.Tensor) -> torch.Tensor:
     return torch.where(keep, positions, 0).amax(1)
 
 
-def _token_logps_once(model, input_ids, attention_mask, sources, targets, inputs_embeds,
-                      **extra) -> torch.Tensor:
+def _token_logps_once(model, input_ids, attention_mask, sources, targets, inputs_embeds, **extra) -> torch.Tensor:
     """`_token_logps` in one forward over every row.
 
     Fused (`dralign.modeling.fused`, when `fused_head` allows the model): the final hidden
@@ -220,14 +232,16 @@ def _token_logps_once(model, input_ids, attention_mask, sources, targets, inputs
             model(**inputs, attention_mask=attention_mask, use_cache=False, **extra)
         assert captured.hidden is not None, "the head's pre-hook captures its input"
         hidden = captured.hidden.flatten(0, -2).index_select(0, sources)  # [T, H]
-        return head_target_log_probs(hidden, head, targets, chunk_elements=CHUNK_ELEMENTS,
-                                     retain_elements=RETAIN_ELEMENTS)
+        return head_target_log_probs(
+            hidden, head, targets, chunk_elements=CHUNK_ELEMENTS, retain_elements=RETAIN_ELEMENTS
+        )
     predicting = torch.zeros(input_ids.numel(), dtype=torch.bool, device=input_ids.device)
     predicting[sources] = True
     predicting = predicting.view_as(input_ids)
     if supports_logits_mask(model):
-        logits = model(**inputs, attention_mask=attention_mask, use_cache=False,
-                       logits_to_keep=predicting, **extra).logits
+        logits = model(
+            **inputs, attention_mask=attention_mask, use_cache=False, logits_to_keep=predicting, **extra
+        ).logits
     else:
         logits = model(**inputs, attention_mask=attention_mask, use_cache=False, **extra).logits[predicting]
     if sources.numel() > 1 and not bool((sources[1:] > sources[:-1]).all()):
@@ -236,9 +250,14 @@ def _token_logps_once(model, input_ids, attention_mask, sources, targets, inputs
     return target_log_probs(logits, targets, chunk_elements=CHUNK_ELEMENTS)
 
 
-def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   completion_mask: torch.Tensor, *,
-                   inputs_embeds: torch.Tensor | None = None) -> SequenceLogps:
+def sequence_logps(
+    model: torch.nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    completion_mask: torch.Tensor,
+    *,
+    inputs_embeds: torch.Tensor | None = None,
+) -> SequenceLogps:
     """Summed completion log-probs and completion token counts, in one forward pass.
 
     input_ids [N, L] (right-padded), attention_mask [N, L], completion_mask [N, L] (True where
@@ -248,13 +267,22 @@ def sequence_logps(model: torch.nn.Module, input_ids: torch.Tensor, attention_ma
     """
     completion_mask = completion_mask.bool()
     if completion_mask[:, 0].any():
-        raise ValueError("completion_mask is True at position 0, whose token no logit predicts; "
-                         "a completion must follow at least one prompt token")
+        raise ValueError(
+            "completion_mask is True at position 0, whose token no logit predicts; "
+            "a completion must follow at least one prompt token"
+        )
     predicted = completion_mask[:, 1:]  # [N, L−1]: token t is predicted by the output at t − 1
     rows, cols = completion_mask.nonzero(as_tuple=True)
     sources = rows * input_ids.shape[1] + cols - 1
-    token_logps = _token_logps(model, input_ids, attention_mask, sources, input_ids[completion_mask],
-                               inputs_embeds, row_lengths=_real_lengths(attention_mask.bool()))  # [T]
+    token_logps = _token_logps(
+        model,
+        input_ids,
+        attention_mask,
+        sources,
+        input_ids[completion_mask],
+        inputs_embeds,
+        row_lengths=_real_lengths(attention_mask.bool()),
+    )  # [T]
     dense = token_logps.new_zeros(predicted.shape).masked_scatter(predicted, token_logps)
     return completion_logps(dense, predicted)
 
@@ -263,11 +291,14 @@ def split_pairs(logps: SequenceLogps) -> PairLogps:
     """Split the 2B rows of a paired batch into chosen (first B) and rejected (last B)."""
     n = logps.sum.shape[0]
     if n % 2:
-        raise ValueError("a paired batch has an even number of rows (chosen then rejected); "
-                         f"got {n}")
+        raise ValueError(f"a paired batch has an even number of rows (chosen then rejected); got {n}")
     b = n // 2
-    return PairLogps(chosen_sum=logps.sum[:b], rejected_sum=logps.sum[b:],
-                     chosen_count=logps.count[:b], rejected_count=logps.count[b:])
+    return PairLogps(
+        chosen_sum=logps.sum[:b],
+        rejected_sum=logps.sum[b:],
+        chosen_count=logps.count[:b],
+        rejected_count=logps.count[b:],
+    )
 
 
 def pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairLogps:
@@ -278,8 +309,7 @@ def pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairLo
         if prefix_sharing_support(model) is None:
             return shared_pair_logps(model, batch)
         batch = unshared_batch(batch)  # e.g. a separate reference model on another kernel
-    return split_pairs(sequence_logps(model, batch["input_ids"], batch["attention_mask"],
-                                      batch["completion_mask"]))
+    return split_pairs(sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]))
 
 
 def batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairLogps:
@@ -288,8 +318,7 @@ def batch_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> PairL
     size)."""
     if "label" not in batch:
         return pair_logps(model, batch)
-    seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"],
-                         batch["completion_mask"])
+    seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
     label = batch["label"].bool()
     return PairLogps(seq.sum[label], seq.sum[~label], seq.count[label], seq.count[~label])
 
@@ -320,8 +349,10 @@ def prefix_sharing_support(model: torch.nn.Module) -> str | None:
         return f"{name} does not build its attention mask with transformers' masking_utils"
     kernel = _attention_kernel(base)
     if kernel not in SHARED_MASK_KERNELS:
-        return (f"attention kernel {kernel!r} takes no custom 4-D mask (prefix sharing works with "
-                f"{' and '.join(SHARED_MASK_KERNELS)})")
+        return (
+            f"attention kernel {kernel!r} takes no custom 4-D mask (prefix sharing works with "
+            f"{' and '.join(SHARED_MASK_KERNELS)})"
+        )
     config = base.config
     window = getattr(config, "sliding_window", None)
     uses_window = getattr(config, "use_sliding_window", window is not None)
@@ -331,9 +362,12 @@ def prefix_sharing_support(model: torch.nn.Module) -> str | None:
     return None
 
 
-def shared_attention_mask(segment_ids: torch.Tensor, kernel: str | None,
-                          dtype: torch.dtype = torch.float32,
-                          pair_ids: torch.Tensor | None = None) -> torch.Tensor:
+def shared_attention_mask(
+    segment_ids: torch.Tensor,
+    kernel: str | None,
+    dtype: torch.dtype = torch.float32,
+    pair_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
     """The [R, 1, L, L] attention mask of a prefix-shared (possibly packed) batch.
 
     Query q sees key k ≤ q when both belong to the same pair (`pair_ids`, default: one pair a
@@ -356,10 +390,10 @@ def shared_attention_mask(segment_ids: torch.Tensor, kernel: str | None,
     if kernel == "sdpa":
         return allowed
     if kernel == "eager":
-        return torch.zeros(allowed.shape, dtype=dtype, device=seg.device).masked_fill_(
-            ~allowed, torch.finfo(dtype).min)
-    raise ValueError(f"no prefix-sharing mask for attention kernel {kernel!r}; "
-                     f"use one of {', '.join(SHARED_MASK_KERNELS)}")
+        return torch.zeros(allowed.shape, dtype=dtype, device=seg.device).masked_fill_(~allowed, torch.finfo(dtype).min)
+    raise ValueError(
+        f"no prefix-sharing mask for attention kernel {kernel!r}; use one of {', '.join(SHARED_MASK_KERNELS)}"
+    )
 
 
 def pair_of_position(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -371,8 +405,7 @@ def pair_of_position(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.where(seg.long() == PAD, -1, rows)
 
 
-def _shared_predictors(segment_ids: torch.Tensor, pairs: torch.Tensor,
-                       completion_mask: torch.Tensor) -> torch.Tensor:
+def _shared_predictors(segment_ids: torch.Tensor, pairs: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
     """For each completion token (row-major order of `completion_mask`), the flat index r·L + t
     of the position whose output predicts it: t − 1, except for the first rejected token, which
     the last prompt token of its pair predicts (as in its unshared sequence)."""
@@ -394,13 +427,17 @@ def unshared_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     Padding ids are 0 (masked out); other keys are left out."""
     ids, seg, pairs = batch["input_ids"], batch["segment_ids"].long(), pair_of_position(batch)
     n = int(pairs.max()) + 1
-    parts = [(ids[(pairs == b) & (seg == PROMPT)], ids[(pairs == b) & (seg == segment)])
-             for segment in (CHOSEN, REJECTED) for b in range(n)]
+    parts = [
+        (ids[(pairs == b) & (seg == PROMPT)], ids[(pairs == b) & (seg == segment)])
+        for segment in (CHOSEN, REJECTED)
+        for b in range(n)
+    ]
     return pad_rows(parts, pad_token_id=0, device=ids.device)
 
 
-def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
-                      inputs_embeds: torch.Tensor | None = None) -> PairLogps:
+def shared_pair_logps(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], *, inputs_embeds: torch.Tensor | None = None
+) -> PairLogps:
     """Chosen and rejected summed log-probs and counts (each [B]) of a prefix-shared batch, in
     one forward pass over rows ``[prompt | chosen | rejected]``, one pair a row or several
     (packed, told apart by `pair_ids`; the mask is then block-diagonal over pairs).
@@ -417,15 +454,22 @@ def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
     completion_mask = batch["completion_mask"].bool()
     if completion_mask[:, 0].any():
         raise ValueError("completion_mask is True at position 0; a completion must follow a prompt")
-    embed_dtype = (inputs_embeds.dtype if inputs_embeds is not None
-                   else unwrap(model).get_input_embeddings().weight.dtype)
+    embed_dtype = (
+        inputs_embeds.dtype if inputs_embeds is not None else unwrap(model).get_input_embeddings().weight.dtype
+    )
     pairs = pair_of_position(batch)
-    mask = shared_attention_mask(seg, _attention_kernel(model), embed_dtype,
-                                 pairs if "pair_ids" in batch else None)
+    mask = shared_attention_mask(seg, _attention_kernel(model), embed_dtype, pairs if "pair_ids" in batch else None)
     source = _shared_predictors(seg, pairs, completion_mask)  # [T] flat positions
-    token_logps = _token_logps(model, input_ids, mask, source, input_ids[completion_mask],
-                               inputs_embeds, row_lengths=_real_lengths(pairs >= 0),
-                               position_ids=batch["position_ids"])  # [T]
+    token_logps = _token_logps(
+        model,
+        input_ids,
+        mask,
+        source,
+        input_ids[completion_mask],
+        inputs_embeds,
+        row_lengths=_real_lengths(pairs >= 0),
+        position_ids=batch["position_ids"],
+    )  # [T]
     token_pair = pairs[completion_mask]
     token_seg = seg[completion_mask].long()
     n = int(pairs.max()) + 1
@@ -434,5 +478,4 @@ def shared_pair_logps(model: torch.nn.Module, batch: dict[str, torch.Tensor], *,
         in_segment = token_seg == segment
         sums.append(token_logps.new_zeros(n).index_add(0, token_pair[in_segment], token_logps[in_segment]))
         counts.append(torch.bincount(token_pair[in_segment], minlength=n))
-    return PairLogps(chosen_sum=sums[0], rejected_sum=sums[1], chosen_count=counts[0],
-                     rejected_count=counts[1])
+    return PairLogps(chosen_sum=sums[0], rejected_sum=sums[1], chosen_count=counts[0], rejected_count=counts[1])

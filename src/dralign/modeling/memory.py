@@ -56,8 +56,9 @@ def limit_heap_retention(threshold: int = HEAP_THRESHOLD) -> bool:
     return True
 
 
-def choose_gradient_checkpointing(setting: bool | None, *, lora: bool, device: str | torch.device,
-                                  penalized: bool = False, compiled: bool = False) -> tuple[bool, str | None]:
+def choose_gradient_checkpointing(
+    setting: bool | None, *, lora: bool, device: str | torch.device, penalized: bool = False, compiled: bool = False
+) -> tuple[bool, str | None]:
     """(checkpoint the transformer blocks?, the line to log when the default decided it).
 
     `setting` True/False is the user's; None: on for a LoRA run on a CPU `device`, where
@@ -67,7 +68,9 @@ def choose_gradient_checkpointing(setting: bool | None, *, lora: bool, device: s
     if setting is not None:
         return setting, None
     if lora and str(getattr(device, "type", device)).split(":")[0] == "cpu" and not penalized and not compiled:
-        return True, ("gradient checkpointing on (the default for LoRA on CPU: activations are recomputed in "
-                      "the backward, about a third more compute for a fraction of the memory; "
-                      "--no-gradient-checkpointing turns it off)")
+        return True, (
+            "gradient checkpointing on (the default for LoRA on CPU: activations are recomputed in "
+            "the backward, about a third more compute for a fraction of the memory; "
+            "--no-gradient-checkpointing turns it off)"
+        )
     return False, None

@@ -22,10 +22,12 @@ SETTINGS = ("auto", "on", "off")
 
 PACKING_SETTINGS = SETTINGS
 
-_PENALTY_REASON = ("WDPO's penalty sums ||grad_z l_i||^2 over the chosen and the rejected row, "
-                   "each with its own copy of the prompt's embeddings; a shared prefix has one "
-                   "copy, whose gradient is the sum of the two, so the per-example penalty would "
-                   "change")
+_PENALTY_REASON = (
+    "WDPO's penalty sums ||grad_z l_i||^2 over the chosen and the rejected row, "
+    "each with its own copy of the prompt's embeddings; a shared prefix has one "
+    "copy, whose gradient is the sum of the two, so the per-example penalty would "
+    "change"
+)
 
 
 class ModelDims(NamedTuple):
@@ -43,14 +45,17 @@ def model_dims(model: torch.nn.Module) -> ModelDims:
     config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
     hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", None) or 0
     layers = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layer", None) or 0
-    head = {id(p) for m in (base.get_input_embeddings(), base.get_output_embeddings())
-            if m is not None for p in m.parameters()}
+    head = {
+        id(p)
+        for m in (base.get_input_embeddings(), base.get_output_embeddings())
+        if m is not None
+        for p in m.parameters()
+    }
     body = sum(p.numel() for p in base.parameters() if id(p) not in head)
     return ModelDims(body, hidden, layers)
 
 
-def pair_forward_flops(dims: ModelDims, prompt: int, chosen: int, rejected: int,
-                       shared: bool) -> float:
+def pair_forward_flops(dims: ModelDims, prompt: int, chosen: int, rejected: int, shared: bool) -> float:
     """Estimated forward FLOPs of one pair (padding ignored; the LM head, equal in both
     layouts, left out).
 
@@ -77,8 +82,9 @@ def prefix_sharing_cost_ratio(model: torch.nn.Module, examples: Sequence) -> flo
     return shared / plain if plain else 1.0
 
 
-def choose_prefix_sharing(setting: str, model: torch.nn.Module, data, penalized: bool,
-                          unpaired: bool, penalty_layout: str = "per_sequence") -> tuple[bool, str]:
+def choose_prefix_sharing(
+    setting: str, model: torch.nn.Module, data, penalized: bool, unpaired: bool, penalty_layout: str = "per_sequence"
+) -> tuple[bool, str]:
     """(use prefix sharing?, why) for the setting auto/on/off.
 
     `data`: the training `PreferenceData` (its examples feed the cost model); `penalized`:
@@ -92,8 +98,10 @@ def choose_prefix_sharing(setting: str, model: torch.nn.Module, data, penalized:
     if penalized and penalty_layout == "shared" and not unpaired:
         unsupported = "--prefix-sharing off" if setting == "off" else prefix_sharing_support(model)
         if unsupported is not None:
-            raise ValueError(f"--penalty-layout shared needs prefix sharing, but {unsupported}. "
-                             "Use --penalty-layout per_sequence, or --attn-implementation sdpa/eager")
+            raise ValueError(
+                f"--penalty-layout shared needs prefix sharing, but {unsupported}. "
+                "Use --penalty-layout per_sequence, or --attn-implementation sdpa/eager"
+            )
         return True, "the shared-prompt penalty (--penalty-layout shared)"
     if setting == "off":
         return False, "off"
@@ -101,14 +109,17 @@ def choose_prefix_sharing(setting: str, model: torch.nn.Module, data, penalized:
         return False, "unpaired data has no chosen/rejected pair to share a prompt between"
     if penalized:
         if setting == "on":
-            raise ValueError(f"--prefix-sharing on is refused for the Wasserstein penalty: "
-                             f"{_PENALTY_REASON}. Use --prefix-sharing auto or off")
+            raise ValueError(
+                f"--prefix-sharing on is refused for the Wasserstein penalty: "
+                f"{_PENALTY_REASON}. Use --prefix-sharing auto or off"
+            )
         return False, _PENALTY_REASON
     unsupported = prefix_sharing_support(model)
     if unsupported is not None:
         if setting == "on":
-            raise ValueError(f"--prefix-sharing on: {unsupported}. Use --prefix-sharing off, "
-                             "or --attn-implementation sdpa/eager")
+            raise ValueError(
+                f"--prefix-sharing on: {unsupported}. Use --prefix-sharing off, or --attn-implementation sdpa/eager"
+            )
         return False, unsupported
     if setting == "on":
         return True, "on"
@@ -133,7 +144,9 @@ def choose_packing(setting: str, prefix_sharing: bool) -> tuple[bool, str]:
         return False, "off"
     if not prefix_sharing:
         if setting == "on":
-            raise ValueError("--packing on packs prefix-shared pairs, but prefix sharing is off "
-                             "for this run. Use --packing auto or off")
+            raise ValueError(
+                "--packing on packs prefix-shared pairs, but prefix sharing is off "
+                "for this run. Use --packing auto or off"
+            )
         return False, "the layout is not prefix-shared"
     return True, "on" if setting == "on" else "auto: rows no longer than unpacked, less padding"

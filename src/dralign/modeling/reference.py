@@ -68,9 +68,11 @@ class AdapterDisabledReference(Reference):
 
     def __init__(self, peft_model: torch.nn.Module):
         if not hasattr(peft_model, "disable_adapter"):
-            raise TypeError(f"{type(peft_model).__name__} is not a PEFT model "
-                            "(no disable_adapter()); "
-                            "use FrozenReference.from_policy for a full-weight policy")
+            raise TypeError(
+                f"{type(peft_model).__name__} is not a PEFT model "
+                "(no disable_adapter()); "
+                "use FrozenReference.from_policy for a full-weight policy"
+            )
         self.peft_model: Any = peft_model  # a peft.PeftModel (its disable_adapter is not Module's)
 
     def logps(self, batch: dict[str, torch.Tensor]) -> PairLogps:

@@ -17,9 +17,17 @@ from .wrappers import eval_mode
 __all__ = ["score_rows"]
 
 
-def score_rows(n: int, batch_of: Callable[[list[int]], dict], score: Callable[[dict], dict], *,
-               batch_size: int, model: torch.nn.Module | None = None, device=None,
-               progress: bool = False, description: str = "scoring") -> dict[str, torch.Tensor]:
+def score_rows(
+    n: int,
+    batch_of: Callable[[list[int]], dict],
+    score: Callable[[dict], dict],
+    *,
+    batch_size: int,
+    model: torch.nn.Module | None = None,
+    device=None,
+    progress: bool = False,
+    description: str = "scoring",
+) -> dict[str, torch.Tensor]:
     """``score(batch)`` of every batch ``batch_of(indices)`` over rows 0..n-1, concatenated on
     the CPU: a {name: tensor [n, ...]} mapping, rows in order.
 

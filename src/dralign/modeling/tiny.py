@@ -34,8 +34,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def tiny_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 384,
-                   chat_template: bool = True) -> PreTrainedTokenizerFast:
+def tiny_tokenizer(
+    texts: Iterable[str] | None = None, vocab_size: int = 384, chat_template: bool = True
+) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on `texts` (default: a small built-in corpus).
 
     Byte-level, so every string round-trips; deterministic for the same texts.
@@ -54,38 +55,66 @@ def tiny_tokenizer(texts: Iterable[str] | None = None, vocab_size: int = 384,
         show_progress=False,
     )
     backend.train_from_iterator(corpus, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
-                                  pad_token="<|pad|>")
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>", pad_token="<|pad|>")
     if chat_template:
         tok.chat_template = CHAT_TEMPLATE
     return tok
 
 
-def tiny_config(arch: str, vocab_size: int, hidden: int = 64, layers: int = 2, heads: int = 4,
-                max_positions: int = 512, tie_embeddings: bool = False):
+def tiny_config(
+    arch: str,
+    vocab_size: int,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    max_positions: int = 512,
+    tie_embeddings: bool = False,
+):
     """A small config of a real architecture (`llama`, `gpt2` or `qwen2`)."""
     if arch == "llama":
-        return LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-                           num_hidden_layers=layers, num_attention_heads=heads,
-                           num_key_value_heads=max(1, heads // 2),
-                           max_position_embeddings=max_positions,
-                           tie_word_embeddings=tie_embeddings)
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
+            max_position_embeddings=max_positions,
+            tie_word_embeddings=tie_embeddings,
+        )
     if arch == "qwen2":
-        return Qwen2Config(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden,
-                           num_hidden_layers=layers, num_attention_heads=heads,
-                           num_key_value_heads=max(1, heads // 2),
-                           max_position_embeddings=max_positions,
-                           tie_word_embeddings=tie_embeddings)
+        return Qwen2Config(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            num_key_value_heads=max(1, heads // 2),
+            max_position_embeddings=max_positions,
+            tie_word_embeddings=tie_embeddings,
+        )
     if arch == "gpt2":
-        return GPT2Config(vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=heads,
-                          n_positions=max_positions, tie_word_embeddings=tie_embeddings,
-                          bos_token_id=0, eos_token_id=0)
+        return GPT2Config(
+            vocab_size=vocab_size,
+            n_embd=hidden,
+            n_layer=layers,
+            n_head=heads,
+            n_positions=max_positions,
+            tie_word_embeddings=tie_embeddings,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
-def tiny_model(arch: str = "llama", vocab_size: int = 384, seed: int = 0,
-               attn_implementation: str = "sdpa", dtype: torch.dtype = torch.float32,
-               **config_kwargs) -> PreTrainedModel:
+def tiny_model(
+    arch: str = "llama",
+    vocab_size: int = 384,
+    seed: int = 0,
+    attn_implementation: str = "sdpa",
+    dtype: torch.dtype = torch.float32,
+    **config_kwargs,
+) -> PreTrainedModel:
     """A randomly initialised causal LM of `arch`, deterministic for `seed`."""
     config = tiny_config(arch, vocab_size, **config_kwargs)
     torch.manual_seed(seed)
@@ -93,8 +122,7 @@ def tiny_model(arch: str = "llama", vocab_size: int = 384, seed: int = 0,
     return model.to(dtype)
 
 
-def save_tiny(path, arch: str = "llama", seed: int = 0, texts: Iterable[str] | None = None,
-              **config_kwargs) -> str:
+def save_tiny(path, arch: str = "llama", seed: int = 0, texts: Iterable[str] | None = None, **config_kwargs) -> str:
     """Write a tiny model and its tokenizer to `path` as a Hugging Face folder; returns `path`."""
     tok = tiny_tokenizer(texts)
     model = tiny_model(arch, vocab_size=len(tok), seed=seed, **config_kwargs)

@@ -19,8 +19,8 @@ def unwrap(model: torch.nn.Module, keep_peft: bool = False) -> Any:
     for (`config`, `get_input_embeddings`) are not `torch.nn.Module`'s."""
     m: Any = model
     while isinstance(m, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)) or (
-            hasattr(m, "module") and isinstance(m.module, torch.nn.Module)
-            and not hasattr(m, "config")):
+        hasattr(m, "module") and isinstance(m.module, torch.nn.Module) and not hasattr(m, "config")
+    ):
         m = m.module
     if keep_peft:
         return m

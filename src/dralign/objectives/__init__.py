@@ -16,5 +16,16 @@ from .penalty import Wasserstein
 from .presets import PRESETS, parameters
 from .scores import SCORES, trl_alpha_coef
 
-__all__ = ["AGGREGATORS", "COUPLINGS", "LINKS", "Objective", "ObjectiveOutput", "PRESETS",
-           "SCORES", "Wasserstein", "parameters", "preference_accuracy", "trl_alpha_coef"]
+__all__ = [
+    "AGGREGATORS",
+    "COUPLINGS",
+    "LINKS",
+    "Objective",
+    "ObjectiveOutput",
+    "PRESETS",
+    "SCORES",
+    "Wasserstein",
+    "parameters",
+    "preference_accuracy",
+    "trl_alpha_coef",
+]

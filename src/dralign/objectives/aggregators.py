@@ -34,17 +34,16 @@ if TYPE_CHECKING:  # the real module for the checker; lazy at run time
 else:
     torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
-XU = ("Xu et al. 2025, Robust LLM Alignment via Distributionally Robust Direct Preference "
-      "Optimization (arXiv 2502.01930)")
-ZHU = ("Zhu et al. 2025, Leveraging Robust Optimization for LLM Alignment under Distribution "
-       "Shifts (arXiv 2504.05831)")
+XU = (
+    "Xu et al. 2025, Robust LLM Alignment via Distributionally Robust Direct Preference Optimization (arXiv 2502.01930)"
+)
+ZHU = "Zhu et al. 2025, Leveraging Robust Optimization for LLM Alignment under Distribution Shifts (arXiv 2504.05831)"
 
 TAU = positive("tau", 1.0, "tau, KLDPO temperature; smaller = more robust")
 DRDPO_BETA = positive("drdpo_beta", 1.0, "beta' of Dr. DPO")
 LAM = positive("lam", 1.0, "lambda of DoRA")
 ETA = non_negative("eta", 0.01, "step size of group DRO's q")
-CVAR_LEVEL = Param("cvar_level", 0.2, "fraction of worst losses for CVaR", lambda v: 0 < v <= 1,
-                   "in (0, 1]")
+CVAR_LEVEL = Param("cvar_level", 0.2, "fraction of worst losses for CVaR", lambda v: 0 < v <= 1, "in (0, 1]")
 CHI2_RADIUS = non_negative("chi2_radius", 1.0, "radius of the chi-square ball")
 
 
@@ -73,16 +72,17 @@ def check_mass(mass: torch.Tensor | None, n: int) -> torch.Tensor | None:
     if mass is None:
         return None
     mass = mass.detach()
-    if mass.shape != (n,) or not torch.isfinite(mass).all() or (mass < 0).any() \
-            or abs(float(mass.sum()) - 1.0) > 1e-4:
+    if mass.shape != (n,) or not torch.isfinite(mass).all() or (mass < 0).any() or abs(float(mass.sum()) - 1.0) > 1e-4:
         raise ValueError(f"mass must be a probability vector of shape [{n}] (>= 0, summing to 1)")
     return mass
 
 
 def _require_ratio(ratio, name):
     if ratio is None:
-        raise ValueError(f"robust={name!r} needs density ratios h: pass `ratio` (a `ratio` or "
-                         "`target_prob` column, or `dralign ratio fit`)")
+        raise ValueError(
+            f"robust={name!r} needs density ratios h: pass `ratio` (a `ratio` or "
+            "`target_prob` column, or `dralign ratio fit`)"
+        )
     if not torch.isfinite(ratio).all() or (ratio < 0).any():
         raise ValueError(f"robust={name!r}: density ratios must be finite and ≥ 0")
     return ratio.detach().to(torch.result_type(ratio, torch.tensor(0.0)))
@@ -175,8 +175,10 @@ class DrDPO(Aggregator):
     drdpo_beta: float = DRDPO_BETA.field()
     name = "drdpo"
     formula = "L = -beta' * log mean exp(-l/beta');  p = softmax(-l/beta')"
-    paper = ("Wu et al. 2025, Towards Robust Alignment of Language Models: Distributionally "
-             "Robustifying Direct Preference Optimization (arXiv 2407.07880)")
+    paper = (
+        "Wu et al. 2025, Towards Robust Alignment of Language Models: Distributionally "
+        "Robustifying Direct Preference Optimization (arXiv 2407.07880)"
+    )
 
     def weights(self, losses, *, ratio=None, group=None, state=None, mass=None):
         x = losses.detach()
@@ -248,17 +250,16 @@ class GroupDRO(Aggregator):
 
     def _q(self, group, state) -> torch.Tensor:
         if group is None:
-            raise ValueError("robust='group' needs a group id per example: pass `group` "
-                             "(a `group` column)")
+            raise ValueError("robust='group' needs a group id per example: pass `group` (a `group` column)")
         if (group < 0).any():
-            raise ValueError("robust='group': every example needs a group id ≥ 0 "
-                             "(some rows have no group)")
+            raise ValueError("robust='group': every example needs a group id ≥ 0 (some rows have no group)")
         q = (state or {}).get("q")
         if q is None:  # no state given: uniform over the groups seen
             q = self.init_state(int(group.max()) + 1)["q"]
         if int(group.max()) >= q.numel():
-            raise ValueError(f"robust='group': group id {int(group.max())} ≥ num_groups="
-                             f"{q.numel()}; pass num_groups to init_state")
+            raise ValueError(
+                f"robust='group': group id {int(group.max())} ≥ num_groups={q.numel()}; pass num_groups to init_state"
+            )
         return q.to(group.device)
 
     @staticmethod

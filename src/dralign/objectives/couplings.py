@@ -21,8 +21,7 @@ else:
     torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 Score = Callable[["torch.Tensor"], "torch.Tensor"]
-MELNYK = ("Melnyk et al. 2024, Distributional Preference Alignment of LLMs via Optimal Transport "
-          "(arXiv 2406.05882)")
+MELNYK = "Melnyk et al. 2024, Distributional Preference Alignment of LLMs via Optimal Transport (arXiv 2406.05882)"
 
 
 class Coupling(Component):
@@ -31,8 +30,9 @@ class Coupling(Component):
     sorts = False  # compares batch quantiles rather than examples
     linear_score_only = False  # defined for the reverse-KL score only
 
-    def __call__(self, policy_chosen, policy_rejected, ref_chosen, ref_rejected,
-                 score: Score) -> tuple[torch.Tensor, torch.Tensor | None]:  # pragma: no cover
+    def __call__(
+        self, policy_chosen, policy_rejected, ref_chosen, ref_rejected, score: Score
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -79,8 +79,9 @@ def monotone_transport(n_chosen: int, n_rejected: int, device=None):
     n⁺ = n⁻ = n it is (k, k, 1/n): plain sorting.
     """
     grid = n_chosen * n_rejected
-    cuts = torch.unique(torch.cat([torch.arange(0, grid + 1, n_rejected),
-                                   torch.arange(0, grid + 1, n_chosen)]))  # sorted, from 0 to grid
+    cuts = torch.unique(
+        torch.cat([torch.arange(0, grid + 1, n_rejected), torch.arange(0, grid + 1, n_chosen)])
+    )  # sorted, from 0 to grid
     left, right = cuts[:-1], cuts[1:]
     i, j = left // n_rejected, left // n_chosen  # the quantile functions on (left, right]
     mass = (right - left).double() / grid

@@ -20,8 +20,9 @@ else:
     F = lazy_module("torch.nn.functional", globals(), "F")
 
 BETA = positive("beta", 0.1, "beta, the KL-regularisation strength of every pairwise link")
-LABEL_SMOOTHING = Param("label_smoothing", 0.0, "eps, the assumed label-flip rate (cDPO, rDPO, AOT)",
-                        lambda v: 0 <= v < 0.5, "in [0, 0.5)")
+LABEL_SMOOTHING = Param(
+    "label_smoothing", 0.0, "eps, the assumed label-flip rate (cDPO, rDPO, AOT)", lambda v: 0 <= v < 0.5, "in [0, 0.5)"
+)
 
 
 class Link(Component):
@@ -62,8 +63,9 @@ class Robust(Link):
 
     def __post_init__(self):
         if not 0 <= self.label_smoothing < 0.5:  # say why, not only the range
-            raise ValueError(f"label_smoothing must be in [0, 0.5) (rDPO divides by 1 - 2*eps), "
-                             f"got {self.label_smoothing}")
+            raise ValueError(
+                f"label_smoothing must be in [0, 0.5) (rDPO divides by 1 - 2*eps), got {self.label_smoothing}"
+            )
         super().__post_init__()
 
     def __call__(self, m):
@@ -92,8 +94,10 @@ class IPO(Link):
     beta: float = BETA.field()
     name = "ipo"
     formula = "l = (m - 1/(2*beta))^2"
-    paper = ("Azar et al. 2023, A General Theoretical Paradigm to Understand Learning from Human "
-             "Preferences (arXiv 2310.12036)")
+    paper = (
+        "Azar et al. 2023, A General Theoretical Paradigm to Understand Learning from Human "
+        "Preferences (arXiv 2310.12036)"
+    )
 
     def __call__(self, m):
         return (m - 1.0 / (2.0 * self.beta)) ** 2

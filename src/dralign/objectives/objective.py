@@ -80,8 +80,10 @@ def _build(kind, choice, params: dict, used: set):
         return choice
     table = TABLES[kind]
     if choice not in table:
-        raise ValueError(f"unknown {kind} {choice!r}; choose one of "
-                         f"{', '.join((['none'] if kind == 'penalty' else []) + list(table))}")
+        raise ValueError(
+            f"unknown {kind} {choice!r}; choose one of "
+            f"{', '.join((['none'] if kind == 'penalty' else []) + list(table))}"
+        )
     cls = table[choice]
     kwargs = {p.name: params[p.name] for p in params_of(cls) if p.name in params}
     used.update(kwargs)
@@ -99,29 +101,54 @@ class Objective:
     log-probs.
     """
 
-    def __init__(self, divergence="reverse_kl", coupling="paired", link="sigmoid", robust="mean",
-                 penalty=None, *, length_normalize: bool = False, _context: str = "", **params):
+    def __init__(
+        self,
+        divergence="reverse_kl",
+        coupling="paired",
+        link="sigmoid",
+        robust="mean",
+        penalty=None,
+        *,
+        length_normalize: bool = False,
+        _context: str = "",
+        **params,
+    ):
         used: set = set()
-        self.components = Components(*(_build(kind, choice, params, used) for kind, choice in (
-            ("divergence", divergence), ("coupling", coupling), ("link", link),
-            ("robust", robust), ("penalty", penalty))))
+        self.components = Components(
+            *(
+                _build(kind, choice, params, used)
+                for kind, choice in (
+                    ("divergence", divergence),
+                    ("coupling", coupling),
+                    ("link", link),
+                    ("robust", robust),
+                    ("penalty", penalty),
+                )
+            )
+        )
         unused = [k for k in params if k not in used]
         if unused:
             uses = ", ".join(self.parameters()) or "none"
-            raise ValueError(f"parameter(s) {', '.join(unused)} not used by {_context or 'this objective'} "
-                             f"({self.divergence} / {self.coupling} / {self.link} / {self.robust}"
-                             f"{' + ' + self.penalty.name if self.penalty else ''}); its parameters: {uses}")
+            raise ValueError(
+                f"parameter(s) {', '.join(unused)} not used by {_context or 'this objective'} "
+                f"({self.divergence} / {self.coupling} / {self.link} / {self.robust}"
+                f"{' + ' + self.penalty.name if self.penalty else ''}); its parameters: {uses}"
+            )
         self.length_normalize = length_normalize
         c = self.components
         if c.coupling.linear_score_only and c.score.name != "reverse_kl":
-            raise ValueError(f"coupling={c.coupling.name!r} (AOT paired) sorts the policy and "
-                             "reference log-ratio margins separately, which equals sorting score "
-                             "differences only for the linear reverse-KL score; divergence="
-                             f"{c.score.name!r} is not defined there. Use divergence='reverse_kl', "
-                             "or coupling='aot_unpaired'")
+            raise ValueError(
+                f"coupling={c.coupling.name!r} (AOT paired) sorts the policy and "
+                "reference log-ratio margins separately, which equals sorting score "
+                "differences only for the linear reverse-KL score; divergence="
+                f"{c.score.name!r} is not defined there. Use divergence='reverse_kl', "
+                "or coupling='aot_unpaired'"
+            )
         if c.coupling.sorts and (c.aggregator.uses_ratio or c.aggregator.uses_group):
-            raise ValueError(f"coupling={c.coupling.name!r} compares sorted quantiles, not examples, "
-                             f"so robust={c.aggregator.name!r} has no per-example ratio or group to use")
+            raise ValueError(
+                f"coupling={c.coupling.name!r} compares sorted quantiles, not examples, "
+                f"so robust={c.aggregator.name!r} has no per-example ratio or group to use"
+            )
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -129,8 +156,10 @@ class Objective:
         """The objective of a named preset; `params` (and choice keywords) override its
         defaults. A parameter that the resolved objective does not use is refused."""
         preset = resolve_preset(name)
-        choices = {**preset.choices, **{k: params.pop(k) for k in list(params) if k in TABLES
-                                        or k == "length_normalize"}}
+        choices = {
+            **preset.choices,
+            **{k: params.pop(k) for k in list(params) if k in TABLES or k == "length_normalize"},
+        }
         probe = cls(**choices)  # which parameters this objective's components take
         defaults = {k: v for k, v in preset.defaults.items() if k in probe.parameters()}
         return cls(**choices, **{**defaults, **params}, _context=f"preset {name!r}")
@@ -153,8 +182,11 @@ class Objective:
         """True when one example's loss, weight or gradient depends on the others in the batch,
         so that splitting a batch into micro-batches changes the method (docs/design.md,
         "Global batch"): sorting couplings, robust aggregators, WDPO's sqrt_mean penalty."""
-        return (self.components.coupling.sorts or self.aggregator.couples_examples
-                or (self.penalty is not None and self.penalty.couples_examples))
+        return (
+            self.components.coupling.sorts
+            or self.aggregator.couples_examples
+            or (self.penalty is not None and self.penalty.couples_examples)
+        )
 
     def parameters(self) -> dict:
         """{name: value} of the parameters this objective uses, and only those."""
@@ -168,9 +200,12 @@ class Objective:
         """The objective's formula in plain text."""
         c = self.components
         eps = getattr(c.link, "label_smoothing", 0.0)
-        parts = [c.score.formula, c.coupling.formula,
-                 c.link.formula + f"  (beta={c.link.beta}{f', eps={eps}' if eps else ''})",
-                 c.aggregator.formula]
+        parts = [
+            c.score.formula,
+            c.coupling.formula,
+            c.link.formula + f"  (beta={c.link.beta}{f', eps={eps}' if eps else ''})",
+            c.aggregator.formula,
+        ]
         if c.penalty is not None:
             parts.append(c.penalty.describe())
         return ";  ".join(parts)
@@ -187,16 +222,25 @@ class Objective:
 
     def comparisons(self, policy_chosen, policy_rejected, ref_chosen, ref_rejected):
         """(m_k differentiable, the comparisons' mass or None for uniform)."""
-        return self.components.coupling(policy_chosen, policy_rejected, ref_chosen, ref_rejected,
-                                        self.components.score)
+        return self.components.coupling(policy_chosen, policy_rejected, ref_chosen, ref_rejected, self.components.score)
 
     def losses(self, margins: torch.Tensor) -> torch.Tensor:
         """ℓ_k = link(m_k) (differentiable)."""
         return self.components.link(margins)
 
-    def __call__(self, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                 ref_rejected_logps, weight=None, group=None, ratio=None, *, state: dict | None = None,
-                 update_state: bool = True) -> ObjectiveOutput:
+    def __call__(
+        self,
+        policy_chosen_logps,
+        policy_rejected_logps,
+        ref_chosen_logps,
+        ref_rejected_logps,
+        weight=None,
+        group=None,
+        ratio=None,
+        *,
+        state: dict | None = None,
+        update_state: bool = True,
+    ) -> ObjectiveOutput:
         """The batch objective. Log-prob inputs have shape [B] (for `aot_unpaired`: chosen [n⁺],
         rejected [n⁻]); any float dtype, computed in float32 (float64 stays float64).
 
@@ -208,19 +252,24 @@ class Objective:
                 before computing the weights; `out.state` is the result.
         """
         dtype = torch.float64 if policy_chosen_logps.dtype == torch.float64 else torch.float32
-        pc, pr, rc, rr = (t.to(dtype) for t in (policy_chosen_logps, policy_rejected_logps,
-                                                ref_chosen_logps, ref_rejected_logps))
+        pc, pr, rc, rr = (
+            t.to(dtype) for t in (policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
+        )
         rc, rr = rc.detach(), rr.detach()
         sorts = self.components.coupling.sorts
         if not self.unpaired and not (pc.shape == pr.shape == rc.shape == rr.shape):
-            raise ValueError("chosen and rejected log-probs must have the same shape [B] for "
-                             f"coupling={self.coupling!r}")
+            raise ValueError(
+                f"chosen and rejected log-probs must have the same shape [B] for coupling={self.coupling!r}"
+            )
         if sorts and (weight is not None or group is not None or ratio is not None):
-            raise ValueError(f"coupling={self.coupling!r} compares sorted quantiles: per-example "
-                             "weight/group/ratio cannot apply")
+            raise ValueError(
+                f"coupling={self.coupling!r} compares sorted quantiles: per-example weight/group/ratio cannot apply"
+            )
         if ratio is not None and not self.uses_ratio:
-            raise ValueError(f"density ratios were given but robust={self.robust!r} does not use "
-                             "them; use robust='dora' or 'reweight'")
+            raise ValueError(
+                f"density ratios were given but robust={self.robust!r} does not use "
+                "them; use robust='dora' or 'reweight'"
+            )
         ratio = None if ratio is None else ratio.to(dtype)
 
         m, mass = self.comparisons(pc, pr, rc, rr)
@@ -241,8 +290,14 @@ class Objective:
         if scale is not None:
             p = p * scale
         loss = value.to(dtype) + (p * (losses - losses.detach())).sum()
-        return ObjectiveOutput(loss=loss, losses=losses.detach(), weights=p, margins=m.detach(),
-                               state=state, metric_tensors=self._metrics(pc, pr, rc, rr, m, p))
+        return ObjectiveOutput(
+            loss=loss,
+            losses=losses.detach(),
+            weights=p,
+            margins=m.detach(),
+            state=state,
+            metric_tensors=self._metrics(pc, pr, rc, rr, m, p),
+        )
 
     def _metrics(self, pc, pr, rc, rr, m, p) -> dict:
         with torch.no_grad():
@@ -251,20 +306,33 @@ class Objective:
                 "rewards/chosen": chosen.mean(),
                 "rewards/rejected": rejected.mean(),
                 "rewards/margins": chosen.mean() - rejected.mean(),
-                "rewards/accuracies": (preference_accuracy(chosen, rejected).mean() if chosen.shape == rejected.shape
-                                       else preference_accuracy(m, torch.zeros_like(m)).mean()),
+                "rewards/accuracies": (
+                    preference_accuracy(chosen, rejected).mean()
+                    if chosen.shape == rejected.shape
+                    else preference_accuracy(m, torch.zeros_like(m)).mean()
+                ),
                 "logps/chosen": pc.mean(),
                 "logps/rejected": pr.mean(),
             }
             if self.robust != "mean":
                 n = p.numel()
-                out["robust/ess"] = p.sum() ** 2 / (n * (p ** 2).sum()).clamp(min=1e-30)
+                out["robust/ess"] = p.sum() ** 2 / (n * (p**2).sum()).clamp(min=1e-30)
                 out["robust/weight_max"] = p.max() * n
             return {k: v.detach() for k, v in out.items()}
 
-    def coefficients(self, policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-                     ref_rejected_logps, weight=None, group=None, ratio=None, *,
-                     state: dict | None = None, update_state: bool = True):
+    def coefficients(
+        self,
+        policy_chosen_logps,
+        policy_rejected_logps,
+        ref_chosen_logps,
+        ref_rejected_logps,
+        weight=None,
+        group=None,
+        ratio=None,
+        *,
+        state: dict | None = None,
+        update_state: bool = True,
+    ):
         """Linearise the objective at detached log-probs: (output, ∂L/∂log πθ(y⁺), ∂L/∂log πθ(y⁻)).
 
         For the exact global batch: computed once over the effective batch, the gradient of the
@@ -275,8 +343,17 @@ class Objective:
         """
         pc = policy_chosen_logps.detach().clone().requires_grad_(True)
         pr = policy_rejected_logps.detach().clone().requires_grad_(True)
-        out = self(pc, pr, ref_chosen_logps, ref_rejected_logps, weight=weight, group=group,
-                   ratio=ratio, state=state, update_state=update_state)
+        out = self(
+            pc,
+            pr,
+            ref_chosen_logps,
+            ref_rejected_logps,
+            weight=weight,
+            group=group,
+            ratio=ratio,
+            state=state,
+            update_state=update_state,
+        )
         grad_c, grad_r = torch.autograd.grad(out.loss, (pc, pr), allow_unused=True)
         grad_c = torch.zeros_like(pc) if grad_c is None else grad_c
         grad_r = torch.zeros_like(pr) if grad_r is None else grad_r

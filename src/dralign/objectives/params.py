@@ -30,8 +30,7 @@ class Param:
         """`value` when it is valid, else ValueError naming the parameter and its range."""
         if self.choices:
             if value not in self.choices:
-                raise ValueError(f"{self.name} must be one of {', '.join(map(str, self.choices))}; "
-                                 f"got {value!r}")
+                raise ValueError(f"{self.name} must be one of {', '.join(map(str, self.choices))}; got {value!r}")
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{self.name} must be a number {self.range}, got {value!r}")
@@ -80,8 +79,9 @@ class Component:
         super().__init_subclass__(**kwargs)
         if "formula" in cls.__dict__:  # the docstring carries the formula and the paper
             body = (cls.__dict__.get("__doc__") or "").strip()
-            cls.__doc__ = "\n\n".join(x for x in (f"{cls.formula}", body,
-                                                  f"Paper: {cls.paper}" if cls.paper else "") if x)
+            cls.__doc__ = "\n\n".join(
+                x for x in (f"{cls.formula}", body, f"Paper: {cls.paper}" if cls.paper else "") if x
+            )
 
     def __post_init__(self):
         for p in params_of(self):

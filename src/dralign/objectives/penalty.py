@@ -28,11 +28,15 @@ else:
     torch = lazy_module("torch", globals())  # imported on first use: `dralign train --help` needs no torch
 
 RHO = non_negative("rho", 0.01, "rho of WDPO's gradient penalty")
-PENALTY_FORM = Param("penalty_form", "squared",
-                     "WDPO penalty: per-example squared norm (official code) or sqrt of the mean "
-                     "(paper's Algorithm 1)", choices=("squared", "sqrt_mean"))
-PENALTY_MODE = Param("penalty_mode", "finite_difference", "how to differentiate WDPO's penalty",
-                     choices=("finite_difference", "exact"))
+PENALTY_FORM = Param(
+    "penalty_form",
+    "squared",
+    "WDPO penalty: per-example squared norm (official code) or sqrt of the mean (paper's Algorithm 1)",
+    choices=("squared", "sqrt_mean"),
+)
+PENALTY_MODE = Param(
+    "penalty_mode", "finite_difference", "how to differentiate WDPO's penalty", choices=("finite_difference", "exact")
+)
 
 
 @dataclass(frozen=True)
@@ -44,8 +48,10 @@ class Wasserstein(Component):
     penalty_mode: str = PENALTY_MODE.field()
     name = "wasserstein"
     formula = "+ rho * sum_i p_i ||grad_z l_i||^2  (sqrt_mean: + rho * sqrt(sum_i p_i ||grad_z l_i||^2))"
-    paper = ("Xu et al. 2025, Robust LLM Alignment via Distributionally Robust Direct Preference "
-             "Optimization (arXiv 2502.01930)")
+    paper = (
+        "Xu et al. 2025, Robust LLM Alignment via Distributionally Robust Direct Preference "
+        "Optimization (arXiv 2502.01930)"
+    )
 
     @property
     def active(self) -> bool:
@@ -57,8 +63,11 @@ class Wasserstein(Component):
         return self.penalty_form == "sqrt_mean" and self.active
 
     def describe(self) -> str:
-        return ("+ rho * ||grad_z l_i||^2 on input embeddings z" if self.penalty_form == "squared"
-                else "+ rho * sqrt(mean ||grad_z l_i||^2)")
+        return (
+            "+ rho * ||grad_z l_i||^2 on input embeddings z"
+            if self.penalty_form == "squared"
+            else "+ rho * sqrt(mean ||grad_z l_i||^2)"
+        )
 
     def value(self, s: torch.Tensor) -> torch.Tensor:
         """ρ·S or ρ·√S."""
@@ -74,13 +83,11 @@ class Wasserstein(Component):
         s_local = s_local.detach()
         if self.penalty_form == "squared":
             return self.rho, self.rho * s_local
-        total = s_local if s_total is None else torch.as_tensor(s_total, dtype=s_local.dtype,
-                                                                 device=s_local.device)
+        total = s_local if s_total is None else torch.as_tensor(s_total, dtype=s_local.dtype, device=s_local.device)
         root = torch.sqrt(total.clamp(min=0))
         if not float(root) > 0:
             return 0.0, s_local.new_zeros(())
         return self.rho / (2 * root), self.rho * s_local / root
-
 
 
 PENALTIES = {"wasserstein": Wasserstein}

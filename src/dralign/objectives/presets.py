@@ -17,8 +17,13 @@ from .scores import SCORES, WANG
 CHOICES = ("divergence", "coupling", "link", "robust", "penalty", "length_normalize")
 """Keywords that pick components (not parameters)."""
 
-TABLES: dict[str, Mapping[str, type]] = {"divergence": SCORES, "coupling": COUPLINGS, "link": LINKS,
-                                         "robust": AGGREGATORS, "penalty": PENALTIES}
+TABLES: dict[str, Mapping[str, type]] = {
+    "divergence": SCORES,
+    "coupling": COUPLINGS,
+    "link": LINKS,
+    "robust": AGGREGATORS,
+    "penalty": PENALTIES,
+}
 """For each choice, its component classes by name."""
 
 
@@ -37,39 +42,68 @@ def _p(name, paper, summary, defaults=None, **choices):
 
 
 _PRESETS = (
-    _p("dpo", "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290)",
-       "logistic loss on the reward margin"),
-    _p("ipo", "Azar et al. 2023, A General Theoretical Paradigm to Understand Learning from Human Preferences (arXiv 2310.12036)",
-       "squared loss; length-normalised log-probs as in TRL and the IPO authors' experiments",
-       link="ipo", length_normalize=True),
-    _p("hinge", "Zhao et al. 2023, SLiC-HF (arXiv 2305.10425)", "hinge loss on the margin",
-       link="hinge"),
-    _p("cdpo", "Mitchell 2023, A note on DPO with noisy preferences (cDPO)",
-       "label-smoothed logistic loss", {"label_smoothing": 0.1}),
-    _p("rdpo", "Chowdhury et al. 2024, Provably Robust DPO (arXiv 2403.00409)",
-       "unbiased loss under label flips at rate eps", {"label_smoothing": 0.1}, link="robust"),
+    _p(
+        "dpo",
+        "Rafailov et al. 2023, Direct Preference Optimization (arXiv 2305.18290)",
+        "logistic loss on the reward margin",
+    ),
+    _p(
+        "ipo",
+        "Azar et al. 2023, A General Theoretical Paradigm to Understand Learning from Human Preferences (arXiv 2310.12036)",
+        "squared loss; length-normalised log-probs as in TRL and the IPO authors' experiments",
+        link="ipo",
+        length_normalize=True,
+    ),
+    _p("hinge", "Zhao et al. 2023, SLiC-HF (arXiv 2305.10425)", "hinge loss on the margin", link="hinge"),
+    _p(
+        "cdpo",
+        "Mitchell 2023, A note on DPO with noisy preferences (cDPO)",
+        "label-smoothed logistic loss",
+        {"label_smoothing": 0.1},
+    ),
+    _p(
+        "rdpo",
+        "Chowdhury et al. 2024, Provably Robust DPO (arXiv 2403.00409)",
+        "unbiased loss under label flips at rate eps",
+        {"label_smoothing": 0.1},
+        link="robust",
+    ),
     _p("fdpo-fkl", WANG, "forward-KL f-DPO", divergence="forward_kl"),
     _p("fdpo-js", WANG, "Jensen-Shannon f-DPO", divergence="js"),
     _p("fdpo-alpha", WANG, "alpha-divergence f-DPO", divergence="alpha"),
-    _p("aot", MELNYK, "AOT paired: sorted policy margins dominate sorted reference margins",
-       coupling="aot"),
-    _p("aot-unpaired", MELNYK, "AOT unpaired: sorted chosen scores dominate sorted rejected scores",
-       coupling="aot_unpaired"),
+    _p("aot", MELNYK, "AOT paired: sorted policy margins dominate sorted reference margins", coupling="aot"),
+    _p(
+        "aot-unpaired",
+        MELNYK,
+        "AOT unpaired: sorted chosen scores dominate sorted rejected scores",
+        coupling="aot_unpaired",
+    ),
     _p("kldpo", XU, "KL-ball distributionally robust DPO", robust="kl"),
-    _p("wdpo", XU, "Wasserstein DRO DPO via a gradient penalty on input embeddings",
-       penalty="wasserstein"),
+    _p("wdpo", XU, "Wasserstein DRO DPO via a gradient penalty on input embeddings", penalty="wasserstein"),
     _p("dora", ZHU, "density-ratio calibrated KL-DRO", robust="dora"),
-    _p("dora-reweight", ZHU, "importance reweighting by density ratios (DoRA baseline)",
-       robust="reweight"),
-    _p("drdpo", "Wu et al. 2025, Towards Robust Alignment of LMs: Distributionally Robustifying DPO (arXiv 2407.07880)",
-       "Dr. DPO: log-mean-exp of negative losses", robust="drdpo"),
-    _p("group-dro", "Ramesh et al. 2024, Group Robust Preference Optimization (arXiv 2405.20304)",
-       "group DRO with a persistent simplex weight q over groups", robust="group"),
-    _p("cvar", "Rockafellar & Uryasev 2000; Duchi & Namkoong 2021 (CVaR DRO)",
-       "mean of the worst fraction of losses", robust="cvar"),
+    _p("dora-reweight", ZHU, "importance reweighting by density ratios (DoRA baseline)", robust="reweight"),
+    _p(
+        "drdpo",
+        "Wu et al. 2025, Towards Robust Alignment of LMs: Distributionally Robustifying DPO (arXiv 2407.07880)",
+        "Dr. DPO: log-mean-exp of negative losses",
+        robust="drdpo",
+    ),
+    _p(
+        "group-dro",
+        "Ramesh et al. 2024, Group Robust Preference Optimization (arXiv 2405.20304)",
+        "group DRO with a persistent simplex weight q over groups",
+        robust="group",
+    ),
+    _p(
+        "cvar",
+        "Rockafellar & Uryasev 2000; Duchi & Namkoong 2021 (CVaR DRO)",
+        "mean of the worst fraction of losses",
+        robust="cvar",
+    ),
 )
-_ALIASES = {"dro": ("kldpo", ZHU, "vanilla KL-DRO, DoRA's baseline: the same objective as kldpo "
-                                  "(its lambda is kldpo's tau)")}
+_ALIASES = {
+    "dro": ("kldpo", ZHU, "vanilla KL-DRO, DoRA's baseline: the same objective as kldpo (its lambda is kldpo's tau)")
+}
 
 PRESETS: dict[str, Preset] = {p.name: p for p in _PRESETS}
 for _alias, (_target, _paper, _summary) in _ALIASES.items():

@@ -29,8 +29,7 @@ EXP_CAP = 30.0
 """Exponent above which `capped_exp` continues linearly (e³⁰ ≈ 1.1e13, far beyond any
 log-ratio met in practice, far below float32 overflow)."""
 
-WANG = ("Wang et al. 2024, Beyond Reverse KL: Generalizing DPO with Diverse Divergence "
-        "Constraints (arXiv 2309.16240)")
+WANG = "Wang et al. 2024, Beyond Reverse KL: Generalizing DPO with Diverse Divergence Constraints (arXiv 2309.16240)"
 
 
 def capped_exp(x: torch.Tensor, cap: float = EXP_CAP) -> torch.Tensor:
@@ -88,8 +87,13 @@ class JS(Score):
         return math.log(2.0) - F.softplus(-u)
 
 
-ALPHA = Param("alpha", 0.5, "alpha of the alpha-divergence, paper convention (0 -> reverse KL, 1 -> forward KL)",
-              lambda v: 0 < v < 1, "in (0, 1)")
+ALPHA = Param(
+    "alpha",
+    0.5,
+    "alpha of the alpha-divergence, paper convention (0 -> reverse KL, 1 -> forward KL)",
+    lambda v: 0 < v < 1,
+    "in (0, 1)",
+)
 
 
 @dataclass(frozen=True)

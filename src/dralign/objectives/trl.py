@@ -23,12 +23,21 @@ from .scores import trl_alpha_coef
 TRL_LOSS_PRESETS = {"sigmoid": "dpo", "hinge": "hinge", "ipo": "ipo", "robust": "rdpo", "aot": "aot"}
 """TRL `loss_type` → the dralign preset computing the same loss."""
 
-TRL_DIVERGENCES = {"reverse_kl": "reverse_kl", "forward_kl": "forward_kl",
-                   "js_divergence": "js", "alpha_divergence": "alpha"}
+TRL_DIVERGENCES = {
+    "reverse_kl": "reverse_kl",
+    "forward_kl": "forward_kl",
+    "js_divergence": "js",
+    "alpha_divergence": "alpha",
+}
 """TRL `f_divergence_type` → dralign divergence (α = 1 − `f_alpha_divergence_coef`)."""
 
-TRL_LOSS_DEFAULTS = {"loss_type": ["sigmoid"], "loss_weights": None, "label_smoothing": 0.0,
-                     "f_divergence_type": "reverse_kl", "f_alpha_divergence_coef": 0.5}
+TRL_LOSS_DEFAULTS = {
+    "loss_type": ["sigmoid"],
+    "loss_weights": None,
+    "label_smoothing": 0.0,
+    "f_divergence_type": "reverse_kl",
+    "f_alpha_divergence_coef": 0.5,
+}
 """TRL 1.16's `DPOConfig` defaults of the loss fields (a field not given takes these)."""
 
 LOSS_FIELDS = tuple(TRL_LOSS_DEFAULTS)
@@ -37,7 +46,8 @@ UNPAIRED_REASON = (
     "unpaired objectives (aot-unpaired, coupling='aot_unpaired') read separate sets of desirable "
     "and undesirable responses, of different sizes and prompts, which TRL's paired rows (prompt, "
     "chosen, rejected) cannot carry; use `dralign train --method aot-unpaired` on unpaired data, "
-    "or aot for paired data")
+    "or aot for paired data"
+)
 
 
 @dataclass(frozen=True)
@@ -75,20 +85,26 @@ def _one_loss(given: dict, notes: list[str]) -> str | tuple[str, ...]:
     loss, weights = given["loss_type"], given["loss_weights"]
     losses = [loss] if isinstance(loss, str) else list(loss)
     if len(losses) != 1:
-        return (f"loss_type={losses} (with loss_weights={weights}) combines several TRL losses "
-                "in a weighted sum; dralign has no such objective: give one loss_type or a "
-                "dralign method",)
+        return (
+            f"loss_type={losses} (with loss_weights={weights}) combines several TRL losses "
+            "in a weighted sum; dralign has no such objective: give one loss_type or a "
+            "dralign method",
+        )
     if weights is not None:
         if len(weights) != 1 or float(weights[0]) != 1.0:
-            return (f"loss_weights={weights}: a weight other than 1 on a single loss only rescales "
-                    "the learning rate; drop it and set learning_rate",)
+            return (
+                f"loss_weights={weights}: a weight other than 1 on a single loss only rescales "
+                "the learning rate; drop it and set learning_rate",
+            )
         notes.append(f"loss_weights: {weights} -> (one loss of weight 1: nothing to set)")
     (loss,) = losses
     if loss == "aot_unpaired":
         return (f"loss_type={loss!r}: {UNPAIRED_REASON}",)
     if loss not in TRL_LOSS_PRESETS:
-        return (f"loss_type={loss!r}: no dralign equivalent (mapped: "
-                f"{', '.join(f'{k} -> {v}' for k, v in TRL_LOSS_PRESETS.items())})",)
+        return (
+            f"loss_type={loss!r}: no dralign equivalent (mapped: "
+            f"{', '.join(f'{k} -> {v}' for k, v in TRL_LOSS_PRESETS.items())})",
+        )
     return loss
 
 
@@ -98,8 +114,9 @@ def _smoothing(loss: str, eps: float, params: dict, notes: list[str]) -> None:
         params["label_smoothing"] = eps
         notes.append(f"label_smoothing: {eps} -> label_smoothing")
     elif eps:  # TRL 1.16's sigmoid (and ipo, hinge) loss ignores it; dralign's cdpo smooths DPO
-        notes.append(f"label_smoothing: {eps} -> (ignored, as TRL's {loss} loss ignores it; "
-                     "method cdpo is label-smoothed DPO)")
+        notes.append(
+            f"label_smoothing: {eps} -> (ignored, as TRL's {loss} loss ignores it; method cdpo is label-smoothed DPO)"
+        )
 
 
 def _divergence(loss: str, given: dict, params: dict, notes: list[str]) -> tuple[str, ...]:
@@ -109,19 +126,18 @@ def _divergence(loss: str, given: dict, params: dict, notes: list[str]) -> tuple
         return (f"f_divergence_type={divergence!r}: not one of {', '.join(TRL_DIVERGENCES)}",)
     if divergence != "alpha_divergence":
         if coef != TRL_LOSS_DEFAULTS["f_alpha_divergence_coef"]:
-            notes.append(f"f_alpha_divergence_coef: {coef} -> (unused: f_divergence_type is "
-                         f"{divergence})")
+            notes.append(f"f_alpha_divergence_coef: {coef} -> (unused: f_divergence_type is {divergence})")
     elif abs(float(coef) - 1.0) < 1e-6:
         divergence = "reverse_kl"  # TRL: coefficient 1 is reverse KL
     params["divergence"] = TRL_DIVERGENCES[divergence]
-    notes.append(f"f_divergence_type: {given['f_divergence_type']} -> divergence: "
-                 f"{params['divergence']}")
+    notes.append(f"f_divergence_type: {given['f_divergence_type']} -> divergence: {params['divergence']}")
     if divergence != "reverse_kl" and loss == "ipo":
-        return ("f_divergence_type with loss_type ipo: TRL length-normalises the f-scores, dralign "
-                "the log-probs, which differ for a nonlinear score; give an explicit objective "
-                "(divergence, link ipo, length_normalize)",)
+        return (
+            "f_divergence_type with loss_type ipo: TRL length-normalises the f-scores, dralign "
+            "the log-probs, which differ for a nonlinear score; give an explicit objective "
+            "(divergence, link ipo, length_normalize)",
+        )
     if divergence == "alpha_divergence":
         params["alpha"] = trl_alpha_coef(float(coef))  # α = 1 − c (the map is its own inverse)
-        notes.append(f"f_alpha_divergence_coef: {coef} -> alpha: {params['alpha']:g} "
-                     "(alpha = 1 - coef)")
+        notes.append(f"f_alpha_divergence_coef: {coef} -> alpha: {params['alpha']:g} (alpha = 1 - coef)")
     return ()

@@ -13,18 +13,28 @@ Pieces, usable alone: `response_features` / `encoder_features` (frozen features)
 from .classifier import CrossFitResult, LogisticHead, crossfit_probabilities, stratified_folds
 from .features import encoder_features, load_encoder, response_features
 from .fit import (
-                  PAIR_RULES,
-                  RatioFit,
-                  density_ratio,
-                  fit_density_ratios,
-                  pair_ratio,
-                  ratios_from_columns,
-                  response_source_from_policy,
+    PAIR_RULES,
+    RatioFit,
+    density_ratio,
+    fit_density_ratios,
+    pair_ratio,
+    ratios_from_columns,
+    response_source_from_policy,
 )
 
 __all__ = [
-    "CrossFitResult", "LogisticHead", "crossfit_probabilities", "stratified_folds",
-    "encoder_features", "load_encoder", "response_features",
-    "PAIR_RULES", "RatioFit", "density_ratio", "fit_density_ratios", "pair_ratio",
-    "ratios_from_columns", "response_source_from_policy",
+    "CrossFitResult",
+    "LogisticHead",
+    "crossfit_probabilities",
+    "stratified_folds",
+    "encoder_features",
+    "load_encoder",
+    "response_features",
+    "PAIR_RULES",
+    "RatioFit",
+    "density_ratio",
+    "fit_density_ratios",
+    "pair_ratio",
+    "ratios_from_columns",
+    "response_source_from_policy",
 ]

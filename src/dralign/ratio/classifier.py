@@ -75,9 +75,15 @@ class LogisticHead:
         prior = y.mean().clamp(1e-6, 1 - 1e-6)
         w = torch.zeros(z.shape[1], dtype=torch.float64, requires_grad=True)
         b = torch.log(prior / (1 - prior)).clone().requires_grad_(True)
-        opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=self.max_iter, history_size=20,
-                                tolerance_grad=1e-10, tolerance_change=1e-14,
-                                line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS(
+            [w, b],
+            lr=1.0,
+            max_iter=self.max_iter,
+            history_size=20,
+            tolerance_grad=1e-10,
+            tolerance_change=1e-14,
+            line_search_fn="strong_wolfe",
+        )
 
         def closure():
             opt.zero_grad()
@@ -130,8 +136,10 @@ def stratified_folds(labels, folds: int = 5, seed: int = 0) -> torch.Tensor:
         idx = (y == cls).nonzero().reshape(-1)
         if idx.numel() < folds:
             name = "target" if cls == 1.0 else "non-target"
-            raise ValueError(f"cross-fitting with {folds} folds needs at least {folds} {name} "
-                             f"rows, got {idx.numel()}; use fewer folds or more data")
+            raise ValueError(
+                f"cross-fitting with {folds} folds needs at least {folds} {name} "
+                f"rows, got {idx.numel()}; use fewer folds or more data"
+            )
         perm = idx[torch.randperm(idx.numel(), generator=gen)]
         fold[perm] = (torch.arange(idx.numel()) + start) % folds
         start = (start + idx.numel()) % folds
@@ -146,8 +154,8 @@ class CrossFitResult:
     rows with fold != k (reproducible: `LogisticHead(l2).fit(features[fold != k], y[fold != k])`).
     """
 
-    prob: torch.Tensor            # float64 [N], P(target) from a head that never saw the row
-    fold: torch.Tensor            # long [N], the fold each row was held out in
+    prob: torch.Tensor  # float64 [N], P(target) from a head that never saw the row
+    fold: torch.Tensor  # long [N], the fold each row was held out in
     heads: list = field(repr=False)  # one fitted LogisticHead per fold
     folds: int = 5
     seed: int = 0
@@ -157,9 +165,9 @@ class CrossFitResult:
         return self.prob.numel()
 
 
-def crossfit_probabilities(features, is_target, *, folds: int = 5, seed: int = 0,
-                           l2: float = 1e-2, max_iter: int = 500,
-                           fold=None) -> CrossFitResult:
+def crossfit_probabilities(
+    features, is_target, *, folds: int = 5, seed: int = 0, l2: float = 1e-2, max_iter: int = 500, fold=None
+) -> CrossFitResult:
     """Cross-fitted P(target | features): each row scored by a head fit on the other folds.
 
     Args:

@@ -21,13 +21,24 @@ class RatioOptions:
     """Density-ratio fitting for DoRA."""
 
     data: str | None = option(None, "preference file or folder (any format `dralign train` reads)")
-    output: str | None = option(None, "where to write the rows with target_prob and ratio (JSONL; default: DATA.ratios.jsonl)")
+    output: str | None = option(
+        None, "where to write the rows with target_prob and ratio (JSONL; default: DATA.ratios.jsonl)"
+    )
     target: list[str] = option([], "source value(s) that mark the target distribution, e.g. human")
     response_level: bool = option(False, "sources are per response (chosen and rejected separately)")
-    chosen_source_column: str = option("chosen_source", "response level: the chosen response's source (dotted path allowed, e.g. meta.chosen_policy)")
-    rejected_source_column: str = option("rejected_source", "response level: the rejected response's source (dotted path allowed)")
-    pair_rule: Literal["geometric", "product"] = option("geometric", "response level: a pair's weight from its two responses' ratios: geometric (sqrt(h+ h-)) or product")
-    model: str | None = option(None, "features: frozen mean-pooled hidden states of this causal LM (normally the reference model)")
+    chosen_source_column: str = option(
+        "chosen_source", "response level: the chosen response's source (dotted path allowed, e.g. meta.chosen_policy)"
+    )
+    rejected_source_column: str = option(
+        "rejected_source", "response level: the rejected response's source (dotted path allowed)"
+    )
+    pair_rule: Literal["geometric", "product"] = option(
+        "geometric",
+        "response level: a pair's weight from its two responses' ratios: geometric (sqrt(h+ h-)) or product",
+    )
+    model: str | None = option(
+        None, "features: frozen mean-pooled hidden states of this causal LM (normally the reference model)"
+    )
     encoder: str | None = option(None, "features: instead, any Hugging Face encoder (AutoModel) by name or path")
     folds: int = option(5, "cross-fitting folds: no row is scored by a classifier that saw it", Range(2))
     clip: float | None = option(None, "cap the weights at this value", Range(0, low_open=True))
@@ -109,10 +120,21 @@ def fit_file(opts: RatioOptions, read: ReadOptions = FEATURES):
     if opts.model:
         tokenizer = load_tokenizer(opts.model)
         model = load_model(opts.model, dtype="float32")
-    fit = fit_density_ratios(rows, target=set(opts.target), source_column="source",
-                             model=model, tokenizer=tokenizer, encoder=opts.encoder, folds=opts.folds,
-                             clip=opts.clip, seed=opts.seed, response_level=opts.response_level,
-                             pair_rule=opts.pair_rule, max_length=read.max_length, progress=True)
+    fit = fit_density_ratios(
+        rows,
+        target=set(opts.target),
+        source_column="source",
+        model=model,
+        tokenizer=tokenizer,
+        encoder=opts.encoder,
+        folds=opts.folds,
+        clip=opts.clip,
+        seed=opts.seed,
+        response_level=opts.response_level,
+        pair_rule=opts.pair_rule,
+        max_length=read.max_length,
+        progress=True,
+    )
     output = Path(opts.output or Path(opts.data).with_suffix("").as_posix().removesuffix(".jsonl") + ".ratios.jsonl")
     fit.write_jsonl(output, originals)
     print(shown(fit.summary()))

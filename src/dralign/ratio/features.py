@@ -74,14 +74,22 @@ def _batches(n: int, batch_size: int, progress: bool, description: str):
     starts = range(0, n, batch_size)
     if progress:
         from ..console import track  # a bar on a terminal, plain lines in a log
+
         return track(starts, description, unit="batch")
     return starts
 
 
 @torch.no_grad()
-def response_features(texts_prompt: Sequence[str], texts_response: Sequence[str], model,
-                      tokenizer, *, batch_size: int = 16, max_length: int = 256,
-                      progress: bool = False) -> torch.Tensor:
+def response_features(
+    texts_prompt: Sequence[str],
+    texts_response: Sequence[str],
+    model,
+    tokenizer,
+    *,
+    batch_size: int = 16,
+    max_length: int = 256,
+    progress: bool = False,
+) -> torch.Tensor:
     """Mean-pooled final hidden states of a causal LM over the response tokens → float32 [N, H].
 
     See the module docstring for exactly what is tokenized, truncated and pooled.
@@ -104,7 +112,7 @@ def response_features(texts_prompt: Sequence[str], texts_response: Sequence[str]
     for p, r in zip(p_ids, r_ids):
         r = list(r)[:budget]
         room = budget - len(r)
-        p = list(p)[len(p) - room:] if room > 0 else []
+        p = list(p)[len(p) - room :] if room > 0 else []
         ctx = prefix + p
         if r:
             seqs.append(ctx + r)
@@ -122,7 +130,7 @@ def response_features(texts_prompt: Sequence[str], texts_response: Sequence[str]
     out = torch.empty(n, 0)
     with eval_mode(model):
         for b in _batches(n, batch_size, progress, "ratio features"):
-            idx = order[b:b + batch_size]
+            idx = order[b : b + batch_size]
             width = max(len(seqs[i]) for i in idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
             attn = torch.zeros(len(idx), width, dtype=torch.long)
@@ -131,7 +139,7 @@ def response_features(texts_prompt: Sequence[str], texts_response: Sequence[str]
                 L = len(seqs[i])
                 ids[j, :L] = torch.tensor(seqs[i])
                 attn[j, :L] = 1
-                pool[j, starts[i]:L] = 1.0
+                pool[j, starts[i] : L] = 1.0
             h = _last_hidden(model, backbone, ids.to(device), attn.to(device)).float().cpu()
             feats = (h * pool[..., None]).sum(1) / pool.sum(1, keepdim=True)
             if out.shape[1] == 0:
@@ -151,9 +159,17 @@ def load_encoder(encoder_name: str):
 
 
 @torch.no_grad()
-def encoder_features(texts_prompt: Sequence[str], texts_response: Sequence[str],
-                     encoder_name: str | None = None, *, model=None, tokenizer=None,
-                     batch_size: int = 16, max_length: int = 256, progress: bool = False) -> torch.Tensor:
+def encoder_features(
+    texts_prompt: Sequence[str],
+    texts_response: Sequence[str],
+    encoder_name: str | None = None,
+    *,
+    model=None,
+    tokenizer=None,
+    batch_size: int = 16,
+    max_length: int = 256,
+    progress: bool = False,
+) -> torch.Tensor:
     """Mean-pooled last hidden states of a Hugging Face encoder over (prompt, response) → [N, H].
 
     Give `encoder_name` (hub name or local folder, loaded with `AutoModel`/`AutoTokenizer`),
@@ -168,17 +184,24 @@ def encoder_features(texts_prompt: Sequence[str], texts_response: Sequence[str],
         tokenizer = tokenizer if tokenizer is not None else loaded_tok
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
-    encoder = model.get_encoder() if hasattr(model, "get_encoder") and getattr(
-        model.config, "is_encoder_decoder", False) else model
+    encoder = (
+        model.get_encoder()
+        if hasattr(model, "get_encoder") and getattr(model.config, "is_encoder_decoder", False)
+        else model
+    )
     device = _device_of(model)
     n = len(texts_prompt)
     chunks = []
     with eval_mode(model):
         for b in _batches(n, batch_size, progress, "ratio features"):
-            enc = tokenizer(list(texts_prompt[b:b + batch_size]),
-                            list(texts_response[b:b + batch_size]),
-                            truncation="longest_first", max_length=max_length, padding=True,
-                            return_tensors="pt")
+            enc = tokenizer(
+                list(texts_prompt[b : b + batch_size]),
+                list(texts_response[b : b + batch_size]),
+                truncation="longest_first",
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
+            )
             attn = enc["attention_mask"]
             kwargs = {"input_ids": enc["input_ids"].to(device), "attention_mask": attn.to(device)}
             if "token_type_ids" in enc and "token_type_ids" in _forward_args(encoder):

@@ -69,9 +69,14 @@ def pair_ratio(h_chosen, h_rejected, rule: str = "geometric") -> torch.Tensor:
     raise ValueError(f"unknown pair_rule {rule!r}; choose one of {', '.join(PAIR_RULES)}")
 
 
-def response_source_from_policy(human_policies: Iterable[str] = ("ref",), *, human: str = "human",
-                                other: str = "model", meta_key: str = "meta",
-                                field_suffix: str = "_policy") -> Callable[[Mapping, str], str]:
+def response_source_from_policy(
+    human_policies: Iterable[str] = ("ref",),
+    *,
+    human: str = "human",
+    other: str = "model",
+    meta_key: str = "meta",
+    field_suffix: str = "_policy",
+) -> Callable[[Mapping, str], str]:
     """A per-response source function for rows like summarize-from-feedback's.
 
     Returns ``fn(row, side)`` = `human` if ``row[meta_key][side + field_suffix]`` is one of
@@ -89,24 +94,23 @@ def response_source_from_policy(human_policies: Iterable[str] = ("ref",), *, hum
     return source
 
 
-def ratios_from_columns(rows: Sequence[Mapping], *, prior: float | None = None,
-                        clip: float | None = None) -> torch.Tensor:
+def ratios_from_columns(
+    rows: Sequence[Mapping], *, prior: float | None = None, clip: float | None = None
+) -> torch.Tensor:
     """Weights from user-supplied columns: `ratio` as is, else `target_prob` / prior.
 
     Without `prior`, it is estimated as the mean `target_prob` (a calibrated classifier's mean
     probability equals the target prior).
     """
     if rows and all("ratio" in r for r in rows):
-        w = torch.tensor([_number(r["ratio"], i, "ratio") for i, r in enumerate(rows)],
-                         dtype=torch.float64)
+        w = torch.tensor([_number(r["ratio"], i, "ratio") for i, r in enumerate(rows)], dtype=torch.float64)
         if (w < 0).any():
             raise ValueError(f"row {int((w < 0).nonzero()[0])}: field 'ratio' is negative")
         return w if clip is None else w.clamp(max=float(clip))
     missing = [i for i, r in enumerate(rows) if "target_prob" not in r]
     if missing:
         raise ValueError(f"row {missing[0]}: needs a 'ratio' or 'target_prob' field")
-    p = torch.tensor([_number(r["target_prob"], i, "target_prob") for i, r in enumerate(rows)],
-                     dtype=torch.float64)
+    p = torch.tensor([_number(r["target_prob"], i, "target_prob") for i, r in enumerate(rows)], dtype=torch.float64)
     if ((p < 0) | (p > 1)).any():
         raise ValueError(f"row {int(((p < 0) | (p > 1)).nonzero()[0])}: 'target_prob' not in [0, 1]")
     return density_ratio(p, float(p.mean()) if prior is None else prior, clip)
@@ -175,11 +179,18 @@ class RatioFit:
         """Flat, JSON-ready metrics (`ratio/…` names, docs/design.md "Conventions")."""
         w = self.weight
         return {
-            "ratio/auc": self.auc, "ratio/ece": self.ece, "ratio/brier": self.brier,
-            "ratio/prior": self.prior, "ratio/folds": self.n_folds, "ratio/level": self.level,
-            "ratio/items": self.n_items, "ratio/target_items": self.n_target,
-            "ratio/rows": int(w.numel()), "ratio/mean": float(w.mean()),
-            "ratio/min": float(w.min()), "ratio/max": float(w.max()),
+            "ratio/auc": self.auc,
+            "ratio/ece": self.ece,
+            "ratio/brier": self.brier,
+            "ratio/prior": self.prior,
+            "ratio/folds": self.n_folds,
+            "ratio/level": self.level,
+            "ratio/items": self.n_items,
+            "ratio/target_items": self.n_target,
+            "ratio/rows": int(w.numel()),
+            "ratio/mean": float(w.mean()),
+            "ratio/min": float(w.min()),
+            "ratio/max": float(w.max()),
             "ratio/ess_fraction": self.ess_fraction,
             "ratio/clipped": int((w >= self.clip).sum()) if self.clip is not None else 0,
         }
@@ -190,10 +201,12 @@ class RatioFit:
         w = self.weight
         bound = 1.0 / self.prior
         if self.level == "response":
-            rule = (f"each pair's weight is the {self.pair_rule} "
-                    f"{'mean √(h⁺h⁻)' if self.pair_rule == 'geometric' else 'h⁺h⁻'} of its two "
-                    f"responses' ratios h = c/π_T")
-            bound = bound if self.pair_rule == "geometric" else bound ** 2
+            rule = (
+                f"each pair's weight is the {self.pair_rule} "
+                f"{'mean √(h⁺h⁻)' if self.pair_rule == 'geometric' else 'h⁺h⁻'} of its two "
+                f"responses' ratios h = c/π_T"
+            )
+            bound = bound if self.pair_rule == "geometric" else bound**2
         else:
             rule = "each row's weight is h = c/π_T"
         clip = f", clipped at {self.clip:g} ({self.metrics()['ratio/clipped']} rows)" if self.clip else ""
@@ -205,7 +218,8 @@ class RatioFit:
             f"ECE {self.ece:.3f}, Brier {self.brier:.3f}. {rule[0].upper() + rule[1:]} "
             f"(bound {bound:.3g}{clip}): mean {float(w.mean()):.3f}, min {float(w.min()):.3f}, "
             f"max {float(w.max()):.3f}, effective sample size {100 * self.ess_fraction:.1f}% "
-            f"of {w.numel()} rows.")
+            f"of {w.numel()} rows."
+        )
 
     def write_jsonl(self, path, rows: Sequence[Mapping]) -> str:
         """Write each input row plus `target_prob` and `ratio` (and, at response level,
@@ -259,8 +273,7 @@ def _validate_rows(rows: Sequence[Mapping]):
             if key not in row:
                 raise ValueError(f"row {i}: missing field {key!r}")
             if not isinstance(row[key], str):
-                raise ValueError(f"row {i}: field {key!r} must be a string, "
-                                 f"got {type(row[key]).__name__}")
+                raise ValueError(f"row {i}: field {key!r} must be a string, got {type(row[key]).__name__}")
 
 
 def _labels(rows, source_column, response_level) -> list:
@@ -272,8 +285,9 @@ def _labels(rows, source_column, response_level) -> list:
                 try:
                     labels.append(source_column(row, side) if response_level else source_column(row))
                 except KeyError as e:
-                    raise ValueError(f"row {i}: no source for the {side or 'row'}: "
-                                     f"missing field {e.args[0]!r}") from None
+                    raise ValueError(
+                        f"row {i}: no source for the {side or 'row'}: missing field {e.args[0]!r}"
+                    ) from None
             else:
                 key = f"{side}_{source_column}" if response_level else source_column
                 if key not in row:
@@ -333,8 +347,9 @@ def _split_options(options: dict) -> tuple[FeatureOptions, CrossFitOptions]:
         raise TypeError(f"fit_density_ratios: {err}") from None
 
 
-def fit_density_ratios(rows: Sequence[Mapping], *, target, source_column: str | Callable = "source",
-                       **options) -> RatioFit:
+def fit_density_ratios(
+    rows: Sequence[Mapping], *, target, source_column: str | Callable = "source", **options
+) -> RatioFit:
     """Cross-fit P(target | x, y) on `rows` and turn it into DoRA weights (module docstring).
 
     Args:
@@ -369,29 +384,46 @@ def fit_density_ratios(rows: Sequence[Mapping], *, target, source_column: str | 
     prob, prior = cf.prob, float(y.double().mean())
     target_prob, weight, response_prob = _weights(prob, prior, len(rows), cross)
     return RatioFit(
-        target_prob=target_prob, weight=weight,
-        auc=roc_auc(prob, y), ece=expected_calibration_error(prob, y), brier=brier_score(prob, y),
-        prior=prior, n_folds=cross.folds, level="response" if cross.response_level else "row",
-        pair_rule=cross.pair_rule if cross.response_level else None, clip=cross.clip, target=target_desc,
-        features=feat_desc, l2=cross.l2, seed=cross.seed, response_prob=response_prob, item_prob=prob,
-        item_is_target=y, fold=cf.fold)
+        target_prob=target_prob,
+        weight=weight,
+        auc=roc_auc(prob, y),
+        ece=expected_calibration_error(prob, y),
+        brier=brier_score(prob, y),
+        prior=prior,
+        n_folds=cross.folds,
+        level="response" if cross.response_level else "row",
+        pair_rule=cross.pair_rule if cross.response_level else None,
+        clip=cross.clip,
+        target=target_desc,
+        features=feat_desc,
+        l2=cross.l2,
+        seed=cross.seed,
+        response_prob=response_prob,
+        item_prob=prob,
+        item_is_target=y,
+        fold=cf.fold,
+    )
 
 
 def _features(rows: list, feat: FeatureOptions, response_level: bool) -> tuple[torch.Tensor, str]:
     """(features [N or 2N, H], a description of them) from exactly one source."""
     n = len(rows)
     n_items = 2 * n if response_level else n
-    given = [k for k, v in (("model", feat.model), ("encoder", feat.encoder), ("features", feat.features))
-             if v is not None]
+    given = [
+        k for k, v in (("model", feat.model), ("encoder", feat.encoder), ("features", feat.features)) if v is not None
+    ]
     if len(given) != 1:
-        raise ValueError("give exactly one of model (with tokenizer), encoder or features; "
-                         f"got {', '.join(given) or 'none'}")
+        raise ValueError(
+            f"give exactly one of model (with tokenizer), encoder or features; got {', '.join(given) or 'none'}"
+        )
     if feat.features is not None:
         x = torch.as_tensor(feat.features)
         if x.dim() != 2 or x.shape[0] != n_items:
-            raise ValueError(f"features must be [{n_items}, H] for {n} rows at "
-                             f"{'response' if response_level else 'row'} level, "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"features must be [{n_items}, H] for {n} rows at "
+                f"{'response' if response_level else 'row'} level, "
+                f"got {tuple(x.shape)}"
+            )
         return x, f"precomputed (H = {x.shape[1]})"
     prompts = [r["prompt"] for r in rows] * 2
     responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
@@ -399,8 +431,10 @@ def _features(rows: list, feat: FeatureOptions, response_level: bool) -> tuple[t
     if feat.model is not None:
         model, tokenizer, name = _load_causal(feat.model, feat.tokenizer)
         f = response_features(prompts, responses, model, tokenizer, **extract)
-        desc = (f"{name} final hidden states mean-pooled over response tokens "
-                f"(H = {f.shape[1]}, max_length {feat.max_length})")
+        desc = (
+            f"{name} final hidden states mean-pooled over response tokens "
+            f"(H = {f.shape[1]}, max_length {feat.max_length})"
+        )
     else:
         assert feat.encoder is not None  # exactly one source was given (checked above)
         enc_model, enc_tok = load_encoder(feat.encoder)

@@ -23,8 +23,9 @@ def with_fitted_ratios(cfg: TrainConfig, log=print) -> TrainConfig:
     if not d.ratio_target or not cfg.method.objective().uses_ratio:
         return cfg
     if d.data_subset or (d.eval_split and not d.eval_data):
-        raise ValueError("--ratio-target fits ratios on local files; for a hub dataset run "
-                         "`dralign ratio fit` on a saved copy first")
+        raise ValueError(
+            "--ratio-target fits ratios on local files; for a hub dataset run `dralign ratio fit` on a saved copy first"
+        )
     folder = Path(cfg.optim.output_dir) / RATIO_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     target = d.ratio_target
@@ -33,12 +34,12 @@ def with_fitted_ratios(cfg: TrainConfig, log=print) -> TrainConfig:
         output = folder / f"{name}.ratios.jsonl"
         log(f"fitting density ratios for {source} (target {', '.join(target)}) -> {output}")
         # the features see what training sees: the trainer's data section, passed whole
-        fit_file(RatioOptions(data=source, output=str(output), target=list(target),
-                              model=cfg.model.model), read=d)
+        fit_file(RatioOptions(data=source, output=str(output), target=list(target), model=cfg.model.model), read=d)
         return str(output)
 
-    data = dataclasses.replace(d, data=fit(d.data, "train"), ratio_target=None, ratio_column="ratio",
-                               target_prob_column="target_prob")
+    data = dataclasses.replace(
+        d, data=fit(d.data, "train"), ratio_target=None, ratio_column="ratio", target_prob_column="target_prob"
+    )
     if d.eval_data:
         data = dataclasses.replace(data, eval_data=fit(d.eval_data, "eval"))
     return dataclasses.replace(cfg, data=data)

@@ -16,8 +16,16 @@ from ..data import PreferenceData, batch_indices
 class BatchPlan:
     """The batch order of a run (see the module docstring)."""
 
-    def __init__(self, data: PreferenceData, *, batch_size: int, grad_accum: int, processes: int,
-                 seed: int, group_by_length: bool = False):
+    def __init__(
+        self,
+        data: PreferenceData,
+        *,
+        batch_size: int,
+        grad_accum: int,
+        processes: int,
+        seed: int,
+        group_by_length: bool = False,
+    ):
         self.data, self.seed = data, seed
         self.batch_size, self.grad_accum = batch_size, grad_accum
         self.effective = batch_size * grad_accum * processes
@@ -38,17 +46,24 @@ class BatchPlan:
     def micro_batches(self, step: int, process_index: int) -> list[list[int]]:
         """This process's share of step `step`, as `grad_accum` lists of indices."""
         share = self.batch_size * self.grad_accum
-        mine = self.effective_batch(step)[process_index * share:(process_index + 1) * share]
-        return [mine[i:i + self.batch_size] for i in range(0, share, self.batch_size)]
+        mine = self.effective_batch(step)[process_index * share : (process_index + 1) * share]
+        return [mine[i : i + self.batch_size] for i in range(0, share, self.batch_size)]
 
     def _epoch_order(self, epoch: int) -> list[list[int]]:
         if self.data.kind == "unpaired":
             order = label_balanced_order(self.data, self.seed, epoch)
-            return [order[i * self.effective:(i + 1) * self.effective] for i in range(self.steps_per_epoch)]
+            return [order[i * self.effective : (i + 1) * self.effective] for i in range(self.steps_per_epoch)]
         # grouped by prompt + longest completion in either layout, so that turning prefix
         # sharing on or off never changes which examples form a batch
-        return batch_indices(len(self.data), self.effective, seed=self.seed, epoch=epoch,
-                             shuffle=True, drop_last=True, group_by_length=self._lengths)
+        return batch_indices(
+            len(self.data),
+            self.effective,
+            seed=self.seed,
+            epoch=epoch,
+            shuffle=True,
+            drop_last=True,
+            group_by_length=self._lengths,
+        )
 
 
 def label_balanced_order(data: PreferenceData, seed: int, epoch: int) -> list[int]:

@@ -32,34 +32,53 @@ def weights_lines(cfg: TrainConfig) -> list[str]:
     """The card's section on the folder's weights: which files, and the code that loads them."""
     form, base, r = weights_form(cfg), cfg.model.model, cfg.model.lora_r
     here = cfg.optim.output_dir
-    whole = [f"Load it with `AutoModelForCausalLM.from_pretrained(\"{here}\")` (no PEFT needed)."]
+    whole = [f'Load it with `AutoModelForCausalLM.from_pretrained("{here}")` (no PEFT needed).']
     if form == "full":
-        return ["The whole model, every weight trained, from the base "
-                f"`{base}`: `model.safetensors` (or its shards), `config.json` and the tokenizer.",
-                "", *whole]
+        return [
+            "The whole model, every weight trained, from the base "
+            f"`{base}`: `model.safetensors` (or its shards), `config.json` and the tokenizer.",
+            "",
+            *whole,
+        ]
     if form == "merged":
-        return [f"A LoRA adapter (r={r}) trained over `{base}` and merged into it: the whole model, "
-                "`model.safetensors` (or its shards), `config.json` and the tokenizer; no adapter "
-                "files. (`--save-adapter` keeps the adapter alone.)", "", *whole]
-    load = (f"`peft.PeftModel.from_pretrained(dralign.modeling.load_model(\"{base}\"), \"{here}\")` "
-            "(transformers cannot name a GGUF file as an adapter's base)" if is_gguf(base) else
-            f"`peft.AutoPeftModelForCausalLM.from_pretrained(\"{here}\")`, which loads the base "
-            f"`{base}` named in `adapter_config.json`")
-    return [f"The LoRA adapter alone (r={r}): `adapter_model.safetensors` and "
-            f"`adapter_config.json`, with the tokenizer. The base model `{base}` is not in this "
-            "folder.", "", f"Load it with {load}. (`--no-save-adapter` saves the adapter merged "
-            "into the base as a whole model instead.)"]
+        return [
+            f"A LoRA adapter (r={r}) trained over `{base}` and merged into it: the whole model, "
+            "`model.safetensors` (or its shards), `config.json` and the tokenizer; no adapter "
+            "files. (`--save-adapter` keeps the adapter alone.)",
+            "",
+            *whole,
+        ]
+    load = (
+        f'`peft.PeftModel.from_pretrained(dralign.modeling.load_model("{base}"), "{here}")` '
+        "(transformers cannot name a GGUF file as an adapter's base)"
+        if is_gguf(base)
+        else f'`peft.AutoPeftModelForCausalLM.from_pretrained("{here}")`, which loads the base '
+        f"`{base}` named in `adapter_config.json`"
+    )
+    return [
+        f"The LoRA adapter alone (r={r}): `adapter_model.safetensors` and "
+        f"`adapter_config.json`, with the tokenizer. The base model `{base}` is not in this "
+        "folder.",
+        "",
+        f"Load it with {load}. (`--no-save-adapter` saves the adapter merged into the base as a whole model instead.)",
+    ]
 
 
-def model_card(cfg: TrainConfig, objective: Objective, data: PreferenceData, metrics: dict,
-               steps: int, skipped: int, processes: int) -> str:
+def model_card(
+    cfg: TrainConfig,
+    objective: Objective,
+    data: PreferenceData,
+    metrics: dict,
+    steps: int,
+    skipped: int,
+    processes: int,
+) -> str:
     preset = PRESETS[cfg.method.method]
     params = objective.parameters()
     lines = [
         f"# {Path(cfg.optim.output_dir).name}: {cfg.method.method}",
         "",
-        f"Aligned with [dralign](https://pypi.org/project/dralign/) from `{cfg.model.model}` on "
-        f"`{cfg.data.data}`.",
+        f"Aligned with [dralign](https://pypi.org/project/dralign/) from `{cfg.model.model}` on `{cfg.data.data}`.",
         "",
         f"- method: `{cfg.method.method}` — {preset.summary}; {preset.paper}",
         f"- objective: {objective.describe()}",

@@ -68,8 +68,10 @@ def _flatten(state, prefix: str, tensors: dict, path=()) -> object:
     if isinstance(state, dict):
         return {"__dict__": [[_key(k), _flatten(v, prefix, tensors, (*path, k))] for k, v in state.items()]}
     if isinstance(state, (list, tuple)):
-        return {"__list__": [_flatten(v, prefix, tensors, (*path, i)) for i, v in enumerate(state)],
-                "tuple": isinstance(state, tuple)}
+        return {
+            "__list__": [_flatten(v, prefix, tensors, (*path, i)) for i, v in enumerate(state)],
+            "tuple": isinstance(state, tuple),
+        }
     if state is None or isinstance(state, (bool, int, float, str)):
         return state
     raise CheckpointError(f"cannot store a {type(state).__name__} in a checkpoint without pickle")
@@ -114,8 +116,13 @@ def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     # the legacy tuple (numpy's stub also allows the dict of get_state(legacy=False))
     kind, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
-    state["numpy"] = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached": float(cached)}
+    state["numpy"] = {
+        "kind": kind,
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -265,10 +272,12 @@ def check_launch(accelerator) -> None:
     config on CPU with Accelerate 1.15: each process trains alone and writes the same folder)."""
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > accelerator.num_processes:
-        raise CheckpointError(f"{launched} processes were launched but Accelerate runs them as "
-                              f"{accelerator.num_processes}: they would train alone and write one folder. "
-                              "On CPU set ACCELERATE_USE_CPU=true: with accelerate launch --multi_gpu (DDP), or with "
-                              "torchrun and --sharding fsdp2 (docs/launch/fsdp2-multinode.sh)")
+        raise CheckpointError(
+            f"{launched} processes were launched but Accelerate runs them as "
+            f"{accelerator.num_processes}: they would train alone and write one folder. "
+            "On CPU set ACCELERATE_USE_CPU=true: with accelerate launch --multi_gpu (DDP), or with "
+            "torchrun and --sharding fsdp2 (docs/launch/fsdp2-multinode.sh)"
+        )
 
 
 def save_run(accelerator, model, root: Path, config, parts: dict, step: int) -> Path:
@@ -284,8 +293,10 @@ def load_run(accelerator, model, folder: Path) -> dict:
     from accelerate.utils import DistributedType
 
     if accelerator.distributed_type == DistributedType.FSDP:
-        raise CheckpointError("--resume under Accelerate's FSDP is not supported (its optimizer state is "
-                              "sharded): train with torchrun and --sharding fsdp2, which resumes")
+        raise CheckpointError(
+            "--resume under Accelerate's FSDP is not supported (its optimizer state is "
+            "sharded): train with torchrun and --sharding fsdp2, which resumes"
+        )
     parts = load_checkpoint(accelerator, folder)
     if is_sharded(model):  # every process reads the full weights and keeps its shard
         load_model_state(model, parts.pop("model"))

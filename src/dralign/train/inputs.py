@@ -17,8 +17,9 @@ class InputError(BadOptionError):
     """The data cannot be trained on as configured; the message names the option."""
 
 
-def load_data(cfg: TrainConfig, tokenizer, unpaired: bool, log=print, cache_dir=None,
-              progress: bool = False) -> tuple[PreferenceData, PreferenceData | None]:
+def load_data(
+    cfg: TrainConfig, tokenizer, unpaired: bool, log=print, cache_dir=None, progress: bool = False
+) -> tuple[PreferenceData, PreferenceData | None]:
     """Training and (optional) held-out data, tokenized, with their reports printed.
 
     cache_dir: where tokenised data is cached (`dralign.data.cache`), keyed by the source's
@@ -34,13 +35,29 @@ def load_data(cfg: TrainConfig, tokenizer, unpaired: bool, log=print, cache_dir=
     columns, truncation = d.columns(), d.truncation()
     load = load_unpaired if unpaired else functools.partial(load_pairs, format=fmt)
     if d.eval_data or d.eval_split or d.eval_fraction == 0:
-        train = load(d.source(d.data, d.data_split), tokenizer, columns, truncation, d.on_bad_row,
-                     cache_dir=cache_dir, progress=progress, log=log)
+        train = load(
+            d.source(d.data, d.data_split),
+            tokenizer,
+            columns,
+            truncation,
+            d.on_bad_row,
+            cache_dir=cache_dir,
+            progress=progress,
+            log=log,
+        )
         held_out = None
         if d.eval_data or d.eval_split:
-            held_out = load(d.source(d.eval_data or d.data, d.eval_split or d.data_split), tokenizer,
-                            columns, truncation, d.on_bad_row, like=train, cache_dir=cache_dir,
-                            progress=progress, log=log)
+            held_out = load(
+                d.source(d.eval_data or d.data, d.eval_split or d.data_split),
+                tokenizer,
+                columns,
+                truncation,
+                d.on_bad_row,
+                like=train,
+                cache_dir=cache_dir,
+                progress=progress,
+                log=log,
+            )
     else:
         train, held_out = _split_by_fraction(cfg, tokenizer, load, cache_dir, progress, log)
     log(f"train data: {train.report.summary()}")
@@ -58,9 +75,21 @@ def _split_by_fraction(cfg: TrainConfig, tokenizer, load, cache_dir, progress: b
     train_key: str | None = None
     eval_key: str | None = None
     if cache_dir is not None:  # one source: both keys are None (not cacheable) or neither
-        train_key, eval_key = (cache_key(source, tokenizer, d.columns(), d.truncation(), d.on_bad_row, format=fmt,
-                          unpaired=fmt == "unpaired", eval_fraction=d.eval_fraction,
-                          seed=cfg.optim.seed, part=part) for part in ("train", "eval"))
+        train_key, eval_key = (
+            cache_key(
+                source,
+                tokenizer,
+                d.columns(),
+                d.truncation(),
+                d.on_bad_row,
+                format=fmt,
+                unpaired=fmt == "unpaired",
+                eval_fraction=d.eval_fraction,
+                seed=cfg.optim.seed,
+                part=part,
+            )
+            for part in ("train", "eval")
+        )
     if train_key is not None and eval_key is not None:
         train, held_out = (data_cache.load(cache_dir, train_key), data_cache.load(cache_dir, eval_key))
         if train is not None and held_out is not None:
@@ -74,8 +103,7 @@ def _split_by_fraction(cfg: TrainConfig, tokenizer, load, cache_dir, progress: b
     rows = [rows[i] for i in sorted(perm[n_eval:])]
     train = load(rows, tokenizer, d.columns(), d.truncation(), d.on_bad_row, progress=progress)
     del rows  # the raw rows are not held beside the tokenised ones
-    held_out = load(eval_rows, tokenizer, d.columns(), d.truncation(), d.on_bad_row, like=train,
-                    progress=progress)
+    held_out = load(eval_rows, tokenizer, d.columns(), d.truncation(), d.on_bad_row, like=train, progress=progress)
     if train_key is not None and eval_key is not None:
         data_cache.save(train, cache_dir, train_key)
         data_cache.save(held_out, cache_dir, eval_key)

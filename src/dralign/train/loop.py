@@ -102,8 +102,7 @@ class TrainingLoop:
         acc = self.accelerator
         indices = self.plan.micro_batches(step, acc.process_index)
         self.scorer.check_batch(self.train_data, [self.plan.effective_batch(step)] if self.exact else indices, step)
-        return [{k: v.to(acc.device) for k, v in self.scorer.collate(self.train_data, idx).items()}
-                for idx in indices]
+        return [{k: v.to(acc.device) for k, v in self.scorer.collate(self.train_data, idx).items()} for idx in indices]
 
     def step(self, step: int) -> dict:
         o = self.cfg.optim
@@ -129,8 +128,13 @@ class TrainingLoop:
             self._skip(step)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        record = {"loss": float(result.loss), "grad_norm": float(grad_norm),
-                  "lr": self.scheduler.get_last_lr()[0], "skipped": not finite, "padding_fraction": padding}
+        record = {
+            "loss": float(result.loss),
+            "grad_norm": float(grad_norm),
+            "lr": self.scheduler.get_last_lr()[0],
+            "skipped": not finite,
+            "padding_fraction": padding,
+        }
         record.update({k: float(v) for k, v in result.metrics.items()})
         return record
 
@@ -140,11 +144,16 @@ class TrainingLoop:
         self.state.consecutive_bad += 1
         self.log(f"step {step + 1}: non-finite loss or gradient; step skipped ({self.state.consecutive_bad} in a row)")
         if self.state.consecutive_bad >= o.max_bad_steps:
-            advice = ("float16 weights cannot hold AdamW's updates: load in --dtype bfloat16 or float32 "
-                      "(with --mixed-precision fp16/bf16 for speed)" if self.cfg.model.dtype == "float16"
-                      else "lower --lr or check the data")
-            raise TrainingError(f"{self.state.consecutive_bad} consecutive steps had a non-finite loss or "
-                                f"gradient (last at step {step + 1}); {advice}")
+            advice = (
+                "float16 weights cannot hold AdamW's updates: load in --dtype bfloat16 or float32 "
+                "(with --mixed-precision fp16/bf16 for speed)"
+                if self.cfg.model.dtype == "float16"
+                else "lower --lr or check the data"
+            )
+            raise TrainingError(
+                f"{self.state.consecutive_bad} consecutive steps had a non-finite loss or "
+                f"gradient (last at step {step + 1}); {advice}"
+            )
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, progress: bool = False) -> dict:
@@ -153,28 +162,51 @@ class TrainingLoop:
         shows one live display at a time)."""
         if self.eval_side is None:
             return {}
-        rows = evaluate_rows(self.scorer, self.model, self.eval_side, self.cfg.optim.batch_size * 2,
-                             self.accelerator.device, self.accelerator.autocast, progress=progress)
+        rows = evaluate_rows(
+            self.scorer,
+            self.model,
+            self.eval_side,
+            self.cfg.optim.batch_size * 2,
+            self.accelerator.device,
+            self.accelerator.autocast,
+            progress=progress,
+        )
         args, meta = self.scorer.arguments(rows)
-        lengths = held_out_length_metrics(rows, self.eval_data, tolerance=self.cfg.logging.length_tolerance,
-                                          seed=self.cfg.optim.seed)
+        lengths = held_out_length_metrics(
+            rows, self.eval_data, tolerance=self.cfg.logging.length_tolerance, seed=self.cfg.optim.seed
+        )
         if "group" in meta and (meta["group"] < 0).any():
             # rows without a group (held-out groups may be missing): the group-robust value is
             # undefined there, so score the objective without groups and count them
             meta.pop("group")
             missing = int((rows["group"] < 0).sum())
             out = Objective.from_preset("dpo", beta=self.objective.beta)(*args, **meta)
-            return {"eval/loss_without_groups": float(out.loss), "eval/rows_without_group": missing,
-                    **{f"eval/{k}": v for k, v in out.metrics.items()}, **lengths}
+            return {
+                "eval/loss_without_groups": float(out.loss),
+                "eval/rows_without_group": missing,
+                **{f"eval/{k}": v for k, v in out.metrics.items()},
+                **lengths,
+            }
         out = self.objective(*args, **meta, state=self.objective_state)
         return {"eval/loss": float(out.loss), **{f"eval/{k}": v for k, v in out.metrics.items()}, **lengths}
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self) -> Path:
-        return ckpt.save_run(self.accelerator, self.model, self.out / "checkpoints", self.cfg, {
-            "optimizer": (full_optimizer_state(self.model, self.optimizer) if self.sharded
-                          else self.optimizer.state_dict()), "scheduler": self.scheduler.state_dict(),
-            "objective": self.objective_state, "trainer": vars(self.state)}, self.state.step)
+        return ckpt.save_run(
+            self.accelerator,
+            self.model,
+            self.out / "checkpoints",
+            self.cfg,
+            {
+                "optimizer": (
+                    full_optimizer_state(self.model, self.optimizer) if self.sharded else self.optimizer.state_dict()
+                ),
+                "scheduler": self.scheduler.state_dict(),
+                "objective": self.objective_state,
+                "trainer": vars(self.state),
+            },
+            self.state.step,
+        )
 
     def load_checkpoint(self, folder: Path) -> None:
         parts = ckpt.load_run(self.accelerator, self.model, folder)
@@ -233,8 +265,9 @@ class TrainingLoop:
     def _train(self, metrics_file: Path) -> tuple[str, dict]:
         """The training loop: ("completed" or "interrupted", the last step's record)."""
         cfg, last = self.cfg, {}
-        progress = Progress(self.total_steps, self.state.step,
-                            enabled=cfg.logging.progress and self.accelerator.is_main_process)
+        progress = Progress(
+            self.total_steps, self.state.step, enabled=cfg.logging.progress and self.accelerator.is_main_process
+        )
         with progress:
             while self.state.step < self.total_steps:
                 t0 = time.perf_counter()
@@ -255,8 +288,10 @@ class TrainingLoop:
                     callback(self.state.step, record)
                 if self.signals.received is not None:
                     path = self.save_checkpoint()
-                    self.log(f"stopped by signal {self.signals.name} after step {self.state.step}; "
-                             f"checkpoint {path}; continue with --resume")
+                    self.log(
+                        f"stopped by signal {self.signals.name} after step {self.state.step}; "
+                        f"checkpoint {path}; continue with --resume"
+                    )
                     return "interrupted", last
                 if sv and self.state.step % sv == 0:
                     self.save_checkpoint()
@@ -268,22 +303,25 @@ class TrainingLoop:
         if trained:
             if self.padding:  # the run summary: how much compute went to padding
                 last["padding_fraction"] = sum(self.padding) / len(self.padding)
-                self.log(f"padding: {100 * last['padding_fraction']:.1f}% of token positions "
-                         f"({'packed' if self.packing else 'not packed'})")
+                self.log(
+                    f"padding: {100 * last['padding_fraction']:.1f}% of token positions "
+                    f"({'packed' if self.packing else 'not packed'})"
+                )
             self.save_checkpoint()
         else:  # a --resume with no step left: the earlier session's metrics stand
             last = {**self.folder.final_metrics(), **last}
         self.save_final(last)
         if self.signals.received is not None:
-            self.log(f"stopped by signal {self.signals.name} before the final evaluation; the model "
-                     f"and the checkpoint of step {self.state.step} are saved; --resume evaluates")
+            self.log(
+                f"stopped by signal {self.signals.name} before the final evaluation; the model "
+                f"and the checkpoint of step {self.state.step} are saved; --resume evaluates"
+            )
             return "interrupted", last
         try:
             with self.signals.during("the final evaluation"):
                 final = self.evaluate(progress=self.show_progress)
         except Stopped as stop:
-            self.log(f"{stop}; the model and the checkpoint of step {self.state.step} are saved; "
-                     "--resume evaluates")
+            self.log(f"{stop}; the model and the checkpoint of step {self.state.step} are saved; --resume evaluates")
             return "interrupted", last
         if final:  # written to final_metrics.json with the last step's values
             self.log("final evaluation: " + ", ".join(f"{k}={v:.4g}" for k, v in final.items()))
@@ -298,8 +336,7 @@ class TrainingLoop:
         with open(metrics_file, "a") as fh:
             fh.write(json.dumps(record) + "\n")
         if self.cfg.logging.report_to != "none":
-            acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))},
-                    step=self.state.step)
+            acc.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=self.state.step)
 
     def save_final(self, metrics: dict, metrics_only: bool = False) -> None:
         """The model and tokenizer (save_pretrained), the resolved config, a model card and the
@@ -310,11 +347,25 @@ class TrainingLoop:
         full = None if metrics_only else ckpt.sharded_state(acc, self.model)  # a collective
         if not acc.is_main_process:
             return
-        card = model_card(self.cfg, self.objective, self.train_data, metrics, self.state.step,
-                          self.state.skipped_steps, acc.num_processes)
+        card = model_card(
+            self.cfg,
+            self.objective,
+            self.train_data,
+            metrics,
+            self.state.step,
+            self.state.skipped_steps,
+            acc.num_processes,
+        )
         with ckpt.writing(self.out / ".final-tmp"):
             if metrics_only:
                 self.folder.save_metrics(metrics, card)
             else:
-                self.folder.save_final(acc.unwrap_model(self.model), self.tokenizer, self.cfg, metrics, card, full,
-                                       merge=weights_form(self.cfg) == "merged")  # what the card says
+                self.folder.save_final(
+                    acc.unwrap_model(self.model),
+                    self.tokenizer,
+                    self.cfg,
+                    metrics,
+                    card,
+                    full,
+                    merge=weights_form(self.cfg) == "merged",
+                )  # what the card says

@@ -119,14 +119,18 @@ def check_penalty_mode(model: torch.nn.Module, objective: Objective) -> None:
             f"the Wasserstein penalty (WDPO) is not implemented for coupling={objective.coupling!r}: "
             "a sorting coupling compares batch quantiles, not examples, so the per-example "
             "gradient penalty ||grad_z l_i||^2 has no per-example loss to differentiate. "
-            "Use coupling='paired', or penalty='none'")
-    if objective.penalty.penalty_mode == "exact" and not attention_supports_double_backward(unwrap(model, keep_peft=True)):
+            "Use coupling='paired', or penalty='none'"
+        )
+    if objective.penalty.penalty_mode == "exact" and not attention_supports_double_backward(
+        unwrap(model, keep_peft=True)
+    ):
         impl = getattr(getattr(unwrap(model, keep_peft=True), "config", None), "_attn_implementation", None)
         raise ValueError(
             f"penalty_mode='exact' needs a double backward through attention, which the model's "
             f"attention kernel ({impl!r}) does not have (SDPA and flash attention have none). "
             "Load the model with attn_implementation='eager', or use "
-            "penalty_mode='finite_difference' (the default; any kernel)")
+            "penalty_mode='finite_difference' (the default; any kernel)"
+        )
 
 
 @dataclass(frozen=True)
@@ -152,14 +156,25 @@ class PenaltyOptions:
         """These options with the hooks of `ctx` (a `dralign.train.strategies.StepContext`):
         its accelerator's backward, autocast and no_sync, and its scorer's layout."""
         acc = ctx.accelerator
-        return dataclasses.replace(self, backward=acc.backward, autocast=acc.autocast,
-                                   no_sync=lambda: acc.no_sync(ctx.model),
-                                   shared_prompt=getattr(ctx.scorer, "prefix_sharing", False))
+        return dataclasses.replace(
+            self,
+            backward=acc.backward,
+            autocast=acc.autocast,
+            no_sync=lambda: acc.no_sync(ctx.model),
+            shared_prompt=getattr(ctx.scorer, "prefix_sharing", False),
+        )
 
 
-def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor,
-                       ref_rejected: torch.Tensor, objective: Objective, *, ctx=None,
-                       **options) -> PenaltyResult:
+def penalized_backward(
+    model: torch.nn.Module,
+    batch: dict,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    objective: Objective,
+    *,
+    ctx=None,
+    **options,
+) -> PenaltyResult:
     """Forward(s) and backward(s) of one micro-batch of B pairs with WDPO's penalty.
 
     batch: `input_ids`, `attention_mask`, `completion_mask` [2B, L] (chosen rows, then
@@ -195,11 +210,14 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     o = PenaltyOptions(**options)
     if ctx is not None:
         o = o.with_context(ctx)
-    o = dataclasses.replace(o, backward=o.backward or (lambda t: t.backward()),
-                            autocast=o.autocast or contextlib.nullcontext)
+    o = dataclasses.replace(
+        o, backward=o.backward or (lambda t: t.backward()), autocast=o.autocast or contextlib.nullcontext
+    )
     if "label" in batch:
-        raise ValueError("penalized_backward takes paired batches (chosen rows then rejected); "
-                         "unpaired batches use a sorting coupling, which the penalty does not support")
+        raise ValueError(
+            "penalized_backward takes paired batches (chosen rows then rejected); "
+            "unpaired batches use a sorting coupling, which the penalty does not support"
+        )
     check_layout(batch, o.shared_prompt)
     if objective.penalty is not None:
         check_penalty_mode(model, objective)
@@ -213,10 +231,18 @@ def penalized_backward(model: torch.nn.Module, batch: dict, ref_chosen: torch.Te
     return finite_difference(mb)
 
 
-def grad_sq(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
-            objective: Objective, *, weights: torch.Tensor, length_normalize: bool | None = None,
-            autocast: Callable[[], ContextManager] | None = None,
-            shared_prompt: bool = False) -> torch.Tensor:
+def grad_sq(
+    model: torch.nn.Module,
+    batch: dict,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    objective: Objective,
+    *,
+    weights: torch.Tensor,
+    length_normalize: bool | None = None,
+    autocast: Callable[[], ContextManager] | None = None,
+    shared_prompt: bool = False,
+) -> torch.Tensor:
     """S_micro = Σ_i p_i ‖g_i‖², g_i = ∇_{z_i} ℓ_i, of one micro-batch (detached, no parameter
     gradient: one forward and a backward to z only).
 
@@ -249,8 +275,7 @@ def grad_sq(model: torch.nn.Module, batch: dict, ref_chosen: torch.Tensor, ref_r
             pc, pr = policy_logps(model, batch, z, ln, shared_prompt)
             d = torch.float64 if pc.dtype == torch.float64 else torch.float32
             pc, pr = pc.to(d), pr.to(d)
-            losses = objective.losses(objective.margins(pc, pr, ref_chosen.to(d).detach(),
-                                                        ref_rejected.to(d).detach()))
+            losses = objective.losses(objective.margins(pc, pr, ref_chosen.to(d).detach(), ref_rejected.to(d).detach()))
             (g,) = torch.autograd.grad(losses.sum(), z)
     finally:
         rng.restore()

@@ -45,7 +45,8 @@ def check_layout(batch: dict, shared_prompt: bool) -> None:
             "||grad_z l_i||^2 counts the prompt's embeddings once in the chosen row and once in the "
             "rejected row, and a shared prefix has one copy of them, whose gradient is the sum of "
             "the two; collate with prefix sharing off, or use the shared-prompt penalty "
-            "(--penalty-layout shared)")
+            "(--penalty-layout shared)"
+        )
     if shared_prompt and "segment_ids" not in batch:
         raise ValueError("the shared-prompt penalty takes a prefix-shared batch (collate_shared_pairs)")
 
@@ -63,8 +64,7 @@ def policy_logps(model, batch: dict, z: torch.Tensor | None, ln: bool, shared_pr
     """(chosen [B], rejected [B]) policy values at input embeddings z, in the objective's units."""
     if shared_prompt:
         return shared_pair_logps(model, batch, inputs_embeds=z).reduce(ln)
-    seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"],
-                         inputs_embeds=z)
+    seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"], inputs_embeds=z)
     return split_pairs(seq).reduce(ln)
 
 

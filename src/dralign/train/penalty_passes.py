@@ -80,15 +80,13 @@ class MicroBatch:
     def example_losses(self, pc, pr):
         """Differentiable ℓ_i [B] (the objective's own computation, no aggregation)."""
         d = torch.float64 if pc.dtype == torch.float64 else torch.float32
-        m = self.objective.margins(pc.to(d), pr.to(d), self.ref_chosen.to(d).detach(),
-                                   self.ref_rejected.to(d).detach())
+        m = self.objective.margins(pc.to(d), pr.to(d), self.ref_chosen.to(d).detach(), self.ref_rejected.to(d).detach())
         return self.objective.losses(m)
 
     def pass_loss(self, pc, pr, first: bool):
         """(surrogate with gradient Σ p_i ∇ℓ_i, value, p, differentiable ℓ, output)."""
         if self.o.weights is None and first:
-            out = self.objective(pc, pr, self.ref_chosen, self.ref_rejected, state=self.o.state,
-                                 **(self.o.meta or {}))
+            out = self.objective(pc, pr, self.ref_chosen, self.ref_rejected, state=self.o.state, **(self.o.meta or {}))
             return out.loss, out.loss.detach(), out.weights.detach(), None, out
         losses = self.example_losses(pc, pr)
         p = self.o.weights if self.o.weights is not None else self.fixed_p
@@ -165,7 +163,7 @@ def _first_pass(mb: MicroBatch, fd: bool) -> _FirstPass:
     o, am = mb.o, mb.batch["attention_mask"]
     assert o.autocast is not None and o.backward is not None, "set by penalized_backward"
     captured: dict[str, torch.Tensor] = {}
-    with (o.no_sync() if (fd and o.no_sync is not None) else contextlib.nullcontext()):
+    with o.no_sync() if (fd and o.no_sync is not None) else contextlib.nullcontext():
         with o.autocast():
             z = mb.embeddings()
             z.register_hook(lambda grad: captured.__setitem__("G", grad.detach()))
@@ -243,5 +241,12 @@ def _result(value, pen_value, s_local, out, eps, objective) -> PenaltyResult:
         metrics["penalty/grad_sq"] = float(s_local)
         if objective.penalty.penalty_mode == "finite_difference":
             metrics["penalty/fd_eps"] = float(eps)
-    return PenaltyResult(loss=value + pen_value, objective=value, penalty=pen_value,
-                         grad_sq=s_local, output=out, fd_eps=float(eps), metrics=metrics)
+    return PenaltyResult(
+        loss=value + pen_value,
+        objective=value,
+        penalty=pen_value,
+        grad_sq=s_local,
+        output=out,
+        fd_eps=float(eps),
+        metrics=metrics,
+    )

@@ -18,8 +18,15 @@ class Progress:
     """Windowed loss, margin, accuracy and pairs/s, as a bar (`terminal`) or log lines;
     nothing shown when not `enabled`. `terminal` None: whether stdout is one."""
 
-    def __init__(self, total: int, completed: int, enabled: bool, window: int = WINDOW,
-                 terminal: bool | None = None, lines: LogLines | None = None):
+    def __init__(
+        self,
+        total: int,
+        completed: int,
+        enabled: bool,
+        window: int = WINDOW,
+        terminal: bool | None = None,
+        lines: LogLines | None = None,
+    ):
         self.enabled, self.total, self.done = enabled, total, completed
         self.recent: deque[dict] = deque(maxlen=window)
         self.seconds: deque[float] = deque(maxlen=window)
@@ -28,8 +35,14 @@ class Progress:
         if enabled and self.terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
             from rich.progress import Progress as Bar
-            self.bar = Bar(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
-                           TimeRemainingColumn(), TextColumn("{task.fields[stats]}"))
+
+            self.bar = Bar(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[stats]}"),
+            )
             self.task = self.bar.add_task("train", total=total, completed=completed, stats="")
         elif enabled:
             self.lines = lines or LogLines("step", total, done=completed)
@@ -62,8 +75,10 @@ class Progress:
 
     def _stats(self) -> str:
         a = self.averages()
-        return (f"loss {a['loss']:.4f} · margin {a['rewards/margins']:.3f} · "
-                f"acc {a['rewards/accuracies']:.2f} · {a['pairs_per_s']:.1f} pairs/s")
+        return (
+            f"loss {a['loss']:.4f} · margin {a['rewards/margins']:.3f} · "
+            f"acc {a['rewards/accuracies']:.2f} · {a['pairs_per_s']:.1f} pairs/s"
+        )
 
     def update(self, record: dict) -> None:
         self.recent.append(record)

@@ -51,9 +51,14 @@ class Recipe(TrainingLoop):
     inputs: more paths the run reads (its --config file), never deleted by --overwrite;
     prepare: f(cfg) -> cfg run once the folder is claimed (e.g. fitting density ratios into it)."""
 
-    def __init__(self, cfg: TrainConfig, callbacks: Sequence[StepHook] = (),
-                 after_backward: Sequence[BackwardHook] = (), inputs: Sequence[str] = (),
-                 prepare: Callable[[TrainConfig], TrainConfig] | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        callbacks: Sequence[StepHook] = (),
+        after_backward: Sequence[BackwardHook] = (),
+        inputs: Sequence[str] = (),
+        prepare: Callable[[TrainConfig], TrainConfig] | None = None,
+    ):
         self.cfg, self.callbacks, self.after_backward = cfg, list(callbacks), list(after_backward)
         self.signals = StopSignals()  # a signal during set-up stops it at once (nothing to lose)
         with self.signals.installed("set-up"):
@@ -78,9 +83,11 @@ class Recipe(TrainingLoop):
     # ------------------------------------------------------------------ setup
     def _setup_accelerator(self):
         o, lg = self.cfg.optim, self.cfg.logging
-        self.accelerator = Accelerator(mixed_precision=o.mixed_precision,
-                                       log_with=None if lg.report_to == "none" else lg.report_to,
-                                       project_dir=o.output_dir)
+        self.accelerator = Accelerator(
+            mixed_precision=o.mixed_precision,
+            log_with=None if lg.report_to == "none" else lg.report_to,
+            project_dir=o.output_dir,
+        )
         self.log = self.accelerator.print
         set_log_every(lg.progress_every)  # progress lines in a log: every phase from here on
         ckpt.check_launch(self.accelerator)
@@ -104,8 +111,11 @@ class Recipe(TrainingLoop):
         if self.cfg.logging.resume:
             self.resume_from = ckpt.newest_valid(self.out / "checkpoints", self.log)
             if self.resume_from is None:
-                raise TrainingError(f"--resume: no checkpoint under {self.out / 'checkpoints'} that is complete and intact")
+                raise TrainingError(
+                    f"--resume: no checkpoint under {self.out / 'checkpoints'} that is complete and intact"
+                )
             from ..config import load_yaml
+
             check_resumable(load_yaml(self.resume_from / "config.yaml"), self.cfg)
 
     def _setup_objective(self):
@@ -122,15 +132,22 @@ class Recipe(TrainingLoop):
                 raise TrainingError(f"model folder {name} does not exist")
         self.tokenizer = load_tokenizer(cfg.model.model)
         if cfg.model.ref_model:  # refused before any work: log-probs of other ids are of other texts
-            check_same_tokenizer(self.tokenizer, load_tokenizer(cfg.model.ref_model), cfg.model.model,
-                                 cfg.model.ref_model)
+            check_same_tokenizer(
+                self.tokenizer, load_tokenizer(cfg.model.ref_model), cfg.model.model, cfg.model.ref_model
+            )
         if self.accelerator.is_main_process:  # on --resume: refuse inputs changed under the same path
             self.folder.check_fingerprints(input_fingerprints(self.given, self.tokenizer))
         self.show_progress = cfg.logging.progress and self.accelerator.is_main_process
         # tokenised data is cached beside the reference log-probs: keyed by content, kept on --overwrite
         data_cache_dir = cfg.cache_dir() / "data"
-        self.train_data, self.eval_data = load_data(cfg, self.tokenizer, self.objective.unpaired, self.log,
-                                                    cache_dir=data_cache_dir, progress=self.show_progress)
+        self.train_data, self.eval_data = load_data(
+            cfg,
+            self.tokenizer,
+            self.objective.unpaired,
+            self.log,
+            cache_dir=data_cache_dir,
+            progress=self.show_progress,
+        )
         self.ratio = self.eval_ratio = None
         if self.objective.uses_ratio:
             self.ratio, prior = density_ratios(self.train_data.examples, column=cfg.data.ratio_column)
@@ -138,53 +155,83 @@ class Recipe(TrainingLoop):
                 self.eval_ratio, _ = density_ratios(self.eval_data.examples, prior)
         self.weighted = has_weights(self.train_data.examples)
         if self.weighted and self.objective.coupling != "paired":
-            raise TrainingError(f"the data has per-row weights, but coupling {self.objective.coupling!r} "
-                                "compares sorted quantiles, not rows")
+            raise TrainingError(
+                f"the data has per-row weights, but coupling {self.objective.coupling!r} "
+                "compares sorted quantiles, not rows"
+            )
         self.objective_state = self.objective.init_state(
-            num_groups=len(self.train_data.group_names) if self.objective.uses_group else None)
+            num_groups=len(self.train_data.group_names) if self.objective.uses_group else None
+        )
         if self.objective.uses_group:
-            require_groups(self.train_data.examples, self.train_data.group_names,
-                           column=cfg.data.group_column, method=cfg.method.method)
+            require_groups(
+                self.train_data.examples,
+                self.train_data.group_names,
+                column=cfg.data.group_column,
+                method=cfg.method.method,
+            )
 
     def _setup_batches(self):
         """The batch order, the number of steps and the gradient semantics (local or exact)."""
         cfg = self.cfg
         o, world = cfg.optim, self.accelerator.num_processes
-        self.plan = BatchPlan(self.train_data, batch_size=o.batch_size, grad_accum=o.grad_accum,
-                              processes=world, seed=o.seed, group_by_length=cfg.data.group_by_length)
+        self.plan = BatchPlan(
+            self.train_data,
+            batch_size=o.batch_size,
+            grad_accum=o.grad_accum,
+            processes=world,
+            seed=o.seed,
+            group_by_length=cfg.data.group_by_length,
+        )
         if self.plan.steps_per_epoch == 0:
-            raise TrainingError(f"{cfg.data.data}: {len(self.train_data)} training examples are fewer than one effective batch "
-                                f"(--batch-size {o.batch_size} x --grad-accum {o.grad_accum} x {world} processes)")
+            raise TrainingError(
+                f"{cfg.data.data}: {len(self.train_data)} training examples are fewer than one effective batch "
+                f"(--batch-size {o.batch_size} x --grad-accum {o.grad_accum} x {world} processes)"
+            )
         if self.plan.left_out_per_epoch:
-            self.log(f"note: each epoch trains {self.plan.steps_per_epoch * self.plan.effective} of "
-                     f"{len(self.train_data)} rows: {self.plan.left_out_per_epoch} do not fill an effective "
-                     f"batch of {self.plan.effective} (a different remainder every epoch)")
+            self.log(
+                f"note: each epoch trains {self.plan.steps_per_epoch * self.plan.effective} of "
+                f"{len(self.train_data)} rows: {self.plan.left_out_per_epoch} do not fill an effective "
+                f"batch of {self.plan.effective} (a different remainder every epoch)"
+            )
         self.total_steps = o.max_steps or max(1, math.ceil(o.epochs * self.plan.steps_per_epoch))
         couples, split = self.objective.couples_examples, o.grad_accum > 1 or world > 1
         self.exact = o.global_batch in ("auto", "exact") and couples and split
         if o.global_batch == "exact" and not couples:
             self.log("note: --global-batch exact has nothing to do: the objective does not couple examples")
         if o.global_batch == "local" and split and self.objective_state:
-            raise TrainingError(f"{cfg.method.method} keeps state across steps (group DRO's q), which "
-                                "advances once per optimizer step from the whole effective batch; "
-                                "--global-batch local would advance it per micro-batch and process. "
-                                "Use --global-batch exact (the default)")
+            raise TrainingError(
+                f"{cfg.method.method} keeps state across steps (group DRO's q), which "
+                "advances once per optimizer step from the whole effective batch; "
+                "--global-batch local would advance it per micro-batch and process. "
+                "Use --global-batch exact (the default)"
+            )
 
     def _setup_model(self):
         m = self.cfg.model
         if m.save_adapter is not None and m.lora_r == 0:
-            raise TrainingError(f"--{'' if m.save_adapter else 'no-'}save-adapter is about a LoRA adapter: "
-                                "pass --lora-r N, or drop the flag")
+            raise TrainingError(
+                f"--{'' if m.save_adapter else 'no-'}save-adapter is about a LoRA adapter: "
+                "pass --lora-r N, or drop the flag"
+            )
         t0 = time.perf_counter()
-        checkpointing, why = choose_gradient_checkpointing(m.gradient_checkpointing, lora=m.lora_r > 0, compiled=m.compile,
-                                                           device=self.accelerator.device, penalized=self.penalized)
-        self.model = load_model(m.model, dtype=m.dtype, attn_implementation=m.attn_implementation,
-                                gradient_checkpointing=checkpointing)
+        checkpointing, why = choose_gradient_checkpointing(
+            m.gradient_checkpointing,
+            lora=m.lora_r > 0,
+            compiled=m.compile,
+            device=self.accelerator.device,
+            penalized=self.penalized,
+        )
+        self.model = load_model(
+            m.model, dtype=m.dtype, attn_implementation=m.attn_implementation, gradient_checkpointing=checkpointing
+        )
         if m.lora_r > 0:
-            self.model = apply_lora(self.model, r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout,
-                                    target_modules=m.lora_target_modules)
+            self.model = apply_lora(
+                self.model, r=m.lora_r, alpha=m.lora_alpha, dropout=m.lora_dropout, target_modules=m.lora_target_modules
+            )
         self.model.to(self.accelerator.device)
-        self.log(f"model loaded in {time.perf_counter() - t0:.1f} s" + (f"; {why}" if why else ""))  # a log shows each phase end
+        self.log(
+            f"model loaded in {time.perf_counter() - t0:.1f} s" + (f"; {why}" if why else "")
+        )  # a log shows each phase end
         if self.objective.penalty is not None:
             check_penalty_mode(self.model, self.objective)
         if m.compile:
@@ -197,8 +244,9 @@ class Recipe(TrainingLoop):
     def _setup_scoring(self):
         cfg = self.cfg
         try:
-            self.scorer = make_scorer(cfg, self.objective, self.model, self.train_data, exact=self.exact,
-                                      weighted=self.weighted, log=self.log)
+            self.scorer = make_scorer(
+                cfg, self.objective, self.model, self.train_data, exact=self.exact, weighted=self.weighted, log=self.log
+            )
         except ValueError as e:  # an explicit layout setting this run cannot honour
             raise TrainingError(str(e)) from None
         self.prefix_sharing = getattr(self.scorer, "prefix_sharing", False)  # unpaired: plain rows
@@ -206,12 +254,17 @@ class Recipe(TrainingLoop):
         self.padding = []  # padding fraction of every micro-batch trained on
         if cfg.model.ref_cache:
             with ckpt.writing(cfg.cache_dir()):
-                train_ref, eval_ref = cached_references(cfg, self.model, [self.train_data, self.eval_data],
-                                                        self.accelerator, self.scorer.collate, self.log,
-                                                        progress=self.show_progress)
+                train_ref, eval_ref = cached_references(
+                    cfg,
+                    self.model,
+                    [self.train_data, self.eval_data],
+                    self.accelerator,
+                    self.scorer.collate,
+                    self.log,
+                    progress=self.show_progress,
+                )
         else:
-            train_ref = eval_ref = live_reference(cfg, self.model, self.accelerator.device,
-                                                  self.objective.unpaired)
+            train_ref = eval_ref = live_reference(cfg, self.model, self.accelerator.device, self.objective.unpaired)
         self.train_side = DataSide(self.train_data, train_ref, self.ratio)
         self.eval_side = None if self.eval_data is None else DataSide(self.eval_data, eval_ref, self.eval_ratio)
 
@@ -220,10 +273,14 @@ class Recipe(TrainingLoop):
         if self.sharded:  # after the reference cache (full weights), before the optimizer (sharded parameters)
             self.model = shard(self.model, self.accelerator.device, self.log)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        optimizer = (torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay) if o.optimizer == "adamw"
-                     else torch.optim.SGD(params, lr=o.lr))
-        scheduler = make_scheduler(optimizer, warmup_steps=o.warmup_steps, total_steps=self.total_steps,
-                                   kind=o.scheduler)
+        optimizer = (
+            torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+            if o.optimizer == "adamw"
+            else torch.optim.SGD(params, lr=o.lr)
+        )
+        scheduler = make_scheduler(
+            optimizer, warmup_steps=o.warmup_steps, total_steps=self.total_steps, kind=o.scheduler
+        )
         # the scheduler stays ours: Accelerate's wrapper steps it once per process at every step
         self.scheduler = scheduler
         if self.sharded:  # FSDP2 owns the model: no DDP wrapper
@@ -235,8 +292,13 @@ class Recipe(TrainingLoop):
         self.strategy = choose_strategy(ctx, exact=self.exact, penalized=self.penalized)
 
 
-def train(cfg: TrainConfig, callbacks: Sequence[StepHook] = (), after_backward: Sequence[BackwardHook] = (),
-          inputs: Sequence[str] = (), prepare: Callable[[TrainConfig], TrainConfig] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    callbacks: Sequence[StepHook] = (),
+    after_backward: Sequence[BackwardHook] = (),
+    inputs: Sequence[str] = (),
+    prepare: Callable[[TrainConfig], TrainConfig] | None = None,
+) -> TrainResult:
     """Train per `cfg` (see `dralign train --help`); returns where the model went and the metrics.
 
     callbacks: f(step, record) after every step; after_backward: f(step, model) after each step's

@@ -23,19 +23,31 @@ class ReferenceModelError(UnsupportedError):
     """The reference cannot be set up as asked; the message says what to do."""
 
 
-def reference_fingerprint(model_fp: str, data: PreferenceData, dtype: str,
-                          attn_implementation: str | None) -> str:
+def reference_fingerprint(model_fp: str, data: PreferenceData, dtype: str, attn_implementation: str | None) -> str:
     """The reference cache key of `data` scored by the model whose `model_fingerprint` is
     `model_fp`, loaded in `dtype`: the one definition, shared by training and `dralign eval`. The values
     also depend on the dtype and the attention kernel; not on the batch layout (with or without
     prefix sharing they agree to float rounding)."""
-    return json.dumps({"reference": model_fp, "data": data.fingerprint(),
-                       "length_normalize": False, "dtype": dtype,
-                       "attn_implementation": attn_implementation})
+    return json.dumps(
+        {
+            "reference": model_fp,
+            "data": data.fingerprint(),
+            "length_normalize": False,
+            "dtype": dtype,
+            "attn_implementation": attn_implementation,
+        }
+    )
 
 
-def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | None], accelerator,
-                      collate, log=print, progress: bool = False) -> list:
+def cached_references(
+    cfg: TrainConfig,
+    policy,
+    datasets: list[PreferenceData | None],
+    accelerator,
+    collate,
+    log=print,
+    progress: bool = False,
+) -> list:
     """One reference per dataset, read from (or first written to) the cache. The start weights
     of the policy are the reference unless --ref-model names another model. progress: a bar
     while computing (only the main process computes)."""
@@ -56,11 +68,22 @@ def cached_references(cfg: TrainConfig, policy, datasets: list[PreferenceData | 
             cache = ReferenceCache.load(cache_dir, fp)
             if cache is None:
                 if ref_model is None:  # the start weights are the policy before training
-                    ref_model = (load_model(cfg.model.ref_model, dtype=cfg.model.dtype).to(device)
-                                 if cfg.model.ref_model else policy)
-                cache = build_reference_cache(ref_model, data, collate, cache_dir, fp,
-                                              batch_size=cfg.optim.batch_size * 2, device=device, log=log,
-                                              progress=progress)
+                    ref_model = (
+                        load_model(cfg.model.ref_model, dtype=cfg.model.dtype).to(device)
+                        if cfg.model.ref_model
+                        else policy
+                    )
+                cache = build_reference_cache(
+                    ref_model,
+                    data,
+                    collate,
+                    cache_dir,
+                    fp,
+                    batch_size=cfg.optim.batch_size * 2,
+                    device=device,
+                    log=log,
+                    progress=progress,
+                )
             else:
                 log(f"reference log-probs read from {ReferenceCache.file_for(cache_dir, fp)}")
         accelerator.wait_for_everyone()

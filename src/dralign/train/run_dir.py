@@ -27,16 +27,46 @@ from ..errors import BadRunFolderError
 MARKER, LOCK = "run.json", ".dralign.lock"
 KEEP_ON_OVERWRITE = {"ref_cache", "ratios", LOCK}  # keyed by content, not by run
 # what every run may write besides the saved model (`dralign` is the trackers' log folder)
-RUN_OUTPUTS = ("run.json", "config.yaml", "metrics.jsonl", "final_metrics.json", "README.md",
-               "checkpoints", ".final-tmp", "dralign")
+RUN_OUTPUTS = (
+    "run.json",
+    "config.yaml",
+    "metrics.jsonl",
+    "final_metrics.json",
+    "README.md",
+    "checkpoints",
+    ".final-tmp",
+    "dralign",
+)
 # a run.json from before the manifest: its outputs plus what save_pretrained writes
-LEGACY_OUTPUTS = (*RUN_OUTPUTS, "model.safetensors", "model.safetensors.index.json", "config.json",
-                  "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-                  "special_tokens_map.json", "chat_template.jinja", "adapter_model.safetensors",
-                  "adapter_config.json")
+LEGACY_OUTPUTS = (
+    *RUN_OUTPUTS,
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "adapter_model.safetensors",
+    "adapter_config.json",
+)
 # what may change between a run and its --resume: when to stop, how to log and save
-RESUMABLE_CHANGES = {"max_steps", "epochs", "log_every", "eval_every", "save_every", "resume", "overwrite",
-                     "report_to", "progress", "max_bad_steps", "ref_cache", "ref_cache_dir", "output_dir"}
+RESUMABLE_CHANGES = {
+    "max_steps",
+    "epochs",
+    "log_every",
+    "eval_every",
+    "save_every",
+    "resume",
+    "overwrite",
+    "report_to",
+    "progress",
+    "max_bad_steps",
+    "ref_cache",
+    "ref_cache_dir",
+    "output_dir",
+}
 
 
 class RunFolderError(BadRunFolderError):
@@ -68,8 +98,10 @@ class RunFolder:
         if resume:
             info = self._read_marker()
             if info is None:
-                raise RunFolderError(f"--resume: {self.path} holds no dralign run to continue (no readable "
-                                     f"{MARKER}, so no checkpoint of it); nothing was changed; check --output-dir")
+                raise RunFolderError(
+                    f"--resume: {self.path} holds no dralign run to continue (no readable "
+                    f"{MARKER}, so no checkpoint of it); nothing was changed; check --output-dir"
+                )
             self.info = info
             self.claimed = self.resumed = True
             return
@@ -77,16 +109,26 @@ class RunFolder:
         if occupied and not overwrite:
             raise RunFolderError(
                 f"output folder {self.path} already holds a run ({occupied}): continue that run "
-                "with --resume, replace it with --overwrite, or choose another --output-dir")
+                "with --resume, replace it with --overwrite, or choose another --output-dir"
+            )
         if occupied:
             previous = self._read_marker()
             if previous is None:
-                raise RunFolderError(f"--overwrite: {self.path} is not a dralign run folder (no readable "
-                                     f"{MARKER}); refusing to delete its contents; choose another --output-dir")
+                raise RunFolderError(
+                    f"--overwrite: {self.path} is not a dralign run folder (no readable "
+                    f"{MARKER}); refusing to delete its contents; choose another --output-dir"
+                )
             self._remove_outputs(previous, inputs)
         o = flat_options(config)
-        self.info = {"tool": "dralign", "status": "starting", "method": o["method"], "model": o["model"],
-                     "data": o["data"], "seed": o["seed"], "outputs": list(RUN_OUTPUTS)}
+        self.info = {
+            "tool": "dralign",
+            "status": "starting",
+            "method": o["method"],
+            "model": o["model"],
+            "data": o["data"],
+            "seed": o["seed"],
+            "outputs": list(RUN_OUTPUTS),
+        }
         self._write()
         self.claimed = True
 
@@ -101,14 +143,23 @@ class RunFolder:
         """Delete what the earlier run's manifest lists (plain names in this folder only: a
         forged run.json cannot point elsewhere), after checking that no input is among them."""
         listed = previous.get("outputs") or LEGACY_OUTPUTS
-        names = {n for n in listed if isinstance(n, str) and n not in ("", ".", "..")
-                 and "/" not in n and os.sep not in n and n not in KEEP_ON_OVERWRITE}
+        names = {
+            n
+            for n in listed
+            if isinstance(n, str)
+            and n not in ("", ".", "..")
+            and "/" not in n
+            and os.sep not in n
+            and n not in KEEP_ON_OVERWRITE
+        }
         targets = [self.path / n for n in sorted(names) if os.path.lexists(self.path / n)]
         for source in inputs:
             clash = next((t for t in targets if _overlaps(t, Path(source))), None)
             if clash is not None:
-                raise RunFolderError(f"--overwrite would delete {clash}, which this run reads ({source}); "
-                                     "nothing was deleted; write to another --output-dir")
+                raise RunFolderError(
+                    f"--overwrite would delete {clash}, which this run reads ({source}); "
+                    "nothing was deleted; write to another --output-dir"
+                )
         for target in targets:
             shutil.rmtree(target) if target.is_dir() and not target.is_symlink() else target.unlink()
 
@@ -129,8 +180,10 @@ class RunFolder:
             except OSError as e:
                 fh.close()
                 if e.errno in (errno.EAGAIN, errno.EACCES):
-                    raise RunFolderError(f"output folder {self.path} is in use by another dralign run; "
-                                         "wait for it to finish or choose another --output-dir") from None
+                    raise RunFolderError(
+                        f"output folder {self.path} is in use by another dralign run; "
+                        "wait for it to finish or choose another --output-dir"
+                    ) from None
                 raise
             if _same_file(fh, self.path / LOCK):
                 fh.seek(0)
@@ -168,9 +221,11 @@ class RunFolder:
         before = self.info.get("fingerprints") or {}
         changed = sorted(k for k in fingerprints if k in before and before[k] != fingerprints[k])
         if changed:
-            raise RunFolderError(f"--resume: {', '.join(FINGERPRINT_NAMES.get(k, k) for k in changed)} "
-                                 "changed since this run started (same path, different content); restore "
-                                 "the original, or start again with --overwrite")
+            raise RunFolderError(
+                f"--resume: {', '.join(FINGERPRINT_NAMES.get(k, k) for k in changed)} "
+                "changed since this run started (same path, different content); restore "
+                "the original, or start again with --overwrite"
+            )
         self.info["fingerprints"] = fingerprints
 
     def final_metrics(self) -> dict:
@@ -189,8 +244,16 @@ class RunFolder:
             return {}
         return record if isinstance(record, dict) else {}
 
-    def save_final(self, model, tokenizer, config, metrics: dict, card: str, state_dict: dict | None = None,
-                   merge: bool | None = None) -> None:
+    def save_final(
+        self,
+        model,
+        tokenizer,
+        config,
+        metrics: dict,
+        card: str,
+        state_dict: dict | None = None,
+        merge: bool | None = None,
+    ) -> None:
         """The model and tokenizer, the resolved config, final_metrics.json and the model card,
         staged in a temporary folder and moved into place; each name joins the manifest."""
         from ..config import save_yaml
@@ -216,8 +279,16 @@ class RunFolder:
 
     def mark(self, config, status: str) -> None:
         o = flat_options(config)
-        self.info.update({"tool": "dralign", "status": status, "method": o["method"], "model": o["model"],
-                          "data": o["data"], "seed": o["seed"]})
+        self.info.update(
+            {
+                "tool": "dralign",
+                "status": status,
+                "method": o["method"],
+                "model": o["model"],
+                "data": o["data"],
+                "seed": o["seed"],
+            }
+        )
         self.info.setdefault("outputs", list(RUN_OUTPUTS))
         self._write()
 
@@ -225,9 +296,13 @@ class RunFolder:
         atomic_write_text(self.path / MARKER, json.dumps(self.info, indent=1) + "\n")
 
 
-FINGERPRINT_NAMES = {"data": "the training data (--data)", "eval_data": "the held-out data (--eval-data)",
-                     "model": "the model (--model)", "ref_model": "the reference model (--ref-model)",
-                     "tokenizer": "the tokenizer"}
+FINGERPRINT_NAMES = {
+    "data": "the training data (--data)",
+    "eval_data": "the held-out data (--eval-data)",
+    "model": "the model (--model)",
+    "ref_model": "the reference model (--ref-model)",
+    "tokenizer": "the tokenizer",
+}
 
 
 def input_fingerprints(config, tokenizer) -> dict:
@@ -244,9 +319,13 @@ def input_fingerprints(config, tokenizer) -> dict:
             return None
 
     d, m = config.data, config.model
-    prints = {"data": source_digest(d.data), "eval_data": d.eval_data and source_digest(d.eval_data),
-              "model": model(m.model), "ref_model": m.ref_model and model(m.ref_model),
-              "tokenizer": tokenizer_fingerprint(tokenizer)}
+    prints = {
+        "data": source_digest(d.data),
+        "eval_data": d.eval_data and source_digest(d.eval_data),
+        "model": model(m.model),
+        "ref_model": m.ref_model and model(m.ref_model),
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+    }
     return {k: v for k, v in prints.items() if v}
 
 
@@ -269,12 +348,13 @@ def _same_file(fh, path: Path) -> bool:
 def check_resumable(saved: dict, config) -> None:
     """Refuse to resume a checkpoint written under another method, data, model or seed."""
     now = flat_options(config)
-    differ = sorted(k for k in set(saved) | set(now)
-                    if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
+    differ = sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_CHANGES and saved.get(k) != now.get(k))
     if differ:
         changes = "; ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in differ)
-        raise RunFolderError(f"--resume: the checkpoint was written by a different run ({changes}); "
-                             "use the same settings to continue it, or --overwrite to start again")
+        raise RunFolderError(
+            f"--resume: the checkpoint was written by a different run ({changes}); "
+            "use the same settings to continue it, or --overwrite to start again"
+        )
 
 
 def truncate_metrics(file: Path, up_to_step: int, log=print) -> None:
@@ -305,4 +385,3 @@ def replace_into(staging: Path, target: Path) -> None:
             shutil.rmtree(destination)
         os.replace(entry, destination)
     staging.rmdir()
-

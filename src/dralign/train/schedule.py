@@ -22,4 +22,5 @@ def lr_lambda(step: int, *, warmup_steps: int, total_steps: int, kind: str) -> f
 
 def make_scheduler(optimizer, *, warmup_steps: int, total_steps: int, kind: str):
     return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_lambda(s, warmup_steps=warmup_steps, total_steps=total_steps, kind=kind))
+        optimizer, lambda s: lr_lambda(s, warmup_steps=warmup_steps, total_steps=total_steps, kind=kind)
+    )

@@ -53,8 +53,7 @@ class DataSide:
 class PairedScorer:
     """Preference pairs: values (chosen [B], rejected [B]); prefix-shared or plain layout."""
 
-    def __init__(self, objective: Objective, *, prefix_sharing: bool, weighted: bool,
-                 packing: bool = False):
+    def __init__(self, objective: Objective, *, prefix_sharing: bool, weighted: bool, packing: bool = False):
         self.objective, self.prefix_sharing, self.weighted = objective, prefix_sharing, weighted
         self.packing = packing  # several prefix-shared pairs a row (padding-free)
         self.length_normalize = objective.length_normalize
@@ -76,8 +75,12 @@ class PairedScorer:
 
     def rows(self, values, batch: dict, side: DataSide) -> dict[str, torch.Tensor]:
         rc, rr = self.reference_values(side, batch)
-        rows = {"policy_chosen": values[0], "policy_rejected": values[1],
-                "ref_chosen": rc.float(), "ref_rejected": rr.float()}
+        rows = {
+            "policy_chosen": values[0],
+            "policy_rejected": values[1],
+            "ref_chosen": rc.float(),
+            "ref_rejected": rr.float(),
+        }
         rows.update(self.metadata(batch, side))
         return rows
 
@@ -125,7 +128,8 @@ class UnpairedScorer:
                     f"step {step + 1}: a {'batch' if self.exact else 'micro-batch'} holds only "
                     f"{'desirable' if all(labels) else 'undesirable'} completions, but {self.method} "
                     "compares the two sets: the data needs both labels, and a larger --batch-size "
-                    "(or --global-batch exact) when one label is rare")
+                    "(or --global-batch exact) when one label is rare"
+                )
 
     def policy_values(self, model, batch: dict) -> tuple[torch.Tensor]:
         seq = sequence_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
@@ -155,13 +159,20 @@ class UnpairedScorer:
 Scorer = PairedScorer | UnpairedScorer
 
 
-def make_scorer(cfg, objective: Objective, model, data: PreferenceData, *, exact: bool, weighted: bool,
-                log=print) -> Scorer:
+def make_scorer(
+    cfg, objective: Objective, model, data: PreferenceData, *, exact: bool, weighted: bool, log=print
+) -> Scorer:
     """The scorer of a run, its batch layout chosen once: prefix sharing and packing when they pay
     (`dralign.modeling.prefix_sharing`); ValueError when an explicit `on` cannot be honoured."""
     d = cfg.data
-    sharing, why = choose_prefix_sharing(d.prefix_sharing, model, data, penalized=objective.penalty is not None,
-                                         unpaired=objective.unpaired, penalty_layout=d.penalty_layout)
+    sharing, why = choose_prefix_sharing(
+        d.prefix_sharing,
+        model,
+        data,
+        penalized=objective.penalty is not None,
+        unpaired=objective.unpaired,
+        penalty_layout=d.penalty_layout,
+    )
     if d.prefix_sharing != "off":
         log(f"prefix sharing {'on' if sharing else 'off'} ({why})")
     packing, why = choose_packing(d.packing, sharing)
@@ -172,8 +183,15 @@ def make_scorer(cfg, objective: Objective, model, data: PreferenceData, *, exact
     return PairedScorer(objective, prefix_sharing=sharing, weighted=weighted, packing=packing)
 
 
-def evaluate_rows(scorer: Scorer, model, side: DataSide, batch_size: int, device,
-                  autocast: Callable | None = None, progress: bool = False) -> dict[str, torch.Tensor]:
+def evaluate_rows(
+    scorer: Scorer,
+    model,
+    side: DataSide,
+    batch_size: int,
+    device,
+    autocast: Callable | None = None,
+    progress: bool = False,
+) -> dict[str, torch.Tensor]:
     """Every row of `side` scored without gradients (dropout off), concatenated on the CPU
     (progress: a bar over the batches): `dralign.modeling.score_rows` with the scorer's values."""
     import contextlib
@@ -185,6 +203,13 @@ def evaluate_rows(scorer: Scorer, model, side: DataSide, batch_size: int, device
             values = scorer.policy_values(model, batch)
         return scorer.rows(tuple(v.float() for v in values), batch, side)
 
-    return score_rows(len(side.data), lambda idx: scorer.collate(side.data, idx), score,
-                      batch_size=batch_size, model=model, device=device, progress=progress,
-                      description="evaluation")
+    return score_rows(
+        len(side.data),
+        lambda idx: scorer.collate(side.data, idx),
+        score,
+        batch_size=batch_size,
+        model=model,
+        device=device,
+        progress=progress,
+        description="evaluation",
+    )

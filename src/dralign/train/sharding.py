@@ -32,20 +32,26 @@ def check_sharding(accelerator, cfg, penalized: bool) -> bool:
     from accelerate.utils import DistributedType
 
     if penalized:  # z = embed(ids) runs outside the model's forward, where FSDP2 keeps the embedding sharded
-        raise BadOptionError("--sharding fsdp2 does not support WDPO's gradient penalty (it differentiates "
-                             "input embeddings computed outside the sharded forward): use DDP (accelerate "
-                             "launch --multi_gpu) or --rho 0")
+        raise BadOptionError(
+            "--sharding fsdp2 does not support WDPO's gradient penalty (it differentiates "
+            "input embeddings computed outside the sharded forward): use DDP (accelerate "
+            "launch --multi_gpu) or --rho 0"
+        )
 
     kind = accelerator.distributed_type
     if kind in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        raise BadOptionError(f"--sharding fsdp2 shards the model itself, but Accelerate already runs "
-                             f"{kind.value}: launch with torchrun or a plain multi-process config")
+        raise BadOptionError(
+            f"--sharding fsdp2 shards the model itself, but Accelerate already runs "
+            f"{kind.value}: launch with torchrun or a plain multi-process config"
+        )
     if cfg.optim.mixed_precision == "fp16":  # a GradScaler over sharded gradients is not wired here
         raise BadOptionError("--sharding fsdp2 does not support --mixed-precision fp16: use bf16")
     if accelerator.num_processes < 2:
-        raise BadOptionError("--sharding fsdp2 needs several processes: launch with "
-                             "`torchrun --nproc-per-node N -m dralign.cli train ...` (on CPU with "
-                             "ACCELERATE_USE_CPU=true); see docs/launch/fsdp2-multinode.sh")
+        raise BadOptionError(
+            "--sharding fsdp2 needs several processes: launch with "
+            "`torchrun --nproc-per-node N -m dralign.cli train ...` (on CPU with "
+            "ACCELERATE_USE_CPU=true); see docs/launch/fsdp2-multinode.sh"
+        )
     return True
 
 
@@ -72,8 +78,7 @@ def shard(model: torch.nn.Module, device: torch.device, log=print) -> torch.nn.M
         fully_shard(layer, mesh=mesh)
     fully_shard(model, mesh=mesh)
     if not layers:  # still correct, but every forward gathers all the weights at once
-        log("note: FSDP2 found no decoder layers (the model names no `_no_split_modules`): the whole "
-            "model is one unit")
+        log("note: FSDP2 found no decoder layers (the model names no `_no_split_modules`): the whole model is one unit")
     log(f"FSDP2: {len(layers)} decoder layers and the root sharded over {mesh.size()} processes ({device.type})")
     return model
 

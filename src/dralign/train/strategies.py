@@ -95,7 +95,7 @@ def statistics_pass(ctx: StepContext, micro: list[dict], keep_first: bool):
     rows, retained = [], None
     for i, batch in enumerate(micro):
         keep = keep_first and i == 0
-        with (ctx.sync(len(micro) == 1) if keep else torch.no_grad()):
+        with ctx.sync(len(micro) == 1) if keep else torch.no_grad():
             values = ctx.policy_values(batch)
         if keep:
             retained = values
@@ -111,7 +111,7 @@ def my_share(ctx: StepContext, tensors: list[torch.Tensor], n_local: int) -> lis
     (DDP averages gradients over processes; the coefficients are of the sum)."""
     acc = ctx.accelerator
     start = acc.process_index * n_local
-    return [t[start:start + n_local] * acc.num_processes for t in tensors]
+    return [t[start : start + n_local] * acc.num_processes for t in tensors]
 
 
 class ExactStep:
@@ -132,7 +132,7 @@ class ExactStep:
             with ctx.sync(i == len(micro) - 1):
                 values = retained if i == 0 else ctx.policy_values(batch)
                 n = values[0].shape[0]
-                surrogate = sum((c[offset:offset + n] * v.float()).sum() for c, v in zip(coefs, values))
+                surrogate = sum((c[offset : offset + n] * v.float()).sum() for c, v in zip(coefs, values))
                 ctx.accelerator.backward(surrogate)
             offset += n
         return StepOutput(out.loss.float(), {k: v.float() for k, v in out.metric_tensors.items()}, out.state)
@@ -169,9 +169,16 @@ class PenalizedStep:
         for batch in micro:
             n = batch["index"].shape[0]
             rc, rr = self.scorer.reference_values(ctx.side, batch)
-            total = total + grad_sq(ctx.model, batch, rc, rr, ctx.objective,
-                                    weights=own_weights[offset:offset + n], autocast=ctx.accelerator.autocast,
-                                    shared_prompt=getattr(ctx.scorer, "prefix_sharing", False))
+            total = total + grad_sq(
+                ctx.model,
+                batch,
+                rc,
+                rr,
+                ctx.objective,
+                weights=own_weights[offset : offset + n],
+                autocast=ctx.accelerator.autocast,
+                shared_prompt=getattr(ctx.scorer, "prefix_sharing", False),
+            )
             offset += n
         return ctx.accelerator.reduce(torch.as_tensor(total), reduction="sum")
 
@@ -181,8 +188,7 @@ class PenalizedStep:
         metrics: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro):
             with ctx.sync(i == k - 1):
-                result = self._penalized(batch, meta=self.scorer.metadata(batch, ctx.side), scale=1.0 / k,
-                                         state=state)
+                result = self._penalized(batch, meta=self.scorer.metadata(batch, ctx.side), scale=1.0 / k, state=state)
             state = result.output.state
             loss += torch.as_tensor(result.loss).detach().float() / k
             for name, v in result.metrics.items():
@@ -195,20 +201,22 @@ class PenalizedStep:
         local, full, _ = statistics_pass(ctx, micro, keep_first=False)
         out, _ = ctx.scorer.coefficients(ctx.objective, full, state=state)
         n_local = next(iter(local.values())).shape[0]
-        own = out.weights[acc.process_index * n_local:(acc.process_index + 1) * n_local]
+        own = out.weights[acc.process_index * n_local : (acc.process_index + 1) * n_local]
         weights = own * acc.num_processes  # DDP averages gradients over processes
         total_sq = self._effective_grad_sq(micro, own) if ctx.objective.penalty.penalty_form == "sqrt_mean" else None
         offset, penalty = 0, []
         for i, batch in enumerate(micro):
             n = batch["index"].shape[0]
             with ctx.sync(i == len(micro) - 1):
-                result = self._penalized(batch, weights=weights[offset:offset + n], penalty_total=total_sq)
+                result = self._penalized(batch, weights=weights[offset : offset + n], penalty_total=total_sq)
             penalty.append(result.penalty.float())
             offset += n
         total = acc.reduce(sum(penalty), reduction="sum") / acc.num_processes
-        return StepOutput(out.loss.float() + total,
-                          {**{k: v.float() for k, v in out.metric_tensors.items()},
-                           "penalty/wasserstein": total}, out.state)
+        return StepOutput(
+            out.loss.float() + total,
+            {**{k: v.float() for k, v in out.metric_tensors.items()}, "penalty/wasserstein": total},
+            out.state,
+        )
 
 
 Strategy = LocalStep | ExactStep | PenalizedStep

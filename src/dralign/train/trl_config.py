@@ -29,19 +29,34 @@ from .config import TrainConfig
 
 RENAMED = {
     # DPOConfig / TrainingArguments
-    "learning_rate": "lr", "per_device_train_batch_size": "batch_size",
-    "gradient_accumulation_steps": "grad_accum", "num_train_epochs": "epochs",
-    "max_length": "max_length", "max_prompt_length": "max_prompt_length", "beta": "beta",
-    "output_dir": "output_dir", "seed": "seed", "warmup_steps": "warmup_steps",
-    "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm", "logging_steps": "log_every",
-    "save_steps": "save_every", "eval_steps": "eval_every",
+    "learning_rate": "lr",
+    "per_device_train_batch_size": "batch_size",
+    "gradient_accumulation_steps": "grad_accum",
+    "num_train_epochs": "epochs",
+    "max_length": "max_length",
+    "max_prompt_length": "max_prompt_length",
+    "beta": "beta",
+    "output_dir": "output_dir",
+    "seed": "seed",
+    "warmup_steps": "warmup_steps",
+    "weight_decay": "weight_decay",
+    "max_grad_norm": "max_grad_norm",
+    "logging_steps": "log_every",
+    "save_steps": "save_every",
+    "eval_steps": "eval_every",
     "gradient_checkpointing": "gradient_checkpointing",
     "precompute_ref_log_probs": "ref_cache",
     # TRL's script arguments (`trl dpo --config`): ModelConfig and ScriptArguments
-    "model_name_or_path": "model", "dataset_name": "data", "dataset_config": "data_subset",
-    "dataset_train_split": "data_split", "dataset_test_split": "eval_split",
-    "lora_r": "lora_r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout",
-    "lora_target_modules": "lora_target_modules", "attn_implementation": "attn_implementation",
+    "model_name_or_path": "model",
+    "dataset_name": "data",
+    "dataset_config": "data_subset",
+    "dataset_train_split": "data_split",
+    "dataset_test_split": "eval_split",
+    "lora_r": "lora_r",
+    "lora_alpha": "lora_alpha",
+    "lora_dropout": "lora_dropout",
+    "lora_target_modules": "lora_target_modules",
+    "attn_implementation": "attn_implementation",
 }
 """TRL fields whose value a dralign option takes as it is."""
 
@@ -51,11 +66,13 @@ NO_EFFECT = {
     "eval_strategy": "evaluation follows eval_steps (eval_every)",
     "save_strategy": "checkpoints follow save_steps (save_every)",
     "logging_strategy": "logging follows logging_steps (log_every)",
-    "do_train": "dralign train always trains", "do_eval": "held-out data is evaluated when given",
+    "do_train": "dralign train always trains",
+    "do_eval": "held-out data is evaluated when given",
     "remove_unused_columns": "dralign reads only its columns",
     "disable_dropout": "dralign trains with the model's dropout settings",
     "dataset_num_proc": "tokenisation runs in the main process",
-    "run_name": "the run is named by output_dir", "logging_dir": "trackers write under output_dir",
+    "run_name": "the run is named by output_dir",
+    "logging_dir": "trackers write under output_dir",
     "use_peft": "LoRA is on when lora_r > 0",
 }
 """TRL fields with no setting to carry over: accepted and printed, since dralign does the same
@@ -76,8 +93,7 @@ REFUSED = {
 }
 """TRL fields refused with the reason (a field in neither table is refused as unknown)."""
 
-_SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant",
-               "constant_with_warmup": "constant"}
+_SCHEDULERS = {"cosine": "cosine", "linear": "linear", "constant": "constant", "constant_with_warmup": "constant"}
 _TRACKERS = ("none", "tensorboard", "wandb")
 _OPTIMIZERS = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "sgd": "sgd"}
 _TRUNCATION = {"keep_end": "left", "keep_start": "right"}
@@ -157,6 +173,7 @@ def _loss(data: dict, out: dict, lines: list, refused: list) -> None:
 
 def _special(key: str, value, out: dict, lines: list, refused: list) -> None:
     """One translated field other than the loss's."""
+
     def put(option: str, new) -> None:
         out[option] = new
         lines.append(f"{key}: {value} -> {option}" + ("" if new == value else f": {new}"))
@@ -198,8 +215,7 @@ def _special(key: str, value, out: dict, lines: list, refused: list) -> None:
             put("optimizer", _OPTIMIZERS[value])
 
 
-def translate(data: dict[str, Any], where: str = "config",
-              log: Callable[[str], None] | None = None) -> dict[str, Any]:
+def translate(data: dict[str, Any], where: str = "config", log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """dralign options for a TRL DPOConfig mapping (a plain dralign mapping is returned as is).
 
     Prints one line per TRL field (``learning_rate: 5e-7 -> lr``) through `log` (default:
@@ -230,14 +246,12 @@ def translate(data: dict[str, Any], where: str = "config",
             refused.append(f"{key} ({REFUSED[key]})")
         elif key in own:
             if key in out and out[key] != value:
-                refused.append(f"{key}: given as a dralign option ({value!r}) and by a TRL field "
-                               f"({out[key]!r})")
+                refused.append(f"{key}: given as a dralign option ({value!r}) and by a TRL field ({out[key]!r})")
             out[key] = value
         else:
             refused.append(f"{key} (not a DPOConfig field dralign knows)")
     if refused:
-        raise ConfigError(f"{where}: TRL DPOConfig field(s) with no dralign counterpart: "
-                          + "; ".join(refused))
+        raise ConfigError(f"{where}: TRL DPOConfig field(s) with no dralign counterpart: " + "; ".join(refused))
     log = log or _main_process_print
     log(f"{where}: a TRL DPOConfig, translated to dralign options:")
     for line in lines:

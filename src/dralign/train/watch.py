@@ -75,7 +75,7 @@ def overfitting(records: Sequence[Record], evaluations: int = 3) -> bool:
 
     def mean_train_loss(end: int) -> float | None:
         start = max((i for i in evals if i < end), default=-1) + 1
-        losses = [r["loss"] for r in records[start:end + 1] if "loss" in r and not r.get("skipped")]
+        losses = [r["loss"] for r in records[start : end + 1] if "loss" in r and not r.get("skipped")]
         return sum(losses) / len(losses) if losses else None
 
     first, final = mean_train_loss(last[0]), mean_train_loss(last[-1])
@@ -93,15 +93,22 @@ class Watch:
 
     def __call__(self, step: int, record: Record) -> None:
         self.records.append(record)
-        if ("stalled" not in self.warned and step >= warmup_steps(self.total_steps)
-                and policy_stalled(self.records, self.beta)):
+        if (
+            "stalled" not in self.warned
+            and step >= warmup_steps(self.total_steps)
+            and policy_stalled(self.records, self.beta)
+        ):
             self.warned.add("stalled")
-            self.warn(f"warning: after {step} steps the policy has not moved from the reference "
-                      f"(reward margins and log-ratios to it below 0.01 nats): the learning rate "
-                      f"--lr {self.lr:g} is probably too small for this model; try 10-100x larger")
+            self.warn(
+                f"warning: after {step} steps the policy has not moved from the reference "
+                f"(reward margins and log-ratios to it below 0.01 nats): the learning rate "
+                f"--lr {self.lr:g} is probably too small for this model; try 10-100x larger"
+            )
         if "overfitting" not in self.warned and _eval_loss(record) is not None and overfitting(self.records):
             self.warned.add("overfitting")
-            self.warn(f"warning: at step {step} the held-out loss has risen at each of the last 3 "
-                      "evaluations while the training loss fell: the model is overfitting the "
-                      "training pairs (fewer --epochs/--max-steps, a lower --lr, a larger --beta "
-                      "or more data)")
+            self.warn(
+                f"warning: at step {step} the held-out loss has risen at each of the last 3 "
+                "evaluations while the training loss fell: the model is overfitting the "
+                "training pairs (fewer --epochs/--max-steps, a lower --lr, a larger --beta "
+                "or more data)"
+            )

@@ -56,33 +56,32 @@ its bias ‖θ_∞ − θ*‖), and expected reward under r_α for α on a grid,
 and worst case over the grid, against DPO per seed.
 """
 
-
 from __future__ import annotations
 
 from .fit import (
-                  POPULATION_AGGREGATORS,
-                  action_logps,
-                  fit,
-                  method_objective,
-                  objective_loss,
-                  population_value,
-                  wasserstein_penalty,
+    POPULATION_AGGREGATORS,
+    action_logps,
+    fit,
+    method_objective,
+    objective_loss,
+    population_value,
+    wasserstein_penalty,
 )
 from .run import LoglinearConfig, LoglinearOptions, loglog_slope, run_loglinear
 from .world import (
-                  LoglinearWorld,
-                  Pairs,
-                  expected_reward,
-                  kl_dro_optimum,
-                  kl_to_reference,
-                  log_policy,
-                  make_world,
-                  optimal_value,
-                  optimum,
-                  pair_distribution,
-                  regularised_value,
-                  rewards,
-                  sample_pairs,
+    LoglinearWorld,
+    Pairs,
+    expected_reward,
+    kl_dro_optimum,
+    kl_to_reference,
+    log_policy,
+    make_world,
+    optimal_value,
+    optimum,
+    pair_distribution,
+    regularised_value,
+    rewards,
+    sample_pairs,
 )
 
 __all__ = [

@@ -18,8 +18,10 @@ POPULATION_AGGREGATORS = ("mean", "kl", "drdpo", "cvar")
 # Objectives on exact log-probs
 # =============================================================================================
 
-def action_logps(world: LoglinearWorld, theta: torch.Tensor, state: torch.Tensor,
-                 action: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+
+def action_logps(
+    world: LoglinearWorld, theta: torch.Tensor, state: torch.Tensor, action: torch.Tensor, z: torch.Tensor | None = None
+) -> torch.Tensor:
     """log πθ(a_i|s_i) [n]. With fed features z [n, d] (WDPO's inputs) the row's own feature
     ψ(s_i, a_i) is replaced by z_i in its logit and its normaliser:
     θᵀz_i − log(e^{θᵀz_i} + Σ_{b≠a_i} e^{θᵀψ(s_i,b)}); z = ψ(s, a) gives log πθ(a|s)."""
@@ -31,8 +33,9 @@ def action_logps(world: LoglinearWorld, theta: torch.Tensor, state: torch.Tensor
     return (z @ theta) - torch.logsumexp(logits, dim=-1)
 
 
-def method_objective(method: str, beta: float, tau: float = 1.0, rho: float = 0.01,
-                     penalty_form: str = "squared") -> Objective:
+def method_objective(
+    method: str, beta: float, tau: float = 1.0, rho: float = 0.01, penalty_form: str = "squared"
+) -> Objective:
     """The `Objective` of preset `method` with these parameters; ValueError for a preset this world
     cannot train exactly (sorting couplings, density ratios, groups, or an aggregation with no
     population form)."""
@@ -50,15 +53,18 @@ def method_objective(method: str, beta: float, tau: float = 1.0, rho: float = 0.
         why = f"its aggregation {obj.robust!r} has no exact population form here"
     if why:
         ok = [p for p in PRESETS if _trainable(p)]
-        raise ValueError(f"method {method!r} cannot run in the log-linear world: {why}. "
-                         f"Use one of {', '.join(ok)}")
+        raise ValueError(f"method {method!r} cannot run in the log-linear world: {why}. Use one of {', '.join(ok)}")
     return obj
 
 
 def _trainable(method: str) -> bool:
     obj = Objective.from_preset(method)
-    return (not obj.components.coupling.sorts and not obj.uses_ratio and not obj.uses_group
-            and obj.robust in POPULATION_AGGREGATORS)
+    return (
+        not obj.components.coupling.sorts
+        and not obj.uses_ratio
+        and not obj.uses_group
+        and obj.robust in POPULATION_AGGREGATORS
+    )
 
 
 def population_value(obj: Objective, losses: torch.Tensor, mass: torch.Tensor) -> torch.Tensor:
@@ -73,8 +79,9 @@ def population_value(obj: Objective, losses: torch.Tensor, mass: torch.Tensor) -
     return value.to(losses.dtype) + (weights.to(losses.dtype) * (losses - detached)).sum()
 
 
-def wasserstein_penalty(obj: Objective, losses: torch.Tensor, z: tuple[torch.Tensor, ...],
-                        weights: torch.Tensor) -> torch.Tensor:
+def wasserstein_penalty(
+    obj: Objective, losses: torch.Tensor, z: tuple[torch.Tensor, ...], weights: torch.Tensor
+) -> torch.Tensor:
     """WDPO's penalty, exact (double backward): g_i = ∇_{z_i} ℓ_i over the fed chosen and rejected
     features (ℓ_i depends on pair i's rows only, so the gradient of Σ ℓ is per-pair),
     S = Σ_i p_i (‖g_i⁺‖² + ‖g_i⁻‖²) with p detached; returns ρ·S (squared) or ρ·√S (sqrt_mean)."""
@@ -84,16 +91,16 @@ def wasserstein_penalty(obj: Objective, losses: torch.Tensor, z: tuple[torch.Ten
     return obj.penalty.value(s)
 
 
-def objective_loss(obj: Objective, world: LoglinearWorld, theta: torch.Tensor, pairs: Pairs,
-                   mass: torch.Tensor | None = None) -> torch.Tensor:
+def objective_loss(
+    obj: Objective, world: LoglinearWorld, theta: torch.Tensor, pairs: Pairs, mass: torch.Tensor | None = None
+) -> torch.Tensor:
     """The objective at θ on `pairs`: the `Objective`'s batch loss (mass None), or its population
     value under q = `mass`; plus WDPO's penalty when the objective has one (ρ > 0), weighted by the
     objective's p (batch: `out.weights`; population: ∂value/∂ℓ)."""
     penalised = obj.penalty is not None and obj.penalty.active
     zc = zr = None
     if penalised:
-        zc, zr = (world.features[pairs.state, a].clone().requires_grad_(True)
-                  for a in (pairs.chosen, pairs.rejected))
+        zc, zr = (world.features[pairs.state, a].clone().requires_grad_(True) for a in (pairs.chosen, pairs.rejected))
     pc = action_logps(world, theta, pairs.state, pairs.chosen, zc)
     pr = action_logps(world, theta, pairs.state, pairs.rejected, zr)
     with torch.no_grad():
@@ -114,14 +121,26 @@ def objective_loss(obj: Objective, world: LoglinearWorld, theta: torch.Tensor, p
     return value + wasserstein_penalty(obj, losses, (zc, zr), weights)
 
 
-def fit(obj: Objective, world: LoglinearWorld, pairs: Pairs, mass: torch.Tensor | None = None,
-        start: torch.Tensor | None = None, max_iter: int = 500) -> tuple[torch.Tensor, float]:
+def fit(
+    obj: Objective,
+    world: LoglinearWorld,
+    pairs: Pairs,
+    mass: torch.Tensor | None = None,
+    start: torch.Tensor | None = None,
+    max_iter: int = 500,
+) -> tuple[torch.Tensor, float]:
     """argmin_θ `objective_loss` by full-batch L-BFGS (strong Wolfe) from `start` (θ_ref);
     returns (θ̂, ‖∇‖ at θ̂) — the gradient norm certifies convergence."""
     theta = (world.theta_ref if start is None else start).clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, history_size=20,
-                            tolerance_grad=1e-10, tolerance_change=1e-14,
-                            line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [theta],
+        lr=1.0,
+        max_iter=max_iter,
+        history_size=20,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-14,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()

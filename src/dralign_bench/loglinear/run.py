@@ -35,12 +35,18 @@ from .world import (
 # Options
 # =============================================================================================
 
+
 @dataclass
 class LoglinearOptions:
     """The exact log-linear world benchmark: theory checks for every objective."""
 
-    seeds: list[int] = option([0, 1, 2, 3, 4, 5, 6, 7], "seeds: each draws its own world (features, reference, rewards) and data")
-    n_grid: list[int] = option([250, 500, 1000, 2000, 4000, 8000], "training-set sizes n (pairs) for the error-vs-n slopes; the largest also trains the policies of the shift evaluation")
+    seeds: list[int] = option(
+        [0, 1, 2, 3, 4, 5, 6, 7], "seeds: each draws its own world (features, reference, rewards) and data"
+    )
+    n_grid: list[int] = option(
+        [250, 500, 1000, 2000, 4000, 8000],
+        "training-set sizes n (pairs) for the error-vs-n slopes; the largest also trains the policies of the shift evaluation",
+    )
     states: int = option(20, "number of states S (uniform)")
     actions: int = option(8, "number of actions A per state")
     dim: int = option(6, "feature dimension d (psi(s,a) ~ N(0, I_d))")
@@ -49,16 +55,28 @@ class LoglinearOptions:
     reward_cosine: float = option(-0.5, "cosine between phi_1 and phi_2 (negative: the two rewards conflict)")
     beta: float = option(0.5, "beta, the KL-regularisation strength (here KL(pi* || pi_ref) is 0.3-1 nat at alpha0)")
     alpha0: float = option(0.2, "training mixture: labels by Bradley-Terry on alpha0*r_1 + (1-alpha0)*r_2")
-    labels: Literal["bt", "labeller_mixture"] = option("bt", "bt: Bradley-Terry on the mixed reward; labeller_mixture: each pair labelled by r_1 with probability alpha0, else by r_2 (not Bradley-Terry)")
+    labels: Literal["bt", "labeller_mixture"] = option(
+        "bt",
+        "bt: Bradley-Terry on the mixed reward; labeller_mixture: each pair labelled by r_1 with probability alpha0, else by r_2 (not Bradley-Terry)",
+    )
     alphas: list[float] = option([round(0.1 * i, 1) for i in range(11)], "evaluation mixtures alpha in [0, 1]")
-    methods: list[str] = option(["dpo", "kldpo", "wdpo"], "presets of the paired family to train (dpo, ipo, cdpo, rdpo, fdpo-*, kldpo, wdpo, dro, drdpo, cvar, hinge)")
+    methods: list[str] = option(
+        ["dpo", "kldpo", "wdpo"],
+        "presets of the paired family to train (dpo, ipo, cdpo, rdpo, fdpo-*, kldpo, wdpo, dro, drdpo, cvar, hinge)",
+    )
     tau: float = option(1.0, "tau, KLDPO temperature, smaller = more robust (the library's default)")
     rho: float = option(0.01, "rho, WDPO penalty strength (the library's default)")
-    penalty_form: Literal["squared", "sqrt_mean"] = option("squared", "WDPO penalty form: squared (rho*S) or sqrt_mean (rho*sqrt(S))")
+    penalty_form: Literal["squared", "sqrt_mean"] = option(
+        "squared", "WDPO penalty form: squared (rho*S) or sqrt_mean (rho*sqrt(S))"
+    )
     max_iter: int = option(500, "L-BFGS iterations per fit (full batch)")
-    misspecification: float = option(0.0, "zeta: add zeta*N(0,1) per (s,a) to each reward, outside the feature span (0 = realisable)")
-    frontier_betas: list[float] = option([0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0],
-                                         "DPO's beta-frontier: multiples of beta at which DPO's population optimum is found")
+    misspecification: float = option(
+        0.0, "zeta: add zeta*N(0,1) per (s,a) to each reward, outside the feature span (0 = realisable)"
+    )
+    frontier_betas: list[float] = option(
+        [0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0],
+        "DPO's beta-frontier: multiples of beta at which DPO's population optimum is found",
+    )
     output_dir: str = option("outputs/bench-loglinear", "where results.json, loglinear.png and report.md go")
 
 
@@ -102,6 +120,7 @@ def _check_options(o: LoglinearOptions) -> None:
 # The benchmark
 # =============================================================================================
 
+
 def loglog_slope(n: list[int], errors: list[list[float]]) -> dict:
     """Least-squares fit log err = a + b·log n over every (n, seed) point; errors[i] are the
     seeds' errors at n[i]. Returns slope b, its standard error (NaN with only two points) and
@@ -116,8 +135,9 @@ def loglog_slope(n: list[int], errors: list[list[float]]) -> dict:
 
 
 def _world_of(o: LoglinearOptions, seed: int) -> LoglinearWorld:
-    return make_world(seed, o.states, o.actions, o.dim, o.ref_scale, o.reward_scale, o.reward_cosine,
-                      o.misspecification)
+    return make_world(
+        seed, o.states, o.actions, o.dim, o.ref_scale, o.reward_scale, o.reward_cosine, o.misspecification
+    )
 
 
 def _frontier(o: LoglinearOptions, world: LoglinearWorld, support, mass, curve) -> list[dict]:
@@ -126,8 +146,9 @@ def _frontier(o: LoglinearOptions, world: LoglinearWorld, support, mass, curve) 
     out = []
     for mult in o.frontier_betas:
         b = mult * o.beta
-        theta, _ = fit(method_objective("dpo", b), world, support, mass, start=optimum(world, o.alpha0, b),
-                       max_iter=o.max_iter)
+        theta, _ = fit(
+            method_objective("dpo", b), world, support, mass, start=optimum(world, o.alpha0, b), max_iter=o.max_iter
+        )
         c = curve(theta)
         out.append({"beta": b, "r0": c[i0], "worst": min(c), "kl": kl_to_reference(world, theta)})
     return out
@@ -150,8 +171,9 @@ def _dpo_at_each_alpha(o: LoglinearOptions, world: LoglinearWorld) -> list[float
     out = []
     for a in o.alphas:
         support, mass = pair_distribution(world, a, o.labels)
-        theta, _ = fit(method_objective("dpo", o.beta), world, support, mass, start=optimum(world, a, o.beta),
-                       max_iter=o.max_iter)
+        theta, _ = fit(
+            method_objective("dpo", o.beta), world, support, mass, start=optimum(world, a, o.beta), max_iter=o.max_iter
+        )
         out.append(expected_reward(world, theta, a))
     return out
 
@@ -166,13 +188,23 @@ def _run_seed(o: LoglinearOptions, seed: int, objectives: dict, advance) -> dict
     curve = lambda th: [expected_reward(world, th, a) for a in o.alphas]  # noqa: E731
     i0 = int(np.argmin([abs(a - o.alpha0) for a in o.alphas]))
     frontier = _frontier(o, world, support, mass, curve)
-    out = {"reference": curve(world.theta_ref), "oracle": curve(star), "methods": {}, "frontier": frontier,
-           "dpo_at_alpha": _dpo_at_each_alpha(o, world)}
+    out = {
+        "reference": curve(world.theta_ref),
+        "oracle": curve(star),
+        "methods": {},
+        "frontier": frontier,
+        "dpo_at_alpha": _dpo_at_each_alpha(o, world),
+    }
     data = {n: sample_pairs(world, n, o.alpha0, [seed, n], o.labels) for n in o.n_grid}
     for name, obj in objectives.items():
         pop, pop_grad = fit(obj, world, support, mass, start=star, max_iter=o.max_iter)
-        rec = {"bias": float((pop - star).norm()), "population_reward": curve(pop),
-               "grad_norms": [pop_grad], "to_optimum": [], "to_own_optimum": []}
+        rec = {
+            "bias": float((pop - star).norm()),
+            "population_reward": curve(pop),
+            "grad_norms": [pop_grad],
+            "to_optimum": [],
+            "to_own_optimum": [],
+        }
         pr = rec["population_reward"]
         rec["frontier_gain_population"] = min(pr) - frontier_worst_at(frontier, pr[i0])
         if _is_kldpo(obj) and _closed_form_holds(o, world):
@@ -194,8 +226,14 @@ def _run_seed(o: LoglinearOptions, seed: int, objectives: dict, advance) -> dict
 def _is_kldpo(obj: Objective) -> bool:
     """DPO's logistic loss under KL-ball aggregation, without smoothing or penalty: the objectives
     `kl_dro_optimum` solves in closed form."""
-    return (obj.divergence == "reverse_kl" and obj.coupling == "paired" and obj.link == "sigmoid"
-            and obj.parameters().get("label_smoothing", 0) == 0 and obj.robust == "kl" and obj.penalty is None)
+    return (
+        obj.divergence == "reverse_kl"
+        and obj.coupling == "paired"
+        and obj.link == "sigmoid"
+        and obj.parameters().get("label_smoothing", 0) == 0
+        and obj.robust == "kl"
+        and obj.penalty is None
+    )
 
 
 def _summary(values) -> dict:
@@ -209,8 +247,9 @@ def _aggregate(o: LoglinearOptions, per_seed: list[dict], objectives: dict) -> d
     methods = {}
     for name, obj in objectives.items():
         recs = [r["methods"][name] for r in per_seed]
-        errors = {k: [[rec[k][j] for rec in recs] for j in range(len(o.n_grid))]
-                  for k in ("to_optimum", "to_own_optimum")}
+        errors = {
+            k: [[rec[k][j] for rec in recs] for j in range(len(o.n_grid))] for k in ("to_optimum", "to_own_optimum")
+        }
         rewards_ = np.array([rec["reward"] for rec in recs])
         population = np.array([rec["population_reward"] for rec in recs])
         methods[name] = {
@@ -239,19 +278,30 @@ def _aggregate(o: LoglinearOptions, per_seed: list[dict], objectives: dict) -> d
                 continue
             r, r_pop = np.array(methods[name]["reward"]), np.array(methods[name]["population_reward"])
             gain = r.min(1) - dpo.min(1)
-            comparison[name] = {"worst_case_gain": _summary(gain), "wins": int((gain > 0).sum()),
-                                "seeds": len(gain), "beats_dpo": bool(gain.mean() > 0),
-                                "population_worst_case_gain": _summary(r_pop.min(1) - dpo_pop.min(1)),
-                                "alpha0_gain": _summary(r[:, i0] - dpo[:, i0])}
+            comparison[name] = {
+                "worst_case_gain": _summary(gain),
+                "wins": int((gain > 0).sum()),
+                "seeds": len(gain),
+                "beats_dpo": bool(gain.mean() > 0),
+                "population_worst_case_gain": _summary(r_pop.min(1) - dpo_pop.min(1)),
+                "alpha0_gain": _summary(r[:, i0] - dpo[:, i0]),
+            }
     return {
         "control": _start_control(per_seed),
         "frontier": [r["frontier"] for r in per_seed],
-        "n_grid": list(o.n_grid), "alphas": list(o.alphas), "alpha0_index": i0,
-        "methods": methods, "comparison": comparison,
-        "reference": {"reward": [r["reference"] for r in per_seed],
-                      "worst_case": _summary([min(r["reference"]) for r in per_seed])},
-        "oracle": {"reward": [r["oracle"] for r in per_seed],
-                   "worst_case": _summary([min(r["oracle"]) for r in per_seed])},
+        "n_grid": list(o.n_grid),
+        "alphas": list(o.alphas),
+        "alpha0_index": i0,
+        "methods": methods,
+        "comparison": comparison,
+        "reference": {
+            "reward": [r["reference"] for r in per_seed],
+            "worst_case": _summary([min(r["reference"]) for r in per_seed]),
+        },
+        "oracle": {
+            "reward": [r["oracle"] for r in per_seed],
+            "worst_case": _summary([min(r["oracle"]) for r in per_seed]),
+        },
     }
 
 
@@ -261,8 +311,13 @@ def _start_control(per_seed: list[dict], threshold: float = 0.03) -> dict | None
     if "dpo" not in per_seed[0]["methods"]:
         return None
     gaps = [min(r["reference"]) - min(r["methods"]["dpo"]["reward"]) for r in per_seed]
-    return {"name": "reference worst case − DPO's worst case", "value": float(np.mean(gaps)),
-            "threshold": threshold, "passed": bool(np.mean(gaps) >= threshold), "per_seed": gaps}
+    return {
+        "name": "reference worst case − DPO's worst case",
+        "value": float(np.mean(gaps)),
+        "threshold": threshold,
+        "passed": bool(np.mean(gaps) >= threshold),
+        "per_seed": gaps,
+    }
 
 
 def run_loglinear(cfg: LoglinearConfig, console=None) -> dict:
@@ -282,21 +337,27 @@ def run_loglinear(cfg: LoglinearConfig, console=None) -> dict:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tensors of a few thousand numbers: intra-op threads only add overhead
     try:
-        with Progress(TextColumn("log-linear world"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=True) as progress:
+        with Progress(
+            TextColumn("log-linear world"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("fits", total=total)
             per_seed = [_run_seed(o, seed, objectives, lambda: progress.advance(task)) for seed in o.seeds]
     finally:
         torch.set_num_threads(threads)
-    results = {"options": asdict(o), **_aggregate(o, per_seed, objectives),
-               "wall_time_s": time.perf_counter() - t0}
+    results = {"options": asdict(o), **_aggregate(o, per_seed, objectives), "wall_time_s": time.perf_counter() - t0}
     out = Path(o.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2))
     plot_results(results, out / "loglinear.png")
     atomic_write_text(out / "report.md", markdown_report(results, o))
-    table = Table(title=f"log-linear world: trained at α₀ = {o.alpha0}, {len(o.seeds)} seeds, "
-                        f"{results['wall_time_s']:.1f}s")
+    table = Table(
+        title=f"log-linear world: trained at α₀ = {o.alpha0}, {len(o.seeds)} seeds, {results['wall_time_s']:.1f}s"
+    )
     for col in COLUMNS:
         table.add_column(col, justify="left" if col == "method" else "right")
     for row in table_rows(results):

@@ -15,6 +15,7 @@ DTYPE = torch.float64
 # The world and its closed forms
 # =============================================================================================
 
+
 @dataclass(frozen=True)
 class LoglinearWorld:
     """features ψ [S, A, d], theta_ref θ_ref [d], phi (φ_1, φ_2) [2, d]; all float64.
@@ -39,9 +40,16 @@ class LoglinearWorld:
         return self.features.shape[1]
 
 
-def make_world(seed: int, states: int = 20, actions: int = 8, dim: int = 6, ref_scale: float = 1.0,
-               reward_scale: float = 1.0, reward_cosine: float = -0.5,
-               misspecification: float = 0.0) -> LoglinearWorld:
+def make_world(
+    seed: int,
+    states: int = 20,
+    actions: int = 8,
+    dim: int = 6,
+    ref_scale: float = 1.0,
+    reward_scale: float = 1.0,
+    reward_cosine: float = -0.5,
+    misspecification: float = 0.0,
+) -> LoglinearWorld:
     """A world drawn with `numpy.random.default_rng(seed)`: ψ ~ N(0, 1) entries;
     θ_ref = ref_scale·v (v uniform on the sphere); with e_1 ⟂ e_2 random orthonormal,
     φ_1 = reward_scale·e_1, φ_2 = reward_scale·(c·e_1 + √(1 − c²)·e_2), c = reward_cosine.
@@ -54,13 +62,16 @@ def make_world(seed: int, states: int = 20, actions: int = 8, dim: int = 6, ref_
     v = rng.standard_normal(dim)
     e, _ = np.linalg.qr(rng.standard_normal((dim, 2)))
     phi1 = reward_scale * e[:, 0]
-    phi2 = reward_scale * (reward_cosine * e[:, 0] + math.sqrt(1 - reward_cosine ** 2) * e[:, 1])
+    phi2 = reward_scale * (reward_cosine * e[:, 0] + math.sqrt(1 - reward_cosine**2) * e[:, 1])
     residual = None
     if misspecification > 0:
         residual = torch.tensor(misspecification * rng.standard_normal((2, states, actions)), dtype=DTYPE)
-    return LoglinearWorld(torch.tensor(features, dtype=DTYPE),
-                          torch.tensor(ref_scale * v / np.linalg.norm(v), dtype=DTYPE),
-                          torch.tensor(np.stack([phi1, phi2]), dtype=DTYPE), residual)
+    return LoglinearWorld(
+        torch.tensor(features, dtype=DTYPE),
+        torch.tensor(ref_scale * v / np.linalg.norm(v), dtype=DTYPE),
+        torch.tensor(np.stack([phi1, phi2]), dtype=DTYPE),
+        residual,
+    )
 
 
 def mixture_phi(world: LoglinearWorld, alpha: float) -> torch.Tensor:
@@ -131,6 +142,7 @@ def optimal_value(world: LoglinearWorld, alpha: float, beta: float) -> float:
 # =============================================================================================
 # Preference data: sampled and population
 # =============================================================================================
+
 
 @dataclass(frozen=True)
 class Pairs:

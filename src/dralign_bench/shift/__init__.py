@@ -18,8 +18,33 @@ from .data import DATASETS, build_dataset, heldout_pairs
 from .measure import SeedMetrics, calibration_error, clean_accuracy, own_link_probs
 from .scenarios import DEMO_SCENARIO, SCENARIOS, RunSpec, Scenario, ShiftConfig, ShiftOptions, plan, resolve
 
-__all__ = ["ClaimSpec", "Comparison", "DATASETS", "DEMO_SCENARIO", "SCENARIOS", "RunSpec", "Scenario",
-           "SeedMetrics", "ShiftConfig", "ShiftOptions", "build_dataset", "calibration_error", "clean_accuracy",
-           "compare", "conflict_control", "envelope_at", "flip_control", "learning_control", "holm_report",
-           "heldout_pairs", "judge", "own_link_probs", "plan", "resolve", "run_shift", "unpaired_control",
-           "upper_hull", "verdict"]
+__all__ = [
+    "ClaimSpec",
+    "Comparison",
+    "DATASETS",
+    "DEMO_SCENARIO",
+    "SCENARIOS",
+    "RunSpec",
+    "Scenario",
+    "SeedMetrics",
+    "ShiftConfig",
+    "ShiftOptions",
+    "build_dataset",
+    "calibration_error",
+    "clean_accuracy",
+    "compare",
+    "conflict_control",
+    "envelope_at",
+    "flip_control",
+    "learning_control",
+    "holm_report",
+    "heldout_pairs",
+    "judge",
+    "own_link_probs",
+    "plan",
+    "resolve",
+    "run_shift",
+    "unpaired_control",
+    "upper_hull",
+    "verdict",
+]

@@ -34,8 +34,18 @@ import numpy as np
 
 from dralign.stats import holm, paired_t
 
-__all__ = ["ClaimSpec", "Comparison", "OVERLAP_THRESHOLD", "compare", "envelope_at", "frontier_y", "holm_report",
-           "judge", "upper_hull", "verdict"]
+__all__ = [
+    "ClaimSpec",
+    "Comparison",
+    "OVERLAP_THRESHOLD",
+    "compare",
+    "envelope_at",
+    "frontier_y",
+    "holm_report",
+    "judge",
+    "upper_hull",
+    "verdict",
+]
 
 ALPHA_LEVEL = 0.05
 OVERLAP_THRESHOLD = 0.8  # share of test seeds a method must lie inside DPO's x range on
@@ -55,15 +65,21 @@ def upper_hull(points: Sequence[tuple[float, float]]) -> list[tuple[float, float
     hull: list[tuple[float, float]] = []
     for p in sorted(best.items()):
         # drop the last vertex while it lies on or below the chord from its predecessor to p
-        while len(hull) >= 2 and ((hull[-1][0] - hull[-2][0]) * (p[1] - hull[-2][1])
-                                  - (hull[-1][1] - hull[-2][1]) * (p[0] - hull[-2][0])) >= 0:
+        while (
+            len(hull) >= 2
+            and (
+                (hull[-1][0] - hull[-2][0]) * (p[1] - hull[-2][1]) - (hull[-1][1] - hull[-2][1]) * (p[0] - hull[-2][0])
+            )
+            >= 0
+        ):
             hull.pop()
         hull.append(p)
     return hull
 
 
-def envelope_at(xs: Sequence[float], ys: Sequence[float], x0: float, direction: str = "at",
-                better: float = 1.0) -> float:
+def envelope_at(
+    xs: Sequence[float], ys: Sequence[float], x0: float, direction: str = "at", better: float = 1.0
+) -> float:
     """DPO's envelope at x0: the hull of the (x, y) points (upper if `better` > 0, lower if < 0:
     a lower-is-better y), interpolated between vertices; with `direction` "below" the best hull
     value over x ≤ x0, "above" over x ≥ x0, "at" the hull at x0. NaN if x0 lies outside the
@@ -80,21 +96,23 @@ def envelope_at(xs: Sequence[float], ys: Sequence[float], x0: float, direction: 
     return better * max([value, *hy[side]])
 
 
-def frontier_y(metrics: dict, frontier_ids: Sequence[str], s: int, x: str, y: str, x0: float,
-               direction: str, better: float = 1.0) -> float:
+def frontier_y(
+    metrics: dict, frontier_ids: Sequence[str], s: int, x: str, y: str, x0: float, direction: str, better: float = 1.0
+) -> float:
     """DPO's envelope of seed `s` at x0: its frontier runs and, where measured, the start model."""
     runs = [f for f in frontier_ids if f in metrics] + (["start"] if len(metrics.get("start", [])) > s else [])
-    return envelope_at([metrics[r][s].get(x) for r in runs], [metrics[r][s].get(y) for r in runs], x0,
-                       direction, better)
+    return envelope_at(
+        [metrics[r][s].get(x) for r in runs], [metrics[r][s].get(y) for r in runs], x0, direction, better
+    )
 
 
 @dataclass(frozen=True)
 class Comparison:
-    a: str              # a run id, or "dpo-frontier"
-    b: str              # a run id, or "dpo-frontier"
-    metric: str         # y
+    a: str  # a run id, or "dpo-frontier"
+    b: str  # a run id, or "dpo-frontier"
+    metric: str  # y
     x: str | None = None  # matched on x (frontier comparisons)
-    sign: float = 1.0   # +1: larger a is the claim; −1: smaller a is the claim (e.g. calibration error)
+    sign: float = 1.0  # +1: larger a is the claim; −1: smaller a is the claim (e.g. calibration error)
 
 
 @dataclass(frozen=True)
@@ -108,6 +126,7 @@ class ClaimSpec:
 
 def _seed_diffs(metrics: dict, frontier_ids: Sequence[str], c: Comparison) -> np.ndarray:
     """Per-seed oriented differences; NaN where the method lies outside DPO's x range."""
+
     def y_of(run: str, s: int, other: str) -> float:
         if run != F:
             return metrics[run][s].get(c.metric)
@@ -136,14 +155,21 @@ def compare(metrics: dict, frontier_ids: Sequence[str], c: Comparison) -> dict:
 def overlap_control(spec: ClaimSpec, rows: Sequence[dict]) -> dict | None:
     """The claim's overlap control: every frontier comparison's method inside DPO's x range on
     ≥ OVERLAP_THRESHOLD of the test seeds (value: the least share); None without a frontier comparison."""
-    shares = [(f"{r['b'] if r['a'] == F else r['a']}: {r['inside']:.0%}", r["inside"])
-              for c, r in zip(spec.comparisons, rows) if c.x]
+    shares = [
+        (f"{r['b'] if r['a'] == F else r['a']}: {r['inside']:.0%}", r["inside"])
+        for c, r in zip(spec.comparisons, rows)
+        if c.x
+    ]
     if not shares:
         return None
     value = min(v for _, v in shares)
-    return {"name": "share of test seeds with the method inside DPO's range (least over the claim's comparisons)",
-            "value": value, "threshold": OVERLAP_THRESHOLD, "passed": bool(value >= OVERLAP_THRESHOLD),
-            "detail": "; ".join(t for t, _ in shares)}
+    return {
+        "name": "share of test seeds with the method inside DPO's range (least over the claim's comparisons)",
+        "value": value,
+        "threshold": OVERLAP_THRESHOLD,
+        "passed": bool(value >= OVERLAP_THRESHOLD),
+        "detail": "; ".join(t for t, _ in shares),
+    }
 
 
 def claim_mde(rows: Sequence[dict]) -> float:
@@ -178,16 +204,26 @@ def judge(spec: ClaimSpec, metrics: dict, frontier_ids: Sequence[str], control: 
     """The claim's record: comparisons with Holm-adjusted p (within the claim, and report-wide
     as if the claim were the whole report until :func:`holm_report` runs), the scenario's
     control, the overlap control, the MDE beside the effect of interest, the verdict."""
-    pairs = [(c, compare(metrics, frontier_ids, c)) for c in spec.comparisons
-             if all(r == F or r in metrics for r in (c.a, c.b))]
+    pairs = [
+        (c, compare(metrics, frontier_ids, c))
+        for c in spec.comparisons
+        if all(r == F or r in metrics for r in (c.a, c.b))
+    ]
     rows = [r for _, r in pairs]
     for r, p in zip(rows, holm([r["p"] for r in rows])):
         r["p_holm"] = r["p_holm_report"] = p
-    claim = {"scenario": spec.scenario, "paper": spec.paper, "claim": spec.claim,
-             "effect_of_interest": spec.effect_of_interest, "mde": claim_mde(rows), "control": control,
-             "overlap": overlap_control(ClaimSpec(spec.scenario, spec.paper, spec.claim, tuple(c for c, _ in pairs),
-                                                  spec.effect_of_interest), rows),
-             "comparisons": rows}
+    claim = {
+        "scenario": spec.scenario,
+        "paper": spec.paper,
+        "claim": spec.claim,
+        "effect_of_interest": spec.effect_of_interest,
+        "mde": claim_mde(rows),
+        "control": control,
+        "overlap": overlap_control(
+            ClaimSpec(spec.scenario, spec.paper, spec.claim, tuple(c for c, _ in pairs), spec.effect_of_interest), rows
+        ),
+        "comparisons": rows,
+    }
     claim["verdict"] = _judged(claim)
     return claim
 

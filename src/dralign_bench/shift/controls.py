@@ -17,8 +17,13 @@ __all__ = ["conflict_control", "flip_control", "learning_control", "sources_cont
 
 
 def _control(name: str, value: float, threshold: float, passed: bool, detail: str) -> dict:
-    return {"name": name, "value": float(value), "threshold": float(threshold), "passed": bool(passed),
-            "detail": detail}
+    return {
+        "name": name,
+        "value": float(value),
+        "threshold": float(threshold),
+        "passed": bool(passed),
+        "detail": detail,
+    }
 
 
 def conflict_control(dpo: Sequence, start: Sequence, threshold: float = 0.03) -> dict:
@@ -31,8 +36,13 @@ def conflict_control(dpo: Sequence, start: Sequence, threshold: float = 0.03) ->
     """
     test = paired_t([s.worst - d.worst for d, s in zip(dpo, start)])
     passed = test.diff >= threshold and (test.n < 2 or test.low > 0)
-    return _control("the start model's worst-case reward minus DPO's", test.diff, threshold, passed,
-                    f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds")
+    return _control(
+        "the start model's worst-case reward minus DPO's",
+        test.diff,
+        threshold,
+        passed,
+        f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds",
+    )
 
 
 def flip_control(clean: Sequence, flipped: Sequence, threshold: float = 0.02) -> dict:
@@ -44,12 +54,23 @@ def flip_control(clean: Sequence, flipped: Sequence, threshold: float = 0.02) ->
     """
     test = paired_t([c.acc - f.acc for c, f in zip(clean, flipped)])
     passed = test.diff >= threshold and (test.n < 2 or test.low > 0)
-    return _control("DPO's accuracy drop from clean to flipped labels", test.diff, threshold, passed,
-                    f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds")
+    return _control(
+        "DPO's accuracy drop from clean to flipped labels",
+        test.diff,
+        threshold,
+        passed,
+        f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds",
+    )
 
 
-def sources_control(dpo_all: Sequence, dpo_human: Sequence, dpo_oracle: Sequence, aucs: Sequence[float],
-                    threshold: float = 0.01, max_auc: float = 0.9) -> dict:
+def sources_control(
+    dpo_all: Sequence,
+    dpo_human: Sequence,
+    dpo_oracle: Sequence,
+    aucs: Sequence[float],
+    threshold: float = 0.01,
+    max_auc: float = 0.9,
+) -> dict:
     """Sources (DoRA), two-sided: the synthetic rows are *useful* and *shifted*, and the sources
     overlap.
 
@@ -64,12 +85,16 @@ def sources_control(dpo_all: Sequence, dpo_human: Sequence, dpo_oracle: Sequence
     auc = float(np.mean(aucs)) if len(aucs) else float("nan")
     ok = lambda t: t.diff >= threshold and (t.n < 2 or t.low > 0)  # noqa: E731
     passed = ok(useful) and ok(shifted) and auc <= max_auc
-    return _control("min(synthetic rows useful, shift costs) in target reward; ratio AUC ≤ max", min(useful.diff, shifted.diff),
-                    threshold, passed,
-                    f"useful: DPO all − DPO human {useful.diff:+.3f} [{useful.low:.3f}, {useful.high:.3f}]; "
-                    f"shifted: DPO oracle-weighted − DPO all {shifted.diff:+.3f} [{shifted.low:.3f}, {shifted.high:.3f}] "
-                    f"over {useful.n} seeds; held-out ratio AUC {auc:.3f} (≤ {max_auc}; per seed "
-                    f"{', '.join(f'{a:.3f}' for a in aucs)})")
+    return _control(
+        "min(synthetic rows useful, shift costs) in target reward; ratio AUC ≤ max",
+        min(useful.diff, shifted.diff),
+        threshold,
+        passed,
+        f"useful: DPO all − DPO human {useful.diff:+.3f} [{useful.low:.3f}, {useful.high:.3f}]; "
+        f"shifted: DPO oracle-weighted − DPO all {shifted.diff:+.3f} [{shifted.low:.3f}, {shifted.high:.3f}] "
+        f"over {useful.n} seeds; held-out ratio AUC {auc:.3f} (≤ {max_auc}; per seed "
+        f"{', '.join(f'{a:.3f}' for a in aucs)})",
+    )
 
 
 def learning_control(dpo: Sequence, start: Sequence, threshold: float = 0.02) -> dict:
@@ -83,8 +108,13 @@ def learning_control(dpo: Sequence, start: Sequence, threshold: float = 0.02) ->
     """
     test = paired_t([d.r0 - s.r0 for d, s in zip(dpo, start)])
     passed = test.diff >= threshold and (test.n < 2 or test.low > 0)
-    return _control("DPO's target-reward gain over the start model", test.diff, threshold, passed,
-                    f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds")
+    return _control(
+        "DPO's target-reward gain over the start model",
+        test.diff,
+        threshold,
+        passed,
+        f"95% CI [{test.low:.3f}, {test.high:.3f}] over {test.n} seeds",
+    )
 
 
 def unpaired_control(aot_seen: Sequence[int], baseline_seen: Sequence[int], minimum: int = 64) -> dict:
@@ -99,7 +129,11 @@ def unpaired_control(aot_seen: Sequence[int], baseline_seen: Sequence[int], mini
     aot, base = list(aot_seen), list(baseline_seen)
     same = len(aot) == len(base) and len(aot) > 0 and all(a == b for a, b in zip(aot, base))
     fewest = min(aot) if aot else 0
-    return _control("completions AOT sorted per step (equal to the baseline's at every step)", fewest, minimum,
-                    same and fewest >= minimum,
-                    f"{len(aot)} AOT steps ({min(aot, default=0)}–{max(aot, default=0)} completions), {len(base)} "
-                    f"baseline steps ({min(base, default=0)}–{max(base, default=0)})")
+    return _control(
+        "completions AOT sorted per step (equal to the baseline's at every step)",
+        fewest,
+        minimum,
+        same and fewest >= minimum,
+        f"{len(aot)} AOT steps ({min(aot, default=0)}–{max(aot, default=0)} completions), {len(base)} "
+        f"baseline steps ({min(base, default=0)}–{max(base, default=0)})",
+    )

@@ -42,8 +42,17 @@ from .. import world
 if TYPE_CHECKING:
     from .scenarios import ShiftOptions
 
-__all__ = ["DATASETS", "SHIFT_LEVELS", "agreement", "build_dataset", "heldout_pairs", "judge_reward", "judge_slope",
-           "target_reward", "write_jsonl"]
+__all__ = [
+    "DATASETS",
+    "SHIFT_LEVELS",
+    "agreement",
+    "build_dataset",
+    "heldout_pairs",
+    "judge_reward",
+    "judge_slope",
+    "target_reward",
+    "write_jsonl",
+]
 
 DATASETS = ("mix", "labmix", "clean", "flip", "unpaired", "repaired", "sources", "human", "sources-oracle")
 #: the seed of the synthetic pairs on which the judge's weight is solved: none of the test or
@@ -59,8 +68,9 @@ def target_reward(opts: ShiftOptions):
 
 def _labelled(opts: ShiftOptions, n: int, seed: int, split: str = "train") -> list[dict]:
     prompts = world.generate_prompts(n, seed=seed, split=split)
-    return world.label_rows(world.prompt_response_pairs(prompts, seed=seed), target_reward(opts),
-                            opts.label_temperature, seed=seed)
+    return world.label_rows(
+        world.prompt_response_pairs(prompts, seed=seed), target_reward(opts), opts.label_temperature, seed=seed
+    )
 
 
 def _labeller_mixture(opts: ShiftOptions, n: int, seed: int) -> list[dict]:
@@ -125,8 +135,10 @@ def judge_slope(opts: ShiftOptions) -> float:
     key = (opts.reward_a, opts.reward_b, opts.alpha0, opts.judge, opts.judge_agreement)
     if key not in _SLOPES:
         rows = _synthetic_rows(JUDGE_CALIBRATION_PAIRS, JUDGE_CALIBRATION_SEED)
-        t, o = ([[f(r[k]) for r in rows] for k in ("response_1", "response_2")]
-                for f in (target_reward(opts), world.GOLD_OBJECTIVES[opts.judge]))
+        t, o = (
+            [[f(r[k]) for r in rows] for k in ("response_1", "response_2")]
+            for f in (target_reward(opts), world.GOLD_OBJECTIVES[opts.judge])
+        )
         dt, do = np.subtract(*t), np.subtract(*o)  # the target's and the judge objective's gaps
         shift = np.array([r["shift"] for r in rows])
         top = 1.0 / min(SHIFT_LEVELS)
@@ -136,9 +148,12 @@ def judge_slope(opts: ShiftOptions) -> float:
             dj = (1.0 - w) * dt + w * do
             keep = (dt != 0) & (dj != 0)
             return float(np.mean((dt[keep] > 0) == (dj[keep] > 0)))
+
         if at(top) > opts.judge_agreement:
-            raise ValueError(f"judge_agreement={opts.judge_agreement}: a judge on {opts.judge} alone agrees with the "
-                             f"target on {at(top):.2f} of synthetic pairs; ask for at least that")
+            raise ValueError(
+                f"judge_agreement={opts.judge_agreement}: a judge on {opts.judge} alone agrees with the "
+                f"target on {at(top):.2f} of synthetic pairs; ask for at least that"
+            )
         lo, hi = 0.0, top
         for _ in range(30):  # agreement is a step function of the slope: bisection to ~1e-9
             mid = (lo + hi) / 2
@@ -157,15 +172,19 @@ def judge_reward(opts: ShiftOptions, shift: float):
 def _sources(opts: ShiftOptions, seed: int) -> list[dict]:
     prompts = world.generate_prompts(opts.train_pairs, seed=seed, split="train")
     shifts = _shift_levels(len(prompts), seed)
-    rows = [{**r, "shift": s if r["source"] == "synthetic" else 0.0}
-            for r, s in zip(world.assign_sources(prompts, opts.synthetic_fraction, seed=seed, shift=shifts), shifts)]
-    human = world.label_rows([r for r in rows if r["source"] == "human"], target_reward(opts),
-                             opts.label_temperature, seed=seed)
+    rows = [
+        {**r, "shift": s if r["source"] == "synthetic" else 0.0}
+        for r, s in zip(world.assign_sources(prompts, opts.synthetic_fraction, seed=seed, shift=shifts), shifts)
+    ]
+    human = world.label_rows(
+        [r for r in rows if r["source"] == "human"], target_reward(opts), opts.label_temperature, seed=seed
+    )
     judged = {}  # each shift level's rows labelled by the judge at that level (its own label stream)
     for j, level in enumerate(SHIFT_LEVELS):
         at_level = [r for r in rows if r["source"] == "synthetic" and r["shift"] == level]
-        judged[level] = iter(world.label_rows(at_level, judge_reward(opts, level), opts.label_temperature,
-                                              seed=seed + 1 + j))
+        judged[level] = iter(
+            world.label_rows(at_level, judge_reward(opts, level), opts.label_temperature, seed=seed + 1 + j)
+        )
     by_human = iter(human)
     return [next(by_human) if r["source"] == "human" else next(judged[r["shift"]]) for r in rows]  # row order kept
 
@@ -183,7 +202,7 @@ def build_dataset(opts: ShiftOptions, dataset: str, seed: int) -> list[dict]:
     if dataset == "labmix":
         return _labeller_mixture(opts, opts.train_pairs, seed)
     if dataset.startswith("labmix-a"):  # the same pairs, labelled by the labeller mixture at another α
-        return _labeller_mixture(replace(opts, alpha0=float(dataset[len("labmix-a"):])), opts.train_pairs, seed)
+        return _labeller_mixture(replace(opts, alpha0=float(dataset[len("labmix-a") :])), opts.train_pairs, seed)
     if dataset in ("clean", "flip"):
         rows = _labelled(opts, opts.flip_pairs, seed)
         return rows if dataset == "clean" else world.flip_labels(rows, opts.flip_rate, seed=seed)
@@ -191,8 +210,11 @@ def build_dataset(opts: ShiftOptions, dataset: str, seed: int) -> list[dict]:
     if dataset == "mix":
         return rows
     if dataset == "unpaired":
-        return [{"prompt": r["prompt"], "completion": r[k], "label": k == "chosen"}
-                for r in rows for k in ("chosen", "rejected")]
+        return [
+            {"prompt": r["prompt"], "completion": r[k], "label": k == "chosen"}
+            for r in rows
+            for k in ("chosen", "rejected")
+        ]
     if dataset == "repaired":
         rng = np.random.default_rng(seed + 7_919)
         perm = rng.permutation(len(rows))
@@ -200,8 +222,10 @@ def build_dataset(opts: ShiftOptions, dataset: str, seed: int) -> list[dict]:
             if perm[i] == i:
                 j = (i + 1) % len(rows)
                 perm[i], perm[j] = perm[j], perm[i]
-        return [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": rows[int(perm[i])]["rejected"]}
-                for i, r in enumerate(rows)]
+        return [
+            {"prompt": r["prompt"], "chosen": r["chosen"], "rejected": rows[int(perm[i])]["rejected"]}
+            for i, r in enumerate(rows)
+        ]
     raise ValueError(f"unknown dataset {dataset!r}; choose from {', '.join(DATASETS)}")
 
 

@@ -37,8 +37,20 @@ from .claims import X_DIRECTION, frontier_y
 from .controls import flip_control, sources_control
 from .scenarios import SCENARIOS, RunSpec, ShiftOptions, default_choices, frontier_runs
 
-__all__ = ["MAPS", "MapSpec", "cell_gain", "in_turn", "map_cells", "map_names", "map_runs", "measure_cell", "plot_map",
-           "run_maps", "seed_list", "summarise_map"]
+__all__ = [
+    "MAPS",
+    "MapSpec",
+    "cell_gain",
+    "in_turn",
+    "map_cells",
+    "map_names",
+    "map_runs",
+    "measure_cell",
+    "plot_map",
+    "run_maps",
+    "seed_list",
+    "summarise_map",
+]
 
 
 @dataclass(frozen=True)
@@ -52,13 +64,30 @@ class MapSpec:
     question: str
 
 
-MAPS = {m.name: m for m in (
-    MapSpec("dora", "sources", ("human_fraction", (0.05, 0.15, 0.3)), ("judge_agreement", (0.45, 0.6, 0.75, 0.9)),
-            "r0", "kl", "DoRA's gain in target reward r(α₀) over its best baseline (DPO on all rows or on the human "
-            "rows at matched KL, reweighting, KL-DRO)"),
-    MapSpec("rdpo", "flips", ("flip_rate", (0.1, 0.2, 0.3, 0.4)), None, "acc", "kl",
-            "rDPO's (ε = the true rate) gain in held-out accuracy over DPO's envelope at matched KL"),
-)}
+MAPS = {
+    m.name: m
+    for m in (
+        MapSpec(
+            "dora",
+            "sources",
+            ("human_fraction", (0.05, 0.15, 0.3)),
+            ("judge_agreement", (0.45, 0.6, 0.75, 0.9)),
+            "r0",
+            "kl",
+            "DoRA's gain in target reward r(α₀) over its best baseline (DPO on all rows or on the human "
+            "rows at matched KL, reweighting, KL-DRO)",
+        ),
+        MapSpec(
+            "rdpo",
+            "flips",
+            ("flip_rate", (0.1, 0.2, 0.3, 0.4)),
+            None,
+            "acc",
+            "kl",
+            "rDPO's (ε = the true rate) gain in held-out accuracy over DPO's envelope at matched KL",
+        ),
+    )
+}
 
 
 def cell_options(opts: ShiftOptions, spec: MapSpec, coords: dict[str, float]) -> ShiftOptions:
@@ -76,8 +105,11 @@ def map_runs(opts: ShiftOptions, spec: MapSpec) -> tuple[list[RunSpec], RunSpec,
     """(every run of a cell, the method, its non-frontier baselines, the control's extra runs)."""
     sc = SCENARIOS[spec.scenario]
     chosen = default_choices(replace(opts, scenarios=[spec.scenario]))
-    tuned = lambda m: next(RunSpec(t.dataset, t.method, ((t.param, chosen[(t.dataset, t.method)]),))  # noqa: E731
-                           for t in sc.tuned if t.method == m)
+    tuned = lambda m: next(
+        RunSpec(t.dataset, t.method, ((t.param, chosen[(t.dataset, t.method)]),))  # noqa: E731
+        for t in sc.tuned
+        if t.method == m
+    )
     if spec.name == "dora":
         method, baselines = tuned("dora"), [RunSpec("sources", "dora-reweight"), tuned("dro")]
         controls = [RunSpec("sources-oracle", "dora-reweight")]
@@ -102,8 +134,9 @@ def cell_gain(metrics: dict, spec: MapSpec, method: str, baselines: list[str], f
 def _control(opts: ShiftOptions, spec: MapSpec, metrics: dict, aucs: list[float]) -> dict:
     dpo = lambda d: metrics[RunSpec(d, "dpo", (("beta", opts.beta),)).id]  # noqa: E731
     if spec.name == "dora":
-        return sources_control(dpo("sources"), dpo("human"), metrics[RunSpec("sources-oracle", "dora-reweight").id],
-                               aucs)
+        return sources_control(
+            dpo("sources"), dpo("human"), metrics[RunSpec("sources-oracle", "dora-reweight").id], aucs
+        )
     return flip_control(metrics[RunSpec("clean", "dpo").id], dpo("flip"))
 
 
@@ -121,14 +154,32 @@ def summarise_map(opts: ShiftOptions, spec: MapSpec, cells: list[tuple[dict, dic
         t = paired_t(ok) if ok.size else None  # no seed inside DPO's range: no value, never extrapolated
         diff, ci = (t.diff, [t.low, t.high]) if t else (float("nan"), [float("nan")] * 2)
         control = _control(o, spec, metrics, aucs)
-        out.append({"coords": coords, "method": method.id, "gain": diff, "ci": ci, "seeds": int(ok.size),
-                    "inside": float(np.isfinite(gains).mean()) if gains.size else 0.0, "control": control,
-                    "row": coords[spec.rows[0]], "col": coords.get(spec.cols[0]) if spec.cols else None,
-                    "diff": diff, "control_passed": control["passed"]})
+        out.append(
+            {
+                "coords": coords,
+                "method": method.id,
+                "gain": diff,
+                "ci": ci,
+                "seeds": int(ok.size),
+                "inside": float(np.isfinite(gains).mean()) if gains.size else 0.0,
+                "control": control,
+                "row": coords[spec.rows[0]],
+                "col": coords.get(spec.cols[0]) if spec.cols else None,
+                "diff": diff,
+                "control_passed": control["passed"],
+            }
+        )
     axes = {spec.rows[0]: list(spec.rows[1]), **({spec.cols[0]: list(spec.cols[1])} if spec.cols else {})}
-    return {"question": spec.question, "metric": spec.metric, "matched_on": spec.x, "axes": axes, "cells": out,
-            "title": spec.question, "rows": {"name": spec.rows[0], "values": list(spec.rows[1])},
-            "cols": {"name": spec.cols[0], "values": list(spec.cols[1])} if spec.cols else None}
+    return {
+        "question": spec.question,
+        "metric": spec.metric,
+        "matched_on": spec.x,
+        "axes": axes,
+        "cells": out,
+        "title": spec.question,
+        "rows": {"name": spec.rows[0], "values": list(spec.rows[1])},
+        "cols": {"name": spec.cols[0], "values": list(spec.cols[1])} if spec.cols else None,
+    }
 
 
 def plot_map(record: dict, path: Path) -> str:
@@ -145,8 +196,14 @@ def plot_map(record: dict, path: Path) -> str:
         i, j = rv.index(c["coords"][ra]), cv.index(c["coords"].get(ca)) if ca else 0
         grid[i, j] = c["gain"]
         mark = "✓" if c["control"]["passed"] else "✗ control"
-        ax.text(j, i, f"{c['gain']:+.3f}\n[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]\n{mark}", ha="center", va="center",
-                fontsize=8)
+        ax.text(
+            j,
+            i,
+            f"{c['gain']:+.3f}\n[{c['ci'][0]:+.3f}, {c['ci'][1]:+.3f}]\n{mark}",
+            ha="center",
+            va="center",
+            fontsize=8,
+        )
     lim = np.nanmax(np.abs(grid)) if np.isfinite(grid).any() else 1.0
     im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
     ax.set_yticks(range(len(rv)), [f"{v:g}" for v in rv])
@@ -204,6 +261,7 @@ def measure_cell(opts: ShiftOptions, cell: Cell, train_cell: TrainCell) -> Measu
 def in_turn(opts: ShiftOptions, train_cell: TrainCell, console=None) -> Callable[[list[Cell]], list[Measured]]:
     """Measure cells one after another in this process (the parallel twin is
     :func:`.maps_profile.measure_cells_in_workers`)."""
+
     def measure(cells: list[Cell]) -> list[Measured]:
         out = []
         for cell in cells:
@@ -211,6 +269,7 @@ def in_turn(opts: ShiftOptions, train_cell: TrainCell, console=None) -> Callable
             if console is not None:
                 console.print(f"map {cell[0]} cell {cell[1]}: {opts.seeds} seeds done")
         return out
+
     return measure
 
 

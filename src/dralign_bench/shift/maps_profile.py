@@ -39,25 +39,33 @@ def _map_worker(opts: ShiftOptions, cell: Cell) -> Measured:
 def measure_cells_in_workers(opts: ShiftOptions, console):
     """The maps' `measure(cells)` on `opts.jobs` worker processes, results in the cells' order; a
     failed cell fails the run. The workers' scratch folders go at the end, their logs stay."""
+
     def measure(cells: list[Cell]) -> list[Measured]:
         for var in THREAD_VARS:  # inherited by the spawned workers before they import torch
             os.environ[var] = "1"
-        console.rule(f"[bold]{len(cells)} map cells on {opts.jobs} workers (logs: {opts.output_dir}/jobs/maps-*/log.txt)")
+        console.rule(
+            f"[bold]{len(cells)} map cells on {opts.jobs} workers (logs: {opts.output_dir}/jobs/maps-*/log.txt)"
+        )
         out = []
-        with ProcessPoolExecutor(max_workers=opts.jobs, mp_context=get_context("spawn"), initializer=one_thread) as pool:
+        with ProcessPoolExecutor(
+            max_workers=opts.jobs, mp_context=get_context("spawn"), initializer=one_thread
+        ) as pool:
             futures = [pool.submit(_map_worker, opts, cell) for cell in cells]
             for cell, fut in zip(cells, futures):
                 try:
                     out.append(fut.result())
                 except Exception as e:
                     pool.shutdown(wait=False, cancel_futures=True)
-                    raise RunFailedError(f"map {cell[0]} cell {cell[1]} failed in its worker: {e} "
-                                         f"(see {opts.output_dir}/jobs/maps-*/log.txt)") from e
+                    raise RunFailedError(
+                        f"map {cell[0]} cell {cell[1]} failed in its worker: {e} "
+                        f"(see {opts.output_dir}/jobs/maps-*/log.txt)"
+                    ) from e
                 console.print(f"map {cell[0]} cell {cell[1]}: {opts.seeds} seeds done")
         for scratch in Path(opts.output_dir).glob("jobs/maps-*/*"):
             if scratch.is_dir():
                 shutil.rmtree(scratch, ignore_errors=True)
         return out
+
     return measure
 
 
@@ -66,6 +74,9 @@ def run_maps_profile(opts: ShiftOptions, console, command: str) -> dict:
     prov = provenance.start()
     lm, tokenizer, start = world_models(opts, console)
     root = Path(opts.output_dir)
-    measure = (measure_cells_in_workers(opts, console) if opts.jobs > 1
-               else in_turn(opts, cell_trainer(lm, tokenizer, start, root, console), console))
+    measure = (
+        measure_cells_in_workers(opts, console)
+        if opts.jobs > 1
+        else in_turn(opts, cell_trainer(lm, tokenizer, start, root, console), console)
+    )
     return maps_results(opts, run_maps(opts, measure), root, provenance.finish(prov), lm, command)

@@ -23,22 +23,30 @@ from .. import world
 if TYPE_CHECKING:
     from .scenarios import ShiftOptions
 
-__all__ = ["HeldoutPairs", "SeedMetrics", "calibration_error", "clean_accuracy", "evaluate_policy",
-           "evaluation_noise", "gold_grid", "own_link_probs"]
+__all__ = [
+    "HeldoutPairs",
+    "SeedMetrics",
+    "calibration_error",
+    "clean_accuracy",
+    "evaluate_policy",
+    "evaluation_noise",
+    "gold_grid",
+    "own_link_probs",
+]
 
 
 @dataclass
 class SeedMetrics:
     """Scalars of one run on one seed (each averaged over the seed's prompts or pairs)."""
 
-    curve: list[float]       # mean gold reward r(α) at every α of the grid
-    r0: float                # r(α₀)
-    worst: float             # min over α of the curve
-    kl: float                # mean over prompts of log π(y|x) − log π_start(y|x), y ∼ π
-    entropy: float           # token entropy of the completions
+    curve: list[float]  # mean gold reward r(α) at every α of the grid
+    r0: float  # r(α₀)
+    worst: float  # min over α of the curve
+    kl: float  # mean over prompts of log π(y|x) − log π_start(y|x), y ∼ π
+    entropy: float  # token entropy of the completions
     distinct2: float
-    acc: float               # accuracy against the noise-free ordering on held-out pairs
-    calib: float             # mean |p̂ − p| with the method's own link
+    acc: float  # accuracy against the noise-free ordering on held-out pairs
+    calib: float  # mean |p̂ − p| with the method's own link
     seconds: float = 0.0
     # the same metrics on each half of the prompts (and of the pairs): |a − b|/2 estimates the
     # evaluation noise of the full mean (its SE), measured rather than guessed
@@ -107,24 +115,43 @@ class HeldoutPairs:
         enc = lambda key: tokenizer([r[key] for r in rows], add_special_tokens=False)["input_ids"]  # noqa: E731
         prompts = [r["prompt"] for r in rows]
         ids_1, ids_2 = enc("response_1"), enc("response_2")
-        return cls(prompts, ids_1, ids_2, np.array([r["r_1"] for r in rows]), np.array([r["r_2"] for r in rows]),
-                   completion_log_likelihoods(start, tokenizer, prompts, ids_1), completion_log_likelihoods(start, tokenizer, prompts, ids_2))
+        return cls(
+            prompts,
+            ids_1,
+            ids_2,
+            np.array([r["r_1"] for r in rows]),
+            np.array([r["r_2"] for r in rows]),
+            completion_log_likelihoods(start, tokenizer, prompts, ids_1),
+            completion_log_likelihoods(start, tokenizer, prompts, ids_2),
+        )
 
 
-def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Sequence[str], seed: int,
-                    start_logps_of, pairs: HeldoutPairs | None, divergence: str, beta: float) -> SeedMetrics:
+def evaluate_policy(
+    policy,
+    start,
+    tokenizer,
+    opts: ShiftOptions,
+    prompts: Sequence[str],
+    seed: int,
+    start_logps_of,
+    pairs: HeldoutPairs | None,
+    divergence: str,
+    beta: float,
+) -> SeedMetrics:
     """Measure `policy` on one seed (see :class:`SeedMetrics`). `start_logps_of(comp)` gives the
     start model's log-probs of completions (the start model, or a cache)."""
     from dralign.eval.generate import completion_log_likelihoods, sample_completions
     from dralign.eval.metrics import distinct_n, token_entropy
 
-    comp = sample_completions(policy, tokenizer, prompts, num_samples=1, max_new_tokens=opts.max_new_tokens,
-                              temperature=1.0, seed=seed)
+    comp = sample_completions(
+        policy, tokenizer, prompts, num_samples=1, max_new_tokens=opts.max_new_tokens, temperature=1.0, seed=seed
+    )
     grid = gold_grid(opts, comp.texts)
     curve = grid.mean(axis=0)
     a0 = int(np.argmin(np.abs(np.asarray(opts.alphas) - opts.alpha0)))
-    kl = completion_log_likelihoods(policy, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos) \
-        - start_logps_of(comp)
+    kl = completion_log_likelihoods(
+        policy, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos
+    ) - start_logps_of(comp)
     halves = {k: [] for k in ("r0", "worst", "kl", "entropy")}
     for part in _halves(len(comp.texts)):
         halves["r0"].append(float(grid[part, a0].mean()))
@@ -139,11 +166,20 @@ def evaluate_policy(policy, start, tokenizer, opts: ShiftOptions, prompts: Seque
         acc = clean_accuracy(u1, u2, pairs.r_1, pairs.r_2)
         calib = calibration_error(p_hat, pairs.r_1, pairs.r_2, opts.label_temperature)
         halves["acc"] = [clean_accuracy(u1[h], u2[h], pairs.r_1[h], pairs.r_2[h]) for h in _halves(len(u1))]
-        halves["calib"] = [calibration_error(p_hat[h], pairs.r_1[h], pairs.r_2[h], opts.label_temperature)
-                           for h in _halves(len(u1))]
-    return SeedMetrics(curve=curve.tolist(), r0=float(curve[a0]), worst=float(curve.min()), kl=float(kl.mean()),
-                       entropy=float(token_entropy(comp.token_ids)), distinct2=float(distinct_n(comp.token_ids, 2)),
-                       acc=acc, calib=calib, halves=halves)
+        halves["calib"] = [
+            calibration_error(p_hat[h], pairs.r_1[h], pairs.r_2[h], opts.label_temperature) for h in _halves(len(u1))
+        ]
+    return SeedMetrics(
+        curve=curve.tolist(),
+        r0=float(curve[a0]),
+        worst=float(curve.min()),
+        kl=float(kl.mean()),
+        entropy=float(token_entropy(comp.token_ids)),
+        distinct2=float(distinct_n(comp.token_ids, 2)),
+        acc=acc,
+        calib=calib,
+        halves=halves,
+    )
 
 
 def _halves(n: int) -> list[np.ndarray]:
@@ -155,7 +191,11 @@ def evaluation_noise(runs: dict[str, list[SeedMetrics]], metric: str) -> float:
     """The evaluation noise of one run's mean of `metric` on a seed, measured: the root mean
     square over runs and seeds of (a − b)/2, a and b the means on the two halves (the SE of the
     full mean when the halves are independent). NaN where no run stored halves of `metric`."""
-    d = [(h[0] - h[1]) / 2 for ms in runs.values() for m in ms
-         for h in [m.halves.get(metric) if isinstance(m, SeedMetrics) else m.get("halves", {}).get(metric)]
-         if h and len(h) == 2 and np.isfinite(h[0]) and np.isfinite(h[1])]
+    d = [
+        (h[0] - h[1]) / 2
+        for ms in runs.values()
+        for m in ms
+        for h in [m.halves.get(metric) if isinstance(m, SeedMetrics) else m.get("halves", {}).get(metric)]
+        if h and len(h) == 2 and np.isfinite(h[0]) and np.isfinite(h[1])
+    ]
     return float(np.sqrt(np.mean(np.square(d)))) if d else float("nan")

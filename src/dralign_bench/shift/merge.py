@@ -37,26 +37,39 @@ def merged_provenance(parts: list[dict]) -> dict:
     return {**provs[0], "started": started, "finished": finished, "wall_seconds": span}
 
 
-def merge_results(parts: list[dict], command: str | None = None, note: str | None = None,
-                  unshown: list[str] = ()) -> dict:
+def merge_results(
+    parts: list[dict], command: str | None = None, note: str | None = None, unshown: list[str] = ()
+) -> dict:
     """One results document from jobs of disjoint scenarios; BadInputError (one line) if they
     cannot form one report (see :func:`.provenance.check_parts`)."""
     check_parts(parts)
     base = parts[0]
     out = {k: v for k, v in base.items() if k not in _PER_JOB}
     notes = [p["options"].get("note") for p in parts] + [note]
-    out["options"] = {**base["options"], "scenarios": [s for p in parts for s in p["options"]["scenarios"] or []],
-                      "note": " ".join(dict.fromkeys(n for n in notes if n)) or None,
-                      "unshown_runs": list(dict.fromkeys([u for p in parts for u in p["options"].get("unshown_runs", [])]
-                                                         + list(unshown)))}
+    out["options"] = {
+        **base["options"],
+        "scenarios": [s for p in parts for s in p["options"]["scenarios"] or []],
+        "note": " ".join(dict.fromkeys(n for n in notes if n)) or None,
+        "unshown_runs": list(
+            dict.fromkeys([u for p in parts for u in p["options"].get("unshown_runs", [])] + list(unshown))
+        ),
+    }
     for key in ("scenarios", "runs", "validation_runs", "selection", "maps", "seen", "regret"):
         out[key] = _union(parts, key)
     out["density_ratios"] = [r for p in parts for r in p.get("density_ratios", [])]
     out["claims"] = judge_results(out)
     out["provenance"] = merged_provenance(parts)
     out["seconds"] = out["provenance"]["wall_seconds"]
-    out["jobs"] = [{"command": p["command"], "scenarios": p["options"]["scenarios"], "seconds": p["seconds"],
-                    "started": p["provenance"]["started"], "finished": p["provenance"]["finished"]} for p in parts]
+    out["jobs"] = [
+        {
+            "command": p["command"],
+            "scenarios": p["options"]["scenarios"],
+            "seconds": p["seconds"],
+            "started": p["provenance"]["started"],
+            "finished": p["provenance"]["finished"],
+        }
+        for p in parts
+    ]
     out["command"] = command or " & ".join(p["command"] for p in parts)
     return out
 
@@ -74,8 +87,9 @@ def judge_results(results: dict) -> list[dict]:
     metrics = {rid: [SeedMetrics(**s) for s in run["seeds"]] for rid, run in results["runs"].items()}
     chosen = default_choices(opts)
     chosen.update({tuple(key.split("/", 1)): rec["chosen"] for key, rec in results["selection"].items()})
-    return holm_report(evaluate_claims(opts, metrics, chosen, results.get("density_ratios", []),
-                                       results.get("seen") or {}))
+    return holm_report(
+        evaluate_claims(opts, metrics, chosen, results.get("density_ratios", []), results.get("seen") or {})
+    )
 
 
 def _flag(argv: list[str], name: str) -> tuple[list[str], list[str]]:
@@ -102,8 +116,10 @@ def main(argv: list[str]) -> int:
     notes, argv = _flag(argv, "--note")
     unshown, argv = _flag(argv, "--unshown")
     if len(argv) < 2:
-        print("usage: python -m dralign_bench.shift.merge OUT_DIR RESULTS.json... [--note TEXT] [--unshown TEXT]",
-              file=sys.stderr)
+        print(
+            "usage: python -m dralign_bench.shift.merge OUT_DIR RESULTS.json... [--note TEXT] [--unshown TEXT]",
+            file=sys.stderr,
+        )
         return 2
     try:
         parts = [json.loads(Path(p).read_text()) for p in argv[1:]]

@@ -35,8 +35,13 @@ def _features(rows: Sequence[dict], model, tokenizer):
     from dralign.ratio.features import response_features
 
     n = len(rows)
-    f = response_features([r["prompt"] for r in rows] * 2, [r["chosen"] for r in rows] + [r["rejected"] for r in rows],
-                          model, tokenizer, max_length=256)
+    f = response_features(
+        [r["prompt"] for r in rows] * 2,
+        [r["chosen"] for r in rows] + [r["rejected"] for r in rows],
+        model,
+        tokenizer,
+        max_length=256,
+    )
     return torch.cat([f[:n], f[n:]], dim=1)
 
 
@@ -47,8 +52,17 @@ def _head(opts: ShiftOptions, model, tokenizer):
 
     from .data import build_dataset
 
-    key = (opts.train_pairs, opts.synthetic_fraction, opts.judge, opts.judge_agreement, opts.alpha0,
-           opts.reward_a, opts.reward_b, opts.label_temperature, id(model))
+    key = (
+        opts.train_pairs,
+        opts.synthetic_fraction,
+        opts.judge,
+        opts.judge_agreement,
+        opts.alpha0,
+        opts.reward_a,
+        opts.reward_b,
+        opts.label_temperature,
+        id(model),
+    )
     if key not in _HEADS:
         big = replace(opts, train_pairs=ORACLE_FACTOR * opts.train_pairs)
         rows = build_dataset(big, "sources", ORACLE_SEED)
@@ -73,5 +87,8 @@ def write_oracle_file(opts: ShiftOptions, rows: Sequence[dict], path: Path, mode
     prob, h = oracle_ratios(opts, rows, model, tokenizer)
     write_jsonl(path, [{**r, "target_prob": float(p), "ratio": float(w)} for r, p, w in zip(rows, prob, h)])
     y = np.array([r["source"] == "human" for r in rows])
-    return {"oracle_auc": float(roc_auc(prob, y)), "oracle_weight_max": float(h.max()),
-            "oracle": f"logistic head on start-model features fitted on {ORACLE_FACTOR}× the training rows"}
+    return {
+        "oracle_auc": float(roc_auc(prob, y)),
+        "oracle_weight_max": float(h.max()),
+        "oracle": f"logistic head on start-model features fitted on {ORACLE_FACTOR}× the training rows",
+    }

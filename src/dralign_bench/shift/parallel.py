@@ -68,24 +68,29 @@ def run_parallel(opts: ShiftOptions, console, command: str) -> dict:
 
     prov = provenance.start()
     world_lm(WorldLMSpec(steps=opts.lm_steps or WorldLMSpec.steps), opts.cache_dir or DEFAULT_CACHE_DIR, console)
-    parts_opts = [replace(opts, scenarios=[sc.name], jobs=1, output_dir=str(Path(opts.output_dir) / "jobs" / sc.name))
-                  for sc in scenarios_of(opts)]
+    parts_opts = [
+        replace(opts, scenarios=[sc.name], jobs=1, output_dir=str(Path(opts.output_dir) / "jobs" / sc.name))
+        for sc in scenarios_of(opts)
+    ]
     parts_opts.sort(key=job_cost, reverse=True)
     for var in THREAD_VARS:  # inherited by the spawned workers before they import torch
         os.environ[var] = "1"
     console.rule(f"[bold]{len(parts_opts)} scenarios on {opts.jobs} workers (logs: {opts.output_dir}/jobs/*/log.txt)")
     parts: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=opts.jobs, mp_context=get_context("spawn"), initializer=one_thread) as pool:
-        futures = {pool.submit(_worker, p, f"{command}  # worker: scenario {p.scenarios[0]}"): p.scenarios[0]
-                   for p in parts_opts}
+        futures = {
+            pool.submit(_worker, p, f"{command}  # worker: scenario {p.scenarios[0]}"): p.scenarios[0]
+            for p in parts_opts
+        }
         for fut in as_completed(futures):
             name = futures[fut]
             try:
                 parts[name] = fut.result()
             except Exception as e:  # a failed worker fails the run: no report from a subset
                 pool.shutdown(wait=False, cancel_futures=True)  # the scenarios not started never start
-                raise RunFailedError(f"scenario {name} failed in its worker: {e} "
-                                     f"(see {opts.output_dir}/jobs/{name}/log.txt)") from e
+                raise RunFailedError(
+                    f"scenario {name} failed in its worker: {e} (see {opts.output_dir}/jobs/{name}/log.txt)"
+                ) from e
             console.print(f"{name}: done in {parts[name]['seconds'] / 60:.1f} min")
     ordered = [parts[sc.name] for sc in scenarios_of(opts)]
     results = merge_results(ordered, command)
@@ -93,4 +98,3 @@ def run_parallel(opts: ShiftOptions, console, command: str) -> dict:
     results["provenance"] = {**provenance.finish(prov), "workers": opts.jobs}
     results["seconds"] = results["provenance"]["wall_seconds"]
     return results
-

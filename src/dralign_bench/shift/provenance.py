@@ -41,12 +41,16 @@ def git_state(path: Path | None = None) -> dict:
     if root is None:
         return {"commit": None, "dirty": None, "diff_sha256": None}
     top = Path(root.strip())
-    changed = (_git(top, "status", "--porcelain", "--untracked-files=no") or "") + \
-        (_git(top, "status", "--porcelain", "--untracked-files=all", "--", "src") or "")
+    changed = (_git(top, "status", "--porcelain", "--untracked-files=no") or "") + (
+        _git(top, "status", "--porcelain", "--untracked-files=all", "--", "src") or ""
+    )
     diff = (_git(top, "diff", "HEAD") or "") + changed
     dirty = bool(changed.strip())
-    return {"commit": (_git(top, "rev-parse", "HEAD") or "").strip() or None, "dirty": dirty,
-            "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if dirty else None}
+    return {
+        "commit": (_git(top, "rev-parse", "HEAD") or "").strip() or None,
+        "dirty": dirty,
+        "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if dirty else None,
+    }
 
 
 def versions() -> dict:
@@ -71,8 +75,15 @@ def _utc() -> str:
 def start() -> dict:
     """The provenance record at the start of a run (``finish`` completes it)."""
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {**git_state(), "versions": versions(), "cores": {"logical": os.cpu_count(), "usable": usable},
-            "started": _utc(), "finished": None, "wall_seconds": None, "_t0": time.perf_counter()}
+    return {
+        **git_state(),
+        "versions": versions(),
+        "cores": {"logical": os.cpu_count(), "usable": usable},
+        "started": _utc(),
+        "finished": None,
+        "wall_seconds": None,
+        "_t0": time.perf_counter(),
+    }
 
 
 def finish(prov: dict) -> dict:
@@ -93,19 +104,21 @@ def check_parts(parts: list[dict]) -> None:
     state or diff, another world LM, or an option that differs (BadInputError, one line)."""
     for k, p in enumerate(parts):
         if not p.get("provenance"):
-            raise BadInputError(f"cannot merge: {_name(p, k)} records no provenance (made before provenance "
-                                "was recorded); run it again")
+            raise BadInputError(
+                f"cannot merge: {_name(p, k)} records no provenance (made before provenance was recorded); run it again"
+            )
     base, b0 = parts[0], _name(parts[0], 0)
     for k, p in enumerate(parts[1:], start=1):
         for key in ("commit", "dirty", "diff_sha256"):
             if p["provenance"].get(key) != base["provenance"].get(key):
-                raise BadInputError(f"cannot merge: {_name(p, k)} has {key} {p['provenance'].get(key)!r}, "
-                                    f"{b0} {base['provenance'].get(key)!r}")
+                raise BadInputError(
+                    f"cannot merge: {_name(p, k)} has {key} {p['provenance'].get(key)!r}, "
+                    f"{b0} {base['provenance'].get(key)!r}"
+                )
         if p.get("world_lm") != base.get("world_lm"):
             raise BadInputError(f"cannot merge: {_name(p, k)} used another world LM than {b0}")
         a = {o: v for o, v in base["options"].items() if o not in MERGE_FREE_OPTIONS}
         b = {o: v for o, v in p["options"].items() if o not in MERGE_FREE_OPTIONS}
         for o in sorted(set(a) | set(b)):
             if a.get(o) != b.get(o):
-                raise BadInputError(f"cannot merge: option {o} is {b.get(o)!r} in {_name(p, k)}, "
-                                    f"{a.get(o)!r} in {b0}")
+                raise BadInputError(f"cannot merge: option {o} is {b.get(o)!r} in {_name(p, k)}, {a.get(o)!r} in {b0}")

@@ -16,8 +16,19 @@ from .claims import upper_hull
 from .scenarios import SCENARIOS
 
 # the files (report.md, command.txt, results.json): dralign_bench.shift.outputs
-__all__ = ["METRIC_LABELS", "RUN_COLUMNS", "VERDICTS", "fmt_comparison", "fmt_num", "plain_summary", "plot_claims",
-           "power_summary", "print_tables", "run_table", "short_id"]
+__all__ = [
+    "METRIC_LABELS",
+    "RUN_COLUMNS",
+    "VERDICTS",
+    "fmt_comparison",
+    "fmt_num",
+    "plain_summary",
+    "plot_claims",
+    "power_summary",
+    "print_tables",
+    "run_table",
+    "short_id",
+]
 
 VERDICTS = {
     "reproduced": "every comparison of the claim is significant in the claimed direction (Holm-adjusted p < 0.05)",
@@ -29,10 +40,26 @@ VERDICTS = {
 }
 
 # Distinct colours (tab10 has ten, no two alike); DPO's frontier is always black.
-_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
-            "tab:olive", "tab:cyan", "tab:gray"]
-METRIC_LABELS = {"r0": "r(α₀)", "kl": "KL to start", "worst": "worst r over α", "acc": "accuracy (noise-free order)",
-      "entropy": "token entropy", "calib": "mean |p̂ − p| (own link)"}
+_COLOURS = [
+    "tab:blue",
+    "tab:orange",
+    "tab:green",
+    "tab:red",
+    "tab:purple",
+    "tab:brown",
+    "tab:pink",
+    "tab:olive",
+    "tab:cyan",
+    "tab:gray",
+]
+METRIC_LABELS = {
+    "r0": "r(α₀)",
+    "kl": "KL to start",
+    "worst": "worst r over α",
+    "acc": "accuracy (noise-free order)",
+    "entropy": "token entropy",
+    "calib": "mean |p̂ − p| (own link)",
+}
 
 
 #: Metrics on the probability scale (gold reward in [0, 1], accuracy, |p̂ − p|): the power target
@@ -44,19 +71,25 @@ def power_summary(claims: list[dict]) -> dict:
     """Median paired 95 % half-width and SE over the comparisons on the probability scale (all
     claims, and those whose controls — the scenario's and the overlap — passed), and over every
     comparison; comparisons without an interval (fewer than 2 seeds) are left out of the medians."""
+
     def stats(rows):
         rows = [r for r in rows if np.isfinite(r["ci"][1]) and np.isfinite(r["se"])]
         hw = [r["ci"][1] - r["diff"] for r in rows]
-        return {"comparisons": len(rows), "median_half_width": float(np.median(hw)) if hw else float("nan"),
-                "median_se": float(np.median([r["se"] for r in rows])) if rows else float("nan")}
+        return {
+            "comparisons": len(rows),
+            "median_half_width": float(np.median(hw)) if hw else float("nan"),
+            "median_se": float(np.median([r["se"] for r in rows])) if rows else float("nan"),
+        }
 
     def valid(c):
         return c["control"]["passed"] and (c.get("overlap") or {"passed": True})["passed"]
 
     prob = [(c, r) for c in claims for r in c["comparisons"] if r["metric"].split(" ")[0] in PROBABILITY_SCALE]
-    return {"probability_scale": stats([r for _, r in prob]),
-            "probability_scale_control_passed": stats([r for c, r in prob if valid(c)]),
-            "all": stats([r for c in claims for r in c["comparisons"]])}
+    return {
+        "probability_scale": stats([r for _, r in prob]),
+        "probability_scale_control_passed": stats([r for c, r in prob if valid(c)]),
+        "all": stats([r for c in claims for r in c["comparisons"]]),
+    }
 
 
 def _mean(run: dict, key: str) -> float:
@@ -71,8 +104,23 @@ def run_table(results: dict) -> list[list[str]]:
     """One row per test run: means over test seeds ("—": not measured for that run)."""
     rows = []
     for rid, run in results["runs"].items():
-        rows.append([rid, *(fmt_num(_mean(run, k), d) for k, d in (("r0", 3), ("worst", 3), ("kl", 2), ("entropy", 3),
-                                                                ("acc", 3), ("calib", 3), ("seconds", 0)))])
+        rows.append(
+            [
+                rid,
+                *(
+                    fmt_num(_mean(run, k), d)
+                    for k, d in (
+                        ("r0", 3),
+                        ("worst", 3),
+                        ("kl", 2),
+                        ("entropy", 3),
+                        ("acc", 3),
+                        ("calib", 3),
+                        ("seconds", 0),
+                    )
+                ),
+            ]
+        )
     return rows
 
 
@@ -86,7 +134,12 @@ def short_id(rid: str) -> str:
     if "[" not in rid:
         return "DPO's envelope" if rid == "dpo-frontier" else rid
     head, inner = rid[:-1].split("[", 1)
-    return head + "[" + ",".join(_SHORT.get(k, k) + "=" + v for k, v in (kv.split("=", 1) for kv in inner.split(","))) + "]"
+    return (
+        head
+        + "["
+        + ",".join(_SHORT.get(k, k) + "=" + v for k, v in (kv.split("=", 1) for kv in inner.split(",")))
+        + "]"
+    )
 
 
 def _p(v: float) -> str:
@@ -105,10 +158,16 @@ def _ci(c: dict, digits: int = 4) -> str:
 
 
 def fmt_comparison(c: dict) -> str:
-    inside = f"; {c['seeds']} seeds inside DPO's range ({c['inside']:.0%})" if "inside" in c and "matched" in c["metric"] else ""
-    return (f"{c['a']} − {c['b']} [{c['metric']}]: {_diff(c)} ({_ci(c)}; "
-            f"SE {c['se']:.4f}; MDE {c['mde']:.4f}; Holm p {_p(c['p_holm'])} in the claim, "
-            f"{_p(c.get('p_holm_report', c['p_holm']))} over the report{inside})")
+    inside = (
+        f"; {c['seeds']} seeds inside DPO's range ({c['inside']:.0%})"
+        if "inside" in c and "matched" in c["metric"]
+        else ""
+    )
+    return (
+        f"{c['a']} − {c['b']} [{c['metric']}]: {_diff(c)} ({_ci(c)}; "
+        f"SE {c['se']:.4f}; MDE {c['mde']:.4f}; Holm p {_p(c['p_holm'])} in the claim, "
+        f"{_p(c.get('p_holm_report', c['p_holm']))} over the report{inside})"
+    )
 
 
 def _console_run_table(results: dict):
@@ -120,8 +179,7 @@ def _console_run_table(results: dict):
     rows = [[short_id(r[0]), *r[1:-1]] for r in run_table(results)]  # training seconds: in the report only
     # a column only the start model fills (its acc and |p̂−p| say nothing: u = 0) is left out
     cols = [k for k in range(len(RUN_COLUMNS) - 1) if k == 0 or any(r[k] != "—" for r in rows if r[0] != "start")]
-    table = Table(title="test runs (means over test seeds)", title_justify="left", box=box.SIMPLE_HEAD,
-                  pad_edge=False)
+    table = Table(title="test runs (means over test seeds)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for k in cols:
         table.add_column(RUN_COLUMNS[k], justify="left" if k == 0 else "right", no_wrap=True)
     for r in rows:
@@ -131,17 +189,23 @@ def _console_run_table(results: dict):
 
 def _claim_lines(c: dict) -> list[str]:
     ctl, ov = c["control"], c.get("overlap")
-    lines = [f"{c['verdict'].upper()} — {c['claim']}",
-             f"  control: {ctl['name']} = {ctl['value']:.3f} (threshold {ctl['threshold']:.3f}): "
-             f"{'passed' if ctl['passed'] else 'FAILED'}"]
+    lines = [
+        f"{c['verdict'].upper()} — {c['claim']}",
+        f"  control: {ctl['name']} = {ctl['value']:.3f} (threshold {ctl['threshold']:.3f}): "
+        f"{'passed' if ctl['passed'] else 'FAILED'}",
+    ]
     if ov:
-        lines.append(f"  overlap: {ov['value']:.0%} of seeds inside DPO's range (threshold {ov['threshold']:.0%}): "
-                     f"{'passed' if ov['passed'] else 'FAILED'}")
+        lines.append(
+            f"  overlap: {ov['value']:.0%} of seeds inside DPO's range (threshold {ov['threshold']:.0%}): "
+            f"{'passed' if ov['passed'] else 'FAILED'}"
+        )
     if "effect_of_interest" in c:
         lines.append(f"  effect of interest {c['effect_of_interest']:g}, MDE {fmt_num(c['mde'], 4)}")
     for d in c["comparisons"]:
-        lines.append(f"  {short_id(d['a'])} − {short_id(d['b'])} [{d['metric']}]: {_diff(d)} "
-                     f"({_ci(d)}; Holm p {_p(d.get('p_holm_report', d['p_holm']))})")
+        lines.append(
+            f"  {short_id(d['a'])} − {short_id(d['b'])} [{d['metric']}]: {_diff(d)} "
+            f"({_ci(d)}; Holm p {_p(d.get('p_holm_report', d['p_holm']))})"
+        )
     return lines
 
 
@@ -165,28 +229,38 @@ def _sentence_of(c: dict) -> str:
     ctl, ov = c["control"], c.get("overlap")
     head = f"{c['paper']}: {c['claim']}"
     if not ctl["passed"]:
-        return (f"{head} The run did not create the condition this claim needs ({ctl['name']} was "
-                f"{ctl['value']:.3f}, below the {ctl['threshold']:.3f} required), so it says nothing about the claim.")
+        return (
+            f"{head} The run did not create the condition this claim needs ({ctl['name']} was "
+            f"{ctl['value']:.3f}, below the {ctl['threshold']:.3f} required), so it says nothing about the claim."
+        )
     if ov and not ov["passed"]:
-        return (f"{head} The control passed, but the methods lay outside DPO's range on too many seeds "
-                f"({ov['value']:.0%} inside, {ov['threshold']:.0%} required) to compare at matched settings.")
-    found = "; ".join(f"{short_id(d['a'])} vs {short_id(d['b'])}, {d['metric']}: {_diff(d, 3)} ({_ci(d, 3)})"
-                      for d in c["comparisons"])
+        return (
+            f"{head} The control passed, but the methods lay outside DPO's range on too many seeds "
+            f"({ov['value']:.0%} inside, {ov['threshold']:.0%} required) to compare at matched settings."
+        )
+    found = "; ".join(
+        f"{short_id(d['a'])} vs {short_id(d['b'])}, {d['metric']}: {_diff(d, 3)} ({_ci(d, 3)})"
+        for d in c["comparisons"]
+    )
     meaning = {
         "reproduced": "every difference is in the claimed direction and significant after Holm's correction over the "
-                      "whole report, so the run supports the claim",
+        "whole report, so the run supports the claim",
         "partly reproduced": "some differences are significant in the claimed direction, not all",
         "contradicted": "at least one difference is significant against the claim",
         "not significant": f"no difference is significant, and the run could have detected {c.get('mde', float('nan')):.3f} "
-                           f"(the claim is about {c.get('effect_of_interest', float('nan')):g}): no sign of the effect",
-        "underpowered": (f"no difference is significant, but the run could only detect {c['mde']:.3f}, more than "
-                         f"the {c.get('effect_of_interest', float('nan')):g} the claim is about: too few seeds to tell"
-                         if np.isfinite(c.get("mde", float("nan"))) else
-                         "no difference is significant, and too few seeds gave a difference to say what the run "
-                         "could have detected"),
+        f"(the claim is about {c.get('effect_of_interest', float('nan')):g}): no sign of the effect",
+        "underpowered": (
+            f"no difference is significant, but the run could only detect {c['mde']:.3f}, more than "
+            f"the {c.get('effect_of_interest', float('nan')):g} the claim is about: too few seeds to tell"
+            if np.isfinite(c.get("mde", float("nan")))
+            else "no difference is significant, and too few seeds gave a difference to say what the run "
+            "could have detected"
+        ),
     }.get(c["verdict"], c["verdict"])
-    return (f"{head} The control passed ({ctl['name']}: {ctl['value']:.3f}, threshold {ctl['threshold']:.3f}). "
-            f"Found: {found}. Verdict {c['verdict']}: {meaning}.")
+    return (
+        f"{head} The control passed ({ctl['name']}: {ctl['value']:.3f}, threshold {ctl['threshold']:.3f}). "
+        f"Found: {found}. Verdict {c['verdict']}: {meaning}."
+    )
 
 
 def plain_summary(results: dict) -> str:
@@ -211,12 +285,15 @@ def plot_claims(results: dict, root: Path) -> list[str]:
         dataset = SCENARIOS[claim["scenario"]].dataset
         front = [rid for rid in results["runs"] if rid.startswith(f"{dataset}/dpo[beta=")]
         if front:
-            pts = [(_mean(results["runs"][r], x), _mean(results["runs"][r], metric)) for r in front + ["start"]
-                   if r in results["runs"]]
+            pts = [
+                (_mean(results["runs"][r], x), _mean(results["runs"][r], metric))
+                for r in front + ["start"]
+                if r in results["runs"]
+            ]
             better = -1.0 if "lower is better" in cmps[0]["metric"] else 1.0
             hull = [(hx, better * hy) for hx, hy in upper_hull([(px, better * py) for px, py in pts])]
             ax.plot(*zip(*hull), "k--", lw=1, label="DPO envelope (hull of the means, start included)")
-            ax.plot(*zip(*pts[:len(front)]), "ko", label="DPO (β grid, shorter training)")
+            ax.plot(*zip(*pts[: len(front)]), "ko", label="DPO (β grid, shorter training)")
             for r, pt in zip(front, pts):
                 ax.annotate(short_id(r).split("[")[1].rstrip("]"), pt, fontsize=7)
         others = ["start"] + [rid for c in cmps for rid in (c["a"], c["b"]) if rid != "dpo-frontier"]

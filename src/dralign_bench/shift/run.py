@@ -37,11 +37,22 @@ def _train_config(opts: ShiftOptions, lm: Path, data: Path, run: RunSpec, out: P
     batch = {"unpaired": 2 * opts.unpaired_batch, "repaired": opts.unpaired_batch}.get(run.dataset, opts.batch_size)
     if run.dataset == "human":  # scarce human rows: a smaller batch rather than none
         batch = min(batch, human_rows(opts))
-    values = dict(model=str(lm), data=str(data), method=run.method, output_dir=str(out), overwrite=True,
-                  max_steps=steps_of(opts, run), batch_size=batch, lr=opts.lr,
-                  warmup_steps=max(1, steps_of(opts, run) // 10),
-                  max_length=128, beta=opts.beta, seed=seed, progress=False,
-                  ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"))
+    values = dict(
+        model=str(lm),
+        data=str(data),
+        method=run.method,
+        output_dir=str(out),
+        overwrite=True,
+        max_steps=steps_of(opts, run),
+        batch_size=batch,
+        lr=opts.lr,
+        warmup_steps=max(1, steps_of(opts, run) // 10),
+        max_length=128,
+        beta=opts.beta,
+        seed=seed,
+        progress=False,
+        ref_cache_dir=str(Path(opts.output_dir) / "ref_cache"),
+    )
     values.update(dict(run.params))
     return build(TrainConfig, values)
 
@@ -58,8 +69,11 @@ class _Seed:
         self.tokenizer, self.start = tokenizer, start
         if validation:  # validation prompts: the train pool minus this seed's training prompts
             used = training_prompts(opts, seed)
-            pool = [p for p in world.generate_prompts(4 * opts.validation_prompts, seed=seed + 77, split="train")
-                    if p not in used]
+            pool = [
+                p
+                for p in world.generate_prompts(4 * opts.validation_prompts, seed=seed + 77, split="train")
+                if p not in used
+            ]
             self.prompts = list(dict.fromkeys(pool))[: opts.validation_prompts]
         else:
             self.prompts = world.generate_prompts(opts.eval_prompts, seed=seed, split="heldout")
@@ -68,8 +82,9 @@ class _Seed:
         self.pairs = HeldoutPairs.build(heldout_pairs(opts, seed, n_pairs), tokenizer, start)
         self.files: dict[str, Path] = {}
         self._cache: dict = {}
-        self.start_logps = lambda comp: completion_log_likelihoods(start, tokenizer, comp.prompts, comp.token_ids,
-                                                         append_eos=comp.ended_at_eos)
+        self.start_logps = lambda comp: completion_log_likelihoods(
+            start, tokenizer, comp.prompts, comp.token_ids, append_eos=comp.ended_at_eos
+        )
 
     def data(self, opts, dataset: str) -> Path:
         if dataset not in self.files:
@@ -95,10 +110,17 @@ class _Seed:
 
         out = path.with_suffix(".ratios.jsonl")
         with contextlib.redirect_stdout(io.StringIO()):
-            fit = fit_file(RatioOptions(data=str(path), output=str(out), target=["human"], model=str(self.lm),
-                                        seed=self.seed))
-        self.ratio = {**(self.ratio or {}), "auc": float(fit.auc), "ece": float(fit.ece), "prior": float(fit.prior),
-                      "ess": fit.ess_fraction, "weight_max": float(fit.weight.max())}
+            fit = fit_file(
+                RatioOptions(data=str(path), output=str(out), target=["human"], model=str(self.lm), seed=self.seed)
+            )
+        self.ratio = {
+            **(self.ratio or {}),
+            "auc": float(fit.auc),
+            "ece": float(fit.ece),
+            "prior": float(fit.prior),
+            "ess": fit.ess_fraction,
+            "weight_max": float(fit.weight.max()),
+        }
         return out
 
 
@@ -107,8 +129,9 @@ def _measure_start(opts, tokenizer, start, sd: _Seed, console) -> SeedMetrics:
     import torch
 
     with torch.no_grad():
-        m = evaluate_policy(start, start, tokenizer, opts, sd.prompts, sd.seed, sd.start_logps, sd.pairs,
-                            "reverse_kl", opts.beta)
+        m = evaluate_policy(
+            start, start, tokenizer, opts, sd.prompts, sd.seed, sd.start_logps, sd.pairs, "reverse_kl", opts.beta
+        )
     console.print(_progress(sd.seed, "start", m))
     return m
 
@@ -120,8 +143,10 @@ def _progress(seed: int, rid: str, m: SeedMetrics, seconds: float | None = None)
     from .report import short_id
 
     pairs = f" acc {m.acc:.3f} |p̂−p| {m.calib:.3f}" if np.isfinite(m.acc) and rid != "start" else ""
-    return (f"seed {seed:>4} {escape(f'{short_id(rid):<22}')} r(α₀) {m.r0:.3f} worst {m.worst:.3f} KL {m.kl:5.2f}{pairs}"
-            + (f" ({seconds:.0f}s)" if seconds is not None else ""))
+    return (
+        f"seed {seed:>4} {escape(f'{short_id(rid):<22}')} r(α₀) {m.r0:.3f} worst {m.worst:.3f} KL {m.kl:5.2f}{pairs}"
+        + (f" ({seconds:.0f}s)" if seconds is not None else "")
+    )
 
 
 def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, console) -> SeedMetrics:
@@ -140,8 +165,18 @@ def _train_and_measure(opts, lm, tokenizer, start, sd: _Seed, run: RunSpec, cons
     # held-out pairs only where a claim reads accuracy or calibration (flips, divergence)
     pairs = sd.pairs if run.dataset in ("flip", "clean") or "divergence" in (opts.scenarios or ["divergence"]) else None
     with torch.no_grad():
-        m = evaluate_policy(policy, start, tokenizer, opts, sd.prompts, sd.seed, sd.start_logps, pairs,
-                            _DIVERGENCE.get(run.method, "reverse_kl"), beta)
+        m = evaluate_policy(
+            policy,
+            start,
+            tokenizer,
+            opts,
+            sd.prompts,
+            sd.seed,
+            sd.start_logps,
+            pairs,
+            _DIVERGENCE.get(run.method, "reverse_kl"),
+            beta,
+        )
     m.seconds = seconds
     shutil.rmtree(out, ignore_errors=True)  # weights and optimizer state are not reused
     console.print(_progress(sd.seed, run.id, m, seconds))
@@ -159,15 +194,21 @@ def _select(opts, val: dict, chosen: dict, console) -> dict:
             scores = {}
             for v in t.grid:
                 ms = val.get(RunSpec(t.dataset, t.method, ((t.param, v),)).id, [])
-                gaps = [m.get(t.y) - frontier_y(val, fids, s, t.x, t.y, m.get(t.x), X_DIRECTION[t.x])
-                        for s, m in enumerate(ms)]
+                gaps = [
+                    m.get(t.y) - frontier_y(val, fids, s, t.x, t.y, m.get(t.x), X_DIRECTION[t.x])
+                    for s, m in enumerate(ms)
+                ]
                 gaps = [g for g in gaps if np.isfinite(g)]  # outside DPO's range: no value, never extrapolated
                 scores[v] = float(np.mean(gaps)) if gaps else float("nan")
             best = max(t.grid, key=lambda v: -np.inf if np.isnan(scores[v]) else scores[v])
             chosen[(t.dataset, t.method)] = best
-            record[f"{t.dataset}/{t.method}"] = {"param": t.param, "grid": list(t.grid), "chosen": best,
-                                                 "criterion": f"{t.y} − DPO envelope at matched {t.x}",
-                                                 "validation_scores": {str(k): v for k, v in scores.items()}}
+            record[f"{t.dataset}/{t.method}"] = {
+                "param": t.param,
+                "grid": list(t.grid),
+                "chosen": best,
+                "criterion": f"{t.y} − DPO envelope at matched {t.x}",
+                "validation_scores": {str(k): v for k, v in scores.items()},
+            }
             console.print(f"selected {t.method} {t.param}={best:g} (validation scores {scores})")
     return record
 
@@ -177,8 +218,10 @@ def seed_values(opts: ShiftOptions) -> tuple[list[int], list[int]]:
     test = list(range(opts.seed_offset, opts.seed_offset + opts.seeds))
     val = list(range(VALIDATION_SEED0, VALIDATION_SEED0 + opts.validation_seeds))
     if opts.seed_offset < 0 or set(test) & set(val):
-        raise BadOptionError(f"--seed-offset {opts.seed_offset}: the test seeds {test[0]}–{test[-1]} must be >= 0 "
-                             f"and miss the validation seeds {val}")
+        raise BadOptionError(
+            f"--seed-offset {opts.seed_offset}: the test seeds {test[0]}–{test[-1]} must be >= 0 "
+            f"and miss the validation seeds {val}"
+        )
     return test, val
 
 
@@ -194,11 +237,13 @@ def world_models(opts: ShiftOptions, console) -> tuple[Path, object, object]:
 
 def cell_trainer(lm, tokenizer, start, root: Path, console):
     """The maps' `train_cell`: one seed's runs of one cell, measured like the test runs."""
+
     def train_cell(opts: ShiftOptions, runs: list[RunSpec], seed: int) -> tuple[dict, list[float]]:
         sd = _Seed(opts, seed, False, tokenizer, start, root, lm)
         got = {"start": _measure_start(opts, tokenizer, start, sd, console)}  # the envelope's corner
         got.update({r.id: _train_and_measure(opts, lm, tokenizer, start, sd, r, console) for r in runs})
         return got, [sd.ratio["auc"]] if sd.ratio and "auc" in sd.ratio else []
+
     return train_cell
 
 
@@ -210,11 +255,22 @@ def maps_results(opts: ShiftOptions, maps: dict, root: Path, prov: dict, lm: Pat
     saved = json.loads((root / "results.json").read_text())  # run_maps put `maps` into it
     if "claims" in saved and "runs" in saved:
         return {**saved, "maps": maps, "maps_provenance": prov, "maps_command": command}
-    return {"provenance": prov, "options": {**asdict(opts), "test_seeds": opts.seeds, "test_seed_values": [],
-                                            "validation_seed_values": []},
-            "world_lm": json.loads((lm / "pretraining.json").read_text()), "scenarios": {}, "selection": {},
-            "runs": {}, "validation_runs": {}, "density_ratios": [], "claims": [], "seen": {}, "regret": {},
-            "maps": maps, "seconds": prov["wall_seconds"], "command": command}
+    return {
+        "provenance": prov,
+        "options": {**asdict(opts), "test_seeds": opts.seeds, "test_seed_values": [], "validation_seed_values": []},
+        "world_lm": json.loads((lm / "pretraining.json").read_text()),
+        "scenarios": {},
+        "selection": {},
+        "runs": {},
+        "validation_runs": {},
+        "density_ratios": [],
+        "claims": [],
+        "seen": {},
+        "regret": {},
+        "maps": maps,
+        "seconds": prov["wall_seconds"],
+        "command": command,
+    }
 
 
 def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None) -> dict:
@@ -234,7 +290,9 @@ def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None)
         console.rule(f"[bold]validation: {len(runs)} runs × seeds {val_seeds}")
         for seed in val_seeds:
             sd = _Seed(opts, seed, True, tokenizer, start, root, lm)
-            val.setdefault("start", []).append(_measure_start(opts, tokenizer, start, sd, console))  # the envelope's corner
+            val.setdefault("start", []).append(
+                _measure_start(opts, tokenizer, start, sd, console)
+            )  # the envelope's corner
             for run in runs:
                 val.setdefault(run.id, []).append(_train_and_measure(opts, lm, tokenizer, start, sd, run, console))
     chosen = default_choices(opts)
@@ -253,14 +311,20 @@ def execute(opts: ShiftOptions, console, command: str, prov: dict | None = None)
             seen.setdefault(rid, []).extend(counts)
         if sd.ratio is not None:
             ratios.append(sd.ratio)
-            console.print(f"seed {seed:>4} density ratios: held-out AUC {sd.ratio['auc']:.3f}, ESS {sd.ratio['ess']:.2f}")
+            console.print(
+                f"seed {seed:>4} density ratios: held-out AUC {sd.ratio['auc']:.3f}, ESS {sd.ratio['ess']:.2f}"
+            )
     shutil.rmtree(root / "runs", ignore_errors=True)
     shutil.rmtree(root / "ref_cache", ignore_errors=True)
     prov = provenance.finish(prov)
     return {
         "provenance": prov,
-        "options": {**asdict(opts), "test_seeds": opts.seeds, "test_seed_values": test_seeds,
-                    "validation_seed_values": val_seeds},
+        "options": {
+            **asdict(opts),
+            "test_seeds": opts.seeds,
+            "test_seed_values": test_seeds,
+            "validation_seed_values": val_seeds,
+        },
         "world_lm": json.loads((lm / "pretraining.json").read_text()),
         "scenarios": {sc.name: sc.question for sc in scenarios_of(opts)},
         "selection": selection,

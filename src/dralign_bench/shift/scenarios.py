@@ -26,8 +26,18 @@ from dralign.eval.mixtures import DEFAULT_ALPHAS
 
 from .. import world
 
-__all__ = ["DEMO_SCENARIO", "SCENARIOS", "RunSpec", "Scenario", "ShiftConfig", "ShiftOptions",
-           "Tuned", "default_choices", "plan", "resolve"]
+__all__ = [
+    "DEMO_SCENARIO",
+    "SCENARIOS",
+    "RunSpec",
+    "Scenario",
+    "ShiftConfig",
+    "ShiftOptions",
+    "Tuned",
+    "default_choices",
+    "plan",
+    "resolve",
+]
 
 
 @dataclass(frozen=True)
@@ -76,48 +86,76 @@ class Scenario:
 #: its grid sits lower (measured: KL to the start 2–4 nats at 0.003–0.03 vs DPO's 5–11 at 0.1–3).
 FDPO_BETAS = {"fdpo-fkl": (0.003, 0.01, 0.03), "fdpo-js": (0.3, 1.0, 3.0)}
 
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
-    Scenario("mixture", "labmix",
-             "Labels from a mixture of labellers: each pair by a Bradley–Terry judge on r_a with probability α₀, "
-             "else on r_b (not Bradley–Terry on any one reward), α₀ near one end and r_a, r_b negatively correlated "
-             "in the corpus; gold reward for every α (Xu et al. 2025, WDPO/KLDPO).",
-             # τ and ρ from the authors' released τ = 0.05 up to 2
-             tuned=(Tuned("labmix", "kldpo", "tau", (0.05, 0.3, 2.0), "r0", "worst"),
-                    Tuned("labmix", "wdpo", "rho", (0.05, 0.3, 2.0), "r0", "worst")),
-             # DPO trained at other α (the same pairs, the labeller mixture at α): each method's regret at α
-             fixed=tuple(RunSpec(f"labmix-a{a:g}", "dpo") for a in (0.0, 0.5, 1.0)),
-             # validation seeds 1000–1001: DPO's worst case fell 0.029 below the start's at 60 steps, 0.042 at 120
-             steps_scale=2),
-    Scenario("divergence", "mix",
-             "Reward vs diversity vs calibration across f-divergences, each on its own β grid (Wang et al. 2024).",
-             fixed=tuple(RunSpec("mix", m, (("beta", b),)) for m, grid in FDPO_BETAS.items() for b in grid),
-             short=(0.25, 0.5)),
-    Scenario("flips", "flip",
-             "A known fraction of training labels flipped, trained long enough to memorise them; rDPO at the "
-             "true rate (and mis-set at ε = 0.1), cDPO and Dr. DPO tuned (Chowdhury et al. 2024; Mitchell 2023; "
-             "Wu et al. 2025).",
-             tuned=(Tuned("flip", "cdpo", "label_smoothing", (0.1, 0.3), "kl", "acc"),
-                    Tuned("flip", "drdpo", "drdpo_beta", (0.5, 2.0), "kl", "acc")),
-             fixed=(RunSpec("clean", "dpo"), RunSpec("flip", "rdpo", (("label_smoothing", -1.0),)),
-                    RunSpec("flip", "rdpo", (("label_smoothing", 0.1),)))),
-    Scenario("sources", "sources",
-             "Scarce human rows labelled on the target r(α₀); plentiful synthetic rows (no give-away markers, "
-             "at five distances from the human style, overlapping the human ones) labelled by a judge that agrees "
-             "with the target on most pairs, reliably on human-like text and less so the further the text drifts "
-             "(useful but shifted); DoRA's density ratios from the start model's features; target = the human labeller "
-             "(Zhu et al. 2025, DoRA, against DPO on all rows and on the human rows, vanilla KL-DRO, reweighting "
-             "by the estimated ratios, and reweighting by oracle ratios as an upper reference).",
-             tuned=(Tuned("sources", "dora", "lam", (0.5, 2.0), "kl", "r0"),
-                    Tuned("sources", "dro", "tau", (0.5, 2.0), "kl", "r0")),
-             fixed=(RunSpec("sources", "dora-reweight"), RunSpec("sources-oracle", "dora-reweight")),
-             frontier_datasets=("sources", "human")),
-    Scenario("unpaired", "unpaired",
-             "AOT on unpaired data (the pairing removed) against an unpaired baseline at matched KL: DPO on "
-             "desirable and undesirable completions re-paired at random, on a β grid; the same completions per "
-             "step (Melnyk et al. 2024).",
-             fixed=(RunSpec("unpaired", "aot-unpaired"),),
-             frontier_datasets=("repaired",), extra_betas=(0.01, 0.03)),
-)}
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario(
+            "mixture",
+            "labmix",
+            "Labels from a mixture of labellers: each pair by a Bradley–Terry judge on r_a with probability α₀, "
+            "else on r_b (not Bradley–Terry on any one reward), α₀ near one end and r_a, r_b negatively correlated "
+            "in the corpus; gold reward for every α (Xu et al. 2025, WDPO/KLDPO).",
+            # τ and ρ from the authors' released τ = 0.05 up to 2
+            tuned=(
+                Tuned("labmix", "kldpo", "tau", (0.05, 0.3, 2.0), "r0", "worst"),
+                Tuned("labmix", "wdpo", "rho", (0.05, 0.3, 2.0), "r0", "worst"),
+            ),
+            # DPO trained at other α (the same pairs, the labeller mixture at α): each method's regret at α
+            fixed=tuple(RunSpec(f"labmix-a{a:g}", "dpo") for a in (0.0, 0.5, 1.0)),
+            # validation seeds 1000–1001: DPO's worst case fell 0.029 below the start's at 60 steps, 0.042 at 120
+            steps_scale=2,
+        ),
+        Scenario(
+            "divergence",
+            "mix",
+            "Reward vs diversity vs calibration across f-divergences, each on its own β grid (Wang et al. 2024).",
+            fixed=tuple(RunSpec("mix", m, (("beta", b),)) for m, grid in FDPO_BETAS.items() for b in grid),
+            short=(0.25, 0.5),
+        ),
+        Scenario(
+            "flips",
+            "flip",
+            "A known fraction of training labels flipped, trained long enough to memorise them; rDPO at the "
+            "true rate (and mis-set at ε = 0.1), cDPO and Dr. DPO tuned (Chowdhury et al. 2024; Mitchell 2023; "
+            "Wu et al. 2025).",
+            tuned=(
+                Tuned("flip", "cdpo", "label_smoothing", (0.1, 0.3), "kl", "acc"),
+                Tuned("flip", "drdpo", "drdpo_beta", (0.5, 2.0), "kl", "acc"),
+            ),
+            fixed=(
+                RunSpec("clean", "dpo"),
+                RunSpec("flip", "rdpo", (("label_smoothing", -1.0),)),
+                RunSpec("flip", "rdpo", (("label_smoothing", 0.1),)),
+            ),
+        ),
+        Scenario(
+            "sources",
+            "sources",
+            "Scarce human rows labelled on the target r(α₀); plentiful synthetic rows (no give-away markers, "
+            "at five distances from the human style, overlapping the human ones) labelled by a judge that agrees "
+            "with the target on most pairs, reliably on human-like text and less so the further the text drifts "
+            "(useful but shifted); DoRA's density ratios from the start model's features; target = the human labeller "
+            "(Zhu et al. 2025, DoRA, against DPO on all rows and on the human rows, vanilla KL-DRO, reweighting "
+            "by the estimated ratios, and reweighting by oracle ratios as an upper reference).",
+            tuned=(
+                Tuned("sources", "dora", "lam", (0.5, 2.0), "kl", "r0"),
+                Tuned("sources", "dro", "tau", (0.5, 2.0), "kl", "r0"),
+            ),
+            fixed=(RunSpec("sources", "dora-reweight"), RunSpec("sources-oracle", "dora-reweight")),
+            frontier_datasets=("sources", "human"),
+        ),
+        Scenario(
+            "unpaired",
+            "unpaired",
+            "AOT on unpaired data (the pairing removed) against an unpaired baseline at matched KL: DPO on "
+            "desirable and undesirable completions re-paired at random, on a β grid; the same completions per "
+            "step (Melnyk et al. 2024).",
+            fixed=(RunSpec("unpaired", "aot-unpaired"),),
+            frontier_datasets=("repaired",),
+            extra_betas=(0.01, 0.03),
+        ),
+    )
+}
 
 #: `dralign demo`: the committed run's clearest valid finding (docs/shift, test seeds 7000–7009):
 #: f-DPO's divergences against DPO's frontier — reverse KL (DPO) reaches a higher gold reward than
@@ -129,25 +167,51 @@ DEMO_SCENARIO = "divergence"
 class ShiftOptions:
     """The shift-world benchmark. Sizes left unset come from the profile (quick, or --full)."""
 
-    full: bool = option(False, "the full profile: 10 test + 2 validation seeds, 512 eval prompts (every scenario: about 2 h of one-core job time; --jobs 2 on 2 cores about 1 h)")
-    maps: bool = option(False, "the maps profile: where each method helps (DoRA over human fraction × judge agreement, rDPO over flip rates), 4 seeds per cell; writes `maps` into results.json and map-*.png")
-    scenarios: list[str] | None = option(None, "scenarios to run: mixture, divergence, flips, sources, unpaired (default: all)")
+    full: bool = option(
+        False,
+        "the full profile: 10 test + 2 validation seeds, 512 eval prompts (every scenario: about 2 h of one-core job time; --jobs 2 on 2 cores about 1 h)",
+    )
+    maps: bool = option(
+        False,
+        "the maps profile: where each method helps (DoRA over human fraction × judge agreement, rDPO over flip rates), 4 seeds per cell; writes `maps` into results.json and map-*.png",
+    )
+    scenarios: list[str] | None = option(
+        None, "scenarios to run: mixture, divergence, flips, sources, unpaired (default: all)"
+    )
     seeds: int | None = option(None, "test seeds (quick 2, full 10, maps 4 per cell)")
-    seed_offset: int = option(0, "the first test seed: the test seeds are K, K+1, … (a committed run uses a range never used while developing)")
-    validation_seeds: int | None = option(None, "validation seeds for the robust methods' own parameters (quick 1, full 2); 0 = the grid's first value")
+    seed_offset: int = option(
+        0,
+        "the first test seed: the test seeds are K, K+1, … (a committed run uses a range never used while developing)",
+    )
+    validation_seeds: int | None = option(
+        None, "validation seeds for the robust methods' own parameters (quick 1, full 2); 0 = the grid's first value"
+    )
     steps: int | None = option(None, "optimizer steps per run (quick 30, full 60)")
     train_pairs: int | None = option(None, "training pairs per dataset (quick 128, full 480)")
-    flip_pairs: int | None = option(None, "flips: training pairs, fewer so that the steps make several epochs (quick 48, full 48)")
+    flip_pairs: int | None = option(
+        None, "flips: training pairs, fewer so that the steps make several epochs (quick 48, full 48)"
+    )
     flip_rate: float = option(0.3, "flips: the true fraction of flipped training labels")
-    synthetic_fraction: float = option(0.95, "sources: fraction of training rows from the synthetic source (human rows are scarce: 5%, 24 of 480; validation seeds 1000–1001: at 10% DPO on the 48 human rows alone matched DPO on all rows)")
-    judge: str = option("conciseness", "sources: the gold objective the synthetic judge leans towards, the more the further the text is from the human style (alone, conciseness agrees with the target on 43% of synthetic pairs)")
-    judge_agreement: float = option(0.7, "sources: share of synthetic pairs on which the judge's noise-free order agrees with the target's (the slope of its lean towards `judge` is solved for it)")
+    synthetic_fraction: float = option(
+        0.95,
+        "sources: fraction of training rows from the synthetic source (human rows are scarce: 5%, 24 of 480; validation seeds 1000–1001: at 10% DPO on the 48 human rows alone matched DPO on all rows)",
+    )
+    judge: str = option(
+        "conciseness",
+        "sources: the gold objective the synthetic judge leans towards, the more the further the text is from the human style (alone, conciseness agrees with the target on 43% of synthetic pairs)",
+    )
+    judge_agreement: float = option(
+        0.7,
+        "sources: share of synthetic pairs on which the judge's noise-free order agrees with the target's (the slope of its lean towards `judge` is solved for it)",
+    )
     eval_prompts: int | None = option(None, "held-out prompts sampled once per run (quick 64, full 512)")
     eval_pairs: int | None = option(None, "held-out pairs for accuracy and calibration (quick 64, full 1000)")
     validation_prompts: int = option(256, "validation prompts (train pool, none of the seed's training prompts)")
     max_new_tokens: int = option(24, "completion length cap when sampling")
     batch_size: int = option(16, "pairs per step (the unpaired runs: 2× rows, the same completions per step)")
-    unpaired_batch: int = option(32, "unpaired scenario: pairs per step of the re-paired baseline (AOT-unpaired gets 2× completions)")
+    unpaired_batch: int = option(
+        32, "unpaired scenario: pairs per step of the re-paired baseline (AOT-unpaired gets 2× completions)"
+    )
     lr: float = option(1e-3, "peak learning rate (AdamW, 10% warm-up, cosine)")
     beta: float = option(0.1, "beta of every method not on the β grid")
     betas: list[float] = option([0.1, 0.3, 1.0, 3.0], "DPO's β grid: the frontier every claim is judged against")
@@ -157,11 +221,18 @@ class ShiftOptions:
     label_temperature: float = option(0.1, "Bradley–Terry temperature of the labels")
     alphas: list[float] = option(list(DEFAULT_ALPHAS), "evaluation grid of α")
     output_dir: str = option("outputs/shift", "where runs, results, plots and the report go")
-    cache_dir: str | None = option(None, "where the pretrained world LM is cached (default: $DRALIGN_CACHE or ~/.cache/dralign)")
+    cache_dir: str | None = option(
+        None, "where the pretrained world LM is cached (default: $DRALIGN_CACHE or ~/.cache/dralign)"
+    )
     lm_steps: int | None = option(None, "pretraining steps of the world LM (default 200)")
-    jobs: int = option(1, "worker processes, one scenario at a time each, one thread each; their parts are merged and judged together")
+    jobs: int = option(
+        1, "worker processes, one scenario at a time each, one thread each; their parts are merged and judged together"
+    )
     note: str | None = option(None, "a note recorded in results.json and printed in the report")
-    unshown_runs: list[str] = option([], "runs made for this report and not shown in it, each 'what: why' (failed controls included); listed in the report")
+    unshown_runs: list[str] = option(
+        [],
+        "runs made for this report and not shown in it, each 'what: why' (failed controls included); listed in the report",
+    )
 
 
 @dataclass
@@ -169,12 +240,15 @@ class ShiftConfig:
     shift: ShiftOptions = field(default_factory=ShiftOptions)
 
 
-_PROFILES = {False: dict(seeds=2, validation_seeds=1, steps=30, train_pairs=128, flip_pairs=48,
-                         eval_prompts=64, eval_pairs=64),
-             "maps": dict(seeds=4, validation_seeds=0, steps=60, train_pairs=480, flip_pairs=48,
-                          eval_prompts=256, eval_pairs=512),
-             True: dict(seeds=10, validation_seeds=2, steps=60, train_pairs=480, flip_pairs=48,
-                        eval_prompts=512, eval_pairs=1000)}
+_PROFILES = {
+    False: dict(seeds=2, validation_seeds=1, steps=30, train_pairs=128, flip_pairs=48, eval_prompts=64, eval_pairs=64),
+    "maps": dict(
+        seeds=4, validation_seeds=0, steps=60, train_pairs=480, flip_pairs=48, eval_prompts=256, eval_pairs=512
+    ),
+    True: dict(
+        seeds=10, validation_seeds=2, steps=60, train_pairs=480, flip_pairs=48, eval_prompts=512, eval_pairs=1000
+    ),
+}
 
 
 def resolve(opts: ShiftOptions) -> ShiftOptions:
@@ -184,7 +258,7 @@ def resolve(opts: ShiftOptions) -> ShiftOptions:
         if values.get(k) is None:
             values[k] = v
     out = type(opts)(**values)
-    for name in (out.scenarios or []):
+    for name in out.scenarios or []:
         if name not in SCENARIOS:
             raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
     for key in ("reward_a", "reward_b", "judge"):

@@ -16,29 +16,36 @@ from dralign.eval.mixtures import check_alpha, mixture_fn
 # Lexicons (disjoint; no prompt word is in any of them)
 # =============================================================================================
 
-POSITIVE_WORDS = frozenset("""
+POSITIVE_WORDS = frozenset(
+    """
 good great lovely wonderful happy pleasant delightful excellent beautiful joyful charming
 cheerful peaceful brilliant fantastic superb nice welcoming
-""".split())
+""".split()
+)
 
-NEGATIVE_WORDS = frozenset("""
+NEGATIVE_WORDS = frozenset(
+    """
 bad awful terrible sad gloomy dull unpleasant horrible poor ugly miserable grim dreadful
 boring dirty depressing disappointing nasty
-""".split())
+""".split()
+)
 
-FORMAL_WORDS = frozenset("""
+FORMAL_WORDS = frozenset(
+    """
 furthermore moreover consequently therefore additionally nevertheless indeed notably thus
 hence regarding remarkably exceedingly considerably substantial numerous considerable
 sufficient demonstrates merits consideration facilities regarded significant approximately
-""".split())
+""".split()
+)
 
-INFORMAL_WORDS = frozenset("""
+INFORMAL_WORDS = frozenset(
+    """
 yeah anyway okay hey basically honestly super totally kinda sorta gonna wanna gotta lots
 tons stuff folks nope yep lol
-""".split())
+""".split()
+)
 
-NUMBER_WORDS = ("two three four five six seven eight nine ten eleven twelve twenty thirty "
-                "forty hundred").split()
+NUMBER_WORDS = ("two three four five six seven eight nine ten eleven twelve twenty thirty forty hundred").split()
 COLOURS = "red blue green yellow white grey orange purple".split()
 MATERIALS = "stone wooden glass iron brick copper marble".split()
 #: Concrete-detail words counted by :func:`specificity` (any all-digit token counts too).
@@ -68,10 +75,10 @@ def text_features(text: str) -> dict[str, int]:
     }
 
 
-
 # =============================================================================================
 # Gold objectives
 # =============================================================================================
+
 
 def sentiment(text: str, smoothing: float = 1.0) -> float:
     """Share of positive among sentiment words, Laplace-smoothed.
@@ -150,6 +157,7 @@ def gold_rewards(text: str) -> dict[str, float]:
 # Mixtures of gold objectives
 # =============================================================================================
 
+
 def _objective(o: str | Callable[[str], float]) -> Callable[[str], float]:
     if callable(o):
         return o
@@ -159,15 +167,17 @@ def _objective(o: str | Callable[[str], float]) -> Callable[[str], float]:
         raise ValueError(f"unknown gold objective {o!r}; known: {sorted(GOLD_OBJECTIVES)}") from None
 
 
-def mixture_reward(text: str, a: str | Callable[[str], float], b: str | Callable[[str], float],
-                   alpha: float, kind: str = "linear") -> float:
+def mixture_reward(
+    text: str, a: str | Callable[[str], float], b: str | Callable[[str], float], alpha: float, kind: str = "linear"
+) -> float:
     """The mixed gold reward of `text`: ``kind`` ∈ {"linear", "geometric"} applied to
     r_a(text), r_b(text) at α. `a`, `b` are names in :data:`GOLD_OBJECTIVES` or callables."""
     return float(mixture_fn(kind)(_objective(a)(text), _objective(b)(text), alpha))
 
 
-def make_mixture_reward(a: str | Callable[[str], float], b: str | Callable[[str], float],
-                        alpha: float, kind: str = "linear") -> Callable[[str], float]:
+def make_mixture_reward(
+    a: str | Callable[[str], float], b: str | Callable[[str], float], alpha: float, kind: str = "linear"
+) -> Callable[[str], float]:
     """``text -> mixture_reward(text, a, b, alpha, kind)``, e.g. the `reward_fn` of
     :func:`label_pairs`. Arguments are validated now, not at the first call."""
     check_alpha(alpha)

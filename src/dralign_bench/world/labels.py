@@ -15,6 +15,7 @@ import numpy as np
 # Bradley–Terry labelling and label noise
 # =============================================================================================
 
+
 def bt_probability(reward_1: float, reward_2: float, temperature: float) -> float:
     """P(1 ≻ 2) = σ((r1 − r2) / T) = 1 / (1 + exp(−(r1 − r2)/T)), computed stably.
 
@@ -39,9 +40,14 @@ def bt_label(reward_1: float, reward_2: float, *, temperature: float, rng: Any) 
     return bool(rng.random() < bt_probability(reward_1, reward_2, temperature))
 
 
-def label_pairs(prompts: Sequence[str], responses_1: Sequence[str], responses_2: Sequence[str],
-                reward_fn: Callable[[str], float], temperature: float = 0.1,
-                seed: int = 0) -> list[dict[str, Any]]:
+def label_pairs(
+    prompts: Sequence[str],
+    responses_1: Sequence[str],
+    responses_2: Sequence[str],
+    reward_fn: Callable[[str], float],
+    temperature: float = 0.1,
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     """Label each pair by Bradley–Terry on ``reward_fn(response)``, deterministic per seed.
 
     For pair i, r1 = reward_fn(responses_1[i]), r2 = reward_fn(responses_2[i]),
@@ -52,34 +58,45 @@ def label_pairs(prompts: Sequence[str], responses_1: Sequence[str], responses_2:
     Rewards lie in [0, 1], so temperature 0.1 makes a 0.1 reward gap a 73 % preference.
     """
     if not len(prompts) == len(responses_1) == len(responses_2):
-        raise ValueError(f"prompts, responses_1, responses_2 differ in length: "
-                         f"{len(prompts)}, {len(responses_1)}, {len(responses_2)}")
+        raise ValueError(
+            f"prompts, responses_1, responses_2 differ in length: "
+            f"{len(prompts)}, {len(responses_1)}, {len(responses_2)}"
+        )
     rng = np.random.default_rng(seed)
     rows = []
     for p, y1, y2 in zip(prompts, responses_1, responses_2):
         r1, r2 = float(reward_fn(y1)), float(reward_fn(y2))
         p_first = bt_probability(r1, r2, temperature)
         first = bool(rng.random() < p_first)
-        rows.append({
-            "prompt": p,
-            "chosen": y1 if first else y2,
-            "rejected": y2 if first else y1,
-            "p_first": p_first,
-            "first_preferred": first,
-            "reward_chosen": r1 if first else r2,
-            "reward_rejected": r2 if first else r1,
-        })
+        rows.append(
+            {
+                "prompt": p,
+                "chosen": y1 if first else y2,
+                "rejected": y2 if first else y1,
+                "p_first": p_first,
+                "first_preferred": first,
+                "reward_chosen": r1 if first else r2,
+                "reward_rejected": r2 if first else r1,
+            }
+        )
     return rows
 
 
-def label_rows(rows: Iterable[Mapping[str, Any]], reward_fn: Callable[[str], float],
-               temperature: float = 0.1, seed: int = 0) -> list[dict[str, Any]]:
+def label_rows(
+    rows: Iterable[Mapping[str, Any]], reward_fn: Callable[[str], float], temperature: float = 0.1, seed: int = 0
+) -> list[dict[str, Any]]:
     """:func:`label_pairs` on rows ``{"prompt", "response_1", "response_2", ...}`` (from
     :func:`prompt_response_pairs` or :func:`assign_sources`); every other key (e.g. ``source``)
     is carried over to the labelled row."""
     rows = list(rows)
-    labelled = label_pairs([r["prompt"] for r in rows], [r["response_1"] for r in rows],
-                           [r["response_2"] for r in rows], reward_fn, temperature, seed)
+    labelled = label_pairs(
+        [r["prompt"] for r in rows],
+        [r["response_1"] for r in rows],
+        [r["response_2"] for r in rows],
+        reward_fn,
+        temperature,
+        seed,
+    )
     out = []
     for src, lab in zip(rows, labelled):
         extra = {k: v for k, v in src.items() if k not in ("prompt", "response_1", "response_2")}
@@ -112,4 +129,3 @@ def flip_labels(rows: Sequence[Mapping[str, Any]], rate: float, seed: int = 0) -
         row["flipped"] = i in flip
         out.append(row)
     return out
-

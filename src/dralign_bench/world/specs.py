@@ -19,7 +19,7 @@ __all__ = ["world_prompts", "world_reward"]
 def world_reward(body: str) -> Callable[[str], float]:
     """The per-text reward of ``world:BODY``; ValueError naming what is wrong."""
     if body.startswith("mix:"):
-        parts = [p.strip() for p in body[len("mix:"):].split(",")]
+        parts = [p.strip() for p in body[len("mix:") :].split(",")]
         if len(parts) not in (3, 4):
             raise ValueError("a mixture is world:mix:A,B,ALPHA[,linear|geometric]")
         a, b, alpha = parts[:3]
@@ -36,8 +36,9 @@ def world_reward(body: str) -> Callable[[str], float]:
     return GOLD_OBJECTIVES[body]
 
 
-world_reward.spec_help = (f"world:NAME (NAME one of {', '.join(GOLD_OBJECTIVES)}), "
-                          "world:mix:A,B,ALPHA[,linear|geometric]")
+world_reward.spec_help = (
+    f"world:NAME (NAME one of {', '.join(GOLD_OBJECTIVES)}), world:mix:A,B,ALPHA[,linear|geometric]"
+)
 
 
 def world_prompts(body: str, seed: int) -> list[str]:

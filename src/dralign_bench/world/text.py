@@ -18,16 +18,23 @@ from .gold import COLOURS, MATERIALS, NEGATIVE_WORDS, NUMBER_WORDS, POSITIVE_WOR
 
 SOURCES = ("human", "synthetic")
 
-TOPICS = tuple("""
+TOPICS = tuple(
+    """
 garden ocean city market library mountain kitchen train school forest river village festival
 bakery bridge desert island castle farm park harbor museum theater station lake meadow cafe
 stadium airport orchard valley lighthouse factory beach hotel concert zoo canal square tower
-""".split())
+""".split()
+)
 
 _PROMPT_TEMPLATES = (
-    "Write about the {m}{t}:", "Describe the {m}{t}:", "Tell me about the {m}{t}:",
-    "Give your view of the {m}{t}:", "Say something about the {m}{t}:",
-    "Write a note about the {m}{t}:", "Review the {m}{t}:", "Share a thought on the {m}{t}:",
+    "Write about the {m}{t}:",
+    "Describe the {m}{t}:",
+    "Tell me about the {m}{t}:",
+    "Give your view of the {m}{t}:",
+    "Say something about the {m}{t}:",
+    "Write a note about the {m}{t}:",
+    "Review the {m}{t}:",
+    "Share a thought on the {m}{t}:",
 )
 _PROMPT_MODIFIERS = ("", "old ", "new ", "small ", "big ", "local ", "nearby ", "famous ")
 _HELDOUT_FRACTION = 0.2
@@ -50,13 +57,13 @@ SYNTHETIC_SHIFT = 0.8
 # Prompts
 # =============================================================================================
 
+
 def _rng(*parts: Any) -> random.Random:
     return random.Random("/".join(str(p) for p in parts))
 
 
 def _build_pools() -> dict[str, tuple[str, ...]]:
-    allp = [t.format(m=m, t=topic) for topic in TOPICS for m in _PROMPT_MODIFIERS
-            for t in _PROMPT_TEMPLATES]
+    allp = [t.format(m=m, t=topic) for topic in TOPICS for m in _PROMPT_MODIFIERS for t in _PROMPT_TEMPLATES]
     _rng(_SPLIT_SEED).shuffle(allp)
     k = int(round(_HELDOUT_FRACTION * len(allp)))
     return {"heldout": tuple(sorted(allp[:k])), "train": tuple(sorted(allp[k:]))}
@@ -101,6 +108,7 @@ def format_text(prompt: str, response: str) -> str:
     """A corpus text: ``prompt + " " + response`` (no EOS; the tokenizer adds it)."""
     return f"{prompt} {response}"
 
+
 # =============================================================================================
 # Responses: a small grammar driven by a latent style
 # =============================================================================================
@@ -128,25 +136,43 @@ _SHIFT_LENGTH = 1.0
 _MIN_WORDS, _MAX_WORDS = 5, 40
 
 _NEUTRAL_ADJ = "large small old new busy open wide tall long plain typical modern simple distant".split()
-_NOUNS = ("people children visitors birds trees lamps paths windows benches shops boats doors "
-          "tables signs flowers houses").split()
+_NOUNS = (
+    "people children visitors birds trees lamps paths windows benches shops boats doors tables signs flowers houses"
+).split()
 _VERBS = "visited saw passed explored left reached photographed watched".split()
-_TIMES = ("in the morning", "at night", "every day", "last week", "after lunch", "on sunday",
-          "in winter", "in spring")
-_PLACES = ("near the gate", "by the water", "along the road", "behind the wall",
-           "around the corner", "at the entrance")
+_TIMES = ("in the morning", "at night", "every day", "last week", "after lunch", "on sunday", "in winter", "in spring")
+_PLACES = ("near the gate", "by the water", "along the road", "behind the wall", "around the corner", "at the entrance")
 _VAGUE_Q = ("some", "many", "a few", "several")
-_FORMAL_MARKERS = ("furthermore,", "moreover,", "indeed,", "additionally,", "consequently,",
-                   "nevertheless,", "notably,", "thus,")
+_FORMAL_MARKERS = (
+    "furthermore,",
+    "moreover,",
+    "indeed,",
+    "additionally,",
+    "consequently,",
+    "nevertheless,",
+    "notably,",
+    "thus,",
+)
 _INFORMAL_MARKERS = ("yeah,", "anyway,", "okay,", "hey,", "basically,", "honestly,")
 _FORMAL_INTENS = ("remarkably", "exceedingly", "considerably")
 _INFORMAL_INTENS = ("super", "totally", "kinda", "sorta")
-_FORMAL_PHRASES = ("requires substantial attention", "offers numerous facilities",
-                   "demonstrates considerable character", "merits further consideration",
-                   "provides sufficient space", "is regarded as significant")
-_INFORMAL_PHRASES = ("has lots of stuff", "is kinda big", "gets super crowded",
-                     "is gonna change soon", "is totally worth a look",
-                     "has tons of stuff going on", "is where folks hang out")
+_FORMAL_PHRASES = (
+    "requires substantial attention",
+    "offers numerous facilities",
+    "demonstrates considerable character",
+    "merits further consideration",
+    "provides sufficient space",
+    "is regarded as significant",
+)
+_INFORMAL_PHRASES = (
+    "has lots of stuff",
+    "is kinda big",
+    "gets super crowded",
+    "is gonna change soon",
+    "is totally worth a look",
+    "has tons of stuff going on",
+    "is where folks hang out",
+)
 
 _EVALUATIVE = (
     "{R} the {T} is {I} {S}.",
@@ -169,11 +195,11 @@ _SLOT_RE = re.compile(r"\{(\w+)\}")
 
 @dataclass(frozen=True)
 class _Style:
-    positivity: float      # P(positive | sentiment word)
-    formality: float       # P(formal | register word)
+    positivity: float  # P(positive | sentiment word)
+    formality: float  # P(formal | register word)
     sentiment_rate: float  # P(a sentiment slot gets a sentiment word rather than a neutral one)
-    register_rate: float   # P(an optional register slot is filled)
-    detail_rate: float     # P(an optional detail slot is filled / a quantity is a number)
+    register_rate: float  # P(an optional register slot is filled)
+    detail_rate: float  # P(an optional detail slot is filled / a quantity is a number)
     target_words: int
 
 
@@ -192,8 +218,7 @@ def _draw_style(rng: random.Random, shift: float = 0.0) -> _Style:
     """A latent style; `shift` ∈ [0, 1] moves it towards the synthetic source (see
     :data:`SYNTHETIC_SHIFT`). Every draw is made whatever the shift, and the shift
     only transforms drawn values, so shift 0 is the human generator, draw for draw."""
-    weights = [(1.0 - shift) * w + shift * ws
-               for (_, w, _, _), ws in zip(_PERSONAS, _SYNTHETIC_PERSONA_WEIGHTS)]
+    weights = [(1.0 - shift) * w + shift * ws for (_, w, _, _), ws in zip(_PERSONAS, _SYNTHETIC_PERSONA_WEIGHTS)]
     u = rng.random()
     acc = 0.0
     for (name, _, mu_pos, mu_formal), w in zip(_PERSONAS, weights):  # noqa: B007 (the drawn persona, read after the loop)
@@ -277,8 +302,7 @@ def _sentence(topic: str, st: _Style, rng: random.Random, first: bool) -> str:
     return _fill(tpl, topic, st, rng)
 
 
-def generate_response(prompt: str, rng: random.Random, source: str = "human",
-                      shift: float | None = None) -> str:
+def generate_response(prompt: str, rng: random.Random, source: str = "human", shift: float | None = None) -> str:
     """One response to `prompt`: 5–40 words, whose first sentence names the topic (the
     prompt's last word). `rng` is a :class:`random.Random`.
 
@@ -312,15 +336,15 @@ def generate_response(prompt: str, rng: random.Random, source: str = "human",
     return " ".join(parts)
 
 
-def generate_responses(prompts: Sequence[str], seed: int = 0, source: str = "human",
-                       shift: float | None = None) -> list[str]:
+def generate_responses(
+    prompts: Sequence[str], seed: int = 0, source: str = "human", shift: float | None = None
+) -> list[str]:
     """One response per prompt (see :func:`generate_response`), deterministic per (seed, source)."""
     rng = _rng("responses", source, seed)
     return [generate_response(p, rng, source, shift) for p in prompts]
 
 
-def generate_corpus(n: int, seed: int = 0, synthetic_fraction: float = 0.0,
-                    shift: float | None = None) -> list[str]:
+def generate_corpus(n: int, seed: int = 0, synthetic_fraction: float = 0.0, shift: float | None = None) -> list[str]:
     """`n` training texts ``"<prompt> <response>"`` for the base LM, deterministic per seed.
 
     Prompts come from the *train* pool only (held-out prompts stay unseen). Each text is from
@@ -338,21 +362,29 @@ def generate_corpus(n: int, seed: int = 0, synthetic_fraction: float = 0.0,
     return out
 
 
-def prompt_response_pairs(prompts: Sequence[str], seed: int = 0, source: str = "human",
-                          shift: float | None = None) -> list[dict[str, str]]:
+def prompt_response_pairs(
+    prompts: Sequence[str], seed: int = 0, source: str = "human", shift: float | None = None
+) -> list[dict[str, str]]:
     """Two independent responses per prompt from one source, deterministic per (seed, source).
 
     Returns rows ``{"prompt", "response_1", "response_2", "source"}`` — the input of
     :func:`label_rows`.
     """
     rng = _rng("pairs", source, seed)
-    return [{"prompt": p, "response_1": generate_response(p, rng, source, shift),
-             "response_2": generate_response(p, rng, source, shift), "source": source}
-            for p in prompts]
+    return [
+        {
+            "prompt": p,
+            "response_1": generate_response(p, rng, source, shift),
+            "response_2": generate_response(p, rng, source, shift),
+            "source": source,
+        }
+        for p in prompts
+    ]
 
 
-def assign_sources(prompts: Sequence[str], synthetic_fraction: float = 0.5, seed: int = 0,
-                   shift: float | Sequence[float] | None = None) -> list[dict[str, str]]:
+def assign_sources(
+    prompts: Sequence[str], synthetic_fraction: float = 0.5, seed: int = 0, shift: float | Sequence[float] | None = None
+) -> list[dict[str, str]]:
     """Rows for the human-vs-synthetic scenario (DoRA): each prompt gets a source, and both of
     its responses come from that source's generator (synthetic at `shift`, default
     :data:`SYNTHETIC_SHIFT`: separable from human text by a classifier, held-out AUC ≈ 0.8
@@ -375,8 +407,12 @@ def assign_sources(prompts: Sequence[str], synthetic_fraction: float = 0.5, seed
     rows = []
     for i, (p, s) in enumerate(zip(prompts, shifts)):
         src = "synthetic" if i in synthetic else "human"
-        rows.append({"prompt": p, "response_1": generate_response(p, rng, src, s),
-                     "response_2": generate_response(p, rng, src, s), "source": src})
+        rows.append(
+            {
+                "prompt": p,
+                "response_1": generate_response(p, rng, src, s),
+                "response_2": generate_response(p, rng, src, s),
+                "source": src,
+            }
+        )
     return rows
-
-

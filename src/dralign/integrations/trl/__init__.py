@@ -63,15 +63,26 @@ from __future__ import annotations
 from ...objectives.trl import TRL_DIVERGENCES, TRL_LOSS_PRESETS
 from .data import META_KEYS, ObjectiveColumns, ObjectiveColumnsCollator, plan_columns
 from .objective import (
-                        DralignDPOConfig,
-                        UnsupportedObjectiveError,
-                        check_supported,
-                        objective_from_trl_config,
-                        resolve_objective,
+    DralignDPOConfig,
+    UnsupportedObjectiveError,
+    check_supported,
+    objective_from_trl_config,
+    resolve_objective,
 )
 from .trainer import OBJECTIVE_STATE_FILE, DPOTrainer
 
-__all__ = ["DPOTrainer", "DralignDPOConfig", "META_KEYS", "OBJECTIVE_STATE_FILE",
-           "ObjectiveColumns", "ObjectiveColumnsCollator", "TRL_DIVERGENCES", "TRL_LOSS_PRESETS",
-           "UnsupportedObjectiveError", "check_supported", "objective_from_trl_config",
-           "plan_columns", "resolve_objective"]
+__all__ = [
+    "DPOTrainer",
+    "DralignDPOConfig",
+    "META_KEYS",
+    "OBJECTIVE_STATE_FILE",
+    "ObjectiveColumns",
+    "ObjectiveColumnsCollator",
+    "TRL_DIVERGENCES",
+    "TRL_LOSS_PRESETS",
+    "UnsupportedObjectiveError",
+    "check_supported",
+    "objective_from_trl_config",
+    "plan_columns",
+    "resolve_objective",
+]

@@ -60,8 +60,7 @@ class ObjectiveColumns:
             probs = [self._number(r, self.target_prob) for r in rows]
             if any(not 0.0 <= p <= 1.0 for p in probs):
                 raise ValueError(f"column {self.target_prob!r}: a value is not in [0, 1]")
-            out["dralign_ratio"] = torch.tensor(
-                [row_ratio(None, p, self.target_prior) for p in probs])
+            out["dralign_ratio"] = torch.tensor([row_ratio(None, p, self.target_prior) for p in probs])
         return out
 
     @staticmethod
@@ -70,8 +69,9 @@ class ObjectiveColumns:
         try:
             x = float(value)
         except (TypeError, ValueError):
-            raise ValueError(f"column {column!r}: a row has {value!r}, not a number; every row "
-                             "needs one for this objective") from None
+            raise ValueError(
+                f"column {column!r}: a row has {value!r}, not a number; every row needs one for this objective"
+            ) from None
         if not math.isfinite(x):
             raise ValueError(f"column {column!r}: a row has the non-finite value {value!r}")
         return x
@@ -79,8 +79,9 @@ class ObjectiveColumns:
     def _group(self, row) -> int:
         value, ids = row.get(self.group), self.group_ids or {}
         if value is None or str(value) not in ids:
-            raise ValueError(f"column {self.group!r}: group {value!r} is not one of the training "
-                             f"data's groups ({', '.join(ids)})")
+            raise ValueError(
+                f"column {self.group!r}: group {value!r} is not one of the training data's groups ({', '.join(ids)})"
+            )
         return ids[str(value)]
 
 
@@ -105,10 +106,16 @@ def _numbers(values: Sequence, column: str, which: str = "training") -> list[flo
     return out
 
 
-def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = (), *,
-                 weight_column: str | None = "weight", group_column: str | None = "group",
-                 ratio_column: str | None = "ratio",
-                 target_prob_column: str | None = "target_prob") -> ObjectiveColumns:
+def plan_columns(
+    objective: Objective,
+    train_dataset,
+    eval_datasets: Sequence = (),
+    *,
+    weight_column: str | None = "weight",
+    group_column: str | None = "group",
+    ratio_column: str | None = "ratio",
+    target_prob_column: str | None = "target_prob",
+) -> ObjectiveColumns:
     """Which columns the objective reads, checked against the datasets before TRL tokenises.
 
     `weight` is used whenever the training data has it; `group` and `ratio`/`target_prob` only
@@ -124,7 +131,8 @@ def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = 
             raise UnsupportedObjectiveError(
                 f"the training data has a {weight_column!r} column, but coupling="
                 f"{objective.coupling!r} compares sorted quantiles, not rows, so per-row weights "
-                "cannot apply. Drop the column, or pass weight_column=None to ignore it")
+                "cannot apply. Drop the column, or pass weight_column=None to ignore it"
+            )
         columns.weight = weight_column
     if objective.uses_group:
         _plan_groups(columns, train_dataset, names, group_column, label)
@@ -134,8 +142,9 @@ def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = 
     for dataset in eval_datasets:
         missing = [c for c in required if c not in _column_names(dataset)]
         if missing:
-            raise UnsupportedObjectiveError(f"{label}: an eval dataset lacks the column(s) "
-                                            f"{', '.join(map(repr, missing))}")
+            raise UnsupportedObjectiveError(
+                f"{label}: an eval dataset lacks the column(s) {', '.join(map(repr, missing))}"
+            )
         for column in filter(None, (columns.ratio, columns.target_prob)):  # checked here, where rows have numbers
             values = _column_values(dataset, column)
             if values is not None:
@@ -143,47 +152,62 @@ def plan_columns(objective: Objective, train_dataset, eval_datasets: Sequence = 
     return columns
 
 
-def _plan_groups(columns: ObjectiveColumns, train_dataset, names: list[str], group_column: str | None,
-                 label: str) -> None:
+def _plan_groups(
+    columns: ObjectiveColumns, train_dataset, names: list[str], group_column: str | None, label: str
+) -> None:
     """The group column, its groups numbered over the training data (as `dralign train` does)."""
     if not group_column or group_column not in names:
         raise UnsupportedObjectiveError(
             f"{label} needs a group per row: the training data has no {group_column!r} column "
-            "(pass group_column=<its name>)")
+            "(pass group_column=<its name>)"
+        )
     columns.group = group_column
     values = _column_values(train_dataset, group_column)
     if values is None:
         raise UnsupportedObjectiveError(
             f"{label}: numbering the {group_column!r} column's groups needs the whole training "
-            "set, which an IterableDataset cannot give; use a map-style datasets.Dataset")
+            "set, which an IterableDataset cannot give; use a map-style datasets.Dataset"
+        )
     if None in values:
-        raise BadInputError(f"training dataset row {values.index(None)}: column "
-                            f"{group_column!r}: no group (the objective needs one per row)")
+        raise BadInputError(
+            f"training dataset row {values.index(None)}: column "
+            f"{group_column!r}: no group (the objective needs one per row)"
+        )
     _, columns.group_ids = number_names([], values)
     columns.num_groups = len(columns.group_ids)
 
 
-def _plan_ratios(columns: ObjectiveColumns, train_dataset, names: list[str], ratio_column: str | None,
-                 target_prob_column: str | None, label: str) -> None:
+def _plan_ratios(
+    columns: ObjectiveColumns,
+    train_dataset,
+    names: list[str],
+    ratio_column: str | None,
+    target_prob_column: str | None,
+    label: str,
+) -> None:
     """The ratio column, or the target_prob column with the training data's target prior."""
     if ratio_column and ratio_column in names:
         columns.ratio = ratio_column
         values = _column_values(train_dataset, ratio_column)
         if values is not None and not any(_numbers(values, ratio_column)):
-            raise BadInputError(f"column {ratio_column!r}: every training row's density ratio "
-                                "is 0, so every weight is 0 and nothing would train")
+            raise BadInputError(
+                f"column {ratio_column!r}: every training row's density ratio "
+                "is 0, so every weight is 0 and nothing would train"
+            )
     elif target_prob_column and target_prob_column in names:
         values = _column_values(train_dataset, target_prob_column)
         if values is None:
             raise UnsupportedObjectiveError(
                 f"{label}: a {target_prob_column!r} column needs the training set's mean as the "
-                "target prior, which an IterableDataset cannot give; add a `ratio` column")
+                "target prior, which an IterableDataset cannot give; add a `ratio` column"
+            )
         columns.target_prob = target_prob_column
         columns.target_prior = target_prior(_numbers(values, target_prob_column))
     else:
         raise UnsupportedObjectiveError(
             f"{label} needs a density ratio per row: the training data has neither a "
-            f"{ratio_column!r} nor a {target_prob_column!r} column (see `dralign ratio fit`)")
+            f"{ratio_column!r} nor a {target_prob_column!r} column (see `dralign ratio fit`)"
+        )
 
 
 class ObjectiveColumnsCollator:

@@ -22,7 +22,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("dralign.integrations.trl needs TRL: pip install 'dralign[trl]'") from exc
 
 
-
 class UnsupportedObjectiveError(UnsupportedError):
     """The objective (or a TRL setting) cannot run inside TRL's DPOTrainer; the message says why."""
 
@@ -40,12 +39,14 @@ class DralignDPOConfig(DPOConfig):
 
     objective: str | None = field(
         default=None,
-        metadata={"help": "dralign preset replacing TRL's loss (dpo, ipo, kldpo, dora, ...; see "
-                          "`dralign methods`). None: TRL's `loss_type`, mapped to its preset."})
+        metadata={
+            "help": "dralign preset replacing TRL's loss (dpo, ipo, kldpo, dora, ...; see "
+            "`dralign methods`). None: TRL's `loss_type`, mapped to its preset."
+        },
+    )
     objective_kwargs: dict[str, Any] | str | None = field(
-        default=None,
-        metadata={"help": "parameters of the preset, e.g. '{\"tau\": 0.5}' (beta defaults to "
-                          "`beta`)."})
+        default=None, metadata={"help": "parameters of the preset, e.g. '{\"tau\": 0.5}' (beta defaults to `beta`)."}
+    )
 
 
 def _setting(args, name: str):
@@ -68,8 +69,8 @@ def objective_from_trl_config(args=None) -> Objective:
     loss = trl_loss({name: _setting(args, name) for name in LOSS_FIELDS})
     if loss.refusals:
         raise UnsupportedObjectiveError(
-            "; ".join(loss.refusals) + ". Pass objective=<a dralign preset>, or use "
-            "trl.DPOTrainer for this loss")
+            "; ".join(loss.refusals) + ". Pass objective=<a dralign preset>, or use trl.DPOTrainer for this loss"
+        )
     assert loss.preset is not None, "a translation without refusals names its preset"
     return Objective.from_preset(loss.preset, beta=_setting(args, "beta"), **loss.parameters)
 
@@ -96,16 +97,24 @@ def resolve_objective(objective=None, objective_kwargs: Mapping | None = None, a
     beta, smoothing = _setting(args, "beta"), _setting(args, "label_smoothing")
     if isinstance(objective, Objective):
         if kwargs:
-            raise ValueError("objective_kwargs apply to a preset name, not to an Objective instance "
-                             "(set the parameters when building it)")
+            raise ValueError(
+                "objective_kwargs apply to a preset name, not to an Objective instance "
+                "(set the parameters when building it)"
+            )
         if beta != objective.beta:
-            warnings.warn(f"the objective's beta={objective.beta} is used; DPOConfig.beta={beta} is "
-                          "ignored", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"the objective's beta={objective.beta} is used; DPOConfig.beta={beta} is ignored",
+                UserWarning,
+                stacklevel=3,
+            )
         uses_smoothing = True
         eps = objective.parameters().get("label_smoothing", 0.0)
         if smoothing and smoothing != eps:
-            warnings.warn(f"the objective's label_smoothing={eps} is used; "
-                          f"DPOConfig.label_smoothing={smoothing} is ignored", UserWarning, stacklevel=3)
+            warnings.warn(
+                f"the objective's label_smoothing={eps} is used; DPOConfig.label_smoothing={smoothing} is ignored",
+                UserWarning,
+                stacklevel=3,
+            )
         resolved = objective
     elif isinstance(objective, str):
         if objective not in PRESETS:
@@ -116,8 +125,7 @@ def resolve_objective(objective=None, objective_kwargs: Mapping | None = None, a
             kwargs.setdefault("label_smoothing", smoothing)
         resolved = Objective.from_preset(objective, **kwargs)
     else:
-        raise TypeError(f"objective must be a dralign.Objective, a preset name or None, got "
-                        f"{type(objective).__name__}")
+        raise TypeError(f"objective must be a dralign.Objective, a preset name or None, got {type(objective).__name__}")
 
     ignored = []
     if list(_setting(args, "loss_type")) != ["sigmoid"]:
@@ -125,13 +133,17 @@ def resolve_objective(objective=None, objective_kwargs: Mapping | None = None, a
     if _setting(args, "loss_weights") is not None:
         ignored.append(f"loss_weights={_setting(args, 'loss_weights')}")
     if _setting(args, "f_divergence_type") != "reverse_kl":
-        ignored.append(f"f_divergence_type={_setting(args, 'f_divergence_type')!r} (set the "
-                       "objective's divergence instead)")
+        ignored.append(
+            f"f_divergence_type={_setting(args, 'f_divergence_type')!r} (set the objective's divergence instead)"
+        )
     if smoothing and not uses_smoothing:
         ignored.append(f"label_smoothing={smoothing} (this preset has no epsilon)")
     if ignored:
-        warnings.warn("the dralign objective replaces TRL's loss; ignored DPOConfig settings: "
-                      + "; ".join(ignored), UserWarning, stacklevel=3)
+        warnings.warn(
+            "the dralign objective replaces TRL's loss; ignored DPOConfig settings: " + "; ".join(ignored),
+            UserWarning,
+            stacklevel=3,
+        )
     return resolved
 
 
@@ -145,9 +157,11 @@ def check_supported(objective: Objective, args=None) -> None:
             "Wasserstein penalty needs the gradient of each loss with respect to the input "
             "embeddings, i.e. an extra backward (or finite-difference) pass per micro-batch that "
             "TRL's training step does not make. Use `dralign train --method wdpo`, or the same "
-            "objective without the penalty (e.g. objective='dpo' or 'kldpo')")
+            "objective without the penalty (e.g. objective='dpo' or 'kldpo')"
+        )
     if _setting(args, "use_weighting"):
         raise UnsupportedObjectiveError(
             "DPOConfig.use_weighting=True (WPO weighting) is not supported with a dralign "
             "objective: it multiplies TRL's per-pair losses, which the objective replaces. Set "
-            "use_weighting=False, or give per-row weights in a `weight` column")
+            "use_weighting=False, or give per-row weights in a `weight` column"
+        )

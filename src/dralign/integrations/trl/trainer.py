@@ -23,11 +23,26 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 OBJECTIVE_STATE_FILE = "dralign_objective.pt"
 
 _TRL_NON_MODEL_KEYS = ("completion_mask", "ref_chosen_logps", "ref_rejected_logps")
-_TRL_METRICS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-                "logps/chosen", "logps/rejected")
-_TRL_INTERNALS = ("ld_alpha", "precompute_ref_logps", "ref_model", "aux_loss_enabled",
-                  "router_aux_loss_coef", "_metrics", "_total_train_tokens", "_tp_size",
-                  "compute_ref_log_probs", "_compute_loss")
+_TRL_METRICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+)
+_TRL_INTERNALS = (
+    "ld_alpha",
+    "precompute_ref_logps",
+    "ref_model",
+    "aux_loss_enabled",
+    "router_aux_loss_coef",
+    "_metrics",
+    "_total_train_tokens",
+    "_tp_size",
+    "compute_ref_log_probs",
+    "_compute_loss",
+)
 
 
 def _check_trl_internals(trainer) -> None:
@@ -36,8 +51,10 @@ def _check_trl_internals(trainer) -> None:
     if missing:
         import trl
 
-        raise RuntimeError(f"dralign.integrations.trl was written against TRL 1.16; TRL "
-                           f"{trl.__version__}'s DPOTrainer lacks {', '.join(missing)}")
+        raise RuntimeError(
+            f"dralign.integrations.trl was written against TRL 1.16; TRL "
+            f"{trl.__version__}'s DPOTrainer lacks {', '.join(missing)}"
+        )
 
 
 class DPOTrainer(_TRLDPOTrainer):
@@ -55,10 +72,17 @@ class DPOTrainer(_TRLDPOTrainer):
     with each checkpoint and restored by `train(resume_from_checkpoint=...)`.
     """
 
-    def __init__(self, *args, objective: Objective | str | None = None,
-                 objective_kwargs: Mapping | None = None, weight_column: str | None = "weight",
-                 group_column: str | None = "group", ratio_column: str | None = "ratio",
-                 target_prob_column: str | None = "target_prob", **kwargs):
+    def __init__(
+        self,
+        *args,
+        objective: Objective | str | None = None,
+        objective_kwargs: Mapping | None = None,
+        weight_column: str | None = "weight",
+        group_column: str | None = "group",
+        ratio_column: str | None = "ratio",
+        target_prob_column: str | None = "target_prob",
+        **kwargs,
+    ):
         bound = inspect.signature(_TRLDPOTrainer.__init__).bind(self, *args, **kwargs).arguments
         config = bound.get("args")
         self.dralign_objective = resolve_objective(objective, objective_kwargs, config)
@@ -66,12 +90,22 @@ class DPOTrainer(_TRLDPOTrainer):
         train_dataset, eval_dataset = bound.get("train_dataset"), bound.get("eval_dataset")
         self.objective_columns = ObjectiveColumns()
         if train_dataset is not None:  # else TRL raises its own error
-            evals = (list(eval_dataset.values()) if isinstance(eval_dataset, Mapping)
-                     else [] if eval_dataset is None else [eval_dataset])
+            evals = (
+                list(eval_dataset.values())
+                if isinstance(eval_dataset, Mapping)
+                else []
+                if eval_dataset is None
+                else [eval_dataset]
+            )
             self.objective_columns = plan_columns(
-                self.dralign_objective, train_dataset, evals, weight_column=weight_column,
-                group_column=group_column, ratio_column=ratio_column,
-                target_prob_column=target_prob_column)
+                self.dralign_objective,
+                train_dataset,
+                evals,
+                weight_column=weight_column,
+                group_column=group_column,
+                ratio_column=ratio_column,
+                target_prob_column=target_prob_column,
+            )
         super().__init__(*args, **kwargs)
         _check_trl_internals(self)
         self.beta = self.dralign_objective.beta
@@ -90,7 +124,9 @@ class DPOTrainer(_TRLDPOTrainer):
                 f"DPOTrainer it is computed per micro-batch of {args.per_device_train_batch_size} "
                 f"rows on each process (dralign's `local` mode), not over the effective batch of "
                 f"{effective}. For the exact effective-batch objective use `dralign train`.",
-                UserWarning, stacklevel=3)
+                UserWarning,
+                stacklevel=3,
+            )
 
     # -- columns: keep the objective's through TRL's `remove_unused_columns`
     def _set_signature_columns_if_needed(self):
@@ -125,8 +161,7 @@ class DPOTrainer(_TRLDPOTrainer):
         labels = inputs["input_ids"].masked_fill(completion_mask == 0, -100)
         outputs = model(**forward, labels=labels, fused_lm_head=True)
         # TRL's summed log-probs (its fused head, its `ld_alpha`), reduced as dralign reduces them
-        policy = completion_logps(outputs.log_probs[:, -scored.size(1):], scored,
-                                  ld_alpha=self.ld_alpha)
+        policy = completion_logps(outputs.log_probs[:, -scored.size(1) :], scored, ld_alpha=self.ld_alpha)
         reference = SequenceLogps(self._reference_logps(inputs).to(policy.sum.dtype), policy.count)
         ln = self.dralign_objective.length_normalize  # the `ipo` preset, like TRL's ipo loss
         pc, pr = split_pairs(policy).reduce(ln)
@@ -139,7 +174,8 @@ class DPOTrainer(_TRLDPOTrainer):
         if self.aux_loss_enabled:
             loss = loss + self.router_aux_loss_coef * outputs.aux_loss
             self._metrics[mode]["aux_loss"].append(
-                self.accelerator.gather(outputs.aux_loss.detach().reshape(1)).mean().item())
+                self.accelerator.gather(outputs.aux_loss.detach().reshape(1)).mean().item()
+            )
         self._record_metrics(mode, inputs, outputs, scored, (pc, pr, rc, rr), out, meta)
 
         if return_outputs:  # logits for `compute_metrics`: the fused head does not build them
@@ -152,8 +188,9 @@ class DPOTrainer(_TRLDPOTrainer):
         """Advance a stateful aggregator (group DRO's q) from this micro-batch's losses on all
         processes, so that every process keeps the same state."""
         with torch.no_grad():
-            probe = self.dralign_objective(pc.detach(), pr.detach(), rc, rr, state=self.dralign_state,
-                                           update_state=False, **meta)
+            probe = self.dralign_objective(
+                pc.detach(), pr.detach(), rc, rr, state=self.dralign_state, update_state=False, **meta
+            )
             losses = probe.losses
             if "weight" in meta:
                 losses = losses * meta["weight"].to(losses.dtype)
@@ -161,8 +198,7 @@ class DPOTrainer(_TRLDPOTrainer):
             if self.accelerator.num_processes > 1:
                 losses = self.accelerator.gather(losses)
                 group = None if group is None else self.accelerator.gather(group)
-            self.dralign_state = self.dralign_objective.aggregator.update(
-                losses, group=group, state=self.dralign_state)
+            self.dralign_state = self.dralign_objective.aggregator.update(losses, group=group, state=self.dralign_state)
 
     def _record_metrics(self, mode, inputs, outputs, scored, logps, out, meta) -> None:
         """TRL's metric names (gathered over processes like TRL), then the objective's own."""
@@ -208,8 +244,9 @@ class DPOTrainer(_TRLDPOTrainer):
         super()._save_checkpoint(model, trial)
         state = self.dralign_state
         if state and self.args.should_save:
-            folder = os.path.join(self._get_output_dir(trial=trial),
-                                  f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
             path = os.path.join(folder, OBJECTIVE_STATE_FILE)
             torch.save(state, path + ".tmp")
             os.replace(path + ".tmp", path)
