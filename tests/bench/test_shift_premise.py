@@ -216,6 +216,30 @@ def test_maps_plumbing_on_a_fake_trainer(tmp_path):
 
     text = "\n".join(_map_lines({"maps": maps}))
     assert "| 0.05 | +0.0" in text and "| 0.1 | +0.051 [" in text
+    assert dora["parameters"]["source"].startswith("each grid's first value")
+    assert "Seeds [500, 501, 502] in every cell; parameters sources/dora 0.5" in text
+
+
+def test_maps_take_the_full_runs_validation_choices_from_the_output_folder(tmp_path):
+    """With a full run's results.json in the output folder, a map trains DoRA and KL-DRO at the
+    parameters that run chose on its validation seeds, never at a value it did not choose."""
+    import json
+
+    from dralign_bench.shift.maps import MAPS, map_parameters, map_runs
+
+    opts = resolve(ShiftOptions(maps=True, seeds=2, output_dir=str(tmp_path), betas=[0.1, 1.0]))
+    assert map_parameters(opts, MAPS["dora"])[0] == {("sources", "dora"): 0.5, ("sources", "dro"): 0.5}
+    selection = {
+        "sources/dora": {"param": "lam", "chosen": 2.0},
+        "sources/dro": {"param": "tau", "chosen": 0.5},
+        "flip/cdpo": {"param": "label_smoothing", "chosen": 0.3},
+    }
+    results = {"selection": selection, "options": {"validation_seed_values": [1000, 1001]}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    chosen, source = map_parameters(opts, MAPS["dora"])
+    assert chosen == {("sources", "dora"): 2.0, ("sources", "dro"): 0.5} and "[1000, 1001]" in source
+    _, method, baselines, _ = map_runs(opts, MAPS["dora"])
+    assert method.id == "sources/dora[lam=2]" and baselines[1].id == "sources/dro[tau=0.5]"
 
 
 def test_train_counting_reports_the_completions_each_step_drew(tiny_model_dir, pref_jsonl, unpaired_jsonl, tmp_path):

@@ -477,6 +477,18 @@ def test_maps_are_merged_and_rendered_as_tables_with_each_cells_interval_and_con
     text = "\n".join(_map_lines(merged))
     assert "| 0.05 | +0.031 [+0.010, +0.052] | -0.004 [-0.020, +0.012] (control failed) |" in text
     assert _map_lines({"maps": {}}) == []
+    later = {
+        **merged,
+        "maps_command": "dralign bench shift --maps",
+        "maps_provenance": {"commit": "abc", "wall_seconds": 120},
+    }
+    assert "Made by `dralign bench shift --maps` at commit abc in 2.0 min of wall time." in _map_lines(later)
+    from dralign_bench.shift.outputs import command_text
+
+    assert command_text({**later, "command": "x"}).splitlines()[-2:] == [
+        "# maps made at commit abc (dirty: None), None – None",
+        "dralign bench shift --maps",
+    ]
 
 
 def test_a_runs_progress_line_fits_80_columns_and_shows_no_nan():

@@ -17,8 +17,9 @@ marked, never hidden):
 * ``rdpo`` — flip rate {0.1, 0.2, 0.3, 0.4}; rDPO at ε = the true rate; accuracy against the
   noise-free order at matched KL; baseline DPO's envelope; control :func:`.controls.flip_control`.
 
-Robust parameters (DoRA's λ, KL-DRO's τ) are the grids' first values: the maps tune nothing.
-The maps go to ``results["maps"]`` (of the output folder's results.json, created if absent)
+The maps tune nothing: robust parameters (DoRA's λ, KL-DRO's τ) are those the full profile chose on
+its validation seeds when the output folder holds its results.json (its ``selection``), else each
+grid's first value (:func:`map_parameters`; the record says which). The maps go to ``results["maps"]`` (of the output folder's results.json, created if absent)
 and to one PNG heatmap per map.
 """
 
@@ -44,6 +45,7 @@ __all__ = [
     "in_turn",
     "map_cells",
     "map_names",
+    "map_parameters",
     "map_runs",
     "measure_cell",
     "plot_map",
@@ -101,10 +103,25 @@ def cell_options(opts: ShiftOptions, spec: MapSpec, coords: dict[str, float]) ->
     return replace(opts, **values)
 
 
+def map_parameters(opts: ShiftOptions, spec: MapSpec) -> tuple[dict[tuple[str, str], float], str]:
+    """(the map's tuned parameters {(dataset, method): value}, where they come from): the
+    validation selection recorded in output_dir/results.json by a full run, where it chose them;
+    else each grid's first value."""
+    chosen = default_choices(replace(opts, scenarios=[spec.scenario]))
+    path = Path(opts.output_dir) / "results.json"
+    selection = json.loads(path.read_text()).get("selection", {}) if path.exists() else {}
+    picked = {tuple(k.split("/", 1)): rec["chosen"] for k, rec in selection.items()}
+    found = {key: picked[key] for key in chosen if key in picked}
+    if not chosen or len(found) < len(chosen):
+        return chosen, "each grid's first value (no validation selection in the output folder)"
+    seeds = json.loads(path.read_text()).get("options", {}).get("validation_seed_values")
+    return found, f"chosen on validation seeds {seeds} by the full run in {path}"
+
+
 def map_runs(opts: ShiftOptions, spec: MapSpec) -> tuple[list[RunSpec], RunSpec, list[RunSpec], list[RunSpec]]:
     """(every run of a cell, the method, its non-frontier baselines, the control's extra runs)."""
     sc = SCENARIOS[spec.scenario]
-    chosen = default_choices(replace(opts, scenarios=[spec.scenario]))
+    chosen = map_parameters(opts, spec)[0]
     tuned = lambda m: next(
         RunSpec(t.dataset, t.method, ((t.param, chosen[(t.dataset, t.method)]),))  # noqa: E731
         for t in sc.tuned
@@ -284,7 +301,13 @@ def run_maps(opts: ShiftOptions, measure: Callable[[list[Cell]], list[Measured]]
     for name in map_names(opts):
         spec = MAPS[name]
         rows = [(coords, *measured[(name, tuple(coords.items()))]) for coords in _coords(spec)]
-        maps[name] = {**summarise_map(opts, spec, rows), "seed_values": seed_list(opts)}
+        chosen, source = map_parameters(opts, spec)
+        parameters = {"/".join(k): v for k, v in chosen.items()}
+        maps[name] = {
+            **summarise_map(opts, spec, rows),
+            "seed_values": seed_list(opts),
+            "parameters": {"values": parameters, "source": source},
+        }
         maps[name]["png"] = maps[name]["plot"] = plot_map(maps[name], root / f"map-{name}.png")
     path = root / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"options": {"maps_only": True}}

@@ -175,11 +175,21 @@ def _map_lines(results: dict) -> list[str]:
     if not maps:
         return []
     lines = ["## Maps: where does each method help?", ""]
+    if results.get("maps_command"):  # a maps profile run after the claims, into the same folder
+        m = results.get("maps_provenance") or {}
+        minutes = f" in {m['wall_seconds'] / 60:.1f} min of wall time" if m.get("wall_seconds") else ""
+        lines += [f"Made by `{results['maps_command']}` at commit {m.get('commit')}{minutes}.", ""]
     for name, mp in maps.items():
         rows, cols = mp["rows"], mp.get("cols") or {"name": "gain", "values": [None]}  # a 1-D map: one column
         cells = {(c["row"], c.get("col")): c for c in mp["cells"]}
+        params = mp.get("parameters") or {}
+        used = ", ".join(f"{k} {v:g}" for k, v in (params.get("values") or {}).items())
         lines += [
             f"### {mp.get('title', name)}",
+            "",
+            f"Seeds {mp.get('seed_values')} in every cell"
+            + (f"; parameters {used}, {params.get('source')}" if used else "")
+            + ".",
             "",
             f"| {rows['name']} \\ {cols['name']} | "
             + " | ".join("" if v is None else f"{v:g}" for v in cols["values"])
@@ -308,4 +318,10 @@ def command_text(results: dict) -> str:
         f"# job: {j['command']} (scenarios {', '.join(j['scenarios'] or ['all'])}, {j['seconds'] / 60:.1f} min)"
         for j in results.get("jobs", [])
     ]
+    if results.get("maps_command"):  # the maps profile, run later into the same folder
+        m = results.get("maps_provenance") or {}
+        lines += [
+            f"# maps made at commit {m.get('commit')} (dirty: {m.get('dirty')}), {m.get('started')} – {m.get('finished')}",
+            results["maps_command"],
+        ]
     return "\n".join(lines) + "\n"
