@@ -243,10 +243,13 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
     import transformers
     from rich.console import Console
 
+    from .shift import provenance
+
     console = console or Console()
     transformers.utils.logging.disable_progress_bar()  # no per-save bars between the tables
     o = quick_options(cfg.speed) if cfg.speed.quick else cfg.speed
     _check(o)
+    prov = provenance.start()  # the commit (and whether the tree was dirty) the figures come from
     t_start = time.perf_counter()
     created = o.work_dir is None
     root = Path(tempfile.mkdtemp(prefix="dralign-speed-")) if created else Path(o.work_dir)
@@ -308,10 +311,11 @@ def run_speed(cfg: SpeedConfig, console=None) -> dict:
         results["machine"]["load_average_after"] = load_average()
         results["goals"] = goals(results)
         results["elapsed_s"] = time.perf_counter() - t_start
+        results["provenance"] = provenance.finish(prov)
         results["notes"] = [
             "timed: steady-state steps only (after warm-up), the same number for both trainers; "
             "reference log-prob precomputation, loading and tokenisation are excluded for both",
-            "each trainer ran in its own subprocess; peak RSS is getrusage(RUSAGE_SELF).ru_maxrss there",
+            "each trainer ran in its own subprocess; peak RSS is its own high-water mark there (VmHWM, not ru_maxrss, which counts the parent)",
             "cpu ratios use process CPU time (all threads), less disturbed by other load than wall time",
         ]
         print_results(results, console)

@@ -3,8 +3,11 @@ dralign's objectives, and writes what it measured as JSON.
 
     python -m dralign_bench.speed_worker SPEC.json RESULT.json
 
-Each trainer runs in its own process so that its peak resident memory (`getrusage`'s
-`ru_maxrss`, read at the end of each job) is its own. Timing: the wall-clock (`perf_counter`)
+Each trainer runs in its own process so that its peak resident memory (the kernel's high-water
+mark of this process's own memory, `VmHWM`, read at the end of each job) is its own: not
+`getrusage`'s `ru_maxrss`, which Linux carries across `exec` from the parent that spawned the
+process (the benchmark's parent holds the real workload's model, 1.17 GB, and every child's
+`ru_maxrss` read at least that). Timing: the wall-clock (`perf_counter`)
 and CPU (`process_time`, all threads) seconds from the end of the last warm-up step to the end of
 the last step; for both trainers this covers whole loop iterations (data, forward, backward,
 optimizer, logging) and excludes everything before the first step, in particular the
@@ -30,7 +33,15 @@ from pathlib import Path
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size so far, in MiB (Linux reports KiB)."""
+    """This process's own peak resident set size so far, in MiB: `VmHWM` of /proc/self/status
+    (this address space's high-water mark, reset by `exec`); `ru_maxrss` where there is no /proc
+    (it also counts the memory of the parent at the spawn: see the module docstring)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 

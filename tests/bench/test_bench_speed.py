@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,8 @@ def test_quick_run_writes_every_key(tmp_path):
     assert compiled["step_s"]["dpo compiled"] > 0 and compiled["speedup"] > 0
     assert compiled["compile_s"] > 0  # the compiled variant's warm-up paid the compilation
     assert {g["goal"] for g in results["goals"]} >= {"ratio_vs_trl_balanced", "exact_vs_local"}
+    prov = results["provenance"]  # the checkout the figures come from (None outside git)
+    assert {"commit", "dirty", "versions", "started", "finished"} <= prov.keys() and prov["wall_seconds"] > 0
 
 
 def test_median_and_range():
@@ -187,3 +190,24 @@ def test_lora_steps_count_no_frozen_weight_gradients():
     full = batch_flops(collate_pairs(ex, 0), dims)
     lora = batch_flops(collate_pairs(ex, 0), {**dims, "trainable_fraction": 0.0})
     assert lora == pytest.approx(full * 2 / 3)
+
+
+def test_a_childs_peak_rss_is_its_own_not_its_parents():
+    """Linux carries the spawning parent's high-water mark into the child's `ru_maxrss` across
+    exec; the benchmark's parent holds the real workload's model, so every trainer read at least
+    that much. `peak_rss_mb` reads the child's own (VmHWM) — far below a 400 MB parent here."""
+    import subprocess
+    import sys
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("no /proc: peak_rss_mb falls back to ru_maxrss")
+    held = b"\x01" * (400 << 20)  # resident in this (the parent) process
+    code = (
+        "import resource; from dralign_bench.speed_worker import peak_rss_mb; "
+        "print(peak_rss_mb(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    )
+    own, inherited = map(
+        float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    )
+    assert inherited > 400 > 200 > own, (own, inherited)  # the artefact, and the reading without it
+    del held
